@@ -1,0 +1,45 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+// Debian 12's libomp-dev (LLVM 14) is the OpenMP runtime the toolchain's clang can use;
+// libclang-dev (LLVM 14) is what CalibCodegen checks every emitted C file with.
+let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
+let llvmLib = "/usr/lib/llvm-14/lib"
+
+let package = Package(
+    name: "calibc",
+    products: [
+        .executable(name: "calibc", targets: ["calibc"]),
+        .library(name: "CalibRuntime", targets: ["CalibRuntime"]),
+    ],
+    targets: [
+        .target(name: "CalibIR"),
+        .target(name: "CalibFrontend", dependencies: ["CalibIR"]),
+        .target(name: "CalibPasses", dependencies: ["CalibIR"]),
+        .systemLibrary(name: "CClang", path: "Sources/CClang"),
+        .target(
+            name: "CalibCodegen",
+            dependencies: ["CalibIR", "CClang"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/lib/llvm-14/include"])]
+        ),
+        // The kernels of the bundled example, written by `make kernels`; never edited by hand.
+        .target(
+            name: "CalibKernels",
+            path: "generated/CalibKernels",
+            exclude: ["calibc-manifest.json"],
+            cSettings: [.unsafeFlags(["-O3", "-march=native", "-fopenmp", "-idirafter", ompInclude])],
+            linkerSettings: [.unsafeFlags(["-L\(llvmLib)", "-lomp", "-Xlinker", "-rpath", "-Xlinker", llvmLib])]
+        ),
+        .target(name: "CalibRuntime", dependencies: ["CalibKernels", "CalibIR"]),
+        .executableTarget(
+            name: "calibc",
+            dependencies: ["CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen"]
+        ),
+        .executableTarget(name: "calib-demo", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses"], path: "examples/demo"),
+        .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
+        .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend"]),
+        .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend"]),
+        .testTarget(name: "CalibCodegenTests", dependencies: ["CalibCodegen", "CalibPasses", "CalibFrontend"]),
+        .testTarget(name: "CalibRuntimeTests", dependencies: ["CalibRuntime", "CalibCodegen", "CalibPasses", "CalibFrontend"]),
+    ]
+)

@@ -1,0 +1,60 @@
+// Every emitted C file is parsed by libclang before anything is written: a diagnostic in
+// generated code is a compiler bug, reported with its location rather than shipped.
+
+import CClang
+import Foundation
+
+public enum Toolchain {
+    /// Debian 12's libomp-dev (LLVM 14): omp.h and the runtime the toolchain's clang links.
+    public static let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
+    public static let ompLib = "/usr/lib/llvm-14/lib"
+}
+
+enum ClangCheck {
+    /// Parses each `.c` file of `files` as if they lay under `root`.
+    static func check(_ files: [GeneratedFile], root: String) throws {
+        let index = clang_createIndex(0, 0)
+        defer { clang_disposeIndex(index) }
+        let paths = files.map { root + "/" + $0.path }
+        let args = ["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wpedantic", "-I", root + "/include", "-idirafter", Toolchain.ompInclude]
+        try withCStrings(paths + files.map(\.contents) + args) { cs in
+            let names = Array(cs[0..<files.count])
+            let bodies = Array(cs[files.count..<(2 * files.count)])
+            var argv: [UnsafePointer<CChar>?] = Array(cs[(2 * files.count)...]).map { UnsafePointer($0) }
+            var unsaved = (0..<files.count).map { i in
+                CXUnsavedFile(Filename: names[i], Contents: bodies[i], Length: UInt(files[i].contents.utf8.count))
+            }
+            for (i, file) in files.enumerated() where file.path.hasSuffix(".c") {
+                var unit: CXTranslationUnit?
+                let err = argv.withUnsafeMutableBufferPointer { a in
+                    unsaved.withUnsafeMutableBufferPointer { u in
+                        clang_parseTranslationUnit2(index, names[i], a.baseAddress, Int32(a.count), u.baseAddress,
+                                                    UInt32(u.count), CXTranslationUnit_None.rawValue, &unit)
+                    }
+                }
+                guard err == CXError_Success, let unit else {
+                    throw CodegenError(message: "internal error: libclang could not parse generated \(file.path) (error \(err.rawValue))")
+                }
+                defer { clang_disposeTranslationUnit(unit) }
+                var problems: [String] = []
+                for d in 0..<clang_getNumDiagnostics(unit) {
+                    let diag = clang_getDiagnostic(unit, d)
+                    defer { clang_disposeDiagnostic(diag) }
+                    guard clang_getDiagnosticSeverity(diag).rawValue >= CXDiagnostic_Warning.rawValue else { continue }
+                    let text = clang_formatDiagnostic(diag, clang_defaultDiagnosticDisplayOptions())
+                    problems.append(String(cString: clang_getCString(text)))
+                    clang_disposeString(text)
+                }
+                if !problems.isEmpty {
+                    throw CodegenError(message: "internal error: libclang rejects generated code:\n" + problems.joined(separator: "\n"))
+                }
+            }
+        }
+    }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>]) throws -> R) rethrows -> R {
+        let cs = strings.map { strdup($0)! }
+        defer { cs.forEach { free($0) } }
+        return try body(cs)
+    }
+}

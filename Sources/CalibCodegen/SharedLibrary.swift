@@ -1,0 +1,29 @@
+// Builds a generated directory into a shared library with the same C ABI as the SwiftPM
+// target, for callers outside Swift (ctypes) and for tests that load many variants.
+
+import Foundation
+
+public enum SharedLibrary {
+    /// The flags the root Package.swift gives the CalibKernels target, plus what a shared object needs.
+    public static func arguments(sourceDir: String, output: String) -> [String] {
+        ["clang", "-std=c11", "-O3", "-march=native", "-fopenmp", "-idirafter", Toolchain.ompInclude,
+         "-I", sourceDir + "/include", "-shared", "-fPIC", "-Wl,-Bsymbolic",
+         sourceDir + "/calib_kernels.c", sourceDir + "/calib_schedule.c",
+         "-o", output, "-L", Toolchain.ompLib, "-lomp", "-Wl,-rpath," + Toolchain.ompLib]
+    }
+
+    public static func build(sourceDir: String, output: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments(sourceDir: sourceDir, output: output)
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        try process.run()
+        let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CodegenError(message: "building \(output) failed:\n\(log)")
+        }
+    }
+}

@@ -1,0 +1,273 @@
+// masks.json (format 1, docs/masks-format.md) → IR. Every rule of the format is checked here,
+// with the JSON path of the offending value, so later stages only see valid programs.
+
+import CalibIR
+import Foundation
+
+/// Frames × height × width of video tokens plus text tokens; used to draw masks.
+public struct Layout: Hashable, Sendable {
+    public var frames: Int
+    public var height: Int
+    public var width: Int
+    public var textTokens: Int
+    /// Whether text tokens come before the video tokens.
+    public var textFirst: Bool
+}
+
+public struct Masks: Sendable {
+    public var program: Program
+    public var layout: Layout?
+}
+
+public enum Frontend {
+    /// Bounds that keep a hostile or mistaken header from allocating before anything is read.
+    public static let maxBlocks = 16_384
+    public static let maxTokens = 1 << 28
+    public static let maxDispatch = 10_000_000
+
+    public static func load(path: String, threads: Int) throws -> Masks {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw MaskError(file: path, path: "$", message: "cannot read the file")
+        }
+        return try parse(Array(data), file: path, threads: threads)
+    }
+
+    public static func parse(_ bytes: [UInt8], file: String, threads: Int) throws -> Masks {
+        let json: JSON
+        do {
+            json = try JSONReader.parse(bytes)
+        } catch let e as JSONSyntaxError {
+            throw MaskError(file: file, path: "line \(e.line), column \(e.column)", message: "invalid JSON: \(e.message)")
+        }
+        var decoder = Decoder(file: file)
+        return try decoder.masks(Node(value: json, path: "$", file: file), hash: SHA256.hex(bytes), threads: threads)
+    }
+}
+
+private struct Decoder {
+    let file: String
+
+    mutating func masks(_ root: Node, hash: String, threads: Int) throws -> Masks {
+        let top = try root.object(allowed: ["format", "model", "tokens", "head_dim", "block", "layers", "heads",
+                                            "timesteps", "layout", "patterns", "assignments"])
+        let format = try top.required("format")
+        guard try format.int(in: 0...Int.max) == 1 else { throw format.fail("unsupported format version (this calibc reads format 1)") }
+        let model = try top.required("model").string()
+        let tokensNode = try top.required("tokens")
+        let tokens = try tokensNode.int(in: 1...Frontend.maxTokens)
+        let headDim = try top.required("head_dim").int(in: 1...512)
+        let blockNode = try top.required("block")
+        let block = try blockNode.int(in: 1...1024)
+        guard (tokens + block - 1) / block <= Frontend.maxBlocks else {
+            throw blockNode.fail("tokens / block gives \((tokens + block - 1) / block) blocks per side, more than the \(Frontend.maxBlocks) supported")
+        }
+        let layers = try top.required("layers").int(in: 1...4096)
+        let heads = try top.required("heads").int(in: 1...4096)
+        let stepsNode = try top.required("timesteps")
+        var steps: [Int] = []
+        for n in try stepsNode.array() {
+            let s = try n.int(in: 0...Int(Int32.max))
+            if let last = steps.last, s <= last { throw n.fail("timesteps must be strictly ascending (\(s) after \(last))") }
+            steps.append(s)
+        }
+        guard !steps.isEmpty else { throw stepsNode.fail("expected at least one timestep") }
+        let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps)
+        guard shape.dispatchCount <= Frontend.maxDispatch else {
+            throw stepsNode.fail("timesteps × layers × heads = \(shape.dispatchCount) exceeds \(Frontend.maxDispatch)")
+        }
+        let layout = try top.optional("layout").map { try self.layout($0, tokens: tokens) }
+
+        var plans: [Plan] = []
+        var planIndex: [String: Int] = [:]
+        let patternsNode = try top.required("patterns")
+        guard case .object(let members) = patternsNode.value else { throw patternsNode.expected("an object") }
+        for (name, value) in members {
+            let node = patternsNode.child(name, value)
+            guard name != "dense" else { throw node.fail("\"dense\" is built in and cannot be redefined") }
+            guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0)) }) else {
+                throw node.fail("pattern names use letters, digits, '_', '.' and '-'")
+            }
+            planIndex[name] = plans.count
+            plans.append(Plan(name: name, rows: try pattern(node, shape: shape)))
+        }
+
+        let dispatch = try assignments(try top.required("assignments"), shape: shape, plans: &plans, planIndex: &planIndex)
+        let program = Program(model: model, shape: shape, threads: threads, plans: plans, dispatch: dispatch, sourceHash: hash)
+        return Masks(program: program, layout: layout)
+    }
+
+    func layout(_ node: Node, tokens: Int) throws -> Layout {
+        let m = try node.object(allowed: ["frames", "height", "width", "text_tokens", "text_position"])
+        let frames = try m.required("frames").int(in: 1...100_000)
+        let height = try m.required("height").int(in: 1...100_000)
+        let width = try m.required("width").int(in: 1...100_000)
+        let text = try m.optional("text_tokens")?.int(in: 0...Frontend.maxTokens) ?? 0
+        var textFirst = false
+        if let p = m.optional("text_position") {
+            switch try p.string() {
+            case "first": textFirst = true
+            case "last": textFirst = false
+            default: throw p.fail("expected \"first\" or \"last\"")
+            }
+        }
+        guard frames * height * width + text == tokens else {
+            throw node.fail("frames × height × width + text_tokens = \(frames * height * width + text), but tokens is \(tokens)")
+        }
+        return Layout(frames: frames, height: height, width: width, textTokens: text, textFirst: textFirst)
+    }
+
+    func pattern(_ node: Node, shape: Shape) throws -> [Row] {
+        let m = try node.object(allowed: ["rows", "bitmap", "reuse"])
+        let blocks = shape.blocks
+        var kept: [[Span]]
+        switch (m.optional("rows"), m.optional("bitmap")) {
+        case (let rows?, nil): kept = try ranges(rows, blocks: blocks)
+        case (nil, let bitmap?): kept = try self.bitmap(bitmap, blocks: blocks)
+        case (nil, nil): throw node.fail("expected \"rows\" or \"bitmap\"")
+        case (_?, _?): throw node.fail("give \"rows\" or \"bitmap\", not both")
+        }
+
+        var reuse = [Int?](repeating: nil, count: blocks)
+        if let reuseNode = m.optional("reuse") {
+            for pair in try reuseNode.array() {
+                let items = try pair.array()
+                guard items.count == 2 else { throw pair.fail("expected [target, source] query blocks") }
+                let target = try items[0].int(in: 0...(blocks - 1))
+                let source = try items[1].int(in: 0...(blocks - 1))
+                guard target != source else { throw pair.fail("query block \(target) cannot reuse itself") }
+                guard reuse[target] == nil else { throw pair.fail("query block \(target) already reuses query block \(reuse[target]!)") }
+                guard kept[target].isEmpty else {
+                    throw pair.fail("query block \(target) reuses query block \(source), so its kept key blocks must be empty")
+                }
+                if shape.tokens % shape.block != 0, source == blocks - 1 {
+                    throw items[1].fail("query block \(source) is the partial last block and cannot supply the \(shape.block) rows of query block \(target)")
+                }
+                reuse[target] = source
+            }
+        }
+        var rows: [Row] = []
+        for q in 0..<blocks {
+            if let source = reuse[q] {
+                var seen: Set<Int> = [q]
+                var at = source
+                while let next = reuse[at] {
+                    guard seen.insert(at).inserted else {
+                        throw node.child("reuse", .null).fail("query block \(q) is on a reuse cycle")
+                    }
+                    at = next
+                }
+                rows.append(.reuse(source))
+            } else {
+                guard !kept[q].isEmpty else {
+                    let where_ = m.optional("rows").map { $0.element(q, .null) } ?? node.child("bitmap", .null)
+                    throw where_.fail("query block \(q) keeps no key block and reuses none")
+                }
+                rows.append(.compute(kept[q]))
+            }
+        }
+        return rows
+    }
+
+    func ranges(_ node: Node, blocks: Int) throws -> [[Span]] {
+        let rows = try node.array()
+        guard rows.count == blocks else { throw node.fail("expected \(blocks) rows (one per query block), found \(rows.count)") }
+        return try rows.map { row in
+            var spans: [Span] = []
+            for r in try row.array() {
+                let ends = try r.array()
+                guard ends.count == 2 else { throw r.fail("expected a key-block range [start, end)") }
+                let start = try ends[0].int(in: 0...(blocks - 1))
+                let end = try ends[1].int(in: 0...blocks)
+                guard start < end else { throw r.fail("empty range [\(start), \(end)): end must exceed start") }
+                if let last = spans.last, start < last.end {
+                    throw r.fail("range [\(start), \(end)) overlaps or precedes [\(last.start), \(last.end)); ranges must be sorted and disjoint")
+                }
+                spans.append(Span(start, end))
+            }
+            return spans
+        }
+    }
+
+    func bitmap(_ node: Node, blocks: Int) throws -> [[Span]] {
+        let text = try node.string()
+        guard let data = Data(base64Encoded: text) else { throw node.fail("expected base64 text") }
+        let stride = (blocks + 7) / 8
+        guard data.count == blocks * stride else {
+            throw node.fail("expected \(blocks) rows of \(stride) bytes (\(blocks * stride) bytes), found \(data.count) bytes")
+        }
+        let bytes = [UInt8](data)
+        return try (0..<blocks).map { q in
+            var spans: [Span] = []
+            var start = -1
+            for k in 0..<(stride * 8) {
+                let bit = (bytes[q * stride + k / 8] >> UInt8(k % 8)) & 1 == 1
+                if k >= blocks {
+                    guard !bit else { throw node.fail("row \(q) sets padding bit \(k) beyond the \(blocks) key blocks") }
+                    continue
+                }
+                if bit, start < 0 { start = k }
+                if !bit, start >= 0 { spans.append(Span(start, k)); start = -1 }
+            }
+            if start >= 0 { spans.append(Span(start, blocks)) }
+            return spans
+        }
+    }
+
+    func assignments(_ node: Node, shape: Shape, plans: inout [Plan], planIndex: inout [String: Int]) throws -> [Int] {
+        var dispatch = [Int](repeating: -1, count: shape.dispatchCount)
+        for entry in try node.array() {
+            let m = try entry.object(allowed: ["steps", "layers", "heads", "pattern"])
+            let steps = try selector(try m.required("steps"), values: shape.steps, what: "timestep")
+            let layers = try selector(try m.required("layers"), values: Array(0..<shape.layers), what: "layer")
+            let heads = try selector(try m.required("heads"), values: Array(0..<shape.heads), what: "head")
+            let patternNode = try m.required("pattern")
+            let name = try patternNode.string()
+            if name == "dense", planIndex[name] == nil {
+                planIndex[name] = plans.count
+                plans.append(Plan(name: "dense", rows: Array(repeating: .compute([Span(0, shape.blocks)]), count: shape.blocks)))
+            }
+            guard let p = planIndex[name] else { throw patternNode.fail("unknown pattern \"\(name)\"") }
+            for s in steps {
+                let stepIndex = shape.steps.firstIndex(of: s)!
+                for layer in layers {
+                    for head in heads {
+                        let d = shape.dispatchIndex(stepIndex: stepIndex, layer: layer, head: head)
+                        guard dispatch[d] < 0 else {
+                            throw entry.fail("timestep \(s) layer \(layer) head \(head) is already assigned pattern \"\(plans[dispatch[d]].name)\"")
+                        }
+                        dispatch[d] = p
+                    }
+                }
+            }
+        }
+        if let missing = dispatch.firstIndex(of: -1) {
+            let head = missing % shape.heads
+            let layer = (missing / shape.heads) % shape.layers
+            let step = shape.steps[missing / (shape.heads * shape.layers)]
+            throw node.fail("timestep \(step) layer \(layer) head \(head) has no pattern assigned")
+        }
+        return dispatch
+    }
+
+    /// `"*"`, an integer, or a list such as `"0-3,8"`; the values must be among `values`.
+    func selector(_ node: Node, values: [Int], what: String) throws -> [Int] {
+        var picked: [Int] = []
+        if case .number = node.value {
+            picked = [try node.int(in: 0...Int.max)]
+        } else {
+            let text = try node.string()
+            if text == "*" { return values }
+            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard (1...2).contains(ends.count), let lo = ends.first!, let hi = ends.last!, lo <= hi else {
+                    throw node.fail("expected \"*\", an integer, or a list like \"0-3,8\"; found \"\(text)\"")
+                }
+                picked += values.filter { (lo...hi).contains($0) }
+                if ends.count == 1, !values.contains(lo) { picked.append(lo) }
+            }
+        }
+        if let bad = picked.first(where: { !values.contains($0) }) { throw node.fail("\(what) \(bad) does not exist") }
+        if picked.isEmpty { throw node.fail("selects no \(what)") }
+        return Array(Set(picked)).sorted()
+    }
+}

@@ -1,0 +1,108 @@
+// The IR every stage speaks: a program is a shape, a list of unique plans and a dispatch table
+// from (step, layer, head) to a plan. Value types throughout, so equality and hashing (which
+// dedupe relies on) come from the compiler.
+
+/// The attention problem one program is compiled for.
+public struct Shape: Hashable, Sendable {
+    public var tokens: Int
+    public var headDim: Int
+    public var block: Int
+    public var layers: Int
+    public var heads: Int
+    /// The diffusion steps the program has plans for, ascending; the ABI is called with these values.
+    public var steps: [Int]
+
+    public init(tokens: Int, headDim: Int, block: Int, layers: Int, heads: Int, steps: [Int]) {
+        self.tokens = tokens
+        self.headDim = headDim
+        self.block = block
+        self.layers = layers
+        self.heads = heads
+        self.steps = steps
+    }
+
+    /// Query and key blocks per side; the last one is partial when `tokens` is not a multiple of `block`.
+    public var blocks: Int { (tokens + block - 1) / block }
+    public var dispatchCount: Int { steps.count * layers * heads }
+
+    public func dispatchIndex(stepIndex: Int, layer: Int, head: Int) -> Int {
+        (stepIndex * layers + layer) * heads + head
+    }
+}
+
+/// Key blocks `start ..< end` computed densely for one query block.
+public struct Span: Hashable, Comparable, Sendable {
+    public var start: Int
+    public var end: Int
+
+    public init(_ start: Int, _ end: Int) {
+        self.start = start
+        self.end = end
+    }
+
+    public var count: Int { end - start }
+
+    public static func < (a: Span, b: Span) -> Bool {
+        (a.start, a.end) < (b.start, b.end)
+    }
+}
+
+/// One query block of a plan. Key blocks outside the spans are skipped tiles.
+public enum Row: Hashable, Sendable {
+    case compute([Span])
+    /// The output rows are copied from the given query block of the same plan.
+    case reuse(Int)
+
+    public var spans: [Span] {
+        if case .compute(let spans) = self { return spans }
+        return []
+    }
+
+    /// Kept tiles: the work this row costs.
+    public var cost: Int { spans.reduce(0) { $0 + $1.count } }
+}
+
+public struct Plan: Hashable, Sendable {
+    public var name: String
+    public var rows: [Row]
+    /// The compute rows in the order they run (set by `reorder`).
+    public var order: [Int]?
+    /// Cuts `order` into one contiguous part per thread, `parts[t] ..< parts[t + 1]` (set by `balance`).
+    public var parts: [Int]?
+
+    public init(name: String, rows: [Row], order: [Int]? = nil, parts: [Int]? = nil) {
+        self.name = name
+        self.rows = rows
+        self.order = order
+        self.parts = parts
+    }
+
+    public var computeRows: [Int] { rows.indices.filter { rows[$0].spans.count > 0 } }
+    public var reusedRows: [Int] { rows.indices.filter { if case .reuse = rows[$0] { return true } else { return false } } }
+    public var cost: Int { rows.reduce(0) { $0 + $1.cost } }
+}
+
+public struct Program: Hashable, Sendable {
+    public var model: String
+    public var shape: Shape
+    /// Threads the static schedule is balanced for.
+    public var threads: Int
+    public var plans: [Plan]
+    /// Plan index per `shape.dispatchIndex(stepIndex:layer:head:)`.
+    public var dispatch: [Int]
+    /// Content hash of the masks.json this program came from, carried into the kernels.
+    public var sourceHash: String
+
+    public init(model: String, shape: Shape, threads: Int, plans: [Plan], dispatch: [Int], sourceHash: String) {
+        self.model = model
+        self.shape = shape
+        self.threads = threads
+        self.plans = plans
+        self.dispatch = dispatch
+        self.sourceHash = sourceHash
+    }
+
+    public func plan(stepIndex: Int, layer: Int, head: Int) -> Plan {
+        plans[dispatch[shape.dispatchIndex(stepIndex: stepIndex, layer: layer, head: head)]]
+    }
+}
