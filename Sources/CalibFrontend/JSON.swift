@@ -93,8 +93,12 @@ private struct Reader {
             while true {
                 skipSpace()
                 guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+                let keyStart = i
                 let key = try string()
-                guard seen.insert(key).inserted else { throw fail("duplicate key \"\(key)\"") }
+                guard seen.insert(key).inserted else {
+                    i = keyStart
+                    throw fail("duplicate key \"\(key)\"")
+                }
                 skipSpace()
                 guard i < b.count, b[i] == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
                 i += 1

@@ -12,6 +12,14 @@ public struct Layout: Hashable, Sendable {
     public var textTokens: Int
     /// Whether text tokens come before the video tokens.
     public var textFirst: Bool
+
+    public init(frames: Int, height: Int, width: Int, textTokens: Int, textFirst: Bool) {
+        self.frames = frames
+        self.height = height
+        self.width = width
+        self.textTokens = textTokens
+        self.textFirst = textFirst
+    }
 }
 
 public struct Masks: Sendable {

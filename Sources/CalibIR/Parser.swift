@@ -184,6 +184,7 @@ private struct Cursor {
         try keyword("dispatch")
         try punct("{")
         while peek == .word("step") {
+            let entryLine = line
             at += 1
             let step = try number("a step")
             guard let s = steps.firstIndex(of: step) else { throw fail("step \(step) is not in the shape") }
@@ -198,11 +199,13 @@ private struct Cursor {
             }
             try punct("->")
             let planName = try name()
-            guard let p = index[planName] else { throw fail("unknown plan @\(planName)") }
-            guard layer < layers, first <= last, last < heads else { throw fail("layer or head out of range") }
+            guard let p = index[planName] else { throw IRParseError(line: entryLine, message: "unknown plan @\(planName)") }
+            guard layer < layers, first <= last, last < heads else {
+                throw IRParseError(line: entryLine, message: "layer or head out of range")
+            }
             for head in first...last {
                 let d = shape.dispatchIndex(stepIndex: s, layer: layer, head: head)
-                guard dispatch[d] == nil else { throw fail("step \(step) layer \(layer) head \(head) dispatched twice") }
+                guard dispatch[d] == nil else { throw IRParseError(line: entryLine, message: "step \(step) layer \(layer) head \(head) dispatched twice") }
                 dispatch[d] = p
             }
         }

@@ -37,7 +37,7 @@ extension Plan {
                 guard !spans.isEmpty else { throw fail("q\(q) computes nothing") }
                 var previousEnd = -1
                 for span in spans {
-                    guard span.start >= 0, span.start < span.end, span.end <= blocks, span.start > previousEnd else {
+                    guard span.start >= 0, span.start < span.end, span.end <= blocks, span.start >= previousEnd else {
                         throw fail("q\(q) span [\(span.start), \(span.end)) is empty, out of range, unsorted or overlapping")
                     }
                     previousEnd = span.end

@@ -1,6 +1,7 @@
 // Plain float64 attention, written independently of the generated kernels: the yardstick
 // tests and the demo measure every kernel against.
 
+import CalibIR
 import Foundation
 
 public enum Reference {
@@ -33,26 +34,31 @@ public enum Reference {
         return out
     }
 
-    /// The same with only the key blocks of `keptBlocks` (sorted, block size `block`) visible
-    /// to query row `i`: the exact answer a sparse plan should give.
-    public static func maskedAttention(q: [Float], k: [Float], v: [Float], tokens: Int, headDim: Int, block: Int,
-                                       keptKeys: (Int) -> [Range<Int>]) -> [Double] {
+    /// The exact answer of a plan: each computed query block attends only to its key spans,
+    /// and a reused block gets its source's rows.
+    public static func attention(of plan: Plan, q: [Float], k: [Float], v: [Float], tokens: Int, headDim: Int,
+                                 block: Int) -> [Double] {
         var out = [Double](repeating: .nan, count: tokens * headDim)
         let scale = 1.0 / Double(headDim).squareRoot()
-        for i in 0..<tokens {
-            let keys = keptKeys(i / block).flatMap { r in (r.lowerBound * block)..<min(tokens, r.upperBound * block) }
-            var scores = keys.map { j -> Double in
-                var dot = 0.0
-                for d in 0..<headDim { dot += Double(q[i * headDim + d]) * Double(k[j * headDim + d]) }
-                return dot * scale
-            }
-            let best = scores.max() ?? 0
-            scores = scores.map { exp($0 - best) }
-            let sum = scores.reduce(0, +)
-            for d in 0..<headDim {
-                var acc = 0.0
-                for (n, j) in keys.enumerated() { acc += scores[n] * Double(v[j * headDim + d]) }
-                out[i * headDim + d] = acc / sum
+        for (qb, row) in plan.rows.enumerated() {
+            var source = qb
+            while case .reuse(let next) = plan.rows[source] { source = next }
+            let keys = plan.rows[source].spans.flatMap { ($0.start * block)..<min(tokens, $0.end * block) }
+            for r in 0..<min(block, tokens - qb * block) {
+                let i = source * block + r
+                var scores = keys.map { j -> Double in
+                    var dot = 0.0
+                    for d in 0..<headDim { dot += Double(q[i * headDim + d]) * Double(k[j * headDim + d]) }
+                    return dot * scale
+                }
+                let best = scores.max() ?? 0
+                scores = scores.map { exp($0 - best) }
+                let sum = scores.reduce(0, +)
+                for d in 0..<headDim {
+                    var acc = 0.0
+                    for (n, j) in keys.enumerated() { acc += scores[n] * Double(v[j * headDim + d]) }
+                    out[(qb * block + r) * headDim + d] = acc / sum
+                }
             }
         }
         return out

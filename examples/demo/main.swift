@@ -57,24 +57,8 @@ do {
                         }
                     }
                 }
-                let exact = exactCache[planIndex] ?? {
-                    // A reused block's rows are its source's rows: that is the plan's exact answer.
-                    let r = Reference.maskedAttention(q: q, k: k, v: v, tokens: n, headDim: d, block: block) { qb in
-                        var row = plan.rows[qb]
-                        while case .reuse(let src) = row { row = plan.rows[src] }
-                        return row.spans.map { $0.start..<$0.end }
-                    }
-                    var copied = r
-                    for (qb, row) in plan.rows.enumerated() {
-                        guard case .reuse(var src) = row else { continue }
-                        while case .reuse(let next) = plan.rows[src] { src = next }
-                        for i in 0..<min(block, n - qb * block) {
-                            for c in 0..<d { copied[(qb * block + i) * d + c] = r[(src * block + i) * d + c] }
-                        }
-                    }
-                    exactCache[planIndex] = copied
-                    return copied
-                }()
+                let exact = exactCache[planIndex] ?? Reference.attention(of: plan, q: q, k: k, v: v, tokens: n, headDim: d, block: block)
+                exactCache[planIndex] = exact
                 let planError = Reference.relativeError(out, exact)
                 worstPlanError = max(worstPlanError, planError)
                 print(String(format: "%4d %5d %4d  %@  %7.3f  %11.2e  %12.2e  %5.2f", step, layer, head,

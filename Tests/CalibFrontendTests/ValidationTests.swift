@@ -1,0 +1,142 @@
+import CalibFrontend
+import CalibIR
+import XCTest
+
+/// Three query blocks (130 tokens, block 64: the last holds 2 tokens), two heads, two steps.
+private let valid = """
+    {
+      "format": 1, "model": "tiny", "tokens": 130, "head_dim": 16, "block": 64,
+      "layers": 1, "heads": 2, "timesteps": [0, 7],
+      "patterns": {
+        "diag": {"rows": [[[0, 1]], [[0, 2]], [[2, 3]]], "reuse": []},
+        "bits": {"bitmap": "AQMH"}
+      },
+      "assignments": [
+        {"steps": "*", "layers": "*", "heads": 0, "pattern": "diag"},
+        {"steps": "0", "layers": "0", "heads": "1", "pattern": "bits"},
+        {"steps": 7, "layers": "0", "heads": "1", "pattern": "dense"}
+      ]
+    }
+    """
+
+final class ValidationTests: XCTestCase {
+    func parse(_ text: String) throws -> Masks {
+        try Frontend.parse(Array(text.utf8), file: "m.json", threads: 2)
+    }
+
+    /// Applies `edit` to the valid document and expects an error at `path` containing `message`.
+    func expectError(_ edit: (String) -> String, path: String, _ message: String, line: UInt = #line) {
+        let text = edit(valid)
+        XCTAssertNotEqual(text, valid, "the edit changed nothing", line: line)
+        do {
+            _ = try parse(text)
+            XCTFail("accepted invalid masks", line: line)
+        } catch let e as MaskError {
+            XCTAssertEqual(e.file, "m.json", line: line)
+            XCTAssertEqual(e.path, path, "\(e)", line: line)
+            XCTAssertTrue(e.message.contains(message), "message was: \(e.message)", line: line)
+        } catch {
+            XCTFail("unexpected error \(error)", line: line)
+        }
+    }
+
+    func replace(_ a: String, _ b: String) -> (String) -> String {
+        { $0.replacingOccurrences(of: a, with: b) }
+    }
+
+    func testValidDocumentBuildsTheExpectedProgram() throws {
+        let p = try parse(valid).program
+        XCTAssertEqual(p.shape, Shape(tokens: 130, headDim: 16, block: 64, layers: 1, heads: 2, steps: [0, 7]))
+        XCTAssertEqual(p.plans.map(\.name), ["diag", "bits", "dense"])
+        XCTAssertEqual(p.plans[0].rows, [.compute([Span(0, 1)]), .compute([Span(0, 2)]), .compute([Span(2, 3)])])
+        // AQMH = bytes 0x01 0x03 0x07: blocks {0}, {0,1}, {0,1,2}, one block per set bit.
+        XCTAssertEqual(p.plans[1].rows, [.compute([Span(0, 1)]), .compute([Span(0, 2)]), .compute([Span(0, 3)])])
+        XCTAssertEqual(p.plans[2].rows, Array(repeating: .compute([Span(0, 3)]), count: 3))
+        XCTAssertEqual(p.dispatch, [0, 1, 0, 2])
+        XCTAssertEqual(p.sourceHash, SHA256.hex(Array(valid.utf8)))
+        XCTAssertNoThrow(try p.verify())
+    }
+
+    func testSyntaxErrorsGiveLineAndColumn() {
+        expectError(replace("\"layers\": 1,", "\"layers\": 1,,"), path: "line 3, column 15", "invalid JSON: expected a string key")
+        expectError({ String($0.dropLast(3)) }, path: "line 12, column 3", "invalid JSON: unexpected end of input")
+        expectError(replace("\"model\": \"tiny\"", "\"model\": \"tiny\", \"model\": \"x\""), path: "line 2, column 33", "duplicate key \"model\"")
+    }
+
+    func testTopLevelFields() {
+        expectError(replace("\"format\": 1", "\"format\": 2"), path: "$.format", "unsupported format version")
+        expectError(replace("\"tokens\": 130", "\"tokens\": \"130\""), path: "$.tokens", "expected an integer, found a string")
+        expectError(replace("\"tokens\": 130", "\"tokens\": 1000000000000"), path: "$.tokens", "expected an integer in 1...")
+        expectError(replace("\"head_dim\": 16", "\"head_dim\": 16.5"), path: "$.head_dim", "expected an integer, found a number")
+        expectError(replace("\"model\": \"tiny\", ", ""), path: "$", "missing required field \"model\"")
+        expectError(replace("\"layers\": 1", "\"layers\": 1, \"leyers\": 2"), path: "$.leyers", "unknown field \"leyers\"")
+        expectError(replace("[0, 7]", "[7, 0]"), path: "$.timesteps[1]", "strictly ascending")
+        expectError(replace("[0, 7]", "[]"), path: "$.timesteps", "at least one timestep")
+    }
+
+    func testBlocksPerSideAreBounded() {
+        expectError(replace("\"tokens\": 130", "\"tokens\": 200000000"), path: "$.block", "more than the 16384 supported")
+    }
+
+    func testLayoutMustAddUp() {
+        expectError(replace("\"layers\": 1", "\"layers\": 1, \"layout\": {\"frames\": 2, \"height\": 8, \"width\": 8}"),
+                    path: "$.layout", "frames × height × width + text_tokens = 128, but tokens is 130")
+    }
+
+    func testRanges() {
+        expectError(replace("[[0, 1]], [[0, 2]]", "[[0, 1]], [[2, 2]]"), path: "$.patterns.diag.rows[1][0]", "empty range [2, 2)")
+        expectError(replace("[[0, 1]], [[0, 2]]", "[[0, 1]], [[0, 2], [1, 3]]"), path: "$.patterns.diag.rows[1][1]", "overlaps")
+        expectError(replace("[[2, 3]]]", "[[2, 4]]]"), path: "$.patterns.diag.rows[2][0][1]", "expected an integer in 0...3, found 4")
+        expectError(replace("[[2, 3]]]", "[[2, 3, 4]]]"), path: "$.patterns.diag.rows[2][0]", "expected a key-block range")
+        expectError(replace(", [[2, 3]]]", "]"), path: "$.patterns.diag.rows", "expected 3 rows (one per query block), found 2")
+        expectError(replace("[[2, 3]]]", "[]]"), path: "$.patterns.diag.rows[2]", "keeps no key block and reuses none")
+    }
+
+    func testBitmaps() {
+        expectError(replace("AQMH", "AQM"), path: "$.patterns.bits.bitmap", "expected base64 text")
+        expectError(replace("AQMH", "AQMHAA=="), path: "$.patterns.bits.bitmap", "expected 3 rows of 1 bytes (3 bytes), found 4 bytes")
+        expectError(replace("AQMH", "AQMP"), path: "$.patterns.bits.bitmap", "row 2 sets padding bit 3")
+        expectError(replace("\"bitmap\": \"AQMH\"", "\"bitmap\": \"AQMH\", \"rows\": []"), path: "$.patterns.bits", "not both")
+    }
+
+    func testReuse() {
+        let reuse = { (r: String) in self.replace("[[0, 2]], [[2, 3]]], \"reuse\": []", "[], [[2, 3]]], \"reuse\": \(r)") }
+        XCTAssertNoThrow(try parse(reuse("[[1, 0]]")(valid)))
+        expectError(reuse("[[1, 1]]"), path: "$.patterns.diag.reuse[0]", "cannot reuse itself")
+        expectError(reuse("[[1, 0], [1, 0]]"), path: "$.patterns.diag.reuse[1]", "already reuses")
+        expectError(reuse("[[1, 2]]"), path: "$.patterns.diag.reuse[0][1]", "partial last block")
+        expectError(reuse("[[1, 5]]"), path: "$.patterns.diag.reuse[0][1]", "expected an integer in 0...2")
+        expectError(replace("\"reuse\": []", "\"reuse\": [[2, 0]]"), path: "$.patterns.diag.reuse[0]", "its kept key blocks must be empty")
+        expectError(replace("[[[0, 1]], [[0, 2]], [[2, 3]]], \"reuse\": []", "[[], [], [[2, 3]]], \"reuse\": [[0, 1], [1, 0]]"),
+                    path: "$.patterns.diag.reuse", "query block 0 is on a reuse cycle")
+    }
+
+    func testPatternNames() {
+        expectError(replace("\"bits\": {", "\"dense\": {"), path: "$.patterns.dense", "built in")
+        expectError(replace("\"bits\": {", "\"a b\": {"), path: "$.patterns[\"a b\"]", "pattern names use")
+    }
+
+    func testAssignments() {
+        expectError(replace("\"pattern\": \"bits\"", "\"pattern\": \"nope\""), path: "$.assignments[1].pattern", "unknown pattern \"nope\"")
+        expectError(replace("\"steps\": 7,", "\"steps\": \"0\","), path: "$.assignments[2]", "timestep 0 layer 0 head 1 is already assigned pattern \"bits\"")
+        expectError(replace("\"steps\": 7,", "\"steps\": 8,"), path: "$.assignments[2].steps", "timestep 8 does not exist")
+        expectError(replace("\"heads\": \"1\"", "\"heads\": \"1-\""), path: "$.assignments[1].heads", "expected \"*\", an integer, or a list")
+        expectError(replace("\"heads\": \"1\"", "\"heads\": \"0-5\""), path: "$.assignments[1]", "already assigned")
+        expectError(replace(",\n    {\"steps\": 7, \"layers\": \"0\", \"heads\": \"1\", \"pattern\": \"dense\"}", ""),
+                    path: "$.assignments", "timestep 7 layer 0 head 1 has no pattern assigned")
+        expectError(replace("\"pattern\": \"dense\"", "\"pattern\": \"dense\", \"weight\": 1"), path: "$.assignments[2].weight", "unknown field")
+    }
+
+    func testFileErrorsNameTheFile() {
+        XCTAssertThrowsError(try Frontend.load(path: "/nonexistent/masks.json", threads: 2)) { e in
+            XCTAssertEqual("\(e)", "/nonexistent/masks.json: $: cannot read the file")
+        }
+    }
+
+    func testTheBundledExampleIsValid() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/masks.json")
+        let masks = try Frontend.load(path: url.path, threads: 2)
+        XCTAssertEqual(masks.layout, Layout(frames: 8, height: 16, width: 16, textTokens: 52, textFirst: false))
+        XCTAssertNoThrow(try masks.program.verify())
+    }
+}

@@ -1,0 +1,118 @@
+import CalibIR
+import XCTest
+
+/// Four query blocks; q3 reuses q1; two plans, one step, one layer, three heads.
+func sampleProgram() -> Program {
+    let a = Plan(name: "a", rows: [.compute([Span(0, 2), Span(3, 4)]), .compute([Span(1, 2)]), .compute([Span(0, 4)]), .reuse(1)],
+                 order: [1, 0, 2], parts: [0, 2, 3])
+    let b = Plan(name: "b.v2-x", rows: Array(repeating: .compute([Span(0, 4)]), count: 4))
+    return Program(model: "m \"q\"", shape: Shape(tokens: 250, headDim: 64, block: 64, layers: 1, heads: 3, steps: [5]),
+                   threads: 2, plans: [a, b], dispatch: [0, 0, 1], sourceHash: "abc")
+}
+
+final class IRTests: XCTestCase {
+    func testPrintedFormIsReadable() {
+        XCTAssertEqual(sampleProgram().text, """
+            calib.program "m \\"q\\"" hash "abc" threads 2
+            shape tokens 250 head_dim 64 block 64 layers 1 heads 3 steps [5]
+
+            plan @a {
+              q0: compute [0, 2) [3, 4)
+              q1: compute [1, 2)
+              q2: compute [0, 4)
+              q3: reuse q1
+              order [1, 0, 2]
+              parts [0, 2, 3]
+            }
+
+            plan @b.v2-x {
+              q0: compute [0, 4)
+              q1: compute [0, 4)
+              q2: compute [0, 4)
+              q3: compute [0, 4)
+            }
+
+            dispatch {
+              step 5 layer 0 head 0..1 -> @a
+              step 5 layer 0 head 2 -> @b.v2-x
+            }
+
+            """)
+    }
+
+    func testRoundTrip() throws {
+        let p = sampleProgram()
+        XCTAssertEqual(try IRParser.parse(p.text), p)
+        var q = p
+        q.plans[0].order = nil
+        q.plans[0].parts = nil
+        XCTAssertEqual(try IRParser.parse(q.text), q)
+    }
+
+    func testParseErrorsNameTheLine() {
+        func error(_ text: String) -> String {
+            do {
+                _ = try IRParser.parse(text)
+                return "accepted"
+            } catch { return "\(error)" }
+        }
+        let good = sampleProgram().text
+        XCTAssertEqual(error(good.replacingOccurrences(of: "q2: compute", with: "q7: compute")), "line 7: expected row q2")
+        XCTAssertEqual(error(good.replacingOccurrences(of: "-> @b.v2-x", with: "-> @c")), "line 22: unknown plan @c")
+        XCTAssertEqual(error(good.replacingOccurrences(of: "head 2 ->", with: "head 1 ->")), "line 22: step 5 layer 0 head 1 dispatched twice")
+        XCTAssertEqual(error(good.replacingOccurrences(of: "  step 5 layer 0 head 2 -> @b.v2-x\n", with: "")), "line 22: dispatch table has no plan for entry 2")
+        XCTAssertEqual(error(good.replacingOccurrences(of: "[3, 4)", with: "[3, 4]")), "line 5: expected ')'")
+        XCTAssertEqual(error(good + "x"), "line 24: unexpected text after the dispatch table")
+    }
+
+    func testVerifierCatchesBrokenInvariants() {
+        func message(_ edit: (inout Program) -> Void) -> String {
+            var p = sampleProgram()
+            edit(&p)
+            do {
+                try p.verify()
+                return "valid"
+            } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message { _ in }, "valid")
+        XCTAssertEqual(message { $0.plans[0].rows[1] = .reuse(0); $0.plans[0].rows[0] = .reuse(1) }, "plan @a: q0 is on a reuse cycle")
+        XCTAssertEqual(message { $0.plans[0].rows[0] = .compute([Span(2, 3), Span(0, 1)]) },
+                       "plan @a: q0 span [0, 1) is empty, out of range, unsorted or overlapping")
+        XCTAssertEqual(message { $0.plans[0].rows[2] = .compute([Span(0, 5)]) },
+                       "plan @a: q2 span [0, 5) is empty, out of range, unsorted or overlapping")
+        XCTAssertEqual(message { $0.plans[0].rows[3] = .reuse(3) }, "plan @a: q3 reuses invalid row 3")
+        // 250 tokens: block 3 holds 58 rows, too few to stand in for a full block.
+        XCTAssertEqual(message { $0.plans[0].rows[1] = .reuse(3); $0.plans[0].rows[3] = .compute([Span(0, 1)]) },
+                       "plan @a: q1 reuses the partial last block")
+        XCTAssertEqual(message { $0.plans[0].order = [0, 1] }, "plan @a: order is not a permutation of the compute rows")
+        XCTAssertEqual(message { $0.plans[0].parts = [0, 3] }, "plan @a: parts must rise from 0 to 3 in 2 steps")
+        XCTAssertEqual(message { $0.dispatch[2] = 2 }, "dispatch names plan 2 of 2")
+        XCTAssertEqual(message { $0.shape.steps = [] }, "steps must be non-empty and strictly ascending")
+    }
+
+    func testSHA256KnownVectors() {
+        XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hex(Array(String(repeating: "a", count: 1000).utf8)),
+                       "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+
+    func testDrawingShowsKeptAndReusedBlocks() {
+        XCTAssertEqual(sampleProgram().plans[0].drawing(), """
+            ██·█
+            ·█··
+            ████
+            ----  q3 reuses q1
+
+            """)
+        let wide = Plan(name: "w", rows: (0..<8).map { q in .compute([Span(q, q + 1)]) })
+        XCTAssertEqual(wide.drawing(width: 4), "(each character is 2×2 blocks)\n▒···\n·▒··\n··▒·\n···▒\n")
+    }
+
+    func testDensityAndReuseFraction() {
+        let p = sampleProgram()
+        XCTAssertEqual(p.plans[0].cost, 8)
+        XCTAssertEqual(p.meanDensity(), (8.0 / 16 * 2 + 1) / 3, accuracy: 1e-12)
+        XCTAssertEqual(p.reuseFraction, 2.0 / 12, accuracy: 1e-12)
+    }
+}
