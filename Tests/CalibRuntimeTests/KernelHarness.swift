@@ -1,0 +1,67 @@
+import CalibCodegen
+import CalibIR
+import CalibPasses
+import CalibRuntime
+import Foundation
+import XCTest
+
+/// Compiles `program` through the real pipeline into a shared library and loads it.
+func loadKernels(_ program: Program, file: StaticString = #filePath, line: UInt = #line) throws -> (AttentionKernels, Program) {
+    let optimized = Pipeline.run(program)
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-rt-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let source = dir.appendingPathComponent("kernels").path
+    try OutputWriter.write(Codegen.emit(optimized, source: "test.json", passes: Pipeline.passes.map(\.name)), to: source, force: false)
+    let library = dir.appendingPathComponent("libcalibkernels.so").path
+    try SharedLibrary.build(sourceDir: source, output: library)
+    // dlopen keeps the mapping after the file is deleted.
+    return (try AttentionKernels(libraryPath: library), optimized)
+}
+
+/// Random plans with the shapes masks take: spans, full rows, reuse of earlier full blocks.
+func randomPlan(_ name: String, blocks: Int, partialLast: Bool, reuse: Bool, rng: inout SplitMix64) -> Plan {
+    var rows: [Row] = []
+    for q in 0..<blocks {
+        let sources = (0..<q).filter { if case .compute = rows[$0] { return !(partialLast && $0 == blocks - 1) } else { return false } }
+        if reuse, !sources.isEmpty, Int.random(in: 0..<4, using: &rng) == 0 {
+            rows.append(.reuse(sources.randomElement(using: &rng)!))
+            continue
+        }
+        var spans: [Span] = []
+        var at = Int.random(in: 0..<blocks, using: &rng)
+        while at < blocks, spans.count < 3 {
+            let end = Int.random(in: (at + 1)...min(blocks, at + 3), using: &rng)
+            spans.append(Span(at, end))
+            at = end + Int.random(in: 1...3, using: &rng)
+        }
+        rows.append(.compute(spans))
+    }
+    return Plan(name: name, rows: rows)
+}
+
+func densePlan(blocks: Int) -> Plan {
+    Plan(name: "dense", rows: Array(repeating: .compute([Span(0, blocks)]), count: blocks))
+}
+
+/// A fresh seed per run, printed so a failure can be replayed.
+func freshSeed(_ test: String) -> UInt64 {
+    let seed = UInt64.random(in: 0...UInt64.max)
+    print("\(test): seed \(seed)")
+    return seed
+}
+
+/// Runs one head on packed inputs into a NaN-poisoned output.
+func runHead(_ kernels: AttentionKernels, step: Int, layer: Int = 0, head: Int, q: [Float], k: [Float], v: [Float]) throws -> [Float] {
+    let n = kernels.info.tokens, d = kernels.info.headDim
+    var out = [Float](repeating: .nan, count: n * d)
+    try q.withUnsafeBufferPointer { qp in
+        try k.withUnsafeBufferPointer { kp in
+            try v.withUnsafeBufferPointer { vp in
+                try out.withUnsafeMutableBufferPointer { op in
+                    try kernels.attention(step: step, layer: layer, head: head, q: qp, k: kp, v: vp, out: op, tokens: n, headDim: d)
+                }
+            }
+        }
+    }
+    return out
+}
