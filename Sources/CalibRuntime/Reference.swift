@@ -40,7 +40,7 @@ public enum Reference {
                                  block: Int) -> [Double] {
         var out = [Double](repeating: .nan, count: tokens * headDim)
         let scale = 1.0 / Double(headDim).squareRoot()
-        for (qb, row) in plan.rows.enumerated() {
+        for qb in plan.rows.indices {
             var source = qb
             while case .reuse(let next) = plan.rows[source] { source = next }
             let keys = plan.rows[source].spans.flatMap { ($0.start * block)..<min(tokens, $0.end * block) }

@@ -25,6 +25,7 @@ do {
     var out = [Float](repeating: .nan, count: n * d)
 
     func time(_ body: () throws -> Void) rethrows -> Double {
+        try body()  // warm caches and the OpenMP thread pool
         let start = DispatchTime.now()
         for _ in 0..<5 { try body() }
         return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 5e6
