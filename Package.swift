@@ -5,6 +5,8 @@ import PackageDescription
 // libclang-dev (LLVM 14) is what CalibCodegen checks every emitted C file with.
 let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
 let llvmLib = "/usr/lib/llvm-14/lib"
+let openMPC: [CSetting] = [.unsafeFlags(["-O3", "-march=native", "-fopenmp", "-idirafter", ompInclude])]
+let openMPLink: [LinkerSetting] = [.unsafeFlags(["-L\(llvmLib)", "-lomp", "-Xlinker", "-rpath", "-Xlinker", llvmLib])]
 
 let package = Package(
     name: "calibc",
@@ -14,12 +16,13 @@ let package = Package(
     ],
     targets: [
         .target(name: "CalibIR"),
-        .target(name: "CalibFrontend", dependencies: ["CalibIR"]),
+        .target(name: "CalibJSON"),
+        .target(name: "CalibFrontend", dependencies: ["CalibIR", "CalibJSON"]),
         .target(name: "CalibPasses", dependencies: ["CalibIR"]),
         .systemLibrary(name: "CClang", path: "Sources/CClang"),
         .target(
             name: "CalibCodegen",
-            dependencies: ["CalibIR", "CClang"],
+            dependencies: ["CalibIR", "CalibJSON", "CClang"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/lib/llvm-14/include"])]
         ),
         // The kernels of the bundled example, written by `make kernels`; never edited by hand.
@@ -27,13 +30,22 @@ let package = Package(
             name: "CalibKernels",
             path: "generated/CalibKernels",
             exclude: ["calibc-manifest.json"],
-            cSettings: [.unsafeFlags(["-O3", "-march=native", "-fopenmp", "-idirafter", ompInclude])],
-            linkerSettings: [.unsafeFlags(["-L\(llvmLib)", "-lomp", "-Xlinker", "-rpath", "-Xlinker", llvmLib])]
+            cSettings: openMPC,
+            linkerSettings: openMPLink
         ),
         .target(name: "CalibRuntime", dependencies: ["CalibKernels", "CalibIR"]),
+        .target(name: "CalibSafetensors", dependencies: ["CalibJSON"]),
+        // Dense measurements for calibration (block attention mass, plan error), C/OpenMP.
+        .target(
+            name: "CCalibrate",
+            cSettings: openMPC,
+            linkerSettings: openMPLink
+        ),
+        .target(name: "CalibCalibrate", dependencies: ["CalibIR", "CalibFrontend", "CalibSafetensors", "CCalibrate"]),
+        .target(name: "CalibSynth", dependencies: ["CalibSafetensors"]),
         .executableTarget(
             name: "calibc",
-            dependencies: ["CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen"]
+            dependencies: ["CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibSynth"]
         ),
         .executableTarget(name: "calib-demo", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses"], path: "examples/demo"),
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),

@@ -2,6 +2,7 @@
 // SwiftPM, and a manifest that marks the directory as calibc's own.
 
 import CalibIR
+import CalibJSON
 import Foundation
 
 public struct CodegenError: Error, CustomStringConvertible {
@@ -36,7 +37,7 @@ public enum Codegen {
         let manifest = """
             {
               "generator": "calibc",
-              "source": \(jsonString(source)),
+              "source": \(jsonQuoted(source)),
               "mask_sha256": "\(program.sourceHash)",
               "files": ["calib_kernels.c", "calib_schedule.c", "calib_internal.h", "include/calib_kernels.h", "include/module.modulemap"]
             }
@@ -54,18 +55,5 @@ public enum Codegen {
 
     private static func commentSafe(_ s: String) -> String {
         s.replacingOccurrences(of: "*/", with: "* /").replacingOccurrences(of: "\n", with: " ")
-    }
-
-    private static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where c.value < 0x20: out += "\\u" + String(c.value, radix: 16).leftPadded(to: 4)
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
     }
 }

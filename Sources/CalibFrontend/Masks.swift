@@ -2,6 +2,7 @@
 // with the JSON path of the offending value, so later stages only see valid programs.
 
 import CalibIR
+import CalibJSON
 import Foundation
 
 /// Frames × height × width of video tokens plus text tokens; used to draw masks.

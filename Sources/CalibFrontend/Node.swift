@@ -1,3 +1,5 @@
+import CalibJSON
+
 // A JSON value together with where it sits, so every check can say exactly what was wrong where.
 
 public struct MaskError: Error, CustomStringConvertible, Equatable {

@@ -1,9 +1,11 @@
 // calibc: argument parsing and reporting only; every stage is a library call.
 
+import CalibCalibrate
 import CalibCodegen
 import CalibFrontend
 import CalibIR
 import CalibPasses
+import CalibSynth
 import Foundation
 
 let usage = """
@@ -13,6 +15,8 @@ let usage = """
       calibc compile <masks.json> -o <dir> [--threads N] [--force]
       calibc ir <masks.json> [--threads N] [--print-after <pass>]
       calibc stats <masks.json> [--show <step>,<layer>,<head>]
+      calibc synth -o <dir> [--prompts N] [--seed S]
+      calibc calibrate <recording.safetensors>... -o <masks.json> [--holdout <recording>]... [options]
 
     Run `calibc <command> --help` for a command's options.
     """
@@ -40,44 +44,75 @@ let statsHelp = """
       --show s,l,h   draw the block mask of the plan used at step s, layer l, head h
     """
 
+let synthHelp = """
+    usage: calibc synth -o <dir> [--prompts N] [--seed S]
+
+    Writes N recordings (prompt0.safetensors …, default 3) of video-like queries and keys:
+    12 frames of 16×16 tokens (3072), head_dim 128, 2 layers × 6 heads, steps 0, 20, 40.
+    Heads per layer: spatial, temporal, two local-3D windows, a sink, and one whose hot spot
+    moves with the prompt (docs/calibration.md).
+    """
+
+let calibrateHelp = """
+    usage: calibc calibrate <recording.safetensors>... -o <masks.json> [--holdout <recording>]... [options]
+
+    Measures block attention mass on the recordings and writes masks.json; held-out
+    recordings are only used to report kept mass and output error.
+      --block B              tile size in tokens (default 64)
+      --mass T               keep, per query block, the fewest key blocks holding T of its mass on every input (default 0.95)
+      --density R            or keep, per head, the heaviest R of all tiles
+      --stability-drop X     a head is dense when leaving one input out loses more than X of its mass (default 0.05)
+      --reuse-tolerance X    L1 distance of block-mass rows for a query block to reuse another (default 0.05; 0: off)
+      --threads N            threads the compiled schedule will be balanced for (default 2)
+    """
+
 struct UsageError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// Options after the command word: one positional input plus `--name value` flags.
+/// Options after the command word: positional inputs plus `--name value` flags (repeatable).
 struct Arguments {
-    var input: String?
-    var values: [String: String] = [:]
+    var inputs: [String] = []
+    var all: [String: [String]] = [:]
     var flags: Set<String> = []
 
-    init(_ args: ArraySlice<String>, valued: Set<String>, flags allowedFlags: Set<String>) throws {
+    init(_ args: ArraySlice<String>, valued: Set<String>, flags allowedFlags: Set<String> = []) throws {
         var it = args.makeIterator()
         while let a = it.next() {
-            if a.hasPrefix("-") {
+            if a.hasPrefix("-"), a.count > 1 {
                 let (name, inline) = a.contains("=") ? (String(a.prefix { $0 != "=" }), String(a.drop { $0 != "=" }.dropFirst())) : (a, nil)
                 if valued.contains(name) {
                     guard let v = inline ?? it.next() else { throw UsageError(description: "\(name) needs a value") }
-                    values[name] = v
+                    all[name, default: []].append(v)
                 } else if allowedFlags.contains(name), inline == nil {
                     flags.insert(name)
                 } else {
                     throw UsageError(description: "unknown option \(a)")
                 }
             } else {
-                guard input == nil else { throw UsageError(description: "unexpected argument \(a)") }
-                input = a
+                inputs.append(a)
             }
         }
     }
 
+    var values: [String: String] { all.compactMapValues(\.last) }
+
     func requireInput() throws -> String {
-        guard let input else { throw UsageError(description: "missing <masks.json>") }
-        return input
+        guard inputs.count == 1 else {
+            throw UsageError(description: inputs.isEmpty ? "missing <masks.json>" : "unexpected argument \(inputs[1])")
+        }
+        return inputs[0]
     }
 
     func int(_ name: String, default value: Int) throws -> Int {
         guard let text = values[name] else { return value }
         guard let v = Int(text), v > 0 else { throw UsageError(description: "\(name) expects a positive integer, got \(text)") }
+        return v
+    }
+
+    func fraction(_ name: String) throws -> Double? {
+        guard let text = values[name] else { return nil }
+        guard let v = Double(text), v >= 0, v <= 1 else { throw UsageError(description: "\(name) expects a number in [0, 1], got \(text)") }
         return v
     }
 }
@@ -149,10 +184,46 @@ func stats(_ args: ArraySlice<String>) throws {
     }
 }
 
+func synth(_ args: ArraySlice<String>) throws {
+    let a = try Arguments(args, valued: ["-o", "--prompts", "--seed"])
+    guard a.inputs.isEmpty else { throw UsageError(description: "unexpected argument \(a.inputs[0])") }
+    guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
+    let progress = Progress("synth")
+    let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3), seed: UInt64(try a.int("--seed", default: 1)),
+                                to: out, progress: progress.update)
+    print("wrote \(paths.joined(separator: ", "))")
+}
+
+func calibrate(_ args: ArraySlice<String>) throws {
+    let a = try Arguments(args, valued: ["-o", "--holdout", "--block", "--mass", "--density", "--stability-drop", "--reuse-tolerance", "--threads"])
+    guard !a.inputs.isEmpty else { throw UsageError(description: "missing <recording.safetensors>") }
+    guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <masks.json>") }
+    var options = CalibrationOptions()
+    options.block = try a.int("--block", default: 64)
+    options.threads = try a.int("--threads", default: 2)
+    switch (try a.fraction("--mass"), try a.fraction("--density")) {
+    case (_?, _?): throw UsageError(description: "give --mass or --density, not both")
+    case (let m?, nil): options.selection = .mass(m)
+    case (nil, let d?): options.selection = .density(d)
+    case (nil, nil): break
+    }
+    options.stabilityDrop = try a.fraction("--stability-drop") ?? options.stabilityDrop
+    options.reuseTolerance = try a.fraction("--reuse-tolerance") ?? options.reuseTolerance
+    let start = DispatchTime.now()
+    let recordings = try a.inputs.map(Recording.init(path:))
+    let holdout = try (a.all["--holdout"] ?? []).map(Recording.init(path:))
+    let result = try Calibrator.run(calibration: recordings, holdout: holdout, options: options, progress: Progress("calibrate").update)
+    let text = MaskWriter.json(result.program, layout: result.layout)
+    let url = URL(fileURLWithPath: out)
+    try Data(text.utf8).write(to: url, options: .atomic)
+    print(CalibrationReport.text(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count))
+    print("wrote \(out) (\(text.utf8.count) bytes) in \(seconds(since: start))")
+}
+
 let argv = CommandLine.arguments
 let command = argv.count > 1 ? argv[1] : "--help"
 let rest = argv.dropFirst(2)
-let helps = ["compile": compileHelp, "ir": irHelp, "stats": statsHelp]
+let helps = ["compile": compileHelp, "ir": irHelp, "stats": statsHelp, "synth": synthHelp, "calibrate": calibrateHelp]
 do {
     if let help = helps[command], rest.contains("--help") || rest.contains("-h") {
         print(help)
@@ -162,6 +233,8 @@ do {
     case "compile": try compile(rest)
     case "ir": try ir(rest)
     case "stats": try stats(rest)
+    case "synth": try synth(rest)
+    case "calibrate": try calibrate(rest)
     case "--help", "-h", "help":
         print(usage)
     default:

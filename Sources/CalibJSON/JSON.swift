@@ -22,7 +22,7 @@ public indirect enum JSON: Equatable {
         }
     }
 
-    var kind: String {
+    public var kind: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -220,4 +220,20 @@ private struct Reader {
         }
         return v
     }
+}
+
+/// `s` as a JSON string literal.
+public func jsonQuoted(_ s: String) -> String {
+    var out = "\""
+    for c in s.unicodeScalars {
+        switch c {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case _ where c.value < 0x20:
+            let hex = String(c.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(c)
+        }
+    }
+    return out + "\""
 }

@@ -1,4 +1,6 @@
-// Seeded inputs for tests, the demo and benchmarks: a run can be repeated from its seed.
+// Seeded randomness for synthetic data, tests and benchmarks: a run repeats from its seed.
+
+import Foundation
 
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     public var state: UInt64
@@ -16,5 +18,11 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     /// `count` floats uniform in [-scale, scale).
     public mutating func floats(_ count: Int, scale: Float = 1) -> [Float] {
         (0..<count).map { _ in Float.random(in: -scale..<scale, using: &self) }
+    }
+
+    /// A standard normal sample (Box–Muller).
+    public mutating func gaussian() -> Double {
+        let u = Double.random(in: Double.ulpOfOne..<1, using: &self), v = Double.random(in: 0..<1, using: &self)
+        return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
     }
 }

@@ -1,0 +1,197 @@
+/* Needs AVX-512F (the machines calibc targets: Zen 4, Sapphire Rapids and later).
+ * Only static OpenMP schedules here: clang 21 lowers dynamic ones to __kmpc_dispatch_deinit,
+ * which the LLVM 14 libomp that Debian 12 ships does not have. */
+#include "calibrate.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ROWS = 8, COLS = 32 };
+
+/* Kᵀ padded to a multiple of COLS keys with zeros, so the score loop needs no tail. */
+static float *transpose_keys(const float *k, int64_t tokens, int64_t d, int64_t padded) {
+    float *kt = aligned_alloc(64, sizeof(float) * (size_t)(d * padded + 16));
+    if (!kt) return NULL;
+    for (int64_t c = 0; c < d; c++) {
+        for (int64_t j = 0; j < padded; j++) kt[c * padded + j] = j < tokens ? k[j * d + c] : 0.0f;
+    }
+    return kt;
+}
+
+/* s[r][j] = q_{row0 + r} · k_j · scale · log2(e), for ROWS rows (rows past `tokens` read as
+ * zero): scores in the log2 domain, so the softmax below needs exp2 only. */
+static void scores(const float *q, const float *kt, int64_t tokens, int64_t d, int64_t padded, int64_t row0,
+                   float scale, float *s) {
+    float qr[ROWS][512];
+    for (int r = 0; r < ROWS; r++) {
+        for (int64_t c = 0; c < d; c++) qr[r][c] = row0 + r < tokens ? q[(row0 + r) * d + c] * scale * 1.44269504f : 0.0f;
+    }
+    /* ROWS × COLS accumulators = 16 zmm registers; each step of c loads two key vectors and
+     * issues 16 FMAs against broadcast query values. */
+    for (int64_t j0 = 0; j0 < padded; j0 += COLS) {
+        __m512 acc[ROWS][2];
+        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < d; c++) {
+            const __m512 k0 = _mm512_load_ps(kt + c * padded + j0), k1 = _mm512_load_ps(kt + c * padded + j0 + 16);
+            #pragma unroll
+            for (int r = 0; r < ROWS; r++) {
+                const __m512 x = _mm512_set1_ps(qr[r][c]);
+                acc[r][0] = _mm512_fmadd_ps(x, k0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(x, k1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < ROWS; r++) {
+            _mm512_storeu_ps(s + r * padded + j0, acc[r][0]);
+            _mm512_storeu_ps(s + r * padded + j0 + 16, acc[r][1]);
+        }
+    }
+}
+
+/* 2^x for x <= 0 (Cephes exp2f polynomial, relative error ~2e-7), vectorizable. */
+static inline float exp2_neg(float x) {
+    x = x < -126.0f ? -126.0f : x;
+    const float n = floorf(x + 0.5f), f = x - n;
+    float p = 1.535336188319500e-4f;
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
+    return p * scale.f;
+}
+
+/* In place: s[0..tokens) ← 2^(s − max); returns the sum. */
+static double softmax_numerators(float *s, int64_t tokens) {
+    float m = -INFINITY;
+    #pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < tokens; j++) m = fmaxf(m, s[j]);
+    float sum = 0.0f;
+    #pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < tokens; j++) {
+        s[j] = exp2_neg(s[j] - m);
+        sum += s[j];
+    }
+    return sum;
+}
+
+int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, int64_t block, float scale, float *mass) {
+    const int64_t blocks = (tokens + block - 1) / block, padded = (tokens + COLS - 1) / COLS * COLS;
+    if (d > 512) return -1;
+    float *kt = transpose_keys(k, tokens, d, padded);
+    if (!kt) return -1;
+    int failed = 0;
+    #pragma omp parallel
+    {
+        float *s = aligned_alloc(64, sizeof(float) * (size_t)(ROWS * padded));
+        if (!s) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static, 1)
+        for (int64_t qb = 0; qb < blocks; qb++) {
+            if (!s) continue;
+            double *row = calloc((size_t)blocks, sizeof(double));
+            const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens;
+            for (int64_t i0 = first; i0 < last && row; i0 += ROWS) {
+                scores(q, kt, tokens, d, padded, i0, scale, s);
+                for (int r = 0; r < ROWS && i0 + r < last; r++) {
+                    float *sr = s + r * padded;
+                    const double inv = 1.0 / softmax_numerators(sr, tokens);
+                    for (int64_t kb = 0; kb < blocks; kb++) {
+                        const int64_t end = (kb + 1) * block < tokens ? (kb + 1) * block : tokens;
+                        float part = 0.0f;
+                        #pragma omp simd reduction(+ : part)
+                        for (int64_t j = kb * block; j < end; j++) part += sr[j];
+                        row[kb] += part * inv;
+                    }
+                }
+            }
+            if (!row) {
+                #pragma omp atomic write
+                failed = 1;
+                continue;
+            }
+            for (int64_t kb = 0; kb < blocks; kb++) mass[qb * blocks + kb] = (float)(row[kb] / (double)(last - first));
+            free(row);
+        }
+        free(s);
+    }
+    free(kt);
+    return failed ? -1 : 0;
+}
+
+int calib_plan_error(const float *q, const float *k, const float *v, int64_t tokens, int64_t d, int64_t block,
+                     float scale, const int32_t *row_span, const int32_t *spans, const int32_t *reuse_source,
+                     double *squared_error, double *squared_norm) {
+    const int64_t blocks = (tokens + block - 1) / block, padded = (tokens + COLS - 1) / COLS * COLS;
+    if (d > 512) return -1;
+    float *kt = transpose_keys(k, tokens, d, padded);
+    float *dense = malloc(sizeof(float) * (size_t)(tokens * d));
+    float *sparse = malloc(sizeof(float) * (size_t)(tokens * d));
+    if (!kt || !dense || !sparse) {
+        free(kt), free(dense), free(sparse);
+        return -1;
+    }
+    int failed = 0;
+    #pragma omp parallel
+    {
+        float *s = aligned_alloc(64, sizeof(float) * (size_t)(ROWS * padded));
+        if (!s) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static, 1)
+        for (int64_t qb = 0; qb < blocks; qb++) {
+            if (!s) continue;
+            const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens;
+            for (int64_t i0 = first; i0 < last; i0 += ROWS) {
+                scores(q, kt, tokens, d, padded, i0, scale, s);
+                for (int r = 0; r < ROWS && i0 + r < last; r++) {
+                    float *sr = s + r * padded;
+                    const double total = softmax_numerators(sr, tokens);
+                    float *o = dense + (i0 + r) * d, *os = sparse + (i0 + r) * d;
+                    for (int64_t c = 0; c < d; c++) o[c] = os[c] = 0.0f;
+                    for (int64_t j = 0; j < tokens; j++) {
+                        const float p = sr[j];
+                        #pragma omp simd
+                        for (int64_t c = 0; c < d; c++) o[c] += p * v[j * d + c];
+                    }
+                    for (int64_t c = 0; c < d; c++) o[c] = (float)(o[c] / total);
+                    if (reuse_source[qb] >= 0) continue;
+                    double kept = 0.0;
+                    for (int32_t sp = row_span[qb]; sp < row_span[qb + 1]; sp++) {
+                        const int64_t end = (int64_t)spans[2 * sp + 1] * block < tokens ? (int64_t)spans[2 * sp + 1] * block : tokens;
+                        for (int64_t j = (int64_t)spans[2 * sp] * block; j < end; j++) {
+                            const float p = sr[j];
+                            kept += p;
+                            #pragma omp simd
+                            for (int64_t c = 0; c < d; c++) os[c] += p * v[j * d + c];
+                        }
+                    }
+                    for (int64_t c = 0; c < d; c++) os[c] = (float)(os[c] / kept);
+                }
+            }
+        }
+        free(s);
+    }
+    double err = 0.0, norm = 0.0;
+    for (int64_t qb = 0; qb < blocks; qb++) {
+        const int64_t source = reuse_source[qb] >= 0 ? reuse_source[qb] : qb;
+        const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens;
+        for (int64_t i = first; i < last; i++) {
+            const float *o = dense + i * d, *os = sparse + (source * block + (i - first)) * d;
+            for (int64_t c = 0; c < d; c++) {
+                err += ((double)os[c] - o[c]) * ((double)os[c] - o[c]);
+                norm += (double)o[c] * o[c];
+            }
+        }
+    }
+    *squared_error = err;
+    *squared_norm = norm;
+    free(kt), free(dense), free(sparse);
+    return failed ? -1 : 0;
+}

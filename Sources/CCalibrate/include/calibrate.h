@@ -1,0 +1,22 @@
+/* Dense measurements calibration needs, without materialising the tokens × tokens matrix.
+ * q, k, v hold `tokens` rows of `head_dim` floats, packed. Scores are q·k·scale. */
+#ifndef CALIBRATE_H
+#define CALIBRATE_H
+
+#include <stdint.h>
+
+/* mass[qb * blocks + kb] = mean over the rows i of query block qb of the softmax probability
+ * row i puts on the keys of key block kb (blocks = ceil(tokens / block)). Rows sum to 1.
+ * Returns 0, or -1 when scratch memory cannot be had. */
+int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t head_dim, int64_t block,
+                     float scale, float *mass);
+
+/* The output a plan gives against dense attention. Query block qb keeps key blocks
+ * spans[2s] ..< spans[2s+1] for s in row_span[qb] ..< row_span[qb+1], or, when
+ * reuse_source[qb] >= 0, copies the rows of that block. Writes Σ‖sparse − dense‖² and
+ * Σ‖dense‖² over all rows (double). Returns 0, or -1 without memory. */
+int calib_plan_error(const float *q, const float *k, const float *v, int64_t tokens, int64_t head_dim, int64_t block,
+                     float scale, const int32_t *row_span, const int32_t *spans, const int32_t *reuse_source,
+                     double *squared_error, double *squared_norm);
+
+#endif

@@ -1,0 +1,93 @@
+// One prompt's recorded attention inputs (docs/recordings.md): a safetensors file holding
+// `step{t}.layer{l}.q`, `.k` and optionally `.v`, each (heads, tokens, head_dim).
+
+import CalibFrontend
+import CalibSafetensors
+import Foundation
+
+public struct RecordingError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var message: String
+    public var description: String { "\(file): \(message)" }
+}
+
+public struct Recording: @unchecked Sendable {
+    public let file: SafetensorsFile
+    public let model: String
+    public let steps: [Int]
+    public let layers: Int
+    public let heads: Int
+    public let tokens: Int
+    public let headDim: Int
+    public let hasValues: Bool
+    public let layout: Layout?
+    /// Softmax scale; 1/√head_dim unless the file's metadata sets `scale`.
+    public let scale: Double
+
+    public init(path: String) throws {
+        let file = try SafetensorsFile(path: path)
+        func fail(_ m: String) -> RecordingError { RecordingError(file: path, message: m) }
+        self.file = file
+        model = file.metadata["model"] ?? "unknown"
+        var shape: [Int]?
+        var found: [Int: Set<Int>] = [:]  // step → layers with q and k
+        var kinds: [String: Set<String>] = [:]
+        for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
+            let parts = name.split(separator: ".")
+            guard parts.count == 3, parts[0].hasPrefix("step"), let step = Int(parts[0].dropFirst(4)), step >= 0,
+                  parts[1].hasPrefix("layer"), let layer = Int(parts[1].dropFirst(5)), layer >= 0,
+                  ["q", "k", "v"].contains(parts[2]) else {
+                throw fail("unexpected tensor \(name) (expected step{t}.layer{l}.q, .k or .v)")
+            }
+            guard info.shape.count == 3, info.shape.allSatisfy({ $0 > 0 }) else {
+                throw fail("tensor \(name) has shape \(info.shape), expected (heads, tokens, head_dim)")
+            }
+            if let shape, shape != info.shape {
+                throw fail("tensor \(name) has shape \(info.shape), but other tensors have \(shape)")
+            }
+            shape = info.shape
+            kinds["\(step).\(layer)", default: []].insert(String(parts[2]))
+            found[step, default: []].insert(layer)
+        }
+        guard let shape else { throw fail("holds no tensors") }
+        steps = found.keys.sorted()
+        layers = (found.values.map { $0.max()! }.max() ?? 0) + 1
+        for step in steps {
+            for layer in 0..<layers {
+                let have = kinds["\(step).\(layer)"] ?? []
+                guard have.contains("q"), have.contains("k") else { throw fail("step \(step) layer \(layer) lacks its q or k tensor") }
+            }
+        }
+        let withValues = kinds.values.filter { $0.contains("v") }.count
+        guard withValues == 0 || withValues == kinds.count else { throw fail("some (step, layer) have a v tensor and some do not") }
+        hasValues = withValues > 0
+        (heads, tokens, headDim) = (shape[0], shape[1], shape[2])
+        if let s = file.metadata["scale"] {
+            guard let v = Double(s), v > 0, v.isFinite else { throw fail("metadata scale \"\(s)\" is not a positive number") }
+            scale = v
+        } else {
+            scale = 1 / Double(headDim).squareRoot()
+        }
+        let ints = ["frames", "height", "width", "text_tokens"].map { file.metadata[$0].flatMap { Int($0) } }
+        if let f = ints[0], let h = ints[1], let w = ints[2] {
+            let text = ints[3] ?? 0
+            guard f * h * w + text == tokens else {
+                throw fail("metadata frames × height × width + text_tokens = \(f * h * w + text), but tensors hold \(tokens) tokens")
+            }
+            layout = Layout(frames: f, height: h, width: w, textTokens: text, textFirst: file.metadata["text_position"] == "first")
+        } else {
+            layout = nil
+        }
+    }
+
+    /// One head of one tensor, `tokens × headDim` floats; non-finite values are refused.
+    public func head(_ kind: String, step: Int, layer: Int, head: Int) throws -> [Float] {
+        let name = "step\(step).layer\(layer).\(kind)"
+        let per = tokens * headDim
+        let values = try file.floats(name, elements: (head * per)..<((head + 1) * per))
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw RecordingError(file: file.path, message: "tensor \(name) head \(head) holds \(values[bad]) at token \(bad / headDim), dim \(bad % headDim)")
+        }
+        return values
+    }
+}

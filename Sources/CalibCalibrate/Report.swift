@@ -1,0 +1,30 @@
+// The table `calibc calibrate` prints: per head, what was kept and what it costs on held-out inputs.
+
+import CalibIR
+import Foundation
+
+public enum CalibrationReport {
+    public static func text(_ c: Calibration, calibrationInputs: Int, holdoutInputs: Int) -> String {
+        let s = c.program.shape
+        var out = "calibrated \(s.dispatchCount) (step, layer, head) on \(calibrationInputs) inputs, checked on \(holdoutInputs) held out; "
+        out += "tokens \(s.tokens), block \(s.block) (\(s.blocks)×\(s.blocks))\n\n"
+        out += "step layer head  density  loo mass  dense  reused  held-out mass  held-out error  reuse extra\n"
+        func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "-" }
+        for h in c.heads {
+            out += String(format: "%4d %5d %4d  %7.3f  %8@  %5@  %6d  %13@  %14@  %11@\n", h.step, h.layer, h.head, h.density,
+                          f(h.leaveOneOutMass, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
+                          f(h.heldOutError, "%.2e"), f(h.reuseExtraError, "%.1e"))
+        }
+        let n = Double(c.heads.count)
+        out += String(format: "\nmean density %.3f, dense heads %d of %d, reused query blocks %.1f%%\n",
+                      c.heads.reduce(0) { $0 + $1.density } / n, c.heads.filter(\.dense).count, c.heads.count,
+                      100 * c.program.reuseFraction)
+        if holdoutInputs > 0 {
+            let mass = c.heads.reduce(0) { $0 + ($1.heldOutMass ?? 0) } / n
+            let error = c.heads.reduce(0) { $0 + ($1.heldOutError ?? 0) } / n
+            let worst = c.heads.map { $0.heldOutError ?? 0 }.max() ?? 0
+            out += String(format: "held out: mean kept mass %.3f, mean relative L2 error %.2e, worst head %.2e\n", mass, error, worst)
+        }
+        return out
+    }
+}

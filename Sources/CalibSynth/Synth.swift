@@ -1,0 +1,194 @@
+// Video-like queries and keys without trained weights. Random weights give flat attention
+// (about 95% of blocks needed for 95% of the mass), which says nothing about calibration;
+// these heads have the structure trained video DiTs show:
+//
+// - tokens in frame-major (frame, row, col) raster order, as Wan, Mochi and HunyuanVideo;
+// - a position-only vector rotated by Wan-style 3D RoPE (head_dim 128 = 44 t + 42 h + 42 w
+//   dims, interleaved pairs, theta 10000). q·k then depends on the position offset alone,
+//   peaked at zero; the energy on each axis sets the head type. Energy on t only: the score
+//   ignores (h, w), so a query attends to its own frame ("spatial"); on h and w only: the same
+//   place in every frame ("temporal"); on all three: a local 3D window;
+// - smooth moving content (blobs drifting across frames, different per prompt) added to q
+//   and k, so attention also follows content and varies between prompts;
+// - a sink head, whose queries all share one direction and attend to the first frame, so
+//   its attention rows repeat (reuse);
+// - an input-dependent head that sends most of its mass to a patch whose position changes
+//   per prompt: no static mask serves it, and calibration must find that out.
+
+import CalibIR
+import CalibSafetensors
+import Foundation
+
+public struct SynthConfig: Sendable {
+    public var frames = 12, height = 16, width = 16
+    public var headDim = 128
+    public var layers = 2, heads = 6
+    public var steps = [0, 20, 40]
+    /// Early denoising steps attend more broadly: gains scale by these per step.
+    public var stepGain: [Double] = [0.7, 1.0, 1.0]
+
+    public init() {}
+
+    public var tokens: Int { frames * height * width }
+}
+
+public enum HeadKind: String, CaseIterable, Sendable {
+    case spatial, temporal, local3d, sink, moving
+}
+
+public enum Synth {
+    /// Head h of every layer, cycling: the mix a video DiT layer shows.
+    public static func kind(head: Int) -> HeadKind {
+        [.spatial, .temporal, .local3d, .local3d, .sink, .moving][head % 6]
+    }
+
+    /// Writes `prompt0.safetensors` … into `dir`; prompt p differs only by its seed.
+    public static func write(_ config: SynthConfig, prompts: Int, seed: UInt64, to dir: String,
+                             progress: (Int, Int) -> Void = { _, _ in }) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var paths: [String] = []
+        let total = prompts * config.steps.count * config.layers
+        var done = 0
+        for p in 0..<prompts {
+            var writer = SafetensorsWriter()
+            writer.metadata = ["format": "calibc-recording/1", "model": "synthetic-video-dit", "frames": "\(config.frames)",
+                               "height": "\(config.height)", "width": "\(config.width)", "text_tokens": "0",
+                               "prompt": "\(p)", "seed": "\(seed)"]
+            for (s, step) in config.steps.enumerated() {
+                for layer in 0..<config.layers {
+                    let (q, k) = queriesAndKeys(config, prompt: p, seed: seed, stepIndex: s, layer: layer)
+                    let shape = [config.heads, config.tokens, config.headDim]
+                    writer.add("step\(step).layer\(layer).q", q, shape: shape, as: .bf16)
+                    writer.add("step\(step).layer\(layer).k", k, shape: shape, as: .bf16)
+                    done += 1
+                    progress(done, total)
+                }
+            }
+            let path = (dir as NSString).appendingPathComponent("prompt\(p).safetensors")
+            try writer.write(to: path)
+            paths.append(path)
+        }
+        return paths
+    }
+
+    /// (heads, tokens, head_dim) queries and keys of one step and layer for one prompt.
+    public static func queriesAndKeys(_ c: SynthConfig, prompt: Int, seed: UInt64, stepIndex: Int, layer: Int) -> ([Float], [Float]) {
+        let n = c.tokens, d = c.headDim
+        precondition(d == 128, "the synthetic RoPE layout is Wan's head_dim 128")
+        let content = contentField(c, prompt: prompt, seed: seed)
+        var q = [Float](repeating: 0, count: c.heads * n * d), k = q
+        for h in 0..<c.heads {
+            // Weights: fixed per (layer, head) whatever the prompt.
+            var weights = SplitMix64(seed: seed &+ UInt64(layer * 1000 + h) &* 0x9E37_79B9)
+            // The prompt: content, hot-spot position.
+            var input = SplitMix64(seed: seed &+ UInt64(prompt + 1) &* 0xD1B5_4A32_D192_ED03 &+ UInt64(layer * 1000 + h))
+            let kind = kind(head: h)
+            let gain = c.stepGain[stepIndex] * (1 + 0.08 * Double(layer))
+            let (energy, rope): ([Double], Double) = switch kind {
+            case .spatial: ([1, 0, 0], 32)
+            case .temporal: ([0, 0.5, 0.5], 36)
+            case .local3d: h % 6 == 2 ? ([0.34, 0.33, 0.33], 28) : ([0.6, 0.2, 0.2], 24)
+            case .sink: ([0.34, 0.33, 0.33], 6)
+            case .moving: ([0.34, 0.33, 0.33], 20)
+            }
+            let base = ropeBase(energy: energy, gain: rope * gain)
+            // Content enters through a per-head projection of the blob field.
+            let rank = content.rank
+            let aq = (0..<(d * rank)).map { _ in weights.gaussian() / Double(rank).squareRoot() }
+            let ak = aq.map { $0 + 0.3 * weights.gaussian() / Double(rank).squareRoot() }
+            let contentGain = 2.5 * gain
+            var shared = (0..<d).map { _ in weights.gaussian() }
+            let norm = shared.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            shared = shared.map { $0 / norm * 11.3 }  // |u|² / √128 = 11.3: one unit of score per unit of u·u
+            // The patch the moving head's keys light up: 4×4 tokens at a prompt-dependent place.
+            let py = Int.random(in: 0...(c.height - 4), using: &input), px = Int.random(in: 0...(c.width - 4), using: &input)
+            for t in 0..<n {
+                let f = t / (c.height * c.width), y = (t / c.width) % c.height, x = t % c.width
+                let rotated = rotate(base, f: f, y: y, x: x)
+                var qv = rotated, kv = rotated
+                for i in 0..<d {
+                    var cq = 0.0, ck = 0.0
+                    for r in 0..<rank {
+                        cq += aq[i * rank + r] * content.values[t * rank + r]
+                        ck += ak[i * rank + r] * content.values[t * rank + r]
+                    }
+                    qv[i] += contentGain * cq
+                    kv[i] += contentGain * ck
+                }
+                switch kind {
+                case .sink:
+                    for i in 0..<d {
+                        qv[i] += shared[i]
+                        kv[i] += f == 0 ? 0.6 * shared[i] : 0
+                    }
+                case .moving:
+                    let inPatch = (py..<(py + 4)).contains(y) && (px..<(px + 4)).contains(x)
+                    for i in 0..<d {
+                        qv[i] += 0.6 * shared[i]
+                        kv[i] += inPatch ? 0.75 * shared[i] : 0
+                    }
+                default: break
+                }
+                for i in 0..<d {
+                    q[(h * n + t) * d + i] = Float(qv[i])
+                    k[(h * n + t) * d + i] = Float(kv[i])
+                }
+            }
+        }
+        return (q, k)
+    }
+
+    /// Amplitudes of the interleaved RoPE pairs before rotation: `energy` split over the t, h,
+    /// w sections (44, 42, 42 dims), spread evenly over each section's pairs.
+    static func ropeBase(energy: [Double], gain: Double) -> [Double] {
+        var base = [Double](repeating: 0, count: 128)
+        var offset = 0
+        for (axis, dims) in [44, 42, 42].enumerated() {
+            let amplitude = (energy[axis] / Double(dims / 2)).squareRoot() * gain
+            for p in 0..<(dims / 2) { base[offset + 2 * p] = amplitude }
+            offset += dims
+        }
+        return base
+    }
+
+    /// Rotates each pair (2p, 2p+1) of a section by position · theta^(-2p / dims).
+    static func rotate(_ base: [Double], f: Int, y: Int, x: Int) -> [Double] {
+        var out = base
+        var offset = 0
+        for (dims, pos) in [(44, f), (42, y), (42, x)] {
+            for p in 0..<(dims / 2) {
+                let angle = Double(pos) * pow(10000, -Double(2 * p) / Double(dims))
+                let (a, b) = (base[offset + 2 * p], base[offset + 2 * p + 1])
+                out[offset + 2 * p] = a * cos(angle) - b * sin(angle)
+                out[offset + 2 * p + 1] = a * sin(angle) + b * cos(angle)
+            }
+            offset += dims
+        }
+        return out
+    }
+
+    struct Content {
+        var rank: Int
+        var values: [Double]  // tokens × rank
+    }
+
+    /// Eight Gaussian blobs (σ = 2.5 tokens) drifting linearly across frames; where and how
+    /// fast depends on the prompt.
+    static func contentField(_ c: SynthConfig, prompt: Int, seed: UInt64) -> Content {
+        var rng = SplitMix64(seed: seed ^ (UInt64(prompt + 1) &* 0xA24B_AED4_963E_E407))
+        let rank = 8
+        let blobs = (0..<rank).map { _ in
+            (Double.random(in: 0..<Double(c.height), using: &rng), Double.random(in: 0..<Double(c.width), using: &rng),
+             Double.random(in: -0.7...0.7, using: &rng), Double.random(in: -0.7...0.7, using: &rng))
+        }
+        var values = [Double](repeating: 0, count: c.tokens * rank)
+        for t in 0..<c.tokens {
+            let f = Double(t / (c.height * c.width)), y = Double((t / c.width) % c.height), x = Double(t % c.width)
+            for (r, b) in blobs.enumerated() {
+                let dy = y - (b.0 + b.2 * f), dx = x - (b.1 + b.3 * f)
+                values[t * rank + r] = exp(-(dy * dy + dx * dx) / (2 * 2.5 * 2.5))
+            }
+        }
+        return Content(rank: rank, values: values)
+    }
+}
