@@ -22,7 +22,7 @@ public struct CalibrationOptions: Sendable {
     /// inputs keeps this much less of that input's mass than the mask built from all of them.
     public var stabilityDrop = 0.05
     /// Largest L1 distance between two block-mass rows, on every input, for one to reuse the other; 0 turns reuse off.
-    public var reuseTolerance = 0.05
+    public var reuseTolerance = 0.02
     public var threads = 2
 
     public init() {}

@@ -88,20 +88,21 @@ public enum Synth {
             case .spatial: ([1, 0, 0], 32)
             case .temporal: ([0, 0.5, 0.5], 36)
             case .local3d: h % 6 == 2 ? ([0.34, 0.33, 0.33], 28) : ([0.6, 0.2, 0.2], 24)
-            case .sink: ([0.34, 0.33, 0.33], 6)
-            case .moving: ([0.34, 0.33, 0.33], 20)
+            case .sink: ([0.34, 0.33, 0.33], 2)
+            case .moving: ([0.34, 0.33, 0.33], 8)
             }
             let base = ropeBase(energy: energy, gain: rope * gain)
             // Content enters through a per-head projection of the blob field.
             let rank = content.rank
             let aq = (0..<(d * rank)).map { _ in weights.gaussian() / Double(rank).squareRoot() }
             let ak = aq.map { $0 + 0.3 * weights.gaussian() / Double(rank).squareRoot() }
-            let contentGain = 2.5 * gain
+            let contentGain = (kind == .sink ? 0.5 : 2.0) * gain
             var shared = (0..<d).map { _ in weights.gaussian() }
             let norm = shared.reduce(0) { $0 + $1 * $1 }.squareRoot()
             shared = shared.map { $0 / norm * 11.3 }  // |u|² / √128 = 11.3: one unit of score per unit of u·u
             // The patch the moving head's keys light up: 4×4 tokens at a prompt-dependent place.
-            let py = Int.random(in: 0...(c.height - 4), using: &input), px = Int.random(in: 0...(c.width - 4), using: &input)
+            // Rows cycle with the prompt, so two prompts never light up the same block rows.
+            let py = 4 * ((prompt + layer + h) % max(1, c.height / 4)), px = Int.random(in: 0...(c.width - 4), using: &input)
             for t in 0..<n {
                 let f = t / (c.height * c.width), y = (t / c.width) % c.height, x = t % c.width
                 let rotated = rotate(base, f: f, y: y, x: x)
@@ -125,7 +126,7 @@ public enum Synth {
                     let inPatch = (py..<(py + 4)).contains(y) && (px..<(px + 4)).contains(x)
                     for i in 0..<d {
                         qv[i] += 0.6 * shared[i]
-                        kv[i] += inPatch ? 0.75 * shared[i] : 0
+                        kv[i] += inPatch ? 0.85 * shared[i] : 0
                     }
                 default: break
                 }

@@ -62,7 +62,7 @@ let calibrateHelp = """
       --mass T               keep, per query block, the fewest key blocks holding T of its mass on every input (default 0.95)
       --density R            or keep, per head, the heaviest R of all tiles
       --stability-drop X     a head is dense when leaving one input out loses more than X of its mass (default 0.05)
-      --reuse-tolerance X    L1 distance of block-mass rows for a query block to reuse another (default 0.05; 0: off)
+      --reuse-tolerance X    L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)
       --threads N            threads the compiled schedule will be balanced for (default 2)
     """
 
