@@ -6,18 +6,29 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example test kernels golden
+.PHONY: deps example bundled test kernels golden
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEPS); }
 
-# Compile the bundled masks into generated/CalibKernels, rebuild, and run every (step, layer, head).
+# The whole pipeline on synthetic video attention: record (synth) → calibrate on two prompts,
+# check on a third → compile → run the kernels on the held-out prompt against dense.
+OUT = out
 example: deps
 	$(SWIFT_BUILD) --product calibc
-	$(CALIBC) compile examples/masks.json -o generated/CalibKernels
-	$(SWIFT_BUILD) --product calib-demo
-	.build/release/calib-demo examples/masks.json
+	$(SWIFT_BUILD) --product calib-run
+	$(CALIBC) synth -o $(OUT)/recordings --prompts 3
+	$(CALIBC) calibrate $(OUT)/recordings/prompt0.safetensors $(OUT)/recordings/prompt1.safetensors \
+		--holdout $(OUT)/recordings/prompt2.safetensors -o $(OUT)/masks.json
+	$(CALIBC) compile $(OUT)/masks.json -o $(OUT)/kernels --shared
+	.build/release/calib-run $(OUT)/masks.json --library $(OUT)/kernels/libcalibkernels.so \
+		--recording $(OUT)/recordings/prompt2.safetensors
+
+# The hand-written examples/masks.json through the kernels linked into the package.
+bundled: kernels
+	$(SWIFT_BUILD) --product calib-run
+	.build/release/calib-run examples/masks.json
 
 test: deps
 	swift test --disable-swift-testing

@@ -47,7 +47,7 @@ let package = Package(
             name: "calibc",
             dependencies: ["CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibSynth"]
         ),
-        .executableTarget(name: "calib-demo", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses"], path: "examples/demo"),
+        .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses", "CalibCalibrate"], path: "examples/run"),
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend"]),
         .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend"]),

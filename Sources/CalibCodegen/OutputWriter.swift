@@ -5,8 +5,10 @@ import Foundation
 
 public enum OutputWriter {
     /// Checks the files with libclang, then replaces `dir` with them. A directory calibc did not
-    /// write (no manifest, not empty) is only replaced with `force`.
-    public static func write(_ files: [GeneratedFile], to dir: String, force: Bool) throws {
+    /// write (no manifest, not empty) is only replaced with `force`. `finish` runs on the
+    /// complete staging directory before it is moved into place (to build in it).
+    public static func write(_ files: [GeneratedFile], to dir: String, force: Bool,
+                             finish: (String) throws -> Void = { _ in }) throws {
         let fm = FileManager.default
         let target = URL(fileURLWithPath: dir).standardizedFileURL
         var isDir: ObjCBool = false
@@ -33,9 +35,13 @@ public enum OutputWriter {
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
                 try Data(file.contents.utf8).write(to: url)
             }
+            try finish(staging.path)
             if exists { try fm.moveItem(at: target, to: retired) }
             try fm.moveItem(at: staging, to: target)
             if exists { try fm.removeItem(at: retired) }
+        } catch let error as CodegenError {
+            try? fm.removeItem(at: staging)
+            throw error
         } catch {
             try? fm.removeItem(at: staging)
             throw CodegenError(message: "\(dir): could not write the output: \(error.localizedDescription)")

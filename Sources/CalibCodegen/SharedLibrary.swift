@@ -4,6 +4,9 @@
 import Foundation
 
 public enum SharedLibrary {
+    /// What `calibc compile --shared` builds inside the output directory.
+    public static let fileName = "libcalibkernels.so"
+
     /// The flags the root Package.swift gives the CalibKernels target, plus what a shared object needs.
     public static func arguments(sourceDir: String, output: String) -> [String] {
         ["clang", "-std=c11", "-O3", "-march=native", "-fopenmp", "-idirafter", Toolchain.ompInclude,

@@ -12,7 +12,7 @@ let usage = """
     calibc — compiles calibrated attention masks into C/OpenMP kernels
 
     usage:
-      calibc compile <masks.json> -o <dir> [--threads N] [--force]
+      calibc compile <masks.json> -o <dir> [--threads N] [--force] [--shared]
       calibc ir <masks.json> [--threads N] [--print-after <pass>]
       calibc stats <masks.json> [--show <step>,<layer>,<head>]
       calibc synth -o <dir> [--prompts N] [--seed S]
@@ -22,12 +22,13 @@ let usage = """
     """
 
 let compileHelp = """
-    usage: calibc compile <masks.json> -o <dir> [--threads N] [--force]
+    usage: calibc compile <masks.json> -o <dir> [--threads N] [--force] [--shared]
 
     Writes a C target (sources, include/, module map) to <dir>, replacing it atomically.
       -o <dir>       output directory, e.g. generated/CalibKernels
       --threads N    threads the static schedule is balanced for (default 2)
       --force        replace <dir> even if calibc did not write it
+      --shared       also build <dir>/libcalibkernels.so with the same C ABI (for ctypes, dlopen)
     """
 
 let irHelp = """
@@ -123,7 +124,7 @@ func seconds(since start: DispatchTime) -> String {
 }
 
 func compile(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["-o", "--threads"], flags: ["--force"])
+    let a = try Arguments(args, valued: ["-o", "--threads"], flags: ["--force", "--shared"])
     let input = try a.requireInput()
     guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
     var t = DispatchTime.now()
@@ -140,7 +141,13 @@ func compile(_ args: ArraySlice<String>) throws {
     let files = Codegen.emit(program, source: URL(fileURLWithPath: input).lastPathComponent, passes: Pipeline.passes.map(\.name))
     print("codegen    \(seconds(since: t))")
     t = DispatchTime.now()
-    try OutputWriter.write(files, to: out, force: a.flags.contains("--force"))
+    let shared = a.flags.contains("--shared")
+    try OutputWriter.write(files, to: out, force: a.flags.contains("--force")) { staging in
+        guard shared else { return }
+        let build = DispatchTime.now()
+        try SharedLibrary.build(sourceDir: staging, output: staging + "/" + SharedLibrary.fileName)
+        print("shared lib  \(seconds(since: build))")
+    }
     print("check+write \(seconds(since: t))")
     print("wrote \(out): \(program.plans.count) unique plans for \(program.shape.dispatchCount) (step, layer, head)")
 }
