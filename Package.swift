@@ -50,8 +50,10 @@ let package = Package(
         .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses", "CalibCalibrate"], path: "examples/run"),
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend"]),
-        .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend"]),
+        .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend"], exclude: ["Fixtures"]),
         .testTarget(name: "CalibCodegenTests", dependencies: ["CalibCodegen", "CalibPasses", "CalibFrontend"]),
+        .testTarget(name: "CalibSafetensorsTests", dependencies: ["CalibSafetensors"]),
+        .testTarget(name: "CalibCalibrateTests", dependencies: ["CalibCalibrate", "CalibSynth", "CalibSafetensors", "CalibRuntime", "CalibFrontend", "CalibPasses"]),
         .testTarget(name: "CalibRuntimeTests", dependencies: ["CalibRuntime", "CalibCodegen", "CalibPasses", "CalibFrontend"]),
     ]
 )

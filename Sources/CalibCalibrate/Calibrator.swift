@@ -71,6 +71,7 @@ public enum Calibrator {
         guard blocks <= Frontend.maxBlocks else { throw CalibrationError(message: "\(blocks) blocks per side exceeds \(Frontend.maxBlocks)") }
 
         var plans: [Plan] = []
+        var planIndex: [[Row]: Int] = [:]
         var dispatch = [Int](repeating: 0, count: shape.dispatchCount)
         var reports: [HeadReport] = []
         let units = shape.dispatchCount * (calibration.count + holdout.count)
@@ -86,7 +87,7 @@ public enum Calibrator {
                     }
                     var (plan, report) = decide(masses: masses, blocks: blocks, partialLast: shape.tokens % options.block != 0,
                                                 options: options)
-                    plan.name = report.dense ? "dense" : "s\(step)_l\(layer)_h\(head)"
+                    plan.name = report.dense ? "dense" : "s\(step)_l\(layer)_h\(head)"  // named by its first user
                     (report.step, report.layer, report.head) = (step, layer, head)
                     if !holdout.isEmpty {
                         var mass = 0.0, error = 0.0, extra = 0.0
@@ -107,8 +108,12 @@ public enum Calibrator {
                         report.heldOutError = error / n
                         report.reuseExtraError = plan.reusedRows.isEmpty ? nil : extra / n
                     }
-                    dispatch[shape.dispatchIndex(stepIndex: s, layer: layer, head: head)] = plans.count
-                    plans.append(plan)
+                    let index = planIndex[plan.rows] ?? plans.count
+                    if index == plans.count {
+                        planIndex[plan.rows] = index
+                        plans.append(plan)
+                    }
+                    dispatch[shape.dispatchIndex(stepIndex: s, layer: layer, head: head)] = index
                     reports.append(report)
                 }
             }

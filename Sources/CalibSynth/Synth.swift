@@ -26,6 +26,8 @@ public struct SynthConfig: Sendable {
     public var steps = [0, 20, 40]
     /// Early denoising steps attend more broadly: gains scale by these per step.
     public var stepGain: [Double] = [0.7, 1.0, 1.0]
+    /// Strength of the prompt-dependent content; 0 leaves pure positional heads.
+    public var content = 1.0
 
     public init() {}
 
@@ -96,7 +98,7 @@ public enum Synth {
             let rank = content.rank
             let aq = (0..<(d * rank)).map { _ in weights.gaussian() / Double(rank).squareRoot() }
             let ak = aq.map { $0 + 0.3 * weights.gaussian() / Double(rank).squareRoot() }
-            let contentGain = (kind == .sink ? 0.5 : 2.0) * gain
+            let contentGain = (kind == .sink ? 0.5 : 2.0) * gain * c.content
             var shared = (0..<d).map { _ in weights.gaussian() }
             let norm = shared.reduce(0) { $0 + $1 * $1 }.squareRoot()
             shared = shared.map { $0 / norm * 11.3 }  // |u|² / √128 = 11.3: one unit of score per unit of u·u

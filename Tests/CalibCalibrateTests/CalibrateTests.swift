@@ -1,0 +1,203 @@
+import CCalibrate
+import CalibCalibrate
+import CalibFrontend
+import CalibIR
+import CalibPasses
+import CalibRuntime
+import CalibSafetensors
+import CalibSynth
+import Foundation
+import XCTest
+
+/// Six frames of 8×8 tokens (384), blocks of 16 tokens: four blocks (two token rows each) per frame.
+func smallConfig() -> SynthConfig {
+    var c = SynthConfig()
+    (c.frames, c.height, c.width, c.layers, c.steps, c.stepGain, c.content) = (6, 8, 8, 1, [0, 5, 9], [0.7, 1, 1], 0)
+    return c
+}
+
+/// Recordings of `prompts` prompts, written once per test class run.
+enum Fixture {
+    static let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-synth-\(UUID().uuidString)").path
+    static let paths: [String] = try! Synth.write(smallConfig(), prompts: 3, seed: 7, to: dir)
+    static var recordings: [Recording] { paths.map { try! Recording(path: $0) } }
+    /// Calibrated on prompts 0 and 1, held out on prompt 2, block 16.
+    static let calibration: Calibration = {
+        var options = CalibrationOptions()
+        options.block = 16
+        return try! Calibrator.run(calibration: Array(recordings[0..<2]), holdout: [recordings[2]], options: options)
+    }()
+}
+
+final class CalibrateTests: XCTestCase {
+    func calibrate() throws -> Calibration { Fixture.calibration }
+
+    func kept(_ c: Calibration, step: Int, head: Int) -> [Set<Int>] {
+        let plan = c.program.plan(stepIndex: c.program.shape.steps.firstIndex(of: step)!, layer: 0, head: head)
+        return plan.rows.map { row in
+            var r = row
+            while case .reuse(let s) = r { r = plan.rows[s] }
+            return Set(r.spans.flatMap { Array($0.start..<$0.end) })
+        }
+    }
+
+    func testSpatialHeadKeepsItsFrame() throws {
+        let c = try calibrate()
+        let rows = kept(c, step: 5, head: 0)
+        for (q, k) in rows.enumerated() {
+            let frame = q / 4
+            XCTAssertTrue(Set((4 * frame)..<(4 * frame + 4)).isSubset(of: k), "q\(q) drops part of its own frame: \(k.sorted())")
+            XCTAssertTrue(k.allSatisfy { abs($0 / 4 - frame) <= 1 }, "q\(q) reaches beyond the next frame: \(k.sorted())")
+        }
+        XCTAssertLessThan(c.heads.first { $0.step == 5 && $0.head == 0 }!.density, 0.1)
+    }
+
+    func testTemporalHeadKeepsTheSamePlaceInEveryFrame() throws {
+        let c = try calibrate()
+        for (q, k) in kept(c, step: 5, head: 1).enumerated() {
+            let place = q % 4
+            XCTAssertTrue(Set(stride(from: place, to: 24, by: 4)).isSubset(of: k), "q\(q) misses its place in some frame: \(k.sorted())")
+            XCTAssertTrue(k.allSatisfy { abs($0 % 4 - place) <= 1 }, "q\(q) keeps other places: \(k.sorted())")
+        }
+    }
+
+    func testInputDependentHeadBecomesDense() throws {
+        let c = try calibrate()
+        for report in c.heads where report.head == 5 {
+            XCTAssertTrue(report.dense, "step \(report.step)")
+            XCTAssertLessThan(report.leaveOneOutMass!, 0.5, "the moving head should lose most of its mass without its own input")
+        }
+        for report in c.heads where report.head == 0 || report.head == 1 { XCTAssertFalse(report.dense) }
+    }
+
+    func testRepeatingRowsBecomeReuseAndIdenticalStepsMerge() throws {
+        let c = try calibrate()
+        let sink = c.heads.first { $0.step == 5 && $0.head == 4 }!
+        XCTAssertGreaterThan(sink.reusedBlocks, 12)
+        XCTAssertNotNil(sink.reuseExtraError)
+        // Steps 5 and 9 see the same inputs, so one assignment covers both.
+        let json = MaskWriter.json(c.program, layout: c.layout)
+        XCTAssertTrue(json.contains("{\"steps\": \"5-9\", \"layers\": 0, \"heads\": 0,"), json)
+        XCTAssertTrue(json.contains("{\"steps\": \"0\", \"layers\": 0, \"heads\": 0,"), json)
+    }
+
+    func testMasksFileRoundTripsAndIsDeterministic() throws {
+        var options = CalibrationOptions()
+        options.block = 16
+        let a = try calibrate(), b = try Calibrator.run(calibration: Array(Fixture.recordings[0..<2]), holdout: [], options: options)
+        let json = MaskWriter.json(a.program, layout: a.layout)
+        XCTAssertEqual(json, MaskWriter.json(b.program, layout: b.layout))
+        let parsed = try Frontend.parse(Array(json.utf8), file: "calibrated.json", threads: 2)
+        XCTAssertEqual(parsed.layout, Layout(frames: 6, height: 8, width: 8, textTokens: 0, textFirst: false))
+        let (p, q) = (Pipeline.run(parsed.program), Pipeline.run(a.program))
+        for d in 0..<p.dispatch.count { XCTAssertEqual(p.plans[p.dispatch[d]].rows, q.plans[q.dispatch[d]].rows) }
+    }
+
+    /// The block-mass kernel against a float64 softmax, for a partial last block and a custom scale.
+    func testBlockMassMatchesFloat64() {
+        var rng = SplitMix64(seed: 99)
+        let (n, d, block) = (200, 32, 48)
+        let q = rng.floats(n * d, scale: 2), k = rng.floats(n * d, scale: 2)
+        let blocks = 5
+        var m = [Float](repeating: .nan, count: blocks * blocks)
+        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 0.3, &m), 0)
+        for qb in 0..<blocks {
+            var expected = [Double](repeating: 0, count: blocks)
+            let rows = (qb * block)..<min(n, (qb + 1) * block)
+            for i in rows {
+                let s = (0..<n).map { j in 0.3 * (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(k[j * d + $1]) } }
+                let top = s.max()!
+                let e = s.map { exp($0 - top) }
+                let total = e.reduce(0, +)
+                for j in 0..<n { expected[j / block] += e[j] / total / Double(rows.count) }
+            }
+            for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "M[\(qb)][\(kb)]") }
+        }
+    }
+
+    /// Held-out mass and error against a float64 brute force, on a held-out recording that
+    /// carries its own V, for a head with reuse and one without.
+    func testHeldOutFiguresMatchBruteForce() throws {
+        let source = Fixture.recordings[2]
+        var rng = SplitMix64(seed: 5)
+        var writer = SafetensorsWriter()
+        writer.metadata = source.file.metadata
+        let shape = [source.heads, source.tokens, source.headDim]
+        var values: [String: [Float]] = [:]
+        for step in source.steps {
+            let v = rng.floats(source.heads * source.tokens * source.headDim)
+            values["\(step)"] = v
+            for kind in ["q", "k"] { writer.add("step\(step).layer0.\(kind)", try source.file.floats("step\(step).layer0.\(kind)"), shape: shape, as: .f32) }
+            writer.add("step\(step).layer0.v", v, shape: shape, as: .f32)
+        }
+        let path = Fixture.dir + "/holdout-with-v.safetensors"
+        try writer.write(to: path)
+        var options = CalibrationOptions()
+        options.block = 16
+        let c = try Calibrator.run(calibration: Array(Fixture.recordings[0..<2]), holdout: [try Recording(path: path)], options: options)
+        let (n, d, block) = (source.tokens, source.headDim, 16)
+        for head in [1, 4] {
+            let report = c.heads.first { $0.step == 5 && $0.head == head }!
+            let plan = c.program.plan(stepIndex: 1, layer: 0, head: head)
+            let q = try source.head("q", step: 5, layer: 0, head: head), k = try source.head("k", step: 5, layer: 0, head: head)
+            let v = Array(values["5"]![(head * n * d)..<((head + 1) * n * d)])
+            let dense = Reference.attention(q: q, k: k, v: v, tokens: n, headDim: d)
+            let sparse = Reference.attention(of: plan, q: q, k: k, v: v, tokens: n, headDim: d, block: block)
+            var err = 0.0, norm = 0.0
+            for i in 0..<(n * d) {
+                err += (sparse[i] - dense[i]) * (sparse[i] - dense[i])
+                norm += dense[i] * dense[i]
+            }
+            XCTAssertEqual(report.heldOutError!, (err / norm).squareRoot(), accuracy: 1e-4, "head \(head)")
+            // Kept mass: each row's softmax mass on its (source's) kept key blocks, averaged per block.
+            let keptKeys = kept(c, step: 5, head: head)
+            var mass = 0.0
+            var e = [Double](repeating: 0, count: n)
+            for i in 0..<n {
+                for j in 0..<n {
+                    var dot = 0.0
+                    for x in 0..<d { dot += Double(q[i * d + x]) * Double(k[j * d + x]) }
+                    e[j] = dot / Double(d).squareRoot()
+                }
+                let top = e.max()!
+                var total = 0.0, inKept = 0.0
+                for j in 0..<n {
+                    let p = exp(e[j] - top)
+                    total += p
+                    if keptKeys[i / block].contains(j / block) { inKept += p }
+                }
+                mass += inKept / total / Double(n)
+            }
+            XCTAssertEqual(report.heldOutMass!, mass, accuracy: 1e-5, "head \(head)")
+        }
+    }
+
+    func testRecordingErrors() throws {
+        func message(_ build: (inout SafetensorsWriter) -> Void) -> String {
+            var w = SafetensorsWriter()
+            build(&w)
+            let path = Fixture.dir + "/bad-\(UUID().uuidString).safetensors"
+            try! w.write(to: path)
+            do {
+                let r = try Recording(path: path)
+                _ = try r.head("q", step: r.steps[0], layer: 0, head: 0)
+                return "accepted"
+            } catch { return "\(error)".replacingOccurrences(of: path + ": ", with: "") }
+        }
+        let ones = [Float](repeating: 1, count: 2 * 4 * 8)
+        XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32) }, "accepted")
+        XCTAssertEqual(message { $0.add("step0.layer0.query", ones, shape: [2, 4, 8], as: .f32) },
+                       "unexpected tensor step0.layer0.query (expected step{t}.layer{l}.q, .k or .v)")
+        XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32) }, "step 0 layer 0 lacks its q or k tensor")
+        XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [4, 2, 8], as: .f32) },
+                       "tensor step0.layer0.q has shape [2, 4, 8], but other tensors have [4, 2, 8]")
+        var bad = ones
+        bad[9] = .nan
+        XCTAssertEqual(message { $0.add("step0.layer0.q", bad, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32) },
+                       "tensor step0.layer0.q head 0 holds nan at token 1, dim 1")
+        XCTAssertEqual(message {
+            $0.metadata = ["frames": "3", "height": "1", "width": "1"]
+            $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32)
+        }, "metadata frames × height × width + text_tokens = 3, but tensors hold 4 tokens")
+    }
+}
