@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden
+.PHONY: deps example bundled test kernels golden bench-calibrate
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -43,3 +43,8 @@ golden: deps
 	$(SWIFT_BUILD) --product calibc
 	$(CALIBC) ir examples/masks.json --print-after parse > Tests/CalibPassesTests/Fixtures/example.parse.ir
 	$(CALIBC) ir examples/masks.json > Tests/CalibPassesTests/Fixtures/example.ir
+
+# Calibration throughput, peak memory, and the sweeps behind the defaults in docs/calibration.md.
+bench-calibrate: deps
+	$(SWIFT_BUILD) --product calib-bench
+	.build/release/calib-bench calibrate

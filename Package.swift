@@ -47,6 +47,7 @@ let package = Package(
             name: "calibc",
             dependencies: ["CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibSynth"]
         ),
+        .executableTarget(name: "calib-bench", dependencies: ["CalibCalibrate", "CalibSynth", "CalibIR"]),
         .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses", "CalibCalibrate"], path: "examples/run"),
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend"]),
