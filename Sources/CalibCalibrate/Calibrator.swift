@@ -90,23 +90,27 @@ public enum Calibrator {
                     plan.name = report.dense ? "dense" : "s\(step)_l\(layer)_h\(head)"  // named by its first user
                     (report.step, report.layer, report.head) = (step, layer, head)
                     if !holdout.isEmpty {
-                        var mass = 0.0, error = 0.0, extra = 0.0
+                        // Output error needs q and k; recordings reduced to block mass give kept mass only.
+                        var mass = 0.0, error = 0.0, extra = 0.0, withOutputs = 0
                         for (i, r) in holdout.enumerated() {
                             let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block)
                             mass += keptMass(plan, m, blocks: blocks)
-                            let e = try planError(plan, r, step: step, layer: layer, head: head, block: options.block, seed: UInt64(i))
-                            error += e
-                            if !plan.reusedRows.isEmpty {
-                                extra += e - (try planError(withoutReuse(plan, masses: masses, options: options), r, step: step, layer: layer,
-                                                            head: head, block: options.block, seed: UInt64(i)))
+                            if r.massBlock == nil {
+                                let e = try planError(plan, r, step: step, layer: layer, head: head, block: options.block, seed: UInt64(i))
+                                error += e
+                                withOutputs += 1
+                                if !plan.reusedRows.isEmpty {
+                                    extra += e - (try planError(withoutReuse(plan, masses: masses, options: options), r, step: step,
+                                                                layer: layer, head: head, block: options.block, seed: UInt64(i)))
+                                }
                             }
                             done += 1
                             progress(done, units)
                         }
-                        let n = Double(holdout.count)
-                        report.heldOutMass = mass / n
-                        report.heldOutError = error / n
-                        report.reuseExtraError = plan.reusedRows.isEmpty ? nil : extra / n
+                        let n = Double(withOutputs)
+                        report.heldOutMass = mass / Double(holdout.count)
+                        report.heldOutError = withOutputs > 0 ? error / n : nil
+                        report.reuseExtraError = plan.reusedRows.isEmpty || withOutputs == 0 ? nil : extra / n
                     }
                     let index = planIndex[plan.rows] ?? plans.count
                     if index == plans.count {
@@ -227,6 +231,12 @@ public enum Calibrator {
     }
 
     static func blockMass(_ r: Recording, step: Int, layer: Int, head: Int, block: Int) throws -> [Float] {
+        if let recorded = r.massBlock {
+            guard recorded == block else {
+                throw CalibrationError(message: "\(r.file.path) holds block mass for blocks of \(recorded) tokens; calibrate with --block \(recorded)")
+            }
+            return try r.head("mass", step: step, layer: layer, head: head)
+        }
         let q = try r.head("q", step: step, layer: layer, head: head), k = try r.head("k", step: step, layer: layer, head: head)
         let blocks = (r.tokens + block - 1) / block
         var m = [Float](repeating: 0, count: blocks * blocks)

@@ -1,5 +1,6 @@
 // One prompt's recorded attention inputs (docs/recordings.md): a safetensors file holding
-// `step{t}.layer{l}.q`, `.k` and optionally `.v`, each (heads, tokens, head_dim).
+// `step{t}.layer{l}.q`, `.k` and optionally `.v`, each (heads, tokens, head_dim), or, reduced
+// by the recorder when raw Q/K would be too big, `step{t}.layer{l}.mass` (heads, blocks, blocks).
 
 import CalibFrontend
 import CalibSafetensors
@@ -20,6 +21,8 @@ public struct Recording: @unchecked Sendable {
     public let tokens: Int
     public let headDim: Int
     public let hasValues: Bool
+    /// The block size of recorded block mass; nil when the file holds q and k.
+    public let massBlock: Int?
     public let layout: Layout?
     /// Softmax scale; 1/√head_dim unless the file's metadata sets `scale`.
     public let scale: Double
@@ -30,38 +33,63 @@ public struct Recording: @unchecked Sendable {
         self.file = file
         model = file.metadata["model"] ?? "unknown"
         var shape: [Int]?
-        var found: [Int: Set<Int>] = [:]  // step → layers with q and k
+        var found: [Int: Set<Int>] = [:]  // step → layers
         var kinds: [String: Set<String>] = [:]
         for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
             let parts = name.split(separator: ".")
             guard parts.count == 3, parts[0].hasPrefix("step"), let step = Int(parts[0].dropFirst(4)), step >= 0,
                   parts[1].hasPrefix("layer"), let layer = Int(parts[1].dropFirst(5)), layer >= 0,
-                  ["q", "k", "v"].contains(parts[2]) else {
-                throw fail("unexpected tensor \(name) (expected step{t}.layer{l}.q, .k or .v)")
+                  ["q", "k", "v", "mass"].contains(parts[2]) else {
+                throw fail("unexpected tensor \(name) (expected step{t}.layer{l}.q, .k, .v or .mass)")
             }
             guard info.shape.count == 3, info.shape.allSatisfy({ $0 > 0 }) else {
-                throw fail("tensor \(name) has shape \(info.shape), expected (heads, tokens, head_dim)")
+                throw fail("tensor \(name) has shape \(info.shape), expected three positive dimensions")
             }
-            if let shape, shape != info.shape {
-                throw fail("tensor \(name) has shape \(info.shape), but other tensors have \(shape)")
+            if parts[2] != "mass" {
+                if let shape, shape != info.shape {
+                    throw fail("tensor \(name) has shape \(info.shape), but other tensors have \(shape)")
+                }
+                shape = info.shape
             }
-            shape = info.shape
             kinds["\(step).\(layer)", default: []].insert(String(parts[2]))
             found[step, default: []].insert(layer)
         }
-        guard let shape else { throw fail("holds no tensors") }
+        guard !found.isEmpty else { throw fail("holds no tensors") }
         steps = found.keys.sorted()
         layers = (found.values.map { $0.max()! }.max() ?? 0) + 1
+        let reduced = kinds.values.contains { $0.contains("mass") }
         for step in steps {
             for layer in 0..<layers {
                 let have = kinds["\(step).\(layer)"] ?? []
-                guard have.contains("q"), have.contains("k") else { throw fail("step \(step) layer \(layer) lacks its q or k tensor") }
+                if reduced {
+                    guard have == ["mass"] else { throw fail("step \(step) layer \(layer): a file with block mass holds only .mass tensors") }
+                } else {
+                    guard have.contains("q"), have.contains("k") else { throw fail("step \(step) layer \(layer) lacks its q or k tensor") }
+                }
             }
         }
         let withValues = kinds.values.filter { $0.contains("v") }.count
         guard withValues == 0 || withValues == kinds.count else { throw fail("some (step, layer) have a v tensor and some do not") }
         hasValues = withValues > 0
-        (heads, tokens, headDim) = (shape[0], shape[1], shape[2])
+        if reduced {
+            func positive(_ key: String) throws -> Int {
+                guard let v = file.metadata[key].flatMap({ Int($0) }), v > 0 else {
+                    throw fail("a file with block mass needs metadata \(key) (a positive integer)")
+                }
+                return v
+            }
+            let block = try positive("mass_block")
+            (tokens, headDim, massBlock) = (try positive("tokens"), try positive("head_dim"), block)
+            let blocks = (tokens + block - 1) / block
+            let massShape = file.tensors.values.first!.shape
+            guard file.tensors.values.allSatisfy({ $0.shape == massShape }), massShape[1] == blocks, massShape[2] == blocks else {
+                throw fail("mass tensors must all be (heads, \(blocks), \(blocks)) for \(tokens) tokens in blocks of \(block)")
+            }
+            heads = massShape[0]
+        } else {
+            let shape = shape!
+            (heads, tokens, headDim, massBlock) = (shape[0], shape[1], shape[2], nil)
+        }
         if let s = file.metadata["scale"] {
             guard let v = Double(s), v > 0, v.isFinite else { throw fail("metadata scale \"\(s)\" is not a positive number") }
             scale = v
@@ -80,10 +108,11 @@ public struct Recording: @unchecked Sendable {
         }
     }
 
-    /// One head of one tensor, `tokens × headDim` floats; non-finite values are refused.
+    /// One head of one tensor (`tokens × headDim` floats, or blocks × blocks for "mass");
+    /// non-finite values are refused.
     public func head(_ kind: String, step: Int, layer: Int, head: Int) throws -> [Float] {
         let name = "step\(step).layer\(layer).\(kind)"
-        let per = tokens * headDim
+        let per = kind == "mass" ? file.tensors[name]!.shape[1] * file.tensors[name]!.shape[2] : tokens * headDim
         let values = try file.floats(name, elements: (head * per)..<((head + 1) * per))
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw RecordingError(file: file.path, message: "tensor \(name) head \(head) holds \(values[bad]) at token \(bad / headDim), dim \(bad % headDim)")

@@ -21,9 +21,12 @@ public enum CalibrationReport {
                       100 * c.program.reuseFraction)
         if holdoutInputs > 0 {
             let mass = c.heads.reduce(0) { $0 + ($1.heldOutMass ?? 0) } / n
-            let error = c.heads.reduce(0) { $0 + ($1.heldOutError ?? 0) } / n
-            let worst = c.heads.map { $0.heldOutError ?? 0 }.max() ?? 0
-            out += String(format: "held out: mean kept mass %.3f, mean relative L2 error %.2e, worst head %.2e\n", mass, error, worst)
+            out += String(format: "held out: mean kept mass %.3f", mass)
+            let errors = c.heads.compactMap(\.heldOutError)
+            if !errors.isEmpty {
+                out += String(format: ", mean relative L2 error %.2e, worst head %.2e", errors.reduce(0, +) / Double(errors.count), errors.max()!)
+            }
+            out += "\n"
         }
         return out
     }

@@ -75,6 +75,10 @@ final class CalibrateTests: XCTestCase {
         let sink = c.heads.first { $0.step == 5 && $0.head == 4 }!
         XCTAssertGreaterThan(sink.reusedBlocks, 12)
         XCTAssertNotNil(sink.reuseExtraError)
+        // Without content every query of a frame scores the keys alike: its reuse is exact.
+        let spatial = c.heads.first { $0.step == 5 && $0.head == 0 }!
+        XCTAssertGreaterThan(spatial.reusedBlocks, 0)
+        XCTAssertEqual(spatial.reuseExtraError!, 0, accuracy: 1e-6)
         // Steps 5 and 9 see the same inputs, so one assignment covers both.
         let json = MaskWriter.json(c.program, layout: c.layout)
         XCTAssertTrue(json.contains("{\"steps\": \"5-9\", \"layers\": 0, \"heads\": 0,"), json)
@@ -172,6 +176,37 @@ final class CalibrateTests: XCTestCase {
         }
     }
 
+    /// A recording reduced to block mass (as the diffusers recorder writes at full resolution)
+    /// calibrates to the same plans as the raw Q/K it came from.
+    func testBlockMassRecordingsGiveTheSamePlans() throws {
+        var paths: [String] = []
+        for (i, r) in Fixture.recordings[0..<2].enumerated() {
+            var w = SafetensorsWriter()
+            w.metadata = ["mass_block": "16", "tokens": "\(r.tokens)", "head_dim": "\(r.headDim)"]
+            for step in r.steps {
+                var all: [Float] = []
+                for head in 0..<r.heads {
+                    var m = [Float](repeating: 0, count: 24 * 24)
+                    let q = try r.head("q", step: step, layer: 0, head: head), k = try r.head("k", step: step, layer: 0, head: head)
+                    XCTAssertEqual(calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), 16, Float(r.scale), &m), 0)
+                    all += m
+                }
+                w.add("step\(step).layer0.mass", all, shape: [r.heads, 24, 24], as: .f32)
+            }
+            paths.append(Fixture.dir + "/mass\(i).safetensors")
+            try w.write(to: paths.last!)
+        }
+        var options = CalibrationOptions()
+        options.block = 16
+        let fromMass = try Calibrator.run(calibration: try paths.map(Recording.init(path:)), holdout: [], options: options)
+        XCTAssertEqual(fromMass.program.plans, Fixture.calibration.program.plans)
+        XCTAssertEqual(fromMass.program.dispatch, Fixture.calibration.program.dispatch)
+        options.block = 32
+        XCTAssertThrowsError(try Calibrator.run(calibration: try paths.map(Recording.init(path:)), holdout: [], options: options)) { e in
+            XCTAssertTrue("\(e)".hasSuffix("holds block mass for blocks of 16 tokens; calibrate with --block 16"), "\(e)")
+        }
+    }
+
     func testRecordingErrors() throws {
         func message(_ build: (inout SafetensorsWriter) -> Void) -> String {
             var w = SafetensorsWriter()
@@ -187,7 +222,7 @@ final class CalibrateTests: XCTestCase {
         let ones = [Float](repeating: 1, count: 2 * 4 * 8)
         XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32) }, "accepted")
         XCTAssertEqual(message { $0.add("step0.layer0.query", ones, shape: [2, 4, 8], as: .f32) },
-                       "unexpected tensor step0.layer0.query (expected step{t}.layer{l}.q, .k or .v)")
+                       "unexpected tensor step0.layer0.query (expected step{t}.layer{l}.q, .k, .v or .mass)")
         XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32) }, "step 0 layer 0 lacks its q or k tensor")
         XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [4, 2, 8], as: .f32) },
                        "tensor step0.layer0.q has shape [2, 4, 8], but other tensors have [4, 2, 8]")
