@@ -16,7 +16,14 @@ enum ClangCheck {
         let index = clang_createIndex(0, 0)
         defer { clang_disposeIndex(index) }
         let paths = files.map { root + "/" + $0.path }
-        let args = ["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wpedantic", "-I", root + "/include", "-idirafter", Toolchain.ompInclude]
+        let common = ["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wpedantic", "-I", root + "/include", "-idirafter", Toolchain.ompInclude]
+        // Both sides of the kernels' #if: the AVX-512 (BF16) micro-kernels and the portable loops.
+        for isa in [["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512bf16"], ["-mno-avx512f"]] {
+            try check(files, paths: paths, args: common + isa, index: index)
+        }
+    }
+
+    private static func check(_ files: [GeneratedFile], paths: [String], args: [String], index: CXIndex?) throws {
         try withCStrings(paths + files.map(\.contents) + args) { cs in
             let names = Array(cs[0..<files.count])
             let bodies = Array(cs[files.count..<(2 * files.count)])
@@ -46,7 +53,7 @@ enum ClangCheck {
                     clang_disposeString(text)
                 }
                 if !problems.isEmpty {
-                    throw CodegenError(message: "internal error: libclang rejects generated code:\n" + problems.joined(separator: "\n"))
+                    throw CodegenError(message: "internal error: libclang rejects generated code (\(args.last!)):\n" + problems.joined(separator: "\n"))
                 }
             }
         }

@@ -47,7 +47,7 @@ public enum Codegen {
             GeneratedFile(path: "include/calib_kernels.h", contents: KernelSource.header(program, banner: banner("calib_kernels.h"))),
             GeneratedFile(path: "include/module.modulemap", contents: "module CalibKernels {\n    header \"calib_kernels.h\"\n    export *\n}\n"),
             GeneratedFile(path: "calib_internal.h", contents: KernelSource.internalHeader(program, banner: banner("calib_internal.h"))),
-            GeneratedFile(path: "calib_kernels.c", contents: KernelSource.kernels(program, banner: banner("calib_kernels.c"))),
+            GeneratedFile(path: "calib_kernels.c", contents: KernelSource.kernels(banner: banner("calib_kernels.c"))),
             GeneratedFile(path: "calib_schedule.c", contents: ScheduleSource.tables(program, banner: banner("calib_schedule.c"))),
             GeneratedFile(path: manifestName, contents: manifest),
         ]

@@ -46,10 +46,21 @@ enum KernelSource {
                             int64_t tokens, int64_t head_dim,
                             int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
 
-        /* The same kernel with every tile computed: the baseline sparse plans are measured against. */
+        /* The same with bfloat16 inputs (raw bits, e.g. torch.bfloat16) and float output. Products
+         * use AVX-512 BF16 dot products where the machine has them (probabilities are rounded to
+         * bfloat16 for P·V, as GPU kernels do), and fp32 arithmetic otherwise. */
+        int calib_attention_bf16(int32_t step, int32_t layer, int32_t head,
+                                 const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                                 int64_t tokens, int64_t head_dim,
+                                 int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+
+        /* Every tile computed: the baseline sparse plans are measured against. */
         int calib_dense_attention(const float *q, const float *k, const float *v, float *out,
                                   int64_t tokens, int64_t head_dim,
                                   int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+        int calib_dense_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                                       int64_t tokens, int64_t head_dim,
+                                       int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
 
         /* Threads the kernels' parallel regions get: lets callers check OpenMP really runs. */
         int calib_team_size(void);
@@ -110,10 +121,9 @@ enum KernelSource {
         program.plans.count <= Int(UInt16.max) ? "uint16_t" : "int32_t"
     }
 
-    static func kernels(_ program: Program, banner: String) -> String {
-        let s = program.shape
-        let lastRows = s.tokens - (s.blocks - 1) * s.block
-        return """
+    /// The same text for every program: the shape arrives as macros from calib_internal.h.
+    static func kernels(banner: String) -> String {
+        """
         \(banner)
         #include <calib_kernels.h>
         #include "calib_internal.h"
@@ -125,25 +135,60 @@ enum KernelSource {
 
         #define D CALIB_HEAD_DIM
         #define B CALIB_BLOCK
-        #define LAST_ROWS \(lastRows) /* tokens in the last (possibly partial) block */
+        #define NB CALIB_BLOCKS
+        #define LAST_ROWS (CALIB_TOKENS - (NB - 1) * B) /* tokens in the last, possibly partial, block */
 
-        /* Per-thread working set for one query block: about 5·B·D floats, sized to stay in L2. */
+        /* AVX-512 micro-kernels where the shape allows them, portable loops otherwise; bf16 inputs use
+         * AVX-512 BF16 dot products where the machine has them and are widened to fp32 otherwise. */
+        #if defined(__AVX512F__) && D % 32 == 0 && B % 32 == 0
+        #define SIMD 1
+        #include <immintrin.h>
+        #else
+        #define SIMD 0
+        #endif
+        #if SIMD && defined(__AVX512BF16__)
+        #define NATIVE_BF16 1
+        #else
+        #define NATIVE_BF16 0
+        #endif
+
+        enum dtype { F32, BF16 };
+
+        /* One call: inputs, their strides in elements, and keys packed once for every query block. */
+        typedef struct call {
+            enum dtype dtype;
+            const void *q, *k, *v;
+            float *out;
+            int64_t q_stride, k_stride, v_stride, out_stride;
+            float *kt;       /* F32 (or widened BF16): per key block, Kᵀ as D rows of B keys */
+            uint16_t *kp;    /* native BF16: per key block, D/2 rows of B (key, dim pair) */
+            uint16_t *vp;    /* native BF16: per key block, B/2 rows of D (key pair, dim) */
+            float *vt;       /* widened BF16: per key block, V as B rows of D */
+        } call;
+
+        /* Per-thread working set for one query block. */
         typedef struct scratch {
-            float q[B][D];   /* query tile, pre-scaled by log2(e)/sqrt(D) so softmax uses exp2 */
-            float kt[D][B];  /* key tile, transposed so S = Q·Kᵀ vectorizes along keys */
-            float v[B][D];
-            float s[B][B];   /* scores, then probabilities */
-            float acc[B][D];
-            float m[B];      /* running row maximum (log2 domain) */
-            float l[B];      /* running row sum of probabilities */
+            float q[B][D] __attribute__((aligned(64)));
+            uint16_t qh[B][D] __attribute__((aligned(64)));  /* the query tile in bf16 */
+            float s[B][B] __attribute__((aligned(64)));      /* scores, then probabilities */
+            uint16_t ph[B][B] __attribute__((aligned(64)));  /* probabilities in bf16 */
+            float acc[B][D] __attribute__((aligned(64)));
+            float m[B], l[B], alpha[B]; /* running max (log2 domain), running sum, this tile's rescale */
         } scratch;
 
-        /* 2^x for x <= 0 (Cephes exp2f polynomial, relative error ~2e-7); plain float
-         * arithmetic so the compiler vectorizes it inside the softmax loops. */
+        static inline float bf16_to_f32(uint16_t h) {
+            union { uint32_t u; float f; } x = { .u = (uint32_t)h << 16 };
+            return x.f;
+        }
+
+        static inline float load(const call *c, const void *base, int64_t index) {
+            return c->dtype == F32 ? ((const float *)base)[index] : bf16_to_f32(((const uint16_t *)base)[index]);
+        }
+
+        /* 2^x for x <= 0 (Cephes exp2f polynomial, relative error ~2e-7). */
         static inline float exp2_neg(float x) {
             x = x < -126.0f ? -126.0f : x;
-            float n = floorf(x + 0.5f);
-            float f = x - n;
+            const float n = floorf(x + 0.5f), f = x - n;
             float p = 1.535336188319500e-4f;
             p = p * f + 1.339887440266574e-3f;
             p = p * f + 9.618437357674640e-3f;
@@ -155,57 +200,234 @@ enum KernelSource {
             return p * scale.f;
         }
 
-        /* One key tile of `cols` keys into the running softmax of a query tile. Inlined with
-         * cols == B for every full tile, so the only bounds test is in the last partial tile. */
-        static inline __attribute__((always_inline)) void tile(scratch *w, const float *k, const float *v,
-                                                               int64_t k_stride, int64_t v_stride, const int cols) {
-            for (int j = 0; j < cols; j++) {
-                for (int d = 0; d < D; d++) {
-                    w->kt[d][j] = k[j * k_stride + d];
+        /* ---- packing: once per call, each key block by one thread ---- */
+
+        static void pack_keys(const call *c, int kb) {
+            const int cols = kb == NB - 1 ? LAST_ROWS : B;
+            const int64_t first = (int64_t)kb * B;
+            if (NATIVE_BF16 && c->dtype == BF16) {
+                const uint16_t *k = c->k, *v = c->v;
+                uint16_t *kp = c->kp + (int64_t)kb * B * D, *vp = c->vp + (int64_t)kb * B * D;
+                for (int cc = 0; cc < D / 2; cc++) {
+                    for (int j = 0; j < B; j++) {
+                        kp[(cc * B + j) * 2] = j < cols ? k[(first + j) * c->k_stride + 2 * cc] : 0;
+                        kp[(cc * B + j) * 2 + 1] = j < cols ? k[(first + j) * c->k_stride + 2 * cc + 1] : 0;
+                    }
                 }
-                memcpy(w->v[j], v + j * v_stride, sizeof w->v[j]);
+                for (int jj = 0; jj < B / 2; jj++) {
+                    for (int d = 0; d < D; d++) {
+                        vp[(jj * D + d) * 2] = 2 * jj < cols ? v[(first + 2 * jj) * c->v_stride + d] : 0;
+                        vp[(jj * D + d) * 2 + 1] = 2 * jj + 1 < cols ? v[(first + 2 * jj + 1) * c->v_stride + d] : 0;
+                    }
+                }
+                return;
             }
-            for (int i = 0; i < B; i++) {
-                float *s = w->s[i];
-                for (int j = 0; j < cols; j++) s[j] = 0.0f;
-                for (int d = 0; d < D; d++) {
-                    const float qd = w->q[i][d];
-                    const float *kt = w->kt[d];
-                    for (int j = 0; j < cols; j++) s[j] += qd * kt[j];
-                }
-                float mx = w->m[i];
-                #pragma omp simd reduction(max : mx)
-                for (int j = 0; j < cols; j++) mx = s[j] > mx ? s[j] : mx;
-                const float alpha = exp2_neg(w->m[i] - mx);
-                w->m[i] = mx;
-                float sum = 0.0f;
-                #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < cols; j++) {
-                    s[j] = exp2_neg(s[j] - mx);
-                    sum += s[j];
-                }
-                w->l[i] = w->l[i] * alpha + sum;
-                float *acc = w->acc[i];
-                for (int d = 0; d < D; d++) acc[d] *= alpha;
-                for (int j = 0; j < cols; j++) {
-                    const float p = s[j];
-                    const float *vj = w->v[j];
-                    for (int d = 0; d < D; d++) acc[d] += p * vj[d];
+            float *kt = c->kt + (int64_t)kb * B * D;
+            for (int d = 0; d < D; d++) {
+                for (int j = 0; j < B; j++) kt[d * B + j] = j < cols ? load(c, c->k, (first + j) * c->k_stride + d) : 0.0f;
+            }
+            if (c->dtype == BF16) {
+                float *vt = c->vt + (int64_t)kb * B * D;
+                for (int j = 0; j < B; j++) {
+                    for (int d = 0; d < D; d++) vt[j * D + d] = j < cols ? load(c, c->v, (first + j) * c->v_stride + d) : 0.0f;
                 }
             }
         }
 
-        /* Output rows of query block qb from the key blocks in spans[0 .. 2*nspans). */
-        static void query_block(int qb, const int32_t *spans, int32_t nspans,
-                                const float *q, const float *k, const float *v, float *out,
-                                int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride,
-                                scratch *w) {
-            const int rows = qb == CALIB_BLOCKS - 1 ? LAST_ROWS : B;
-            const float scale = 1.4426950408889634f / sqrtf((float)D);
+        /* ---- S = Q·Kᵀ for one key block ---- */
+
+        static inline void scores(const call *c, scratch *w, int kb) {
+        #if SIMD
+            enum { SR = 4, SC = B % 64 == 0 ? 4 : 2 }; /* SR rows × SC vectors of 16 keys in registers */
+            if (NATIVE_BF16 && c->dtype == BF16) {
+        #if NATIVE_BF16
+                const uint16_t *kp = c->kp + (int64_t)kb * B * D;
+                for (int i0 = 0; i0 < B; i0 += SR) {
+                    for (int j0 = 0; j0 < B; j0 += 16 * SC) {
+                        __m512 acc[SR][SC];
+                        for (int r = 0; r < SR; r++)
+                            for (int x = 0; x < SC; x++) acc[r][x] = _mm512_setzero_ps();
+                        for (int cc = 0; cc < D / 2; cc++) {
+                            __m512bh kv[SC];
+                            for (int x = 0; x < SC; x++) kv[x] = (__m512bh)_mm512_load_si512(kp + (cc * B + j0 + 16 * x) * 2);
+                            for (int r = 0; r < SR; r++) {
+                                uint32_t pair;
+                                memcpy(&pair, &w->qh[i0 + r][2 * cc], sizeof pair);
+                                const __m512bh qv = (__m512bh)_mm512_set1_epi32((int)pair);
+                                for (int x = 0; x < SC; x++) acc[r][x] = _mm512_dpbf16_ps(acc[r][x], qv, kv[x]);
+                            }
+                        }
+                        for (int r = 0; r < SR; r++)
+                            for (int x = 0; x < SC; x++) _mm512_store_ps(&w->s[i0 + r][j0 + 16 * x], acc[r][x]);
+                    }
+                }
+                return;
+        #endif
+            }
+            const float *kt = c->kt + (int64_t)kb * B * D;
+            for (int i0 = 0; i0 < B; i0 += SR) {
+                for (int j0 = 0; j0 < B; j0 += 16 * SC) {
+                    __m512 acc[SR][SC];
+                    for (int r = 0; r < SR; r++)
+                        for (int x = 0; x < SC; x++) acc[r][x] = _mm512_setzero_ps();
+                    for (int d = 0; d < D; d++) {
+                        __m512 kv[SC];
+                        for (int x = 0; x < SC; x++) kv[x] = _mm512_load_ps(kt + d * B + j0 + 16 * x);
+                        for (int r = 0; r < SR; r++) {
+                            const __m512 qv = _mm512_set1_ps(w->q[i0 + r][d]);
+                            for (int x = 0; x < SC; x++) acc[r][x] = _mm512_fmadd_ps(qv, kv[x], acc[r][x]);
+                        }
+                    }
+                    for (int r = 0; r < SR; r++)
+                        for (int x = 0; x < SC; x++) _mm512_store_ps(&w->s[i0 + r][j0 + 16 * x], acc[r][x]);
+                }
+            }
+        #else
+            const float *kt = c->kt + (int64_t)kb * B * D;
             for (int i = 0; i < B; i++) {
+                float *s = w->s[i];
+                for (int j = 0; j < B; j++) s[j] = 0.0f;
                 for (int d = 0; d < D; d++) {
-                    /* Padding rows of the last block stay zero: they are computed, never written. */
-                    w->q[i][d] = i < rows ? q[((int64_t)qb * B + i) * q_stride + d] * scale : 0.0f;
+                    const float qd = w->q[i][d];
+                    for (int j = 0; j < B; j++) s[j] += qd * kt[d * B + j];
+                }
+            }
+        #endif
+        }
+
+        /* ---- online softmax: scores → probabilities, running max and sum, rescale factors ---- */
+
+        static inline void softmax(scratch *w, const int cols) {
+            const float scale = 1.4426950408889634f / sqrtf((float)D); /* scores in the log2 domain */
+            for (int i = 0; i < B; i++) {
+                float *s = w->s[i];
+                float mx = w->m[i];
+                for (int j = 0; j < cols; j++) mx = fmaxf(mx, s[j] * scale);
+                w->alpha[i] = exp2_neg(w->m[i] - mx);
+                w->m[i] = mx;
+                float sum = 0.0f;
+        #if SIMD
+                const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-126.0f);
+                __m512 vsum = _mm512_setzero_ps();
+                for (int j = 0; j < B; j += 16) {
+                    /* exp2 as in exp2_neg: round, polynomial on the remainder, then scale by 2^n. */
+                    __m512 x = _mm512_max_ps(_mm512_fmsub_ps(_mm512_load_ps(s + j), vs, vm), lo);
+                    const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    const __m512 f = _mm512_sub_ps(x, n);
+                    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
+                    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
+                    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
+                    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
+                    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
+                    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+                    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+                    p = _mm512_scalef_ps(p, n);
+                    if (cols != B) p = _mm512_maskz_mov_ps(j >= cols ? 0 : (__mmask16)((1u << (cols - j < 16 ? cols - j : 16)) - 1), p);
+                    _mm512_store_ps(s + j, p);
+                    vsum = _mm512_add_ps(vsum, p);
+                }
+                sum = _mm512_reduce_add_ps(vsum);
+        #else
+                for (int j = 0; j < B; j++) {
+                    s[j] = j < cols ? exp2_neg(s[j] * scale - mx) : 0.0f;
+                    sum += s[j];
+                }
+        #endif
+                w->l[i] = w->l[i] * w->alpha[i] + sum;
+            }
+        }
+
+        /* ---- acc = alpha·acc + P·V for one key block ---- */
+
+        static inline void accumulate(const call *c, scratch *w, int kb, const int cols) {
+        #if SIMD
+            enum { PR = 4, PC = D % 64 == 0 ? 4 : 2 }; /* PR rows × PC vectors of 16 dims in registers */
+            if (NATIVE_BF16 && c->dtype == BF16) {
+        #if NATIVE_BF16
+                for (int i = 0; i < B; i++) {
+                    for (int j = 0; j < B; j += 32) {
+                        const __m512 lo = _mm512_load_ps(&w->s[i][j]), hi = _mm512_load_ps(&w->s[i][j + 16]);
+                        _mm512_store_si512(&w->ph[i][j], (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                    }
+                }
+                const uint16_t *vp = c->vp + (int64_t)kb * B * D;
+                for (int i0 = 0; i0 < B; i0 += PR) {
+                    for (int d0 = 0; d0 < D; d0 += 16 * PC) {
+                        __m512 o[PR][PC];
+                        for (int r = 0; r < PR; r++) {
+                            const __m512 a = _mm512_set1_ps(w->alpha[i0 + r]);
+                            for (int x = 0; x < PC; x++) o[r][x] = _mm512_mul_ps(a, _mm512_load_ps(&w->acc[i0 + r][d0 + 16 * x]));
+                        }
+                        for (int jj = 0; jj < (cols + 1) / 2; jj++) {
+                            __m512bh vv[PC];
+                            for (int x = 0; x < PC; x++) vv[x] = (__m512bh)_mm512_load_si512(vp + (jj * D + d0 + 16 * x) * 2);
+                            for (int r = 0; r < PR; r++) {
+                                uint32_t pair;
+                                memcpy(&pair, &w->ph[i0 + r][2 * jj], sizeof pair);
+                                const __m512bh pv = (__m512bh)_mm512_set1_epi32((int)pair);
+                                for (int x = 0; x < PC; x++) o[r][x] = _mm512_dpbf16_ps(o[r][x], pv, vv[x]);
+                            }
+                        }
+                        for (int r = 0; r < PR; r++)
+                            for (int x = 0; x < PC; x++) _mm512_store_ps(&w->acc[i0 + r][d0 + 16 * x], o[r][x]);
+                    }
+                }
+                return;
+        #endif
+            }
+            /* F32 reads V in place; widened BF16 reads its packed fp32 copy. */
+            const float *v = c->dtype == F32 ? (const float *)c->v + (int64_t)kb * B * c->v_stride : c->vt + (int64_t)kb * B * D;
+            const int64_t stride = c->dtype == F32 ? c->v_stride : D;
+            for (int i0 = 0; i0 < B; i0 += PR) {
+                for (int d0 = 0; d0 < D; d0 += 16 * PC) {
+                    __m512 o[PR][PC];
+                    for (int r = 0; r < PR; r++) {
+                        const __m512 a = _mm512_set1_ps(w->alpha[i0 + r]);
+                        for (int x = 0; x < PC; x++) o[r][x] = _mm512_mul_ps(a, _mm512_load_ps(&w->acc[i0 + r][d0 + 16 * x]));
+                    }
+                    for (int j = 0; j < cols; j++) {
+                        __m512 vv[PC];
+                        for (int x = 0; x < PC; x++) vv[x] = _mm512_loadu_ps(v + j * stride + d0 + 16 * x);
+                        for (int r = 0; r < PR; r++) {
+                            const __m512 pv = _mm512_set1_ps(w->s[i0 + r][j]);
+                            for (int x = 0; x < PC; x++) o[r][x] = _mm512_fmadd_ps(pv, vv[x], o[r][x]);
+                        }
+                    }
+                    for (int r = 0; r < PR; r++)
+                        for (int x = 0; x < PC; x++) _mm512_store_ps(&w->acc[i0 + r][d0 + 16 * x], o[r][x]);
+                }
+            }
+        #else
+            const float *v = c->dtype == F32 ? (const float *)c->v + (int64_t)kb * B * c->v_stride : c->vt + (int64_t)kb * B * D;
+            const int64_t stride = c->dtype == F32 ? c->v_stride : D;
+            for (int i = 0; i < B; i++) {
+                float *acc = w->acc[i];
+                for (int d = 0; d < D; d++) acc[d] *= w->alpha[i];
+                for (int j = 0; j < cols; j++) {
+                    const float p = w->s[i][j];
+                    for (int d = 0; d < D; d++) acc[d] += p * v[j * stride + d];
+                }
+            }
+        #endif
+        }
+
+        /* One key block into the running softmax of the query tile. Inlined with cols == B for every
+         * full block, so only the last, partial block pays for bounds. */
+        static inline __attribute__((always_inline)) void tile(const call *c, scratch *w, int kb, const int cols) {
+            scores(c, w, kb);
+            softmax(w, cols);
+            accumulate(c, w, kb, cols);
+        }
+
+        /* Output rows of query block qb from the key blocks in spans[0 .. 2*nspans). */
+        static void query_block(const call *c, scratch *w, int qb, const int32_t *spans, int32_t nspans) {
+            const int rows = qb == NB - 1 ? LAST_ROWS : B;
+            for (int i = 0; i < B; i++) {
+                /* Padding rows of the last block stay zero: computed, never written. */
+                for (int d = 0; d < D; d++) {
+                    const float x = i < rows ? load(c, c->q, ((int64_t)qb * B + i) * c->q_stride + d) : 0.0f;
+                    w->q[i][d] = x;
+                    w->qh[i][d] = i < rows && c->dtype == BF16 ? ((const uint16_t *)c->q)[((int64_t)qb * B + i) * c->q_stride + d] : 0;
                     w->acc[i][d] = 0.0f;
                 }
                 w->m[i] = -INFINITY;
@@ -213,23 +435,21 @@ enum KernelSource {
             }
             for (int32_t sp = 0; sp < nspans; sp++) {
                 for (int32_t kb = spans[2 * sp]; kb < spans[2 * sp + 1]; kb++) {
-                    const float *kt = k + (int64_t)kb * B * k_stride;
-                    const float *vt = v + (int64_t)kb * B * v_stride;
-                    if (kb == CALIB_BLOCKS - 1 && LAST_ROWS != B) {
-                        tile(w, kt, vt, k_stride, v_stride, LAST_ROWS);
+                    if (kb == NB - 1 && LAST_ROWS != B) {
+                        tile(c, w, kb, LAST_ROWS);
                     } else {
-                        tile(w, kt, vt, k_stride, v_stride, B);
+                        tile(c, w, kb, B);
                     }
                 }
             }
             for (int i = 0; i < rows; i++) {
                 const float inv = 1.0f / w->l[i];
-                float *o = out + ((int64_t)qb * B + i) * out_stride;
+                float *o = c->out + ((int64_t)qb * B + i) * c->out_stride;
                 for (int d = 0; d < D; d++) o[d] = w->acc[i][d] * inv;
             }
         }
 
-        static int check(const float *q, const float *k, const float *v, float *out, int64_t tokens, int64_t head_dim,
+        static int check(const void *q, const void *k, const void *v, float *out, int64_t tokens, int64_t head_dim,
                          int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
             if (tokens != CALIB_TOKENS || head_dim != CALIB_HEAD_DIM) return CALIB_ERR_SHAPE;
             if (!q || !k || !v || !out) return CALIB_ERR_ARGUMENT;
@@ -237,48 +457,59 @@ enum KernelSource {
             return CALIB_OK;
         }
 
-        static int run_plan(const calib_plan *p, const float *q, const float *k, const float *v, float *out,
-                            int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
-            int status = CALIB_OK;
-            #pragma omp parallel
-            {
-                scratch *w = aligned_alloc(64, sizeof(scratch));
-                if (!w) {
-                    #pragma omp atomic write
-                    status = CALIB_ERR_NO_MEMORY;
-                } else {
-                    /* Parts were balanced for CALIB_THREADS threads at compile time; another
-                     * team size takes them round-robin. */
-                    for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
-                        for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
-                            const int32_t qb = p->order[r];
-                            const int32_t first = p->row_span[qb];
-                            query_block(qb, p->spans + 2 * first, p->row_span[qb + 1] - first, q, k, v, out,
-                                        q_stride, k_stride, v_stride, out_stride, w);
+        /* Runs `p`, or every tile when p is NULL (the dense baseline). */
+        static int run(call *c, const calib_plan *p) {
+            const int64_t packed = (int64_t)NB * B * D;
+            const int native = NATIVE_BF16 && c->dtype == BF16;
+            c->kt = native ? NULL : aligned_alloc(64, sizeof(float) * (size_t)packed);
+            c->vt = !native && c->dtype == BF16 ? aligned_alloc(64, sizeof(float) * (size_t)packed) : NULL;
+            c->kp = native ? aligned_alloc(64, sizeof(uint16_t) * (size_t)packed) : NULL;
+            c->vp = native ? aligned_alloc(64, sizeof(uint16_t) * (size_t)packed) : NULL;
+            int status = (native ? c->kp && c->vp : c->kt && (c->dtype == F32 || c->vt)) ? CALIB_OK : CALIB_ERR_NO_MEMORY;
+            const int32_t all[2] = {0, NB};
+            if (status == CALIB_OK) {
+                #pragma omp parallel
+                {
+                    scratch *w = aligned_alloc(64, sizeof(scratch));
+                    if (!w) {
+                        #pragma omp atomic write
+                        status = CALIB_ERR_NO_MEMORY;
+                    }
+                    #pragma omp for schedule(static)
+                    for (int kb = 0; kb < NB; kb++) pack_keys(c, kb);
+                    if (w && !p) {
+                        #pragma omp for schedule(static) nowait
+                        for (int qb = 0; qb < NB; qb++) query_block(c, w, qb, all, 1);
+                    } else if (w) {
+                        /* Parts were balanced for CALIB_THREADS threads at compile time; another team
+                         * size takes them round-robin. */
+                        for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
+                            for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
+                                const int32_t qb = p->order[r], first = p->row_span[qb];
+                                query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first);
+                            }
                         }
                     }
                     free(w);
-                }
-                /* Reused rows copy finished output, so they wait for every computed row. */
-                #pragma omp barrier
-                #pragma omp for schedule(static)
-                for (int32_t r = 0; r < p->reuse_count; r++) {
-                    const int64_t target = p->reuse[2 * r], source = p->reuse[2 * r + 1];
-                    const int rows = target == CALIB_BLOCKS - 1 ? LAST_ROWS : B;
-                    for (int i = 0; i < rows; i++) {
-                        memcpy(out + (target * B + i) * out_stride, out + (source * B + i) * out_stride, sizeof(float) * D);
+                    /* Reused rows copy finished output, so they wait for every computed row. */
+                    #pragma omp barrier
+                    if (p) {
+                        #pragma omp for schedule(static)
+                        for (int32_t r = 0; r < p->reuse_count; r++) {
+                            const int64_t target = p->reuse[2 * r], source = p->reuse[2 * r + 1];
+                            const int rows = target == NB - 1 ? LAST_ROWS : B;
+                            for (int i = 0; i < rows; i++) {
+                                memcpy(c->out + (target * B + i) * c->out_stride, c->out + (source * B + i) * c->out_stride, sizeof(float) * D);
+                            }
+                        }
                     }
                 }
             }
+            free(c->kt), free(c->vt), free(c->kp), free(c->vp);
             return status;
         }
 
-        int calib_attention(int32_t step, int32_t layer, int32_t head,
-                            const float *q, const float *k, const float *v, float *out,
-                            int64_t tokens, int64_t head_dim,
-                            int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
-            const int status = check(q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
-            if (status != CALIB_OK) return status;
+        static int lookup(int32_t step, int32_t layer, int32_t head, const calib_plan **plan) {
             if (layer < 0 || layer >= CALIB_LAYERS || head < 0 || head >= CALIB_HEADS) return CALIB_ERR_NO_PLAN;
             int lo = 0, hi = CALIB_STEPS;
             while (lo < hi) {
@@ -286,31 +517,45 @@ enum KernelSource {
                 if (calib_steps[mid] < step) lo = mid + 1; else hi = mid;
             }
             if (lo == CALIB_STEPS || calib_steps[lo] != step) return CALIB_ERR_NO_PLAN;
-            const calib_plan *p = &calib_plans[calib_dispatch[((int64_t)lo * CALIB_LAYERS + layer) * CALIB_HEADS + head]];
-            return run_plan(p, q, k, v, out, q_stride, k_stride, v_stride, out_stride);
+            *plan = &calib_plans[calib_dispatch[((int64_t)lo * CALIB_LAYERS + layer) * CALIB_HEADS + head]];
+            return CALIB_OK;
+        }
+
+        static int attention(enum dtype dtype, int32_t step, int32_t layer, int32_t head, const void *q, const void *k,
+                             const void *v, float *out, int64_t tokens, int64_t head_dim,
+                             int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride, int dense) {
+            int status = check(q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
+            const calib_plan *plan = NULL;
+            if (status == CALIB_OK && !dense) status = lookup(step, layer, head, &plan);
+            if (status != CALIB_OK) return status;
+            call c = {dtype, q, k, v, out, q_stride, k_stride, v_stride, out_stride, NULL, NULL, NULL, NULL};
+            return run(&c, plan);
+        }
+
+        int calib_attention(int32_t step, int32_t layer, int32_t head,
+                            const float *q, const float *k, const float *v, float *out,
+                            int64_t tokens, int64_t head_dim,
+                            int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
+            return attention(F32, step, layer, head, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride, 0);
+        }
+
+        int calib_attention_bf16(int32_t step, int32_t layer, int32_t head,
+                                 const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                                 int64_t tokens, int64_t head_dim,
+                                 int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
+            return attention(BF16, step, layer, head, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride, 0);
         }
 
         int calib_dense_attention(const float *q, const float *k, const float *v, float *out,
                                   int64_t tokens, int64_t head_dim,
                                   int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
-            const int status = check(q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
-            if (status != CALIB_OK) return status;
-            const int32_t all[2] = {0, CALIB_BLOCKS};
-            int result = CALIB_OK;
-            #pragma omp parallel
-            {
-                scratch *w = aligned_alloc(64, sizeof(scratch));
-                if (!w) {
-                    #pragma omp atomic write
-                    result = CALIB_ERR_NO_MEMORY;
-                }
-                #pragma omp for schedule(static)
-                for (int qb = 0; qb < CALIB_BLOCKS; qb++) {
-                    if (w) query_block(qb, all, 1, q, k, v, out, q_stride, k_stride, v_stride, out_stride, w);
-                }
-                free(w);
-            }
-            return result;
+            return attention(F32, 0, 0, 0, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride, 1);
+        }
+
+        int calib_dense_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                                       int64_t tokens, int64_t head_dim,
+                                       int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
+            return attention(BF16, 0, 0, 0, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride, 1);
         }
 
         int calib_team_size(void) {

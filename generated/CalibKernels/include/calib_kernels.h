@@ -42,10 +42,21 @@ int calib_attention(int32_t step, int32_t layer, int32_t head,
                     int64_t tokens, int64_t head_dim,
                     int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
 
-/* The same kernel with every tile computed: the baseline sparse plans are measured against. */
+/* The same with bfloat16 inputs (raw bits, e.g. torch.bfloat16) and float output. Products
+ * use AVX-512 BF16 dot products where the machine has them (probabilities are rounded to
+ * bfloat16 for P·V, as GPU kernels do), and fp32 arithmetic otherwise. */
+int calib_attention_bf16(int32_t step, int32_t layer, int32_t head,
+                         const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                         int64_t tokens, int64_t head_dim,
+                         int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+
+/* Every tile computed: the baseline sparse plans are measured against. */
 int calib_dense_attention(const float *q, const float *k, const float *v, float *out,
                           int64_t tokens, int64_t head_dim,
                           int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+int calib_dense_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                               int64_t tokens, int64_t head_dim,
+                               int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
 
 /* Threads the kernels' parallel regions get: lets callers check OpenMP really runs. */
 int calib_team_size(void);
