@@ -34,7 +34,7 @@ let package = Package(
             linkerSettings: openMPLink
         ),
         .target(name: "CalibRuntime", dependencies: ["CalibKernels", "CalibIR"]),
-        .target(name: "CalibSafetensors", dependencies: ["CalibJSON"]),
+        .target(name: "CalibSafetensors", dependencies: ["CalibIR", "CalibJSON"]),
         // Dense measurements for calibration (block attention mass, plan error), C/OpenMP.
         .target(
             name: "CCalibrate",

@@ -8,17 +8,18 @@ public enum SharedLibrary {
     public static let fileName = "libcalibkernels.so"
 
     /// The flags the root Package.swift gives the CalibKernels target, plus what a shared object needs.
-    public static func arguments(sourceDir: String, output: String) -> [String] {
-        ["clang", "-std=c11", "-O3", "-march=native", "-fopenmp", "-idirafter", Toolchain.ompInclude,
+    /// `extra` follows `-march=native`, so `-mno-avx512f` selects the kernels' portable loops.
+    public static func arguments(sourceDir: String, output: String, extra: [String] = []) -> [String] {
+        ["clang", "-std=c11", "-O3", "-march=native"] + extra + ["-fopenmp", "-idirafter", Toolchain.ompInclude,
          "-I", sourceDir + "/include", "-shared", "-fPIC", "-Wl,-Bsymbolic",
          sourceDir + "/calib_kernels.c", sourceDir + "/calib_schedule.c",
          "-o", output, "-L", Toolchain.ompLib, "-lomp", "-Wl,-rpath," + Toolchain.ompLib]
     }
 
-    public static func build(sourceDir: String, output: String) throws {
+    public static func build(sourceDir: String, output: String, extra: [String] = []) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments(sourceDir: sourceDir, output: output)
+        process.arguments = arguments(sourceDir: sourceDir, output: output, extra: extra)
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = pipe

@@ -45,19 +45,27 @@ public final class AttentionKernels: @unchecked Sendable {
     typealias AttentionFn = @convention(c) (Int32, Int32, Int32, UnsafePointer<Float>?, UnsafePointer<Float>?,
                                             UnsafePointer<Float>?, UnsafeMutablePointer<Float>?,
                                             Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
+    typealias AttentionBF16Fn = @convention(c) (Int32, Int32, Int32, UnsafePointer<UInt16>?, UnsafePointer<UInt16>?,
+                                                UnsafePointer<UInt16>?, UnsafeMutablePointer<Float>?,
+                                                Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
     typealias DenseFn = @convention(c) (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
                                         UnsafeMutablePointer<Float>?, Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
+    typealias DenseBF16Fn = @convention(c) (UnsafePointer<UInt16>?, UnsafePointer<UInt16>?, UnsafePointer<UInt16>?,
+                                            UnsafeMutablePointer<Float>?, Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
     typealias InfoFn = @convention(c) () -> UnsafePointer<calib_info>?
     typealias TeamFn = @convention(c) () -> Int32
 
     private let attentionFn: AttentionFn
+    private let attentionBF16Fn: AttentionBF16Fn
     private let denseFn: DenseFn
+    private let denseBF16Fn: DenseBF16Fn
     private let teamFn: TeamFn
     private let handle: UnsafeMutableRawPointer?
     public let info: KernelInfo
 
     /// The kernels compiled into this package from the bundled example (generated/CalibKernels).
-    public static let linked = AttentionKernels(attention: calib_attention, dense: calib_dense_attention,
+    public static let linked = AttentionKernels(attention: calib_attention, attentionBF16: calib_attention_bf16,
+                                                dense: calib_dense_attention, denseBF16: calib_dense_attention_bf16,
                                                 info: calib_get_info, team: calib_team_size, handle: nil)
 
     /// Loads a shared library built from a `calibc compile` output.
@@ -69,13 +77,19 @@ public final class AttentionKernels: @unchecked Sendable {
             guard let p = dlsym(h, name) else { throw CalibError.library("\(libraryPath) has no symbol \(name)") }
             return unsafeBitCast(p, to: T.self)
         }
-        self.init(attention: try symbol("calib_attention", AttentionFn.self), dense: try symbol("calib_dense_attention", DenseFn.self),
+        self.init(attention: try symbol("calib_attention", AttentionFn.self),
+                  attentionBF16: try symbol("calib_attention_bf16", AttentionBF16Fn.self),
+                  dense: try symbol("calib_dense_attention", DenseFn.self),
+                  denseBF16: try symbol("calib_dense_attention_bf16", DenseBF16Fn.self),
                   info: try symbol("calib_get_info", InfoFn.self), team: try symbol("calib_team_size", TeamFn.self), handle: h)
     }
 
-    private init(attention: AttentionFn, dense: DenseFn, info: InfoFn, team: TeamFn, handle: UnsafeMutableRawPointer?) {
+    private init(attention: AttentionFn, attentionBF16: AttentionBF16Fn, dense: DenseFn, denseBF16: DenseBF16Fn,
+                 info: InfoFn, team: TeamFn, handle: UnsafeMutableRawPointer?) {
         attentionFn = attention
+        attentionBF16Fn = attentionBF16
         denseFn = dense
+        denseBF16Fn = denseBF16
         teamFn = team
         self.handle = handle
         let i = info()!.pointee
@@ -100,39 +114,70 @@ public final class AttentionKernels: @unchecked Sendable {
     public var teamSize: Int { Int(teamFn()) }
 
     /// One head's attention over the plan of (step, layer, head). Each buffer holds `tokens`
-    /// rows of `headDim` floats, `stride` floats apart (default: packed).
+    /// rows of `headDim` values, `stride` values apart (default: packed).
     public func attention(step: Int, layer: Int, head: Int,
                           q: UnsafeBufferPointer<Float>, k: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>,
                           out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
-        let st = stride ?? headDim
-        try checkBuffers(q: q, k: k, v: v, out: out, tokens: tokens, headDim: headDim, stride: st)
-        guard let s = Int32(exactly: step), let l = Int32(exactly: layer), let h = Int32(exactly: head) else {
-            throw CalibError.noPlan(step: step, layer: layer, head: head)
+        let (s, l, h) = try ids(step, layer, head)
+        try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (step, layer, head)) {
+            attentionFn(s, l, h, $0, $1, $2, $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
         }
-        let status = attentionFn(s, l, h, q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress,
-                                 Int64(tokens), Int64(headDim), Int64(st), Int64(st), Int64(st), Int64(st))
-        try check(status, tokens: tokens, headDim: headDim, step: step, layer: layer, head: head)
+    }
+
+    /// The same with bfloat16 inputs.
+    public func attention(step: Int, layer: Int, head: Int,
+                          q: UnsafeBufferPointer<BFloat16>, k: UnsafeBufferPointer<BFloat16>, v: UnsafeBufferPointer<BFloat16>,
+                          out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
+        let (s, l, h) = try ids(step, layer, head)
+        try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (step, layer, head)) {
+            attentionBF16Fn(s, l, h, bits($0), bits($1), bits($2), $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+        }
     }
 
     /// The same kernel computing every tile: the dense baseline.
     public func denseAttention(q: UnsafeBufferPointer<Float>, k: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>,
                                out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
+        try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (-1, -1, -1)) {
+            denseFn($0, $1, $2, $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+        }
+    }
+
+    public func denseAttention(q: UnsafeBufferPointer<BFloat16>, k: UnsafeBufferPointer<BFloat16>, v: UnsafeBufferPointer<BFloat16>,
+                               out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
+        try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (-1, -1, -1)) {
+            denseBF16Fn(bits($0), bits($1), bits($2), $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+        }
+    }
+
+    private func ids(_ step: Int, _ layer: Int, _ head: Int) throws -> (Int32, Int32, Int32) {
+        guard let s = Int32(exactly: step), let l = Int32(exactly: layer), let h = Int32(exactly: head) else {
+            throw CalibError.noPlan(step: step, layer: layer, head: head)
+        }
+        return (s, l, h)
+    }
+
+    private func bits(_ p: UnsafePointer<BFloat16>?) -> UnsafePointer<UInt16>? {
+        p.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt16.self) }
+    }
+
+    private func invoke<T>(_ q: UnsafeBufferPointer<T>, _ k: UnsafeBufferPointer<T>, _ v: UnsafeBufferPointer<T>,
+                           _ out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int?,
+                           at: (step: Int, layer: Int, head: Int),
+                           _ kernel: (UnsafePointer<T>?, UnsafePointer<T>?, UnsafePointer<T>?, UnsafeMutablePointer<Float>?, Int64) -> Int32) throws {
         let st = stride ?? headDim
-        try checkBuffers(q: q, k: k, v: v, out: out, tokens: tokens, headDim: headDim, stride: st)
-        let status = denseFn(q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress,
-                             Int64(tokens), Int64(headDim), Int64(st), Int64(st), Int64(st), Int64(st))
-        try check(status, tokens: tokens, headDim: headDim, step: -1, layer: -1, head: -1)
+        try checkBuffers(counts: [("q", q.count), ("k", k.count), ("v", v.count), ("out", out.count)], tokens: tokens, headDim: headDim, stride: st)
+        let status = kernel(q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress, Int64(st))
+        try check(status, tokens: tokens, headDim: headDim, step: at.step, layer: at.layer, head: at.head)
     }
 
     /// Buffer sizes are checked here because the C side sees only pointers.
-    private func checkBuffers(q: UnsafeBufferPointer<Float>, k: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>,
-                              out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int) throws {
+    private func checkBuffers(counts: [(String, Int)], tokens: Int, headDim: Int, stride: Int) throws {
         guard tokens == info.tokens, headDim == info.headDim else {
             throw CalibError.shapeMismatch(tokens: tokens, headDim: headDim, expectedTokens: info.tokens, expectedHeadDim: info.headDim)
         }
         guard stride >= headDim else { throw CalibError.badArgument("stride \(stride) is smaller than head_dim \(headDim)") }
         let needed = (tokens - 1) * stride + headDim
-        for (name, count) in [("q", q.count), ("k", k.count), ("v", v.count), ("out", out.count)] where count < needed {
+        for (name, count) in counts where count < needed {
             throw CalibError.badArgument("\(name) holds \(count) floats, needs \(needed) for \(tokens) tokens at stride \(stride)")
         }
     }

@@ -2,6 +2,7 @@
 // little-endian header length, a JSON header naming each tensor's dtype, shape and byte
 // range, then raw little-endian data. Read through a memory map, converted to Float on demand.
 
+import CalibIR
 import CalibJSON
 import Foundation
 
@@ -112,7 +113,7 @@ public final class SafetensorsFile: @unchecked Sendable {
             case .f32:
                 return (0..<r.count).map { Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
             case .bf16:
-                return (0..<r.count).map { Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16) }
+                return (0..<r.count).map { BFloat16(bits: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))).float }
             case .f16:
                 return (0..<r.count).map { Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)))) }
             }
@@ -137,7 +138,7 @@ public struct SafetensorsWriter {
                 let b = v.bitPattern
                 bytes += [UInt8(b & 0xff), UInt8(b >> 8 & 0xff), UInt8(b >> 16 & 0xff), UInt8(b >> 24)]
             case .bf16:
-                let b = bfloat16Bits(v)
+                let b = BFloat16(v).bits
                 bytes += [UInt8(b & 0xff), UInt8(b >> 8)]
             case .f16:
                 let b = Float16(v).bitPattern
@@ -166,11 +167,4 @@ public struct SafetensorsWriter {
         for e in entries { out.append(contentsOf: e.bytes) }
         try out.write(to: URL(fileURLWithPath: path), options: .atomic)
     }
-}
-
-/// Round to nearest even, as torch does when casting float32 to bfloat16.
-func bfloat16Bits(_ v: Float) -> UInt16 {
-    let b = v.bitPattern
-    if v.isNaN { return UInt16(b >> 16) | 0x40 }
-    return UInt16((b &+ 0x7fff &+ ((b >> 16) & 1)) >> 16)
 }

@@ -6,14 +6,14 @@ import Foundation
 import XCTest
 
 /// Compiles `program` through the real pipeline into a shared library and loads it.
-func loadKernels(_ program: Program, file: StaticString = #filePath, line: UInt = #line) throws -> (AttentionKernels, Program) {
+func loadKernels(_ program: Program, flags: [String] = []) throws -> (AttentionKernels, Program) {
     let optimized = Pipeline.run(program)
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-rt-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     let source = dir.appendingPathComponent("kernels").path
     try OutputWriter.write(Codegen.emit(optimized, source: "test.json", passes: Pipeline.passes.map(\.name)), to: source, force: false)
     let library = dir.appendingPathComponent("libcalibkernels.so").path
-    try SharedLibrary.build(sourceDir: source, output: library)
+    try SharedLibrary.build(sourceDir: source, output: library, extra: flags)
     // dlopen keeps the mapping after the file is deleted.
     return (try AttentionKernels(libraryPath: library), optimized)
 }
@@ -59,6 +59,22 @@ func runHead(_ kernels: AttentionKernels, step: Int, layer: Int = 0, head: Int, 
             try v.withUnsafeBufferPointer { vp in
                 try out.withUnsafeMutableBufferPointer { op in
                     try kernels.attention(step: step, layer: layer, head: head, q: qp, k: kp, v: vp, out: op, tokens: n, headDim: d)
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// Runs one head on packed bfloat16 inputs into a NaN-poisoned float output.
+func runHeadBF16(_ kernels: AttentionKernels, step: Int, head: Int, q: [BFloat16], k: [BFloat16], v: [BFloat16]) throws -> [Float] {
+    let n = kernels.info.tokens, d = kernels.info.headDim
+    var out = [Float](repeating: .nan, count: n * d)
+    try q.withUnsafeBufferPointer { qp in
+        try k.withUnsafeBufferPointer { kp in
+            try v.withUnsafeBufferPointer { vp in
+                try out.withUnsafeMutableBufferPointer { op in
+                    try kernels.attention(step: step, layer: 0, head: head, q: qp, k: kp, v: vp, out: op, tokens: n, headDim: d)
                 }
             }
         }

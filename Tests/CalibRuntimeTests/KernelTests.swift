@@ -27,6 +27,34 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// bfloat16 inputs against the float64 answer on the same (rounded) values. With AVX-512
+    /// BF16 the probabilities are rounded to bfloat16 for P·V, hence the looser bound; the
+    /// portable build (-mno-avx512f) widens to fp32 and meets the fp32 bound. Both builds also
+    /// run the fp32 entry point through the portable loops.
+    func testBFloat16InputsAndThePortableBuild() throws {
+        var rng = SplitMix64(seed: freshSeed(#function))
+        for (tokens, headDim, block) in [(300, 64, 64), (200, 128, 32)] {
+            let blocks = (tokens + block - 1) / block
+            let plans = [densePlan(blocks: blocks), randomPlan("r", blocks: blocks, partialLast: tokens % block != 0, reuse: true, rng: &rng)]
+            let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: headDim, block: block, layers: 1, heads: 2, steps: [0]),
+                                  threads: 2, plans: plans, dispatch: [0, 1], sourceHash: "h")
+            let q = rng.floats(tokens * headDim, scale: 2).map(BFloat16.init), k = rng.floats(tokens * headDim, scale: 2).map(BFloat16.init)
+            let v = rng.floats(tokens * headDim).map(BFloat16.init)
+            let (qf, kf, vf) = (q.map(\.float), k.map(\.float), v.map(\.float))
+            for (flags, bound) in [([String](), 5e-3), (["-mno-avx512f"], 1e-5)] {
+                let (kernels, optimized) = try loadKernels(program, flags: flags)
+                for head in 0..<2 {
+                    let exact = Reference.attention(of: optimized.plan(stepIndex: 0, layer: 0, head: head), q: qf, k: kf, v: vf,
+                                                    tokens: tokens, headDim: headDim, block: block)
+                    let out = try runHeadBF16(kernels, step: 0, head: head, q: q, k: k, v: v)
+                    XCTAssertLessThan(Reference.relativeError(out, exact), bound, "bf16 \(flags) tokens \(tokens) head \(head)")
+                    let out32 = try runHead(kernels, step: 0, head: head, q: qf, k: kf, v: vf)
+                    XCTAssertLessThan(Reference.relativeError(out32, exact), 1e-5, "fp32 \(flags) tokens \(tokens) head \(head)")
+                }
+            }
+        }
+    }
+
     func testAllDensePlanEqualsDenseAttention() throws {
         var rng = SplitMix64(seed: freshSeed(#function))
         for (tokens, headDim) in [(333, 64), (190, 128)] {
