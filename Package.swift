@@ -47,7 +47,11 @@ let package = Package(
             name: "calibc",
             dependencies: ["CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibSynth"]
         ),
-        .executableTarget(name: "calib-bench", dependencies: ["CalibCalibrate", "CalibSynth", "CalibIR"]),
+        .target(name: "CBench", cSettings: openMPC, linkerSettings: openMPLink),
+        .executableTarget(
+            name: "calib-bench",
+            dependencies: ["CalibCalibrate", "CalibSynth", "CalibIR", "CalibPasses", "CalibCodegen", "CalibRuntime", "CBench"]
+        ),
         .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses", "CalibCalibrate"], path: "examples/run"),
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend"]),

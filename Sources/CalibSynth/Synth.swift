@@ -76,7 +76,7 @@ public enum Synth {
     /// (heads, tokens, head_dim) queries and keys of one step and layer for one prompt.
     public static func queriesAndKeys(_ c: SynthConfig, prompt: Int, seed: UInt64, stepIndex: Int, layer: Int) -> ([Float], [Float]) {
         let n = c.tokens, d = c.headDim
-        precondition(d == 128, "the synthetic RoPE layout is Wan's head_dim 128")
+        precondition(d % 6 == 2 || d % 6 == 4 || d % 6 == 0, "head_dim must split into three even RoPE sections")
         let content = contentField(c, prompt: prompt, seed: seed)
         var q = [Float](repeating: 0, count: c.heads * n * d), k = q
         for h in 0..<c.heads {
@@ -93,7 +93,7 @@ public enum Synth {
             case .sink: ([0.34, 0.33, 0.33], 2)
             case .moving: ([0.34, 0.33, 0.33], 8)
             }
-            let base = ropeBase(energy: energy, gain: rope * gain)
+            let base = ropeBase(energy: energy, gain: rope * gain, headDim: d)
             // Content enters through a per-head projection of the blob field.
             let rank = content.rank
             let aq = (0..<(d * rank)).map { _ in weights.gaussian() / Double(rank).squareRoot() }
@@ -101,13 +101,13 @@ public enum Synth {
             let contentGain = (kind == .sink ? 0.5 : 2.0) * gain * c.content
             var shared = (0..<d).map { _ in weights.gaussian() }
             let norm = shared.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            shared = shared.map { $0 / norm * 11.3 }  // |u|² / √128 = 11.3: one unit of score per unit of u·u
+            shared = shared.map { $0 / norm * Double(d).squareRoot().squareRoot() * 3.364 }  // |u|²/√d = 11.3 at any d
             // The patch the moving head's keys light up: 4×4 tokens at a prompt-dependent place.
             // Rows cycle with the prompt, so two prompts never light up the same block rows.
             let py = 4 * ((prompt + layer + h) % max(1, c.height / 4)), px = Int.random(in: 0...(c.width - 4), using: &input)
             for t in 0..<n {
                 let f = t / (c.height * c.width), y = (t / c.width) % c.height, x = t % c.width
-                let rotated = rotate(base, f: f, y: y, x: x)
+                let rotated = rotate(base, f: f, y: y, x: x, headDim: d)
                 var qv = rotated, kv = rotated
                 for i in 0..<d {
                     var cq = 0.0, ck = 0.0
@@ -141,13 +141,19 @@ public enum Synth {
         return (q, k)
     }
 
+    /// Wan's split of head_dim into t, h, w sections: h = w = 2·(d / 6), t the rest (44, 42, 42 at 128).
+    static func sections(_ d: Int) -> [Int] {
+        let hw = 2 * (d / 6)
+        return [d - 2 * hw, hw, hw]
+    }
+
     /// Amplitudes of the interleaved RoPE pairs before rotation: `energy` split over the t, h,
-    /// w sections (44, 42, 42 dims), spread evenly over each section's pairs.
-    static func ropeBase(energy: [Double], gain: Double) -> [Double] {
-        var base = [Double](repeating: 0, count: 128)
+    /// w sections, spread evenly over each section's pairs.
+    static func ropeBase(energy: [Double], gain: Double, headDim: Int) -> [Double] {
+        var base = [Double](repeating: 0, count: headDim)
         var offset = 0
-        for (axis, dims) in [44, 42, 42].enumerated() {
-            let amplitude = (energy[axis] / Double(dims / 2)).squareRoot() * gain
+        for (axis, dims) in sections(headDim).enumerated() {
+            let amplitude = (energy[axis] / Double(dims / 2)).squareRoot() * gain * pow(Double(headDim) / 128, 0.25)
             for p in 0..<(dims / 2) { base[offset + 2 * p] = amplitude }
             offset += dims
         }
@@ -155,10 +161,10 @@ public enum Synth {
     }
 
     /// Rotates each pair (2p, 2p+1) of a section by position · theta^(-2p / dims).
-    static func rotate(_ base: [Double], f: Int, y: Int, x: Int) -> [Double] {
+    static func rotate(_ base: [Double], f: Int, y: Int, x: Int, headDim: Int) -> [Double] {
         var out = base
         var offset = 0
-        for (dims, pos) in [(44, f), (42, y), (42, x)] {
+        for (dims, pos) in zip(sections(headDim), [f, y, x]) {
             for p in 0..<(dims / 2) {
                 let angle = Double(pos) * pow(10000, -Double(2 * p) / Double(dims))
                 let (a, b) = (base[offset + 2 * p], base[offset + 2 * p + 1])

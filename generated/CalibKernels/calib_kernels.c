@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,7 @@ typedef struct call {
     const void *q, *k, *v;
     float *out;
     int64_t q_stride, k_stride, v_stride, out_stride;
-    float *kt;       /* F32 (or widened BF16): per key block, Kᵀ as D rows of B keys */
+    float *kt;       /* F32 (or widened BF16): per key block, Kᵀ as D rows of B keys; these four share one workspace */
     uint16_t *kp;    /* native BF16: per key block, D/2 rows of B (key, dim pair) */
     uint16_t *vp;    /* native BF16: per key block, B/2 rows of D (key pair, dim) */
     float *vt;       /* widened BF16: per key block, V as B rows of D */
@@ -102,8 +103,17 @@ static void pack_keys(const call *c, int kb) {
         return;
     }
     float *kt = c->kt + (int64_t)kb * B * D;
-    for (int d = 0; d < D; d++) {
-        for (int j = 0; j < B; j++) kt[d * B + j] = j < cols ? load(c, c->k, (first + j) * c->k_stride + d) : 0.0f;
+    if (cols < B) memset(kt, 0, sizeof(float) * B * D);
+    if (c->dtype == F32) {
+        for (int j = 0; j < cols; j++) {
+            const float *row = (const float *)c->k + (first + j) * c->k_stride;
+            for (int d = 0; d < D; d++) kt[d * B + j] = row[d];
+        }
+    } else {
+        for (int j = 0; j < cols; j++) {
+            const uint16_t *row = (const uint16_t *)c->k + (first + j) * c->k_stride;
+            for (int d = 0; d < D; d++) kt[d * B + j] = bf16_to_f32(row[d]);
+        }
     }
     if (c->dtype == BF16) {
         float *vt = c->vt + (int64_t)kb * B * D;
@@ -181,7 +191,16 @@ static inline void softmax(scratch *w, const int cols) {
     for (int i = 0; i < B; i++) {
         float *s = w->s[i];
         float mx = w->m[i];
+#if SIMD
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int j = 0; j < B; j += 16) {
+            const __mmask16 live = cols == B ? 0xFFFF : j >= cols ? 0 : (__mmask16)((1u << (cols - j < 16 ? cols - j : 16)) - 1);
+            vmax = _mm512_mask_max_ps(vmax, live, vmax, _mm512_load_ps(s + j));
+        }
+        mx = fmaxf(mx, _mm512_reduce_max_ps(vmax) * scale);
+#else
         for (int j = 0; j < cols; j++) mx = fmaxf(mx, s[j] * scale);
+#endif
         w->alpha[i] = exp2_neg(w->m[i] - mx);
         w->m[i] = mx;
         float sum = 0.0f;
@@ -336,55 +355,70 @@ static int check(const void *q, const void *k, const void *v, float *out, int64_
     return CALIB_OK;
 }
 
+/* Packed keys live in a buffer kept per calling thread (freed when it exits): allocating and
+ * faulting in N·D floats on every call costs as much as the arithmetic of a sparse head. */
+static pthread_key_t workspace_key;
+static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
+
+static void make_workspace_key(void) { pthread_key_create(&workspace_key, free); }
+
+static float *workspace(void) {
+    pthread_once(&workspace_once, make_workspace_key);
+    float *w = pthread_getspecific(workspace_key);
+    if (!w && (w = aligned_alloc(64, sizeof(float) * 2 * (size_t)NB * B * D)) && pthread_setspecific(workspace_key, w)) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
 /* Runs `p`, or every tile when p is NULL (the dense baseline). */
 static int run(call *c, const calib_plan *p) {
     const int64_t packed = (int64_t)NB * B * D;
-    const int native = NATIVE_BF16 && c->dtype == BF16;
-    c->kt = native ? NULL : aligned_alloc(64, sizeof(float) * (size_t)packed);
-    c->vt = !native && c->dtype == BF16 ? aligned_alloc(64, sizeof(float) * (size_t)packed) : NULL;
-    c->kp = native ? aligned_alloc(64, sizeof(uint16_t) * (size_t)packed) : NULL;
-    c->vp = native ? aligned_alloc(64, sizeof(uint16_t) * (size_t)packed) : NULL;
-    int status = (native ? c->kp && c->vp : c->kt && (c->dtype == F32 || c->vt)) ? CALIB_OK : CALIB_ERR_NO_MEMORY;
+    float *buffer = workspace();
+    if (!buffer) return CALIB_ERR_NO_MEMORY;
+    c->kt = buffer;
+    c->vt = buffer + packed;
+    c->kp = (uint16_t *)buffer;
+    c->vp = (uint16_t *)buffer + packed;
+    int status = CALIB_OK;
     const int32_t all[2] = {0, NB};
-    if (status == CALIB_OK) {
-        #pragma omp parallel
-        {
-            scratch *w = aligned_alloc(64, sizeof(scratch));
-            if (!w) {
-                #pragma omp atomic write
-                status = CALIB_ERR_NO_MEMORY;
-            }
-            #pragma omp for schedule(static)
-            for (int kb = 0; kb < NB; kb++) pack_keys(c, kb);
-            if (w && !p) {
-                #pragma omp for schedule(static) nowait
-                for (int qb = 0; qb < NB; qb++) query_block(c, w, qb, all, 1);
-            } else if (w) {
-                /* Parts were balanced for CALIB_THREADS threads at compile time; another team
-                 * size takes them round-robin. */
-                for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
-                    for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
-                        const int32_t qb = p->order[r], first = p->row_span[qb];
-                        query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first);
-                    }
+    #pragma omp parallel
+    {
+        scratch *w = aligned_alloc(64, sizeof(scratch));
+        if (!w) {
+            #pragma omp atomic write
+            status = CALIB_ERR_NO_MEMORY;
+        }
+        #pragma omp for schedule(static)
+        for (int kb = 0; kb < NB; kb++) pack_keys(c, kb);
+        if (w && !p) {
+            #pragma omp for schedule(static) nowait
+            for (int qb = 0; qb < NB; qb++) query_block(c, w, qb, all, 1);
+        } else if (w) {
+            /* Parts were balanced for CALIB_THREADS threads at compile time; another team
+             * size takes them round-robin. */
+            for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
+                for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
+                    const int32_t qb = p->order[r], first = p->row_span[qb];
+                    query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first);
                 }
             }
-            free(w);
-            /* Reused rows copy finished output, so they wait for every computed row. */
-            #pragma omp barrier
-            if (p) {
-                #pragma omp for schedule(static)
-                for (int32_t r = 0; r < p->reuse_count; r++) {
-                    const int64_t target = p->reuse[2 * r], source = p->reuse[2 * r + 1];
-                    const int rows = target == NB - 1 ? LAST_ROWS : B;
-                    for (int i = 0; i < rows; i++) {
-                        memcpy(c->out + (target * B + i) * c->out_stride, c->out + (source * B + i) * c->out_stride, sizeof(float) * D);
-                    }
+        }
+        free(w);
+        /* Reused rows copy finished output, so they wait for every computed row. */
+        #pragma omp barrier
+        if (p) {
+            #pragma omp for schedule(static)
+            for (int32_t r = 0; r < p->reuse_count; r++) {
+                const int64_t target = p->reuse[2 * r], source = p->reuse[2 * r + 1];
+                const int rows = target == NB - 1 ? LAST_ROWS : B;
+                for (int i = 0; i < rows; i++) {
+                    memcpy(c->out + (target * B + i) * c->out_stride, c->out + (source * B + i) * c->out_stride, sizeof(float) * D);
                 }
             }
         }
     }
-    free(c->kt), free(c->vt), free(c->kp), free(c->vp);
     return status;
 }
 

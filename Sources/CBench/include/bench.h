@@ -1,0 +1,12 @@
+/* Machine figures the kernel benchmark measures its results against. */
+#ifndef CALIB_BENCH_H
+#define CALIB_BENCH_H
+
+/* fp32 FLOP/s of AVX-512 FMAs with independent accumulators on every OpenMP thread, over
+ * about `seconds`: the peak the dense kernel is a fraction of. */
+double calib_bench_fma_peak(double seconds);
+
+/* The same for AVX-512 BF16 dot products (vdpbf16ps, 2 FLOP per bf16 pair); 0 without them. */
+double calib_bench_bf16_peak(double seconds);
+
+#endif
