@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench-calibrate
+.PHONY: deps example bundled test kernels golden bench bench-calibrate
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -43,6 +43,11 @@ golden: deps
 	$(SWIFT_BUILD) --product calibc
 	$(CALIBC) ir examples/masks.json --print-after parse > Tests/CalibPassesTests/Fixtures/example.parse.ir
 	$(CALIBC) ir examples/masks.json > Tests/CalibPassesTests/Fixtures/example.ir
+
+# Kernel speed: dense against the measured FMA peak, bf16, sparse efficiency, reuse cost (docs/performance.md).
+bench: deps
+	$(SWIFT_BUILD) --product calib-bench
+	.build/release/calib-bench kernels
 
 # Calibration throughput, peak memory, and the sweeps behind the defaults in docs/calibration.md.
 bench-calibrate: deps

@@ -17,23 +17,25 @@ enum ScheduleSource {
             out += "\(plan.cost) of \(tiles) tiles (density \(formatDensity(density))) */\n"
             var spans: [Int] = []
             var rowSpan = [0]
-            var reuse: [Int] = []
+            var reusers = [[Int]](repeating: [], count: plan.rows.count)
             for (q, row) in plan.rows.enumerated() {
                 switch row {
                 case .compute(let s): spans += s.flatMap { [$0.start, $0.end] }
-                case .reuse(let source): reuse += [q, source]
+                case .reuse(let source): reusers[source].append(q)
                 }
                 rowSpan.append(spans.count / 2)
             }
+            let targetFirst = reusers.reduce(into: [0]) { $0.append($0.last! + $1.count) }
             out += array("p\(i)_spans", spans)
             out += array("p\(i)_row_span", rowSpan)
             out += array("p\(i)_order", plan.order ?? plan.computeRows)
             out += array("p\(i)_parts", plan.parts ?? [0, plan.computeRows.count])
-            out += array("p\(i)_reuse", reuse)
+            out += array("p\(i)_target_first", targetFirst)
+            out += array("p\(i)_targets", reusers.flatMap { $0 })
         }
         out += "\nconst calib_plan calib_plans[CALIB_PLANS] = {\n"
         for (i, plan) in program.plans.enumerated() {
-            out += "    {p\(i)_spans, p\(i)_row_span, p\(i)_order, p\(i)_parts, p\(i)_reuse, \(plan.reusedRows.count)},\n"
+            out += "    {p\(i)_spans, p\(i)_row_span, p\(i)_order, p\(i)_parts, p\(i)_target_first, p\(i)_targets},\n"
         }
         out += "};\n\n"
         out += "/* plan index of (step, layer, head), step-major */\n"

@@ -141,7 +141,10 @@ private struct Reader {
         let digitsStart = i
         while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
         guard i > digitsStart else { throw fail("expected a value") }
-        guard b[digitsStart] != 0x30 || i == digitsStart + 1 else { throw fail("leading zeros are not allowed") }
+        guard b[digitsStart] != 0x30 || i == digitsStart + 1 else {
+            i = digitsStart
+            throw fail("leading zeros are not allowed")
+        }
         if i < b.count, b[i] == UInt8(ascii: ".") {
             integral = false
             i += 1

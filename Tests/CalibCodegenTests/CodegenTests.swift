@@ -132,8 +132,11 @@ final class CodegenTests: XCTestCase {
             static const int32_t p0_parts[] = {
                 0, 2, 3,
             };
-            static const int32_t p0_reuse[] = {
-                1, 0,
+            static const int32_t p0_target_first[] = {
+                0, 1, 1, 1, 1,
+            };
+            static const int32_t p0_targets[] = {
+                1,
             };
             """), schedule)
         XCTAssertTrue(schedule.contains("const int32_t calib_steps[CALIB_STEPS] = {3};"))

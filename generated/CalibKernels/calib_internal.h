@@ -21,15 +21,15 @@
 
 /* One plan: the key spans of each query block in compressed-row form (row q owns
  * spans[row_span[q] .. row_span[q + 1]), each a [start, end) pair of key blocks), the
- * compute rows in run order cut into CALIB_THREADS parts, and reused rows as
- * (target, source) pairs. */
+ * compute rows in run order cut into CALIB_THREADS parts, and the blocks that reuse
+ * compute row q: targets[target_first[q] .. target_first[q + 1]). */
 typedef struct calib_plan {
     const int32_t *spans;
     const int32_t *row_span;
     const int32_t *order;
     const int32_t *parts;
-    const int32_t *reuse;
-    int32_t reuse_count;
+    const int32_t *target_first;
+    const int32_t *targets;
 } calib_plan;
 
 extern const calib_plan calib_plans[CALIB_PLANS] __attribute__((visibility("hidden")));

@@ -317,8 +317,10 @@ static inline __attribute__((always_inline)) void tile(const call *c, scratch *w
     accumulate(c, w, kb, cols);
 }
 
-/* Output rows of query block qb from the key blocks in spans[0 .. 2*nspans). */
-static void query_block(const call *c, scratch *w, int qb, const int32_t *spans, int32_t nspans) {
+/* Output rows of query block qb from the key blocks in spans[0 .. 2*nspans), also stored as
+ * the rows of the blocks that reuse it: reuse costs those stores and nothing else. */
+static void query_block(const call *c, scratch *w, int qb, const int32_t *spans, int32_t nspans,
+                        const int32_t *targets, int32_t ntargets) {
     const int rows = qb == NB - 1 ? LAST_ROWS : B;
     for (int i = 0; i < B; i++) {
         /* Padding rows of the last block stay zero: computed, never written. */
@@ -344,6 +346,11 @@ static void query_block(const call *c, scratch *w, int qb, const int32_t *spans,
         const float inv = 1.0f / w->l[i];
         float *o = c->out + ((int64_t)qb * B + i) * c->out_stride;
         for (int d = 0; d < D; d++) o[d] = w->acc[i][d] * inv;
+        for (int32_t t = 0; t < ntargets; t++) {
+            /* A partial last block takes only its own rows. */
+            if (targets[t] == NB - 1 && i >= LAST_ROWS) continue;
+            memcpy(c->out + ((int64_t)targets[t] * B + i) * c->out_stride, o, sizeof(float) * D);
+        }
     }
 }
 
@@ -394,30 +401,19 @@ static int run(call *c, const calib_plan *p) {
         for (int kb = 0; kb < NB; kb++) pack_keys(c, kb);
         if (w && !p) {
             #pragma omp for schedule(static) nowait
-            for (int qb = 0; qb < NB; qb++) query_block(c, w, qb, all, 1);
+            for (int qb = 0; qb < NB; qb++) query_block(c, w, qb, all, 1, NULL, 0);
         } else if (w) {
             /* Parts were balanced for CALIB_THREADS threads at compile time; another team
              * size takes them round-robin. */
             for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
                 for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
-                    const int32_t qb = p->order[r], first = p->row_span[qb];
-                    query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first);
+                    const int32_t qb = p->order[r], first = p->row_span[qb], reusers = p->target_first[qb];
+                    query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first,
+                                p->targets + reusers, p->target_first[qb + 1] - reusers);
                 }
             }
         }
         free(w);
-        /* Reused rows copy finished output, so they wait for every computed row. */
-        #pragma omp barrier
-        if (p) {
-            #pragma omp for schedule(static)
-            for (int32_t r = 0; r < p->reuse_count; r++) {
-                const int64_t target = p->reuse[2 * r], source = p->reuse[2 * r + 1];
-                const int rows = target == NB - 1 ? LAST_ROWS : B;
-                for (int i = 0; i < rows; i++) {
-                    memcpy(c->out + (target * B + i) * c->out_stride, c->out + (source * B + i) * c->out_stride, sizeof(float) * D);
-                }
-            }
-        }
     }
     return status;
 }

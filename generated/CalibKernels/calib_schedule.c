@@ -31,7 +31,12 @@ static const int32_t p0_order[] = {
 static const int32_t p0_parts[] = {
     0, 17, 33,
 };
-static const int32_t p0_reuse[] = {
+static const int32_t p0_target_first[] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0,
+};
+static const int32_t p0_targets[] = {
     0,
 };
 
@@ -59,7 +64,12 @@ static const int32_t p1_order[] = {
 static const int32_t p1_parts[] = {
     0, 14, 33,
 };
-static const int32_t p1_reuse[] = {
+static const int32_t p1_target_first[] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0,
+};
+static const int32_t p1_targets[] = {
     0,
 };
 
@@ -115,7 +125,12 @@ static const int32_t p2_order[] = {
 static const int32_t p2_parts[] = {
     0, 15, 33,
 };
-static const int32_t p2_reuse[] = {
+static const int32_t p2_target_first[] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0,
+};
+static const int32_t p2_targets[] = {
     0,
 };
 
@@ -143,7 +158,12 @@ static const int32_t p3_order[] = {
 static const int32_t p3_parts[] = {
     0, 16, 33,
 };
-static const int32_t p3_reuse[] = {
+static const int32_t p3_target_first[] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0,
+};
+static const int32_t p3_targets[] = {
     0,
 };
 
@@ -166,17 +186,21 @@ static const int32_t p4_order[] = {
 static const int32_t p4_parts[] = {
     0, 6, 17,
 };
-static const int32_t p4_reuse[] = {
-    1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14,
-    17, 16, 19, 18, 21, 20, 23, 22, 25, 24, 27, 26, 29, 28, 31, 28,
+static const int32_t p4_target_first[] = {
+    0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
+    8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 16, 16, 16,
+    16, 16,
+};
+static const int32_t p4_targets[] = {
+    1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
 };
 
 const calib_plan calib_plans[CALIB_PLANS] = {
-    {p0_spans, p0_row_span, p0_order, p0_parts, p0_reuse, 0},
-    {p1_spans, p1_row_span, p1_order, p1_parts, p1_reuse, 0},
-    {p2_spans, p2_row_span, p2_order, p2_parts, p2_reuse, 0},
-    {p3_spans, p3_row_span, p3_order, p3_parts, p3_reuse, 0},
-    {p4_spans, p4_row_span, p4_order, p4_parts, p4_reuse, 16},
+    {p0_spans, p0_row_span, p0_order, p0_parts, p0_target_first, p0_targets},
+    {p1_spans, p1_row_span, p1_order, p1_parts, p1_target_first, p1_targets},
+    {p2_spans, p2_row_span, p2_order, p2_parts, p2_target_first, p2_targets},
+    {p3_spans, p3_row_span, p3_order, p3_parts, p3_target_first, p3_targets},
+    {p4_spans, p4_row_span, p4_order, p4_parts, p4_target_first, p4_targets},
 };
 
 /* plan index of (step, layer, head), step-major */
