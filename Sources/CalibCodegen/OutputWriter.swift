@@ -25,6 +25,7 @@ public enum OutputWriter {
 
         let parent = target.deletingLastPathComponent()
         let pid = ProcessInfo.processInfo.processIdentifier
+        removeAbandoned(near: target)
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).calibc-new-\(pid)")
         let retired = parent.appendingPathComponent(".\(target.lastPathComponent).calibc-old-\(pid)")
         try? fm.removeItem(at: staging)
@@ -45,6 +46,16 @@ public enum OutputWriter {
         } catch {
             try? fm.removeItem(at: staging)
             throw CodegenError(message: "\(dir): could not write the output: \(error.localizedDescription)")
+        }
+    }
+
+    /// Staging directories of compiles that were killed before their rename: their process is gone.
+    private static func removeAbandoned(near target: URL) {
+        let parent = target.deletingLastPathComponent()
+        let prefix = ".\(target.lastPathComponent).calibc-"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.split(separator: "-").last ?? ""), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            try? FileManager.default.removeItem(at: parent.appendingPathComponent(name))
         }
     }
 }

@@ -142,3 +142,61 @@ final class CodegenTests: XCTestCase {
         XCTAssertTrue(schedule.contains("const int32_t calib_steps[CALIB_STEPS] = {3};"))
     }
 }
+
+/// `calibc compile` killed at many points never leaves a half-written output: the directory is
+/// absent or complete, and the next compile clears what the killed one staged.
+final class InterruptedCompileTests: XCTestCase {
+    func testKilledCompileLeavesNoHalfWrittenOutput() throws {
+        let calibc = root.appendingPathComponent(".build/debug/calibc").path
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: calibc), "needs the calibc binary of `swift build`")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Many distinct plans make the compile long enough to interrupt.
+        var rng = SystemRandomNumberGenerator()
+        let blocks = 48
+        let patterns = (0..<300).map { p in
+            "\"p\(p)\": {\"rows\": [" + (0..<blocks).map { _ in
+                let s = Int.random(in: 0..<blocks, using: &rng)
+                return "[[\(s),\(min(blocks, s + Int.random(in: 1...8, using: &rng)))]]"
+            }.joined(separator: ",") + "]}"
+        }
+        let assignments = (0..<300).map { "{\"steps\": \"\($0)\", \"layers\": 0, \"heads\": 0, \"pattern\": \"p\($0)\"}" }
+        let masks = "{\"format\": 1, \"model\": \"m\", \"tokens\": \(blocks * 16), \"head_dim\": 32, \"block\": 16, \"layers\": 1, \"heads\": 1, "
+            + "\"timesteps\": [\((0..<300).map(String.init).joined(separator: ","))], \"patterns\": {\(patterns.joined(separator: ","))}, "
+            + "\"assignments\": [\(assignments.joined(separator: ","))]}"
+        let input = dir.appendingPathComponent("masks.json")
+        try Data(masks.utf8).write(to: input)
+        let reference = dir.appendingPathComponent("reference"), out = dir.appendingPathComponent("out")
+
+        func compile(_ target: URL, killAfter: Double?) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: calibc)
+            p.arguments = ["compile", input.path, "-o", target.path]
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            if let killAfter {
+                Thread.sleep(forTimeInterval: killAfter)
+                kill(p.processIdentifier, SIGKILL)
+            }
+            p.waitUntilExit()
+        }
+        let start = Date()
+        try compile(reference, killAfter: nil)
+        let full = Date().timeIntervalSince(start)
+        let expected = try contents(of: reference)
+        XCTAssertEqual(expected.count, 6)
+        var sawAbsent = false
+        for i in 0..<12 {
+            try compile(out, killAfter: full * Double(i) / 10)
+            if FileManager.default.fileExists(atPath: out.path) {
+                XCTAssertEqual(try contents(of: out), expected, "kill at \(i)/10 of the run left a partial output")
+            } else {
+                sawAbsent = true
+            }
+        }
+        XCTAssertTrue(sawAbsent, "no kill landed before the rename; the test did not exercise interruption")
+        try compile(out, killAfter: nil)
+        XCTAssertEqual(try contents(of: out), expected)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["masks.json", "out", "reference"])
+    }
+}
