@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench bench-calibrate
+.PHONY: deps example bundled test kernels golden bench bench-calibrate fuzz sanitize
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -53,3 +53,31 @@ bench: deps
 bench-calibrate: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench calibrate
+
+# libFuzzer over the masks.json frontend and the safetensors reader, seeded from Fuzz/corpus;
+# a crash leaves its input in .build/fuzz-artifacts and fails the target.
+FUZZ_SECONDS = 60
+fuzz: deps
+	CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzzer --sanitize address --product fuzz-masks
+	CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzzer --sanitize address --product fuzz-safetensors
+	mkdir -p .build/fuzz-corpus/masks .build/fuzz-corpus/safetensors .build/fuzz-artifacts
+	.build/fuzz/debug/fuzz-masks .build/fuzz-corpus/masks Fuzz/corpus/masks -max_total_time=$(FUZZ_SECONDS) \
+		-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/masks- -print_final_stats=1
+	.build/fuzz/debug/fuzz-safetensors .build/fuzz-corpus/safetensors Fuzz/corpus/safetensors -max_total_time=$(FUZZ_SECONDS) \
+		-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/safetensors- -print_final_stats=1
+
+# Generated kernels under AddressSanitizer + UndefinedBehaviorSanitizer on odd shapes
+# (Tests/Sanitize: N = 1, N = block - 1, a partial last block with reuse), AVX-512 and portable.
+OMP = -fopenmp -idirafter /usr/lib/llvm-14/lib/clang/14.0.6/include -L/usr/lib/llvm-14/lib -lomp -Wl,-rpath,/usr/lib/llvm-14/lib
+sanitize: deps
+	$(SWIFT_BUILD) --product calibc
+	@set -e; for masks in Tests/Sanitize/*.json; do \
+		dir=.build/sanitize/$$(basename $$masks .json); \
+		$(CALIBC) compile $$masks -o $$dir --force > /dev/null; \
+		for isa in "" -mno-avx512f; do \
+			clang -std=c11 -O1 -g -march=native $$isa -fsanitize=address,undefined -fno-sanitize-recover=all \
+				-I $$dir/include $$dir/calib_kernels.c $$dir/calib_schedule.c Tests/Sanitize/harness.c \
+				$(OMP) -lpthread -lm -o $$dir/harness; \
+			echo "$$masks $${isa:-(AVX-512)}: $$($$dir/harness)"; \
+		done; \
+	done

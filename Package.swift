@@ -8,6 +8,15 @@ let llvmLib = "/usr/lib/llvm-14/lib"
 let openMPC: [CSetting] = [.unsafeFlags(["-O3", "-march=native", "-fopenmp", "-idirafter", ompInclude])]
 let openMPLink: [LinkerSetting] = [.unsafeFlags(["-L\(llvmLib)", "-lomp", "-Xlinker", "-rpath", "-Xlinker", llvmLib])]
 
+// libFuzzer targets, built only for `make fuzz` (their entry point is libFuzzer's main).
+let fuzzing = Context.environment["CALIBC_FUZZ"] != nil
+let fuzzTargets: [Target] = fuzzing ? [
+    .executableTarget(name: "fuzz-masks", dependencies: ["CalibFrontend", "CalibPasses", "CalibCodegen"], path: "Fuzz/masks",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(name: "fuzz-safetensors", dependencies: ["CalibSafetensors"], path: "Fuzz/safetensors",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+] : []
+
 let package = Package(
     name: "calibc",
     products: [
@@ -60,5 +69,5 @@ let package = Package(
         .testTarget(name: "CalibSafetensorsTests", dependencies: ["CalibSafetensors"]),
         .testTarget(name: "CalibCalibrateTests", dependencies: ["CalibCalibrate", "CalibSynth", "CalibSafetensors", "CalibRuntime", "CalibFrontend", "CalibPasses"]),
         .testTarget(name: "CalibRuntimeTests", dependencies: ["CalibRuntime", "CalibCodegen", "CalibPasses", "CalibFrontend"]),
-    ]
+    ] + fuzzTargets
 )

@@ -37,12 +37,17 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Refuses headers larger than this before reading them (the format's own reference limit).
     static let maxHeader = 100_000_000
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+            throw SafetensorsError(file: path, message: "cannot read the file")
+        }
+        try self.init(data: data, path: path)
+    }
+
+    /// `path` names the bytes in errors.
+    public init(data: Data, path: String) throws {
         self.path = path
         func fail(_ m: String) -> SafetensorsError { SafetensorsError(file: path, message: m) }
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
-            throw fail("cannot read the file")
-        }
         self.data = data
         guard data.count >= 8 else { throw fail("file is \(data.count) bytes, shorter than the 8-byte header length") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }

@@ -234,5 +234,26 @@ final class CalibrateTests: XCTestCase {
             $0.metadata = ["frames": "3", "height": "1", "width": "1"]
             $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32)
         }, "metadata frames × height × width + text_tokens = 3, but tensors hold 4 tokens")
+        XCTAssertEqual(message {
+            $0.metadata = ["scale": "-1"]
+            $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32)
+        }, "metadata scale \"-1\" is not a positive number")
+        XCTAssertEqual(message {
+            for l in 0..<2 { $0.add("step0.layer\(l).q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer\(l).k", ones, shape: [2, 4, 8], as: .f32) }
+            $0.add("step0.layer0.v", ones, shape: [2, 4, 8], as: .f32)
+        }, "some (step, layer) have a v tensor and some do not")
+        XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [64], as: .f32) },
+                       "tensor step0.layer0.q has shape [64], expected three positive dimensions")
+        let mass = [Float](repeating: 0.25, count: 2 * 4 * 4)
+        XCTAssertEqual(message { $0.add("step0.layer0.mass", mass, shape: [2, 4, 4], as: .f32) },
+                       "a file with block mass needs metadata mass_block (a positive integer)")
+        XCTAssertEqual(message {
+            $0.metadata = ["mass_block": "16", "tokens": "100", "head_dim": "8"]
+            $0.add("step0.layer0.mass", mass, shape: [2, 4, 4], as: .f32)
+        }, "mass tensors must all be (heads, 7, 7) for 100 tokens in blocks of 16")
+        XCTAssertEqual(message {
+            $0.metadata = ["mass_block": "16", "tokens": "64", "head_dim": "8"]
+            $0.add("step0.layer0.mass", mass, shape: [2, 4, 4], as: .f32); $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32)
+        }, "step 0 layer 0: a file with block mass holds only .mass tensors")
     }
 }

@@ -78,7 +78,15 @@ final class ValidationTests: XCTestCase {
         expectError(replace("\"tokens\": 130", "\"tokens\": 200000000"), path: "$.block", "more than the 16384 supported")
     }
 
+    func testDeclaredSizesAreRefusedBeforeAllocating() {
+        expectError(replace("\"layers\": 1, \"heads\": 2, \"timesteps\": [0, 7]", "\"layers\": 4000, \"heads\": 4000, \"timesteps\": [0, 7]"),
+                    path: "$.timesteps", "timesteps × layers × heads = 32000000 exceeds 10000000")
+        expectError(replace("\"steps\": 7,", "\"steps\": \"3-5\","), path: "$.assignments[2].steps", "selects no timestep")
+    }
+
     func testLayoutMustAddUp() {
+        expectError(replace("\"layers\": 1", "\"layers\": 1, \"layout\": {\"frames\": 2, \"height\": 8, \"width\": 8, \"text_tokens\": 2, \"text_position\": \"middle\"}"),
+                    path: "$.layout.text_position", "expected \"first\" or \"last\"")
         expectError(replace("\"layers\": 1", "\"layers\": 1, \"layout\": {\"frames\": 2, \"height\": 8, \"width\": 8}"),
                     path: "$.layout", "frames × height × width + text_tokens = 128, but tokens is 130")
     }

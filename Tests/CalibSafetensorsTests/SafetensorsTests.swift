@@ -69,6 +69,15 @@ final class SafetensorsTests: XCTestCase {
                        "tensor a: shape must hold non-negative integers")
         XCTAssertEqual(message(try file(header: #"{"a": [1, 2}"#, data: [])),
                        "header is not valid JSON (line 1, column 12): expected ',' or ']'")
+        let zeros = [UInt8](repeating: 0, count: 8)
+        XCTAssertEqual(message(try file(header: #"[1]"#, data: zeros)), "header must be a JSON object")
+        XCTAssertEqual(message(try file(header: #"{"a": 1}"#, data: zeros)), "tensor a: expected an object")
+        XCTAssertEqual(message(try file(header: #"{"a": {"shape": [2], "data_offsets": [0, 8]}}"#, data: zeros)), "tensor a: missing dtype")
+        XCTAssertEqual(message(try file(header: #"{"a": {"dtype": "F32", "data_offsets": [0, 8]}}"#, data: zeros)), "tensor a: missing shape")
+        XCTAssertEqual(message(try file(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0]}}"#, data: zeros)),
+                       "tensor a: data_offsets must be [begin, end]")
+        XCTAssertEqual(message(try file(header: #"{"__metadata__": [1]}"#, data: zeros)), "__metadata__ must be an object of strings")
+        XCTAssertEqual(message(try file(header: #"{"__metadata__": {"k": 1}}"#, data: zeros)), "__metadata__.k must be a string")
         let short = FileManager.default.temporaryDirectory.appendingPathComponent("short-\(UUID().uuidString)").path
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: short))
         XCTAssertEqual(message(short), "file is 3 bytes, shorter than the 8-byte header length")

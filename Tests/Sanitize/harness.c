@@ -1,0 +1,105 @@
+/* Runs generated kernels under AddressSanitizer and UndefinedBehaviorSanitizer (`make sanitize`):
+ * every (step, layer, head) in fp32 and bf16, packed and strided, from several threads at once,
+ * on buffers of exactly the size the ABI promises to stay within; plus the error statuses.
+ * Head 0 of every fixture is dense, so its output must equal calib_dense_attention bit for bit. */
+#include <calib_kernels.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond, ...)                                  \
+    do {                                                  \
+        if (!(cond)) {                                    \
+            fprintf(stderr, "harness: " __VA_ARGS__);     \
+            fprintf(stderr, " (%s:%d)\n", __FILE__, __LINE__); \
+            exit(1);                                      \
+        }                                                 \
+    } while (0)
+
+static uint32_t state = 12345;
+static float uniform(void) {
+    state = state * 1664525u + 1013904223u;
+    return (float)(state >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+}
+
+static uint16_t bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+typedef struct job {
+    int32_t step, layer, head;
+    int64_t stride;
+    float *out;
+    int status;
+} job;
+
+static int64_t n, d;
+static float *q, *k, *v;
+static uint16_t *qh, *kh, *vh;
+
+static void *run(void *arg) {
+    job *j = arg;
+    j->status = calib_attention(j->step, j->layer, j->head, q, k, v, j->out, n, d, j->stride, j->stride, j->stride, j->stride);
+    return NULL;
+}
+
+int main(void) {
+    const calib_info *info = calib_get_info();
+    n = info->tokens;
+    d = info->head_dim;
+    for (int64_t stride = d; stride <= 2 * d; stride += d) {
+        const int64_t len = (n - 1) * stride + d; /* exactly what tokens rows at this stride need */
+        q = malloc(sizeof(float) * len), k = malloc(sizeof(float) * len), v = malloc(sizeof(float) * len);
+        qh = malloc(sizeof(uint16_t) * len), kh = malloc(sizeof(uint16_t) * len), vh = malloc(sizeof(uint16_t) * len);
+        for (int64_t i = 0; i < len; i++) {
+            q[i] = uniform(), k[i] = uniform(), v[i] = uniform();
+            qh[i] = bf16(q[i]), kh[i] = bf16(k[i]), vh[i] = bf16(v[i]);
+        }
+        float *dense = malloc(sizeof(float) * len);
+        CHECK(calib_dense_attention(q, k, v, dense, n, d, stride, stride, stride, stride) == CALIB_OK, "dense failed");
+        const int jobs = info->step_count * info->layers * info->heads;
+        job *all = calloc((size_t)jobs, sizeof(job));
+        pthread_t *threads = calloc((size_t)jobs, sizeof(pthread_t));
+        int j = 0;
+        for (int s = 0; s < info->step_count; s++)
+            for (int l = 0; l < info->layers; l++)
+                for (int h = 0; h < info->heads; h++, j++) {
+                    all[j] = (job){info->steps[s], l, h, stride, malloc(sizeof(float) * len), -1};
+                    for (int64_t i = 0; i < len; i++) all[j].out[i] = NAN;
+                    CHECK(pthread_create(&threads[j], NULL, run, &all[j]) == 0, "pthread_create");
+                }
+        for (j = 0; j < jobs; j++) {
+            pthread_join(threads[j], NULL);
+            CHECK(all[j].status == CALIB_OK, "step %d layer %d head %d: status %d", all[j].step, all[j].layer, all[j].head, all[j].status);
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t c = 0; c < d; c++) {
+                    const float x = all[j].out[t * stride + c];
+                    CHECK(isfinite(x), "head %d token %lld dim %lld not written", all[j].head, (long long)t, (long long)c);
+                    if (all[j].head == 0) CHECK(x == dense[t * stride + c], "dense plan differs from the dense kernel");
+                }
+            float *out16 = all[j].out;
+            CHECK(calib_attention_bf16(all[j].step, all[j].layer, all[j].head, qh, kh, vh, out16, n, d, stride, stride, stride, stride) == CALIB_OK,
+                  "bf16 failed");
+            for (int64_t t = 0; t < n; t++) CHECK(isfinite(out16[t * stride]), "bf16 row %lld not written", (long long)t);
+            free(all[j].out);
+        }
+        CHECK(calib_dense_attention_bf16(qh, kh, vh, dense, n, d, stride, stride, stride, stride) == CALIB_OK, "dense bf16 failed");
+        /* Errors come back as statuses, before any memory is touched. */
+        CHECK(calib_attention(info->steps[0], 0, 0, q, k, v, dense, n + 1, d, stride, stride, stride, stride) == CALIB_ERR_SHAPE, "tokens");
+        CHECK(calib_attention(info->steps[0], 0, 0, q, k, v, dense, n, d + 1, stride, stride, stride, stride) == CALIB_ERR_SHAPE, "head_dim");
+        CHECK(calib_attention(-1, 0, 0, q, k, v, dense, n, d, stride, stride, stride, stride) == CALIB_ERR_NO_PLAN, "step");
+        CHECK(calib_attention(info->steps[0], info->layers, 0, q, k, v, dense, n, d, stride, stride, stride, stride) == CALIB_ERR_NO_PLAN, "layer");
+        CHECK(calib_attention(info->steps[0], 0, info->heads, q, k, v, dense, n, d, stride, stride, stride, stride) == CALIB_ERR_NO_PLAN, "head");
+        CHECK(calib_attention(info->steps[0], 0, 0, NULL, k, v, dense, n, d, stride, stride, stride, stride) == CALIB_ERR_ARGUMENT, "null");
+        CHECK(calib_attention(info->steps[0], 0, 0, q, k, v, dense, n, d, d - 1, stride, stride, stride) == CALIB_ERR_ARGUMENT, "stride");
+        free(all), free(threads), free(dense);
+        free(q), free(k), free(v), free(qh), free(kh), free(vh);
+    }
+    printf("harness: %lld tokens, head_dim %lld, %d plans: ok\n", (long long)n, (long long)d, info->plans);
+    return 0;
+}
