@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench bench-calibrate fuzz sanitize
+.PHONY: deps example bundled test kernels golden bench bench-calibrate fuzz sanitize test-python diffusers
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -81,3 +81,19 @@ sanitize: deps
 			echo "$$masks $${isa:-(AVX-512)}: $$($$dir/harness)"; \
 		done; \
 	done
+
+# The PyTorch/diffusers bridge (examples/diffusers), in a venv of CPU torch and diffusers from PyPI.
+PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 pytest==9.2.0
+.venv/ok:
+	python3 -m venv .venv
+	.venv/bin/pip install -q $(PY_DEPS)
+	touch $@
+
+test-python: deps .venv/ok
+	$(SWIFT_BUILD) --product calibc
+	.venv/bin/python -m pytest -q Tests/python
+
+# record → calibrate → compile → run on a small random diffusers Wan.
+diffusers: deps .venv/ok
+	$(SWIFT_BUILD) --product calibc
+	.venv/bin/python examples/diffusers/end_to_end.py

@@ -5,9 +5,9 @@
     pipe(prompt=..., num_inference_steps=50)
     recorder.save()
 
-A processor wrapping each `blocks[i].attn1` intercepts the call to the attention function, so
-Q and K are recorded exactly as the kernel sees them (after the RMSNorm and the rotary
-embedding, (B, S, H, D) in diffusers' layout) and the model's output is untouched. Batch
+A processor wrapping each `blocks[i].attn1` intercepts the call to the attention function
+(wan_hooks.py), so Q and K are recorded exactly as the kernel sees them (after the RMSNorm and
+the rotary embedding, (B, S, H, D) in diffusers' layout) and the model's output is untouched. Batch
 element 0 is recorded (the conditional branch when classifier-free guidance is batched); with
 CFG as two separate calls per step, pass calls_per_step=2 and the first call of each step is
 kept.
@@ -24,7 +24,7 @@ import struct
 
 import torch
 
-import diffusers.models.transformers.transformer_wan as wan
+from wan_hooks import StepCounter, wrap_self_attention
 
 __all__ = ["Recorder", "block_mass"]
 
@@ -47,55 +47,31 @@ def block_mass(q, k, block, scale=None, chunk=1024):
     return (out / counts[None, :, None]).float()
 
 
-class _Processor:
-    def __init__(self, inner, recorder, layer):
-        self.inner, self.recorder, self.layer = inner, recorder, layer
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
-        original = wan.dispatch_attention_fn
-
-        def intercept(query, key, value, *args, **kw):
-            self.recorder._capture(self.layer, query, key, value)
-            return original(query, key, value, *args, **kw)
-
-        wan.dispatch_attention_fn = intercept
-        try:
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
-        finally:
-            wan.dispatch_attention_fn = original
-
-
 class Recorder:
     def __init__(self, transformer, path, calls_per_step=1, steps=None, layers=None, block_mass=None,
                  record_values=False, dtype=torch.bfloat16):
-        self.path, self.calls_per_step, self.block = path, calls_per_step, block_mass
-        self.steps = None if steps is None else set(steps)
+        self.path, self.block, self.steps = path, block_mass, None if steps is None else set(steps)
         self.record_values, self.dtype = record_values, dtype
-        self.tensors, self.metadata = {}, {"format": "calibc-recording/1", "model": type(transformer).__name__,
-                                           "text_tokens": "0"}
-        self.calls, self.transformer = -1, transformer
-        patch = transformer.config.patch_size
+        self.tensors = {}
+        self.metadata = {"format": "calibc-recording/1", "model": type(transformer).__name__, "text_tokens": "0"}
+        self.patch = transformer.config.patch_size
+        self.counter = StepCounter(transformer, calls_per_step)
+        self._restore = wrap_self_attention(transformer, self._attend_for, layers)
 
-        def count_call(module, args, kwargs):
-            self.calls += 1
-            latents = kwargs.get("hidden_states", args[0] if args else None)
-            _, _, frames, height, width = latents.shape
-            self.metadata.update(frames=str(frames // patch[0]), height=str(height // patch[1]),
-                                 width=str(width // patch[2]))
+    def _attend_for(self, layer):
+        def attend(original, query, key, value, *args, **kwargs):
+            self._capture(layer, query, key, value)
+            return original(query, key, value, *args, **kwargs)
 
-        self._hook = transformer.register_forward_pre_hook(count_call, with_kwargs=True)
-        self.originals = {}
-        for i, block in enumerate(transformer.blocks):
-            if layers is None or i in layers:
-                self.originals[i] = block.attn1.processor
-                block.attn1.set_processor(_Processor(block.attn1.processor, self, i))
+        return attend
 
     def _capture(self, layer, query, key, value):
-        if self.calls % self.calls_per_step != 0:
+        step = self.counter.step
+        if not self.counter.first_call or (self.steps is not None and step not in self.steps):
             return
-        step = self.calls // self.calls_per_step
-        if self.steps is not None and step not in self.steps:
-            return
+        _, _, frames, height, width = self.counter.latent_shape
+        self.metadata.update(frames=str(frames // self.patch[0]), height=str(height // self.patch[1]),
+                             width=str(width // self.patch[2]))
         q, k = query[0].transpose(0, 1).detach(), key[0].transpose(0, 1).detach()  # (H, S, D)
         self.metadata.update(tokens=str(q.shape[1]), head_dim=str(q.shape[2]))
         name = f"step{step}.layer{layer}"
@@ -110,9 +86,8 @@ class Recorder:
 
     def remove(self):
         """Puts the original processors back."""
-        self._hook.remove()
-        for i, processor in self.originals.items():
-            self.transformer.blocks[i].attn1.set_processor(processor)
+        self._restore()
+        self.counter.remove()
 
     def save(self):
         save_file(self.tensors, self.path, self.metadata)

@@ -1,0 +1,71 @@
+"""What the recorder and the sparse processor share: counting diffusion steps and stepping
+in front of the attention function of diffusers' Wan self-attention.
+
+Both wrap the processor of `blocks[i].attn1` and, for the duration of its call, replace
+`transformer_wan.dispatch_attention_fn`, so they see Q, K, V exactly as the kernel would
+(after the RMSNorm and the rotary embedding, (B, S, H, D)) and leave the rest of the
+processor — projections, output layer — untouched.
+"""
+
+import diffusers.models.transformers.transformer_wan as wan
+
+
+class StepCounter:
+    """Counts transformer calls; with classifier-free guidance as separate calls, pass
+    calls_per_step=2: `step` advances once per denoising step, `first_call` marks the first."""
+
+    def __init__(self, transformer, calls_per_step=1):
+        self.calls, self.calls_per_step, self.latent_shape = -1, calls_per_step, None
+
+        def count(module, args, kwargs):
+            self.calls += 1
+            latents = kwargs.get("hidden_states", args[0] if args else None)
+            self.latent_shape = tuple(latents.shape)
+
+        self._hook = transformer.register_forward_pre_hook(count, with_kwargs=True)
+
+    @property
+    def step(self):
+        return self.calls // self.calls_per_step
+
+    @property
+    def first_call(self):
+        return self.calls % self.calls_per_step == 0
+
+    def remove(self):
+        self._hook.remove()
+
+
+class Intercept:
+    """A processor running `inner` with `attend(original, query, key, value, *args, **kwargs)`
+    in place of the attention function."""
+
+    def __init__(self, inner, attend):
+        self.inner, self.attend = inner, attend
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
+        original = wan.dispatch_attention_fn
+
+        def patched(query, key, value, *args, **kw):
+            return self.attend(original, query, key, value, *args, **kw)
+
+        wan.dispatch_attention_fn = patched
+        try:
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        finally:
+            wan.dispatch_attention_fn = original
+
+
+def wrap_self_attention(transformer, make_attend, layers=None):
+    """Wraps blocks[i].attn1 for i in `layers` (default all); returns a function that undoes it."""
+    originals = {}
+    for i, block in enumerate(transformer.blocks):
+        if layers is None or i in layers:
+            originals[i] = block.attn1.processor
+            block.attn1.set_processor(Intercept(block.attn1.processor, make_attend(i)))
+
+    def restore():
+        for i, processor in originals.items():
+            transformer.blocks[i].attn1.set_processor(processor)
+
+    return restore
