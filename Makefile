@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench bench-calibrate fuzz sanitize test-python diffusers
+.PHONY: deps example bundled test kernels golden bench bench-calibrate fuzz sanitize test-python diffusers bench-peers
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -97,3 +97,7 @@ test-python: deps .venv/ok
 diffusers: deps .venv/ok
 	$(SWIFT_BUILD) --product calibc
 	.venv/bin/python examples/diffusers/end_to_end.py
+
+# Our kernels beside torch's SDPA and flex_attention on the plans and held-out inputs of `make example`.
+bench-peers: example .venv/ok
+	.venv/bin/python examples/bench_peers.py out/masks.json out/kernels/libcalibkernels.so out/recordings/prompt2.safetensors
