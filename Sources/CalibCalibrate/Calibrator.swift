@@ -147,7 +147,7 @@ public enum Calibrator {
             report.density = 1
             return (Plan(name: "dense", rows: Array(repeating: .compute([Span(0, blocks)]), count: blocks)), report)
         }
-        var rows: [Row] = union.map { .compute(spans($0)) }
+        var rows: [Row] = union.map { .compute(Span.runs($0)) }
         if options.reuseTolerance > 0 {
             var representatives: [Int] = []
             for q in 0..<blocks {
@@ -211,21 +211,13 @@ public enum Calibrator {
         (0..<blocks).reduce(0.0) { $0 + Double(abs(m[a * blocks + $1] - m[b * blocks + $1])) }
     }
 
-    static func spans(_ kept: Set<Int>) -> [Span] {
-        var spans: [Span] = []
-        for k in kept.sorted() {
-            if let last = spans.last, last.end == k { spans[spans.count - 1].end = k + 1 } else { spans.append(Span(k, k + 1)) }
-        }
-        return spans
-    }
-
     /// The plan with its reused blocks computed from their own selections instead.
     static func withoutReuse(_ plan: Plan, masses: [[Float]], options: CalibrationOptions) -> Plan {
         let blocks = plan.rows.count
         let selections = masses.map { select($0, blocks: blocks, options.selection) }
         var p = plan
         for q in plan.reusedRows {
-            p.rows[q] = .compute(spans(selections.reduce(Set<Int>()) { $0.union($1[q]) }))
+            p.rows[q] = .compute(Span.runs(selections.reduce(Set<Int>()) { $0.union($1[q]) }))
         }
         return p
     }

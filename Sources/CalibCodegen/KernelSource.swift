@@ -76,6 +76,7 @@ enum KernelSource {
 
     static func internalHeader(_ program: Program, banner: String) -> String {
         let s = program.shape
+        let rowCount = Set(program.plans.flatMap { $0.rows.map(\.spans) }).count
         return """
         \(banner)
         #ifndef CALIB_INTERNAL_H
@@ -93,18 +94,19 @@ enum KernelSource {
         #define CALIB_PLANS \(program.plans.count)
         #define CALIB_THREADS \(program.threads)
 
-        /* One plan: the key spans of each query block in compressed-row form (row q owns
-         * spans[row_span[q] .. row_span[q + 1]), each a [start, end) pair of key blocks), the
-         * compute rows in run order cut into CALIB_THREADS parts, and the blocks that reuse
-         * compute row q: targets[target_first[q] .. target_first[q + 1]). */
+        /* One plan: the pooled row (key spans) of each query block, the compute rows in run
+         * order cut into CALIB_THREADS parts, and reused blocks as (source, target) pairs
+         * sorted by source. */
         typedef struct calib_plan {
-            const int32_t *spans;
-            const int32_t *row_span;
-            const int32_t *order;
+            const \(rowType(rowCount)) *rows;
+            const uint16_t *order;
             const int32_t *parts;
-            const int32_t *target_first;
-            const int32_t *targets;
+            const int32_t *reuse;
+            int32_t reuse_count;
         } calib_plan;
+
+        extern const int32_t calib_row_first[] __attribute__((visibility("hidden")));
+        extern const uint16_t calib_spans[] __attribute__((visibility("hidden")));
 
         extern const calib_plan calib_plans[CALIB_PLANS] __attribute__((visibility("hidden")));
         extern const \(dispatchType(program)) calib_dispatch[CALIB_STEPS * CALIB_LAYERS * CALIB_HEADS] __attribute__((visibility("hidden")));
@@ -116,6 +118,8 @@ enum KernelSource {
 
         """
     }
+
+    static func rowType(_ rows: Int) -> String { rows <= Int(UInt16.max) ? "uint16_t" : "int32_t" }
 
     static func dispatchType(_ program: Program) -> String {
         program.plans.count <= Int(UInt16.max) ? "uint16_t" : "int32_t"
@@ -439,9 +443,9 @@ enum KernelSource {
         }
 
         /* Output rows of query block qb from the key blocks in spans[0 .. 2*nspans), also stored as
-         * the rows of the blocks that reuse it: reuse costs those stores and nothing else. */
-        static void query_block(const call *c, scratch *w, int qb, const int32_t *spans, int32_t nspans,
-                                const int32_t *targets, int32_t ntargets) {
+         * the rows of the blocks reuse[2t + 1] that reuse it: reuse costs those stores, nothing else. */
+        static void query_block(const call *c, scratch *w, int qb, const uint16_t *spans, int32_t nspans,
+                                const int32_t *reuse, int32_t ntargets) {
             const int rows = qb == NB - 1 ? LAST_ROWS : B;
             for (int i = 0; i < B; i++) {
                 /* Padding rows of the last block stay zero: computed, never written. */
@@ -468,9 +472,10 @@ enum KernelSource {
                 float *o = c->out + ((int64_t)qb * B + i) * c->out_stride;
                 for (int d = 0; d < D; d++) o[d] = w->acc[i][d] * inv;
                 for (int32_t t = 0; t < ntargets; t++) {
+                    const int64_t target = reuse[2 * t + 1];
                     /* A partial last block takes only its own rows. */
-                    if (targets[t] == NB - 1 && i >= LAST_ROWS) continue;
-                    memcpy(c->out + ((int64_t)targets[t] * B + i) * c->out_stride, o, sizeof(float) * D);
+                    if (target == NB - 1 && i >= LAST_ROWS) continue;
+                    memcpy(c->out + (target * B + i) * c->out_stride, o, sizeof(float) * D);
                 }
             }
         }
@@ -510,7 +515,7 @@ enum KernelSource {
             c->kp = (uint16_t *)buffer;
             c->vp = (uint16_t *)buffer + packed;
             int status = CALIB_OK;
-            const int32_t all[2] = {0, NB};
+            const uint16_t all[2] = {0, NB};
             #pragma omp parallel
             {
                 scratch *w = aligned_alloc(64, sizeof(scratch));
@@ -528,9 +533,17 @@ enum KernelSource {
                      * size takes them round-robin. */
                     for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
                         for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
-                            const int32_t qb = p->order[r], first = p->row_span[qb], reusers = p->target_first[qb];
-                            query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first,
-                                        p->targets + reusers, p->target_first[qb + 1] - reusers);
+                            const int32_t qb = p->order[r], row = p->rows[qb], first = calib_row_first[row];
+                            /* The pairs whose source is qb: a binary search in the sorted list. */
+                            int32_t lo = 0, hi = p->reuse_count;
+                            while (lo < hi) {
+                                const int32_t mid = (lo + hi) / 2;
+                                if (p->reuse[2 * mid] < qb) lo = mid + 1; else hi = mid;
+                            }
+                            int32_t end = lo;
+                            while (end < p->reuse_count && p->reuse[2 * end] == qb) end++;
+                            query_block(c, w, qb, calib_spans + 2 * first, calib_row_first[row + 1] - first,
+                                        p->reuse + 2 * lo, end - lo);
                         }
                     }
                 }

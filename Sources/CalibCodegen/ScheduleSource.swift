@@ -1,5 +1,7 @@
-// The plans and dispatch table as static C tables: their size scales with the number of
-// unique plans, the kernel code with nothing but the shape.
+// The plans and dispatch table as static C tables. Rows are pooled across plans (a row is a
+// list of key spans, and plans of one head type share most of theirs), so the tables grow
+// with the unique rows plus one row id and one order entry per query block of each unique
+// plan; the kernel code does not grow at all.
 
 import CalibIR
 
@@ -8,53 +10,52 @@ enum ScheduleSource {
         var out = banner + "\n#include \"calib_internal.h\"\n\n"
         out += "const char calib_model[] = \(cString(program.model));\n"
         out += "const char calib_mask_sha256[] = \"\(program.sourceHash)\";\n"
-        out += "const int32_t calib_steps[CALIB_STEPS] = {\(program.shape.steps.map(String.init).joined(separator: ", "))};\n"
+        out += "const int32_t calib_steps[CALIB_STEPS] = {\(program.shape.steps.map(String.init).joined(separator: ","))};\n"
+
+        // The row pool, in order of first use.
+        var rowID: [[Span]: Int] = [:]
+        var pool: [[Span]] = []
+        for plan in program.plans {
+            for row in plan.rows where !row.spans.isEmpty && rowID[row.spans] == nil {
+                rowID[row.spans] = pool.count
+                pool.append(row.spans)
+            }
+        }
+        out += "\n/* \(pool.count) distinct rows: row r keeps key blocks calib_spans[2i] ..< calib_spans[2i+1] for i in calib_row_first[r] ..< calib_row_first[r+1] */\n"
+        out += array("const int32_t calib_row_first[]", pool.reduce(into: [0]) { $0.append($0.last! + $1.count) }, isStatic: false)
+        out += array("const uint16_t calib_spans[]", pool.flatMap { $0.flatMap { [$0.start, $0.end] } }, isStatic: false)
+
         let blocks = program.shape.blocks
         for (i, plan) in program.plans.enumerated() {
             let tiles = blocks * blocks
-            let density = Double(plan.cost) / Double(tiles)
             out += "\n/* plan \(i) @\(plan.name): \(plan.computeRows.count) computed rows, \(plan.reusedRows.count) reused, "
-            out += "\(plan.cost) of \(tiles) tiles (density \(formatDensity(density))) */\n"
-            var spans: [Int] = []
-            var rowSpan = [0]
-            var reusers = [[Int]](repeating: [], count: plan.rows.count)
-            for (q, row) in plan.rows.enumerated() {
-                switch row {
-                case .compute(let s): spans += s.flatMap { [$0.start, $0.end] }
-                case .reuse(let source): reusers[source].append(q)
-                }
-                rowSpan.append(spans.count / 2)
-            }
-            let targetFirst = reusers.reduce(into: [0]) { $0.append($0.last! + $1.count) }
-            out += array("p\(i)_spans", spans)
-            out += array("p\(i)_row_span", rowSpan)
-            out += array("p\(i)_order", plan.order ?? plan.computeRows)
-            out += array("p\(i)_parts", plan.parts ?? [0, plan.computeRows.count])
-            out += array("p\(i)_target_first", targetFirst)
-            out += array("p\(i)_targets", reusers.flatMap { $0 })
+            out += "\(plan.cost) of \(tiles) tiles (density \(formatDensity(Double(plan.cost) / Double(tiles)))) */\n"
+            out += array("static const \(KernelSource.rowType(pool.count)) p\(i)_rows[]", plan.rows.map { rowID[$0.spans] ?? 0 })
+            out += array("static const uint16_t p\(i)_order[]", plan.order ?? plan.computeRows)
+            out += array("static const int32_t p\(i)_parts[]", plan.parts ?? [0, plan.computeRows.count])
+            let reuse = plan.rows.enumerated().compactMap { q, row -> (Int, Int)? in
+                if case .reuse(let source) = row { return (source, q) } else { return nil }
+            }.sorted { $0 < $1 }
+            out += array("static const int32_t p\(i)_reuse[]", reuse.flatMap { [$0.0, $0.1] })
         }
         out += "\nconst calib_plan calib_plans[CALIB_PLANS] = {\n"
         for (i, plan) in program.plans.enumerated() {
-            out += "    {p\(i)_spans, p\(i)_row_span, p\(i)_order, p\(i)_parts, p\(i)_target_first, p\(i)_targets},\n"
+            out += "    {p\(i)_rows, p\(i)_order, p\(i)_parts, p\(i)_reuse, \(plan.reusedRows.count)},\n"
         }
         out += "};\n\n"
         out += "/* plan index of (step, layer, head), step-major */\n"
-        out += "const \(KernelSource.dispatchType(program)) calib_dispatch[CALIB_STEPS * CALIB_LAYERS * CALIB_HEADS] = {\n"
-        out += numbers(program.dispatch) + "};\n"
+        out += array("const \(KernelSource.dispatchType(program)) calib_dispatch[CALIB_STEPS * CALIB_LAYERS * CALIB_HEADS]", program.dispatch, isStatic: false)
         return out
     }
 
-    /// Empty C arrays are not allowed; a plan without reused rows still gets one element.
-    private static func array(_ name: String, _ values: [Int]) -> String {
-        "static const int32_t \(name)[] = {\n" + numbers(values.isEmpty ? [0] : values) + "};\n"
-    }
-
-    private static func numbers(_ values: [Int]) -> String {
-        var out = ""
-        for chunk in stride(from: 0, to: values.count, by: 16) {
-            out += "    " + values[chunk..<min(chunk + 16, values.count)].map { "\($0)," }.joined(separator: " ") + "\n"
+    /// Empty C arrays are not allowed; an empty list still gets one element.
+    private static func array(_ declaration: String, _ values: [Int], isStatic: Bool = true) -> String {
+        var out = declaration + " = {\n"
+        let list = values.isEmpty ? [0] : values
+        for chunk in stride(from: 0, to: list.count, by: 24) {
+            out += "    " + list[chunk..<min(chunk + 24, list.count)].map(String.init).joined(separator: ",") + ",\n"
         }
-        return out
+        return out + "};\n"
     }
 }
 

@@ -53,8 +53,24 @@ public enum MaskWriter {
         return out
     }
 
-    /// `rows` as ranges, one query block per line; reused blocks listed under `reuse`.
+    /// `rows` as ranges, one query block per line, or the base64 bitmap when that is shorter;
+    /// reused blocks listed under `reuse`.
     static func pattern(_ plan: Plan) -> String {
+        let blocks = plan.rows.count, stride = (blocks + 7) / 8
+        let rangesLength = plan.rows.reduce(0) { $0 + 8 + 10 * $1.spans.count }
+        if 4 * ((blocks * stride + 2) / 3) < rangesLength {
+            var bytes = [UInt8](repeating: 0, count: blocks * stride)
+            var reuse: [String] = []
+            for (q, row) in plan.rows.enumerated() {
+                if case .reuse(let source) = row { reuse.append("[\(q),\(source)]") }
+                for span in row.spans {
+                    for k in span.start..<span.end { bytes[q * stride + k / 8] |= 1 << UInt8(k % 8) }
+                }
+            }
+            var out = "{\"bitmap\": \"\(Data(bytes).base64EncodedString())\""
+            if !reuse.isEmpty { out += ", \"reuse\": [" + reuse.joined(separator: ",") + "]" }
+            return out + "}"
+        }
         var reuse: [String] = []
         let rows = plan.rows.enumerated().map { q, row -> String in
             switch row {

@@ -177,24 +177,41 @@ private struct Decoder {
         return rows
     }
 
+    /// The hot loop of a large file: values are read straight from the JSON tree, and a Node
+    /// (with its path) is only made to report an error.
     func ranges(_ node: Node, blocks: Int) throws -> [[Span]] {
-        let rows = try node.array()
+        guard case .array(let rows) = node.value else { throw node.expected("an array") }
         guard rows.count == blocks else { throw node.fail("expected \(blocks) rows (one per query block), found \(rows.count)") }
-        return try rows.map { row in
+        var out: [[Span]] = []
+        out.reserveCapacity(blocks)
+        for (q, row) in rows.enumerated() {
+            guard case .array(let ranges) = row else { throw node.element(q, row).expected("an array") }
             var spans: [Span] = []
-            for r in try row.array() {
-                let ends = try r.array()
-                guard ends.count == 2 else { throw r.fail("expected a key-block range [start, end)") }
-                let start = try ends[0].int(in: 0...(blocks - 1))
-                let end = try ends[1].int(in: 0...blocks)
-                guard start < end else { throw r.fail("empty range [\(start), \(end)): end must exceed start") }
-                if let last = spans.last, start < last.end {
-                    throw r.fail("range [\(start), \(end)) overlaps or precedes [\(last.start), \(last.end)); ranges must be sorted and disjoint")
+            spans.reserveCapacity(ranges.count)
+            for (r, range) in ranges.enumerated() {
+                guard case .array(let ends) = range, ends.count == 2,
+                      case .number(_, let start?) = ends[0], case .number(_, let end?) = ends[1],
+                      start >= 0, start < blocks, end >= 0, end <= blocks, start < end,
+                      start >= (spans.last?.end ?? 0) else {
+                    try rangeError(node.element(q, row).element(r, range), blocks: blocks, after: spans.last)
+                    continue
                 }
                 spans.append(Span(start, end))
             }
-            return spans
+            out.append(spans)
         }
+        return out
+    }
+
+    /// Explains why `r` is not a valid range (always throws).
+    func rangeError(_ r: Node, blocks: Int, after last: Span?) throws {
+        let ends = try r.array()
+        guard ends.count == 2 else { throw r.fail("expected a key-block range [start, end)") }
+        let start = try ends[0].int(in: 0...(blocks - 1))
+        let end = try ends[1].int(in: 0...blocks)
+        guard start < end else { throw r.fail("empty range [\(start), \(end)): end must exceed start") }
+        let l = last!
+        throw r.fail("range [\(start), \(end)) overlaps or precedes [\(l.start), \(l.end)); ranges must be sorted and disjoint")
     }
 
     func bitmap(_ node: Node, blocks: Int) throws -> [[Span]] {
@@ -206,18 +223,27 @@ private struct Decoder {
         }
         let bytes = [UInt8](data)
         return try (0..<blocks).map { q in
+            // Runs of set bits, a byte at a time: zero and full bytes cost one test each.
+            let row = bytes[(q * stride)..<((q + 1) * stride)]
+            if blocks % 8 != 0, row.last! >> UInt8(blocks % 8) != 0 {
+                let bit = (0..<8).first { row.last! >> UInt8($0) & 1 == 1 && (stride - 1) * 8 + $0 >= blocks }!
+                throw node.fail("row \(q) sets padding bit \((stride - 1) * 8 + bit) beyond the \(blocks) key blocks")
+            }
             var spans: [Span] = []
             var start = -1
-            for k in 0..<(stride * 8) {
-                let bit = (bytes[q * stride + k / 8] >> UInt8(k % 8)) & 1 == 1
-                if k >= blocks {
-                    guard !bit else { throw node.fail("row \(q) sets padding bit \(k) beyond the \(blocks) key blocks") }
+            for (i, byte) in row.enumerated() {
+                if byte == 0 || byte == 0xff {
+                    if byte == 0, start >= 0 { spans.append(Span(start, i * 8)); start = -1 }
+                    if byte == 0xff, start < 0 { start = i * 8 }
                     continue
                 }
-                if bit, start < 0 { start = k }
-                if !bit, start >= 0 { spans.append(Span(start, k)); start = -1 }
+                for bit in 0..<8 {
+                    let on = byte >> UInt8(bit) & 1 == 1
+                    if on, start < 0 { start = i * 8 + bit }
+                    if !on, start >= 0 { spans.append(Span(start, i * 8 + bit)); start = -1 }
+                }
             }
-            if start >= 0 { spans.append(Span(start, blocks)) }
+            if start >= 0 { spans.append(Span(start, min(blocks, stride * 8))) }
             return spans
         }
     }

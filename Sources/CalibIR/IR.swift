@@ -45,6 +45,15 @@ public struct Span: Hashable, Comparable, Sendable {
     public static func < (a: Span, b: Span) -> Bool {
         (a.start, a.end) < (b.start, b.end)
     }
+
+    /// The runs of consecutive blocks in `blocks`, ascending.
+    public static func runs(_ blocks: Set<Int>) -> [Span] {
+        var out: [Span] = []
+        for k in blocks.sorted() {
+            if let last = out.last, last.end == k { out[out.count - 1].end = k + 1 } else { out.append(Span(k, k + 1)) }
+        }
+        return out
+    }
 }
 
 /// One query block of a plan. Key blocks outside the spans are skipped tiles.

@@ -160,6 +160,13 @@ private struct Reader {
             while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
             guard i > e else { throw fail("expected digits in the exponent") }
         }
+        // Integers, nearly every number in a masks file, are read without making a String.
+        if integral, i - digitsStart <= 18 {
+            var v = 0
+            for j in digitsStart..<i { v = v * 10 + Int(b[j] - 0x30) }
+            if b[start] == UInt8(ascii: "-") { v = -v }
+            return .number(Double(v), int: v)
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
         let double = Double(text) ?? .nan
         return .number(double, int: integral ? Int(text) : nil)
@@ -167,6 +174,17 @@ private struct Reader {
 
     mutating func string() throws -> String {
         i += 1  // opening quote
+        // Fast path: no escapes (base64 bitmaps, names), one copy.
+        var j = i
+        while j < b.count, b[j] != UInt8(ascii: "\""), b[j] != UInt8(ascii: "\\"), b[j] >= 0x20 { j += 1 }
+        if j < b.count, b[j] == UInt8(ascii: "\"") {
+            let start = i
+            i = j + 1
+            guard let s = String(validating: UnsafeBufferPointer(rebasing: b[start..<j]), as: UTF8.self) else {
+                throw fail("string is not valid UTF-8")
+            }
+            return s
+        }
         var bytes: [UInt8] = []
         while true {
             guard i < b.count else { throw fail("unterminated string") }

@@ -16,6 +16,7 @@ let usage = """
       calibc ir <masks.json> [--threads N] [--print-after <pass>]
       calibc stats <masks.json> [--show <step>,<layer>,<head>]
       calibc synth -o <dir> [--prompts N] [--seed S]
+      calibc synth --masks wan14b -o <masks.json>
       calibc calibrate <recording.safetensors>... -o <masks.json> [--holdout <recording>]... [options]
 
     Run `calibc <command> --help` for a command's options.
@@ -47,11 +48,16 @@ let statsHelp = """
 
 let synthHelp = """
     usage: calibc synth -o <dir> [--prompts N] [--seed S]
+           calibc synth --masks wan14b -o <masks.json> [--seed S]
 
     Writes N recordings (prompt0.safetensors …, default 3) of video-like queries and keys:
     12 frames of 16×16 tokens (3072), head_dim 128, 2 layers × 6 heads, steps 0, 20, 40.
     Heads per layer: spatial, temporal, two local-3D windows, a sink, and one whose hot spot
     moves with the prompt (docs/calibration.md).
+
+    With --masks wan14b it writes a mask set of Wan 2.1 14B's size instead (40 layers × 40 heads
+    × 50 steps, 75,600 tokens, blocks of 128): spatial, temporal, local-3D, sink and dense heads,
+    wider windows in the first 10 steps, small per-head differences.
     """
 
 let calibrateHelp = """
@@ -192,9 +198,18 @@ func stats(_ args: ArraySlice<String>) throws {
 }
 
 func synth(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["-o", "--prompts", "--seed"])
+    let a = try Arguments(args, valued: ["-o", "--prompts", "--seed", "--masks"])
     guard a.inputs.isEmpty else { throw UsageError(description: "unexpected argument \(a.inputs[0])") }
     guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
+    if let preset = a.values["--masks"] {
+        guard preset == "wan14b" else { throw UsageError(description: "unknown --masks preset \(preset) (known: wan14b)") }
+        let start = DispatchTime.now()
+        let program = SynthMasks.program(SynthMasks.Config(), seed: UInt64(try a.int("--seed", default: 1)))
+        let text = MaskWriter.json(program, layout: Layout(frames: 21, height: 45, width: 80, textTokens: 0, textFirst: false))
+        try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+        print("wrote \(out): \(text.utf8.count) bytes, \(program.shape.dispatchCount) (step, layer, head) in \(seconds(since: start))")
+        return
+    }
     let progress = Progress("synth")
     let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3), seed: UInt64(try a.int("--seed", default: 1)),
                                 to: out, progress: progress.update)

@@ -119,27 +119,29 @@ final class CodegenTests: XCTestCase {
                                            threads: 2, plans: [plan], dispatch: [0], sourceHash: "h"))
         let schedule = Codegen.emit(program, source: "x.json", passes: []).first { $0.path == "calib_schedule.c" }!.contents
         XCTAssertTrue(schedule.contains("""
+            /* 3 distinct rows: row r keeps key blocks calib_spans[2i] ..< calib_spans[2i+1] for i in calib_row_first[r] ..< calib_row_first[r+1] */
+            const int32_t calib_row_first[] = {
+                0,2,3,4,
+            };
+            const uint16_t calib_spans[] = {
+                0,2,3,4,1,4,0,4,
+            };
+
             /* plan 0 @p: 3 computed rows, 1 reused, 10 of 16 tiles (density 0.6250) */
-            static const int32_t p0_spans[] = {
-                0, 2, 3, 4, 1, 4, 0, 4,
+            static const uint16_t p0_rows[] = {
+                0,0,1,2,
             };
-            static const int32_t p0_row_span[] = {
-                0, 2, 2, 3, 4,
-            };
-            static const int32_t p0_order[] = {
-                0, 3, 2,
+            static const uint16_t p0_order[] = {
+                0,3,2,
             };
             static const int32_t p0_parts[] = {
-                0, 2, 3,
+                0,2,3,
             };
-            static const int32_t p0_target_first[] = {
-                0, 1, 1, 1, 1,
-            };
-            static const int32_t p0_targets[] = {
-                1,
+            static const int32_t p0_reuse[] = {
+                0,1,
             };
             """), schedule)
-        XCTAssertTrue(schedule.contains("const int32_t calib_steps[CALIB_STEPS] = {3};"))
+        XCTAssertTrue(schedule.contains("const int32_t calib_steps[CALIB_STEPS] = {3};"), schedule)
     }
 }
 

@@ -19,18 +19,19 @@
 #define CALIB_PLANS 5
 #define CALIB_THREADS 2
 
-/* One plan: the key spans of each query block in compressed-row form (row q owns
- * spans[row_span[q] .. row_span[q + 1]), each a [start, end) pair of key blocks), the
- * compute rows in run order cut into CALIB_THREADS parts, and the blocks that reuse
- * compute row q: targets[target_first[q] .. target_first[q + 1]). */
+/* One plan: the pooled row (key spans) of each query block, the compute rows in run
+ * order cut into CALIB_THREADS parts, and reused blocks as (source, target) pairs
+ * sorted by source. */
 typedef struct calib_plan {
-    const int32_t *spans;
-    const int32_t *row_span;
-    const int32_t *order;
+    const uint16_t *rows;
+    const uint16_t *order;
     const int32_t *parts;
-    const int32_t *target_first;
-    const int32_t *targets;
+    const int32_t *reuse;
+    int32_t reuse_count;
 } calib_plan;
+
+extern const int32_t calib_row_first[] __attribute__((visibility("hidden")));
+extern const uint16_t calib_spans[] __attribute__((visibility("hidden")));
 
 extern const calib_plan calib_plans[CALIB_PLANS] __attribute__((visibility("hidden")));
 extern const uint16_t calib_dispatch[CALIB_STEPS * CALIB_LAYERS * CALIB_HEADS] __attribute__((visibility("hidden")));

@@ -318,9 +318,9 @@ static inline __attribute__((always_inline)) void tile(const call *c, scratch *w
 }
 
 /* Output rows of query block qb from the key blocks in spans[0 .. 2*nspans), also stored as
- * the rows of the blocks that reuse it: reuse costs those stores and nothing else. */
-static void query_block(const call *c, scratch *w, int qb, const int32_t *spans, int32_t nspans,
-                        const int32_t *targets, int32_t ntargets) {
+ * the rows of the blocks reuse[2t + 1] that reuse it: reuse costs those stores, nothing else. */
+static void query_block(const call *c, scratch *w, int qb, const uint16_t *spans, int32_t nspans,
+                        const int32_t *reuse, int32_t ntargets) {
     const int rows = qb == NB - 1 ? LAST_ROWS : B;
     for (int i = 0; i < B; i++) {
         /* Padding rows of the last block stay zero: computed, never written. */
@@ -347,9 +347,10 @@ static void query_block(const call *c, scratch *w, int qb, const int32_t *spans,
         float *o = c->out + ((int64_t)qb * B + i) * c->out_stride;
         for (int d = 0; d < D; d++) o[d] = w->acc[i][d] * inv;
         for (int32_t t = 0; t < ntargets; t++) {
+            const int64_t target = reuse[2 * t + 1];
             /* A partial last block takes only its own rows. */
-            if (targets[t] == NB - 1 && i >= LAST_ROWS) continue;
-            memcpy(c->out + ((int64_t)targets[t] * B + i) * c->out_stride, o, sizeof(float) * D);
+            if (target == NB - 1 && i >= LAST_ROWS) continue;
+            memcpy(c->out + (target * B + i) * c->out_stride, o, sizeof(float) * D);
         }
     }
 }
@@ -389,7 +390,7 @@ static int run(call *c, const calib_plan *p) {
     c->kp = (uint16_t *)buffer;
     c->vp = (uint16_t *)buffer + packed;
     int status = CALIB_OK;
-    const int32_t all[2] = {0, NB};
+    const uint16_t all[2] = {0, NB};
     #pragma omp parallel
     {
         scratch *w = aligned_alloc(64, sizeof(scratch));
@@ -407,9 +408,17 @@ static int run(call *c, const calib_plan *p) {
              * size takes them round-robin. */
             for (int part = omp_get_thread_num(); part < CALIB_THREADS; part += omp_get_num_threads()) {
                 for (int32_t r = p->parts[part]; r < p->parts[part + 1]; r++) {
-                    const int32_t qb = p->order[r], first = p->row_span[qb], reusers = p->target_first[qb];
-                    query_block(c, w, qb, p->spans + 2 * first, p->row_span[qb + 1] - first,
-                                p->targets + reusers, p->target_first[qb + 1] - reusers);
+                    const int32_t qb = p->order[r], row = p->rows[qb], first = calib_row_first[row];
+                    /* The pairs whose source is qb: a binary search in the sorted list. */
+                    int32_t lo = 0, hi = p->reuse_count;
+                    while (lo < hi) {
+                        const int32_t mid = (lo + hi) / 2;
+                        if (p->reuse[2 * mid] < qb) lo = mid + 1; else hi = mid;
+                    }
+                    int32_t end = lo;
+                    while (end < p->reuse_count && p->reuse[2 * end] == qb) end++;
+                    query_block(c, w, qb, calib_spans + 2 * first, calib_row_first[row + 1] - first,
+                                p->reuse + 2 * lo, end - lo);
                 }
             }
         }
