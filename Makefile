@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench bench-calibrate fuzz sanitize test-python diffusers bench-peers
+.PHONY: deps example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -48,6 +48,12 @@ golden: deps
 bench: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench kernels
+
+# A Wan 2.1 14B-size mask set: file size, parse, compile time and memory, C build, merging, stats.
+bench-scale: deps
+	$(SWIFT_BUILD) --product calibc
+	$(SWIFT_BUILD) --product calib-bench
+	.build/release/calib-bench scale
 
 # Calibration throughput, peak memory, and the sweeps behind the defaults in docs/calibration.md.
 bench-calibrate: deps

@@ -180,17 +180,16 @@ private struct Decoder {
     /// The hot loop of a large file: values are read straight from the JSON tree, and a Node
     /// (with its path) is only made to report an error.
     func ranges(_ node: Node, blocks: Int) throws -> [[Span]] {
-        guard case .array(let rows) = node.value else { throw node.expected("an array") }
+        guard let rows = node.value.elements else { throw node.expected("an array") }
         guard rows.count == blocks else { throw node.fail("expected \(blocks) rows (one per query block), found \(rows.count)") }
         var out: [[Span]] = []
         out.reserveCapacity(blocks)
         for (q, row) in rows.enumerated() {
-            guard case .array(let ranges) = row else { throw node.element(q, row).expected("an array") }
+            guard let ranges = row.elements else { throw node.element(q, row).expected("an array") }
             var spans: [Span] = []
             spans.reserveCapacity(ranges.count)
             for (r, range) in ranges.enumerated() {
-                guard case .array(let ends) = range, ends.count == 2,
-                      case .number(_, let start?) = ends[0], case .number(_, let end?) = ends[1],
+                guard case .integers(let ends) = range, ends.count == 2, case let (start, end) = (ends[0], ends[1]),
                       start >= 0, start < blocks, end >= 0, end <= blocks, start < end,
                       start >= (spans.last?.end ?? 0) else {
                     try rangeError(node.element(q, row).element(r, range), blocks: blocks, after: spans.last)

@@ -40,7 +40,7 @@ struct Node {
     }
 
     func array() throws -> [Node] {
-        guard case .array(let items) = value else { throw expected("an array") }
+        guard let items = value.elements else { throw expected("an array") }
         return items.enumerated().map { element($0.offset, $0.element) }
     }
 

@@ -96,6 +96,8 @@ public struct Program: Hashable, Sendable {
     public var shape: Shape
     /// Threads the static schedule is balanced for.
     public var threads: Int
+    /// Plans whose kept tiles differ by at most this fraction merge into their union (0: off).
+    public var mergeTolerance: Double = 0
     public var plans: [Plan]
     /// Plan index per `shape.dispatchIndex(stepIndex:layer:head:)`.
     public var dispatch: [Int]

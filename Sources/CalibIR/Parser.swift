@@ -155,6 +155,12 @@ private struct Cursor {
         let hash = try string("the source hash")
         try keyword("threads")
         let threads = try number("the thread count")
+        var mergeTolerance = 0.0
+        if peek == .word("merge_tolerance") {
+            at += 1
+            guard let v = Double(try string("a tolerance")), v >= 0, v <= 1 else { throw fail("expected a tolerance in [0, 1]") }
+            mergeTolerance = v
+        }
         try keyword("shape")
         try keyword("tokens")
         let tokens = try number("tokens")
@@ -212,8 +218,10 @@ private struct Cursor {
         try punct("}")
         guard peek == nil else { throw fail("unexpected text after the dispatch table") }
         guard let missing = dispatch.firstIndex(of: nil) else {
-            return Program(model: model, shape: shape, threads: threads, plans: plans,
-                           dispatch: dispatch.map { $0! }, sourceHash: hash)
+            var program = Program(model: model, shape: shape, threads: threads, plans: plans,
+                                  dispatch: dispatch.map { $0! }, sourceHash: hash)
+            program.mergeTolerance = mergeTolerance
+            return program
         }
         throw fail("dispatch table has no plan for entry \(missing)")
     }

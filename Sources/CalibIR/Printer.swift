@@ -17,7 +17,9 @@
 
 extension Program {
     public var text: String {
-        var out = "calib.program \(quoted(model)) hash \(quoted(sourceHash)) threads \(threads)\n"
+        var out = "calib.program \(quoted(model)) hash \(quoted(sourceHash)) threads \(threads)"
+        if mergeTolerance > 0 { out += " merge_tolerance \(quoted(String(mergeTolerance)))" }
+        out += "\n"
         out += "shape tokens \(shape.tokens) head_dim \(shape.headDim) block \(shape.block)"
         out += " layers \(shape.layers) heads \(shape.heads) steps \(list(shape.steps))\n"
         for plan in plans {

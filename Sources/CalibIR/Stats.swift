@@ -9,11 +9,12 @@ extension Program {
     /// Mean density over the dispatch entries matching `filter(stepIndex, layer, head)`.
     public func meanDensity(_ filter: (Int, Int, Int) -> Bool = { _, _, _ in true }) -> Double {
         let b = shape.blocks
+        let densities = plans.map { $0.density(blocks: b) }
         var sum = 0.0, count = 0
         for s in shape.steps.indices {
             for l in 0..<shape.layers {
                 for h in 0..<shape.heads where filter(s, l, h) {
-                    sum += plan(stepIndex: s, layer: l, head: h).density(blocks: b)
+                    sum += densities[dispatch[shape.dispatchIndex(stepIndex: s, layer: l, head: h)]]
                     count += 1
                 }
             }

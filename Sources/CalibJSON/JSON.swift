@@ -8,7 +8,18 @@ public indirect enum JSON: Equatable {
     case number(Double, int: Int?)
     case string(String)
     case array([JSON])
+    /// An array whose elements are all integers, kept flat: the bulk of a masks file.
+    case integers([Int])
     case object([(key: String, value: JSON)])
+
+    /// The elements of an array, whichever form it was read in.
+    public var elements: [JSON]? {
+        switch self {
+        case .array(let items): return items
+        case .integers(let values): return values.map { .number(Double($0), int: $0) }
+        default: return nil
+        }
+    }
 
     public static func == (a: JSON, b: JSON) -> Bool {
         switch (a, b) {
@@ -16,7 +27,7 @@ public indirect enum JSON: Equatable {
         case let (.bool(x), .bool(y)): return x == y
         case let (.number(x, _), .number(y, _)): return x == y
         case let (.string(x), .string(y)): return x == y
-        case let (.array(x), .array(y)): return x == y
+        case (.array, .array), (.array, .integers), (.integers, .array), (.integers, .integers): return a.elements! == b.elements!
         case let (.object(x), .object(y)): return x.map(\.key) == y.map(\.key) && x.map(\.value) == y.map(\.value)
         default: return false
         }
@@ -28,7 +39,7 @@ public indirect enum JSON: Equatable {
         case .bool: return "a boolean"
         case .number: return "a number"
         case .string: return "a string"
-        case .array: return "an array"
+        case .array, .integers: return "an array"
         case .object: return "an object"
         }
     }
@@ -115,6 +126,7 @@ private struct Reader {
             var items: [JSON] = []
             skipSpace()
             if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            if let flat = try integers() { return .integers(flat) }
             while true {
                 skipSpace()
                 items.append(try value(depth: depth + 1))
@@ -131,6 +143,33 @@ private struct Reader {
         case UInt8(ascii: "n"): return try literal("null", .null)
         default:
             return try number()
+        }
+    }
+
+    /// An array of plain integers read without a JSON value per element; nil (and nothing
+    /// consumed) when the array holds anything else.
+    mutating func integers() throws -> [Int]? {
+        let start = i
+        var values: [Int] = []
+        while true {
+            skipSpace()
+            let first = i
+            if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
+            let digits = i
+            var v = 0
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39, i - digits < 18 { v = v * 10 + Int(b[i] - 0x30); i += 1 }
+            guard i > digits, i < b.count, b[i] != UInt8(ascii: "."), b[i] != UInt8(ascii: "e"), b[i] != UInt8(ascii: "E"),
+                  b[i] < 0x30 || b[i] > 0x39, b[digits] != 0x30 || i == digits + 1 else {
+                i = start
+                return nil
+            }
+            values.append(b[first] == UInt8(ascii: "-") ? -v : v)
+            skipSpace()
+            guard i < b.count else { i = start; return nil }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "]") { i += 1; return values }
+            i = start
+            return nil
         }
     }
 
@@ -178,11 +217,11 @@ private struct Reader {
         var j = i
         while j < b.count, b[j] != UInt8(ascii: "\""), b[j] != UInt8(ascii: "\\"), b[j] >= 0x20 { j += 1 }
         if j < b.count, b[j] == UInt8(ascii: "\"") {
-            let start = i
+            let bytes = UnsafeBufferPointer(rebasing: b[i..<j])
             i = j + 1
-            guard let s = String(validating: UnsafeBufferPointer(rebasing: b[start..<j]), as: UTF8.self) else {
-                throw fail("string is not valid UTF-8")
-            }
+            // Decoding repairs invalid UTF-8, so a string that decodes to other bytes was invalid.
+            let s = String(decoding: bytes, as: UTF8.self)
+            guard s.utf8.elementsEqual(bytes) else { throw fail("string is not valid UTF-8") }
             return s
         }
         var bytes: [UInt8] = []

@@ -13,6 +13,7 @@ public enum Pipeline {
         Pass(name: "merge-runs", run: mergeRuns),
         Pass(name: "collapse-reuse", run: collapseReuse),
         Pass(name: "dedupe", run: dedupe),
+        Pass(name: "merge-similar", run: mergeSimilar),
         Pass(name: "reorder", run: reorder),
         Pass(name: "balance", run: balance),
     ]

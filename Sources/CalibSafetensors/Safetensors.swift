@@ -80,13 +80,13 @@ public final class SafetensorsFile: @unchecked Sendable {
             guard let dtype = DType(rawValue: dt) else {
                 throw fail("tensor \(name): unsupported dtype \(dt) (expected F32, F16 or BF16)")
             }
-            guard case .array(let dims)? = field("shape") else { throw fail("tensor \(name): missing shape") }
+            guard let dims = field("shape")?.elements else { throw fail("tensor \(name): missing shape") }
             var shape: [Int] = []
             for d in dims {
                 guard case .number(_, let n?) = d, n >= 0, n < 1 << 40 else { throw fail("tensor \(name): shape must hold non-negative integers") }
                 shape.append(n)
             }
-            guard case .array(let offsets)? = field("data_offsets"), offsets.count == 2,
+            guard let offsets = field("data_offsets")?.elements, offsets.count == 2,
                   case .number(_, let begin?) = offsets[0], case .number(_, let end?) = offsets[1] else {
                 throw fail("tensor \(name): data_offsets must be [begin, end]")
             }

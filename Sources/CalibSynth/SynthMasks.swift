@@ -28,6 +28,7 @@ public enum SynthMasks {
         var dispatch = [Int](repeating: 0, count: shape.dispatchCount)
         var rng = SplitMix64(seed: seed)
         let dense = Plan(name: "dense", rows: Array(repeating: .compute([Span(0, n)]), count: n))
+        var denseIndex: Int?
         for layer in 0..<c.layers {
             for head in 0..<c.heads {
                 // Type by head, window by a per-head draw; 1 head in 20 stays dense.
@@ -37,7 +38,11 @@ public enum SynthMasks {
                 var phases: [Int] = []
                 for wide in [true, false] {
                     if kind == 4 {
-                        phases.append(plans.firstIndex { $0.name == "dense" } ?? { plans.append(dense); return plans.count - 1 }())
+                        if denseIndex == nil {
+                            denseIndex = plans.count
+                            plans.append(dense)
+                        }
+                        phases.append(denseIndex!)
                         continue
                     }
                     let w = width + (wide ? 1 : 0)

@@ -2,6 +2,7 @@
 //
 //   calib-bench kernels [N ...]     dense GFLOP/s against the measured FMA peak, bf16 against
 //                                   fp32, sparse efficiency and reuse cost (docs/performance.md)
+//   calib-bench scale               a Wan 2.1 14B-size mask set: parse, compile, build, merge, stats
 //   calib-bench calibrate           calibration throughput and peak memory, and the sweeps that
 //                                   chose the calibration defaults (docs/calibration.md)
 
@@ -23,9 +24,10 @@ let mode = CommandLine.arguments.dropFirst().first ?? "calibrate"
 do {
     switch mode {
     case "calibrate": try benchCalibrate()
+    case "scale": try benchScale()
     case "kernels": try benchKernels(tokens: CommandLine.arguments.dropFirst(2).compactMap { Int($0) })
     default:
-        FileHandle.standardError.write(Data("usage: calib-bench kernels [N ...] | calibrate\n".utf8))
+        FileHandle.standardError.write(Data("usage: calib-bench kernels [N ...] | calibrate | scale\n".utf8))
         exit(2)
     }
 } catch {

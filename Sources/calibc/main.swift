@@ -12,9 +12,9 @@ let usage = """
     calibc — compiles calibrated attention masks into C/OpenMP kernels
 
     usage:
-      calibc compile <masks.json> -o <dir> [--threads N] [--force] [--shared]
-      calibc ir <masks.json> [--threads N] [--print-after <pass>]
-      calibc stats <masks.json> [--show <step>,<layer>,<head>]
+      calibc compile <masks.json> -o <dir> [--threads N] [--merge-tolerance X] [--force] [--shared]
+      calibc ir <masks.json> [--threads N] [--merge-tolerance X] [--print-after <pass>]
+      calibc stats <masks.json> [--merge-tolerance X] [--show <step>,<layer>,<head>]
       calibc synth -o <dir> [--prompts N] [--seed S]
       calibc synth --masks wan14b -o <masks.json>
       calibc calibrate <recording.safetensors>... -o <masks.json> [--holdout <recording>]... [options]
@@ -23,24 +23,27 @@ let usage = """
     """
 
 let compileHelp = """
-    usage: calibc compile <masks.json> -o <dir> [--threads N] [--force] [--shared]
+    usage: calibc compile <masks.json> -o <dir> [--threads N] [--merge-tolerance X] [--force] [--shared]
 
     Writes a C target (sources, include/, module map) to <dir>, replacing it atomically.
       -o <dir>       output directory, e.g. generated/CalibKernels
       --threads N    threads the static schedule is balanced for (default 2)
+      --merge-tolerance X
+                     merge plans whose kept tiles differ in at most X (a fraction) into their
+                     union: fewer plans, never fewer tiles for any (step, layer, head)
       --force        replace <dir> even if calibc did not write it
       --shared       also build <dir>/libcalibkernels.so with the same C ABI (for ctypes, dlopen)
     """
 
 let irHelp = """
-    usage: calibc ir <masks.json> [--threads N] [--print-after <pass>]
+    usage: calibc ir <masks.json> [--threads N] [--merge-tolerance X] [--print-after <pass>]
 
     Prints the program in canonical IR text form, after all passes or after <pass>:
       parse (before any pass), \(Pipeline.passes.map(\.name).joined(separator: ", "))
     """
 
 let statsHelp = """
-    usage: calibc stats <masks.json> [--show <step>,<layer>,<head>]
+    usage: calibc stats <masks.json> [--merge-tolerance X] [--show <step>,<layer>,<head>]
 
     Density per step, layer and head, unique plans, dedupe ratio and reuse fraction.
       --show s,l,h   draw the block mask of the plan used at step s, layer l, head h
@@ -124,22 +127,36 @@ struct Arguments {
     }
 }
 
+/// The masks file with the compile options of the command line applied.
+func load(_ a: Arguments) throws -> Masks {
+    var masks = try Frontend.load(path: try a.requireInput(), threads: try a.int("--threads", default: 2))
+    masks.program.mergeTolerance = try a.fraction("--merge-tolerance") ?? 0
+    return masks
+}
+
 func seconds(since start: DispatchTime) -> String {
     let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
     return ms < 1000 ? String(format: "%.1f ms", ms) : String(format: "%.2f s", ms / 1000)
 }
 
 func compile(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["-o", "--threads"], flags: ["--force", "--shared"])
+    let a = try Arguments(args, valued: ["-o", "--threads", "--merge-tolerance"], flags: ["--force", "--shared"])
     let input = try a.requireInput()
     guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
     var t = DispatchTime.now()
-    let masks = try Frontend.load(path: input, threads: try a.int("--threads", default: 2))
+    let masks = try load(a)
     print("parse      \(seconds(since: t))")
     t = DispatchTime.now()
     var passTimer = DispatchTime.now()
-    let program = Pipeline.run(masks.program) { pass, _ in
-        print("  \(pass.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(seconds(since: passTimer))")
+    var before = masks.program
+    let program = Pipeline.run(masks.program) { pass, p in
+        var note = ""
+        if pass.name == "merge-similar", p.mergeTolerance > 0 {
+            note = String(format: "  %d → %d plans, mean density %.4f → %.4f", before.plans.count, p.plans.count,
+                          before.meanDensity(), p.meanDensity())
+        }
+        print("  \(pass.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(seconds(since: passTimer))\(note)")
+        before = p
         passTimer = DispatchTime.now()
     }
     print("passes     \(seconds(since: t))")
@@ -159,8 +176,8 @@ func compile(_ args: ArraySlice<String>) throws {
 }
 
 func ir(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["--threads", "--print-after"], flags: [])
-    let masks = try Frontend.load(path: try a.requireInput(), threads: try a.int("--threads", default: 2))
+    let a = try Arguments(args, valued: ["--threads", "--print-after", "--merge-tolerance"], flags: [])
+    let masks = try load(a)
     let stop = a.values["--print-after"]
     if stop == "parse" {
         print(masks.program.text, terminator: "")
@@ -180,8 +197,8 @@ func ir(_ args: ArraySlice<String>) throws {
 }
 
 func stats(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["--show"], flags: [])
-    let masks = try Frontend.load(path: try a.requireInput(), threads: 2)
+    let a = try Arguments(args, valued: ["--show", "--merge-tolerance"], flags: [])
+    let masks = try load(a)
     let program = Pipeline.run(masks.program)
     print(program.statsReport(), terminator: "")
     if let show = a.values["--show"] {

@@ -102,3 +102,31 @@ final class PassesTests: XCTestCase {
         }
     }
 }
+
+final class MergeSimilarTests: XCTestCase {
+    /// Four blocks: a and b differ in one tile of five, c is far from both, d has reuse.
+    func testMergesNearDuplicatesIntoTheirUnion() throws {
+        let a = Plan(name: "a", rows: [.compute([Span(0, 2)]), .compute([Span(1, 2)]), .compute([Span(2, 3)]), .compute([Span(3, 4)])])
+        let b = Plan(name: "b", rows: [.compute([Span(0, 2)]), .compute([Span(1, 3)]), .compute([Span(2, 3)]), .compute([Span(3, 4)])])
+        let c = Plan(name: "c", rows: Array(repeating: .compute([Span(0, 4)]), count: 4))
+        let d = Plan(name: "d", rows: [.compute([Span(0, 2)]), .reuse(0), .compute([Span(2, 3)]), .compute([Span(3, 4)])])
+        var p = program([a, b, c, d], dispatch: [0, 1, 2, 3])
+        XCTAssertEqual(mergeSimilar(p), p, "tolerance 0 must change nothing")
+        p.mergeTolerance = 0.2  // one tile in six is within 20%
+        let merged = mergeSimilar(p)
+        XCTAssertEqual(merged.plans.map(\.name), ["a", "c", "d"])
+        XCTAssertEqual(merged.dispatch, [0, 0, 1, 2])
+        XCTAssertEqual(merged.plans[0].rows, b.rows, "the union of a and b is b")
+        for h in 0..<4 {
+            // No (step, layer, head) loses a tile it kept.
+            let before = p.plan(stepIndex: 0, layer: 0, head: h), after = merged.plan(stepIndex: 0, layer: 0, head: h)
+            for (x, y) in zip(before.rows, after.rows) {
+                XCTAssertTrue(Set(x.spans.flatMap { Array($0.start..<$0.end) }).isSubset(of: Set(y.spans.flatMap { Array($0.start..<$0.end) })))
+            }
+        }
+        p.mergeTolerance = 0.1  // one tile in six is not within 10%
+        XCTAssertEqual(mergeSimilar(p).plans.count, 4)
+        let optimized = Pipeline.run(p)
+        XCTAssertEqual(try IRParser.parse(optimized.text), optimized, "merge_tolerance round-trips")
+    }
+}
