@@ -61,16 +61,22 @@ bench-calibrate: deps
 	.build/release/calib-bench calibrate
 
 # libFuzzer over the masks.json frontend and the safetensors reader, seeded from Fuzz/corpus;
-# a crash leaves its input in .build/fuzz-artifacts and fails the target.
+# a crash leaves its input in .build/fuzz-artifacts and fails the target, and so does a run
+# that reports no coverage counters (SwiftPM's --sanitize fuzzer alone does not instrument).
 FUZZ_SECONDS = 60
+FUZZ_BUILD = CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzzer --sanitize address \
+	-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
 fuzz: deps
-	CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzzer --sanitize address --product fuzz-masks
-	CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzzer --sanitize address --product fuzz-safetensors
-	mkdir -p .build/fuzz-corpus/masks .build/fuzz-corpus/safetensors .build/fuzz-artifacts
-	.build/fuzz/debug/fuzz-masks .build/fuzz-corpus/masks Fuzz/corpus/masks -max_total_time=$(FUZZ_SECONDS) \
-		-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/masks- -print_final_stats=1
-	.build/fuzz/debug/fuzz-safetensors .build/fuzz-corpus/safetensors Fuzz/corpus/safetensors -max_total_time=$(FUZZ_SECONDS) \
-		-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/safetensors- -print_final_stats=1
+	$(FUZZ_BUILD) --product fuzz-masks
+	$(FUZZ_BUILD) --product fuzz-safetensors
+	@set -e; for target in masks safetensors; do \
+		mkdir -p .build/fuzz-corpus/$$target .build/fuzz-artifacts; \
+		.build/fuzz/debug/fuzz-$$target .build/fuzz-corpus/$$target Fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/$$target- -print_final_stats=1 \
+			> .build/fuzz-$$target.log 2>&1 || { tail -40 .build/fuzz-$$target.log; exit 1; }; \
+		grep -q "inline 8-bit counters" .build/fuzz-$$target.log || { echo "fuzz-$$target: no coverage instrumentation"; exit 1; }; \
+		echo "fuzz-$$target: $$(grep -E '^Done' .build/fuzz-$$target.log), $$(grep -oE 'cov: [0-9]+' .build/fuzz-$$target.log | tail -1) edges, no crash"; \
+	done
 
 # Generated kernels under AddressSanitizer + UndefinedBehaviorSanitizer on odd shapes
 # (Tests/Sanitize: N = 1, N = block - 1, a partial last block with reuse), AVX-512 and portable.
