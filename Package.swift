@@ -59,7 +59,8 @@ let package = Package(
         .target(name: "CBench", cSettings: openMPC, linkerSettings: openMPLink),
         .executableTarget(
             name: "calib-bench",
-            dependencies: ["CalibCalibrate", "CalibSynth", "CalibIR", "CalibPasses", "CalibCodegen", "CalibRuntime", "CBench"]
+            dependencies: ["CalibCalibrate", "CalibSynth", "CalibIR", "CalibJSON", "CalibFrontend", "CalibPasses", "CalibCodegen",
+                           "CalibRuntime", "CBench"]
         ),
         .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibFrontend", "CalibPasses", "CalibCalibrate"], path: "examples/run"),
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),

@@ -41,22 +41,36 @@ public enum Frontend {
         return try parse(Array(data), file: path, threads: threads)
     }
 
+    /// The content hash is computed on the second core while the first parses.
     public static func parse(_ bytes: [UInt8], file: String, threads: Int) throws -> Masks {
-        let json: JSON
-        do {
-            json = try JSONReader.parse(bytes)
-        } catch let e as JSONSyntaxError {
-            throw MaskError(file: file, path: "line \(e.line), column \(e.column)", message: "invalid JSON: \(e.message)")
+        var hash = ""
+        var result: Result<Masks, Error>!
+        DispatchQueue.concurrentPerform(iterations: 2) { task in
+            guard task == 0 else {
+                hash = SHA256.hex(bytes)
+                return
+            }
+            result = Result {
+                let json: JSON
+                do {
+                    json = try JSONReader.parse(bytes)
+                } catch let e as JSONSyntaxError {
+                    throw MaskError(file: file, path: "line \(e.line), column \(e.column)", message: "invalid JSON: \(e.message)")
+                }
+                var decoder = Decoder(file: file)
+                return try decoder.masks(Node(value: json, path: "$", file: file), threads: threads)
+            }
         }
-        var decoder = Decoder(file: file)
-        return try decoder.masks(Node(value: json, path: "$", file: file), hash: SHA256.hex(bytes), threads: threads)
+        var masks = try result.get()
+        masks.program.sourceHash = hash
+        return masks
     }
 }
 
 private struct Decoder {
     let file: String
 
-    mutating func masks(_ root: Node, hash: String, threads: Int) throws -> Masks {
+    mutating func masks(_ root: Node, threads: Int) throws -> Masks {
         let top = try root.object(allowed: ["format", "model", "tokens", "head_dim", "block", "layers", "heads",
                                             "timesteps", "layout", "patterns", "assignments"])
         let format = try top.required("format")
@@ -101,7 +115,7 @@ private struct Decoder {
         }
 
         let dispatch = try assignments(try top.required("assignments"), shape: shape, plans: &plans, planIndex: &planIndex)
-        let program = Program(model: model, shape: shape, threads: threads, plans: plans, dispatch: dispatch, sourceHash: hash)
+        let program = Program(model: model, shape: shape, threads: threads, plans: plans, dispatch: dispatch, sourceHash: "")
         return Masks(program: program, layout: layout)
     }
 

@@ -4,6 +4,8 @@
 
 import CalibCodegen
 import CalibFrontend
+import CalibIR
+import CalibJSON
 import Foundation
 
 private func run(_ tool: String, _ args: [String]) throws -> (seconds: Double, peakMiB: Double) {
@@ -43,6 +45,10 @@ func benchScale() throws {
     }
     let parseSeconds = parse.sorted()[1]
     print(String(format: "  parse + validate           %8.2f s  (%.0f MB/s, median of 3)", parseSeconds, Double(bytes) / 1e6 / parseSeconds))
+    let raw = [UInt8](try Data(contentsOf: URL(fileURLWithPath: masks)))
+    let hash = seconds { _ = SHA256.hex(raw) }
+    let tree = try seconds { _ = try JSONReader.parse(raw) }
+    print(String(format: "    SHA-256 %.2f s on the second core beside: JSON tree %.2f s, then decoding and validation", hash, tree))
 
     let compile = try run(calibc, ["compile", masks, "-o", dir + "/kernels"])
     print(String(format: "  calibc compile             %8.2f s  wall, peak memory %.0f MiB (targets: 60 s, 4096 MiB)", compile.seconds, compile.peakMiB))
