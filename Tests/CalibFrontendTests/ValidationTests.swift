@@ -148,3 +148,20 @@ final class ValidationTests: XCTestCase {
         XCTAssertNoThrow(try masks.program.verify())
     }
 }
+
+final class MaskWriterTests: XCTestCase {
+    /// Scattered rows are written as a bitmap, compact ones as ranges; both read back the same.
+    func testWriterPicksTheShorterEncodingAndRoundTrips() throws {
+        let blocks = 200
+        let scattered = Plan(name: "stripes", rows: (0..<blocks).map { q in q == 3 ? .reuse(1) : .compute((0..<50).map { Span(4 * $0 + q % 4, 4 * $0 + q % 4 + 1) }) })
+        let compact = Plan(name: "window", rows: (0..<blocks).map { q in .compute([Span(max(0, q - 1), min(blocks, q + 2))]) })
+        let program = Program(model: "w", shape: Shape(tokens: blocks * 16 - 5, headDim: 32, block: 16, layers: 1, heads: 2, steps: [0, 1, 2]),
+                              threads: 2, plans: [scattered, compact], dispatch: [0, 1, 0, 1, 1, 1], sourceHash: "")
+        let json = MaskWriter.json(program, layout: nil)
+        XCTAssertTrue(json.contains("\"stripes\": {\"bitmap\": "), json)
+        XCTAssertTrue(json.contains("\"window\": {\"rows\": "), json)
+        XCTAssertTrue(json.contains("{\"steps\": \"0-1\", \"layers\": 0, \"heads\": 0, \"pattern\": \"stripes\"}"), json)
+        let parsed = try Frontend.parse(Array(json.utf8), file: "w.json", threads: 2).program
+        for d in 0..<program.dispatch.count { XCTAssertEqual(parsed.plans[parsed.dispatch[d]].rows, program.plans[program.dispatch[d]].rows) }
+    }
+}
