@@ -220,6 +220,10 @@ final class CalibrateTests: XCTestCase {
             } catch { return "\(error)".replacingOccurrences(of: path + ": ", with: "") }
         }
         let ones = [Float](repeating: 1, count: 2 * 4 * 8)
+        XCTAssertEqual(message { _ in }, "holds no tensors")
+        XCTAssertThrowsError(try Recording(path: Fixture.dir + "/missing.safetensors")) { e in
+            XCTAssertEqual("\(e)", Fixture.dir + "/missing.safetensors: cannot read the file")
+        }
         XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32) }, "accepted")
         XCTAssertEqual(message { $0.add("step0.layer0.query", ones, shape: [2, 4, 8], as: .f32) },
                        "unexpected tensor step0.layer0.query (expected step{t}.layer{l}.q, .k, .v or .mass)")

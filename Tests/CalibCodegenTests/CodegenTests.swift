@@ -102,6 +102,16 @@ final class CodegenTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(Codegen.manifestName).path))
     }
 
+    func testRefusesAFileInPlaceOfTheDirectory() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("k")
+        try Data("x".utf8).write(to: file)
+        XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: file.path, force: true)) { error in
+            XCTAssertEqual("\(error)", "\(file.path): exists and is not a directory")
+        }
+    }
+
     func testReplacesItsOwnOutputWithoutLeftovers() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

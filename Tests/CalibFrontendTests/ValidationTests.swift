@@ -105,12 +105,14 @@ final class ValidationTests: XCTestCase {
         expectError(replace("AQMH", "AQMHAA=="), path: "$.patterns.bits.bitmap", "expected 3 rows of 1 bytes (3 bytes), found 4 bytes")
         expectError(replace("AQMH", "AQMP"), path: "$.patterns.bits.bitmap", "row 2 sets padding bit 3")
         expectError(replace("\"bitmap\": \"AQMH\"", "\"bitmap\": \"AQMH\", \"rows\": []"), path: "$.patterns.bits", "not both")
+        expectError(replace("{\"bitmap\": \"AQMH\"}", "{}"), path: "$.patterns.bits", "expected \"rows\" or \"bitmap\"")
     }
 
     func testReuse() {
         let reuse = { (r: String) in self.replace("[[0, 2]], [[2, 3]]], \"reuse\": []", "[], [[2, 3]]], \"reuse\": \(r)") }
         XCTAssertNoThrow(try parse(reuse("[[1, 0]]")(valid)))
         expectError(reuse("[[1, 1]]"), path: "$.patterns.diag.reuse[0]", "cannot reuse itself")
+        expectError(reuse("[[1]]"), path: "$.patterns.diag.reuse[0]", "expected [target, source] query blocks")
         expectError(reuse("[[1, 0], [1, 0]]"), path: "$.patterns.diag.reuse[1]", "already reuses")
         expectError(reuse("[[1, 2]]"), path: "$.patterns.diag.reuse[0][1]", "partial last block")
         expectError(reuse("[[1, 5]]"), path: "$.patterns.diag.reuse[0][1]", "expected an integer in 0...2")
