@@ -199,6 +199,23 @@ private struct Decoder {
         var out: [[Span]] = []
         out.reserveCapacity(blocks)
         for (q, row) in rows.enumerated() {
+            if case .pairs(let flat) = row {
+                // The common case, read without a JSON value per range.
+                var spans: [Span] = []
+                spans.reserveCapacity(flat.count / 2)
+                var at = 0
+                while at < flat.count {
+                    let (start, end) = (flat[at], flat[at + 1])
+                    guard start >= 0, start < blocks, end <= blocks, start < end, start >= (spans.last?.end ?? 0) else {
+                        try rangeError(node.element(q, row).element(at / 2, .integers([start, end])), blocks: blocks, after: spans.last)
+                        break
+                    }
+                    spans.append(Span(start, end))
+                    at += 2
+                }
+                out.append(spans)
+                continue
+            }
             guard let ranges = row.elements else { throw node.element(q, row).expected("an array") }
             var spans: [Span] = []
             spans.reserveCapacity(ranges.count)

@@ -8,8 +8,11 @@ public indirect enum JSON: Equatable {
     case number(Double, int: Int?)
     case string(String)
     case array([JSON])
-    /// An array whose elements are all integers, kept flat: the bulk of a masks file.
+    /// An array whose elements are all integers, kept flat.
     case integers([Int])
+    /// An array whose elements are all two-integer arrays, kept flat as [a0, b0, a1, b1, …]:
+    /// the key-block ranges that are the bulk of a masks file.
+    case pairs([Int])
     case object([(key: String, value: JSON)])
 
     /// The elements of an array, whichever form it was read in.
@@ -17,6 +20,7 @@ public indirect enum JSON: Equatable {
         switch self {
         case .array(let items): return items
         case .integers(let values): return values.map { .number(Double($0), int: $0) }
+        case .pairs(let flat): return stride(from: 0, to: flat.count, by: 2).map { .integers([flat[$0], flat[$0 + 1]]) }
         default: return nil
         }
     }
@@ -27,7 +31,9 @@ public indirect enum JSON: Equatable {
         case let (.bool(x), .bool(y)): return x == y
         case let (.number(x, _), .number(y, _)): return x == y
         case let (.string(x), .string(y)): return x == y
-        case (.array, .array), (.array, .integers), (.integers, .array), (.integers, .integers): return a.elements! == b.elements!
+        case (.array, _), (.integers, _), (.pairs, _):
+            guard let x = a.elements, let y = b.elements else { return false }
+            return x == y
         case let (.object(x), .object(y)): return x.map(\.key) == y.map(\.key) && x.map(\.value) == y.map(\.value)
         default: return false
         }
@@ -39,7 +45,7 @@ public indirect enum JSON: Equatable {
         case .bool: return "a boolean"
         case .number: return "a number"
         case .string: return "a string"
-        case .array, .integers: return "an array"
+        case .array, .integers, .pairs: return "an array"
         case .object: return "an object"
         }
     }
@@ -127,6 +133,7 @@ private struct Reader {
             skipSpace()
             if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
             if let flat = try integers() { return .integers(flat) }
+            if let flat = pairs() { return .pairs(flat) }
             while true {
                 skipSpace()
                 items.append(try value(depth: depth + 1))
@@ -143,6 +150,42 @@ private struct Reader {
         case UInt8(ascii: "n"): return try literal("null", .null)
         default:
             return try number()
+        }
+    }
+
+    /// An array of [integer, integer] arrays, read flat; nil (and nothing consumed) otherwise.
+    mutating func pairs() -> [Int]? {
+        let start = i
+        var flat: [Int] = []
+        func int(_ r: inout Reader) -> Int? {
+            r.skipSpace()
+            let negative = r.i < r.b.count && r.b[r.i] == UInt8(ascii: "-")
+            if negative { r.i += 1 }
+            let digits = r.i
+            var v = 0
+            while r.i < r.b.count, r.b[r.i] >= 0x30, r.b[r.i] <= 0x39, r.i - digits < 18 { v = v * 10 + Int(r.b[r.i] - 0x30); r.i += 1 }
+            guard r.i > digits, r.b[digits] != 0x30 || r.i == digits + 1 else { return nil }
+            r.skipSpace()
+            return negative ? -v : v
+        }
+        func expect(_ c: UInt8, _ r: inout Reader) -> Bool {
+            r.skipSpace()
+            guard r.i < r.b.count, r.b[r.i] == c else { return false }
+            r.i += 1
+            return true
+        }
+        while true {
+            guard expect(UInt8(ascii: "["), &self), let a = int(&self), expect(UInt8(ascii: ","), &self), let b2 = int(&self),
+                  expect(UInt8(ascii: "]"), &self) else {
+                i = start
+                return nil
+            }
+            flat.append(a)
+            flat.append(b2)
+            if expect(UInt8(ascii: ","), &self) { continue }
+            if expect(UInt8(ascii: "]"), &self) { return flat }
+            i = start
+            return nil
         }
     }
 
@@ -215,13 +258,11 @@ private struct Reader {
         i += 1  // opening quote
         // Fast path: no escapes (base64 bitmaps, names), one copy.
         var j = i
-        while j < b.count, b[j] != UInt8(ascii: "\""), b[j] != UInt8(ascii: "\\"), b[j] >= 0x20 { j += 1 }
+        while j < b.count, b[j] != UInt8(ascii: "\""), b[j] != UInt8(ascii: "\\"), b[j] >= 0x20, b[j] < 0x80 { j += 1 }
         if j < b.count, b[j] == UInt8(ascii: "\"") {
-            let bytes = UnsafeBufferPointer(rebasing: b[i..<j])
+            // Plain ASCII (base64 bitmaps, names) is valid UTF-8 as it stands.
+            let s = String(decoding: UnsafeBufferPointer(rebasing: b[i..<j]), as: UTF8.self)
             i = j + 1
-            // Decoding repairs invalid UTF-8, so a string that decodes to other bytes was invalid.
-            let s = String(decoding: bytes, as: UTF8.self)
-            guard s.utf8.elementsEqual(bytes) else { throw fail("string is not valid UTF-8") }
             return s
         }
         var bytes: [UInt8] = []
