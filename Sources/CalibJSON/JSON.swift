@@ -132,7 +132,7 @@ private struct Reader {
             var items: [JSON] = []
             skipSpace()
             if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-            if let flat = try integers() { return .integers(flat) }
+            if let flat = integers() { return .integers(flat) }
             if let flat = pairs() { return .pairs(flat) }
             while true {
                 skipSpace()
@@ -153,67 +153,58 @@ private struct Reader {
         }
     }
 
+    /// An integer literal of at most 18 digits at the cursor (after spaces), consuming it and the
+    /// spaces after; nil when the value is anything else (the caller rewinds).
+    mutating func plainInteger() -> Int? {
+        skipSpace()
+        let negative = i < b.count && b[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        let digits = i
+        var v = 0
+        while i < b.count, b[i] >= 0x30, b[i] <= 0x39, i - digits < 18 { v = v * 10 + Int(b[i] - 0x30); i += 1 }
+        guard i > digits, i < b.count, b[i] != UInt8(ascii: "."), b[i] != UInt8(ascii: "e"), b[i] != UInt8(ascii: "E"),
+              b[i] < 0x30 || b[i] > 0x39, b[digits] != 0x30 || i == digits + 1 else { return nil }
+        skipSpace()
+        return negative ? -v : v
+    }
+
+    /// Consumes `c` (after spaces) if it is next.
+    mutating func take(_ c: UInt8) -> Bool {
+        skipSpace()
+        guard i < b.count, b[i] == c else { return false }
+        i += 1
+        return true
+    }
+
+    /// An array of plain integers, read without a JSON value per element; nil (and nothing
+    /// consumed) when the array holds anything else. The opening bracket is already read.
+    mutating func integers() -> [Int]? {
+        let start = i
+        var values: [Int] = []
+        while let v = plainInteger() {
+            values.append(v)
+            if take(UInt8(ascii: ",")) { continue }
+            if take(UInt8(ascii: "]")) { return values }
+            break
+        }
+        i = start
+        return nil
+    }
+
     /// An array of [integer, integer] arrays, read flat; nil (and nothing consumed) otherwise.
+    /// The opening bracket is already read.
     mutating func pairs() -> [Int]? {
         let start = i
         var flat: [Int] = []
-        func int(_ r: inout Reader) -> Int? {
-            r.skipSpace()
-            let negative = r.i < r.b.count && r.b[r.i] == UInt8(ascii: "-")
-            if negative { r.i += 1 }
-            let digits = r.i
-            var v = 0
-            while r.i < r.b.count, r.b[r.i] >= 0x30, r.b[r.i] <= 0x39, r.i - digits < 18 { v = v * 10 + Int(r.b[r.i] - 0x30); r.i += 1 }
-            guard r.i > digits, r.b[digits] != 0x30 || r.i == digits + 1 else { return nil }
-            r.skipSpace()
-            return negative ? -v : v
-        }
-        func expect(_ c: UInt8, _ r: inout Reader) -> Bool {
-            r.skipSpace()
-            guard r.i < r.b.count, r.b[r.i] == c else { return false }
-            r.i += 1
-            return true
-        }
-        while true {
-            guard expect(UInt8(ascii: "["), &self), let a = int(&self), expect(UInt8(ascii: ","), &self), let b2 = int(&self),
-                  expect(UInt8(ascii: "]"), &self) else {
-                i = start
-                return nil
-            }
+        while take(UInt8(ascii: "[")), let a = plainInteger(), take(UInt8(ascii: ",")), let b2 = plainInteger(), take(UInt8(ascii: "]")) {
             flat.append(a)
             flat.append(b2)
-            if expect(UInt8(ascii: ","), &self) { continue }
-            if expect(UInt8(ascii: "]"), &self) { return flat }
-            i = start
-            return nil
+            if take(UInt8(ascii: ",")) { continue }
+            if take(UInt8(ascii: "]")) { return flat }
+            break
         }
-    }
-
-    /// An array of plain integers read without a JSON value per element; nil (and nothing
-    /// consumed) when the array holds anything else.
-    mutating func integers() throws -> [Int]? {
-        let start = i
-        var values: [Int] = []
-        while true {
-            skipSpace()
-            let first = i
-            if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
-            let digits = i
-            var v = 0
-            while i < b.count, b[i] >= 0x30, b[i] <= 0x39, i - digits < 18 { v = v * 10 + Int(b[i] - 0x30); i += 1 }
-            guard i > digits, i < b.count, b[i] != UInt8(ascii: "."), b[i] != UInt8(ascii: "e"), b[i] != UInt8(ascii: "E"),
-                  b[i] < 0x30 || b[i] > 0x39, b[digits] != 0x30 || i == digits + 1 else {
-                i = start
-                return nil
-            }
-            values.append(b[first] == UInt8(ascii: "-") ? -v : v)
-            skipSpace()
-            guard i < b.count else { i = start; return nil }
-            if b[i] == UInt8(ascii: ",") { i += 1; continue }
-            if b[i] == UInt8(ascii: "]") { i += 1; return values }
-            i = start
-            return nil
-        }
+        i = start
+        return nil
     }
 
     mutating func number() throws -> JSON {
