@@ -1,14 +1,17 @@
-/* Needs AVX-512F (the machines calibc targets: Zen 4, Sapphire Rapids and later).
- * Only static OpenMP schedules here: clang 21 lowers dynamic ones to __kmpc_dispatch_deinit,
+/* The micro-kernel is written with the compiler's vector extensions, so it becomes AVX-512,
+ * AVX2 or SSE code for whatever -march the build names. Only static OpenMP schedules here: clang 21 lowers dynamic ones to __kmpc_dispatch_deinit,
  * which the LLVM 14 libomp that Debian 12 ships does not have. */
 #include "calibrate.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { ROWS = 8, COLS = 32 };
+
+/* 16 floats: one zmm register, or two ymm. */
+typedef float v16 __attribute__((vector_size(64), aligned(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
 
 /* Kᵀ padded to a multiple of COLS keys with zeros, so the score loop needs no tail. */
 static float *transpose_keys(const float *k, int64_t tokens, int64_t d, int64_t padded) {
@@ -28,23 +31,23 @@ static void scores(const float *q, const float *kt, int64_t tokens, int64_t d, i
     for (int r = 0; r < ROWS; r++) {
         for (int64_t c = 0; c < d; c++) qr[r][c] = row0 + r < tokens ? q[(row0 + r) * d + c] * scale * 1.44269504f : 0.0f;
     }
-    /* ROWS × COLS accumulators = 16 zmm registers; each step of c loads two key vectors and
-     * issues 16 FMAs against broadcast query values. */
+    /* ROWS × COLS accumulators (16 zmm registers with AVX-512); each step of c loads two key
+     * vectors and issues 16 FMAs against broadcast query values. */
     for (int64_t j0 = 0; j0 < padded; j0 += COLS) {
-        __m512 acc[ROWS][2];
-        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        v16 acc[ROWS][2];
+        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = (v16){0};
         for (int64_t c = 0; c < d; c++) {
-            const __m512 k0 = _mm512_load_ps(kt + c * padded + j0), k1 = _mm512_load_ps(kt + c * padded + j0 + 16);
+            const v16 k0 = *(const v16 *)(kt + c * padded + j0), k1 = *(const v16 *)(kt + c * padded + j0 + 16);
             #pragma unroll
             for (int r = 0; r < ROWS; r++) {
-                const __m512 x = _mm512_set1_ps(qr[r][c]);
-                acc[r][0] = _mm512_fmadd_ps(x, k0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(x, k1, acc[r][1]);
+                const v16 x = (v16){0} + qr[r][c];
+                acc[r][0] += x * k0;
+                acc[r][1] += x * k1;
             }
         }
         for (int r = 0; r < ROWS; r++) {
-            _mm512_storeu_ps(s + r * padded + j0, acc[r][0]);
-            _mm512_storeu_ps(s + r * padded + j0 + 16, acc[r][1]);
+            *(v16u *)(s + r * padded + j0) = acc[r][0];
+            *(v16u *)(s + r * padded + j0 + 16) = acc[r][1];
         }
     }
 }

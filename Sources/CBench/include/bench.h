@@ -2,7 +2,7 @@
 #ifndef CALIB_BENCH_H
 #define CALIB_BENCH_H
 
-/* fp32 FLOP/s of AVX-512 FMAs with independent accumulators on every OpenMP thread, over
+/* fp32 FLOP/s of FMAs on the widest vectors the build targets (AVX-512 or AVX2), with independent accumulators on every OpenMP thread, over
  * about `seconds`: the peak the dense kernel is a fraction of. */
 double calib_bench_fma_peak(double seconds);
 

@@ -1,0 +1,90 @@
+/* The C ABI of calibc's CPU kernels. The same for every masks file: what the masks decide
+ * (shape, plans) is in the tables beside the kernels and in calib_get_info(). */
+#ifndef CALIB_KERNELS_H
+#define CALIB_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CALIB_ABI_VERSION 2
+
+enum calib_status {
+    CALIB_OK = 0,
+    CALIB_ERR_SHAPE = 1,     /* tokens, heads or head_dim differ from the compiled shape */
+    CALIB_ERR_NO_PLAN = 2,   /* (step, layer, head) is not in the calibration */
+    CALIB_ERR_ARGUMENT = 3,  /* a null pointer, an unknown dtype, or strides that overlap or overflow */
+    CALIB_ERR_NO_MEMORY = 4
+};
+
+/* Element types of q, k, v and out in the layer entries. */
+enum calib_dtype {
+    CALIB_F32 = 0,
+    CALIB_BF16 = 1,  /* raw bfloat16 bits, e.g. torch.bfloat16 */
+    CALIB_F16 = 2    /* the CUDA target only */
+};
+
+typedef struct calib_info {
+    int32_t abi_version;
+    int32_t tokens, head_dim, block, layers, heads, plans;
+    int32_t step_count;
+    const int32_t *steps;     /* the step values the entries accept, ascending */
+    const char *model;
+    const char *mask_sha256;  /* of the masks.json these kernels were compiled from */
+} calib_info;
+
+const calib_info *calib_get_info(void);
+
+/* Attention of every (batch, head) of one (step, layer): out = softmax(q kᵀ / sqrt(head_dim)) v,
+ * each head over its own plan. Element (b, s, h, d) of x is x[b * x_strides[0] + s * x_strides[1]
+ * + h * x_strides[2] + d]: strides in elements, head_dim contiguous, so (B, S, H, D) tensors pass
+ * {S*H*D, H*D, D} and (B, H, S, D) tensors pass {H*S*D, D, S*D}, with no copy. q, k, v and out
+ * are all `dtype`. heads must be the compiled heads. Heads and query blocks share one pool of
+ * work on all OpenMP threads; safe to call concurrently. */
+int calib_attention_layer(int32_t step, int32_t layer, int32_t dtype,
+                          const void *q, const void *k, const void *v, void *out,
+                          int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                          const int64_t q_strides[3], const int64_t k_strides[3],
+                          const int64_t v_strides[3], const int64_t out_strides[3]);
+
+/* The same with every tile computed: the baseline sparse plans are measured against. */
+int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out,
+                                int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                                const int64_t q_strides[3], const int64_t k_strides[3],
+                                const int64_t v_strides[3], const int64_t out_strides[3]);
+
+/* One head: q, k, v, out hold `tokens` rows of `head_dim` floats, rows `*_stride` floats apart. */
+int calib_attention(int32_t step, int32_t layer, int32_t head,
+                    const float *q, const float *k, const float *v, float *out,
+                    int64_t tokens, int64_t head_dim,
+                    int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+
+/* One head with bfloat16 inputs and float output. Products use AVX-512 BF16 dot products where
+ * the machine has them (probabilities rounded to bfloat16 for P·V, as GPU kernels do), and fp32
+ * arithmetic otherwise. */
+int calib_attention_bf16(int32_t step, int32_t layer, int32_t head,
+                         const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                         int64_t tokens, int64_t head_dim,
+                         int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+
+int calib_dense_attention(const float *q, const float *k, const float *v, float *out,
+                          int64_t tokens, int64_t head_dim,
+                          int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+int calib_dense_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out,
+                               int64_t tokens, int64_t head_dim,
+                               int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride);
+
+/* Threads the kernels' parallel regions get: lets callers check OpenMP really runs. */
+int calib_team_size(void);
+
+/* The instruction set the kernels chose on this machine at load time: "avx512-bf16",
+ * "avx512", "avx2" or "portable". */
+const char *calib_isa(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
