@@ -2,6 +2,7 @@
  * AVX2 or SSE code for whatever -march the build names. Only static OpenMP schedules here: clang 21 lowers dynamic ones to __kmpc_dispatch_deinit,
  * which the LLVM 14 libomp that Debian 12 ships does not have. */
 #include "calibrate.h"
+#include "../CalibCodegen/kernels/cpu/calib_exp2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -52,21 +53,6 @@ static void scores(const float *q, const float *kt, int64_t tokens, int64_t d, i
     }
 }
 
-/* 2^x for x <= 0 (Cephes exp2f polynomial, relative error ~2e-7), vectorizable. */
-static inline float exp2_neg(float x) {
-    x = x < -126.0f ? -126.0f : x;
-    const float n = floorf(x + 0.5f), f = x - n;
-    float p = 1.535336188319500e-4f;
-    p = p * f + 1.339887440266574e-3f;
-    p = p * f + 9.618437357674640e-3f;
-    p = p * f + 5.550332471162809e-2f;
-    p = p * f + 2.402264791363012e-1f;
-    p = p * f + 6.931472028550421e-1f;
-    p = p * f + 1.0f;
-    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
-    return p * scale.f;
-}
-
 /* In place: s[0..tokens) ← 2^(s − max); returns the sum. */
 static double softmax_numerators(float *s, int64_t tokens) {
     float m = -INFINITY;
@@ -75,7 +61,7 @@ static double softmax_numerators(float *s, int64_t tokens) {
     float sum = 0.0f;
     #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < tokens; j++) {
-        s[j] = exp2_neg(s[j] - m);
+        s[j] = calib_exp2f(s[j] - m);
         sum += s[j];
     }
     return sum;

@@ -6,6 +6,7 @@
 import CCalibrate
 import CalibFrontend
 import CalibIR
+import CalibSupport
 import Foundation
 
 public struct CalibrationOptions: Sendable {
@@ -23,7 +24,6 @@ public struct CalibrationOptions: Sendable {
     public var stabilityDrop = 0.05
     /// Largest L1 distance between two block-mass rows, on every input, for one to reuse the other; 0 turns reuse off.
     public var reuseTolerance = 0.02
-    public var threads = 2
 
     public init() {}
 }
@@ -122,7 +122,7 @@ public enum Calibrator {
                 }
             }
         }
-        let program = Program(model: first.model, shape: shape, threads: options.threads, plans: plans, dispatch: dispatch,
+        let program = Program(model: first.model, shape: shape, plans: plans, dispatch: dispatch,
                               sourceHash: "")
         return Calibration(program: program, layout: first.layout, heads: reports)
     }

@@ -11,21 +11,14 @@ public enum Toolchain {
 }
 
 enum ClangCheck {
-    /// Parses each `.c` file of `files` as if they lay under `root`.
-    static func check(_ files: [GeneratedFile], root: String) throws {
+    /// Parses each `.c` file of `files` with warnings on, as if the files lay in one directory
+    /// (with `include/` on the include path).
+    static func check(_ files: [GeneratedFile], language: String, arguments: [String]) throws {
+        let root = "/calibc-check"
         let index = clang_createIndex(0, 0)
         defer { clang_disposeIndex(index) }
         let paths = files.map { root + "/" + $0.path }
-        let common = ["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wpedantic", "-I", root + "/include", "-idirafter", Toolchain.ompInclude]
-        // Both sides of the kernels' #if: the AVX-512 (BF16) micro-kernels and the portable loops;
-        // the tables have no #if and are parsed once.
-        let avx512 = ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512bf16"]
-        try check(files, paths: paths, args: common + avx512, index: index) { _ in true }
-        try check(files, paths: paths, args: common + ["-mno-avx512f"], index: index) { $0 == "calib_kernels.c" }
-    }
-
-    private static func check(_ files: [GeneratedFile], paths: [String], args: [String], index: CXIndex?,
-                              only: (String) -> Bool) throws {
+        let args = ["-x", language] + arguments + ["-Wall", "-Wextra", "-Wpedantic", "-I", root, "-I", root + "/include"]
         try withCStrings(paths + files.map(\.contents) + args) { cs in
             let names = Array(cs[0..<files.count])
             let bodies = Array(cs[files.count..<(2 * files.count)])
@@ -33,7 +26,7 @@ enum ClangCheck {
             var unsaved = (0..<files.count).map { i in
                 CXUnsavedFile(Filename: names[i], Contents: bodies[i], Length: UInt(files[i].contents.utf8.count))
             }
-            for (i, file) in files.enumerated() where file.path.hasSuffix(".c") && only(file.path) {
+            for (i, file) in files.enumerated() where file.path.hasSuffix(".c") {
                 var unit: CXTranslationUnit?
                 let err = argv.withUnsafeMutableBufferPointer { a in
                     unsaved.withUnsafeMutableBufferPointer { u in
@@ -55,7 +48,7 @@ enum ClangCheck {
                     clang_disposeString(text)
                 }
                 if !problems.isEmpty {
-                    throw CodegenError(message: "internal error: libclang rejects generated code (\(args.last!)):\n" + problems.joined(separator: "\n"))
+                    throw CodegenError(message: "internal error: libclang rejects generated code:\n" + problems.joined(separator: "\n"))
                 }
             }
         }

@@ -4,7 +4,7 @@
 import Foundation
 
 public enum OutputWriter {
-    /// Checks the files with libclang, then replaces `dir` with them. A directory calibc did not
+    /// Replaces `dir` with the files. A directory calibc did not
     /// write (no manifest, not empty) is only replaced with `force`. `finish` runs on the
     /// complete staging directory before it is moved into place (to build in it).
     public static func write(_ files: [GeneratedFile], to dir: String, force: Bool,
@@ -21,7 +21,6 @@ public enum OutputWriter {
                 throw CodegenError(message: "\(dir): refusing to replace a directory calibc did not write (no \(Codegen.manifestName)); pass --force to replace it")
             }
         }
-        try ClangCheck.check(files, root: target.path)
 
         let parent = target.deletingLastPathComponent()
         let pid = ProcessInfo.processInfo.processIdentifier

@@ -3,6 +3,7 @@
 
 import CalibIR
 import CalibJSON
+import CalibSupport
 import Foundation
 
 /// Frames × height × width of video tokens plus text tokens; used to draw masks.
@@ -34,15 +35,15 @@ public enum Frontend {
     public static let maxTokens = 1 << 28
     public static let maxDispatch = 10_000_000
 
-    public static func load(path: String, threads: Int) throws -> Masks {
+    public static func load(path: String) throws -> Masks {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw MaskError(file: path, path: "$", message: "cannot read the file")
         }
-        return try parse(Array(data), file: path, threads: threads)
+        return try parse(Array(data), file: path)
     }
 
     /// The content hash is computed on the second core while the first parses.
-    public static func parse(_ bytes: [UInt8], file: String, threads: Int) throws -> Masks {
+    public static func parse(_ bytes: [UInt8], file: String) throws -> Masks {
         var hash = ""
         var result: Result<Masks, Error>!
         DispatchQueue.concurrentPerform(iterations: 2) { task in
@@ -58,7 +59,7 @@ public enum Frontend {
                     throw MaskError(file: file, path: "line \(e.line), column \(e.column)", message: "invalid JSON: \(e.message)")
                 }
                 var decoder = Decoder(file: file)
-                return try decoder.masks(Node(value: json, path: "$", file: file), threads: threads)
+                return try decoder.masks(Node(value: json, path: "$", file: file))
             }
         }
         var masks = try result.get()
@@ -70,7 +71,7 @@ public enum Frontend {
 private struct Decoder {
     let file: String
 
-    mutating func masks(_ root: Node, threads: Int) throws -> Masks {
+    mutating func masks(_ root: Node) throws -> Masks {
         let top = try root.object(allowed: ["format", "model", "tokens", "head_dim", "block", "layers", "heads",
                                             "timesteps", "layout", "patterns", "assignments"])
         let format = try top.required("format")
@@ -115,7 +116,7 @@ private struct Decoder {
         }
 
         let dispatch = try assignments(try top.required("assignments"), shape: shape, plans: &plans, planIndex: &planIndex)
-        let program = Program(model: model, shape: shape, threads: threads, plans: plans, dispatch: dispatch, sourceHash: "")
+        let program = Program(model: model, shape: shape, plans: plans, dispatch: dispatch, sourceHash: "")
         return Masks(program: program, layout: layout)
     }
 

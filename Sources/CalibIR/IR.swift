@@ -76,14 +76,15 @@ public struct Plan: Hashable, Sendable {
     public var rows: [Row]
     /// The compute rows in the order they run (set by `reorder`).
     public var order: [Int]?
-    /// Cuts `order` into one contiguous part per thread, `parts[t] ..< parts[t + 1]` (set by `balance`).
-    public var parts: [Int]?
+    /// Cuts `order` into cost-balanced chunks, `chunks[c] ..< chunks[c + 1]`, that threads claim
+    /// at run time (set by the CPU target's `chunk`).
+    public var chunks: [Int]?
 
-    public init(name: String, rows: [Row], order: [Int]? = nil, parts: [Int]? = nil) {
+    public init(name: String, rows: [Row], order: [Int]? = nil, chunks: [Int]? = nil) {
         self.name = name
         self.rows = rows
         self.order = order
-        self.parts = parts
+        self.chunks = chunks
     }
 
     public var computeRows: [Int] { rows.indices.filter { rows[$0].spans.count > 0 } }
@@ -94,20 +95,15 @@ public struct Plan: Hashable, Sendable {
 public struct Program: Hashable, Sendable {
     public var model: String
     public var shape: Shape
-    /// Threads the static schedule is balanced for.
-    public var threads: Int
-    /// Plans whose kept tiles differ by at most this fraction merge into their union (0: off).
-    public var mergeTolerance: Double = 0
     public var plans: [Plan]
     /// Plan index per `shape.dispatchIndex(stepIndex:layer:head:)`.
     public var dispatch: [Int]
     /// Content hash of the masks.json this program came from, carried into the kernels.
     public var sourceHash: String
 
-    public init(model: String, shape: Shape, threads: Int, plans: [Plan], dispatch: [Int], sourceHash: String) {
+    public init(model: String, shape: Shape, plans: [Plan], dispatch: [Int], sourceHash: String) {
         self.model = model
         self.shape = shape
-        self.threads = threads
         self.plans = plans
         self.dispatch = dispatch
         self.sourceHash = sourceHash

@@ -153,14 +153,6 @@ private struct Cursor {
         let model = try string("the model name")
         try keyword("hash")
         let hash = try string("the source hash")
-        try keyword("threads")
-        let threads = try number("the thread count")
-        var mergeTolerance = 0.0
-        if peek == .word("merge_tolerance") {
-            at += 1
-            guard let v = Double(try string("a tolerance")), v >= 0, v <= 1 else { throw fail("expected a tolerance in [0, 1]") }
-            mergeTolerance = v
-        }
         try keyword("shape")
         try keyword("tokens")
         let tokens = try number("tokens")
@@ -218,10 +210,7 @@ private struct Cursor {
         try punct("}")
         guard peek == nil else { throw fail("unexpected text after the dispatch table") }
         guard let missing = dispatch.firstIndex(of: nil) else {
-            var program = Program(model: model, shape: shape, threads: threads, plans: plans,
-                                  dispatch: dispatch.map { $0! }, sourceHash: hash)
-            program.mergeTolerance = mergeTolerance
-            return program
+            return Program(model: model, shape: shape, plans: plans, dispatch: dispatch.map { $0! }, sourceHash: hash)
         }
         throw fail("dispatch table has no plan for entry \(missing)")
     }
@@ -262,9 +251,9 @@ private struct Cursor {
             at += 1
             plan.order = try intList("a row")
         }
-        if peek == .word("parts") {
+        if peek == .word("chunks") {
             at += 1
-            plan.parts = try intList("a part boundary")
+            plan.chunks = try intList("a chunk boundary")
         }
         try punct("}")
         return plan

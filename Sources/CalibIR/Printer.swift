@@ -1,14 +1,14 @@
 // The canonical text form of a program. `IRParser` reads it back, so a golden dump is also a
 // test input; any change here must keep `parse(print(p)) == p`.
 //
-//   calib.program "example" hash "9f2c…" threads 2
+//   calib.program "example" hash "9f2c…"
 //   shape tokens 2100 head_dim 64 block 64 layers 2 heads 4 steps [0, 25, 49]
 //
 //   plan @spatial {
 //     q0: compute [0, 4) [16, 20)
 //     q1: reuse q0
 //     order [0, 2]
-//     parts [0, 1, 2]
+//     chunks [0, 1, 2]
 //   }
 //
 //   dispatch {
@@ -17,9 +17,7 @@
 
 extension Program {
     public var text: String {
-        var out = "calib.program \(quoted(model)) hash \(quoted(sourceHash)) threads \(threads)"
-        if mergeTolerance > 0 { out += " merge_tolerance \(quoted(String(mergeTolerance)))" }
-        out += "\n"
+        var out = "calib.program \(quoted(model)) hash \(quoted(sourceHash))\n"
         out += "shape tokens \(shape.tokens) head_dim \(shape.headDim) block \(shape.block)"
         out += " layers \(shape.layers) heads \(shape.heads) steps \(list(shape.steps))\n"
         for plan in plans {
@@ -59,7 +57,7 @@ extension Plan {
             }
         }
         if let order { out += "  order \(list(order))\n" }
-        if let parts { out += "  parts \(list(parts))\n" }
+        if let chunks { out += "  chunks \(list(chunks))\n" }
         return out + "}\n"
     }
 }

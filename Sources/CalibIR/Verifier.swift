@@ -16,19 +16,18 @@ extension Program {
         guard !shape.steps.isEmpty, zip(shape.steps, shape.steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw fail("steps must be non-empty and strictly ascending")
         }
-        guard threads > 0 else { throw fail("threads must be positive") }
         guard dispatch.count == shape.dispatchCount else { throw fail("dispatch table has \(dispatch.count) entries, expected \(shape.dispatchCount)") }
         if let bad = dispatch.first(where: { $0 < 0 || $0 >= plans.count }) { throw fail("dispatch names plan \(bad) of \(plans.count)") }
         var names = Set<String>()
         for plan in plans {
             guard names.insert(plan.name).inserted else { throw fail("plan @\(plan.name) defined twice") }
-            try plan.verify(blocks: blocks, partialLast: shape.tokens % shape.block != 0, threads: threads)
+            try plan.verify(blocks: blocks, partialLast: shape.tokens % shape.block != 0)
         }
     }
 }
 
 extension Plan {
-    func verify(blocks: Int, partialLast: Bool, threads: Int) throws {
+    func verify(blocks: Int, partialLast: Bool) throws {
         func fail(_ m: String) -> IRVerifyError { IRVerifyError(message: "plan @\(name): \(m)") }
         guard rows.count == blocks else { throw fail("\(rows.count) rows, expected \(blocks)") }
         for (q, row) in rows.enumerated() {
@@ -55,11 +54,10 @@ extension Plan {
             }
         }
         if let order, order.sorted() != computeRows { throw fail("order is not a permutation of the compute rows") }
-        if let parts {
-            guard let order else { throw fail("parts without an order") }
-            guard parts.count == threads + 1, parts.first == 0, parts.last == order.count,
-                  zip(parts, parts.dropFirst()).allSatisfy({ $0 <= $1 }) else {
-                throw fail("parts must rise from 0 to \(order.count) in \(threads) steps")
+        if let chunks {
+            guard let order else { throw fail("chunks without an order") }
+            guard chunks.first == 0, chunks.last == order.count, zip(chunks, chunks.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw fail("chunks must rise strictly from 0 to \(order.count)")
             }
         }
     }

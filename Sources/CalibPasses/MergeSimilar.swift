@@ -1,11 +1,10 @@
 import CalibIR
 
-/// With `program.mergeTolerance` x > 0, merges plans whose kept tiles differ in at most x of
+/// With tolerance x > 0, merges plans whose kept tiles differ in at most x of
 /// the larger plan's tiles into their union, so no (step, layer, head) loses a tile it kept.
 /// Greedy in plan order: each plan joins the first merged group whose union stays within x of
 /// it. Plans with reused rows keep their own (a union would change what they copy).
-@Sendable public func mergeSimilar(_ program: Program) -> Program {
-    let x = program.mergeTolerance
+public func mergeSimilar(_ program: Program, tolerance x: Double) -> Program {
     guard x > 0 else { return program }
     let n = program.shape.blocks, words = (n + 63) / 64
     var p = program

@@ -1,8 +1,10 @@
-// Swift over the generated C ABI: either the kernels linked into this package (the
-// CalibKernels target) or a shared library built by `calibc` and loaded at run time.
+// Swift over the C ABI of a compiled kernel set (Sources/CalibCodegen/kernels/cpu/include/
+// calib_kernels.h, seen here as CCalibABI): a shared library built by `calibc compile --shared`
+// and loaded at run time, or a generated SwiftPM target the caller links and hands over with
+// `AttentionKernels(entryPoints: UnsafeRawPointer(calib_get_entry_points()))`.
 
-import CalibIR
-import CalibKernels
+import CCalibABI
+import CalibSupport
 import Foundation
 
 public enum CalibError: Error, Equatable, CustomStringConvertible {
@@ -17,7 +19,7 @@ public enum CalibError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .shapeMismatch(t, d, et, ed):
             return "shape mismatch: called with tokens \(t), head_dim \(d); kernels were compiled for tokens \(et), head_dim \(ed)"
-        case let .noPlan(s, l, h): return "no plan for step \(s), layer \(l), head \(h)"
+        case let .noPlan(s, l, h): return h < 0 ? "no plan for step \(s), layer \(l)" : "no plan for step \(s), layer \(l), head \(h)"
         case let .badArgument(m): return "bad argument: \(m)"
         case .outOfMemory: return "out of memory for kernel scratch space"
         case let .maskMismatch(f, e, found):
@@ -35,68 +37,98 @@ public struct KernelInfo: Equatable, Sendable {
     public var heads: Int
     public var steps: [Int]
     public var plans: Int
-    public var threads: Int
     public var model: String
     public var maskSHA256: String
 }
 
-/// A set of compiled kernels. Calls on different heads may run concurrently.
-public final class AttentionKernels: @unchecked Sendable {
-    typealias AttentionFn = @convention(c) (Int32, Int32, Int32, UnsafePointer<Float>?, UnsafePointer<Float>?,
-                                            UnsafePointer<Float>?, UnsafeMutablePointer<Float>?,
-                                            Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
-    typealias AttentionBF16Fn = @convention(c) (Int32, Int32, Int32, UnsafePointer<UInt16>?, UnsafePointer<UInt16>?,
-                                                UnsafePointer<UInt16>?, UnsafeMutablePointer<Float>?,
-                                                Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
-    typealias DenseFn = @convention(c) (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
-                                        UnsafeMutablePointer<Float>?, Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
-    typealias DenseBF16Fn = @convention(c) (UnsafePointer<UInt16>?, UnsafePointer<UInt16>?, UnsafePointer<UInt16>?,
-                                            UnsafeMutablePointer<Float>?, Int64, Int64, Int64, Int64, Int64, Int64) -> Int32
-    typealias InfoFn = @convention(c) () -> UnsafePointer<calib_info>?
-    typealias TeamFn = @convention(c) () -> Int32
+/// Element types the kernels take: the value passed as the ABI's dtype.
+public protocol KernelElement {
+    static var dtype: Int32 { get }
+}
 
-    private let attentionFn: AttentionFn
-    private let attentionBF16Fn: AttentionBF16Fn
-    private let denseFn: DenseFn
-    private let denseBF16Fn: DenseBF16Fn
-    private let teamFn: TeamFn
+extension Float: KernelElement {
+    public static var dtype: Int32 { Int32(CALIB_F32.rawValue) }
+}
+
+extension BFloat16: KernelElement {
+    public static var dtype: Int32 { Int32(CALIB_BF16.rawValue) }
+}
+
+/// Where element (b, s, h, d) of a (batch, tokens, heads, head_dim) tensor lives: at
+/// b·batch + s·token + h·head + d elements; head_dim is contiguous.
+public struct Strides: Equatable, Sendable {
+    public var batch: Int
+    public var token: Int
+    public var head: Int
+
+    public init(batch: Int, token: Int, head: Int) {
+        self.batch = batch
+        self.token = token
+        self.head = head
+    }
+
+    /// A packed (B, S, H, D) tensor, as diffusers holds Q, K, V before its transpose.
+    public static func bshd(tokens: Int, heads: Int, headDim: Int) -> Strides {
+        Strides(batch: tokens * heads * headDim, token: heads * headDim, head: headDim)
+    }
+
+    /// A packed (B, H, S, D) tensor.
+    public static func bhsd(tokens: Int, heads: Int, headDim: Int) -> Strides {
+        Strides(batch: heads * tokens * headDim, token: headDim, head: tokens * headDim)
+    }
+
+    /// Elements a buffer needs to hold every (b, s, h, d), or nil on overflow or negative strides.
+    func span(batch b: Int, tokens: Int, heads: Int, headDim: Int) -> Int? {
+        var last = headDim - 1
+        for (stride, n) in [(batch, b), (token, tokens), (head, heads)] {
+            guard stride >= 0 else { return nil }
+            let (term, o1) = stride.multipliedReportingOverflow(by: n - 1)
+            let (sum, o2) = last.addingReportingOverflow(term)
+            guard !o1, !o2 else { return nil }
+            last = sum
+        }
+        return last + 1
+    }
+
+    var c: [Int64] { [Int64(batch), Int64(token), Int64(head)] }
+}
+
+/// A set of compiled kernels. Calls may run concurrently.
+public final class AttentionKernels: @unchecked Sendable {
+    private let entry: calib_entry_points
     private let handle: UnsafeMutableRawPointer?
     public let info: KernelInfo
 
-    /// The kernels compiled into this package from the bundled example (generated/CalibKernels).
-    public static let linked = AttentionKernels(attention: calib_attention, attentionBF16: calib_attention_bf16,
-                                                dense: calib_dense_attention, denseBF16: calib_dense_attention_bf16,
-                                                info: calib_get_info, team: calib_team_size, handle: nil)
-
-    /// Loads a shared library built from a `calibc compile` output.
+    /// Loads a shared library built from a `calibc compile --shared` output.
     public convenience init(libraryPath: String) throws {
         guard let h = dlopen(libraryPath, RTLD_NOW | RTLD_LOCAL) else {
             throw CalibError.library("cannot load \(libraryPath): \(String(cString: dlerror()))")
         }
-        func symbol<T>(_ name: String, _: T.Type) throws -> T {
-            guard let p = dlsym(h, name) else { throw CalibError.library("\(libraryPath) has no symbol \(name)") }
-            return unsafeBitCast(p, to: T.self)
+        typealias EntryFn = @convention(c) () -> UnsafeRawPointer?
+        guard let symbol = dlsym(h, "calib_get_entry_points"), let table = unsafeBitCast(symbol, to: EntryFn.self)() else {
+            dlclose(h)
+            throw CalibError.library("\(libraryPath) is not a calibc kernel library (no calib_get_entry_points)")
         }
-        self.init(attention: try symbol("calib_attention", AttentionFn.self),
-                  attentionBF16: try symbol("calib_attention_bf16", AttentionBF16Fn.self),
-                  dense: try symbol("calib_dense_attention", DenseFn.self),
-                  denseBF16: try symbol("calib_dense_attention_bf16", DenseBF16Fn.self),
-                  info: try symbol("calib_get_info", InfoFn.self), team: try symbol("calib_team_size", TeamFn.self), handle: h)
+        try self.init(entryPoints: table, handle: h)
     }
 
-    private init(attention: AttentionFn, attentionBF16: AttentionBF16Fn, dense: DenseFn, denseBF16: DenseBF16Fn,
-                 info: InfoFn, team: TeamFn, handle: UnsafeMutableRawPointer?) {
-        attentionFn = attention
-        attentionBF16Fn = attentionBF16
-        denseFn = dense
-        denseBF16Fn = denseBF16
-        teamFn = team
+    /// A linked kernel set: `calib_get_entry_points()` of its generated target.
+    public convenience init(entryPoints: UnsafeRawPointer) throws {
+        try self.init(entryPoints: entryPoints, handle: nil)
+    }
+
+    private init(entryPoints: UnsafeRawPointer, handle: UnsafeMutableRawPointer?) throws {
+        let version = entryPoints.load(as: Int32.self)
+        guard version == CALIB_ABI_VERSION else {
+            if let handle { dlclose(handle) }
+            throw CalibError.library("kernels have C ABI version \(version); this runtime speaks \(CALIB_ABI_VERSION): recompile them with this calibc")
+        }
+        entry = entryPoints.load(as: calib_entry_points.self)
         self.handle = handle
-        let i = info()!.pointee
-        self.info = KernelInfo(tokens: Int(i.tokens), headDim: Int(i.head_dim), block: Int(i.block), layers: Int(i.layers),
-                               heads: Int(i.heads), steps: (0..<Int(i.step_count)).map { Int(i.steps[$0]) },
-                               plans: Int(i.plans), threads: Int(i.threads),
-                               model: String(cString: i.model), maskSHA256: String(cString: i.mask_sha256))
+        let i = entry.get_info()!.pointee
+        info = KernelInfo(tokens: Int(i.tokens), headDim: Int(i.head_dim), block: Int(i.block), layers: Int(i.layers),
+                          heads: Int(i.heads), steps: (0..<Int(i.step_count)).map { Int(i.steps[$0]) }, plans: Int(i.plans),
+                          model: String(cString: i.model), maskSHA256: String(cString: i.mask_sha256))
     }
 
     deinit {
@@ -111,7 +143,48 @@ public final class AttentionKernels: @unchecked Sendable {
     }
 
     /// Threads an OpenMP parallel region of these kernels runs on.
-    public var teamSize: Int { Int(teamFn()) }
+    public var teamSize: Int { Int(entry.team_size()) }
+
+    /// The instruction set the kernels chose on this machine.
+    public var isa: String { String(cString: entry.isa()) }
+
+    /// Every batch × head of (step, layer) in one call, each head over its own plan; q, k, v and
+    /// out are (batch, tokens, heads, head_dim) tensors laid out as their strides say.
+    public func attentionLayer<T: KernelElement>(step: Int, layer: Int, batch: Int,
+                                                 q: UnsafeBufferPointer<T>, k: UnsafeBufferPointer<T>, v: UnsafeBufferPointer<T>,
+                                                 out: UnsafeMutableBufferPointer<T>, strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
+        try layerCall(step: step, layer: layer, dense: false, batch: batch, q, k, v, out, strides)
+    }
+
+    /// The same with every tile computed: the dense baseline.
+    public func denseAttentionLayer<T: KernelElement>(batch: Int, q: UnsafeBufferPointer<T>, k: UnsafeBufferPointer<T>,
+                                                      v: UnsafeBufferPointer<T>, out: UnsafeMutableBufferPointer<T>,
+                                                      strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
+        try layerCall(step: -1, layer: -1, dense: true, batch: batch, q, k, v, out, strides)
+    }
+
+    private func layerCall<T: KernelElement>(step: Int, layer: Int, dense: Bool, batch: Int, _ q: UnsafeBufferPointer<T>,
+                                             _ k: UnsafeBufferPointer<T>, _ v: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>,
+                                             _ strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
+        let (n, h, d) = (info.tokens, info.heads, info.headDim)
+        for (name, count, s) in [("q", q.count, strides.q), ("k", k.count, strides.k), ("v", v.count, strides.v), ("out", out.count, strides.out)] {
+            guard let needed = s.span(batch: batch, tokens: n, heads: h, headDim: d) else {
+                throw CalibError.badArgument("\(name) strides \(s) overflow or are negative")
+            }
+            guard count >= needed else { throw CalibError.badArgument("\(name) holds \(count) elements, needs \(needed) at strides \(s)") }
+        }
+        let (qs, ks, vs, os) = (strides.q.c, strides.k.c, strides.v.c, strides.out.c)
+        let status: Int32
+        if dense {
+            status = entry.dense_attention_layer(T.dtype, q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress, Int64(batch),
+                                                 Int64(n), Int64(h), Int64(d), qs, ks, vs, os)
+        } else {
+            guard let s = Int32(exactly: step), let l = Int32(exactly: layer) else { throw CalibError.noPlan(step: step, layer: layer, head: -1) }
+            status = entry.attention_layer(s, l, T.dtype, q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress, Int64(batch),
+                                           Int64(n), Int64(h), Int64(d), qs, ks, vs, os)
+        }
+        try check(status, tokens: n, headDim: d, step: step, layer: layer, head: -1)
+    }
 
     /// One head's attention over the plan of (step, layer, head). Each buffer holds `tokens`
     /// rows of `headDim` values, `stride` values apart (default: packed).
@@ -120,7 +193,7 @@ public final class AttentionKernels: @unchecked Sendable {
                           out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
         let (s, l, h) = try ids(step, layer, head)
         try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (step, layer, head)) {
-            attentionFn(s, l, h, $0, $1, $2, $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+            entry.attention(s, l, h, $0, $1, $2, $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
         }
     }
 
@@ -130,7 +203,7 @@ public final class AttentionKernels: @unchecked Sendable {
                           out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
         let (s, l, h) = try ids(step, layer, head)
         try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (step, layer, head)) {
-            attentionBF16Fn(s, l, h, bits($0), bits($1), bits($2), $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+            entry.attention_bf16(s, l, h, bits($0), bits($1), bits($2), $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
         }
     }
 
@@ -138,14 +211,14 @@ public final class AttentionKernels: @unchecked Sendable {
     public func denseAttention(q: UnsafeBufferPointer<Float>, k: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>,
                                out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
         try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (-1, -1, -1)) {
-            denseFn($0, $1, $2, $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+            entry.dense_attention($0, $1, $2, $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
         }
     }
 
     public func denseAttention(q: UnsafeBufferPointer<BFloat16>, k: UnsafeBufferPointer<BFloat16>, v: UnsafeBufferPointer<BFloat16>,
                                out: UnsafeMutableBufferPointer<Float>, tokens: Int, headDim: Int, stride: Int? = nil) throws {
         try invoke(q, k, v, out, tokens: tokens, headDim: headDim, stride: stride, at: (-1, -1, -1)) {
-            denseBF16Fn(bits($0), bits($1), bits($2), $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
+            entry.dense_attention_bf16(bits($0), bits($1), bits($2), $3, Int64(tokens), Int64(headDim), $4, $4, $4, $4)
         }
     }
 
@@ -176,7 +249,9 @@ public final class AttentionKernels: @unchecked Sendable {
             throw CalibError.shapeMismatch(tokens: tokens, headDim: headDim, expectedTokens: info.tokens, expectedHeadDim: info.headDim)
         }
         guard stride >= headDim else { throw CalibError.badArgument("stride \(stride) is smaller than head_dim \(headDim)") }
-        let needed = (tokens - 1) * stride + headDim
+        let (rows, o1) = (tokens - 1).multipliedReportingOverflow(by: stride)
+        guard !o1 else { throw CalibError.badArgument("stride \(stride) overflows") }
+        let needed = rows + headDim
         for (name, count) in counts where count < needed {
             throw CalibError.badArgument("\(name) holds \(count) floats, needs \(needed) for \(tokens) tokens at stride \(stride)")
         }

@@ -2,7 +2,7 @@
 // little-endian header length, a JSON header naming each tensor's dtype, shape and byte
 // range, then raw little-endian data. Read through a memory map, converted to Float on demand.
 
-import CalibIR
+import CalibSupport
 import CalibJSON
 import Foundation
 

@@ -16,6 +16,7 @@
 //   per prompt: no static mask serves it, and calibration must find that out.
 
 import CalibIR
+import CalibSupport
 import CalibSafetensors
 import Foundation
 

@@ -5,6 +5,7 @@
 // differ by small per-head details, and a few heads are dense.
 
 import CalibIR
+import CalibSupport
 
 public enum SynthMasks {
     public struct Config: Sendable {
@@ -82,6 +83,6 @@ public enum SynthMasks {
                 }
             }
         }
-        return Program(model: "synthetic Wan 2.1 14B 720p", shape: shape, threads: 2, plans: plans, dispatch: dispatch, sourceHash: "")
+        return Program(model: "synthetic Wan 2.1 14B 720p", shape: shape, plans: plans, dispatch: dispatch, sourceHash: "")
     }
 }

@@ -1,194 +1,104 @@
-// calibc: argument parsing and reporting only; every stage is a library call.
+// calibc: argument parsing and reporting only; every stage is a library call (CalibDriver for
+// compiling). Usage errors exit 2, input errors 1.
 
 import CalibCalibrate
 import CalibCodegen
+import CalibDriver
 import CalibFrontend
 import CalibIR
 import CalibPasses
 import CalibSynth
 import Foundation
 
-let usage = """
-    calibc — compiles calibrated attention masks into C/OpenMP kernels
+let version = "calibc 0.3.0 (kernel C ABI 2)"
 
-    usage:
-      calibc compile <masks.json> -o <dir> [--threads N] [--merge-tolerance X] [--force] [--shared]
-      calibc ir <masks.json> [--threads N] [--merge-tolerance X] [--print-after <pass>]
-      calibc stats <masks.json> [--merge-tolerance X] [--show <step>,<layer>,<head>]
-      calibc synth -o <dir> [--prompts N] [--seed S]
-      calibc synth --masks wan14b -o <masks.json>
-      calibc calibrate <recording.safetensors>... -o <masks.json> [--holdout <recording>]... [options]
-
-    Run `calibc <command> --help` for a command's options.
-    """
-
-let compileHelp = """
-    usage: calibc compile <masks.json> -o <dir> [--threads N] [--merge-tolerance X] [--force] [--shared]
-
-    Writes a C target (sources, include/, module map) to <dir>, replacing it atomically.
-      -o <dir>       output directory, e.g. generated/CalibKernels
-      --threads N    threads the static schedule is balanced for (default 2)
-      --merge-tolerance X
-                     merge plans whose kept tiles differ in at most X (a fraction) into their
-                     union: fewer plans, never fewer tiles for any (step, layer, head)
-      --force        replace <dir> even if calibc did not write it
-      --shared       also build <dir>/libcalibkernels.so with the same C ABI (for ctypes, dlopen)
-    """
-
-let irHelp = """
-    usage: calibc ir <masks.json> [--threads N] [--merge-tolerance X] [--print-after <pass>]
-
-    Prints the program in canonical IR text form, after all passes or after <pass>:
-      parse (before any pass), \(Pipeline.passes.map(\.name).joined(separator: ", "))
-    """
-
-let statsHelp = """
-    usage: calibc stats <masks.json> [--merge-tolerance X] [--show <step>,<layer>,<head>]
-
-    Density per step, layer and head, unique plans, dedupe ratio and reuse fraction.
-      --show s,l,h   draw the block mask of the plan used at step s, layer l, head h
-    """
-
-let synthHelp = """
-    usage: calibc synth -o <dir> [--prompts N] [--seed S]
-           calibc synth --masks wan14b -o <masks.json> [--seed S]
-
-    Writes N recordings (prompt0.safetensors …, default 3) of video-like queries and keys:
-    12 frames of 16×16 tokens (3072), head_dim 128, 2 layers × 6 heads, steps 0, 20, 40.
-    Heads per layer: spatial, temporal, two local-3D windows, a sink, and one whose hot spot
-    moves with the prompt (docs/calibration.md).
-
-    With --masks wan14b it writes a mask set of Wan 2.1 14B's size instead (40 layers × 40 heads
-    × 50 steps, 75,600 tokens, blocks of 128): spatial, temporal, local-3D, sink and dense heads,
-    wider windows in the first 10 steps, small per-head differences.
-    """
-
-let calibrateHelp = """
-    usage: calibc calibrate <recording.safetensors>... -o <masks.json> [--holdout <recording>]... [options]
-
-    Measures block attention mass on the recordings and writes masks.json; held-out
-    recordings are only used to report kept mass and output error.
-      --block B              tile size in tokens (default 64)
-      --mass T               keep, per query block, the fewest key blocks holding T of its mass on every input (default 0.95)
-      --density R            or keep, per head, the heaviest R of all tiles
-      --stability-drop X     a head is dense when leaving one input out loses more than X of its mass (default 0.05)
-      --reuse-tolerance X    L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)
-      --threads N            threads the compiled schedule will be balanced for (default 2)
-    """
-
-struct UsageError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Options after the command word: positional inputs plus `--name value` flags (repeatable).
-struct Arguments {
-    var inputs: [String] = []
-    var all: [String: [String]] = [:]
-    var flags: Set<String> = []
-
-    init(_ args: ArraySlice<String>, valued: Set<String>, flags allowedFlags: Set<String> = []) throws {
-        var it = args.makeIterator()
-        while let a = it.next() {
-            if a.hasPrefix("-"), a.count > 1 {
-                let (name, inline) = a.contains("=") ? (String(a.prefix { $0 != "=" }), String(a.drop { $0 != "=" }.dropFirst())) : (a, nil)
-                if valued.contains(name) {
-                    guard let v = inline ?? it.next() else { throw UsageError(description: "\(name) needs a value") }
-                    all[name, default: []].append(v)
-                } else if allowedFlags.contains(name), inline == nil {
-                    flags.insert(name)
-                } else {
-                    throw UsageError(description: "unknown option \(a)")
-                }
-            } else {
-                inputs.append(a)
-            }
-        }
-    }
-
-    var values: [String: String] { all.compactMapValues(\.last) }
-
-    func requireInput() throws -> String {
-        guard inputs.count == 1 else {
-            throw UsageError(description: inputs.isEmpty ? "missing <masks.json>" : "unexpected argument \(inputs[1])")
-        }
-        return inputs[0]
-    }
-
-    func int(_ name: String, default value: Int) throws -> Int {
-        guard let text = values[name] else { return value }
-        guard let v = Int(text), v > 0 else { throw UsageError(description: "\(name) expects a positive integer, got \(text)") }
-        return v
-    }
-
-    func fraction(_ name: String) throws -> Double? {
-        guard let text = values[name] else { return nil }
-        guard let v = Double(text), v >= 0, v <= 1 else { throw UsageError(description: "\(name) expects a number in [0, 1], got \(text)") }
-        return v
-    }
-}
-
-/// The masks file with the compile options of the command line applied.
-func load(_ a: Arguments) throws -> Masks {
-    var masks = try Frontend.load(path: try a.requireInput(), threads: try a.int("--threads", default: 2))
-    masks.program.mergeTolerance = try a.fraction("--merge-tolerance") ?? 0
-    return masks
+func seconds(_ s: Double) -> String {
+    s < 1 ? String(format: "%.1f ms", s * 1000) : String(format: "%.2f s", s)
 }
 
 func seconds(since start: DispatchTime) -> String {
-    let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
-    return ms < 1000 ? String(format: "%.1f ms", ms) : String(format: "%.2f s", ms / 1000)
+    seconds(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
 }
 
-func compile(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["-o", "--threads", "--merge-tolerance"], flags: ["--force", "--shared"])
-    let input = try a.requireInput()
-    guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
-    var t = DispatchTime.now()
-    let masks = try load(a)
-    print("parse      \(seconds(since: t))")
-    t = DispatchTime.now()
-    var passTimer = DispatchTime.now()
-    var before = masks.program
-    let program = Pipeline.run(masks.program) { pass, p in
-        var note = ""
-        if pass.name == "merge-similar", p.mergeTolerance > 0 {
-            note = String(format: "  %d → %d plans, mean density %.4f → %.4f", before.plans.count, p.plans.count,
-                          before.meanDensity(), p.meanDensity())
+let mergeOption = Option(name: "--merge-tolerance", value: "X", help: """
+    merge plans whose kept tiles differ in at most X (a fraction) into their
+    union: fewer plans, never fewer tiles for any (step, layer, head); default off
+    """)
+let targetOption = Option(name: "--target", value: "T", help: "code generation target: \(Targets.all.map(\.name).joined(separator: " or ")) (default cpu)")
+
+func compileOptions(_ a: Parsed) throws -> CompileOptions {
+    var options = CompileOptions()
+    options.mergeTolerance = try a.fraction("--merge-tolerance") ?? 0
+    if let name = a.value("--target") {
+        guard let target = Targets.named(name) else {
+            throw UsageError(description: "unknown --target \(name) (known: \(Targets.all.map(\.name).joined(separator: ", ")))")
         }
-        print("  \(pass.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(seconds(since: passTimer))\(note)")
-        before = p
-        passTimer = DispatchTime.now()
+        options.target = target
     }
-    print("passes     \(seconds(since: t))")
-    t = DispatchTime.now()
-    let files = Codegen.emit(program, source: URL(fileURLWithPath: input).lastPathComponent, passes: Pipeline.passes.map(\.name))
-    print("codegen    \(seconds(since: t))")
-    t = DispatchTime.now()
-    let shared = a.flags.contains("--shared")
-    try OutputWriter.write(files, to: out, force: a.flags.contains("--force")) { staging in
-        guard shared else { return }
-        let build = DispatchTime.now()
-        try SharedLibrary.build(sourceDir: staging, output: staging + "/" + SharedLibrary.fileName)
-        print("shared lib  \(seconds(since: build))")
-    }
-    print("check+write \(seconds(since: t))")
-    print("wrote \(out): \(program.plans.count) unique plans for \(program.shape.dispatchCount) (step, layer, head)")
+    return options
 }
 
-func ir(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["--threads", "--print-after", "--merge-tolerance"], flags: [])
-    let masks = try load(a)
-    let stop = a.values["--print-after"]
+/// Prints the driver's steps as `compile` reports them.
+func printEvent(_ event: DriverEvent) {
+    switch event {
+    case .parsed(let s): print("parse       \(seconds(s))")
+    case let .pass(name, s, before, after):
+        var note = ""
+        if name == "merge-similar" {
+            note = String(format: "  %d → %d plans, mean density %.4f → %.4f", before.plans.count, after.plans.count,
+                          before.meanDensity(), after.meanDensity())
+        }
+        print("  \(name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(seconds(s))\(note)")
+    case .emitted(let s): print("codegen     \(seconds(s))")
+    case .checked(let s): print("check       \(seconds(s))")
+    case let .built(library, s): print("shared lib  \(seconds(s))  \(library)")
+    case let .buildSkipped(tool, command): print("\(tool) is not installed here: the sources are written; build them with\n  \(command)")
+    case let .wrote(directory, s): print("write       \(seconds(s))  \(directory)")
+    }
+}
+
+let compile = Command(
+    name: "compile", operands: "<masks.json> -o <dir>",
+    summary: "Writes a target's sources (tables, kernels, headers) to <dir>, replacing it atomically.",
+    options: [
+        Option(name: "-o", value: "<dir>", help: "output directory, e.g. generated/CalibKernels"),
+        targetOption, mergeOption,
+        Option(name: "--force", value: nil, help: "replace <dir> even if calibc did not write it"),
+        Option(name: "--shared", value: nil, help: """
+            also build the shared library (cpu: <dir>/libcalibkernels.so with clang;
+            cuda: <dir>/libcalibcuda.so with nvcc, where installed)
+            """),
+    ]) { a in
+    let input = try a.operand("<masks.json>")
+    let out = try a.required("-o", "<dir>")
+    var options = try compileOptions(a)
+    options.shared = a.flag("--shared")
+    options.force = a.flag("--force")
+    let result = try Driver.compile(masks: input, to: out, options: options, report: printEvent)
+    print("wrote \(out): \(result.program.plans.count) unique plans for \(result.program.shape.dispatchCount) (step, layer, head)")
+}
+
+let ir = Command(
+    name: "ir", operands: "<masks.json>",
+    summary: "Prints the program in canonical IR text form (docs/ir.md), after every pass or after one.",
+    options: [
+        Option(name: "--print-after", value: "<pass>", help: "parse (before any pass), or a pass: \(Pipeline.names.joined(separator: ", "))"),
+        targetOption, mergeOption,
+    ]) { a in
+    let options = try compileOptions(a)
+    let stop = a.value("--print-after")
+    let passes = options.passes
+    if let stop, stop != "parse", !passes.contains(where: { $0.name == stop }) {
+        throw UsageError(description: "pass \(stop) does not run here; passes: parse, \(passes.map(\.name).joined(separator: ", "))")
+    }
+    let masks = try Driver.load(try a.operand("<masks.json>"))
     if stop == "parse" {
         print(masks.program.text, terminator: "")
         return
     }
-    if let stop, !Pipeline.passes.contains(where: { $0.name == stop }) {
-        throw UsageError(description: "unknown pass \(stop); passes: parse, \(Pipeline.passes.map(\.name).joined(separator: ", "))")
-    }
     var printed = false
-    let final = Pipeline.run(masks.program) { pass, p in
-        if pass.name == stop, !printed {
+    let final = Driver.optimize(masks.program, passes) { event in
+        if case let .pass(name, _, _, p) = event, name == stop, !printed {
             print(p.text, terminator: "")
             printed = true
         }
@@ -196,50 +106,120 @@ func ir(_ args: ArraySlice<String>) throws {
     if !printed { print(final.text, terminator: "") }
 }
 
-func stats(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["--show", "--merge-tolerance"], flags: [])
-    let masks = try load(a)
-    let program = Pipeline.run(masks.program)
-    print(program.statsReport(), terminator: "")
-    if let show = a.values["--show"] {
-        let parts = show.split(separator: ",").compactMap { Int($0) }
-        guard parts.count == 3 else { throw UsageError(description: "--show expects <step>,<layer>,<head>") }
-        guard let s = program.shape.steps.firstIndex(of: parts[0]), (0..<program.shape.layers).contains(parts[1]),
-              (0..<program.shape.heads).contains(parts[2]) else {
-            throw UsageError(description: "--show \(show): no such step, layer or head")
+let opt = Command(
+    name: "opt", operands: "<file.ir>",
+    summary: "Reads canonical IR text, runs the named passes in order and prints the result (the tests' golden files).",
+    options: [
+        Option(name: "--passes", value: "<a,b,…>", help: "passes to run, comma-separated: \(Pipeline.names.joined(separator: ", "))"),
+        mergeOption,
+    ]) { a in
+    let path = try a.operand("<file.ir>")
+    let tolerance = try a.fraction("--merge-tolerance") ?? 0
+    let names = try a.required("--passes", "<a,b,…>").split(separator: ",").map(String.init)
+    let passes = try names.map { name in
+        guard let pass = Pipeline.named(name, mergeTolerance: tolerance) else {
+            throw UsageError(description: "unknown pass \(name); passes: \(Pipeline.names.joined(separator: ", "))")
         }
-        let plan = program.plan(stepIndex: s, layer: parts[1], head: parts[2])
-        print("\nplan @\(plan.name) at step \(parts[0]) layer \(parts[1]) head \(parts[2]) (rows: query blocks, columns: key blocks):")
+        return pass
+    }
+    guard let data = FileManager.default.contents(atPath: path) else { throw CodegenError(message: "\(path): cannot read the file") }
+    let program: Program
+    do {
+        program = try IRParser.parse(String(decoding: data, as: UTF8.self))
+        try program.verify()
+    } catch {
+        throw CodegenError(message: "\(path): \(error)")
+    }
+    print(Driver.optimize(program, passes).text, terminator: "")
+}
+
+let stats = Command(
+    name: "stats", operands: "<masks.json>",
+    summary: "Density per step, layer and head, unique plans, dedupe ratio and reuse fraction.",
+    options: [
+        mergeOption,
+        Option(name: "--show", value: "<step>,<layer>,<head>", help: "draw the block mask of the plan used at that (step, layer, head)"),
+    ]) { a in
+    let input = try a.operand("<masks.json>")
+    let options = try compileOptions(a)
+    var show: [Int]?
+    if let text = a.value("--show") {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 3, parts.allSatisfy({ $0 != nil }) else { throw UsageError(description: "--show expects <step>,<layer>,<head>") }
+        show = parts.map { $0! }
+    }
+    let masks = try Driver.load(input)
+    let shape = masks.program.shape
+    var stepIndex: Int?
+    if let show {
+        stepIndex = shape.steps.firstIndex(of: show[0])
+        guard stepIndex != nil, (0..<shape.layers).contains(show[1]), (0..<shape.heads).contains(show[2]) else {
+            throw UsageError(description: "--show \(show.map(String.init).joined(separator: ",")): \(input) has steps \(shape.steps.map(String.init).joined(separator: ", ")), layers 0…\(shape.layers - 1), heads 0…\(shape.heads - 1)")
+        }
+    }
+    let program = Driver.optimize(masks.program, options.passes)
+    print(program.statsReport(), terminator: "")
+    if let show, let s = stepIndex {
+        let plan = program.plan(stepIndex: s, layer: show[1], head: show[2])
+        print("\nplan @\(plan.name) at step \(show[0]) layer \(show[1]) head \(show[2]) (rows: query blocks, columns: key blocks):")
         print(plan.drawing(), terminator: "")
     }
 }
 
-func synth(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["-o", "--prompts", "--seed", "--masks"])
-    guard a.inputs.isEmpty else { throw UsageError(description: "unexpected argument \(a.inputs[0])") }
-    guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
-    if let preset = a.values["--masks"] {
+let synth = Command(
+    name: "synth", operands: "-o <dir>",
+    summary: """
+    Writes N recordings (prompt0.safetensors …, default 3) of video-like queries and keys:
+    12 frames of 16×16 tokens (3072), head_dim 128, 2 layers × 6 heads, steps 0, 20, 40.
+    Heads per layer: spatial, temporal, two local-3D windows, a sink, and one whose hot spot
+    moves with the prompt (docs/calibration.md).
+    """,
+    options: [
+        Option(name: "-o", value: "<path>", help: "output directory (or masks file with --masks)"),
+        Option(name: "--prompts", value: "N", help: "recordings to write (default 3)"),
+        Option(name: "--seed", value: "S", help: "random seed (default 1)"),
+        Option(name: "--masks", value: "wan14b", help: """
+            write a mask set of Wan 2.1 14B's size instead (40 layers × 40 heads × 50 steps,
+            75,600 tokens, blocks of 128): spatial, temporal, local-3D, sink and dense heads
+            """),
+    ]) { a in
+    guard a.operands.isEmpty else { throw UsageError(description: "unexpected argument \(a.operands[0])") }
+    let out = try a.required("-o", "<path>")
+    let seed = UInt64(try a.int("--seed", default: 1, range: 0...Int.max))
+    if let preset = a.value("--masks") {
         guard preset == "wan14b" else { throw UsageError(description: "unknown --masks preset \(preset) (known: wan14b)") }
         let start = DispatchTime.now()
-        let program = SynthMasks.program(SynthMasks.Config(), seed: UInt64(try a.int("--seed", default: 1)))
+        let program = SynthMasks.program(SynthMasks.Config(), seed: seed)
         let text = MaskWriter.json(program, layout: Layout(frames: 21, height: 45, width: 80, textTokens: 0, textFirst: false))
         try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
         print("wrote \(out): \(text.utf8.count) bytes, \(program.shape.dispatchCount) (step, layer, head) in \(seconds(since: start))")
         return
     }
     let progress = Progress("synth")
-    let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3), seed: UInt64(try a.int("--seed", default: 1)),
+    let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3, range: 1...1000), seed: seed,
                                 to: out, progress: progress.update)
     print("wrote \(paths.joined(separator: ", "))")
 }
 
-func calibrate(_ args: ArraySlice<String>) throws {
-    let a = try Arguments(args, valued: ["-o", "--holdout", "--block", "--mass", "--density", "--stability-drop", "--reuse-tolerance", "--threads"])
-    guard !a.inputs.isEmpty else { throw UsageError(description: "missing <recording.safetensors>") }
-    guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <masks.json>") }
+let calibrate = Command(
+    name: "calibrate", operands: "<recording.safetensors>... -o <masks.json>",
+    summary: """
+    Measures block attention mass on the recordings and writes masks.json; held-out
+    recordings are only used to report kept mass and output error (docs/calibration.md).
+    """,
+    options: [
+        Option(name: "-o", value: "<masks.json>", help: "the masks file to write"),
+        Option(name: "--holdout", value: "<recording>", help: "a recording to check on, not calibrate on", repeatable: true),
+        Option(name: "--block", value: "B", help: "tile size in tokens, 1…1024 (default 64)"),
+        Option(name: "--mass", value: "T", help: "keep, per query block, the fewest key blocks holding T of its mass on every input (default 0.95)"),
+        Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
+        Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
+        Option(name: "--reuse-tolerance", value: "X", help: "L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)"),
+    ]) { a in
+    guard !a.operands.isEmpty else { throw UsageError(description: "missing <recording.safetensors>") }
+    let out = try a.required("-o", "<masks.json>")
     var options = CalibrationOptions()
-    options.block = try a.int("--block", default: 64)
-    options.threads = try a.int("--threads", default: 2)
+    options.block = try a.int("--block", default: 64, range: 1...1024)
     switch (try a.fraction("--mass"), try a.fraction("--density")) {
     case (_?, _?): throw UsageError(description: "give --mass or --density, not both")
     case (let m?, nil): options.selection = .mass(m)
@@ -249,38 +229,45 @@ func calibrate(_ args: ArraySlice<String>) throws {
     options.stabilityDrop = try a.fraction("--stability-drop") ?? options.stabilityDrop
     options.reuseTolerance = try a.fraction("--reuse-tolerance") ?? options.reuseTolerance
     let start = DispatchTime.now()
-    let recordings = try a.inputs.map(Recording.init(path:))
-    let holdout = try (a.all["--holdout"] ?? []).map(Recording.init(path:))
+    let recordings = try a.operands.map(Recording.init(path:))
+    let holdout = try a.all("--holdout").map(Recording.init(path:))
     let result = try Calibrator.run(calibration: recordings, holdout: holdout, options: options, progress: Progress("calibrate").update)
     let text = MaskWriter.json(result.program, layout: result.layout)
-    let url = URL(fileURLWithPath: out)
-    try Data(text.utf8).write(to: url, options: .atomic)
+    try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
     print(CalibrationReport.text(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count))
     print("wrote \(out) (\(text.utf8.count) bytes) in \(seconds(since: start))")
 }
 
+let commands = [compile, ir, opt, stats, synth, calibrate]
+
+let usage = """
+    \(version): compiles calibrated attention masks into attention kernels
+
+    usage:
+    \(commands.map { "  " + $0.usage }.joined(separator: "\n"))
+      calibc --version
+
+    Run `calibc <command> --help` for a command's options.
+    """
+
 let argv = CommandLine.arguments
-let command = argv.count > 1 ? argv[1] : "--help"
+let word = argv.count > 1 ? argv[1] : "--help"
 let rest = argv.dropFirst(2)
-let helps = ["compile": compileHelp, "ir": irHelp, "stats": statsHelp, "synth": synthHelp, "calibrate": calibrateHelp]
+let command = commands.first { $0.name == word }
 do {
-    if let help = helps[command], rest.contains("--help") || rest.contains("-h") {
-        print(help)
-        exit(0)
-    }
-    switch command {
-    case "compile": try compile(rest)
-    case "ir": try ir(rest)
-    case "stats": try stats(rest)
-    case "synth": try synth(rest)
-    case "calibrate": try calibrate(rest)
-    case "--help", "-h", "help":
-        print(usage)
+    switch word {
+    case "--help", "-h", "help": print(usage)
+    case "--version": print(version)
     default:
-        throw UsageError(description: "unknown command \(command)")
+        guard let command else { throw UsageError(description: "unknown command \(word)") }
+        if rest.contains("--help") || rest.contains("-h") {
+            print(command.help, terminator: "")
+        } else {
+            try command.run(try command.parse(rest))
+        }
     }
 } catch let e as UsageError {
-    FileHandle.standardError.write(Data("calibc: \(e.description)\n\n\(helps[command] ?? usage)\n".utf8))
+    FileHandle.standardError.write(Data("calibc: \(e.description)\n\n\(command?.help ?? usage)\n".utf8))
     exit(2)
 } catch {
     FileHandle.standardError.write(Data("calibc: error: \(error)\n".utf8))

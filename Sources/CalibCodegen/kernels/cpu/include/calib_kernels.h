@@ -83,6 +83,29 @@ int calib_team_size(void);
  * "avx512", "avx2" or "portable". */
 const char *calib_isa(void);
 
+/* Every entry point in one table, for callers that bind a kernel set at run time: the Swift
+ * runtime takes this from a linked target or a loaded library alike. */
+typedef struct calib_entry_points {
+    int32_t abi_version;
+    const calib_info *(*get_info)(void);
+    int (*attention_layer)(int32_t, int32_t, int32_t, const void *, const void *, const void *, void *, int64_t, int64_t,
+                           int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *);
+    int (*dense_attention_layer)(int32_t, const void *, const void *, const void *, void *, int64_t, int64_t, int64_t,
+                                 int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *);
+    int (*attention)(int32_t, int32_t, int32_t, const float *, const float *, const float *, float *, int64_t, int64_t,
+                     int64_t, int64_t, int64_t, int64_t);
+    int (*attention_bf16)(int32_t, int32_t, int32_t, const uint16_t *, const uint16_t *, const uint16_t *, float *, int64_t,
+                          int64_t, int64_t, int64_t, int64_t, int64_t);
+    int (*dense_attention)(const float *, const float *, const float *, float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t);
+    int (*dense_attention_bf16)(const uint16_t *, const uint16_t *, const uint16_t *, float *, int64_t, int64_t, int64_t,
+                                int64_t, int64_t, int64_t);
+    int (*team_size)(void);
+    const char *(*isa)(void);
+} calib_entry_points;
+
+const calib_entry_points *calib_get_entry_points(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,39 @@
+// The CPU target: C11 + OpenMP kernels (kernels/cpu), the tables, a module map so the directory
+// is a SwiftPM C target, and a shared library built with clang.
+
+import CalibIR
+import CalibPasses
+
+public struct CPUTarget: Target {
+    public init() {}
+
+    public var name: String { "cpu" }
+    public var tail: [Pass] { [Pass(name: "chunk", run: chunk)] }
+    public var libraryName: String { "libcalibkernels.so" }
+
+    /// Kernel sources copied verbatim (after a banner): kernels/cpu/<name> → <name>.
+    static let kernelFiles = ["calib_kernels.c", "calib_tile.h", "calib_exp2.h", "include/calib_kernels.h"]
+
+    public func emit(_ program: Program, _ provenance: Provenance) throws -> [GeneratedFile] {
+        var files = Codegen.tables(program, provenance)
+        for file in Self.kernelFiles { files.append(try Codegen.kernelFile("cpu/" + file, as: file, program, provenance)) }
+        files.append(GeneratedFile(path: "include/module.modulemap",
+                                   contents: "module CalibKernels {\n    header \"calib_kernels.h\"\n    export *\n}\n"))
+        return files
+    }
+
+    public func check(_ files: [GeneratedFile]) throws {
+        try ClangCheck.check(files, language: "c", arguments: ["-std=c11", "-fopenmp", "-idirafter", Toolchain.ompInclude])
+    }
+
+    /// The flags of the CalibKernels target in Package.swift, plus what a shared object needs. No
+    /// -march: the kernels pick their instruction set on the machine they run on.
+    public var buildCommand: [String] { Self.buildArguments(output: libraryName) }
+
+    public static func buildArguments(output: String, extra: [String] = []) -> [String] {
+        ["clang", "-std=c11", "-O3"] + extra + ["-fopenmp", "-idirafter", Toolchain.ompInclude,
+         "-I", "include", "-shared", "-fPIC", "-Wl,-Bsymbolic", "-Wl,--build-id=none",
+         "calib_kernels.c", "calib_schedule.c",
+         "-o", output, "-L", Toolchain.ompLib, "-lomp", "-Wl,-rpath," + Toolchain.ompLib]
+    }
+}

@@ -1,0 +1,56 @@
+// The seam between the compiler and a target: what a target adds to the pipeline, the files it
+// emits, how they are checked before anything is written, and how they are built.
+
+import CalibIR
+import CalibPasses
+import Foundation
+
+public protocol Target: Sendable {
+    /// The name `calibc compile --target` takes.
+    var name: String { get }
+    /// Passes this target runs after the common pipeline.
+    var tail: [Pass] { get }
+    /// The files of the output directory (the driver adds the manifest).
+    func emit(_ program: Program, _ provenance: Provenance) throws -> [GeneratedFile]
+    /// Rejects generated files that would not compile (a compiler bug), before anything is written.
+    func check(_ files: [GeneratedFile]) throws
+    /// What `--shared` builds inside the output directory.
+    var libraryName: String { get }
+    /// The command that builds it, run in the output directory with relative names (its first
+    /// word is the tool, looked up on PATH).
+    var buildCommand: [String] { get }
+}
+
+public enum Targets {
+    public static let all: [any Target] = [CPUTarget(), CUDATarget()]
+
+    public static func named(_ name: String) -> (any Target)? { all.first { $0.name == name } }
+}
+
+/// Runs a build tool with `dir` as its working directory and relative file names, so nothing
+/// about where the directory was staged ends up in the output.
+public func runTool(_ arguments: [String], in dir: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: dir)
+    let pipe = Pipe()
+    process.standardError = pipe
+    process.standardOutput = pipe
+    try process.run()
+    let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CodegenError(message: "\(arguments[0]) failed building \(arguments.last ?? ""):\n\(log)")
+    }
+}
+
+/// The first executable named `tool` on PATH.
+public func findTool(_ tool: String) -> String? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+    for dir in path.split(separator: ":") {
+        let candidate = "\(dir)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}

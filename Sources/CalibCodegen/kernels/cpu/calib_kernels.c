@@ -1,0 +1,420 @@
+/* calibc's CPU attention kernels (C11 + OpenMP). The same file for every masks file: the shape
+ * arrives as macros and the plans as tables from calib_internal.h / calib_schedule.c, which
+ * `calibc compile` writes beside it. FlashAttention-style: per query block, each kept key block
+ * goes through S = Q·Kᵀ, an online softmax in the log2 domain and acc += P·V (calib_tile.h);
+ * skipped tiles are never visited, so there is no mask test at run time.
+ *
+ * Fast on the machine it runs on, not the one it was built on: calib_tile.h is compiled once per
+ * x86 instruction set (AVX-512, AVX2, SSE, and plain C for shapes whose block or head_dim the
+ * vectors do not divide) and the widest one the CPU has is chosen at load time.
+ *
+ * Work: every (batch, head) of a call and every chunk of its plan's rows (rows in locality order
+ * cut at compile time into cost-balanced chunks, heaviest first) go into one pool that OpenMP
+ * threads claim from an atomic counter, so any team size gets balanced work. Only static OpenMP
+ * constructs: clang 21 lowers schedule(dynamic) to __kmpc_dispatch_deinit, which Debian 12's
+ * libomp 14 lacks. */
+#include <calib_kernels.h>
+#include "calib_internal.h"
+#include "calib_exp2.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define D CALIB_HEAD_DIM
+#define B CALIB_BLOCK
+#define NB CALIB_BLOCKS
+#define LAST_ROWS (CALIB_TOKENS - (NB - 1) * B) /* tokens in the last, possibly partial, block */
+
+/* One call: element (b, s, h, d) of x is at x + (b·xs[0] + s·xs[1] + h·xs[2] + d) elements. */
+typedef struct call {
+    int32_t in, out_dtype;  /* CALIB_F32 or CALIB_BF16 */
+    const char *q, *k, *v;
+    char *out;
+    int64_t qs[3], ks[3], vs[3], os[3];
+    int64_t batch, heads;
+    const calib_plan *const *plans; /* per head */
+} call;
+
+/* The tensors of one (batch, head). */
+typedef struct slice {
+    const char *q, *k, *v;
+    char *out;
+} slice;
+
+/* Per-thread working set for one query block (heap, freed at the end of the call). */
+typedef struct scratch {
+    float qt[D][B] __attribute__((aligned(64)));  /* the query tile, transposed and scaled */
+    float st[B][B] __attribute__((aligned(64)));  /* scores, then probabilities, key-major */
+    float acc[B][D] __attribute__((aligned(64)));
+    float m[B] __attribute__((aligned(64)));      /* running max (log2 domain) */
+    float l[B] __attribute__((aligned(64)));      /* running sum */
+    float alpha[B] __attribute__((aligned(64)));  /* this tile's rescale of acc */
+} scratch;
+
+static inline __attribute__((always_inline)) float input(const char *p, const int bf16) {
+    if (bf16) {
+        uint16_t h;
+        memcpy(&h, p, sizeof h);
+        const uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+/* Round to nearest even, as torch does. */
+static inline uint16_t to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* ---- the arithmetic, once per instruction set ---- */
+
+#define NAME(x) x##_scalar
+#define LANES 1
+#define MAXACC 16
+#include "calib_tile.h"
+#undef NAME
+#undef LANES
+#undef MAXACC
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define X86 1
+#if defined(__clang__)
+#define TARGET(isa) _Pragma(isa)
+#define AVX2_BEGIN TARGET("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
+#define AVX512_BEGIN TARGET("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), apply_to = function)")
+#define TARGET_END TARGET("clang attribute pop")
+#else
+#define AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
+#define AVX512_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\")")
+#define TARGET_END _Pragma("GCC pop_options")
+#endif
+#else
+#define X86 0
+#endif
+
+/* SSE2 is part of x86-64 itself: no target attribute needed. */
+#define HAVE_SSE (X86 && B % 4 == 0 && D % 4 == 0)
+#define HAVE_AVX2 (X86 && B % 8 == 0 && D % 8 == 0)
+#define HAVE_AVX512 (X86 && B % 16 == 0 && D % 16 == 0)
+
+#if HAVE_SSE
+#define NAME(x) x##_sse
+#define LANES 4
+#define MAXACC 8
+#include "calib_tile.h"
+#undef NAME
+#undef LANES
+#undef MAXACC
+#endif
+
+#if HAVE_AVX2
+AVX2_BEGIN
+#define NAME(x) x##_avx2
+#define LANES 8
+#define MAXACC 8
+#include "calib_tile.h"
+#undef NAME
+#undef LANES
+#undef MAXACC
+TARGET_END
+#endif
+
+#if HAVE_AVX512
+AVX512_BEGIN
+#define NAME(x) x##_avx512
+#define LANES 16
+#define MAXACC 16
+#include "calib_tile.h"
+#undef NAME
+#undef LANES
+#undef MAXACC
+TARGET_END
+#endif
+
+typedef void (*block_fn)(const call *, scratch *, const slice *, int, const uint16_t *, int32_t);
+
+static block_fn chosen;
+static const char *chosen_name;
+
+/* The widest instance this shape has and this CPU runs; chosen once, before any thread starts. */
+__attribute__((constructor)) static void choose_isa(void) {
+    chosen = query_block_scalar;
+    chosen_name = "portable";
+#if X86
+    __builtin_cpu_init();
+#if HAVE_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl")) {
+        chosen = query_block_avx512;
+        chosen_name = "avx512";
+        return;
+    }
+#endif
+#if HAVE_AVX2
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        chosen = query_block_avx2;
+        chosen_name = "avx2";
+        return;
+    }
+#endif
+#if HAVE_SSE
+    chosen = query_block_sse;
+    chosen_name = "sse";
+#endif
+#endif
+}
+
+/* Output rows of query block qb (acc / l), also stored as the rows of every block that reuses
+ * it: reuse costs those stores, nothing else. */
+static void store(const call *c, const scratch *w, const slice *h, int qb, const int32_t *pairs, int32_t ntargets) {
+    const int rows = qb == NB - 1 ? LAST_ROWS : B;
+    const int64_t es = c->out_dtype == CALIB_BF16 ? 2 : 4;
+    for (int i = 0; i < rows; i++) {
+        const float inv = 1.0f / w->l[i];
+        for (int32_t t = -1; t < ntargets; t++) {
+            const int64_t target = t < 0 ? qb : pairs[2 * t + 1];
+            /* A partial last block takes only its own rows. */
+            if (target == NB - 1 && i >= LAST_ROWS) continue;
+            char *o = h->out + (target * B + i) * c->os[1] * es;
+            if (c->out_dtype == CALIB_BF16) {
+                uint16_t *ob = (uint16_t *)o;
+                for (int d = 0; d < D; d++) ob[d] = to_bf16(w->acc[i][d] * inv);
+            } else {
+                float *of = (float *)o;
+                for (int d = 0; d < D; d++) of[d] = w->acc[i][d] * inv;
+            }
+        }
+    }
+}
+
+/* One query block of plan p for one (batch, head). */
+static void row(const call *c, scratch *w, const slice *h, const calib_plan *p, int qb) {
+    const int32_t id = p->rows[qb], first = calib_row_first[id];
+    /* The (source, target) pairs whose source is qb: a binary search in the sorted list. */
+    int32_t lo = 0, hi = p->reuse_count;
+    while (lo < hi) {
+        const int32_t mid = (lo + hi) / 2;
+        if (p->reuse[2 * mid] < qb) lo = mid + 1; else hi = mid;
+    }
+    int32_t end = lo;
+    while (end < p->reuse_count && p->reuse[2 * end] == qb) end++;
+    chosen(c, w, h, qb, calib_spans + 2 * first, calib_row_first[id + 1] - first);
+    store(c, w, h, qb, p->reuse + 2 * lo, end - lo);
+}
+
+/* The pool: item i is chunk i / (batch·heads) (chunks are sorted heaviest first) of (batch, head)
+ * i % (batch·heads), so the heaviest work of every head goes first; heads with fewer chunks
+ * skip the indices they lack. */
+static int run(const call *c) {
+    const int64_t bh = c->batch * c->heads;
+    int32_t most = 0;
+    for (int64_t h = 0; h < c->heads; h++) most = c->plans[h]->chunk_count > most ? c->plans[h]->chunk_count : most;
+    const int64_t total = bh * most;
+    int64_t next = 0;
+    int status = CALIB_OK;
+    #pragma omp parallel
+    {
+        scratch *w = aligned_alloc(64, sizeof(scratch));
+        if (!w) {
+            #pragma omp atomic write
+            status = CALIB_ERR_NO_MEMORY;
+        }
+        for (;;) {
+            const int64_t i = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+            if (i >= total || !w) break;
+            const int64_t b = (i % bh) / c->heads, hh = i % c->heads, rank = i / bh;
+            const calib_plan *p = c->plans[hh];
+            if (rank >= p->chunk_count) continue;
+            const slice h = {
+                c->q + (b * c->qs[0] + hh * c->qs[2]) * (c->in == CALIB_BF16 ? 2 : 4),
+                c->k + (b * c->ks[0] + hh * c->ks[2]) * (c->in == CALIB_BF16 ? 2 : 4),
+                c->v + (b * c->vs[0] + hh * c->vs[2]) * (c->in == CALIB_BF16 ? 2 : 4),
+                c->out + (b * c->os[0] + hh * c->os[2]) * (c->out_dtype == CALIB_BF16 ? 2 : 4),
+            };
+            for (int32_t r = p->chunks[2 * rank]; r < p->chunks[2 * rank + 1]; r++) row(c, w, &h, p, p->order[r]);
+        }
+        free(w);
+    }
+    return status;
+}
+
+/* ---- argument checks: everything is refused before any work starts ---- */
+
+/* The largest element offset (b, s, h, d) can reach, or -1 when strides are negative or it
+ * overflows an address. */
+static int64_t extent(const int64_t s[3], int64_t batch, int64_t tokens, int64_t heads, int64_t es) {
+    const int64_t n[3] = {batch, tokens, heads};
+    int64_t last = D - 1;
+    for (int a = 0; a < 3; a++) {
+        int64_t term;
+        if (s[a] < 0 || __builtin_mul_overflow(s[a], n[a] - 1, &term) || __builtin_add_overflow(last, term, &last)) return -1;
+    }
+    int64_t bytes;
+    if (__builtin_mul_overflow(last + 1, es, &bytes)) return -1;
+    return last;
+}
+
+/* No two (b, s, h, d) of out share an element: with the axes sorted by stride, each stride must
+ * step over everything the smaller axes reach. */
+static int disjoint(const int64_t s[3], int64_t batch, int64_t tokens, int64_t heads) {
+    int64_t stride[4] = {1, s[0], s[1], s[2]}, n[4] = {D, batch, tokens, heads};
+    for (int a = 1; a < 4; a++) {
+        for (int b = a; b > 0 && stride[b] < stride[b - 1]; b--) {
+            int64_t t = stride[b]; stride[b] = stride[b - 1]; stride[b - 1] = t;
+            t = n[b]; n[b] = n[b - 1]; n[b - 1] = t;
+        }
+    }
+    int64_t reach = 0; /* the largest offset the smaller axes reach */
+    for (int a = 0; a < 4; a++) {
+        if (n[a] == 1) continue;
+        if (stride[a] <= reach) return 0;
+        reach += stride[a] * (n[a] - 1);
+    }
+    return 1;
+}
+
+static int check(const call *c, int64_t tokens, int64_t head_dim) {
+    if (c->in != CALIB_F32 && c->in != CALIB_BF16) return CALIB_ERR_ARGUMENT;
+    if (c->out_dtype != CALIB_F32 && c->out_dtype != CALIB_BF16) return CALIB_ERR_ARGUMENT;
+    if (tokens != CALIB_TOKENS || head_dim != D) return CALIB_ERR_SHAPE;
+    if (!c->q || !c->k || !c->v || !c->out || c->batch < 1 || c->heads < 1) return CALIB_ERR_ARGUMENT;
+    const int64_t in = c->in == CALIB_BF16 ? 2 : 4, out = c->out_dtype == CALIB_BF16 ? 2 : 4;
+    if (extent(c->qs, c->batch, tokens, c->heads, in) < 0 || extent(c->ks, c->batch, tokens, c->heads, in) < 0 ||
+        extent(c->vs, c->batch, tokens, c->heads, in) < 0 || extent(c->os, c->batch, tokens, c->heads, out) < 0)
+        return CALIB_ERR_ARGUMENT;
+    if (!disjoint(c->os, c->batch, tokens, c->heads)) return CALIB_ERR_ARGUMENT;
+    return CALIB_OK;
+}
+
+static int step_index(int32_t step) {
+    int lo = 0, hi = CALIB_STEPS;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (calib_steps[mid] < step) lo = mid + 1; else hi = mid;
+    }
+    return lo < CALIB_STEPS && calib_steps[lo] == step ? lo : -1;
+}
+
+static const calib_plan *plan_of(int s, int32_t layer, int32_t head) {
+    return &calib_plans[calib_dispatch[((int64_t)s * CALIB_LAYERS + layer) * CALIB_HEADS + head]];
+}
+
+static void strides(int64_t out[3], const int64_t in[3]) {
+    if (in) memcpy(out, in, sizeof(int64_t) * 3);
+}
+
+static int layer_call(int32_t step, int32_t layer, int dense, int32_t dtype, const void *q, const void *k, const void *v,
+                      void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t qs[3],
+                      const int64_t ks[3], const int64_t vs[3], const int64_t os[3]) {
+    if (!qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
+    if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
+    call c = {dtype, dtype, q, k, v, out, {0}, {0}, {0}, {0}, batch, heads, NULL};
+    strides(c.qs, qs), strides(c.ks, ks), strides(c.vs, vs), strides(c.os, os);
+    int status = check(&c, tokens, head_dim);
+    if (status != CALIB_OK) return status;
+    const calib_plan *plans[CALIB_HEADS];
+    if (dense) {
+        for (int h = 0; h < CALIB_HEADS; h++) plans[h] = &calib_dense_plan;
+    } else {
+        const int s = step_index(step);
+        if (s < 0 || layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
+        for (int h = 0; h < CALIB_HEADS; h++) plans[h] = plan_of(s, layer, h);
+    }
+    c.plans = plans;
+    return run(&c);
+}
+
+int calib_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void *q, const void *k, const void *v, void *out,
+                          int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t q_strides[3],
+                          const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3]) {
+    return layer_call(step, layer, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
+                      out_strides);
+}
+
+int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out, int64_t batch,
+                                int64_t tokens, int64_t heads, int64_t head_dim, const int64_t q_strides[3],
+                                const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3]) {
+    return layer_call(0, 0, 1, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
+                      out_strides);
+}
+
+/* One head: batch 1, heads 1, rows `*_stride` elements apart; rows of q, k, v may not overlap
+ * either (stride >= head_dim), as in ABI 1. */
+static int head_call(int32_t step, int32_t layer, int32_t head, int dense, int32_t in, const void *q, const void *k,
+                     const void *v, float *out, int64_t tokens, int64_t head_dim, int64_t q_stride, int64_t k_stride,
+                     int64_t v_stride, int64_t out_stride) {
+    if (q_stride < head_dim || k_stride < head_dim || v_stride < head_dim || out_stride < head_dim) {
+        return tokens != CALIB_TOKENS || head_dim != D ? CALIB_ERR_SHAPE : CALIB_ERR_ARGUMENT;
+    }
+    call c = {in, CALIB_F32, q, k, v, (char *)out, {0, q_stride, 0}, {0, k_stride, 0}, {0, v_stride, 0},
+              {0, out_stride, 0}, 1, 1, NULL};
+    int status = check(&c, tokens, head_dim);
+    if (status != CALIB_OK) return status;
+    const calib_plan *plan = &calib_dense_plan;
+    if (!dense) {
+        const int s = step_index(step);
+        if (s < 0 || layer < 0 || layer >= CALIB_LAYERS || head < 0 || head >= CALIB_HEADS) return CALIB_ERR_NO_PLAN;
+        plan = plan_of(s, layer, head);
+    }
+    c.plans = &plan;
+    return run(&c);
+}
+
+int calib_attention(int32_t step, int32_t layer, int32_t head, const float *q, const float *k, const float *v, float *out,
+                    int64_t tokens, int64_t head_dim, int64_t q_stride, int64_t k_stride, int64_t v_stride,
+                    int64_t out_stride) {
+    return head_call(step, layer, head, 0, CALIB_F32, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
+}
+
+int calib_attention_bf16(int32_t step, int32_t layer, int32_t head, const uint16_t *q, const uint16_t *k,
+                         const uint16_t *v, float *out, int64_t tokens, int64_t head_dim, int64_t q_stride,
+                         int64_t k_stride, int64_t v_stride, int64_t out_stride) {
+    return head_call(step, layer, head, 0, CALIB_BF16, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
+}
+
+int calib_dense_attention(const float *q, const float *k, const float *v, float *out, int64_t tokens, int64_t head_dim,
+                          int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
+    return head_call(0, 0, 0, 1, CALIB_F32, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
+}
+
+int calib_dense_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, float *out, int64_t tokens,
+                               int64_t head_dim, int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t out_stride) {
+    return head_call(0, 0, 0, 1, CALIB_BF16, q, k, v, out, tokens, head_dim, q_stride, k_stride, v_stride, out_stride);
+}
+
+int calib_team_size(void) {
+    int size = 0;
+    #pragma omp parallel
+    {
+        #pragma omp single
+        size = omp_get_num_threads();
+    }
+    return size;
+}
+
+const char *calib_isa(void) { return chosen_name; }
+
+const calib_info *calib_get_info(void) {
+    static const calib_info info = {
+        CALIB_ABI_VERSION, CALIB_TOKENS, CALIB_HEAD_DIM, CALIB_BLOCK, CALIB_LAYERS, CALIB_HEADS,
+        CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256,
+    };
+    return &info;
+}
+
+const calib_entry_points *calib_get_entry_points(void) {
+    static const calib_entry_points entry = {
+        CALIB_ABI_VERSION, calib_get_info, calib_attention_layer, calib_dense_attention_layer, calib_attention,
+        calib_attention_bf16, calib_dense_attention, calib_dense_attention_bf16, calib_team_size, calib_isa,
+    };
+    return &entry;
+}

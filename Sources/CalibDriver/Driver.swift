@@ -1,0 +1,113 @@
+// The compiler driver: masks file (or a Program) → parse → common passes → the target's tail →
+// emit → check → write → build. The command line, the benchmarks, the tests and the fuzzers all
+// compile through here, so the sequence exists once.
+
+import CalibCodegen
+import CalibFrontend
+import CalibIR
+import CalibPasses
+import Foundation
+
+public struct CompileOptions {
+    public var target: any Target = CPUTarget()
+    /// Plans whose kept tiles differ by at most this fraction merge into their union (0: off).
+    public var mergeTolerance: Double = 0
+    /// Also build the target's shared library in the output directory.
+    public var shared = false
+    /// Replace an output directory calibc did not write.
+    public var force = false
+
+    public init() {}
+
+    /// The passes that run, in order: the common pipeline, then the target's tail.
+    public var passes: [Pass] { Pipeline.common(mergeTolerance: mergeTolerance) + target.tail }
+}
+
+/// What the driver did, step by step, for whoever prints progress.
+public enum DriverEvent {
+    case parsed(seconds: Double)
+    case pass(name: String, seconds: Double, before: Program, after: Program)
+    case emitted(seconds: Double)
+    case checked(seconds: Double)
+    case built(library: String, seconds: Double)
+    /// The target's build tool is not installed: the sources are written, this command builds them.
+    case buildSkipped(tool: String, command: String)
+    case wrote(directory: String, seconds: Double)
+}
+
+public struct Compilation {
+    public var program: Program
+    public var files: [GeneratedFile]
+}
+
+public enum Driver {
+    public static func load(_ path: String, report: (DriverEvent) -> Void = { _ in }) throws -> Masks {
+        let start = DispatchTime.now()
+        let masks = try Frontend.load(path: path)
+        report(.parsed(seconds: elapsed(since: start)))
+        return masks
+    }
+
+    /// Runs `passes`, verifying after each.
+    public static func optimize(_ program: Program, _ passes: [Pass], report: (DriverEvent) -> Void = { _ in }) -> Program {
+        var before = program
+        var start = DispatchTime.now()
+        return Pipeline.run(program, passes) { pass, p in
+            report(.pass(name: pass.name, seconds: elapsed(since: start), before: before, after: p))
+            before = p
+            start = DispatchTime.now()
+        }
+    }
+
+    /// Optimizes, emits and checks: the files of the output directory, nothing written yet.
+    public static func generate(_ program: Program, source: String, options: CompileOptions,
+                                report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
+        let passes = options.passes
+        let optimized = optimize(program, passes, report: report)
+        var start = DispatchTime.now()
+        let provenance = Provenance(source: source, passes: passes.map(\.name))
+        var files = try options.target.emit(optimized, provenance)
+        var listed = files.map(\.path)
+        if options.shared, findTool(options.target.buildCommand[0]) != nil { listed.append(options.target.libraryName) }
+        files.append(Codegen.manifest(optimized, provenance, target: options.target.name, files: listed + [Codegen.manifestName]))
+        report(.emitted(seconds: elapsed(since: start)))
+        start = DispatchTime.now()
+        try options.target.check(files)
+        report(.checked(seconds: elapsed(since: start)))
+        return Compilation(program: optimized, files: files)
+    }
+
+    /// The whole compile of a masks file into `output`.
+    @discardableResult
+    public static func compile(masks path: String, to output: String, options: CompileOptions,
+                               report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
+        let masks = try load(path, report: report)
+        return try compile(masks.program, source: URL(fileURLWithPath: path).lastPathComponent, to: output,
+                           options: options, report: report)
+    }
+
+    /// The whole compile of a program; `source` is the name its banners quote.
+    @discardableResult
+    public static func compile(_ program: Program, source: String, to output: String, options: CompileOptions,
+                               report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
+        let compilation = try generate(program, source: source, options: options, report: report)
+        let target = options.target
+        let start = DispatchTime.now()
+        try OutputWriter.write(compilation.files, to: output, force: options.force) { staging in
+            guard options.shared else { return }
+            guard findTool(target.buildCommand[0]) != nil else {
+                report(.buildSkipped(tool: target.buildCommand[0], command: "cd \(output) && " + target.buildCommand.joined(separator: " ")))
+                return
+            }
+            let build = DispatchTime.now()
+            try runTool(target.buildCommand, in: staging)
+            report(.built(library: output + "/" + target.libraryName, seconds: elapsed(since: build)))
+        }
+        report(.wrote(directory: output, seconds: elapsed(since: start)))
+        return compilation
+    }
+
+    static func elapsed(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+}
