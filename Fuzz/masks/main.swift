@@ -1,18 +1,21 @@
 // libFuzzer target: any bytes through the masks.json frontend; what it accepts must survive
-// the passes, the verifier, a print/parse round trip and C emission.
+// the driver (passes, verifier, emission and the libclang check) and a print/parse round trip.
 
-import CalibCodegen
+import CalibDriver
 import CalibFrontend
 import CalibIR
-import CalibPasses
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzMasks(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    guard let masks = try? Frontend.parse(Array(UnsafeBufferPointer(start: data, count: size)), file: "fuzz.json", threads: 2) else {
+    guard let masks = try? Frontend.parse(Array(UnsafeBufferPointer(start: data, count: size)), file: "fuzz.json") else {
         return 0
     }
-    let program = Pipeline.run(masks.program)
+    let program: Program
+    do {
+        program = try Driver.generate(masks.program, source: "fuzz.json", options: CompileOptions()).program
+    } catch {
+        fatalError("valid masks failed to compile: \(error)")
+    }
     guard (try? IRParser.parse(program.text)) == program else { fatalError("IR round trip changed the program") }
-    _ = Codegen.emit(program, source: "fuzz.json", passes: [])
     return 0
 }

@@ -66,3 +66,7 @@ double calib_bench_bf16_peak(double seconds) {
     return 0.0;
 #endif
 }
+
+void calib_bench_set_threads(int threads) { omp_set_num_threads(threads); }
+
+int calib_bench_cores(void) { return omp_get_num_procs(); }

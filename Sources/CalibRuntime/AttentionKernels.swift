@@ -146,7 +146,7 @@ public final class AttentionKernels: @unchecked Sendable {
     public var teamSize: Int { Int(entry.team_size()) }
 
     /// The instruction set the kernels chose on this machine.
-    public var isa: String { String(cString: entry.isa()) }
+    public var isa: String { String(cString: entry.isa()!) }
 
     /// Every batch × head of (step, layer) in one call, each head over its own plan; q, k, v and
     /// out are (batch, tokens, heads, head_dim) tensors laid out as their strides say.

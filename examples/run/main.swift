@@ -9,10 +9,11 @@
 // checked against its own float64 reference.
 
 import CalibCalibrate
-import CalibFrontend
+import CalibDriver
 import CalibIR
-import CalibPasses
+import CalibKernels
 import CalibRuntime
+import CalibSupport
 import Foundation
 
 func fail(_ message: String) -> Never {
@@ -32,15 +33,15 @@ guard args.count == 1 else { fail("usage: calib-run <masks.json> [--library <lib
 let masksPath = args[0]
 
 do {
-    let kernels = try libraryPath.map(AttentionKernels.init(libraryPath:)) ?? AttentionKernels.linked
+    let kernels = try libraryPath.map(AttentionKernels.init(libraryPath:)) ?? AttentionKernels(entryPoints: UnsafeRawPointer(calib_get_entry_points()))
     try kernels.requireSource(masksFile: masksPath)
-    let program = Pipeline.run(try Frontend.load(path: masksPath, threads: kernels.info.threads).program)
+    let program = Driver.optimize(try Driver.load(masksPath).program, CompileOptions().passes)
     let recording = try recordingPath.map(Recording.init(path:))
     let (n, d, block) = (program.shape.tokens, program.shape.headDim, program.shape.block)
     if let recording, recording.tokens != n || recording.headDim != d {
         fail("\(recordingPath!) holds \(recording.tokens) tokens of head_dim \(recording.headDim), the masks \(n) of \(d)")
     }
-    print("kernels: \(libraryPath ?? "linked generated/CalibKernels"), model \"\(kernels.info.model)\", \(kernels.info.plans) plans, \(kernels.teamSize) threads")
+    print("kernels: \(libraryPath ?? "linked generated/CalibKernels"), model \"\(kernels.info.model)\", \(kernels.info.plans) plans, \(kernels.teamSize) threads, \(kernels.isa)")
     print("inputs:  \(recordingPath ?? "seeded random"); tokens \(n), head_dim \(d), block \(block)\n")
 
     func milliseconds(_ body: () throws -> Void) rethrows -> Double {

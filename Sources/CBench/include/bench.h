@@ -9,4 +9,11 @@ double calib_bench_fma_peak(double seconds);
 /* The same for AVX-512 BF16 dot products (vdpbf16ps, 2 FLOP per bf16 pair); 0 without them. */
 double calib_bench_bf16_peak(double seconds);
 
+/* Sets the OpenMP team size of every later parallel region in this process (the kernels'
+ * libraries share the one libomp). */
+void calib_bench_set_threads(int threads);
+
+/* Cores OpenMP sees. */
+int calib_bench_cores(void);
+
 #endif

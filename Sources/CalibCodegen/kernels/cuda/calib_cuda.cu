@@ -406,6 +406,12 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, u
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/* Pins accumulator registers at this point, so the compiler moves no use of them across the
+ * asynchronous matrix instructions that write them. */
+template <int N> __device__ __forceinline__ void fence_regs(float *r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
 
 /* Shared-memory matrix descriptor, 128-byte swizzle: start address, leading and stride byte
  * offsets (all >> 4). */
@@ -538,6 +544,7 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                     }
                     wgmma_commit();
                     wgmma_wait0();
+                    fence_regs<64>(sc);
                     if (++done == nkb) mbar_arrive(q_empty);
                     if (kPartial != 0 && kb == kBlocks - 1) {
 #pragma unroll
@@ -580,12 +587,14 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                         o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
                     }
                     mbar_wait(v_full(s), ph);
+                    fence_regs<kDim / 2>(o);
                     wgmma_fence();
 #pragma unroll
                     for (int kk = 0; kk < 8; ++kk)
                         wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + s * kTileBytes + kk * 2048, kHalfBytes, 1024));
                     wgmma_commit();
                     wgmma_wait0();
+                    fence_regs<kDim / 2>(o);
                     mbar_arrive(kv_empty(s));
                     ++kv_it;
                 }
