@@ -39,10 +39,17 @@ kernels: deps
 	$(CALIBC) compile examples/masks.json -o generated/CalibKernels
 
 # Regenerate the golden IR dumps the pass tests compare against.
+# Per-pass fixtures: `calibc opt <pass>.before.ir --passes=<pass>` (read the diff before committing).
+PASS_FIXTURES = Tests/CalibPassesTests/Fixtures/passes
 golden: deps
 	$(SWIFT_BUILD) --product calibc
 	$(CALIBC) ir examples/masks.json --print-after parse > Tests/CalibPassesTests/Fixtures/example.parse.ir
 	$(CALIBC) ir examples/masks.json > Tests/CalibPassesTests/Fixtures/example.ir
+	@for pass in merge-runs collapse-reuse dedupe reorder chunk; do \
+		$(CALIBC) opt $(PASS_FIXTURES)/$$pass.before.ir --passes=$$pass > $(PASS_FIXTURES)/$$pass.after.ir; \
+	done
+	$(CALIBC) opt $(PASS_FIXTURES)/merge-similar.before.ir --passes=merge-similar --merge-tolerance 0.2 \
+		> $(PASS_FIXTURES)/merge-similar.after.ir
 
 # Kernel speed: dense against the measured FMA peak, bf16, sparse efficiency, reuse cost (docs/performance.md).
 bench: deps
@@ -79,23 +86,30 @@ fuzz: deps
 	done
 
 # Generated kernels under AddressSanitizer + UndefinedBehaviorSanitizer on odd shapes
-# (Tests/Sanitize: N = 1, N = block - 1, a partial last block with reuse), AVX-512 and portable.
+# (Tests/Sanitize: N = 1, N = block - 1, a partial last block with reuse), built once and run with
+# each instruction set this machine has (CALIBC_ISA caps the kernels' own choice).
 OMP = -fopenmp -idirafter /usr/lib/llvm-14/lib/clang/14.0.6/include -L/usr/lib/llvm-14/lib -lomp -Wl,-rpath,/usr/lib/llvm-14/lib
 sanitize: deps
 	$(SWIFT_BUILD) --product calibc
 	@set -e; for masks in Tests/Sanitize/*.json; do \
 		dir=.build/sanitize/$$(basename $$masks .json); \
 		$(CALIBC) compile $$masks -o $$dir --force > /dev/null; \
-		for isa in "" -mno-avx512f; do \
-			clang -std=c11 -O1 -g -march=native $$isa -fsanitize=address,undefined -fno-sanitize-recover=all \
-				-I $$dir/include $$dir/calib_kernels.c $$dir/calib_schedule.c Tests/Sanitize/harness.c \
-				$(OMP) -lpthread -lm -o $$dir/harness; \
-			echo "$$masks $${isa:-(AVX-512)}: $$($$dir/harness)"; \
+		clang -std=c11 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+			-I $$dir/include -I $$dir Tests/Sanitize/harness.c $$dir/calib_schedule.c \
+			$(OMP) -lpthread -lm -o $$dir/harness; \
+		for isa in avx512 avx2 sse portable; do \
+			result=$$(CALIBC_ISA=$$isa $$dir/harness) || exit 1; echo "$$masks $$isa: $$result"; \
 		done; \
 	done
 
-# The PyTorch/diffusers bridge (examples/diffusers), in a venv of CPU torch and diffusers from PyPI.
-PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 pytest==9.2.0
+# The Python package (python/, imported as `calibc`: kernel loading, the torch custom op, masks.json,
+# FlexAttention BlockMask interop, the diffusers processor and recorder), in a venv of CPU torch and
+# diffusers from PyPI. The tests rely on these versions. CALIBC_BIN is the calibc the Python tests
+# and examples compile masks with.
+.PHONY: wheel
+PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 numpy==2.4.6 pytest==9.2.0 setuptools==84.2.1
+CALIBC_BIN = $(CURDIR)/$(CALIBC)
+PY_INSTALL = .venv/bin/pip install -q --no-deps --no-build-isolation --force-reinstall ./python
 .venv/ok:
 	python3 -m venv .venv
 	.venv/bin/pip install -q $(PY_DEPS)
@@ -103,13 +117,72 @@ PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 pytest==9.2.0
 
 test-python: deps .venv/ok
 	$(SWIFT_BUILD) --product calibc
-	.venv/bin/python -m pytest -q Tests/python
+	$(PY_INSTALL)
+	CALIBC=$(CALIBC_BIN) .venv/bin/python -m pytest -q Tests/python
+
+# A wheel of the package in python/dist/ (pure Python: the kernels are the libraries calibc compiles).
+wheel: .venv/ok
+	.venv/bin/pip wheel -q --no-deps --no-build-isolation -w python/dist ./python
+	@ls python/dist/calibc-*.whl
 
 # record → calibrate → compile → run on a small random diffusers Wan.
 diffusers: deps .venv/ok
 	$(SWIFT_BUILD) --product calibc
-	.venv/bin/python examples/diffusers/end_to_end.py
+	$(PY_INSTALL)
+	CALIBC=$(CALIBC_BIN) .venv/bin/python examples/diffusers/end_to_end.py
 
 # Our kernels beside torch's SDPA and flex_attention on the plans and held-out inputs of `make example`.
 bench-peers: example .venv/ok
-	.venv/bin/python examples/bench_peers.py out/masks.json out/kernels/libcalibkernels.so out/recordings/prompt2.safetensors
+	$(PY_INSTALL)
+	.venv/bin/python -m calibc.bench_peers out/masks.json out/kernels/libcalibkernels.so out/recordings/prompt2.safetensors
+
+# ---- CUDA target (issue 14; docs/gpu.md). `gpu-sources` and `cuda-check` run here (no GPU);
+# `test-gpu` and `bench-gpu` run on the GPU machine from the carried folder .gpu (made by
+# gpu-sources; list .gpu in the device call's carry): they need nvcc and torch, not Swift.
+GPU_CALIBC ?= /work/tools/calibc-snapshot
+GPU_DIR = .gpu
+CUDA_PIP = nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 \
+           nvidia-nvvm==13.0.88 nvidia-cuda-cccl==13.0.85
+CUDA_PIP_NVCC = .cuda/nvidia/cu13/bin/nvcc
+GPU_MASKS = python3 Tests/GPU/make_masks.py
+GPU_SETS = t128 t64 ex wan13b wan14b
+
+.cuda/ok:
+	python3 -m pip install -q --no-deps --target .cuda $(CUDA_PIP)
+	touch $@
+
+gpu-sources:
+	mkdir -p $(GPU_DIR)
+	$(GPU_MASKS) -o $(GPU_DIR)/t128.json --tokens 2000 --heads 3 --head-dim 128 --frame-tokens 400 \
+	    --layers dense,cal:0.5,cal:0.2,reuse:0.3,rand:0.3 --seed 1
+	$(GPU_MASKS) -o $(GPU_DIR)/t64.json --tokens 1900 --heads 2 --head-dim 64 --frame-tokens 400 \
+	    --layers dense,cal:0.3,reuse:0.3 --seed 2
+	cp examples/masks.json $(GPU_DIR)/ex.json
+	$(GPU_MASKS) -o $(GPU_DIR)/wan13b.json --tokens 32760 --heads 12 --head-dim 128 --frame-tokens 1560 \
+	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1 \
+	    --seed 3 --model wan2.1-1.3b-480p
+	$(GPU_MASKS) -o $(GPU_DIR)/wan14b.json --tokens 75600 --heads 40 --head-dim 128 --frame-tokens 3600 \
+	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1 \
+	    --seed 4 --model wan2.1-14b-720p
+	for s in $(GPU_SETS); do $(GPU_CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --force >/dev/null || exit 1; done
+
+# The kernel for sm_90a with warnings as errors; fails on any spill in the wgmma (main) kernel.
+cuda-check: .cuda/ok gpu-sources
+	for s in t128 ex; do mkdir -p $(GPU_DIR)/check-$$s/include && \
+	  cp $(GPU_DIR)/$$s/calib_internal.h Sources/CalibCodegen/kernels/cuda/calib_cuda.cu $(GPU_DIR)/check-$$s/ && \
+	  cp Sources/CalibCodegen/kernels/cuda/include/calib_cuda.h $(GPU_DIR)/check-$$s/include/ && \
+	  $(CUDA_PIP_NVCC) -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Xcompiler -fPIC \
+	    -Xcompiler -Wall,-Wextra -Werror all-warnings -Xptxas -v -c $(GPU_DIR)/check-$$s/calib_cuda.cu \
+	    -o $(GPU_DIR)/check-$$s/calib_cuda.o 2>$(GPU_DIR)/check-$$s/ptxas.log || { cat $(GPU_DIR)/check-$$s/ptxas.log; exit 1; }; done
+	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/check-t128/ptxas.log calib_wgmma_kernel
+	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/check-ex/ptxas.log calib_mma_kernel
+
+test-gpu:
+	for s in t128 t64 ex; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
+	cd Tests/GPU && python3 test_gpu.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
+	    ../../$(GPU_DIR)/t64/libcalibcuda.so:../../$(GPU_DIR)/t64.json ../../$(GPU_DIR)/ex/libcalibcuda.so:../../$(GPU_DIR)/ex.json
+
+bench-gpu:
+	for s in wan13b wan14b; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
+	cd Tests/GPU && python3 bench_gpu.py wan1.3B-480p=../../$(GPU_DIR)/wan13b/libcalibcuda.so:../../$(GPU_DIR)/wan13b.json \
+	    wan14B-720p=../../$(GPU_DIR)/wan14b/libcalibcuda.so:../../$(GPU_DIR)/wan14b.json $(BENCH_ARGS)

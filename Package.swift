@@ -73,14 +73,15 @@ let package = Package(
         ),
         .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibKernels", "CalibDriver", "CalibFrontend",
                                                            "CalibPasses", "CalibCalibrate"], path: "examples/run"),
-        .testTarget(name: "CalibIRTests", dependencies: ["CalibIR", "CalibSupport"]),
+        .testTarget(name: "CalibSupportTests", dependencies: ["CalibSupport"]),
+        .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend", "CalibSupport"]),
         .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend", "CalibDriver"], exclude: ["Fixtures"]),
         .testTarget(name: "CalibCodegenTests", dependencies: ["CalibDriver", "CalibCodegen", "CalibPasses", "CalibFrontend", "CalibSupport"]),
         .testTarget(name: "CalibSafetensorsTests", dependencies: ["CalibSafetensors", "CalibSupport"]),
         .testTarget(name: "CalibCalibrateTests", dependencies: ["CalibCalibrate", "CalibSynth", "CalibSafetensors", "CalibRuntime",
                                                                 "CalibFrontend", "CalibPasses", "CalibDriver", "CalibSupport"]),
-        .testTarget(name: "CalibRuntimeTests", dependencies: ["CalibRuntime", "CalibKernels", "CalibDriver", "CalibCodegen",
+        .testTarget(name: "CalibRuntimeTests", dependencies: ["CalibRuntime", "CalibKernels", "CBench", "CalibDriver", "CalibCodegen",
                                                               "CalibPasses", "CalibFrontend", "CalibSupport"]),
     ] + fuzzTargets
 )

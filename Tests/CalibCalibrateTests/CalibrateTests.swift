@@ -1,11 +1,13 @@
 import CCalibrate
 import CalibCalibrate
+import CalibDriver
 import CalibFrontend
 import CalibIR
 import CalibPasses
 import CalibRuntime
 import CalibSafetensors
 import CalibSynth
+import CalibSupport
 import Foundation
 import XCTest
 
@@ -91,9 +93,10 @@ final class CalibrateTests: XCTestCase {
         let a = try calibrate(), b = try Calibrator.run(calibration: Array(Fixture.recordings[0..<2]), holdout: [], options: options)
         let json = MaskWriter.json(a.program, layout: a.layout)
         XCTAssertEqual(json, MaskWriter.json(b.program, layout: b.layout))
-        let parsed = try Frontend.parse(Array(json.utf8), file: "calibrated.json", threads: 2)
+        let parsed = try Frontend.parse(Array(json.utf8), file: "calibrated.json")
         XCTAssertEqual(parsed.layout, Layout(frames: 6, height: 8, width: 8, textTokens: 0, textFirst: false))
-        let (p, q) = (Pipeline.run(parsed.program), Pipeline.run(a.program))
+        let passes = CompileOptions().passes
+        let (p, q) = (Driver.optimize(parsed.program, passes), Driver.optimize(a.program, passes))
         for d in 0..<p.dispatch.count { XCTAssertEqual(p.plans[p.dispatch[d]].rows, q.plans[q.dispatch[d]].rows) }
     }
 

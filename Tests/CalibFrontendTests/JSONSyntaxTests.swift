@@ -5,7 +5,7 @@ import XCTest
 final class JSONSyntaxTests: XCTestCase {
     func error(_ text: String) -> String {
         do {
-            _ = try Frontend.parse(Array(text.utf8), file: "j.json", threads: 2)
+            _ = try Frontend.parse(Array(text.utf8), file: "j.json")
             return "accepted"
         } catch { return "\(error)" }
     }
@@ -39,7 +39,7 @@ final class JSONSyntaxTests: XCTestCase {
                        + "(expected one of: format, model, tokens, head_dim, block, layers, heads, timesteps, layout, patterns, assignments)")
         XCTAssertEqual(error("[1]"), "j.json: $: expected an object, found an array")
         do {
-            _ = try Frontend.parse([0x5b, 0x22, 0xff, 0x22, 0x5d], file: "j.json", threads: 2)
+            _ = try Frontend.parse([0x5b, 0x22, 0xff, 0x22, 0x5d], file: "j.json")
             XCTFail("accepted invalid UTF-8")
         } catch {
             XCTAssertEqual("\(error)", "j.json: line 1, column 5: invalid JSON: string is not valid UTF-8")

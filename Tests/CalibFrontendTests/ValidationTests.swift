@@ -1,4 +1,5 @@
 import CalibFrontend
+import CalibSupport
 import CalibIR
 import XCTest
 
@@ -21,7 +22,7 @@ private let valid = """
 
 final class ValidationTests: XCTestCase {
     func parse(_ text: String) throws -> Masks {
-        try Frontend.parse(Array(text.utf8), file: "m.json", threads: 2)
+        try Frontend.parse(Array(text.utf8), file: "m.json")
     }
 
     /// Applies `edit` to the valid document and expects an error at `path` containing `message`.
@@ -138,14 +139,14 @@ final class ValidationTests: XCTestCase {
     }
 
     func testFileErrorsNameTheFile() {
-        XCTAssertThrowsError(try Frontend.load(path: "/nonexistent/masks.json", threads: 2)) { e in
+        XCTAssertThrowsError(try Frontend.load(path: "/nonexistent/masks.json")) { e in
             XCTAssertEqual("\(e)", "/nonexistent/masks.json: $: cannot read the file")
         }
     }
 
     func testTheBundledExampleIsValid() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/masks.json")
-        let masks = try Frontend.load(path: url.path, threads: 2)
+        let masks = try Frontend.load(path: url.path)
         XCTAssertEqual(masks.layout, Layout(frames: 8, height: 16, width: 16, textTokens: 52, textFirst: false))
         XCTAssertNoThrow(try masks.program.verify())
     }
@@ -158,12 +159,12 @@ final class MaskWriterTests: XCTestCase {
         let scattered = Plan(name: "stripes", rows: (0..<blocks).map { q in q == 3 ? .reuse(1) : .compute((0..<50).map { Span(4 * $0 + q % 4, 4 * $0 + q % 4 + 1) }) })
         let compact = Plan(name: "window", rows: (0..<blocks).map { q in .compute([Span(max(0, q - 1), min(blocks, q + 2))]) })
         let program = Program(model: "w", shape: Shape(tokens: blocks * 16 - 5, headDim: 32, block: 16, layers: 1, heads: 2, steps: [0, 1, 2]),
-                              threads: 2, plans: [scattered, compact], dispatch: [0, 1, 0, 1, 1, 1], sourceHash: "")
+                              plans: [scattered, compact], dispatch: [0, 1, 0, 1, 1, 1], sourceHash: "")
         let json = MaskWriter.json(program, layout: nil)
         XCTAssertTrue(json.contains("\"stripes\": {\"bitmap\": "), json)
         XCTAssertTrue(json.contains("\"window\": {\"rows\": "), json)
         XCTAssertTrue(json.contains("{\"steps\": \"0-1\", \"layers\": 0, \"heads\": 0, \"pattern\": \"stripes\"}"), json)
-        let parsed = try Frontend.parse(Array(json.utf8), file: "w.json", threads: 2).program
+        let parsed = try Frontend.parse(Array(json.utf8), file: "w.json").program
         for d in 0..<program.dispatch.count { XCTAssertEqual(parsed.plans[parsed.dispatch[d]].rows, program.plans[program.dispatch[d]].rows) }
     }
 }

@@ -4,16 +4,16 @@ import XCTest
 /// Four query blocks; q3 reuses q1; two plans, one step, one layer, three heads.
 func sampleProgram() -> Program {
     let a = Plan(name: "a", rows: [.compute([Span(0, 2), Span(3, 4)]), .compute([Span(1, 2)]), .compute([Span(0, 4)]), .reuse(1)],
-                 order: [1, 0, 2], parts: [0, 2, 3])
+                 order: [1, 0, 2], chunks: [0, 2, 3])
     let b = Plan(name: "b.v2-x", rows: Array(repeating: .compute([Span(0, 4)]), count: 4))
     return Program(model: "m \"q\"", shape: Shape(tokens: 250, headDim: 64, block: 64, layers: 1, heads: 3, steps: [5]),
-                   threads: 2, plans: [a, b], dispatch: [0, 0, 1], sourceHash: "abc")
+                   plans: [a, b], dispatch: [0, 0, 1], sourceHash: "abc")
 }
 
 final class IRTests: XCTestCase {
     func testPrintedFormIsReadable() {
         XCTAssertEqual(sampleProgram().text, """
-            calib.program "m \\"q\\"" hash "abc" threads 2
+            calib.program "m \\"q\\"" hash "abc"
             shape tokens 250 head_dim 64 block 64 layers 1 heads 3 steps [5]
 
             plan @a {
@@ -22,7 +22,7 @@ final class IRTests: XCTestCase {
               q2: compute [0, 4)
               q3: reuse q1
               order [1, 0, 2]
-              parts [0, 2, 3]
+              chunks [0, 2, 3]
             }
 
             plan @b.v2-x {
@@ -45,7 +45,7 @@ final class IRTests: XCTestCase {
         XCTAssertEqual(try IRParser.parse(p.text), p)
         var q = p
         q.plans[0].order = nil
-        q.plans[0].parts = nil
+        q.plans[0].chunks = nil
         XCTAssertEqual(try IRParser.parse(q.text), q)
     }
 
@@ -85,16 +85,10 @@ final class IRTests: XCTestCase {
         XCTAssertEqual(message { $0.plans[0].rows[1] = .reuse(3); $0.plans[0].rows[3] = .compute([Span(0, 1)]) },
                        "plan @a: q1 reuses the partial last block")
         XCTAssertEqual(message { $0.plans[0].order = [0, 1] }, "plan @a: order is not a permutation of the compute rows")
-        XCTAssertEqual(message { $0.plans[0].parts = [0, 3] }, "plan @a: parts must rise from 0 to 3 in 2 steps")
+        XCTAssertEqual(message { $0.plans[0].chunks = [0, 2, 2, 3] }, "plan @a: chunks must rise strictly from 0 to 3")
+        XCTAssertEqual(message { $0.plans[0].chunks = [0, 2] }, "plan @a: chunks must rise strictly from 0 to 3")
         XCTAssertEqual(message { $0.dispatch[2] = 2 }, "dispatch names plan 2 of 2")
         XCTAssertEqual(message { $0.shape.steps = [] }, "steps must be non-empty and strictly ascending")
-    }
-
-    func testSHA256KnownVectors() {
-        XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hex(Array(String(repeating: "a", count: 1000).utf8)),
-                       "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
 
     func testDrawingShowsKeptAndReusedBlocks() {

@@ -1,73 +1,57 @@
+import CalibDriver
 import CalibFrontend
 import CalibIR
 import CalibPasses
 import XCTest
 
-private func program(_ plans: [Plan], dispatch: [Int], threads: Int = 2) -> Program {
-    let blocks = plans[0].rows.count
-    return Program(model: "t", shape: Shape(tokens: blocks * 16, headDim: 16, block: 16, layers: 1, heads: dispatch.count, steps: [0]),
-                   threads: threads, plans: plans, dispatch: dispatch, sourceHash: "h")
-}
-
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 private let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/masks.json").path
 
+private func fixture(_ name: String) throws -> String {
+    try String(contentsOf: fixtures.appendingPathComponent(name), encoding: .utf8)
+}
+
 final class PassesTests: XCTestCase {
-    func testMergeRunsJoinsTouchingSpansOnly() {
-        let p = program([Plan(name: "a", rows: [.compute([Span(0, 3), Span(3, 5), Span(7, 8), Span(8, 9)]), .reuse(0), .compute([Span(1, 2)]),
-                                                 .compute([Span(0, 1)]), .compute([Span(0, 1)]), .compute([Span(0, 1)]), .compute([Span(0, 1)]),
-                                                 .compute([Span(0, 1)]), .compute([Span(0, 1)])])], dispatch: [0])
-        let rows = mergeRuns(p).plans[0].rows
-        XCTAssertEqual(rows[0], .compute([Span(0, 5), Span(7, 9)]))
-        XCTAssertEqual(rows[1], .reuse(0))
-        XCTAssertEqual(rows[2], .compute([Span(1, 2)]))
+    /// Each pass against its before/after files in Fixtures/passes (what `calibc opt
+    /// <name>.before.ir --passes=<name>` prints; regenerate with `make golden`, then read the diff).
+    func testEachPassAgainstItsFixture() throws {
+        for (name, tolerance) in [("merge-runs", 0.0), ("collapse-reuse", 0), ("dedupe", 0), ("merge-similar", 0.2), ("reorder", 0), ("chunk", 0)] {
+            let before = try IRParser.parse(try fixture("passes/\(name).before.ir"))
+            XCTAssertNoThrow(try before.verify(), name)
+            let pass = try XCTUnwrap(Pipeline.named(name, mergeTolerance: tolerance))
+            let after = Pipeline.run(before, [pass])
+            XCTAssertEqual(after.text, try fixture("passes/\(name).after.ir"), name)
+            XCTAssertEqual(try IRParser.parse(after.text), after, "\(name) round-trips")
+        }
     }
 
-    func testCollapseReusePointsAtTheComputedSource() {
-        let p = program([Plan(name: "a", rows: [.compute([Span(0, 4)]), .reuse(0), .reuse(1), .reuse(2)])], dispatch: [0])
-        XCTAssertEqual(collapseReuse(p).plans[0].rows, [.compute([Span(0, 4)]), .reuse(0), .reuse(0), .reuse(0)])
-    }
-
-    func testDedupeMergesByContentAndDropsUnusedPlans() {
-        let x: [Row] = [.compute([Span(0, 2)]), .compute([Span(1, 2)])]
-        let y: [Row] = [.compute([Span(0, 2)]), .reuse(0)]
-        let p = program([Plan(name: "unused", rows: y), Plan(name: "x1", rows: x), Plan(name: "y", rows: y), Plan(name: "x2", rows: x)],
-                        dispatch: [3, 2, 1, 3])
-        let d = dedupe(p)
-        XCTAssertEqual(d.plans.map(\.name), ["x2", "y"])
-        XCTAssertEqual(d.dispatch, [0, 1, 0, 0])
-        for h in 0..<4 { XCTAssertEqual(d.plan(stepIndex: 0, layer: 0, head: h).rows, p.plan(stepIndex: 0, layer: 0, head: h).rows) }
-    }
-
-    func testReorderGroupsRowsWithTheSameSpans() {
-        let a: Row = .compute([Span(0, 2)]), b: Row = .compute([Span(2, 4)])
-        let p = program([Plan(name: "a", rows: [b, a, b, .reuse(0), a])], dispatch: [0])
-        XCTAssertEqual(reorder(p).plans[0].order, [1, 4, 0, 2])
-    }
-
-    func testBalanceCutsNearEqualCostParts() {
+    /// Chunks on random plans: contiguous, in locality order, near-equal cost, a heavy row alone.
+    func testChunkCutsNearEqualCostPieces() {
         var rng = SystemRandomNumberGenerator()
-        for threads in [1, 2, 3, 7] {
-            let rows: [Row] = (0..<40).map { _ in
-                let s = Int.random(in: 0..<39, using: &rng)
-                return .compute([Span(s, Int.random(in: (s + 1)...40, using: &rng))])
+        for blocks in [1, 5, 40, 300] {
+            let rows: [Row] = (0..<blocks).map { _ in
+                let s = Int.random(in: 0..<blocks, using: &rng)
+                return .compute([Span(s, Int.random(in: (s + 1)...blocks, using: &rng))])
             }
-            let p = balance(reorder(program([Plan(name: "a", rows: rows)], dispatch: [0], threads: threads)))
-            XCTAssertNoThrow(try p.verify())
-            let plan = p.plans[0]
-            let parts = plan.parts!
-            let costs = (0..<threads).map { t in plan.order![parts[t]..<parts[t + 1]].reduce(0) { $0 + rows[$1].cost } }
-            let share = Double(plan.cost) / Double(threads)
+            let p = reorder(Program(model: "t", shape: Shape(tokens: blocks * 16, headDim: 16, block: 16, layers: 1, heads: 1, steps: [0]),
+                                    plans: [Plan(name: "a", rows: rows)], dispatch: [0], sourceHash: "h"))
+            let plan = chunk(p).plans[0]
+            XCTAssertNoThrow(try chunk(p).verify())
+            XCTAssertEqual(plan.order, p.plans[0].order, "chunks keep the locality order")
+            let bounds = plan.chunks!
+            let costs = (0..<(bounds.count - 1)).map { c in plan.order![bounds[c]..<bounds[c + 1]].reduce(0) { $0 + rows[$1].cost } }
+            let target = (plan.cost + chunksPerPlan - 1) / chunksPerPlan
             let biggestRow = rows.map(\.cost).max()!
-            // Each cut lands within one row of its ideal place, so no part strays further.
-            for c in costs { XCTAssertLessThanOrEqual(abs(Double(c) - share), Double(biggestRow), "threads \(threads): \(costs)") }
-            XCTAssertEqual(plan.order!, reorder(program([Plan(name: "a", rows: rows)], dispatch: [0])).plans[0].order!)
+            XCTAssertLessThanOrEqual(costs.count, chunksPerPlan + blocks)
+            // A chunk closes at the first row that reaches the target: no chunk exceeds it by more than a row.
+            for c in costs { XCTAssertLessThan(c, target + biggestRow, "\(costs)") }
+            for c in costs.dropLast() { XCTAssertGreaterThanOrEqual(c, target, "\(costs)") }
         }
     }
 
     func testPipelineKeepsEveryDispatchAnswer() throws {
-        let raw = try Frontend.load(path: example, threads: 2).program
-        let optimized = Pipeline.run(raw)
+        let raw = try Frontend.load(path: example).program
+        let optimized = Driver.optimize(raw, CompileOptions().passes)
         XCTAssertEqual(optimized.plans.count, 5)
         XCTAssertEqual(raw.plans.count, 6)
         for s in raw.shape.steps.indices {
@@ -88,15 +72,15 @@ final class PassesTests: XCTestCase {
 
     /// Golden dumps, regenerated by `make golden`: the parsed and the optimized example.
     func testGoldenDumpsOfTheExample() throws {
-        let raw = try Frontend.load(path: example, threads: 2).program
-        XCTAssertEqual(raw.text, try String(contentsOf: fixtures.appendingPathComponent("example.parse.ir"), encoding: .utf8))
-        XCTAssertEqual(Pipeline.run(raw).text, try String(contentsOf: fixtures.appendingPathComponent("example.ir"), encoding: .utf8))
+        let raw = try Frontend.load(path: example).program
+        XCTAssertEqual(raw.text, try fixture("example.parse.ir"))
+        XCTAssertEqual(Driver.optimize(raw, CompileOptions().passes).text, try fixture("example.ir"))
     }
 
     func testEveryStageRoundTripsThroughText() throws {
-        var p = try Frontend.load(path: example, threads: 2).program
+        var p = try Frontend.load(path: example).program
         XCTAssertEqual(try IRParser.parse(p.text), p)
-        for pass in Pipeline.passes {
+        for pass in Pipeline.common(mergeTolerance: 0.05) + [Pipeline.named("chunk")!] {
             p = pass.run(p)
             XCTAssertEqual(try IRParser.parse(p.text), p, "after \(pass.name)")
         }
@@ -104,29 +88,18 @@ final class PassesTests: XCTestCase {
 }
 
 final class MergeSimilarTests: XCTestCase {
-    /// Four blocks: a and b differ in one tile of five, c is far from both, d has reuse.
-    func testMergesNearDuplicatesIntoTheirUnion() throws {
-        let a = Plan(name: "a", rows: [.compute([Span(0, 2)]), .compute([Span(1, 2)]), .compute([Span(2, 3)]), .compute([Span(3, 4)])])
-        let b = Plan(name: "b", rows: [.compute([Span(0, 2)]), .compute([Span(1, 3)]), .compute([Span(2, 3)]), .compute([Span(3, 4)])])
-        let c = Plan(name: "c", rows: Array(repeating: .compute([Span(0, 4)]), count: 4))
-        let d = Plan(name: "d", rows: [.compute([Span(0, 2)]), .reuse(0), .compute([Span(2, 3)]), .compute([Span(3, 4)])])
-        var p = program([a, b, c, d], dispatch: [0, 1, 2, 3])
-        XCTAssertEqual(mergeSimilar(p), p, "tolerance 0 must change nothing")
-        p.mergeTolerance = 0.2  // one tile in six is within 20%
-        let merged = mergeSimilar(p)
-        XCTAssertEqual(merged.plans.map(\.name), ["a", "c", "d"])
-        XCTAssertEqual(merged.dispatch, [0, 0, 1, 2])
-        XCTAssertEqual(merged.plans[0].rows, b.rows, "the union of a and b is b")
+    /// Beyond the fixture: tolerance 0 changes nothing, a tolerance below the difference merges
+    /// nothing, and no (step, layer, head) ever loses a tile it kept.
+    func testMergesOnlyWithinToleranceAndNeverDropsTiles() throws {
+        let p = try IRParser.parse(try fixture("passes/merge-similar.before.ir"))
+        XCTAssertEqual(mergeSimilar(p, tolerance: 0), p, "tolerance 0 must change nothing")
+        XCTAssertEqual(mergeSimilar(p, tolerance: 0.1).plans.count, 4, "one tile in six is not within 10%")
+        let merged = mergeSimilar(p, tolerance: 0.2)
         for h in 0..<4 {
-            // No (step, layer, head) loses a tile it kept.
             let before = p.plan(stepIndex: 0, layer: 0, head: h), after = merged.plan(stepIndex: 0, layer: 0, head: h)
             for (x, y) in zip(before.rows, after.rows) {
                 XCTAssertTrue(Set(x.spans.flatMap { Array($0.start..<$0.end) }).isSubset(of: Set(y.spans.flatMap { Array($0.start..<$0.end) })))
             }
         }
-        p.mergeTolerance = 0.1  // one tile in six is not within 10%
-        XCTAssertEqual(mergeSimilar(p).plans.count, 4)
-        let optimized = Pipeline.run(p)
-        XCTAssertEqual(try IRParser.parse(optimized.text), optimized, "merge_tolerance round-trips")
     }
 }

@@ -1,21 +1,23 @@
 import CalibCodegen
+import CalibDriver
 import CalibIR
-import CalibPasses
 import CalibRuntime
+import CalibSupport
 import Foundation
 import XCTest
 
-/// Compiles `program` through the real pipeline into a shared library and loads it.
-func loadKernels(_ program: Program, flags: [String] = []) throws -> (AttentionKernels, Program) {
-    let optimized = Pipeline.run(program)
+/// Compiles `program` through the driver into a shared library and loads it. `isa` caps the
+/// instruction set the library picks when it loads (CALIBC_ISA), so every instance can be checked.
+func loadKernels(_ program: Program, isa: String? = nil) throws -> (AttentionKernels, Program) {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-rt-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
-    let source = dir.appendingPathComponent("kernels").path
-    try OutputWriter.write(Codegen.emit(optimized, source: "test.json", passes: Pipeline.passes.map(\.name)), to: source, force: false)
-    let library = dir.appendingPathComponent("libcalibkernels.so").path
-    try SharedLibrary.build(sourceDir: source, output: library, extra: flags)
+    var options = CompileOptions()
+    options.shared = true
+    let result = try Driver.compile(program, source: "test.json", to: dir.path, options: options)
+    if let isa { setenv("CALIBC_ISA", isa, 1) }
+    defer { unsetenv("CALIBC_ISA") }
     // dlopen keeps the mapping after the file is deleted.
-    return (try AttentionKernels(libraryPath: library), optimized)
+    return (try AttentionKernels(libraryPath: dir.appendingPathComponent(options.target.libraryName).path), result.program)
 }
 
 /// Random plans with the shapes masks take: spans, full rows, reuse of earlier full blocks.

@@ -1,5 +1,7 @@
+import CBench
 import CalibIR
 import CalibRuntime
+import CalibSupport
 import Foundation
 import XCTest
 
@@ -13,7 +15,7 @@ final class KernelTests: XCTestCase {
             let partial = tokens % block != 0
             let plans = (0..<3).map { randomPlan("r\($0)", blocks: blocks, partialLast: partial, reuse: $0 > 0, rng: &rng) }
             let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: headDim, block: block, layers: 1, heads: 3, steps: [4]),
-                                  threads: 2, plans: plans, dispatch: [0, 1, 2], sourceHash: "h")
+                                  plans: plans, dispatch: [0, 1, 2], sourceHash: "h")
             let (kernels, optimized) = try loadKernels(program)
             let q = rng.floats(tokens * headDim, scale: 2), k = rng.floats(tokens * headDim, scale: 2), v = rng.floats(tokens * headDim)
             for head in 0..<3 {
@@ -27,22 +29,24 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// bfloat16 inputs against the float64 answer on the same (rounded) values. With AVX-512
-    /// BF16 the probabilities are rounded to bfloat16 for P·V, hence the looser bound; the
-    /// portable build (-mno-avx512f) widens to fp32 and meets the fp32 bound. Both builds also
-    /// run the fp32 entry point through the portable loops.
-    func testBFloat16InputsAndThePortableBuild() throws {
+    /// Every instruction-set instance this machine runs (CALIBC_ISA caps the choice), fp32 and
+    /// bfloat16 inputs (widened to fp32, so the fp32 bound holds), against the float64 answer on
+    /// the same (rounded) values.
+    func testEveryInstructionSetAndBFloat16Inputs() throws {
         var rng = SplitMix64(seed: freshSeed(#function))
         for (tokens, headDim, block) in [(300, 64, 64), (200, 128, 32)] {
             let blocks = (tokens + block - 1) / block
             let plans = [densePlan(blocks: blocks), randomPlan("r", blocks: blocks, partialLast: tokens % block != 0, reuse: true, rng: &rng)]
             let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: headDim, block: block, layers: 1, heads: 2, steps: [0]),
-                                  threads: 2, plans: plans, dispatch: [0, 1], sourceHash: "h")
+                                  plans: plans, dispatch: [0, 1], sourceHash: "h")
             let q = rng.floats(tokens * headDim, scale: 2).map(BFloat16.init), k = rng.floats(tokens * headDim, scale: 2).map(BFloat16.init)
             let v = rng.floats(tokens * headDim).map(BFloat16.init)
             let (qf, kf, vf) = (q.map(\.float), k.map(\.float), v.map(\.float))
-            for (flags, bound) in [([String](), 5e-3), (["-mno-avx512f"], 1e-5)] {
-                let (kernels, optimized) = try loadKernels(program, flags: flags)
+            var seen: [String] = []
+            for isa in ["avx512", "avx2", "sse", "portable"] {
+                let (kernels, optimized) = try loadKernels(program, isa: isa)
+                seen.append(kernels.isa)
+                let (flags, bound) = (kernels.isa, 1e-5)
                 for head in 0..<2 {
                     let exact = Reference.attention(of: optimized.plan(stepIndex: 0, layer: 0, head: head), q: qf, k: kf, v: vf,
                                                     tokens: tokens, headDim: headDim, block: block)
@@ -52,6 +56,7 @@ final class KernelTests: XCTestCase {
                     XCTAssertLessThan(Reference.relativeError(out32, exact), 1e-5, "fp32 \(flags) tokens \(tokens) head \(head)")
                 }
             }
+            XCTAssertTrue(seen.contains("portable") && seen.contains("sse"), "\(seen)")
         }
     }
 
@@ -60,7 +65,7 @@ final class KernelTests: XCTestCase {
         for (tokens, headDim) in [(333, 64), (190, 128)] {
             let block = 64, blocks = (tokens + block - 1) / block
             let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: headDim, block: block, layers: 1, heads: 1, steps: [0]),
-                                  threads: 2, plans: [densePlan(blocks: blocks)], dispatch: [0], sourceHash: "h")
+                                  plans: [densePlan(blocks: blocks)], dispatch: [0], sourceHash: "h")
             let (kernels, _) = try loadKernels(program)
             let q = rng.floats(tokens * headDim, scale: 3), k = rng.floats(tokens * headDim, scale: 3), v = rng.floats(tokens * headDim)
             let reference = Reference.attention(q: q, k: k, v: v, tokens: tokens, headDim: headDim)
@@ -89,7 +94,7 @@ final class KernelTests: XCTestCase {
             q == 3 ? .reuse(1) : .compute(q % 2 == 0 ? [Span(0, 4), Span(7, 8)] : [Span(q % 4, q % 4 + 1)])
         }
         let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: d, block: block, layers: 1, heads: 1, steps: [0]),
-                              threads: 2, plans: [Plan(name: "p", rows: rows)], dispatch: [0], sourceHash: "h")
+                              plans: [Plan(name: "p", rows: rows)], dispatch: [0], sourceHash: "h")
         let (kernels, optimized) = try loadKernels(program)
         let q = rng.floats(tokens * d), k = rng.floats(tokens * d), v = rng.floats(tokens * d)
         let clean = try runHead(kernels, step: 0, head: 0, q: q, k: k, v: v)
@@ -114,7 +119,7 @@ final class KernelTests: XCTestCase {
         // q1 → q0 directly; q3 → q2 → q0 is a chain the compiler collapses; q4 is partial.
         let rows: [Row] = [.compute([Span(0, 5)]), .reuse(0), .reuse(0), .reuse(2), .compute([Span(2, 5)])]
         let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: d, block: block, layers: 1, heads: 1, steps: [0]),
-                              threads: 2, plans: [Plan(name: "p", rows: rows)], dispatch: [0], sourceHash: "h")
+                              plans: [Plan(name: "p", rows: rows)], dispatch: [0], sourceHash: "h")
         let (kernels, _) = try loadKernels(program)
         let out = try runHead(kernels, step: 0, head: 0, q: rng.floats(tokens * d), k: rng.floats(tokens * d), v: rng.floats(tokens * d))
         let rowsOf = { (b: Int) in Array(out[(b * block * d)..<((b + 1) * block * d)]) }
@@ -128,7 +133,7 @@ final class KernelTests: XCTestCase {
         let (tokens, d, block, heads) = (200, 64, 64, 3)
         let plan = randomPlan("p", blocks: 4, partialLast: true, reuse: true, rng: &rng)
         let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: d, block: block, layers: 1, heads: 1, steps: [0]),
-                              threads: 2, plans: [plan], dispatch: [0], sourceHash: "h")
+                              plans: [plan], dispatch: [0], sourceHash: "h")
         let (kernels, _) = try loadKernels(program)
         let q = rng.floats(tokens * heads * d), k = rng.floats(tokens * heads * d), v = rng.floats(tokens * heads * d)
         let head = 1
@@ -157,5 +162,156 @@ final class KernelTests: XCTestCase {
         }
         XCTAssertEqual(pick(out), packed)
         XCTAssertTrue(out[0..<d].allSatisfy(\.isNaN), "another head's rows were written")
+    }
+}
+
+/// The layer entry: all (batch, head) of a (step, layer) in one call.
+final class LayerCallTests: XCTestCase {
+    /// Element (b, s, h, d) of a packed tensor in `layout` ("bshd" or "bhsd").
+    private func strides(_ layout: String, tokens: Int, heads: Int, headDim: Int) -> Strides {
+        layout == "bshd" ? .bshd(tokens: tokens, heads: heads, headDim: headDim) : .bhsd(tokens: tokens, heads: heads, headDim: headDim)
+    }
+
+    private func head(_ x: [Float], _ s: Strides, b: Int, h: Int, tokens: Int, headDim: Int) -> [Float] {
+        (0..<tokens).flatMap { t in x[(b * s.batch + t * s.token + h * s.head)...].prefix(headDim) }
+    }
+
+    /// Both layouts, fp32 and bf16 (bf16 out, so the bound is bf16 rounding of the output), odd N,
+    /// batch 2, into NaN-poisoned outputs, against each head's float64 plan reference.
+    func testBothLayoutsAndDtypesAgainstTheReference() throws {
+        var rng = SplitMix64(seed: freshSeed(#function))
+        let (tokens, d, block, heads, batch) = (333, 64, 64, 3, 2)
+        let blocks = (tokens + block - 1) / block
+        let plans = [densePlan(blocks: blocks)] + (1..<heads).map { randomPlan("r\($0)", blocks: blocks, partialLast: true, reuse: true, rng: &rng) }
+        let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: d, block: block, layers: 2, heads: heads, steps: [3, 7]),
+                              plans: plans, dispatch: [0, 1, 2, 1, 2, 0, 2, 0, 1, 0, 0, 0], sourceHash: "h")
+        let (kernels, optimized) = try loadKernels(program)
+        let count = batch * tokens * heads * d
+        let q = rng.floats(count, scale: 2), k = rng.floats(count, scale: 2), v = rng.floats(count)
+        for layout in ["bshd", "bhsd"] {
+            let s = strides(layout, tokens: tokens, heads: heads, headDim: d)
+            var out = [Float](repeating: .nan, count: count)
+            try q.withUnsafeBufferPointer { qp in
+                try k.withUnsafeBufferPointer { kp in
+                    try v.withUnsafeBufferPointer { vp in
+                        try out.withUnsafeMutableBufferPointer { op in
+                            try kernels.attentionLayer(step: 7, layer: 0, batch: batch, q: qp, k: kp, v: vp, out: op, strides: (s, s, s, s))
+                        }
+                    }
+                }
+            }
+            XCTAssertFalse(out.contains { $0.isNaN }, "\(layout): an element was left unwritten")
+            let (qh, kh, vh) = (q.map(BFloat16.init), k.map(BFloat16.init), v.map(BFloat16.init))
+            var outh = [BFloat16](repeating: BFloat16(.nan), count: count)
+            try qh.withUnsafeBufferPointer { qp in
+                try kh.withUnsafeBufferPointer { kp in
+                    try vh.withUnsafeBufferPointer { vp in
+                        try outh.withUnsafeMutableBufferPointer { op in
+                            try kernels.attentionLayer(step: 7, layer: 0, batch: batch, q: qp, k: kp, v: vp, out: op, strides: (s, s, s, s))
+                        }
+                    }
+                }
+            }
+            for b in 0..<batch {
+                for h in 0..<heads {
+                    let plan = optimized.plan(stepIndex: 1, layer: 0, head: h)
+                    let pick = { (x: [Float]) in self.head(x, s, b: b, h: h, tokens: tokens, headDim: d) }
+                    let exact = Reference.attention(of: plan, q: pick(q), k: pick(k), v: pick(v), tokens: tokens, headDim: d, block: block)
+                    XCTAssertLessThan(Reference.relativeError(pick(out), exact), 1e-5, "fp32 \(layout) b \(b) h \(h)")
+                    let rounded = { (x: [BFloat16]) in self.head(x.map(\.float), s, b: b, h: h, tokens: tokens, headDim: d) }
+                    let exactH = Reference.attention(of: plan, q: rounded(qh), k: rounded(kh), v: rounded(vh), tokens: tokens, headDim: d, block: block)
+                    XCTAssertLessThan(Reference.relativeError(rounded(outh), exactH), 4e-3, "bf16 \(layout) b \(b) h \(h)")
+                }
+            }
+        }
+    }
+
+    /// The dense layer entry equals every head's dense reference; the (B, H, S, D) layout gives
+    /// the same bits as (B, S, H, D) on the same values.
+    func testDenseLayerAndLayoutsGiveTheSameBits() throws {
+        var rng = SplitMix64(seed: freshSeed(#function))
+        let (tokens, d, heads) = (200, 32, 2)
+        let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: d, block: 32, layers: 1, heads: heads, steps: [0]),
+                              plans: [densePlan(blocks: 7)], dispatch: [0, 0], sourceHash: "h")
+        let (kernels, _) = try loadKernels(program)
+        let a = Strides.bshd(tokens: tokens, heads: heads, headDim: d), b = Strides.bhsd(tokens: tokens, heads: heads, headDim: d)
+        let count = tokens * heads * d
+        let q = rng.floats(count, scale: 3), k = rng.floats(count, scale: 3), v = rng.floats(count)
+        // The same tensors re-laid out as (B, H, S, D).
+        func relayout(_ x: [Float]) -> [Float] {
+            var y = [Float](repeating: 0, count: count)
+            for t in 0..<tokens { for h in 0..<heads { for c in 0..<d { y[h * b.head + t * b.token + c] = x[t * a.token + h * a.head + c] } } }
+            return y
+        }
+        var outA = [Float](repeating: .nan, count: count), outB = outA
+        try kernels.denseAttentionLayer(batch: 1, q: q.withUnsafeBufferPointer { $0 }, k: k.withUnsafeBufferPointer { $0 },
+                                        v: v.withUnsafeBufferPointer { $0 }, out: outA.withUnsafeMutableBufferPointer { $0 }, strides: (a, a, a, a))
+        let (qb, kb, vb) = (relayout(q), relayout(k), relayout(v))
+        try kernels.attentionLayer(step: 0, layer: 0, batch: 1, q: qb.withUnsafeBufferPointer { $0 }, k: kb.withUnsafeBufferPointer { $0 },
+                                   v: vb.withUnsafeBufferPointer { $0 }, out: outB.withUnsafeMutableBufferPointer { $0 }, strides: (b, b, b, b))
+        XCTAssertEqual(relayout(outA), outB)
+        for h in 0..<heads {
+            let pick = { (x: [Float]) in self.head(x, a, b: 0, h: h, tokens: tokens, headDim: d) }
+            let reference = Reference.attention(q: pick(q), k: pick(k), v: pick(v), tokens: tokens, headDim: d)
+            XCTAssertLessThan(Reference.relativeError(pick(outA), reference), 1e-5)
+        }
+    }
+
+    /// Results do not depend on the team size: each query block is computed by one thread in a
+    /// fixed order of key blocks, so 1, 3, 7 and 16 threads on any machine give the same bits.
+    func testTeamSizeDoesNotChangeTheResult() throws {
+        var rng = SplitMix64(seed: freshSeed(#function))
+        let (tokens, d, heads) = (700, 64, 4)
+        let blocks = 11
+        let plans = (0..<heads).map { randomPlan("r\($0)", blocks: blocks, partialLast: true, reuse: true, rng: &rng) }
+        let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: d, block: 64, layers: 1, heads: heads, steps: [0]),
+                              plans: plans, dispatch: Array(0..<heads), sourceHash: "h")
+        let (kernels, _) = try loadKernels(program)
+        let s = Strides.bshd(tokens: tokens, heads: heads, headDim: d)
+        let count = 2 * tokens * heads * d
+        let q = rng.floats(count, scale: 2), k = rng.floats(count, scale: 2), v = rng.floats(count)
+        var results: [[Float]] = []
+        defer { calib_bench_set_threads(Int32(ProcessInfo.processInfo.activeProcessorCount)) }
+        for threads in [1, 3, 7, 16] {
+            calib_bench_set_threads(Int32(threads))
+            XCTAssertEqual(kernels.teamSize, threads)
+            var out = [Float](repeating: .nan, count: count)
+            try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: q.withUnsafeBufferPointer { $0 }, k: k.withUnsafeBufferPointer { $0 },
+                                       v: v.withUnsafeBufferPointer { $0 }, out: out.withUnsafeMutableBufferPointer { $0 }, strides: (s, s, s, s))
+            results.append(out)
+        }
+        for (i, r) in results.enumerated().dropFirst() { XCTAssertEqual(r, results[0], "team \([1, 3, 7, 16][i]) differs from 1 thread") }
+    }
+
+    /// Shapes, strides and buffers that do not fit are refused before anything runs.
+    func testMismatchedShapesAndStridesAreRefused() throws {
+        let program = Program(model: "t", shape: Shape(tokens: 100, headDim: 16, block: 16, layers: 1, heads: 2, steps: [0]),
+                              plans: [densePlan(blocks: 7)], dispatch: [0, 0], sourceHash: "h")
+        let (kernels, _) = try loadKernels(program)
+        let good = Strides.bshd(tokens: 100, heads: 2, headDim: 16)
+        let x = [Float](repeating: 1, count: 2 * 100 * 2 * 16)
+        var out = [Float](repeating: .nan, count: x.count)
+        func call(step: Int = 0, layer: Int = 0, batch: Int = 2, q: Strides? = nil, out o: Strides? = nil, short: Bool = false) -> CalibError? {
+            let qx = short ? Array(x.dropLast()) : x
+            do {
+                try kernels.attentionLayer(step: step, layer: layer, batch: batch, q: qx.withUnsafeBufferPointer { $0 }, k: x.withUnsafeBufferPointer { $0 },
+                                           v: x.withUnsafeBufferPointer { $0 }, out: out.withUnsafeMutableBufferPointer { $0 },
+                                           strides: (q ?? good, good, good, o ?? good))
+                return nil
+            } catch { return error as? CalibError }
+        }
+        XCTAssertNil(call())
+        XCTAssertEqual(call(step: 1), .noPlan(step: 1, layer: 0, head: -1))
+        XCTAssertEqual(call(layer: 1), .noPlan(step: 0, layer: 1, head: -1))
+        XCTAssertEqual(call(short: true), .badArgument("q holds 6399 elements, needs 6400 at strides Strides(batch: 3200, token: 32, head: 16)"))
+        XCTAssertEqual(call(q: Strides(batch: -1, token: 32, head: 16)), .badArgument("q strides Strides(batch: -1, token: 32, head: 16) overflow or are negative"))
+        XCTAssertEqual(call(q: Strides(batch: 3200, token: Int.max / 2, head: 16)),
+                       .badArgument("q strides Strides(batch: 3200, token: 4611686018427387903, head: 16) overflow or are negative"))
+        // Heads of out that overlap each other: the kernel refuses (status 3), nothing is written.
+        out = [Float](repeating: .nan, count: x.count)
+        XCTAssertEqual(call(out: Strides(batch: 3200, token: 32, head: 8)), .badArgument("kernel returned status 3"))
+        XCTAssertTrue(out.allSatisfy(\.isNaN))
+        // q may broadcast (stride 0 over heads): a read-only view, allowed.
+        XCTAssertNil(call(q: Strides(batch: 3200, token: 32, head: 0)))
     }
 }

@@ -1,28 +1,33 @@
+import CalibDriver
 import CalibFrontend
 import CalibIR
-import CalibPasses
+import CalibKernels
 import CalibRuntime
+import CalibSupport
 import Foundation
 import XCTest
 
 private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
 private let example = root.appendingPathComponent("examples/masks.json").path
 
+/// The example's kernels (generated/CalibKernels), linked into this test bundle.
+private let linked = try! AttentionKernels(entryPoints: UnsafeRawPointer(calib_get_entry_points()))
+
 final class RuntimeTests: XCTestCase {
     /// Seen on this machine: OpenMP can link yet run one thread. The kernels must use every core.
     func testKernelsRunOnAllThreads() throws {
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        XCTAssertEqual(AttentionKernels.linked.teamSize, cores)
+        XCTAssertEqual(linked.teamSize, cores)
         let program = Program(model: "t", shape: Shape(tokens: 64, headDim: 16, block: 16, layers: 1, heads: 1, steps: [0]),
-                              threads: 2, plans: [densePlan(blocks: 4)], dispatch: [0], sourceHash: "h")
+                              plans: [densePlan(blocks: 4)], dispatch: [0], sourceHash: "h")
         XCTAssertEqual(try loadKernels(program).0.teamSize, cores)
     }
 
     func testLinkedKernelsAreTheExample() throws {
-        let kernels = AttentionKernels.linked
+        let kernels = linked
         XCTAssertNoThrow(try kernels.requireSource(masksFile: example))
         let info = kernels.info
-        XCTAssertEqual([info.tokens, info.headDim, info.block, info.layers, info.heads, info.plans, info.threads], [2100, 64, 64, 2, 4, 5, 2])
+        XCTAssertEqual([info.tokens, info.headDim, info.block, info.layers, info.heads, info.plans], [2100, 64, 64, 2, 4, 5])
         XCTAssertEqual(info.steps, [0, 25, 49])
         XCTAssertEqual(info.model, "example-video-dit")
 
@@ -38,8 +43,8 @@ final class RuntimeTests: XCTestCase {
 
     /// One sparse head of the linked example, against its float64 plan reference.
     func testLinkedKernelsComputeTheirPlan() throws {
-        let kernels = AttentionKernels.linked
-        let program = Pipeline.run(try Frontend.load(path: example, threads: 2).program)
+        let kernels = linked
+        let program = Driver.optimize(try Frontend.load(path: example).program, CompileOptions().passes)
         var rng = SplitMix64(seed: freshSeed(#function))
         let (n, d) = (2100, 64)
         let q = rng.floats(n * d, scale: 2), k = rng.floats(n * d, scale: 2), v = rng.floats(n * d)
@@ -51,7 +56,7 @@ final class RuntimeTests: XCTestCase {
     }
 
     func testBadCallsThrowInsteadOfReadingOutOfBounds() throws {
-        let kernels = AttentionKernels.linked
+        let kernels = linked
         let (n, d) = (2100, 64)
         let good = [Float](repeating: 0, count: n * d)
         var out = [Float](repeating: 0, count: n * d)
@@ -84,7 +89,7 @@ final class RuntimeTests: XCTestCase {
 
     /// Many threads, each on its own head and output, give the sequential answers bit for bit.
     func testConcurrentCallsOnDifferentHeads() throws {
-        let kernels = AttentionKernels.linked
+        let kernels = linked
         var rng = SplitMix64(seed: freshSeed(#function))
         let (n, d) = (2100, 64)
         let q = rng.floats(n * d), k = rng.floats(n * d), v = rng.floats(n * d)

@@ -151,14 +151,18 @@ typedef void (*block_fn)(const call *, scratch *, const slice *, int, const uint
 static block_fn chosen;
 static const char *chosen_name;
 
-/* The widest instance this shape has and this CPU runs; chosen once, before any thread starts. */
+/* The widest instance this shape has and this CPU runs; chosen once, when the library loads.
+ * CALIBC_ISA=avx2 (or sse, portable) caps the choice: every instance can be checked on one machine. */
 __attribute__((constructor)) static void choose_isa(void) {
+    const char *cap = getenv("CALIBC_ISA");
+    const int most = !cap ? 3 : !strcmp(cap, "avx2") ? 2 : !strcmp(cap, "sse") ? 1 : !strcmp(cap, "portable") ? 0 : 3;
     chosen = query_block_scalar;
     chosen_name = "portable";
+    (void)most;
 #if X86
     __builtin_cpu_init();
 #if HAVE_AVX512
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+    if (most >= 3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl")) {
         chosen = query_block_avx512;
         chosen_name = "avx512";
@@ -166,15 +170,17 @@ __attribute__((constructor)) static void choose_isa(void) {
     }
 #endif
 #if HAVE_AVX2
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (most >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         chosen = query_block_avx2;
         chosen_name = "avx2";
         return;
     }
 #endif
 #if HAVE_SSE
-    chosen = query_block_sse;
-    chosen_name = "sse";
+    if (most >= 1) {
+        chosen = query_block_sse;
+        chosen_name = "sse";
+    }
 #endif
 #endif
 }
@@ -217,6 +223,11 @@ static void row(const call *c, scratch *w, const slice *h, const calib_plan *p, 
     store(c, w, h, qb, p->reuse + 2 * lo, end - lo);
 }
 
+/* A test that includes this file may count the work items each thread takes. */
+#ifndef CALIB_TRACE_ITEM
+#define CALIB_TRACE_ITEM(thread) ((void)0)
+#endif
+
 /* The pool: item i is chunk i / (batch·heads) (chunks are sorted heaviest first) of (batch, head)
  * i % (batch·heads), so the heaviest work of every head goes first; heads with fewer chunks
  * skip the indices they lack. */
@@ -234,12 +245,15 @@ static int run(const call *c) {
             #pragma omp atomic write
             status = CALIB_ERR_NO_MEMORY;
         }
+        /* Every thread is up before the first claim, so a fast one cannot take a small pool alone. */
+        #pragma omp barrier
         for (;;) {
             const int64_t i = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
             if (i >= total || !w) break;
             const int64_t b = (i % bh) / c->heads, hh = i % c->heads, rank = i / bh;
             const calib_plan *p = c->plans[hh];
             if (rank >= p->chunk_count) continue;
+            CALIB_TRACE_ITEM(omp_get_thread_num());
             const slice h = {
                 c->q + (b * c->qs[0] + hh * c->qs[2]) * (c->in == CALIB_BF16 ? 2 : 4),
                 c->k + (b * c->ks[0] + hh * c->ks[2]) * (c->in == CALIB_BF16 ? 2 : 4),

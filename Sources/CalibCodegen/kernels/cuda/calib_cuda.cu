@@ -9,9 +9,11 @@
  *
  * Two kernels:
  *  - wgmma: CALIB_BLOCK == 128 and head_dim 64 or 128. One producer warp loads Q, K and V tiles
- *    with the bulk tensor copy engine (TMA, 128-byte swizzle) into a two-stage ring guarded by
+ *    with the bulk tensor copy engine (TMA, 128-byte swizzle) into a three-stage ring guarded by
  *    mbarriers; two consumer warpgroups of 64 query rows each compute S = Q Kᵀ (wgmma, operands in
- *    shared memory), the online softmax in registers and O += P V (wgmma, P from registers).
+ *    shared memory), the online softmax in registers and O += P V (wgmma, P from registers),
+ *    taking turns at the tensor cores (ping-pong) so one's softmax hides under the other's
+ *    products.
  *  - mma.sync: any block size and head_dim (multiple of 16, at most 256): FlashAttention-2 style,
  *    64 query rows on 4 warps, cp.async double buffering. The fallback, and the reference
  *    implementation the wgmma kernel is tested against.
@@ -48,8 +50,8 @@ constexpr int kDim = CALIB_HEAD_DIM;
 constexpr int kBlock = CALIB_BLOCK;
 constexpr int kBlocks = CALIB_BLOCKS;
 
-/* One work item: x = head, y = query block | (reuse target count << 16), z = pooled row (-1:
- * every key block), w = offset of its targets in the targets array. */
+/* One work item: x = head | (kept key blocks << 12), y = query block | (reuse target count << 16),
+ * z = pooled row (-1: every key block), w = offset of its targets in the targets array. */
 struct Params {
     const int4 *items;
     const int32_t *targets;
@@ -210,7 +212,7 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params p) {
         int64_t idx = item_index(round, gridDim.x, blockIdx.x);
         if (idx >= p.total) break;
         const int4 it = p.items[idx / p.batch];
-        const int b = (int)(idx % p.batch), h = it.x, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
+        const int b = (int)(idx % p.batch), h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         const T *qh = qg + (int64_t)b * p.qs0 + (int64_t)h * p.qs2;
         const T *kh = kg + (int64_t)b * p.ks0 + (int64_t)h * p.ks2;
         const T *vh = vg + (int64_t)b * p.vs0 + (int64_t)h * p.vs2;
@@ -335,10 +337,10 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params p) {
 #endif
 
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
-constexpr int kStages = 2;
+constexpr int kStages = 3; /* K/V ring depth: a stage frees only after both warpgroups' P V */
 constexpr int kTileBytes = 128 * kDim * 2; /* one 128-row tile of Q, K or V */
 constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns: one swizzled TMA box */
-constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 1024 /* barriers */ + 1024 /* alignment */;
+constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
 
 #ifndef CALIB_NO_WGMMA
 __device__ __forceinline__ void wgmma_ss_n128_bf16(float *d, uint64_t da, uint64_t db, int scale_d) {
@@ -403,6 +405,9 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, u
                  ::"r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
                  : "memory");
 }
+/* Named barriers 1 and 2 over the 256 consumer threads. */
+__device__ __forceinline__ void named_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void named_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -451,6 +456,7 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
     auto k_full = [&](int s) { return bars + 16 + 8 * s; };
     auto v_full = [&](int s) { return bars + 16 + 8 * kStages + 8 * s; };
     auto kv_empty = [&](int s) { return bars + 16 + 16 * kStages + 8 * s; };
+    auto kb_slot = [&](int s) { return bars + 128 + 4 * s; }; /* the key block of each stage */
     const int tid = threadIdx.x, wg = tid / 128;
     if (tid == 0) {
         mbar_init(q_full, 1);
@@ -468,11 +474,12 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
         if (tid == 0) {
             uint32_t kv_it = 0, q_it = 0;
-            for (int64_t round = 0;; ++round) {
-                int64_t idx = item_index(round, gridDim.x, blockIdx.x);
-                if (idx >= p.total) break;
-                const int4 it = p.items[idx / p.batch];
-                const int b = (int)(idx % p.batch), h = it.x, qb = it.y & 0xffff;
+            int64_t idx = item_index(0, gridDim.x, blockIdx.x);
+            int4 it = idx < p.total ? p.items[idx / p.batch] : make_int4(0, 0, 0, 0);
+            for (int64_t round = 0; idx < p.total; ++round) {
+                const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+                const int4 nit = nidx < p.total ? p.items[nidx / p.batch] : it;
+                const int b = (int)(idx % p.batch), h = it.x & 0xfff, qb = it.y & 0xffff;
                 mbar_wait(q_empty, (q_it & 1) ^ 1);
                 mbar_expect_tx(q_full, kTileBytes);
 #pragma unroll
@@ -486,6 +493,7 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                     for (int kb = lo; kb < hi; ++kb) {
                         const int s = kv_it % kStages;
                         mbar_wait(kv_empty(s), ((kv_it / kStages) & 1) ^ 1);
+                        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(kb_slot(s)), "r"(kb) : "memory");
                         mbar_expect_tx(k_full(s), kTileBytes);
 #pragma unroll
                         for (int x = 0; x < kDim / 64; ++x)
@@ -498,44 +506,56 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                     }
                     if (i < 0) break;
                 }
+                idx = nidx;
+                it = nit;
             }
         }
     } else {
         asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
         const int t = tid - 128 * wg, w = t / 32, lane = t % 32, c = lane % 4;
         const int rloc0 = 64 * (wg - 1) + 16 * w + lane / 4; /* this thread's rows: rloc0, rloc0 + 8 */
+        /* Ping-pong: the two warpgroups take turns at the tensor cores (named barriers 1 and 2),
+         * so one's softmax runs under the other's matrix products. Warpgroup 1 goes first. */
+        const int me = wg, other = 3 - wg;
+        if (wg == 2) named_arrive(1);
         uint32_t kv_it = 0, q_it = 0;
         constexpr int kPartial = kTokens % 128;
-        for (int64_t round = 0;; ++round) {
-            int64_t idx = item_index(round, gridDim.x, blockIdx.x);
-            if (idx >= p.total) break;
-            const int4 it = p.items[idx / p.batch];
-            const int b = (int)(idx % p.batch), h = it.x, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
-            int first, last;
-            row_spans(p, it.z, first, last);
-            int nkb = 0;
-            for (int i = first; i < last || i == first; ++i) {
-                int lo, hi;
-                span_at(p, i, lo, hi);
-                nkb += hi - lo;
-                if (i < 0) break;
-            }
+        int64_t idx = item_index(0, gridDim.x, blockIdx.x);
+        int4 it = idx < p.total ? p.items[idx / p.batch] : make_int4(0, 0, 0, 0);
+        for (int64_t round = 0; idx < p.total; ++round) {
+            const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+            const int4 nit = nidx < p.total ? p.items[nidx / p.batch] : it;
+            const int b = (int)(idx % p.batch), h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
+            const int nkb = it.x >> 12; /* the consumers never read the spans: the producer passes each tile's key block */
             float o[kDim / 2];
 #pragma unroll
             for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
             float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+            uint32_t pa[32];
+            int sp = 0;
+            uint32_t php = 0;
             mbar_wait(q_full, q_it & 1);
             ++q_it;
             int done = 0;
-            for (int i = first; i < last || i == first; ++i) {
-                int lo, hi;
-                span_at(p, i, lo, hi);
-                for (int kb = lo; kb < hi; ++kb) {
+            /* Each turn issues O += P(j-1) V(j-1) and S(j) = Q K(j)ᵀ together, then the softmax
+             * of S(j) runs while the other warpgroup has the tensor cores. */
+            {
+                for (int j = 0; j < nkb; ++j) {
                     const int s = kv_it % kStages;
                     const uint32_t ph = (kv_it / kStages) & 1;
                     float sc[64];
                     mbar_wait(k_full(s), ph);
+                    int kb;
+                    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(kb) : "r"(kb_slot(s)) : "memory");
+                    if (done > 0) mbar_wait(v_full(sp), php);
+                    named_sync(me);
+                    fence_regs<kDim / 2>(o);
                     wgmma_fence();
+                    if (done > 0) {
+#pragma unroll
+                        for (int kk = 0; kk < 8; ++kk)
+                            wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
+                    }
 #pragma unroll
                     for (int kk = 0; kk < kDim / 16; ++kk) {
                         const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
@@ -543,8 +563,11 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                                  gmma_desc(sk + s * kTileBytes + off, 16, 1024), kk > 0);
                     }
                     wgmma_commit();
+                    named_arrive(other);
                     wgmma_wait0();
                     fence_regs<64>(sc);
+                    fence_regs<kDim / 2>(o);
+                    if (done > 0) mbar_arrive(kv_empty(sp));
                     if (++done == nkb) mbar_arrive(q_empty);
                     if (kPartial != 0 && kb == kBlocks - 1) {
 #pragma unroll
@@ -568,7 +591,6 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                     m0 = n0;
                     m1 = n1;
                     float sum0 = 0.f, sum1 = 0.f;
-                    uint32_t pa[32];
 #pragma unroll
                     for (int j = 0; j < 16; ++j) {
                         const float e0 = fast_exp2(fmaf(sc[4 * j], p.scale_log2, -n0));
@@ -586,26 +608,33 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                     for (int j = 0; j < kDim / 8; ++j) {
                         o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
                     }
-                    mbar_wait(v_full(s), ph);
-                    fence_regs<kDim / 2>(o);
-                    wgmma_fence();
-#pragma unroll
-                    for (int kk = 0; kk < 8; ++kk)
-                        wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + s * kTileBytes + kk * 2048, kHalfBytes, 1024));
-                    wgmma_commit();
-                    wgmma_wait0();
-                    fence_regs<kDim / 2>(o);
-                    mbar_arrive(kv_empty(s));
+                    sp = s;
+                    php = ph;
                     ++kv_it;
                 }
-                if (i < 0) break;
             }
+            /* The last tile's P V. */
+            mbar_wait(v_full(sp), php);
+            named_sync(me);
+            fence_regs<kDim / 2>(o);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < 8; ++kk)
+                wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
+            wgmma_commit();
+            named_arrive(other);
+            wgmma_wait0();
+            fence_regs<kDim / 2>(o);
+            mbar_arrive(kv_empty(sp));
             l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
             l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
             store_rows<T, kDim>(p, b, h, qb, ntargets, it.w, rloc0, 128, o, 1.f / l0, 1.f / l1, c);
+            idx = nidx;
+            it = nit;
         }
+        if (wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */
     }
     }
 #endif
@@ -661,7 +690,7 @@ int build_list(int step_index, int layer, LayerList &out) {
     entries.reserve((size_t)CALIB_HEADS * kBlocks);
     for (int h = 0; h < CALIB_HEADS; ++h) {
         if (step_index < 0) {
-            for (int qb = 0; qb < kBlocks; ++qb) entries.push_back({kBlocks, make_int4(h, qb, -1, 0)});
+            for (int qb = 0; qb < kBlocks; ++qb) entries.push_back({kBlocks, make_int4(h | (kBlocks << 12), qb, -1, 0)});
             continue;
         }
         const calib_plan &plan = calib_plans[calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + h]];
@@ -675,7 +704,8 @@ int build_list(int step_index, int layer, LayerList &out) {
             int nt = 0;
             for (; r < plan.reuse_count && plan.reuse[2 * r] == qb; ++r, ++nt) targets.push_back(plan.reuse[2 * r + 1]);
             const int row = (int)plan.rows[qb];
-            entries.push_back({row_cost(row) * 16 + nt, make_int4(h, qb | (nt << 16), row, toff)});
+            const int cost = row_cost(row);
+            entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff)});
         }
     }
     std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });
