@@ -104,13 +104,13 @@ sanitize: deps
 
 # The Python package (python/, imported as `calibc`: kernel loading, the torch custom op, masks.json,
 # FlexAttention BlockMask interop, the diffusers processor and recorder), in a venv of CPU torch and
-# diffusers from PyPI. The tests rely on these versions. CALIBC_BIN is the calibc the Python tests
+# diffusers from PyPI (redone when this Makefile changes). The tests rely on these versions. CALIBC_BIN is the calibc the Python tests
 # and examples compile masks with.
 .PHONY: wheel
 PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 numpy==2.4.6 pytest==9.2.0 setuptools==84.2.1
 CALIBC_BIN = $(CURDIR)/$(CALIBC)
 PY_INSTALL = .venv/bin/pip install -q --no-deps --no-build-isolation --force-reinstall ./python
-.venv/ok:
+.venv/ok: Makefile
 	python3 -m venv .venv
 	.venv/bin/pip install -q $(PY_DEPS)
 	touch $@
@@ -186,3 +186,16 @@ bench-gpu:
 	for s in wan13b wan14b; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
 	cd Tests/GPU && python3 bench_gpu.py wan1.3B-480p=../../$(GPU_DIR)/wan13b/libcalibcuda.so:../../$(GPU_DIR)/wan13b.json \
 	    wan14B-720p=../../$(GPU_DIR)/wan14b/libcalibcuda.so:../../$(GPU_DIR)/wan14b.json $(BENCH_ARGS)
+
+# The CPU scaling table on a machine with only a C compiler and OpenMP (the GPU machine's 16
+# cores): `make cpu-scaling-sources` here writes the kernels of Tests/CPU/scaling-masks.json, then
+# `make cpu-scaling` there checks every instruction set against float64 and times team sizes.
+SCALING = .cpu-scaling
+cpu-scaling-sources: deps
+	$(SWIFT_BUILD) --product calibc
+	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) --force > /dev/null
+
+cpu-scaling:
+	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) Tests/CPU/scaling.c $(SCALING)/calib_schedule.c -lm -o $(SCALING)/scaling
+	@for isa in avx2 avx512; do CALIBC_ISA=$$isa $(SCALING)/scaling --check || exit 1; done
+	$(SCALING)/scaling
