@@ -59,6 +59,7 @@ struct Params {
     const uint16_t *spans;
     int64_t total;  /* items × batch */
     int32_t batch;
+    int32_t out_vec16; /* out 16-byte aligned with strides multiples of 8: 16-byte stores */
     float scale_log2;
     const void *q, *k, *v;
     void *out;
@@ -124,6 +125,59 @@ __device__ __forceinline__ void store_rows(const Params &p, int b, int h, int qb
             }
         }
     }
+}
+
+/* The same with 16-byte stores (out 16-byte aligned, strides multiples of 8): a 4 × 4 transpose
+ * in each quad of lanes gives every thread 8 consecutive columns. NCOL a multiple of 32. */
+template <typename T, int NCOL>
+__device__ __forceinline__ void store_rows16(const Params &p, int b, int h, int qb, int ntargets, int toff,
+                                             int rloc0, int rlimit, const float *o, float inv0, float inv1,
+                                             int c) {
+    constexpr int G = NCOL / 32;
+    const int quad = (threadIdx.x & 31) & ~3;
+    uint4 chunk[2][G]; /* [row half][group]: columns 8 (4g + c) .. + 7 */
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const float inv = half ? inv1 : inv0;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            uint32_t v[4], r[4];
+#pragma unroll
+            for (int m = 0; m < 4; ++m)
+                v[m] = Pack<T>::two(o[4 * (4 * g + m) + 2 * half] * inv, o[4 * (4 * g + m) + 2 * half + 1] * inv);
+#pragma unroll
+            for (int k = 0; k < 4; ++k) r[k] = 0;
+#pragma unroll
+            for (int rr = 0; rr < 4; ++rr) {
+                const int si = (c - rr) & 3, src = (c + rr) & 3;
+                const uint32_t sv = si == 0 ? v[0] : si == 1 ? v[1] : si == 2 ? v[2] : v[3];
+                const uint32_t got = __shfl_sync(0xffffffffu, sv, quad | src);
+#pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    if (k == src) r[k] = got;
+            }
+            chunk[half][g] = make_uint4(r[0], r[1], r[2], r[3]);
+        }
+    }
+    T *out = static_cast<T *>(p.out);
+    for (int t = -1; t < ntargets; ++t) {
+        const int blk = t < 0 ? qb : p.targets[toff + t];
+        const int base = blk * kBlock;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int rl = rloc0 + 8 * half, r = base + rl;
+            if (rl >= rlimit || r >= kTokens) continue;
+            T *dst = out + (int64_t)b * p.os0 + (int64_t)r * p.os1 + (int64_t)h * p.os2 + 8 * c;
+#pragma unroll
+            for (int g = 0; g < G; ++g) *reinterpret_cast<uint4 *>(dst + 32 * g) = chunk[half][g];
+        }
+    }
+}
+
+__device__ __forceinline__ int4 load_item(const Params &p, int64_t idx, int &b) {
+    if (p.batch == 1) { b = 0; return p.items[idx]; }
+    b = (int)(idx % p.batch);
+    return p.items[idx / p.batch];
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -211,8 +265,9 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params p) {
     for (int64_t round = 0;; ++round) {
         int64_t idx = item_index(round, gridDim.x, blockIdx.x);
         if (idx >= p.total) break;
-        const int4 it = p.items[idx / p.batch];
-        const int b = (int)(idx % p.batch), h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
+        int b;
+        const int4 it = load_item(p, idx, b);
+        const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         const T *qh = qg + (int64_t)b * p.qs0 + (int64_t)h * p.qs2;
         const T *kh = kg + (int64_t)b * p.ks0 + (int64_t)h * p.ks2;
         const T *vh = vg + (int64_t)b * p.vs0 + (int64_t)h * p.vs2;
@@ -331,6 +386,13 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params p) {
 
 /* ------------------------------------------------------------------------------------------ */
 /* wgmma kernel (sm_90a): CALIB_BLOCK == 128, head_dim 64 or 128. */
+
+#ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items, for docs/gpu.md (Tests/GPU/trace.py) */
+__device__ long long calib_trace[1024];
+#define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
+#else
+#define CALIB_MARK(slot, cond) do { } while (0)
+#endif
 
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define CALIB_NO_WGMMA 1 /* device pass for another target: the wgmma kernel has an empty body */
@@ -475,12 +537,15 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         if (tid == 0) {
             uint32_t kv_it = 0, q_it = 0;
             int64_t idx = item_index(0, gridDim.x, blockIdx.x);
-            int4 it = idx < p.total ? p.items[idx / p.batch] : make_int4(0, 0, 0, 0);
+            int b = 0, nb = 0;
+            int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
             for (int64_t round = 0; idx < p.total; ++round) {
                 const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-                const int4 nit = nidx < p.total ? p.items[nidx / p.batch] : it;
-                const int b = (int)(idx % p.batch), h = it.x & 0xfff, qb = it.y & 0xffff;
+                const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
+                const int h = it.x & 0xfff, qb = it.y & 0xffff;
+                CALIB_MARK(512 + round * 4, round < 64);
                 mbar_wait(q_empty, (q_it & 1) ^ 1);
+                CALIB_MARK(512 + round * 4 + 1, round < 64);
                 mbar_expect_tx(q_full, kTileBytes);
 #pragma unroll
                 for (int x = 0; x < kDim / 64; ++x) tma_load(sq + x * kHalfBytes, &tq, q_full, 64 * x, qb * 128, h, b);
@@ -508,6 +573,7 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                 }
                 idx = nidx;
                 it = nit;
+                b = nb;
             }
         }
     } else {
@@ -521,11 +587,12 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         uint32_t kv_it = 0, q_it = 0;
         constexpr int kPartial = kTokens % 128;
         int64_t idx = item_index(0, gridDim.x, blockIdx.x);
-        int4 it = idx < p.total ? p.items[idx / p.batch] : make_int4(0, 0, 0, 0);
+        int b = 0, nb = 0;
+        int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
         for (int64_t round = 0; idx < p.total; ++round) {
             const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-            const int4 nit = nidx < p.total ? p.items[nidx / p.batch] : it;
-            const int b = (int)(idx % p.batch), h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
+            const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
+            const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
             const int nkb = it.x >> 12; /* the consumers never read the spans: the producer passes each tile's key block */
             float o[kDim / 2];
 #pragma unroll
@@ -534,7 +601,9 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
             uint32_t pa[32];
             int sp = 0;
             uint32_t php = 0;
+            CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
             mbar_wait(q_full, q_it & 1);
+            CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
             ++q_it;
             int done = 0;
             /* Each turn issues O += P(j-1) V(j-1) and S(j) = Q K(j)ᵀ together, then the softmax
@@ -550,23 +619,33 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                     if (done > 0) mbar_wait(v_full(sp), php);
                     named_sync(me);
                     fence_regs<kDim / 2>(o);
-                    wgmma_fence();
+                    /* The fence sits in each branch, right before its products: a branch between
+                     * fence and products makes ptxas insert its own (C7519). */
+                    auto issue_qk = [&]() {
+#pragma unroll
+                        for (int kk = 0; kk < kDim / 16; ++kk) {
+                            const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
+                            wg_qk<T>(sc, gmma_desc(sq + off + (wg - 1) * 64 * 128, 16, 1024),
+                                     gmma_desc(sk + s * kTileBytes + off, 16, 1024), kk > 0);
+                        }
+                    };
                     if (done > 0) {
+                        wgmma_fence();
 #pragma unroll
                         for (int kk = 0; kk < 8; ++kk)
                             wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
+                        issue_qk();
+                        wgmma_commit();
+                    } else {
+                        wgmma_fence();
+                        issue_qk();
+                        wgmma_commit();
                     }
-#pragma unroll
-                    for (int kk = 0; kk < kDim / 16; ++kk) {
-                        const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
-                        wg_qk<T>(sc, gmma_desc(sq + off + (wg - 1) * 64 * 128, 16, 1024),
-                                 gmma_desc(sk + s * kTileBytes + off, 16, 1024), kk > 0);
-                    }
-                    wgmma_commit();
                     named_arrive(other);
                     wgmma_wait0();
                     fence_regs<64>(sc);
                     fence_regs<kDim / 2>(o);
+                    CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32 && done == 0);
                     if (done > 0) mbar_arrive(kv_empty(sp));
                     if (++done == nkb) mbar_arrive(q_empty);
                     if (kPartial != 0 && kb == kBlocks - 1) {
@@ -626,13 +705,17 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
             wgmma_wait0();
             fence_regs<kDim / 2>(o);
             mbar_arrive(kv_empty(sp));
+            CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
             l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
             l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-            store_rows<T, kDim>(p, b, h, qb, ntargets, it.w, rloc0, 128, o, 1.f / l0, 1.f / l1, c);
+            if (p.out_vec16) store_rows16<T, kDim>(p, b, h, qb, ntargets, it.w, rloc0, 128, o, 1.f / l0, 1.f / l1, c);
+            else store_rows<T, kDim>(p, b, h, qb, ntargets, it.w, rloc0, 128, o, 1.f / l0, 1.f / l1, c);
+            CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
             idx = nidx;
             it = nit;
+            b = nb;
         }
         if (wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */
     }
@@ -682,7 +765,7 @@ int row_cost(int row) {
 }
 
 /* The work list of one (step, layer) (dense when step_index < 0): every computed query block of
- * every head, heaviest first. */
+ * every head, heaviest first (cost: kept key blocks; a reuse target's stores count 1/16). */
 int build_list(int step_index, int layer, LayerList &out) {
     struct Entry { int cost; int4 item; };
     std::vector<Entry> entries;
@@ -708,6 +791,11 @@ int build_list(int step_index, int layer, LayerList &out) {
             entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff)});
         }
     }
+    /* Heaviest first, in 16 cost classes; within a class heads stay together (the entries are in
+     * head order), so the CTAs running at one time share their heads' K and V in L2. */
+    int max_cost = 1;
+    for (const Entry &e : entries) max_cost = std::max(max_cost, e.cost);
+    for (Entry &e : entries) e.cost = (int)((int64_t)e.cost * 16 / (max_cost + 1));
     std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });
     std::vector<int4> items(entries.size());
     for (size_t i = 0; i < entries.size(); ++i) items[i] = entries[i].item;
@@ -855,6 +943,7 @@ int launch(int step_index, int layer, int32_t dtype, const void *q, const void *
     p.ks0 = ks[0]; p.ks1 = ks[1]; p.ks2 = ks[2];
     p.vs0 = vs[0]; p.vs1 = vs[1]; p.vs2 = vs[2];
     p.os0 = os[0]; p.os1 = os[1]; p.os2 = os[2];
+    p.out_vec16 = (uintptr_t)out % 16 == 0 && os[0] % 8 == 0 && os[1] % 8 == 0 && os[2] % 8 == 0;
     if (p.total == 0) return CALIB_CUDA_OK;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     bool wgmma = kWgmmaShape && !want_mma();
@@ -904,6 +993,12 @@ int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k
     return launch(-1, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
                   stream);
 }
+
+#ifdef CALIB_CUDA_TRACE
+int calib_cuda_trace_read(long long *dst) {
+    return cudaMemcpyFromSymbol(dst, calib_cuda_detail::calib_trace, sizeof(long long) * 1024) == cudaSuccess ? 0 : 5;
+}
+#endif
 
 const char *calib_cuda_kernel_name(int64_t head_dim) {
     (void)head_dim;
