@@ -20,7 +20,7 @@ example: deps
 	$(SWIFT_BUILD) --product calib-run
 	$(CALIBC) synth -o $(OUT)/recordings --prompts 3
 	$(CALIBC) calibrate $(OUT)/recordings/prompt0.safetensors $(OUT)/recordings/prompt1.safetensors \
-		--holdout $(OUT)/recordings/prompt2.safetensors -o $(OUT)/masks.json
+		--holdout $(OUT)/recordings/prompt2.safetensors -o $(OUT)/masks.json --report $(OUT)/report.html
 	$(CALIBC) compile $(OUT)/masks.json -o $(OUT)/kernels --shared
 	.build/release/calib-run $(OUT)/masks.json --library $(OUT)/kernels/libcalibkernels.so \
 		--recording $(OUT)/recordings/prompt2.safetensors
@@ -159,10 +159,10 @@ gpu-sources:
 	    --layers dense,cal:0.3,reuse:0.3 --seed 2
 	cp examples/masks.json $(GPU_DIR)/ex.json
 	$(GPU_MASKS) -o $(GPU_DIR)/wan13b.json --tokens 32760 --heads 12 --head-dim 128 --frame-tokens 1560 \
-	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1 \
+	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
 	    --seed 3 --model wan2.1-1.3b-480p
 	$(GPU_MASKS) -o $(GPU_DIR)/wan14b.json --tokens 75600 --heads 40 --head-dim 128 --frame-tokens 3600 \
-	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1 \
+	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
 	    --seed 4 --model wan2.1-14b-720p
 	for s in $(GPU_SETS); do $(GPU_CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --force >/dev/null || exit 1; done
 

@@ -7,6 +7,8 @@ import CalibDriver
 import CalibFrontend
 import CalibIR
 import CalibPasses
+import CalibPictures
+import CalibSupport
 import CalibSynth
 import Foundation
 
@@ -215,6 +217,7 @@ let calibrate = Command(
         Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
         Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
         Option(name: "--reuse-tolerance", value: "X", help: "L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)"),
+        Option(name: "--report", value: "<report.html>", help: "also write the calibration report as a page with the masks drawn"),
     ]) { a in
     guard !a.operands.isEmpty else { throw UsageError(description: "missing <recording.safetensors>") }
     let out = try a.required("-o", "<masks.json>")
@@ -236,9 +239,48 @@ let calibrate = Command(
     try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
     print(CalibrationReport.text(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count))
     print("wrote \(out) (\(text.utf8.count) bytes) in \(seconds(since: start))")
+    if let report = a.value("--report") {
+        let page = HTMLReport.page(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count)
+        try Data(page.utf8).write(to: URL(fileURLWithPath: report), options: .atomic)
+        print("wrote \(report)")
+    }
 }
 
-let commands = [compile, ir, opt, stats, synth, calibrate]
+let draw = Command(
+    name: "draw", operands: "<masks.json> -o <file.png>",
+    summary: "Draws a plan's block mask, or the density of every (step, layer, head), as a PNG.",
+    options: [
+        Option(name: "-o", value: "<file.png>", help: "the picture to write"),
+        Option(name: "--show", value: "<step>,<layer>,<head>", help: "the plan of that (step, layer, head): dark tiles computed, orange rows reused"),
+        Option(name: "--overview", value: nil, help: "density per (step, layer) row and head column, white 0 to dark blue 1"),
+        Option(name: "--size", value: "PIXELS", help: "about this many pixels on a side (default 640)"),
+    ]) { a in
+    let input = try a.operand("<masks.json>")
+    let out = try a.required("-o", "<file.png>")
+    let size = try a.int("--size", default: 640, range: 16...8192)
+    guard (a.value("--show") != nil) != a.flag("--overview") else { throw UsageError(description: "give --show <step>,<layer>,<head> or --overview") }
+    var show: [Int]?
+    if let text = a.value("--show") {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 3, parts.allSatisfy({ $0 != nil }) else { throw UsageError(description: "--show expects <step>,<layer>,<head>") }
+        show = parts.map { $0! }
+    }
+    let program = try Driver.load(input).program
+    let image: RGBImage
+    if let show {
+        let shape = program.shape
+        guard let s = shape.steps.firstIndex(of: show[0]), (0..<shape.layers).contains(show[1]), (0..<shape.heads).contains(show[2]) else {
+            throw UsageError(description: "--show \(show.map(String.init).joined(separator: ",")): \(input) has steps \(shape.steps.map(String.init).joined(separator: ", ")), layers 0…\(shape.layers - 1), heads 0…\(shape.heads - 1)")
+        }
+        image = Pictures.plan(Driver.optimize(program, Pipeline.common()).plan(stepIndex: s, layer: show[1], head: show[2]), size: size)
+    } else {
+        image = Pictures.overview(program, size: size)
+    }
+    try Data(image.png).write(to: URL(fileURLWithPath: out), options: .atomic)
+    print("wrote \(out) (\(image.width)×\(image.height))")
+}
+
+let commands = [compile, ir, opt, stats, draw, synth, calibrate]
 
 let usage = """
     \(version): compiles calibrated attention masks into attention kernels

@@ -49,14 +49,17 @@ typedef struct slice {
     char *out;
 } slice;
 
+/* Rows past the block that a micro-kernel's last group may compute into (calib_tile.h). */
+#define PAD 8
+
 /* Per-thread working set for one query block (heap, freed at the end of the call). */
 typedef struct scratch {
-    float qt[D][B] __attribute__((aligned(64)));  /* the query tile, transposed and scaled */
-    float st[B][B] __attribute__((aligned(64)));  /* scores, then probabilities, key-major */
-    float acc[B][D] __attribute__((aligned(64)));
-    float m[B] __attribute__((aligned(64)));      /* running max (log2 domain) */
-    float l[B] __attribute__((aligned(64)));      /* running sum */
-    float alpha[B] __attribute__((aligned(64)));  /* this tile's rescale of acc */
+    float qt[D][B] __attribute__((aligned(64)));              /* the query tile, transposed and scaled */
+    float st[B + PAD][B + PAD] __attribute__((aligned(64)));  /* scores, then probabilities, key-major */
+    float acc[B + PAD][D] __attribute__((aligned(64)));
+    float m[B + PAD] __attribute__((aligned(64)));            /* running max (log2 domain) */
+    float l[B + PAD] __attribute__((aligned(64)));            /* running sum */
+    float alpha[B + PAD] __attribute__((aligned(64)));        /* this tile's rescale of acc */
 } scratch;
 
 static inline __attribute__((always_inline)) float input(const char *p, const int bf16) {
@@ -85,11 +88,13 @@ static inline uint16_t to_bf16(float x) {
 
 #define NAME(x) x##_scalar
 #define LANES 1
-#define MAXACC 16
+#define MAXACC 12
+#define WIDE 2
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define X86 1
@@ -115,22 +120,26 @@ static inline uint16_t to_bf16(float x) {
 #if HAVE_SSE
 #define NAME(x) x##_sse
 #define LANES 4
-#define MAXACC 8
+#define MAXACC 12
+#define WIDE 2
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 #endif
 
 #if HAVE_AVX2
 AVX2_BEGIN
 #define NAME(x) x##_avx2
 #define LANES 8
-#define MAXACC 8
+#define MAXACC 12
+#define WIDE 2
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 TARGET_END
 #endif
 
@@ -138,11 +147,13 @@ TARGET_END
 AVX512_BEGIN
 #define NAME(x) x##_avx512
 #define LANES 16
-#define MAXACC 16
+#define MAXACC 24
+#define WIDE 4
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 TARGET_END
 #endif
 

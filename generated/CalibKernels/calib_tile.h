@@ -10,6 +10,8 @@
  *   NAME(x)  x with the instruction set's suffix (every name here is per instruction set)
  *   LANES    floats per vector register (16 AVX-512, 8 AVX2, 4 SSE, 1 scalar)
  *   MAXACC   accumulator vectors a micro-kernel may keep in registers
+ *   WIDE     vectors per micro-kernel row (accumulators + a row of loads + a broadcast must fit
+ *            the register file: 12 + 2 + 1 of AVX2's 16, 24 + 4 + 1 of AVX-512's 32)
  * The vectors are the compiler's vector extensions, so each instance is the same C compiled for
  * its registers. S is kept transposed (key-major, st[j][i]): queries run along the vector lanes,
  * so keys and values are read in place (any strides, no packing) and the softmax needs no
@@ -20,11 +22,15 @@ typedef int32_t NAME(vi) __attribute__((vector_size(4 * LANES), aligned(4)));
 typedef uint32_t NAME(vu) __attribute__((vector_size(4 * LANES), aligned(4)));
 typedef uint16_t NAME(vh) __attribute__((vector_size(2 * LANES), aligned(2)));
 
-/* Register blocking: SR keys (or query rows) by SC (or PC) vectors, within MAXACC accumulators. */
-#define NAME_SR (B % 4 == 0 ? 4 : B % 2 == 0 ? 2 : 1)
-#define NAME_FIT(n, c) ((n) % (LANES * (c)) == 0 && NAME_SR * (c) <= MAXACC)
+/* Register blocking: S takes SR keys × SC vectors of queries, P·V PR query rows × PC vectors of
+ * head_dim, within MAXACC accumulators (enough independent chains to cover the FMA latency on
+ * both pipes). The vector counts divide the block and head_dim; SR and PR need not divide B:
+ * the last group runs past it into scratch padding whose results are never stored. */
+#define NAME_FIT(n, c) ((n) % (LANES * (c)) == 0 && (c) <= WIDE)
 #define NAME_SC (NAME_FIT(B, 4) ? 4 : NAME_FIT(B, 2) ? 2 : 1)
 #define NAME_PC (NAME_FIT(D, 4) ? 4 : NAME_FIT(D, 2) ? 2 : 1)
+#define NAME_SR (MAXACC / NAME_SC > PAD ? PAD : MAXACC / NAME_SC)
+#define NAME_PR (MAXACC / NAME_PC > PAD ? PAD : MAXACC / NAME_PC)
 /* Bytes per input element; bf16 is a compile-time constant wherever this is used. */
 #define ES (bf16 ? 2 : 4)
 
@@ -52,10 +58,11 @@ static inline __attribute__((always_inline)) NAME(vf) NAME(vload)(const void *p,
 static inline __attribute__((always_inline)) void NAME(load_q)(const call *c, scratch *w, const char *q, int rows,
                                                                 const int bf16) {
     const float scale = 1.4426950408889634f / sqrtf((float)D);
-    for (int i = 0; i < B; i++) {
-        for (int d = 0; d < D; d++) w->qt[d][i] = i < rows ? input(q + (i * c->qs[1] + d) * ES, bf16) * scale : 0.0f;
+    for (int i = 0; i < B + PAD; i++) {
+        for (int d = 0; d < D && i < B; d++) w->qt[d][i] = i < rows ? input(q + (i * c->qs[1] + d) * ES, bf16) * scale : 0.0f;
         w->m[i] = -INFINITY;
         w->l[i] = 0.0f;
+        w->alpha[i] = 0.0f;
         for (int d = 0; d < D; d++) w->acc[i][d] = 0.0f;
     }
 }
@@ -108,7 +115,7 @@ static inline __attribute__((always_inline)) void NAME(softmax)(scratch *w, cons
 /* acc[i] = alpha[i]·acc[i] + Σ_j p[j][i]·v[j], PR query rows × PC vectors of head_dim at a time. */
 static inline __attribute__((always_inline)) void NAME(accumulate)(const call *c, scratch *w, const char *v, const int cols,
                                                                     const int bf16) {
-    enum { PR = NAME_SR, PC = NAME_PC };
+    enum { PR = NAME_PR, PC = NAME_PC };
     for (int i0 = 0; i0 < B; i0 += PR) {
         for (int d0 = 0; d0 < D; d0 += LANES * PC) {
             NAME(vf) o[PR][PC];
@@ -164,6 +171,7 @@ static void NAME(query_block)(const call *c, scratch *w, const slice *h, int qb,
 }
 
 #undef NAME_SR
+#undef NAME_PR
 #undef NAME_FIT
 #undef NAME_SC
 #undef NAME_PC
