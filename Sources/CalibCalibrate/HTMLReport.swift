@@ -1,5 +1,6 @@
 // `calibc calibrate --report report.html`: what calibration decided, per head, as a page a
-// person reads in a browser, with the density overview and each unique plan drawn inline.
+// person reads in a browser, with the density overview and each unique plan drawn inline (one
+// pixel a block, scaled up by the browser, so the page stays small).
 
 import CalibIR
 import CalibPictures
@@ -31,7 +32,7 @@ public enum HTMLReport {
             <h2>Density by (step, layer) and head</h2>
             <p>Heads across, one row per (step, layer), steps \(s.steps.map(String.init).joined(separator: ", ")) top to bottom; white is
             density 0, dark blue 1.</p>
-            <img src="\(png(Pictures.overview(c.program, size: 480)))" alt="density overview">
+            <img src="\(png(Pictures.overview(c.program, size: 4 * s.heads)))" alt="density overview" style="width: 480px">
             <h2>Per head</h2>
             <table><tr><th>step</th><th>layer</th><th>head</th><th>plan</th><th>density</th><th>leave-one-out mass</th>
             <th>dense (unstable)</th><th>reused blocks</th><th>held-out mass</th><th>held-out error</th><th>reuse extra error</th></tr>
@@ -57,7 +58,8 @@ public enum HTMLReport {
             """
         for plan in c.program.plans {
             let uses = c.program.dispatch.filter { c.program.plans[$0] == plan }.count
-            out += "<figure><img src=\"\(png(Pictures.plan(plan, size: 240)))\" alt=\"plan \(esc(plan.name))\"><figcaption>@\(esc(plan.name)): "
+            out += "<figure><img src=\"\(png(Pictures.plan(plan, size: 1)))\" alt=\"plan \(esc(plan.name))\" style=\"width: 240px\">"
+            out += "<figcaption>@\(esc(plan.name)): "
             out += "density \(f(plan.density(blocks: s.blocks), "%.3f")), used by \(uses)</figcaption></figure>\n"
         }
         return out + "</div></body></html>\n"
