@@ -196,6 +196,8 @@ cpu-scaling-sources: deps
 	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) --force > /dev/null
 
 cpu-scaling:
-	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) Tests/CPU/scaling.c $(SCALING)/calib_schedule.c -lm -o $(SCALING)/scaling
+	$(CC) -std=c11 -O3 -march=native -fopenmp -I Sources/CBench/include -c Sources/CBench/peak.c -o $(SCALING)/peak.o
+	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) -I Sources/CBench/include Tests/CPU/scaling.c $(SCALING)/calib_schedule.c \
+		$(SCALING)/peak.o -lm -o $(SCALING)/scaling
 	@for isa in avx2 avx512; do CALIBC_ISA=$$isa $(SCALING)/scaling --check || exit 1; done
 	$(SCALING)/scaling
