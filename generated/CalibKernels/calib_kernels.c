@@ -60,6 +60,8 @@ typedef struct scratch {
     float m[B + PAD] __attribute__((aligned(64)));            /* running max (log2 domain) */
     float l[B + PAD] __attribute__((aligned(64)));            /* running sum */
     float alpha[B + PAD] __attribute__((aligned(64)));        /* this tile's rescale of acc */
+    float kw[B][D] __attribute__((aligned(64)));              /* bf16 keys and values widened, per tile */
+    float vw[B][D] __attribute__((aligned(64)));
 } scratch;
 
 static inline __attribute__((always_inline)) float input(const char *p, const int bf16) {
