@@ -60,6 +60,7 @@ _HEAD_TAIL = [_i64, _i64, _i64, _i64, _i64, _i64]
 FUNCTIONS = {
     "calib_get_info": (ctypes.POINTER(Info), [], 1),
     "calib_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
+    "calib_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
     "calib_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
     "calib_attention": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
     "calib_attention_bf16": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
@@ -72,7 +73,7 @@ FUNCTIONS = {
 # struct calib_entry_points: the ABI version, then a pointer to each entry, in this order
 # (the field `x` is the function `calib_x` above).
 ENTRY_POINTS = ["get_info", "attention_layer", "dense_attention_layer", "attention", "attention_bf16",
-                "dense_attention", "dense_attention_bf16", "team_size", "isa"]
+                "dense_attention", "dense_attention_bf16", "team_size", "isa", "attention_heads"]
 
 
 class EntryPoints(ctypes.Structure):

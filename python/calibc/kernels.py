@@ -142,11 +142,12 @@ class Kernels:
 
     def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd"):
         """Heads first_head … first_head + H - 1 of (step, layer) for 4D tensors holding H of the
-        compiled heads (a context-parallel rank's share). The C ABI's layer entry takes all compiled
-        heads, so a subset runs through the per-head entries, one call per (batch, head)."""
+        compiled heads (a context-parallel rank's share), in one call. An ABI 1 library has no layer
+        entries: there a subset runs through the per-head entries, one call per (batch, head)."""
         batch, tokens, heads, _ = _dims(q, layout)
-        if first_head == 0 and heads == self.heads and self.has_layer_entry:
-            return self.attention_layer(step, layer, q, k, v, out, layout)
+        if self.has_layer_entry:
+            return self._layer(self.lib.calib_attention_heads, (ctypes.c_int32(step), ctypes.c_int32(layer),
+                                                                ctypes.c_int32(first_head)), q, k, v, out, layout)
         if first_head < 0 or first_head + heads > self.heads:
             raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"], f"heads {first_head}…{first_head + heads - 1} are not "
                                                             f"among the {self.heads} compiled heads")
