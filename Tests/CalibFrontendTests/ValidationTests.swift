@@ -1,4 +1,5 @@
 import CalibFrontend
+import Foundation
 import CalibIR
 import XCTest
 
@@ -82,6 +83,30 @@ final class ValidationTests: XCTestCase {
         expectError(replace("\"layers\": 1, \"heads\": 2, \"timesteps\": [0, 7]", "\"layers\": 4000, \"heads\": 4000, \"timesteps\": [0, 7]"),
                     path: "$.timesteps", "timesteps × layers × heads = 32000000 exceeds 10000000")
         expectError(replace("\"steps\": 7,", "\"steps\": \"3-5\","), path: "$.assignments[2].steps", "selects no timestep")
+    }
+
+    /// The generated code holds `model` in one C string literal: 4095 bytes is what C11 (and
+    /// clang -Wpedantic) accept, so longer is refused here rather than by libclang later.
+    func testModelLengthIsWhatCompiles() throws {
+        let longest = String(repeating: "é", count: 2047) + "x"  // 4095 bytes of UTF-8
+        XCTAssertEqual(try parse(valid.replacingOccurrences(of: "\"tiny\"", with: "\"\(longest)\"")).program.model, longest)
+        expectError(replace("\"tiny\"", "\"\(longest)y\""), path: "$.model", "model is 4096 bytes of UTF-8, more than the 4095 supported")
+    }
+
+    /// The distinct rows of all patterns are what the generated tables hold (and libclang
+    /// checks): their key-block ranges are bounded, and counted while a bitmap is decoded.
+    func testDistinctRowRangesAreBounded() {
+        let blocks = 4096, stride = blocks / 8
+        var bytes = [UInt8](repeating: 0x55, count: blocks * stride)  // 2048 ranges a row
+        for q in 0..<blocks { bytes[q * stride + q % stride] = 0x57; bytes[q * stride + (q / stride + 1) % stride] = 0x5d }  // all rows distinct
+        let doc = """
+            {"format": 1, "model": "m", "tokens": \(blocks), "head_dim": 8, "block": 1, "layers": 1, "heads": 1, "timesteps": [0],
+             "patterns": {"noise": {"bitmap": "\(Data(bytes).base64EncodedString())"}},
+             "assignments": [{"steps": "*", "layers": "*", "heads": "*", "pattern": "noise"}]}
+            """
+        XCTAssertThrowsError(try parse(doc)) { error in
+            XCTAssertEqual("\(error)", "m.json: $.patterns.noise.bitmap: the distinct rows of all patterns hold more than 4194304 key-block ranges in all")
+        }
     }
 
     func testLayoutMustAddUp() {
