@@ -143,6 +143,7 @@ func compile(_ args: ArraySlice<String>) throws {
     let a = try Arguments(args, valued: ["-o", "--threads", "--merge-tolerance"], flags: ["--force", "--shared"])
     let input = try a.requireInput()
     guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
+    try OutputPaths.checkDirectory(out, inputs: [input], force: a.flags.contains("--force"))
     var t = DispatchTime.now()
     let masks = try load(a)
     print("parse      \(seconds(since: t))")
@@ -165,7 +166,7 @@ func compile(_ args: ArraySlice<String>) throws {
     print("codegen    \(seconds(since: t))")
     t = DispatchTime.now()
     let shared = a.flags.contains("--shared")
-    try OutputWriter.write(files, to: out, force: a.flags.contains("--force")) { staging in
+    try OutputWriter.write(files, to: out, force: a.flags.contains("--force"), inputs: [input]) { staging in
         guard shared else { return }
         let build = DispatchTime.now()
         try SharedLibrary.build(sourceDir: staging, output: staging + "/" + SharedLibrary.fileName)
@@ -198,18 +199,14 @@ func ir(_ args: ArraySlice<String>) throws {
 
 func stats(_ args: ArraySlice<String>) throws {
     let a = try Arguments(args, valued: ["--show", "--merge-tolerance"], flags: [])
+    let show = try a.values["--show"].map { try HeadSelector(parsing: $0) }
     let masks = try load(a)
+    try show?.check(masks.program.shape)
     let program = Pipeline.run(masks.program)
     print(program.statsReport(), terminator: "")
-    if let show = a.values["--show"] {
-        let parts = show.split(separator: ",").compactMap { Int($0) }
-        guard parts.count == 3 else { throw UsageError(description: "--show expects <step>,<layer>,<head>") }
-        guard let s = program.shape.steps.firstIndex(of: parts[0]), (0..<program.shape.layers).contains(parts[1]),
-              (0..<program.shape.heads).contains(parts[2]) else {
-            throw UsageError(description: "--show \(show): no such step, layer or head")
-        }
-        let plan = program.plan(stepIndex: s, layer: parts[1], head: parts[2])
-        print("\nplan @\(plan.name) at step \(parts[0]) layer \(parts[1]) head \(parts[2]) (rows: query blocks, columns: key blocks):")
+    if let show {
+        let plan = program.plan(stepIndex: try show.check(program.shape), layer: show.layer, head: show.head)
+        print("\nplan @\(plan.name) at step \(show.step) layer \(show.layer) head \(show.head) (rows: query blocks, columns: key blocks):")
         print(plan.drawing(), terminator: "")
     }
 }
@@ -220,13 +217,18 @@ func synth(_ args: ArraySlice<String>) throws {
     guard let out = a.values["-o"] else { throw UsageError(description: "missing -o <dir>") }
     if let preset = a.values["--masks"] {
         guard preset == "wan14b" else { throw UsageError(description: "unknown --masks preset \(preset) (known: wan14b)") }
+        try OutputPaths.checkFile(out, inputs: [])
         let start = DispatchTime.now()
-        let program = SynthMasks.program(SynthMasks.Config(), seed: UInt64(try a.int("--seed", default: 1)))
-        let text = MaskWriter.json(program, layout: Layout(frames: 21, height: 45, width: 80, textTokens: 0, textFirst: false))
-        try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+        let progress = Progress("synth")
+        let program = SynthMasks.program(SynthMasks.Config(), seed: UInt64(try a.int("--seed", default: 1))) { progress.update($0, 2 * $1) }
+        let text = MaskWriter.json(program, layout: Layout(frames: 21, height: 45, width: 80, textTokens: 0, textFirst: false)) {
+            progress.update($1 + $0, 2 * $1)
+        }
+        try OutputPaths.write(Data(text.utf8), to: out)
         print("wrote \(out): \(text.utf8.count) bytes, \(program.shape.dispatchCount) (step, layer, head) in \(seconds(since: start))")
         return
     }
+    try OutputPaths.checkFilesDirectory(out)
     let progress = Progress("synth")
     let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3), seed: UInt64(try a.int("--seed", default: 1)),
                                 to: out, progress: progress.update)
@@ -248,13 +250,14 @@ func calibrate(_ args: ArraySlice<String>) throws {
     }
     options.stabilityDrop = try a.fraction("--stability-drop") ?? options.stabilityDrop
     options.reuseTolerance = try a.fraction("--reuse-tolerance") ?? options.reuseTolerance
+    try options.validate()
+    try OutputPaths.checkFile(out, inputs: a.inputs + (a.all["--holdout"] ?? []))
     let start = DispatchTime.now()
     let recordings = try a.inputs.map(Recording.init(path:))
     let holdout = try (a.all["--holdout"] ?? []).map(Recording.init(path:))
     let result = try Calibrator.run(calibration: recordings, holdout: holdout, options: options, progress: Progress("calibrate").update)
-    let text = MaskWriter.json(result.program, layout: result.layout)
-    let url = URL(fileURLWithPath: out)
-    try Data(text.utf8).write(to: url, options: .atomic)
+    let text = try Calibrator.masksJSON(result, file: out)
+    try OutputPaths.write(Data(text.utf8), to: out)
     print(CalibrationReport.text(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count))
     print("wrote \(out) (\(text.utf8.count) bytes) in \(seconds(since: start))")
 }
@@ -281,6 +284,9 @@ do {
     }
 } catch let e as UsageError {
     FileHandle.standardError.write(Data("calibc: \(e.description)\n\n\(helps[command] ?? usage)\n".utf8))
+    exit(2)
+} catch let e as ArgumentError {
+    FileHandle.standardError.write(Data("calibc: \(e.description)\n".utf8))
     exit(2)
 } catch {
     FileHandle.standardError.write(Data("calibc: error: \(error)\n".utf8))

@@ -94,12 +94,35 @@ final class CodegenTests: XCTestCase {
         let precious = dir.appendingPathComponent("notes.txt")
         try Data("keep me".utf8).write(to: precious)
         XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: dir.path, force: false)) { error in
-            XCTAssertTrue("\(error)".contains("refusing to replace a directory calibc did not write"), "\(error)")
+            XCTAssertEqual("\(error)", "\(dir.path): holds files calibc did not write (notes.txt); move them away or choose another directory")
         }
         XCTAssertEqual(try String(contentsOf: precious, encoding: .utf8), "keep me")
+        // --force replaces only what calibc writes: a user's file is named and kept.
+        XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: dir.path, force: true)) { error in
+            XCTAssertEqual("\(error)", "\(dir.path): holds files calibc did not write (notes.txt); move them away or choose another directory")
+        }
+        XCTAssertEqual(try String(contentsOf: precious, encoding: .utf8), "keep me")
+        try FileManager.default.removeItem(at: precious)
+        // A directory of calibc's file names without a manifest (an older calibc's, or a lost manifest): --force replaces it.
+        try Data("/* old */".utf8).write(to: dir.appendingPathComponent("calib_kernels.c"))
+        XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: dir.path, force: false)) { error in
+            XCTAssertTrue("\(error)".contains("refusing to replace a directory calibc did not write"), "\(error)")
+        }
         try OutputWriter.write(try exampleFiles(), to: dir.path, force: true)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: precious.path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(Codegen.manifestName).path))
+    }
+
+    /// The longest `model` the frontend accepts (4095 bytes of UTF-8, with characters that
+    /// need escapes) passes libclang's check: no "internal error" on valid input.
+    func testLongestModelCompiles() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var program = Pipeline.run(try Frontend.load(path: example, threads: 2).program)
+        let unit = "é\"\\?\n*/ab"  // 2 + 1 + 1 + 1 + 1 + 2 + 2 = 10 bytes
+        program.model = String(repeating: unit, count: 409) + "é\"x\n"
+        XCTAssertEqual(program.model.utf8.count, Frontend.maxModelBytes)
+        let files = Codegen.emit(program, source: "masks.json", passes: [])
+        XCTAssertNoThrow(try OutputWriter.write(files, to: dir.appendingPathComponent("k").path, force: false))
     }
 
     func testRefusesAFileInPlaceOfTheDirectory() throws {
@@ -117,10 +140,18 @@ final class CodegenTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("k")
         try OutputWriter.write(try exampleFiles(), to: out.path, force: false)
-        try Data("stale".utf8).write(to: out.appendingPathComponent("old.c"))
+        try Data("stale".utf8).write(to: out.appendingPathComponent("calib_kernels.c"))
         try OutputWriter.write(try exampleFiles(), to: out.path, force: false)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("old.c").path))
+        XCTAssertNotEqual(try String(contentsOf: out.appendingPathComponent("calib_kernels.c"), encoding: .utf8), "stale")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["k"])
+        // A file the user put into calibc's directory is not calibc's to delete, even with --force.
+        try Data("mine".utf8).write(to: out.appendingPathComponent("old.c"))
+        for force in [false, true] {
+            XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: out.path, force: force)) { error in
+                XCTAssertEqual("\(error)", "\(out.path): holds files calibc did not write (old.c); move them away or choose another directory")
+            }
+        }
+        XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("old.c"), encoding: .utf8), "mine")
     }
 
     func testScheduleTablesMatchThePlan() throws {
