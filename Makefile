@@ -60,7 +60,8 @@ bench-calibrate: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench calibrate
 
-# libFuzzer over the masks.json frontend and the safetensors reader, seeded from Fuzz/corpus;
+# libFuzzer over the masks.json frontend, the safetensors reader, recordings (their size
+# arithmetic) and calibrate's per-head decisions on adversarial masses, seeded from Fuzz/corpus;
 # a crash leaves its input in .build/fuzz-artifacts and fails the target, and so does a run
 # that reports no coverage counters (SwiftPM's --sanitize fuzzer alone does not instrument).
 FUZZ_SECONDS = 60
@@ -69,7 +70,9 @@ FUZZ_BUILD = CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzze
 fuzz: deps
 	$(FUZZ_BUILD) --product fuzz-masks
 	$(FUZZ_BUILD) --product fuzz-safetensors
-	@set -e; for target in masks safetensors; do \
+	$(FUZZ_BUILD) --product fuzz-recording
+	$(FUZZ_BUILD) --product fuzz-calibrate
+	@set -e; for target in masks safetensors recording calibrate; do \
 		mkdir -p .build/fuzz-corpus/$$target .build/fuzz-artifacts; \
 		.build/fuzz/debug/fuzz-$$target .build/fuzz-corpus/$$target Fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
 			-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/$$target- -print_final_stats=1 \
