@@ -299,6 +299,15 @@ final class CalibrateTests: XCTestCase {
         }, "metadata mass_block 4096 is more than the 1024 a masks file allows")
     }
 
+    /// The report's columns are explained right under the table.
+    func testReportHasALegendUnderTheTable() throws {
+        let lines = CalibrationReport.text(try calibrate(), calibrationInputs: 2, holdoutInputs: 1).split(separator: "\n", omittingEmptySubsequences: false)
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("step layer head") })
+        let legend = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("density: kept tiles") })
+        XCTAssertEqual(legend, header + 1 + Fixture.calibration.heads.count)
+        for column in ["loo mass", "reuse extra", "dense", "reused"] { XCTAssertTrue(lines[legend].contains(column + ":")) }
+    }
+
     /// Options are checked before any recording is measured, with ranges (a huge --threads
     /// once ran for minutes in the balance pass).
     func testOptionRanges() throws {
