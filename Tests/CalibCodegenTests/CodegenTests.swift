@@ -60,6 +60,25 @@ final class CodegenTests: XCTestCase {
     }
 
     /// libclang runs on every compile: broken C is reported with its location and nothing is written.
+    /// `compile --shared` twice, into directories of different names (so the staging paths
+    /// differ), gives the same library bytes. Fails until SharedLibrary passes
+    /// `-Wl,-soname,libcalibkernels.so` (without it the linker names the BASE version after the
+    /// output path, the temporary staging directory) — see the harden branch's report.
+    func testTwoSharedBuildsGiveIdenticalLibraries() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var libraries: [Data] = []
+        for name in ["first", "second-with-a-longer-name"] {
+            let out = dir.appendingPathComponent(name)
+            try OutputWriter.write(try exampleFiles(), to: out.path, force: false) { staging in
+                try SharedLibrary.build(sourceDir: staging, output: staging + "/" + SharedLibrary.fileName)
+            }
+            libraries.append(try Data(contentsOf: out.appendingPathComponent(SharedLibrary.fileName)))
+        }
+        XCTAssertEqual(libraries[0].count, libraries[1].count)
+        XCTAssertTrue(libraries[0] == libraries[1], "the two libraries differ")
+    }
+
     func testLibclangRejectsBrokenCodeAndNothingIsWritten() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
