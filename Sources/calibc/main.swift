@@ -200,10 +200,15 @@ func ir(_ args: ArraySlice<String>) throws {
 func stats(_ args: ArraySlice<String>) throws {
     let a = try Arguments(args, valued: ["--show", "--merge-tolerance"], flags: [])
     let show = try a.values["--show"].map { try HeadSelector(parsing: $0) }
+    let progress = Progress("stats")  // parse, passes, statistics: 13 s on a Wan 2.1 14B-size set
     let masks = try load(a)
     try show?.check(masks.program.shape)
+    progress.update(1, 3)
     let program = Pipeline.run(masks.program)
-    print(program.statsReport(), terminator: "")
+    progress.update(2, 3)
+    let report = program.statsReport()
+    progress.update(3, 3)
+    print(report, terminator: "")
     if let show {
         let plan = program.plan(stepIndex: try show.check(program.shape), layer: show.layer, head: show.head)
         print("\nplan @\(plan.name) at step \(show.step) layer \(show.layer) head \(show.head) (rows: query blocks, columns: key blocks):")
@@ -220,9 +225,10 @@ func synth(_ args: ArraySlice<String>) throws {
         try OutputPaths.checkFile(out, inputs: [])
         let start = DispatchTime.now()
         let progress = Progress("synth")
-        let program = SynthMasks.program(SynthMasks.Config(), seed: UInt64(try a.int("--seed", default: 1))) { progress.update($0, 2 * $1) }
+        // Two halves of one bar, in thousandths: generating the plans, then writing the JSON.
+        let program = SynthMasks.program(SynthMasks.Config(), seed: UInt64(try a.int("--seed", default: 1))) { progress.update($0 * 1000 / $1, 2000) }
         let text = MaskWriter.json(program, layout: Layout(frames: 21, height: 45, width: 80, textTokens: 0, textFirst: false)) {
-            progress.update($1 + $0, 2 * $1)
+            progress.update(1000 + $0 * 1000 / $1, 2000)
         }
         try OutputPaths.write(Data(text.utf8), to: out)
         print("wrote \(out): \(text.utf8.count) bytes, \(program.shape.dispatchCount) (step, layer, head) in \(seconds(since: start))")
