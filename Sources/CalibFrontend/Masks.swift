@@ -28,6 +28,16 @@ public struct Masks: Sendable {
     public var layout: Layout?
 }
 
+/// The limits on what the generated tables hold (docs/masks-format.md, "Limits"); the
+/// defaults are the format's. Tests lower them to reach each check with a small file.
+public struct TableLimits: Sendable {
+    public var ranges = Frontend.maxRanges
+    public var distinctRanges = Frontend.maxDistinctRanges
+    public var patterns = Frontend.maxPatterns
+    public var patternRows = Frontend.maxPatternRows
+    public init() {}
+}
+
 public enum Frontend {
     /// Bounds that keep a hostile or mistaken header from allocating before anything is read.
     public static let maxBlocks = 16_384
@@ -53,6 +63,11 @@ public enum Frontend {
     /// share rows (the Wan-size set has about 17,000 ranges in 5,800 distinct rows); random
     /// bitmaps do not.
     public static let maxDistinctRanges = 1 << 22
+    /// Patterns, and patterns × query blocks: the generated tables hold a few declarations per
+    /// distinct plan and a row id and order entry per query block of each (about 400 bytes and
+    /// 4.5 µs apiece in libclang's check). The Wan-size set has 2,413 patterns, 1.4M rows.
+    public static let maxPatterns = 65_536
+    public static let maxPatternRows = 1 << 22
 
     public static func load(path: String, threads: Int) throws -> Masks {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -62,7 +77,7 @@ public enum Frontend {
     }
 
     /// The content hash is computed on the second core while the first parses.
-    public static func parse(_ bytes: [UInt8], file: String, threads: Int) throws -> Masks {
+    public static func parse(_ bytes: [UInt8], file: String, threads: Int, limits: TableLimits = TableLimits()) throws -> Masks {
         var hash = ""
         var result: Result<Masks, Error>!
         DispatchQueue.concurrentPerform(iterations: 2) { task in
@@ -77,7 +92,7 @@ public enum Frontend {
                 } catch let e as JSONSyntaxError {
                     throw MaskError(file: file, path: "line \(e.line), column \(e.column)", message: "invalid JSON: \(e.message)")
                 }
-                var decoder = Decoder(file: file)
+                var decoder = Decoder(file: file, limits: limits)
                 return try decoder.masks(Node(value: json, path: "$", file: file), threads: threads)
             }
         }
@@ -109,22 +124,27 @@ private struct RowKey: Hashable {
 
 private struct Decoder {
     let file: String
+    let limits: TableLimits
     /// Key-block ranges of every pattern, and of the distinct rows (what the generated tables hold).
     var totalRanges = 0
     var distinctRanges = 0
     var distinctRows = Set<RowKey>()
+    var lastRow: [Span] = [Span(-1, -1)]
 
     /// Counts one decoded row against the limits as soon as it exists, so a hostile pattern is
     /// refused before its ranges are all in memory.
     mutating func count(_ spans: [Span], _ node: @autoclosure () -> Node) throws {
         totalRanges += spans.count
-        guard totalRanges <= Frontend.maxRanges else {
-            throw node().fail("the patterns hold more than \(Frontend.maxRanges) key-block ranges in all")
+        guard totalRanges <= limits.ranges else {
+            throw node().fail("the patterns hold more than \(limits.ranges) key-block ranges in all")
         }
+        // Neighbouring rows often repeat (a spatial head's rows within a frame): no hashing then.
+        if spans == lastRow { return }
+        lastRow = spans
         if distinctRows.insert(RowKey(spans)).inserted {
             distinctRanges += spans.count
-            guard distinctRanges <= Frontend.maxDistinctRanges else {
-                throw node().fail("the distinct rows of all patterns hold more than \(Frontend.maxDistinctRanges) key-block ranges in all")
+            guard distinctRanges <= limits.distinctRanges else {
+                throw node().fail("the distinct rows of all patterns hold more than \(limits.distinctRanges) key-block ranges in all")
             }
         }
     }
@@ -172,6 +192,10 @@ private struct Decoder {
             guard name != "dense" else { throw node.fail("\"dense\" is built in and cannot be redefined") }
             guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0)) }) else {
                 throw node.fail("pattern names use letters, digits, '_', '.' and '-'")
+            }
+            guard plans.count < limits.patterns else { throw node.fail("more than \(limits.patterns) patterns") }
+            guard (plans.count + 1) * shape.blocks <= limits.patternRows else {
+                throw node.fail("\(plans.count + 1) patterns × \(shape.blocks) query blocks is more than the \(limits.patternRows) pattern rows supported")
             }
             planIndex[name] = plans.count
             plans.append(Plan(name: name, rows: try pattern(node, shape: shape)))

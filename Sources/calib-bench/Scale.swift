@@ -29,6 +29,25 @@ private func run(_ tool: String, _ args: [String]) throws -> (seconds: Double, p
     return (Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9, Double(usage.ru_maxrss) / 1024)
 }
 
+/// The most patterns, each distinct, with the most rows between them: 65,536 patterns of 64
+/// query blocks (2^22 pattern rows); row q keeps [q, q + 1), or [q, q + 2) where bit q of the
+/// pattern's number is set, so every pattern differs and the rows are few.
+private func writePlanLimitMasks(_ path: String) throws -> (rows: Int, ranges: Int, distinct: Int) {
+    let blocks = 64, patterns = 65_536
+    var text = "{\"format\": 1, \"model\": \"plans\", \"tokens\": \(blocks), \"head_dim\": 8, \"block\": 1, "
+    text += "\"layers\": 16, \"heads\": 4096, \"timesteps\": [0], \"patterns\": {"
+    for p in 0..<patterns {
+        let rows = (0..<blocks).map { q in "[[\(q),\(min(blocks, q + 1 + (q < 16 ? p >> q & 1 : 0)))]]" }
+        text += (p == 0 ? "" : ",") + "\"p\(p)\":{\"rows\":[" + rows.joined(separator: ",") + "]}"
+    }
+    text += "},\"assignments\":["
+    text += (0..<patterns).map { p in "{\"steps\":\"*\",\"layers\":\(p / 4096),\"heads\":\(p % 4096),\"pattern\":\"p\(p)\"}" }
+        .joined(separator: ",")
+    text += "]}\n"
+    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+    return (patterns * blocks, patterns * blocks, 2 * blocks)
+}
+
 /// The largest masks file the format allows, on every limit at once (docs/masks-format.md,
 /// "Limits"): 10^7 (step, layer, head), 2^25 key-block ranges of which 2^22 lie in distinct
 /// rows. 1024 blocks per side; a row keeps 341 single blocks 3 apart, shifted by the bits of
@@ -109,6 +128,17 @@ func benchScale() throws {
     print(String(format: "  calibc compile             %8.2f s  wall, peak memory %.0f MiB (stated bound %.0f MiB)", atLimit.seconds,
                  atLimit.peakMiB, bound))
     try? FileManager.default.removeItem(atPath: dir + "/limits")
+    let plans = dir + "/plans.json"
+    let planCounts = try writePlanLimitMasks(plans)
+    let planBytes = size(plans)
+    let atPlanLimit = try run(calibc, ["compile", plans, "-o", dir + "/plans"])
+    let planBound = (2.0 * Double(planBytes) + 34 * Double(planCounts.ranges) + 300 * Double(planCounts.distinct)
+                     + 400 * Double(planCounts.rows) + 110 * Double(planCounts.rows / 64)) / 1048576 + 100
+    print(String(format: "  %.1f MB file: %d patterns × 64 rows (%d pattern rows), %d ranges", Double(planBytes) / 1e6,
+                 planCounts.rows / 64, planCounts.rows, planCounts.ranges))
+    print(String(format: "  calibc compile             %8.2f s  wall, peak memory %.0f MiB (stated bound %.0f MiB)", atPlanLimit.seconds,
+                 atPlanLimit.peakMiB, planBound))
+    try? FileManager.default.removeItem(atPath: dir + "/plans")
 
     print("\nnear-duplicate merging (compile --merge-tolerance x):")
     for x in [0.01, 0.05] {

@@ -109,6 +109,34 @@ final class ValidationTests: XCTestCase {
         }
     }
 
+    /// Patterns and their query-block rows are bounded before each pattern is decoded; ranges
+    /// as each row is (the format's limits, lowered so that small files reach them).
+    func testTableLimits() {
+        func message(_ text: String, _ change: (inout TableLimits) -> Void) -> String {
+            var limits = TableLimits()
+            change(&limits)
+            do { _ = try Frontend.parse(Array(text.utf8), file: "m.json", threads: 2, limits: limits); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message(valid) { $0.patterns = 2 }, "accepted")
+        XCTAssertEqual(message(valid) { $0.patterns = 1 }, "m.json: $.patterns.bits: more than 1 patterns")
+        XCTAssertEqual(message(valid) { $0.patternRows = 6 }, "accepted")
+        XCTAssertEqual(message(valid) { $0.patternRows = 5 }, "m.json: $.patterns.bits: 2 patterns × 3 query blocks is more than the 5 pattern rows supported")
+        // diag has 3 ranges in 3 distinct rows; bits (AQMH: 1, 3, 7) has [0,1], [0,2], [0,3], the first two
+        // diag's rows again: 6 in all, 4 distinct.
+        XCTAssertEqual(message(valid) { $0.ranges = 6; $0.distinctRanges = 4 }, "accepted")
+        XCTAssertEqual(message(valid) { $0.ranges = 5 }, "m.json: $.patterns.bits.bitmap: the patterns hold more than 5 key-block ranges in all")
+        XCTAssertEqual(message(valid) { $0.distinctRanges = 3 },
+                       "m.json: $.patterns.bits.bitmap: the distinct rows of all patterns hold more than 3 key-block ranges in all")
+        XCTAssertEqual(message(valid) { $0.ranges = 2 }, "m.json: $.patterns.diag.rows[2]: the patterns hold more than 2 key-block ranges in all")
+        // The format's own: 65,536 patterns at most.
+        let names = (0...65_536).map { "\"p\($0)\": {\"rows\": [[[0,1]]]}" }.joined(separator: ",")
+        let many = """
+            {"format": 1, "model": "m", "tokens": 1, "head_dim": 8, "block": 1, "layers": 1, "heads": 1, "timesteps": [0],
+             "patterns": {\(names)}, "assignments": [{"steps": "*", "layers": "*", "heads": "*", "pattern": "p0"}]}
+            """
+        XCTAssertEqual(message(many) { _ in }, "m.json: $.patterns.p65536: more than 65536 patterns")
+    }
+
     func testLayoutMustAddUp() {
         expectError(replace("\"layers\": 1", "\"layers\": 1, \"layout\": {\"frames\": 2, \"height\": 8, \"width\": 8, \"text_tokens\": 2, \"text_position\": \"middle\"}"),
                     path: "$.layout.text_position", "expected \"first\" or \"last\"")
