@@ -6,11 +6,25 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers
+.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEPS); }
+
+# Puts calibc on the PATH: `make install` (to /usr/local/bin) or `make install PREFIX=$$HOME/.local`.
+# The binary finds the Swift runtime through its RUNPATH (the toolchain's lib/swift/linux) and
+# libclang/libomp from Debian's LLVM 14, so it runs wherever those stay installed. SwiftPM
+# resource bundles (*.resources), if a target ever has one, are looked up beside the binary.
+PREFIX ?= /usr/local
+install: deps
+	$(SWIFT_BUILD) --product calibc
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(CALIBC) $(DESTDIR)$(PREFIX)/bin/calibc
+	@for bundle in .build/release/*.resources; do \
+		[ -d "$$bundle" ] || continue; rm -rf "$(DESTDIR)$(PREFIX)/bin/$$(basename $$bundle)"; cp -R "$$bundle" $(DESTDIR)$(PREFIX)/bin/; \
+	done
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/calibc"; command -v calibc >/dev/null || echo "add $(PREFIX)/bin to PATH"
 
 # The whole pipeline on synthetic video attention: record (synth) → calibrate on two prompts,
 # check on a third → compile → run the kernels on the held-out prompt against dense.
@@ -67,7 +81,8 @@ bench-calibrate: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench calibrate
 
-# libFuzzer over the masks.json frontend and the safetensors reader, seeded from Fuzz/corpus;
+# libFuzzer over the masks.json frontend, the safetensors reader, recordings (their size
+# arithmetic) and calibrate's per-head decisions on adversarial masses, seeded from Fuzz/corpus;
 # a crash leaves its input in .build/fuzz-artifacts and fails the target, and so does a run
 # that reports no coverage counters (SwiftPM's --sanitize fuzzer alone does not instrument).
 FUZZ_SECONDS = 60
@@ -76,7 +91,9 @@ FUZZ_BUILD = CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzze
 fuzz: deps
 	$(FUZZ_BUILD) --product fuzz-masks
 	$(FUZZ_BUILD) --product fuzz-safetensors
-	@set -e; for target in masks safetensors; do \
+	$(FUZZ_BUILD) --product fuzz-recording
+	$(FUZZ_BUILD) --product fuzz-calibrate
+	@set -e; for target in masks safetensors recording calibrate; do \
 		mkdir -p .build/fuzz-corpus/$$target .build/fuzz-artifacts; \
 		.build/fuzz/debug/fuzz-$$target .build/fuzz-corpus/$$target Fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
 			-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/$$target- -print_final_stats=1 \

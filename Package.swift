@@ -18,6 +18,10 @@ let fuzzTargets: [Target] = fuzzing ? [
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(name: "fuzz-safetensors", dependencies: ["CalibSafetensors"], path: "Fuzz/safetensors",
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(name: "fuzz-recording", dependencies: ["CalibCalibrate", "CalibSafetensors"], path: "Fuzz/recording",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(name: "fuzz-calibrate", dependencies: ["CalibCalibrate", "CalibFrontend", "CalibIR"], path: "Fuzz/calibrate",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
 ] : []
 
 let package = Package(

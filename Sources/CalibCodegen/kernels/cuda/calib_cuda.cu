@@ -3,8 +3,9 @@
  * --target cuda`; edit, build and test it as CUDA C++ (Tests/GPU).
  *
  * Work: one item per (batch, head, computed query block), listed per (step, layer) on the host
- * heaviest first (cost = kept key blocks of the block's row) and run by a persistent grid in
- * snake order (CTA c takes items c, 2G-1-c, 2G+c, ...). A computed block also writes its output
+ * heaviest first in 16 cost classes (cost = kept key blocks of the block's row), heads together
+ * within a class so concurrent CTAs share K and V in L2, and run by a persistent grid in snake
+ * order (CTA c takes items c, 2G-1-c, 2G+c, ...). A computed block also writes its output
  * to every query block that reuses it; reused blocks are never computed.
  *
  * Two kernels:
@@ -13,7 +14,8 @@
  *    mbarriers; two consumer warpgroups of 64 query rows each compute S = Q Kᵀ (wgmma, operands in
  *    shared memory), the online softmax in registers and O += P V (wgmma, P from registers),
  *    taking turns at the tensor cores (ping-pong) so one's softmax hides under the other's
- *    products.
+ *    products. A block's output is stored while the next block's first Q Kᵀ runs.
+ *    docs/gpu.md is the lab notebook (measurements, versions).
  *  - mma.sync: any block size and head_dim (multiple of 16, at most 256): FlashAttention-2 style,
  *    64 query rows on 4 warps, cp.async double buffering. The fallback, and the reference
  *    implementation the wgmma kernel is tested against.
