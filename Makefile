@@ -51,6 +51,7 @@ test: deps
 kernels: deps
 	$(SWIFT_BUILD) --product calibc
 	$(CALIBC) compile examples/masks.json -o generated/CalibKernels
+	$(CALIBC) compile examples/masks.json -o generated/CalibKernelsCUDA --target cuda
 
 # Regenerate the golden IR dumps the pass tests compare against.
 # Per-pass fixtures: `calibc opt <pass>.before.ir --passes=<pass>` (read the diff before committing).
@@ -156,7 +157,6 @@ bench-peers: example .venv/ok
 # ---- CUDA target (issue 14; docs/gpu.md). `gpu-sources` and `cuda-check` run here (no GPU);
 # `test-gpu` and `bench-gpu` run on the GPU machine from the carried folder .gpu (made by
 # gpu-sources; list .gpu in the device call's carry): they need nvcc and torch, not Swift.
-GPU_CALIBC ?= /work/tools/calibc-snapshot
 GPU_DIR = .gpu
 CUDA_PIP = nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 \
            nvidia-nvvm==13.0.88 nvidia-cuda-cccl==13.0.85
@@ -168,7 +168,8 @@ GPU_SETS = t128 t64 ex wan13b wan14b
 	python3 -m pip install -q --no-deps --target .cuda $(CUDA_PIP)
 	touch $@
 
-gpu-sources:
+gpu-sources: deps
+	$(SWIFT_BUILD) --product calibc
 	mkdir -p $(GPU_DIR)
 	$(GPU_MASKS) -o $(GPU_DIR)/t128.json --tokens 2000 --heads 3 --head-dim 128 --frame-tokens 400 \
 	    --layers dense,cal:0.5,cal:0.2,reuse:0.3,rand:0.3 --seed 1
@@ -181,18 +182,13 @@ gpu-sources:
 	$(GPU_MASKS) -o $(GPU_DIR)/wan14b.json --tokens 75600 --heads 40 --head-dim 128 --frame-tokens 3600 \
 	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
 	    --seed 4 --model wan2.1-14b-720p
-	for s in $(GPU_SETS); do $(GPU_CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --force >/dev/null || exit 1; done
+	for s in $(GPU_SETS); do rm -rf $(GPU_DIR)/$$s; $(CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --target cuda >/dev/null || exit 1; done
 
 # The kernel for sm_90a with warnings as errors; fails on any spill in the wgmma (main) kernel.
 cuda-check: .cuda/ok gpu-sources
-	for s in t128 ex; do mkdir -p $(GPU_DIR)/check-$$s/include && \
-	  cp $(GPU_DIR)/$$s/calib_internal.h Sources/CalibCodegen/kernels/cuda/calib_cuda.cu $(GPU_DIR)/check-$$s/ && \
-	  cp Sources/CalibCodegen/kernels/cuda/include/calib_cuda.h $(GPU_DIR)/check-$$s/include/ && \
-	  $(CUDA_PIP_NVCC) -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Xcompiler -fPIC \
-	    -Xcompiler -Wall,-Wextra -Werror all-warnings -Xptxas -v -c $(GPU_DIR)/check-$$s/calib_cuda.cu \
-	    -o $(GPU_DIR)/check-$$s/calib_cuda.o 2>$(GPU_DIR)/check-$$s/ptxas.log || { cat $(GPU_DIR)/check-$$s/ptxas.log; exit 1; }; done
-	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/check-t128/ptxas.log calib_wgmma_kernel
-	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/check-ex/ptxas.log calib_mma_kernel
+	for s in t128 ex; do NVCC=$(CUDA_PIP_NVCC) NO_LINK=1 sh Tests/GPU/build.sh $(GPU_DIR)/$$s || exit 1; done
+	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/t128/ptxas.log calib_wgmma_kernel
+	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/ex/ptxas.log calib_mma_kernel
 
 test-gpu:
 	for s in t128 t64 ex; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait

@@ -42,6 +42,17 @@ final class CodegenTests: XCTestCase {
         }
     }
 
+    /// generated/CalibKernelsCUDA pins what the CUDA target emits for the example.
+    func testCommittedCUDAKernelsMatchTheExample() throws {
+        let committed = root.appendingPathComponent("generated/CalibKernelsCUDA")
+        let files = try exampleFiles(target: CUDATarget())
+        XCTAssertEqual(try contents(of: committed).keys.sorted(), files.map { "/" + $0.path }.sorted())
+        for file in files {
+            let onDisk = try String(contentsOf: committed.appendingPathComponent(file.path), encoding: .utf8)
+            XCTAssertEqual(onDisk, file.contents, "\(file.path) is stale: run `make kernels`")
+        }
+    }
+
     func testBannersNameTheMaskAndThePasses() throws {
         let kernels = try XCTUnwrap(try exampleFiles().first { $0.path == "calib_kernels.c" })
         let hash = SHA256.hex([UInt8](try Data(contentsOf: URL(fileURLWithPath: example))))

@@ -2,7 +2,7 @@
 # One device call (the `run` tool), from the repository root, with .gpu carried (made here by
 # `make gpu-sources`): ceilings, correctness, compute-sanitizer, a timeline trace, the issue-14
 # table, and side-by-side timings of earlier kernel versions. Logs go to $OUT.
-# usage: sh Tests/GPU/device_run.sh [VERSION_FILE ...]   (e.g. Tests/GPU/versions/v5_wgmma_sorted.cu)
+# usage: sh Tests/GPU/device_run.sh [VERSION_FILE ...]   (earlier kernels, from the history docs/gpu.md names)
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 G=$(pwd)/.gpu
