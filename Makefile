@@ -191,9 +191,18 @@ cuda-check: .cuda/ok gpu-sources
 	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/ex/ptxas.log calib_mma_kernel
 
 test-gpu:
-	for s in t128 t64 ex; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
+	for s in t128 t64 ex $$(test -d $(GPU_DIR)/tinywan && echo tinywan); do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
 	cd Tests/GPU && python3 test_gpu.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
 	    ../../$(GPU_DIR)/t64/libcalibcuda.so:../../$(GPU_DIR)/t64.json ../../$(GPU_DIR)/ex/libcalibcuda.so:../../$(GPU_DIR)/ex.json
+	cd Tests/GPU && PYTHONPATH=../../python:$$PYTHONPATH python3 test_torch.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
+	    $$(test -d ../../$(GPU_DIR)/tinywan && echo ../../$(GPU_DIR)/tinywan/libcalibcuda.so)
+
+# The masks of the tiny random Wan of `make diffusers`, for the processor on the GPU (test-gpu).
+gpu-sources-torch: .venv/ok gpu-sources
+	$(PY_INSTALL)
+	CALIBC=$(CALIBC_BIN) .venv/bin/python examples/diffusers/end_to_end.py --out $(GPU_DIR)/tinywan-calibration
+	rm -rf $(GPU_DIR)/tinywan
+	$(CALIBC) compile $(GPU_DIR)/tinywan-calibration/masks.json -o $(GPU_DIR)/tinywan --target cuda > /dev/null
 
 bench-gpu:
 	for s in wan13b wan14b; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
@@ -206,7 +215,8 @@ bench-gpu:
 SCALING = .cpu-scaling
 cpu-scaling-sources: deps
 	$(SWIFT_BUILD) --product calibc
-	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) --force > /dev/null
+	rm -rf $(SCALING)
+	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) > /dev/null
 
 cpu-scaling:
 	$(CC) -std=c11 -O3 -march=native -fopenmp -I Sources/CBench/include -c Sources/CBench/peak.c -o $(SCALING)/peak.o

@@ -2,6 +2,7 @@
 are compiled with: a change on either side without the other fails here."""
 
 import ctypes
+import os
 import re
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import calibc
 from calibc import _abi
-from conftest import HEADER, compile_library, random_masks
+from conftest import HEADER, ROOT, compile_library, random_masks
 
 CTYPES = {"int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "int": ctypes.c_int, "char*": ctypes.c_char_p}
 
@@ -186,3 +187,35 @@ def test_per_head_entries_report_abi_errors(tmp_path):
     kernels.dense_attention(q, q, q, out=out)
     expected = torch.softmax(q.double() @ q.double().T / 4.0, -1) @ q.double()
     assert (out.double() - expected).abs().max().item() < 1e-5
+
+
+def test_cuda_functions_match_the_cuda_header():
+    """_abi.CUDA_FUNCTIONS against include/calib_cuda.h of the CUDA target."""
+    path = os.path.join(ROOT, "Sources", "CalibCodegen", "kernels", "cuda", "include", "calib_cuda.h")
+    text = re.sub(r"/\*.*?\*/", "", open(path).read(), flags=re.S)
+    enums = {}
+    for body in re.findall(r"enum\s+\w+\s*\{(.*?)\}", text, flags=re.S):
+        for name, value in re.findall(r"(\w+)\s*=\s*(\d+)", body):
+            enums[name] = int(value)
+    assert enums == {**_abi.CUDA_STATUS, **_abi.CUDA_DTYPE}
+    functions = {}
+    for ret, name, args in re.findall(r"^\s*((?:const\s+)?\w+\s*\*?)\s*(calib_cuda_\w+)\s*\(([^)]*)\)\s*;", text, flags=re.M | re.S):
+        functions[name] = ("".join(ret.replace("const", "").split()), c_types(args))
+    assert set(functions) == set(_abi.CUDA_FUNCTIONS)
+    body = re.search(r"typedef\s+struct\s+calib_cuda_info\s*\{(.*?)\}", text, flags=re.S).group(1)
+    assert [d.split()[-1].lstrip("*") for d in " ".join(body.split()).replace(",", ";").split(";") if d.strip()] == \
+        ["abi_version", "tokens", "head_dim", "block", "layers", "heads", "plans", "step_count", "steps", "model",
+         "mask_sha256"] == [name for name, _ in _abi.CudaInfo._fields_]
+    for name, (ret, args) in functions.items():
+        restype, argtypes = _abi.CUDA_FUNCTIONS[name]
+        assert len(argtypes) == len(args), name
+        for c_type, ctype in zip(args, argtypes):
+            expected = ctypes.c_void_p if c_type in ("void*",) else ctype_of(c_type)
+            if c_type == "int64_t*":
+                assert ctype in (_abi.Strides, _abi._strides), (name, c_type)
+            else:
+                assert ctype is expected, (name, c_type, ctype)
+        if ret == "calib_cuda_info*":
+            assert restype._type_ is _abi.CudaInfo, name
+        else:
+            assert restype is ctype_of(ret), name

@@ -10,6 +10,7 @@ The diffusers processor and recorder are in `calibc.diffusers` (needs diffusers)
 """
 
 from ._abi import ABI_VERSION
+from .cuda import CudaKernels, load_cuda
 from .blockmask import from_block_mask, from_block_masks, to_block_mask
 from .kernels import CalibError, Kernels, load
 from .masks import Masks, MasksError, Pattern
@@ -17,5 +18,5 @@ from .ops import attention_layer, dense_attention_layer
 
 __version__ = "0.1.0"
 
-__all__ = ["ABI_VERSION", "CalibError", "Kernels", "Masks", "MasksError", "Pattern", "attention_layer",
+__all__ = ["ABI_VERSION", "CalibError", "CudaKernels", "Kernels", "load_cuda", "Masks", "MasksError", "Pattern", "attention_layer",
            "dense_attention_layer", "from_block_mask", "from_block_masks", "load", "to_block_mask"]

@@ -94,3 +94,29 @@ def bind(lib, abi_version):
         fn.restype, fn.argtypes = restype, argtypes
         bound.append(name)
     return bound
+
+
+# ---- the CUDA target's library (include/calib_cuda.h) ----
+
+# enum calib_cuda_status: the CPU statuses, plus a refused launch
+CUDA_STATUS = {"CALIB_CUDA_OK": 0, "CALIB_CUDA_ERR_SHAPE": 1, "CALIB_CUDA_ERR_NO_PLAN": 2, "CALIB_CUDA_ERR_ARGUMENT": 3,
+               "CALIB_CUDA_ERR_NO_MEMORY": 4, "CALIB_CUDA_ERR_CUDA": 5}
+CUDA_STATUS_TEXT = {**STATUS_TEXT, 5: "the CUDA runtime refused the launch"}
+
+# enum calib_cuda_dtype
+CUDA_DTYPE = {"CALIB_CUDA_BF16": 1, "CALIB_CUDA_F16": 2}
+
+Strides = ctypes.c_int64 * 3
+
+
+class CudaInfo(ctypes.Structure):
+    """struct calib_cuda_info: the fields of calib_info."""
+    _fields_ = Info._fields_
+
+
+CUDA_FUNCTIONS = {
+    "calib_cuda_get_info": (ctypes.POINTER(CudaInfo), []),
+    "calib_cuda_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_kernel_name": (_cp, [_i64]),
+}

@@ -6,11 +6,13 @@
 
 q, k, v: 4D tensors of one dtype (float32 or bfloat16) and one shape; strided views are fine as
 long as head_dim is contiguous. The output is a new contiguous tensor of q's shape and dtype. The
-op has no autograd formula (inference only).
+op has no autograd formula (inference only). CUDA tensors (bfloat16 or float16) run the CUDA target's
+library (`library` is then its libcalibcuda.so) on the current stream.
 """
 
 import torch
 
+from .cuda import load_cuda
 from .kernels import LAYOUTS, load
 
 __all__ = ["attention_layer", "dense_attention_layer"]
@@ -20,8 +22,9 @@ def _check(q, k, v, layout):
     torch._check(layout in LAYOUTS, lambda: f"layout must be one of {LAYOUTS}, not {layout!r}")
     torch._check(q.dim() == 4, lambda: f"q: expected a 4D tensor, got {q.dim()}D")
     torch._check(q.shape == k.shape and q.shape == v.shape, lambda: "q, k and v must have one shape")
-    torch._check(q.dtype == k.dtype == v.dtype and q.dtype in (torch.float32, torch.bfloat16),
-                 lambda: "q, k and v must all be float32 or all bfloat16")
+    dtypes = (torch.bfloat16, torch.float16) if q.device.type == "cuda" else (torch.float32, torch.bfloat16)
+    torch._check(q.dtype == k.dtype == v.dtype and q.dtype in dtypes,
+                 lambda: f"q, k and v must all have one of the dtypes {dtypes} on {q.device.type}")
 
 
 @torch.library.custom_op("calibc::attention_layer", mutates_args=(), device_types="cpu")
@@ -52,14 +55,15 @@ def _dense_attention_layer_fake(q, k, v, library, layout="bshd"):
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 
-# ---------------------------------------------------------------------------------------------
-# CUDA: NOT IMPLEMENTED YET. When the GPU target lands, CUDA tensors dispatch here: load the CUDA
-# kernel library (the one `calibc compile --target cuda` builds) and call its
-# `calib_cuda_attention_layer` entry on q/k/v.data_ptr() with the same (batch, tokens, heads,
-# head_dim) and (b, s, h) strides as the CPU layer call, on torch.cuda.current_stream(). Declare
-# that entry in _abi.py (checked against the CUDA header by Tests/python/test_abi.py).
+# CUDA tensors (bfloat16 or float16) go to the library `calibc compile --target cuda --shared`
+# builds: `library` names that .so, and the launch runs on torch's current stream.
 @attention_layer.register_kernel("cuda")
 def _attention_layer_cuda(q, k, v, library, step, layer, layout="bshd"):
-    raise NotImplementedError("calibc: CUDA tensors need the CUDA kernel library (calib_cuda_attention_layer), "
-                              "which is not built yet; move q, k, v to the CPU")
-# ---------------------------------------------------------------------------------------------
+    _check(q, k, v, layout)
+    return load_cuda(library).attention_layer(step, layer, q, k, v, layout=layout)
+
+
+@dense_attention_layer.register_kernel("cuda")
+def _dense_attention_layer_cuda(q, k, v, library, layout="bshd"):
+    _check(q, k, v, layout)
+    return load_cuda(library).dense_attention_layer(q, k, v, layout=layout)
