@@ -48,7 +48,7 @@ public func fuzzCalibrate(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     // The frontend costs tens of ms a call here (debug, ASan, two threads); verify() checks the same rules on
     // the IR, so the full masks.json round trip runs on one input in 32.
     if bytes[1] >> 3 == 0 {
-        do { _ = try Frontend.parse(Array(text.utf8), file: "fuzz.json", threads: 2) } catch { fatalError("compile would refuse: \(error)") }
+        do { _ = try Frontend.parse(Array(text.utf8), file: "fuzz.json") } catch { fatalError("compile would refuse: \(error)") }
     }
     return 0
 }
