@@ -241,9 +241,9 @@ static void row(const call *c, scratch *w, const slice *h, const calib_plan *p, 
 #define CALIB_TRACE_ITEM(thread) ((void)0)
 #endif
 
-/* The pool: item i is chunk i / (batch·heads) (chunks are sorted heaviest first) of (batch, head)
- * i % (batch·heads), so the heaviest work of every head goes first; heads with fewer chunks
- * skip the indices they lack. */
+/* The pool: item i is chunk i % most (chunks are sorted heaviest first) of (batch, head)
+ * i / most, so the team works through one head's keys and values together while they are in
+ * cache, each head heaviest chunk first; heads with fewer chunks skip the indices they lack. */
 static int run(const call *c) {
     const int64_t bh = c->batch * c->heads;
     int32_t most = 0;
@@ -263,7 +263,7 @@ static int run(const call *c) {
         for (;;) {
             const int64_t i = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
             if (i >= total || !w) break;
-            const int64_t b = (i % bh) / c->heads, hh = i % c->heads, rank = i / bh;
+            const int64_t b = i / most / c->heads, hh = i / most % c->heads, rank = i % most;
             const calib_plan *p = c->plans[hh];
             if (rank >= p->chunk_count) continue;
             CALIB_TRACE_ITEM(omp_get_thread_num());
