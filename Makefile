@@ -111,12 +111,12 @@ sanitize: deps
 	$(SWIFT_BUILD) --product calibc
 	@set -e; for masks in Tests/Sanitize/*.json; do \
 		dir=.build/sanitize/$$(basename $$masks .json); \
-		$(CALIBC) compile $$masks -o $$dir --force > /dev/null; \
+		rm -rf $$dir; $(CALIBC) compile $$masks -o $$dir > /dev/null; \
 		clang -std=c11 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
 			-I $$dir/include -I $$dir Tests/Sanitize/harness.c $$dir/calib_schedule.c \
-			$(OMP) -lpthread -lm -o $$dir/harness; \
+			$(OMP) -lpthread -lm -o $$dir.harness; \
 		for isa in avx512 avx2 sse portable; do \
-			result=$$(CALIBC_ISA=$$isa $$dir/harness) || exit 1; echo "$$masks $$isa: $$result"; \
+			result=$$(CALIBC_ISA=$$isa $$dir.harness) || exit 1; echo "$$masks $$isa: $$result"; \
 		done; \
 	done
 
