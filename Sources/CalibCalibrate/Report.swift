@@ -8,11 +8,11 @@ public enum CalibrationReport {
         let s = c.program.shape
         var out = "calibrated \(s.dispatchCount) (step, layer, head) on \(calibrationInputs) inputs, checked on \(holdoutInputs) held out; "
         out += "tokens \(s.tokens), block \(s.block) (\(s.blocks)×\(s.blocks))\n\n"
-        out += "step layer head  density  loo mass  dense  reused  held-out mass  held-out error  reuse extra\n"
+        out += "step layer head  density  loo drop  dense  reused  held-out mass  held-out error  reuse extra\n"
         func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "-" }
         for h in c.heads {
             out += String(format: "%4d %5d %4d  %7.3f  %8@  %5@  %6d  %13@  %14@  %11@\n", h.step, h.layer, h.head, h.density,
-                          f(h.leaveOneOutMass, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
+                          f(h.leaveOneOutDrop, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
                           f(h.heldOutError, "%.2e"), f(h.reuseExtraError, "%.1e"))
         }
         let n = Double(c.heads.count)

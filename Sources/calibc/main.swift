@@ -206,35 +206,72 @@ let calibrate = Command(
     summary: """
     Measures block attention mass on the recordings and writes masks.json; held-out
     recordings are only used to report kept mass and output error (docs/calibration.md).
+    Inputs are folded one at a time into a calibration state (--state-out writes it);
+    with --merge the operands are such states, merged before the masks are decided.
     """,
     options: [
         Option(name: "-o", value: "<masks.json>", help: "the masks file to write"),
+        Option(name: "--state-out", value: "<state>", help: "also (or only) write the calibration state, a safetensors file"),
+        Option(name: "--merge", value: nil, help: """
+            the operands are calibration states (from --state-out) over different
+            prompts: merge them, then decide the masks as one run over all their prompts
+            """),
         Option(name: "--holdout", value: "<recording>", help: "a recording to check on, not calibrate on", repeatable: true),
         Option(name: "--block", value: "B", help: "tile size in tokens, 1…1024 (default 64)"),
         Option(name: "--mass", value: "T", help: "keep, per query block, the fewest key blocks holding T of its mass on every input (default 0.95)"),
+        Option(name: "--mass-schedule", value: "S", help: """
+            or a threshold per step, ε(t) = A + (C − A)·exp(−k·t/T): \(MassSchedule.syntax)
+            (wan: 0.99 at step 0 down to 0.84 at T; T defaults to the last recorded step)
+            """),
         Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
         Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
         Option(name: "--reuse-tolerance", value: "X", help: "L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)"),
     ]) { a in
-    guard !a.operands.isEmpty else { throw UsageError(description: "missing <recording.safetensors>") }
-    let out = try a.required("-o", "<masks.json>")
+    guard !a.operands.isEmpty else { throw UsageError(description: a.flag("--merge") ? "missing <state.safetensors>" : "missing <recording.safetensors>") }
+    let out = a.value("-o"), stateOut = a.value("--state-out")
+    guard out != nil || stateOut != nil else { throw UsageError(description: "missing -o <masks.json> (or --state-out <state>)") }
     var options = CalibrationOptions()
+    let selectionOptions = ["--block", "--mass", "--mass-schedule", "--density"]
+    if a.flag("--merge"), let fixed = selectionOptions.first(where: { a.value($0) != nil }) {
+        throw UsageError(description: "\(fixed) is fixed in the calibration states and cannot be given with --merge")
+    }
     options.block = try a.int("--block", default: 64, range: 1...1024)
-    switch (try a.fraction("--mass"), try a.fraction("--density")) {
-    case (_?, _?): throw UsageError(description: "give --mass or --density, not both")
-    case (let m?, nil): options.selection = .mass(m)
-    case (nil, let d?): options.selection = .density(d)
-    case (nil, nil): break
+    let mass = try a.fraction("--mass")
+    if let mass, mass == 0 { throw UsageError(description: "--mass expects a number in (0, 1], got \(a.value("--mass")!)") }
+    let schedule = try a.value("--mass-schedule").map { text in
+        do { return try MassSchedule.parse(text) } catch let e as CalibrationError { throw UsageError(description: e.message) }
+    }
+    switch (mass, schedule, try a.fraction("--density")) {
+    case (let m?, nil, nil): options.selection = .mass(m)
+    case (nil, let s?, nil): options.selection = .schedule(s)
+    case (nil, nil, let d?): options.selection = .density(d)
+    case (nil, nil, nil): break
+    default: throw UsageError(description: "give one of --mass, --mass-schedule and --density")
     }
     options.stabilityDrop = try a.fraction("--stability-drop") ?? options.stabilityDrop
     options.reuseTolerance = try a.fraction("--reuse-tolerance") ?? options.reuseTolerance
     let start = DispatchTime.now()
-    let recordings = try a.operands.map(Recording.init(path:))
     let holdout = try a.all("--holdout").map(Recording.init(path:))
-    let result = try Calibrator.run(calibration: recordings, holdout: holdout, options: options, progress: Progress("calibrate").update)
+    let progress = Progress("calibrate")
+    var state: CalibrationState
+    if a.flag("--merge") {
+        state = try CalibrationState(path: a.operands[0])
+        for path in a.operands.dropFirst() { try state.merge(try CalibrationState(path: path), file: path, into: a.operands[0]) }
+    } else {
+        let recordings = try a.operands.map(Recording.init(path:))
+        let perHead = recordings.count + (out == nil ? 0 : holdout.count)
+        state = try Calibrator.fold(recordings, options: options) { done, units in progress.update(done, units / recordings.count * perHead) }
+    }
+    if let stateOut {
+        try state.write(to: stateOut)
+        print("wrote \(stateOut): the state of \(state.inputs) inputs, \(state.heads.count) (step, layer, head), \(state.tensorBytes) bytes of tensors")
+    }
+    guard let out else { return }
+    let folded = a.flag("--merge") ? 0 : state.heads.count * state.inputs
+    let result = try Calibrator.finish(state, holdout: holdout, options: options) { done, units in progress.update(folded + done, folded + units) }
     let text = MaskWriter.json(result.program, layout: result.layout)
     try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
-    print(CalibrationReport.text(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count))
+    print(CalibrationReport.text(result, calibrationInputs: state.inputs, holdoutInputs: holdout.count))
     print("wrote \(out) (\(text.utf8.count) bytes) in \(seconds(since: start))")
 }
 
