@@ -178,6 +178,18 @@ let synth = Command(
         Option(name: "-o", value: "<path>", help: "output directory (or masks file with --masks)"),
         Option(name: "--prompts", value: "N", help: "recordings to write (default 3)"),
         Option(name: "--seed", value: "S", help: "random seed (default 1)"),
+        Option(name: "--shape", value: "small|wan1.3b-480p", help: """
+            small (the above) or Wan 2.1 1.3B at 480p: 21 frames of 30×52 tokens (32,760),
+            head_dim 128, 1 layer × 6 heads, steps 0, 20, 40 (raw bf16 q and k: 100 MB
+            per step of 6 heads, per prompt)
+            """),
+        Option(name: "--layers", value: "N", help: "layers (default 2 small, 1 wan1.3b-480p)"),
+        Option(name: "--heads", value: "N", help: "heads per layer, cycling through the six kinds (default 6)"),
+        Option(name: "--steps", value: "<t,t,…>", help: "step indices (default 0,20,40; step 0 attends more broadly)"),
+        Option(name: "--mass-block", value: "B", help: """
+            write block mass in blocks of B tokens (docs/recordings.md) instead of q and k,
+            as a recorder does at full resolution; calibrate with --block B
+            """),
         Option(name: "--masks", value: "wan14b", help: """
             write a mask set of Wan 2.1 14B's size instead (40 layers × 40 heads × 50 steps,
             75,600 tokens, blocks of 128): spatial, temporal, local-3D, sink and dense heads
@@ -195,8 +207,25 @@ let synth = Command(
         print("wrote \(out): \(text.utf8.count) bytes, \(program.shape.dispatchCount) (step, layer, head) in \(seconds(since: start))")
         return
     }
+    var config: SynthConfig
+    switch a.value("--shape") ?? "small" {
+    case "small": config = SynthConfig()
+    case "wan1.3b-480p": config = SynthConfig.wan13b480p()
+    case let other: throw UsageError(description: "unknown --shape \(other) (known: small, wan1.3b-480p)")
+    }
+    config.layers = try a.int("--layers", default: config.layers, range: 1...100)
+    config.heads = try a.int("--heads", default: config.heads, range: 1...128)
+    if let text = a.value("--steps") {
+        let steps = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !steps.isEmpty, steps.allSatisfy({ ($0 ?? -1) >= 0 }), zip(steps, steps.dropFirst()).allSatisfy({ $0! < $1! }) else {
+            throw UsageError(description: "--steps expects strictly ascending step indices like 0,20,40, got \(text)")
+        }
+        config.steps = steps.map { $0! }
+        config.stepGain = config.steps.map { $0 == 0 ? 0.7 : 1.0 }
+    }
+    if a.value("--mass-block") != nil { config.massBlock = try a.int("--mass-block", default: 128, range: 1...1024) }
     let progress = Progress("synth")
-    let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3, range: 1...1000), seed: seed,
+    let paths = try Synth.write(config, prompts: try a.int("--prompts", default: 3, range: 1...1000), seed: seed,
                                 to: out, progress: progress.update)
     print("wrote \(paths.joined(separator: ", "))")
 }
