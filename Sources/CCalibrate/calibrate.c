@@ -83,8 +83,9 @@ static double softmax_numerators(float *s, int64_t tokens) {
 /* Keys are taken in chunks of CHUNK, so the chunk of Kᵀ (d × CHUNK floats: 512 KB at d = 128)
  * stays in cache while every row of the query block is scored against it; each row keeps a
  * running max and its per-key-block sums, rescaled when the max grows (the online softmax).
- * Scoring every row against all of Kᵀ instead streams Kᵀ from memory once per 8 rows, which at
- * 32,760 tokens made the kernel about 20× slower than at 3,072. */
+ * Scoring every row against all of Kᵀ instead streams Kᵀ (16 MB at 32,760 tokens) from memory
+ * once per group of rows: 2.7 × 10⁷ query·key pairs/s there on the 2-core AVX2 machine, against
+ * 1.8 × 10⁸ this way. */
 enum { CHUNK = 1024 };
 
 int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, int64_t block, float scale, float *mass) {

@@ -167,7 +167,8 @@ public struct CalibrationState: Sendable {
                 let name = "step\(step).layer\(layer)"
                 w.add("\(name).owner", hs.flatMap(\.owner), shape: [shape.heads, b, b], as: .f32)
                 w.add("\(name).owner_mass", hs.flatMap(\.ownerMass), shape: [shape.heads, b, b], as: .f32)
-                w.add("\(name).distance", hs.flatMap(\.distance), shape: [shape.heads, max(1, b * (b - 1) / 2)], as: .f32)
+                let distance = b > 1 ? hs.flatMap(\.distance) : [Float](repeating: 0, count: shape.heads)
+                w.add("\(name).distance", distance, shape: [shape.heads, max(1, b * (b - 1) / 2)], as: .f32)
             }
         }
         try w.write(to: path)

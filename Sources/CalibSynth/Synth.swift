@@ -65,13 +65,14 @@ public enum Synth {
     }
 
     /// Writes `prompt0.safetensors` … into `dir`; prompt p differs only by its seed.
-    public static func write(_ config: SynthConfig, prompts: Int, seed: UInt64, to dir: String,
+    /// `first` skips prompts: `first: 2, prompts: 1` writes only prompt2.safetensors.
+    public static func write(_ config: SynthConfig, prompts: Int, first: Int = 0, seed: UInt64, to dir: String,
                              progress: (Int, Int) -> Void = { _, _ in }) throws -> [String] {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var paths: [String] = []
         let total = prompts * config.steps.count * config.layers
         var done = 0
-        for p in 0..<prompts {
+        for p in first..<(first + prompts) {
             var writer = SafetensorsWriter()
             writer.metadata = ["format": "calibc-recording/1", "model": config.model, "frames": "\(config.frames)",
                                "height": "\(config.height)", "width": "\(config.width)", "text_tokens": "0",

@@ -126,7 +126,7 @@ func benchCalibrateWan(dir: String) throws {
     }
     var massConfig = config
     massConfig.massBlock = 128
-    _ = try Synth.write(massConfig, prompts: 3, seed: 1, to: dir + "/mass")
+    _ = try Synth.write(massConfig, prompts: 1, first: 2, seed: 1, to: dir + "/mass")
     let calibration = try [0, 1].map { try Recording(path: "\(dir)/qk/prompt\($0).safetensors") }
     let holdout = [try Recording(path: "\(dir)/mass/prompt2.safetensors")]
     var options = CalibrationOptions()

@@ -120,6 +120,11 @@ final class StreamingTests: XCTestCase {
         func message(_ path: String) -> String {
             do { _ = try CalibrationState(path: path); return "accepted" } catch { return "\(error)" }
         }
+        // One query block: no pairs, one placeholder distance per head.
+        let single = try Calibrator.fold(Array(r[0..<2]), options: options { $0.block = 512 })
+        try single.write(to: "\(dir)/single.safetensors")
+        XCTAssertEqual(try CalibrationState(path: "\(dir)/single.safetensors").heads, single.heads)
+        XCTAssertEqual(single.heads[0].distance, [])
         // A recording is not a state.
         XCTAssertEqual(message(ContentFixture.paths[0]),
                        "\(ContentFixture.paths[0]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/1\")")
@@ -266,5 +271,53 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(s.ownerMass, [0, 0.3, 0.4, 0])
         XCTAssertEqual(s.union, [[0, 1], [0, 1]])
         XCTAssertEqual(s.worstDrop, 0.2, accuracy: 1e-7)
+    }
+
+    /// The command line: usage errors exit 2 with their message; a merge through files writes
+    /// the masks of one run over all prompts.
+    func testCommandLine() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
+        let calibc = root.appendingPathComponent(".build/debug/calibc").path
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: calibc), "needs the calibc binary of `swift build`")
+        func run(_ args: [String]) throws -> (Int32, String, String) {
+            let p = Process(), out = Pipe(), err = Pipe()
+            p.executableURL = URL(fileURLWithPath: calibc)
+            p.arguments = args
+            (p.standardOutput, p.standardError) = (out, err)
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        let rec = ContentFixture.paths, dir = ContentFixture.dir
+        for (args, message) in [
+            (["calibrate", rec[0]], "missing -o <masks.json> (or --state-out <state>)"),
+            (["calibrate", "-o", "m.json"], "missing <recording.safetensors>"),
+            (["calibrate", "--merge", "-o", "m.json"], "missing <state.safetensors>"),
+            (["calibrate", rec[0], "--mass", "0.9", "--density", "0.2", "-o", "m.json"], "give one of --mass, --mass-schedule and --density"),
+            (["calibrate", rec[0], "--mass", "0.9", "--mass-schedule", "wan", "-o", "m.json"], "give one of --mass, --mass-schedule and --density"),
+            (["calibrate", rec[0], "--mass", "0", "-o", "m.json"], "--mass expects a number in (0, 1], got 0"),
+            (["calibrate", "--merge", "a", "--mass", "0.9", "-o", "m.json"], "--mass is fixed in the calibration states and cannot be given with --merge"),
+            (["calibrate", "--merge", "a", "--block", "32", "-o", "m.json"], "--block is fixed in the calibration states and cannot be given with --merge"),
+            (["calibrate", rec[0], "--mass-schedule", "exp:0.8,0.9,-1", "-o", "m.json"], "--mass-schedule exp:0.8,0.9,-1: k must be a non-negative number, got -1"),
+            (["synth", "-o", dir + "/x", "--shape", "big"], "unknown --shape big (known: small, wan1.3b-480p)"),
+            (["synth", "-o", dir + "/x", "--steps", "5,1"], "--steps expects strictly ascending step indices like 0,20,40, got 5,1"),
+        ] {
+            let (status, _, err) = try run(args)
+            XCTAssertEqual(status, 2, args.joined(separator: " "))
+            XCTAssertEqual(err.split(separator: "\n").first.map(String.init), "calibc: " + message)
+        }
+        // Two states from two runs, merged, give the masks of one run over both prompts.
+        for i in 0..<2 {
+            let (status, out, err) = try run(["calibrate", rec[i], "--block", "16", "--state-out", "\(dir)/cli\(i).safetensors"])
+            XCTAssertEqual(status, 0, err)
+            XCTAssertTrue(out.hasPrefix("wrote \(dir)/cli\(i).safetensors: the state of 1 inputs, 18 (step, layer, head)"), out)
+        }
+        XCTAssertEqual(try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/cli1.safetensors", "-o", "\(dir)/merged.json"]).0, 0)
+        XCTAssertEqual(try run(["calibrate", rec[0], rec[1], "--block", "16", "-o", "\(dir)/one.json"]).0, 0)
+        XCTAssertEqual(try String(contentsOfFile: "\(dir)/merged.json", encoding: .utf8), try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8))
+        let (status, _, err) = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", rec[1], "-o", "\(dir)/x.json"])
+        XCTAssertEqual(status, 1)
+        XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/1\")\n")
     }
 }
