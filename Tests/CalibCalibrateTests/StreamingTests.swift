@@ -320,4 +320,35 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(status, 1)
         XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/1\")\n")
     }
+
+    /// The block-mass kernel across key chunks (1024 keys): blocks that straddle chunk edges, a
+    /// partial last block, and rows whose max arrives only in a later chunk (the rescale).
+    func testBlockMassAcrossKeyChunks() {
+        var rng = SplitMix64(seed: 17)
+        let (n, d, block) = (2100, 8, 250)
+        let q = rng.floats(n * d, scale: 1.5)
+        var k = rng.floats(n * d, scale: 1.5)
+        for c in 0..<d { k[2050 * d + c] = 4 * q[c] }  // query 0's heaviest key sits in the third chunk
+        let blocks = 9
+        var m = [Float](repeating: .nan, count: blocks * blocks)
+        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 0.5, &m), 0)
+        for qb in 0..<blocks {
+            var expected = [Double](repeating: 0, count: blocks)
+            let rows = (qb * block)..<min(n, (qb + 1) * block)
+            for i in rows {
+                var s = [Double](repeating: 0, count: n)
+                for j in 0..<n {
+                    var dot = 0.0
+                    for c in 0..<d { dot += Double(q[i * d + c]) * Double(k[j * d + c]) }
+                    s[j] = 0.5 * dot
+                }
+                let top = s.max()!
+                var total = 0.0
+                for j in 0..<n { s[j] = exp(s[j] - top); total += s[j] }
+                for j in 0..<n { expected[j / block] += s[j] / total / Double(rows.count) }
+            }
+            for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "M[\(qb)][\(kb)]") }
+        }
+        XCTAssertGreaterThan(m[8], 0.05)  // the planted key carries real mass for block 0
+    }
 }
