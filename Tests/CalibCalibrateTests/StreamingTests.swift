@@ -148,6 +148,22 @@ final class StreamingTests: XCTestCase {
                        "tensor step5.layer0.owner_mass holds nan at 7; expected a mass in [0, 1] where owner ≥ 0, else 0")
         XCTAssertEqual(try rewrite("step9.layer0.distance") { $0[0] = -1 },
                        "tensor step9.layer0.distance holds -1.0 at 0; expected an L1 distance in [0, 2]")
+        func withMetadata(_ key: String, _ value: String?, dtype: DType = .f32) throws -> String {
+            var w = SafetensorsWriter()
+            w.metadata = file.metadata
+            w.metadata[key] = value
+            for (n, info) in file.tensors.sorted(by: { $0.key < $1.key }) { w.add(n, try file.floats(n), shape: info.shape, as: dtype) }
+            let bad = "\(dir)/bad-\(UUID().uuidString).safetensors"
+            try w.write(to: bad)
+            return message(bad).replacingOccurrences(of: bad + ": ", with: "")
+        }
+        XCTAssertEqual(try withMetadata("inputs", "0"), "metadata inputs must be an integer in 1…16777216")
+        XCTAssertEqual(try withMetadata("block", nil), "metadata block must be an integer in 1…1024")
+        XCTAssertEqual(try withMetadata("steps", "0,x"), "metadata steps must list step indices, e.g. \"0,20,40\"")
+        XCTAssertEqual(try withMetadata("steps", "5,0"), "metadata steps must be strictly ascending")
+        XCTAssertEqual(try withMetadata("scale", "-2"), "metadata scale must be a positive number")
+        XCTAssertEqual(try withMetadata("selection", nil), "metadata selection is missing")
+        XCTAssertEqual(try withMetadata("model", "m", dtype: .f16), "tensor step0.layer0.owner is F16 [6, 24, 24], expected F32 [6, 24, 24]")
         var w = SafetensorsWriter()
         w.metadata = file.metadata
         w.add("step0.layer0.distance", [0], shape: [1], as: .f32)
