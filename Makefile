@@ -6,11 +6,25 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers
+.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEPS); }
+
+# Puts calibc on the PATH: `make install` (to /usr/local/bin) or `make install PREFIX=$$HOME/.local`.
+# The binary finds the Swift runtime through its RUNPATH (the toolchain's lib/swift/linux) and
+# libclang/libomp from Debian's LLVM 14, so it runs wherever those stay installed. SwiftPM
+# resource bundles (*.resources), if a target ever has one, are looked up beside the binary.
+PREFIX ?= /usr/local
+install: deps
+	$(SWIFT_BUILD) --product calibc
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(CALIBC) $(DESTDIR)$(PREFIX)/bin/calibc
+	@for bundle in .build/release/*.resources; do \
+		[ -d "$$bundle" ] || continue; rm -rf "$(DESTDIR)$(PREFIX)/bin/$$(basename $$bundle)"; cp -R "$$bundle" $(DESTDIR)$(PREFIX)/bin/; \
+	done
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/calibc"; command -v calibc >/dev/null || echo "add $(PREFIX)/bin to PATH"
 
 # The whole pipeline on synthetic video attention: record (synth) → calibrate on two prompts,
 # check on a third → compile → run the kernels on the held-out prompt against dense.
@@ -20,7 +34,7 @@ example: deps
 	$(SWIFT_BUILD) --product calib-run
 	$(CALIBC) synth -o $(OUT)/recordings --prompts 3
 	$(CALIBC) calibrate $(OUT)/recordings/prompt0.safetensors $(OUT)/recordings/prompt1.safetensors \
-		--holdout $(OUT)/recordings/prompt2.safetensors -o $(OUT)/masks.json
+		--holdout $(OUT)/recordings/prompt2.safetensors -o $(OUT)/masks.json --report $(OUT)/report.html
 	$(CALIBC) compile $(OUT)/masks.json -o $(OUT)/kernels --shared
 	.build/release/calib-run $(OUT)/masks.json --library $(OUT)/kernels/libcalibkernels.so \
 		--recording $(OUT)/recordings/prompt2.safetensors
@@ -37,6 +51,7 @@ test: deps
 kernels: deps
 	$(SWIFT_BUILD) --product calibc
 	$(CALIBC) compile examples/masks.json -o generated/CalibKernels
+	$(CALIBC) compile examples/masks.json -o generated/CalibKernelsCUDA --target cuda
 
 # Regenerate the golden IR dumps the pass tests compare against.
 # Per-pass fixtures: `calibc opt <pass>.before.ir --passes=<pass>` (read the diff before committing).
@@ -70,7 +85,8 @@ bench-calibrate: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench calibrate
 
-# libFuzzer over the masks.json frontend and the safetensors reader, seeded from Fuzz/corpus;
+# libFuzzer over the masks.json frontend, the safetensors reader, recordings (their size
+# arithmetic) and calibrate's per-head decisions on adversarial masses, seeded from Fuzz/corpus;
 # a crash leaves its input in .build/fuzz-artifacts and fails the target, and so does a run
 # that reports no coverage counters (SwiftPM's --sanitize fuzzer alone does not instrument).
 FUZZ_SECONDS = 60
@@ -79,7 +95,9 @@ FUZZ_BUILD = CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzze
 fuzz: deps
 	$(FUZZ_BUILD) --product fuzz-masks
 	$(FUZZ_BUILD) --product fuzz-safetensors
-	@set -e; for target in masks safetensors; do \
+	$(FUZZ_BUILD) --product fuzz-recording
+	$(FUZZ_BUILD) --product fuzz-calibrate
+	@set -e; for target in masks safetensors recording calibrate; do \
 		mkdir -p .build/fuzz-corpus/$$target .build/fuzz-artifacts; \
 		.build/fuzz/debug/fuzz-$$target .build/fuzz-corpus/$$target Fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
 			-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/$$target- -print_final_stats=1 \
@@ -142,7 +160,6 @@ bench-peers: example .venv/ok
 # ---- CUDA target (issue 14; docs/gpu.md). `gpu-sources` and `cuda-check` run here (no GPU);
 # `test-gpu` and `bench-gpu` run on the GPU machine from the carried folder .gpu (made by
 # gpu-sources; list .gpu in the device call's carry): they need nvcc and torch, not Swift.
-GPU_CALIBC ?= /work/tools/calibc-snapshot
 GPU_DIR = .gpu
 CUDA_PIP = nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 \
            nvidia-nvvm==13.0.88 nvidia-cuda-cccl==13.0.85
@@ -154,7 +171,8 @@ GPU_SETS = t128 t64 ex wan13b wan14b
 	python3 -m pip install -q --no-deps --target .cuda $(CUDA_PIP)
 	touch $@
 
-gpu-sources:
+gpu-sources: deps
+	$(SWIFT_BUILD) --product calibc
 	mkdir -p $(GPU_DIR)
 	$(GPU_MASKS) -o $(GPU_DIR)/t128.json --tokens 2000 --heads 3 --head-dim 128 --frame-tokens 400 \
 	    --layers dense,cal:0.5,cal:0.2,reuse:0.3,rand:0.3 --seed 1
@@ -162,28 +180,32 @@ gpu-sources:
 	    --layers dense,cal:0.3,reuse:0.3 --seed 2
 	cp examples/masks.json $(GPU_DIR)/ex.json
 	$(GPU_MASKS) -o $(GPU_DIR)/wan13b.json --tokens 32760 --heads 12 --head-dim 128 --frame-tokens 1560 \
-	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1 \
+	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
 	    --seed 3 --model wan2.1-1.3b-480p
 	$(GPU_MASKS) -o $(GPU_DIR)/wan14b.json --tokens 75600 --heads 40 --head-dim 128 --frame-tokens 3600 \
-	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1 \
+	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
 	    --seed 4 --model wan2.1-14b-720p
-	for s in $(GPU_SETS); do $(GPU_CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --force >/dev/null || exit 1; done
+	for s in $(GPU_SETS); do rm -rf $(GPU_DIR)/$$s; $(CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --target cuda >/dev/null || exit 1; done
 
 # The kernel for sm_90a with warnings as errors; fails on any spill in the wgmma (main) kernel.
 cuda-check: .cuda/ok gpu-sources
-	for s in t128 ex; do mkdir -p $(GPU_DIR)/check-$$s/include && \
-	  cp $(GPU_DIR)/$$s/calib_internal.h Sources/CalibCodegen/kernels/cuda/calib_cuda.cu $(GPU_DIR)/check-$$s/ && \
-	  cp Sources/CalibCodegen/kernels/cuda/include/calib_cuda.h $(GPU_DIR)/check-$$s/include/ && \
-	  $(CUDA_PIP_NVCC) -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Xcompiler -fPIC \
-	    -Xcompiler -Wall,-Wextra -Werror all-warnings -Xptxas -v -c $(GPU_DIR)/check-$$s/calib_cuda.cu \
-	    -o $(GPU_DIR)/check-$$s/calib_cuda.o 2>$(GPU_DIR)/check-$$s/ptxas.log || { cat $(GPU_DIR)/check-$$s/ptxas.log; exit 1; }; done
-	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/check-t128/ptxas.log calib_wgmma_kernel
-	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/check-ex/ptxas.log calib_mma_kernel
+	for s in t128 ex; do NVCC=$(CUDA_PIP_NVCC) NO_LINK=1 sh Tests/GPU/build.sh $(GPU_DIR)/$$s || exit 1; done
+	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/t128/ptxas.log calib_wgmma_kernel
+	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/ex/ptxas.log calib_mma_kernel
 
 test-gpu:
-	for s in t128 t64 ex; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
+	for s in t128 t64 ex $$(test -d $(GPU_DIR)/tinywan && echo tinywan); do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
 	cd Tests/GPU && python3 test_gpu.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
 	    ../../$(GPU_DIR)/t64/libcalibcuda.so:../../$(GPU_DIR)/t64.json ../../$(GPU_DIR)/ex/libcalibcuda.so:../../$(GPU_DIR)/ex.json
+	cd Tests/GPU && PYTHONPATH=../../python:$$PYTHONPATH python3 test_torch.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
+	    $$(test -d ../../$(GPU_DIR)/tinywan && echo ../../$(GPU_DIR)/tinywan/libcalibcuda.so)
+
+# The masks of the tiny random Wan of `make diffusers`, for the processor on the GPU (test-gpu).
+gpu-sources-torch: .venv/ok gpu-sources
+	$(PY_INSTALL)
+	CALIBC=$(CALIBC_BIN) .venv/bin/python examples/diffusers/end_to_end.py --out $(GPU_DIR)/tinywan-calibration
+	rm -rf $(GPU_DIR)/tinywan
+	$(CALIBC) compile $(GPU_DIR)/tinywan-calibration/masks.json -o $(GPU_DIR)/tinywan --target cuda > /dev/null
 
 bench-gpu:
 	for s in wan13b wan14b; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
@@ -196,9 +218,12 @@ bench-gpu:
 SCALING = .cpu-scaling
 cpu-scaling-sources: deps
 	$(SWIFT_BUILD) --product calibc
-	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) --force > /dev/null
+	rm -rf $(SCALING)
+	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) > /dev/null
 
 cpu-scaling:
-	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) Tests/CPU/scaling.c $(SCALING)/calib_schedule.c -lm -o $(SCALING)/scaling
+	$(CC) -std=c11 -O3 -march=native -fopenmp -I Sources/CBench/include -c Sources/CBench/peak.c -o $(SCALING)/peak.o
+	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) -I Sources/CBench/include Tests/CPU/scaling.c $(SCALING)/calib_schedule.c \
+		$(SCALING)/peak.o -lm -o $(SCALING)/scaling
 	@for isa in avx2 avx512; do CALIBC_ISA=$$isa $(SCALING)/scaling --check || exit 1; done
 	$(SCALING)/scaling

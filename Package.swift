@@ -18,6 +18,10 @@ let fuzzTargets: [Target] = fuzzing ? [
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(name: "fuzz-safetensors", dependencies: ["CalibSafetensors"], path: "Fuzz/safetensors",
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(name: "fuzz-recording", dependencies: ["CalibCalibrate", "CalibSafetensors"], path: "Fuzz/recording",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(name: "fuzz-calibrate", dependencies: ["CalibCalibrate", "CalibFrontend", "CalibIR"], path: "Fuzz/calibrate",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
 ] : []
 
 let package = Package(
@@ -32,6 +36,7 @@ let package = Package(
         .target(name: "CalibJSON"),
         .target(name: "CalibFrontend", dependencies: ["CalibIR", "CalibJSON", "CalibSupport"]),
         .target(name: "CalibPasses", dependencies: ["CalibIR"]),
+        .target(name: "CalibPictures", dependencies: ["CalibIR", "CalibSupport"]),
         .systemLibrary(name: "CClang", path: "Sources/CClang"),
         // Emitters per target; the kernels themselves are the C and CUDA files under kernels/.
         .target(
@@ -59,11 +64,11 @@ let package = Package(
             cSettings: openMPC,
             linkerSettings: openMPLink
         ),
-        .target(name: "CalibCalibrate", dependencies: ["CalibIR", "CalibFrontend", "CalibSafetensors", "CalibSupport", "CCalibrate"]),
+        .target(name: "CalibCalibrate", dependencies: ["CalibIR", "CalibFrontend", "CalibPictures", "CalibSafetensors", "CalibSupport", "CCalibrate"]),
         .target(name: "CalibSynth", dependencies: ["CalibIR", "CalibSafetensors", "CalibSupport", "CCalibrate"]),
         .executableTarget(
             name: "calibc",
-            dependencies: ["CalibDriver", "CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibSynth"]
+            dependencies: ["CalibDriver", "CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibPictures", "CalibSupport", "CalibSynth"]
         ),
         .target(name: "CBench", cSettings: openMPC, linkerSettings: openMPLink),
         .executableTarget(
@@ -74,7 +79,7 @@ let package = Package(
         .executableTarget(name: "calib-run", dependencies: ["CalibRuntime", "CalibKernels", "CalibDriver", "CalibFrontend",
                                                            "CalibPasses", "CalibCalibrate"], path: "examples/run"),
         .testTarget(name: "CalibSupportTests", dependencies: ["CalibSupport"]),
-        .testTarget(name: "CalibIRTests", dependencies: ["CalibIR"]),
+        .testTarget(name: "CalibIRTests", dependencies: ["CalibIR", "CalibPictures", "CalibSupport"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend", "CalibSupport"]),
         .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend", "CalibDriver"], exclude: ["Fixtures"]),
         .testTarget(name: "CalibCodegenTests", dependencies: ["CalibDriver", "CalibCodegen", "CalibPasses", "CalibFrontend", "CalibSupport"]),

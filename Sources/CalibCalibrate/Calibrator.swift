@@ -45,6 +45,20 @@ public struct CalibrationOptions: Sendable {
     public var reuseTolerance = 0.02
 
     public init() {}
+
+    /// Refuses options no calibration can use; called before any recording is measured.
+    public func validate() throws {
+        guard (1...Frontend.maxBlock).contains(block) else { throw CalibrationError(message: "--block must be in 1...\(Frontend.maxBlock), got \(block)") }
+        let fractions: [(String, Double)]
+        switch selection {
+        case .mass(let t): fractions = [("--mass", t)]
+        case .density(let r): fractions = [("--density", r)]
+        case .schedule(let s): fractions = [("--mass-schedule A", s.final), ("--mass-schedule C", s.initial)]
+        }
+        for (name, x) in fractions + [("--stability-drop", stabilityDrop), ("--reuse-tolerance", reuseTolerance)] {
+            guard x >= 0, x <= 1 else { throw CalibrationError(message: "\(name) must be in [0, 1], got \(x)") }
+        }
+    }
 }
 
 public struct CalibrationError: Error, CustomStringConvertible {
@@ -94,14 +108,9 @@ public enum Calibrator {
                 throw CalibrationError(message: "\(r.file.path): steps, layers or (heads, tokens, head_dim) differ from \(first.file.path)")
             }
         }
-        guard options.block >= 1, options.block <= 1024 else { throw CalibrationError(message: "--block must be in 1...1024") }
-        switch options.selection {
-        case .mass(let t): guard t > 0, t <= 1 else { throw CalibrationError(message: "--mass must be in (0, 1], got \(t)") }
-        case .density(let r): guard r >= 0, r <= 1 else { throw CalibrationError(message: "--density must be in [0, 1], got \(r)") }
-        case .schedule(let s):
-            if let t = s.lastStep, let last = first.steps.last, last > t {
-                throw CalibrationError(message: "--mass-schedule \(s): T = \(t), but the recordings hold step \(last); T is the last step index")
-            }
+        try options.validate()
+        if case .schedule(let s) = options.selection, let t = s.lastStep, let last = first.steps.last, last > t {
+            throw CalibrationError(message: "--mass-schedule \(s): T = \(t), but the recordings hold step \(last); T is the last step index")
         }
         let shape = Shape(tokens: first.tokens, headDim: first.headDim, block: options.block, layers: first.layers,
                           heads: first.heads, steps: first.steps)
@@ -274,8 +283,20 @@ public enum Calibrator {
                            layout: calibration[0].layout, heads: reports)
     }
 
+    /// masks.json of a calibration, checked by the frontend `compile` uses: calibrate never
+    /// writes a file that compile refuses (a failure here is a calibrate bug).
+    public static func masksJSON(_ c: Calibration, file: String) throws -> String {
+        let text = MaskWriter.json(c.program, layout: c.layout)
+        do {
+            _ = try Frontend.parse(Array(text.utf8), file: file)
+        } catch {
+            throw CalibrationError(message: "internal error: calibrate produced masks that compile refuses: \(error)")
+        }
+        return text
+    }
+
     /// The batch rules on one head's block masses (`options.selection` already resolved to its step).
-    static func decide(masses: [[Float]], blocks: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
+    public static func decide(masses: [[Float]], blocks: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
         let selections = masses.map { select($0, blocks: blocks, options.selection) }
         let union = (0..<blocks).map { q in selections.reduce(Set<Int>()) { $0.union($1[q]) } }
         var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
@@ -320,7 +341,9 @@ public enum Calibrator {
             return (0..<blocks).map { q in
                 let order = (0..<blocks).sorted { m[q * blocks + $0] > m[q * blocks + $1] || (m[q * blocks + $0] == m[q * blocks + $1] && $0 < $1) }
                 var kept = Set<Int>(), total = 0.0
-                for k in order where total < tau {
+                // At least one block per row, even for tau = 0 or rows without positive mass:
+                // a query block that keeps nothing is not a valid mask.
+                for k in order where kept.isEmpty || total < tau {
                     kept.insert(k)
                     total += Double(m[q * blocks + k])
                 }

@@ -28,7 +28,12 @@ public struct Recording: @unchecked Sendable {
     public let scale: Double
 
     public init(path: String) throws {
-        let file = try SafetensorsFile(path: path)
+        try self.init(file: try SafetensorsFile(path: path))
+    }
+
+    /// A recording from a safetensors file already read (errors name `file.path`).
+    public init(file: SafetensorsFile) throws {
+        let path = file.path
         func fail(_ m: String) -> RecordingError { RecordingError(file: path, message: m) }
         self.file = file
         model = file.metadata["model"] ?? "unknown"
@@ -41,6 +46,13 @@ public struct Recording: @unchecked Sendable {
                   parts[1].hasPrefix("layer"), let layer = Int(parts[1].dropFirst(5)), layer >= 0,
                   ["q", "k", "v", "mass"].contains(parts[2]) else {
                 throw fail("unexpected tensor \(name) (expected step{t}.layer{l}.q, .k, .v or .mass)")
+            }
+            // Step values go into masks.json and to the kernels as C int; layers bound the loops below.
+            guard step <= Frontend.maxStep else {
+                throw fail("tensor \(name): step \(step) is more than the \(Frontend.maxStep) a masks file allows")
+            }
+            guard layer < Frontend.maxLayers else {
+                throw fail("tensor \(name): layer \(layer) is beyond the \(Frontend.maxLayers) layers a masks file allows")
             }
             guard info.shape.count == 3, info.shape.allSatisfy({ $0 > 0 }) else {
                 throw fail("tensor \(name) has shape \(info.shape), expected three positive dimensions")
@@ -80,6 +92,8 @@ public struct Recording: @unchecked Sendable {
             }
             let block = try positive("mass_block")
             (tokens, headDim, massBlock) = (try positive("tokens"), try positive("head_dim"), block)
+            guard block <= Frontend.maxBlock else { throw fail(Self.tooLarge("metadata mass_block", block, Frontend.maxBlock)) }
+            guard tokens <= Frontend.maxTokens else { throw fail(Self.tooLarge("metadata tokens", tokens, Frontend.maxTokens)) }
             let blocks = (tokens + block - 1) / block
             let massShape = file.tensors.values.first!.shape
             guard file.tensors.values.allSatisfy({ $0.shape == massShape }), massShape[1] == blocks, massShape[2] == blocks else {
@@ -90,6 +104,17 @@ public struct Recording: @unchecked Sendable {
             let shape = shape!
             (heads, tokens, headDim, massBlock) = (shape[0], shape[1], shape[2], nil)
         }
+        // calibrate writes these into masks.json: refuse here what compile would refuse there.
+        guard heads <= Frontend.maxHeads else { throw fail(Self.tooLarge("heads", heads, Frontend.maxHeads)) }
+        guard tokens <= Frontend.maxTokens else { throw fail(Self.tooLarge("tokens", tokens, Frontend.maxTokens)) }
+        guard headDim <= Frontend.maxHeadDim else { throw fail(Self.tooLarge("head_dim", headDim, Frontend.maxHeadDim)) }
+        let dispatch = steps.count * layers * heads  // each factor is bounded above: no overflow
+        guard dispatch <= Frontend.maxDispatch else {
+            throw fail("steps × layers × heads = \(steps.count) × \(layers) × \(heads) = \(dispatch) is more than the \(Frontend.maxDispatch) a masks file allows")
+        }
+        guard model.utf8.count <= Frontend.maxModelBytes else {
+            throw fail("metadata model is \(model.utf8.count) bytes of UTF-8, more than the \(Frontend.maxModelBytes) a masks file allows")
+        }
         if let s = file.metadata["scale"] {
             guard let v = Double(s), v > 0, v.isFinite else { throw fail("metadata scale \"\(s)\" is not a positive number") }
             scale = v
@@ -99,6 +124,10 @@ public struct Recording: @unchecked Sendable {
         let ints = ["frames", "height", "width", "text_tokens"].map { file.metadata[$0].flatMap { Int($0) } }
         if let f = ints[0], let h = ints[1], let w = ints[2] {
             let text = ints[3] ?? 0
+            // The ranges of masks.json's layout, which also keep the product below from overflowing.
+            guard [f, h, w].allSatisfy({ (1...Frontend.maxLayoutSide).contains($0) }), (0...Frontend.maxTokens).contains(text) else {
+                throw fail("metadata frames, height and width must be integers in 1...\(Frontend.maxLayoutSide) and text_tokens in 0...\(Frontend.maxTokens)")
+            }
             guard f * h * w + text == tokens else {
                 throw fail("metadata frames × height × width + text_tokens = \(f * h * w + text), but tensors hold \(tokens) tokens")
             }
@@ -106,6 +135,10 @@ public struct Recording: @unchecked Sendable {
         } else {
             layout = nil
         }
+    }
+
+    static func tooLarge(_ what: String, _ value: Int, _ max: Int) -> String {
+        "\(what) \(value) is more than the \(max) a masks file allows"
     }
 
     /// One head of one tensor (`tokens × headDim` floats, or blocks × blocks for "mass");

@@ -4,6 +4,10 @@ import CalibIR
 import Foundation
 
 public enum CalibrationReport {
+    /// One line under the table: what each column means (docs/calibration.md has the rules).
+    public static let legend = "density: kept tiles; loo drop: the most mass an input loses under the others' mask; dense: unstable, "
+        + "computed fully; reused: query blocks copied; reuse extra: held-out error added by reuse (docs/calibration.md)\n"
+
     public static func text(_ c: Calibration, calibrationInputs: Int, holdoutInputs: Int) -> String {
         let s = c.program.shape
         var out = "calibrated \(s.dispatchCount) (step, layer, head) on \(calibrationInputs) inputs, checked on \(holdoutInputs) held out; "
@@ -15,6 +19,7 @@ public enum CalibrationReport {
                           f(h.leaveOneOutDrop, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
                           f(h.heldOutError, "%.2e"), f(h.reuseExtraError, "%.1e"))
         }
+        out += legend
         let n = Double(c.heads.count)
         out += String(format: "\nmean density %.3f, dense heads %d of %d, reused query blocks %.1f%%\n",
                       c.heads.reduce(0) { $0 + $1.density } / n, c.heads.filter(\.dense).count, c.heads.count,

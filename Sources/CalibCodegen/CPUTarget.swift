@@ -10,6 +10,9 @@ public struct CPUTarget: Target {
     public var name: String { "cpu" }
     public var tail: [Pass] { [Pass(name: "chunk", run: chunk)] }
     public var libraryName: String { "libcalibkernels.so" }
+    public var outputNames: [String] {
+        Codegen.tableNames + Self.kernelFiles + ["include/module.modulemap", libraryName, Codegen.manifestName]
+    }
 
     /// Kernel sources copied verbatim (after a banner): kernels/cpu/<name> → <name>.
     static let kernelFiles = ["calib_kernels.c", "calib_tile.h", "calib_exp2.h", "include/calib_kernels.h"]

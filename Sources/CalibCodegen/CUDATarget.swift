@@ -11,11 +11,12 @@ public struct CUDATarget: Target {
     /// The kernel orders each plan's query blocks heaviest first when it uploads the tables.
     public var tail: [Pass] { [] }
     public var libraryName: String { "libcalibcuda.so" }
+    public var outputNames: [String] { Codegen.tableNames + Self.kernelFiles + [libraryName, Codegen.manifestName] }
 
     static let kernelFiles = ["calib_cuda.cu", "include/calib_cuda.h"]
 
     public var buildCommand: [String] {
-        ["nvcc", "-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC", "-shared",
+        ["nvcc", "-O3", "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC", "-shared",
          "-I", "include", "calib_cuda.cu", "calib_schedule.c", "-o", libraryName]
     }
 

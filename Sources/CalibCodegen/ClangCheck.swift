@@ -1,7 +1,7 @@
 // Every emitted C file is parsed by libclang before anything is written: a diagnostic in
 // generated code is a compiler bug, reported with its location rather than shipped.
 
-import CClang
+internal import CClang
 import Foundation
 
 public enum Toolchain {

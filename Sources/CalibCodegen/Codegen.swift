@@ -48,6 +48,8 @@ public enum Codegen {
             """
     }
 
+    static let tableNames = ["calib_internal.h", "calib_schedule.c"]
+
     /// The tables every target reads (calib_internal.h, calib_schedule.c).
     static func tables(_ program: Program, _ provenance: Provenance) -> [GeneratedFile] {
         [

@@ -4,23 +4,17 @@
 import Foundation
 
 public enum OutputWriter {
-    /// Replaces `dir` with the files. A directory calibc did not
-    /// write (no manifest, not empty) is only replaced with `force`. `finish` runs on the
-    /// complete staging directory before it is moved into place (to build in it).
-    public static func write(_ files: [GeneratedFile], to dir: String, force: Bool,
-                             finish: (String) throws -> Void = { _ in }) throws {
+    /// Replaces `dir` with the files. `OutputPaths.checkDirectory`
+    /// decides whether `dir` may be replaced (never an input's directory, the current directory
+    /// or above it; only calibc's own files, or with `force` a directory of calibc's file names
+    /// without a manifest). `finish` runs on the complete staging directory before it is moved
+    /// into place (to build in it).
+    public static func write(_ files: [GeneratedFile], to dir: String, force: Bool, inputs: [String] = [],
+                             generated: [String]? = nil, finish: (String) throws -> Void = { _ in }) throws {
         let fm = FileManager.default
-        let target = URL(fileURLWithPath: dir).standardizedFileURL
-        var isDir: ObjCBool = false
-        let exists = fm.fileExists(atPath: target.path, isDirectory: &isDir)
-        if exists {
-            guard isDir.boolValue else { throw CodegenError(message: "\(dir): exists and is not a directory") }
-            let ours = fm.fileExists(atPath: target.appendingPathComponent(Codegen.manifestName).path)
-            let empty = (try? fm.contentsOfDirectory(atPath: target.path).isEmpty) ?? false
-            guard ours || empty || force else {
-                throw CodegenError(message: "\(dir): refusing to replace a directory calibc did not write (no \(Codegen.manifestName)); pass --force to replace it")
-            }
-        }
+        try OutputPaths.checkDirectory(dir, inputs: inputs, generated: generated ?? files.map(\.path), force: force)
+        let target = URL(fileURLWithPath: OutputPaths.resolve(dir))
+        let exists = fm.fileExists(atPath: target.path)
 
         let parent = target.deletingLastPathComponent()
         let pid = ProcessInfo.processInfo.processIdentifier
@@ -44,7 +38,7 @@ public enum OutputWriter {
             throw error
         } catch {
             try? fm.removeItem(at: staging)
-            throw CodegenError(message: "\(dir): could not write the output: \(error.localizedDescription)")
+            throw CodegenError(message: "\(dir): could not write the output: \(OutputPaths.describe(error))")
         }
     }
 

@@ -16,6 +16,9 @@ public protocol Target: Sendable {
     func check(_ files: [GeneratedFile]) throws
     /// What `--shared` builds inside the output directory.
     var libraryName: String { get }
+    /// Every name this target may write into an output directory (the manifest and library
+    /// included): with `--force`, a directory of these names alone may be replaced.
+    var outputNames: [String] { get }
     /// The command that builds it, run in the output directory with relative names (its first
     /// word is the tool, looked up on PATH).
     var buildCommand: [String] { get }

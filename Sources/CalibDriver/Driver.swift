@@ -81,19 +81,22 @@ public enum Driver {
     @discardableResult
     public static func compile(masks path: String, to output: String, options: CompileOptions,
                                report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
+        // The output is checked before the long work, and again when it is written.
+        try OutputPaths.checkDirectory(output, inputs: [path], generated: options.target.outputNames, force: options.force)
         let masks = try load(path, report: report)
         return try compile(masks.program, source: URL(fileURLWithPath: path).lastPathComponent, to: output,
-                           options: options, report: report)
+                           options: options, inputs: [path], report: report)
     }
 
     /// The whole compile of a program; `source` is the name its banners quote.
     @discardableResult
     public static func compile(_ program: Program, source: String, to output: String, options: CompileOptions,
-                               report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
+                               inputs: [String] = [], report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
         let compilation = try generate(program, source: source, options: options, report: report)
         let target = options.target
         let start = DispatchTime.now()
-        try OutputWriter.write(compilation.files, to: output, force: options.force) { staging in
+        try OutputWriter.write(compilation.files, to: output, force: options.force, inputs: inputs,
+                               generated: target.outputNames) { staging in
             guard options.shared else { return }
             guard findTool(target.buildCommand[0]) != nil else {
                 report(.buildSkipped(tool: target.buildCommand[0], command: "cd \(output) && " + target.buildCommand.joined(separator: " ")))

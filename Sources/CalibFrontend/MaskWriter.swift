@@ -6,7 +6,8 @@ import CalibJSON
 import Foundation
 
 public enum MaskWriter {
-    public static func json(_ program: Program, layout: Layout?) -> String {
+    /// `progress(done, total)` is called as patterns and assignments are written.
+    public static func json(_ program: Program, layout: Layout?, progress: (Int, Int) -> Void = { _, _ in }) -> String {
         let s = program.shape
         let blocks = s.blocks
         let denseRows = Array(repeating: Row.compute([Span(0, blocks)]), count: blocks)
@@ -32,11 +33,17 @@ public enum MaskWriter {
             patterns.append((name, plan))
         }
         out += "  \"patterns\": {"
-        out += patterns.map { name, plan in "\n    \(jsonQuoted(name)): " + pattern(plan) }.joined(separator: ",")
+        let total = patterns.count + s.layers
+        out += patterns.enumerated().map { i, p in
+            defer { if i % 64 == 63 { progress(i + 1, total) } }
+            return "\n    \(jsonQuoted(p.0)): " + pattern(p.1)
+        }.joined(separator: ",")
+        progress(patterns.count, total)
         out += patterns.isEmpty ? "},\n" : "\n  },\n"
 
         var entries: [String] = []
         for layer in 0..<s.layers {
+            defer { progress(patterns.count + layer + 1, total) }
             for head in 0..<s.heads {
                 var i = 0
                 while i < s.steps.count {

@@ -29,11 +29,46 @@ public struct Masks: Sendable {
     public var layout: Layout?
 }
 
+/// The limits on what the generated tables hold (docs/masks-format.md, "Limits"); the
+/// defaults are the format's. Tests lower them to reach each check with a small file.
+public struct TableLimits: Sendable {
+    public var ranges = Frontend.maxRanges
+    public var distinctRanges = Frontend.maxDistinctRanges
+    public var patterns = Frontend.maxPatterns
+    public var patternRows = Frontend.maxPatternRows
+    public init() {}
+}
+
 public enum Frontend {
     /// Bounds that keep a hostile or mistaken header from allocating before anything is read.
     public static let maxBlocks = 16_384
     public static let maxTokens = 1 << 28
     public static let maxDispatch = 10_000_000
+    public static let maxHeadDim = 512
+    public static let maxBlock = 1024
+    /// Layers and heads each.
+    public static let maxLayers = 4096
+    public static let maxHeads = 4096
+    /// Timestep values are passed to the kernels as C `int`.
+    public static let maxStep = Int(Int32.max)
+    /// `model` in UTF-8 bytes: the generated code holds it as one C string literal, and C11
+    /// compilers need only accept 4095 characters in one (clang -Wpedantic warns beyond).
+    public static let maxModelBytes = 4095
+    /// Frames, height and width of a layout, each.
+    public static let maxLayoutSide = 100_000
+    /// Key-block ranges over all patterns (bitmaps counted as their runs of set bits): the IR
+    /// holds each one, about 34 bytes apiece through the passes. A Wan 2.1 14B-size set has 13M.
+    public static let maxRanges = 1 << 25
+    /// Key-block ranges over the distinct rows of all patterns: the generated tables hold each
+    /// one, and libclang's check of them costs about 300 bytes and 4 µs apiece. Calibrated sets
+    /// share rows (the Wan-size set has about 17,000 ranges in 5,800 distinct rows); random
+    /// bitmaps do not.
+    public static let maxDistinctRanges = 1 << 22
+    /// Patterns, and patterns × query blocks: the generated tables hold a few declarations per
+    /// distinct plan and a row id and order entry per query block of each (about 400 bytes and
+    /// 4.5 µs apiece in libclang's check). The Wan-size set has 2,413 patterns, 1.4M rows.
+    public static let maxPatterns = 65_536
+    public static let maxPatternRows = 1 << 22
 
     public static func load(path: String) throws -> Masks {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -43,7 +78,7 @@ public enum Frontend {
     }
 
     /// The content hash is computed on the second core while the first parses.
-    public static func parse(_ bytes: [UInt8], file: String) throws -> Masks {
+    public static func parse(_ bytes: [UInt8], file: String, limits: TableLimits = TableLimits()) throws -> Masks {
         var hash = ""
         var result: Result<Masks, Error>!
         DispatchQueue.concurrentPerform(iterations: 2) { task in
@@ -58,7 +93,7 @@ public enum Frontend {
                 } catch let e as JSONSyntaxError {
                     throw MaskError(file: file, path: "line \(e.line), column \(e.column)", message: "invalid JSON: \(e.message)")
                 }
-                var decoder = Decoder(file: file)
+                var decoder = Decoder(file: file, limits: limits)
                 return try decoder.masks(Node(value: json, path: "$", file: file))
             }
         }
@@ -68,29 +103,77 @@ public enum Frontend {
     }
 }
 
+/// A row's ranges with a precomputed FNV-1a hash: Set<[Span]> would push every range through
+/// SipHash, about half the frontend's time on a Wan-size set.
+private struct RowKey: Hashable {
+    let spans: [Span]
+    let hash: Int
+
+    init(_ spans: [Span]) {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for s in spans {
+            h = (h ^ UInt64(truncatingIfNeeded: s.start)) &* 0x100_0000_01b3
+            h = (h ^ UInt64(truncatingIfNeeded: s.end)) &* 0x100_0000_01b3
+        }
+        self.spans = spans
+        self.hash = Int(truncatingIfNeeded: h)
+    }
+
+    static func == (a: RowKey, b: RowKey) -> Bool { a.hash == b.hash && a.spans == b.spans }
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+}
+
 private struct Decoder {
     let file: String
+    let limits: TableLimits
+    /// Key-block ranges of every pattern, and of the distinct rows (what the generated tables hold).
+    var totalRanges = 0
+    var distinctRanges = 0
+    var distinctRows = Set<RowKey>()
+    var lastRow: [Span] = [Span(-1, -1)]
+
+    /// Counts one decoded row against the limits as soon as it exists, so a hostile pattern is
+    /// refused before its ranges are all in memory.
+    mutating func count(_ spans: [Span], _ node: @autoclosure () -> Node) throws {
+        totalRanges += spans.count
+        guard totalRanges <= limits.ranges else {
+            throw node().fail("the patterns hold more than \(limits.ranges) key-block ranges in all")
+        }
+        // Neighbouring rows often repeat (a spatial head's rows within a frame): no hashing then.
+        if spans == lastRow { return }
+        lastRow = spans
+        if distinctRows.insert(RowKey(spans)).inserted {
+            distinctRanges += spans.count
+            guard distinctRanges <= limits.distinctRanges else {
+                throw node().fail("the distinct rows of all patterns hold more than \(limits.distinctRanges) key-block ranges in all")
+            }
+        }
+    }
 
     mutating func masks(_ root: Node) throws -> Masks {
         let top = try root.object(allowed: ["format", "model", "tokens", "head_dim", "block", "layers", "heads",
                                             "timesteps", "layout", "patterns", "assignments"])
         let format = try top.required("format")
         guard try format.int(in: 0...Int.max) == 1 else { throw format.fail("unsupported format version (this calibc reads format 1)") }
-        let model = try top.required("model").string()
+        let modelNode = try top.required("model")
+        let model = try modelNode.string()
+        guard model.utf8.count <= Frontend.maxModelBytes else {
+            throw modelNode.fail("model is \(model.utf8.count) bytes of UTF-8, more than the \(Frontend.maxModelBytes) supported")
+        }
         let tokensNode = try top.required("tokens")
         let tokens = try tokensNode.int(in: 1...Frontend.maxTokens)
-        let headDim = try top.required("head_dim").int(in: 1...512)
+        let headDim = try top.required("head_dim").int(in: 1...Frontend.maxHeadDim)
         let blockNode = try top.required("block")
-        let block = try blockNode.int(in: 1...1024)
+        let block = try blockNode.int(in: 1...Frontend.maxBlock)
         guard (tokens + block - 1) / block <= Frontend.maxBlocks else {
             throw blockNode.fail("tokens / block gives \((tokens + block - 1) / block) blocks per side, more than the \(Frontend.maxBlocks) supported")
         }
-        let layers = try top.required("layers").int(in: 1...4096)
-        let heads = try top.required("heads").int(in: 1...4096)
+        let layers = try top.required("layers").int(in: 1...Frontend.maxLayers)
+        let heads = try top.required("heads").int(in: 1...Frontend.maxHeads)
         let stepsNode = try top.required("timesteps")
         var steps: [Int] = []
         for n in try stepsNode.array() {
-            let s = try n.int(in: 0...Int(Int32.max))
+            let s = try n.int(in: 0...Frontend.maxStep)
             if let last = steps.last, s <= last { throw n.fail("timesteps must be strictly ascending (\(s) after \(last))") }
             steps.append(s)
         }
@@ -111,6 +194,10 @@ private struct Decoder {
             guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0)) }) else {
                 throw node.fail("pattern names use letters, digits, '_', '.' and '-'")
             }
+            guard plans.count < limits.patterns else { throw node.fail("more than \(limits.patterns) patterns") }
+            guard (plans.count + 1) * shape.blocks <= limits.patternRows else {
+                throw node.fail("\(plans.count + 1) patterns × \(shape.blocks) query blocks is more than the \(limits.patternRows) pattern rows supported")
+            }
             planIndex[name] = plans.count
             plans.append(Plan(name: name, rows: try pattern(node, shape: shape)))
         }
@@ -122,9 +209,9 @@ private struct Decoder {
 
     func layout(_ node: Node, tokens: Int) throws -> Layout {
         let m = try node.object(allowed: ["frames", "height", "width", "text_tokens", "text_position"])
-        let frames = try m.required("frames").int(in: 1...100_000)
-        let height = try m.required("height").int(in: 1...100_000)
-        let width = try m.required("width").int(in: 1...100_000)
+        let frames = try m.required("frames").int(in: 1...Frontend.maxLayoutSide)
+        let height = try m.required("height").int(in: 1...Frontend.maxLayoutSide)
+        let width = try m.required("width").int(in: 1...Frontend.maxLayoutSide)
         let text = try m.optional("text_tokens")?.int(in: 0...Frontend.maxTokens) ?? 0
         var textFirst = false
         if let p = m.optional("text_position") {
@@ -140,7 +227,7 @@ private struct Decoder {
         return Layout(frames: frames, height: height, width: width, textTokens: text, textFirst: textFirst)
     }
 
-    func pattern(_ node: Node, shape: Shape) throws -> [Row] {
+    mutating func pattern(_ node: Node, shape: Shape) throws -> [Row] {
         let m = try node.object(allowed: ["rows", "bitmap", "reuse"])
         let blocks = shape.blocks
         var kept: [[Span]]
@@ -194,7 +281,7 @@ private struct Decoder {
 
     /// The hot loop of a large file: values are read straight from the JSON tree, and a Node
     /// (with its path) is only made to report an error.
-    func ranges(_ node: Node, blocks: Int) throws -> [[Span]] {
+    mutating func ranges(_ node: Node, blocks: Int) throws -> [[Span]] {
         guard let rows = node.value.elements else { throw node.expected("an array") }
         guard rows.count == blocks else { throw node.fail("expected \(blocks) rows (one per query block), found \(rows.count)") }
         var out: [[Span]] = []
@@ -214,6 +301,7 @@ private struct Decoder {
                     spans.append(Span(start, end))
                     at += 2
                 }
+                try count(spans, node.element(q, row))
                 out.append(spans)
                 continue
             }
@@ -229,6 +317,7 @@ private struct Decoder {
                 }
                 spans.append(Span(start, end))
             }
+            try count(spans, node.element(q, row))
             out.append(spans)
         }
         return out
@@ -245,7 +334,7 @@ private struct Decoder {
         throw r.fail("range [\(start), \(end)) overlaps or precedes [\(l.start), \(l.end)); ranges must be sorted and disjoint")
     }
 
-    func bitmap(_ node: Node, blocks: Int) throws -> [[Span]] {
+    mutating func bitmap(_ node: Node, blocks: Int) throws -> [[Span]] {
         let text = try node.string()
         guard let data = Data(base64Encoded: text) else { throw node.fail("expected base64 text") }
         let stride = (blocks + 7) / 8
@@ -253,7 +342,9 @@ private struct Decoder {
             throw node.fail("expected \(blocks) rows of \(stride) bytes (\(blocks * stride) bytes), found \(data.count) bytes")
         }
         let bytes = [UInt8](data)
-        return try (0..<blocks).map { q in
+        var out: [[Span]] = []
+        out.reserveCapacity(blocks)
+        for q in 0..<blocks {
             // Runs of set bits, a byte at a time: zero and full bytes cost one test each.
             let row = bytes[(q * stride)..<((q + 1) * stride)]
             if blocks % 8 != 0, row.last! >> UInt8(blocks % 8) != 0 {
@@ -275,8 +366,10 @@ private struct Decoder {
                 }
             }
             if start >= 0 { spans.append(Span(start, min(blocks, stride * 8))) }
-            return spans
+            try count(spans, node)
+            out.append(spans)
         }
+        return out
     }
 
     func assignments(_ node: Node, shape: Shape, plans: inout [Plan], planIndex: inout [String: Int]) throws -> [Int] {

@@ -24,7 +24,9 @@ public struct TensorInfo: Equatable, Sendable {
     /// Byte range within the data section.
     public var range: Range<Int>
 
-    public var count: Int { shape.reduce(1, *) }
+    /// Elements; the reader has checked that the bytes fit in `Int`, and a zero dimension
+    /// makes the product zero before any other dimension can overflow it.
+    public var count: Int { shape.contains(0) ? 0 : shape.reduce(1, *) }
 }
 
 public final class SafetensorsFile: @unchecked Sendable {
@@ -93,17 +95,36 @@ public final class SafetensorsFile: @unchecked Sendable {
             guard begin >= 0, begin <= end, end <= dataLength else {
                 throw fail("tensor \(name): data_offsets [\(begin), \(end)] lie outside the \(dataLength)-byte data section")
             }
-            let (count, overflow) = shape.reduce((1, false)) { acc, d in
-                let (m, o) = acc.0.multipliedReportingOverflow(by: d)
-                return (m, acc.1 || o)
+            // Sizes come from the file: multiplied with overflow checks, never trusted to fit.
+            guard let bytes = Self.byteCount(shape: shape, elementSize: dtype.size) else {
+                throw fail("tensor \(name): shape \(shape) of \(dtype.rawValue) needs more than \(Int.max) bytes, data_offsets give \(end - begin)")
             }
-            guard !overflow, count * dtype.size == end - begin else {
-                throw fail("tensor \(name): shape \(shape) of \(dtype.rawValue) needs \(count * dtype.size) bytes, data_offsets give \(end - begin)")
+            guard bytes == end - begin else {
+                throw fail("tensor \(name): shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes, data_offsets give \(end - begin)")
             }
             tensors[name] = TensorInfo(dtype: dtype, shape: shape, range: begin..<end)
         }
+        // Two tensors may not share bytes (the format requires disjoint ranges; a writer that
+        // overlaps them is broken or hostile). Empty ranges share nothing.
+        let ordered = tensors.filter { !$0.value.range.isEmpty }.sorted { ($0.value.range.lowerBound, $0.key) < ($1.value.range.lowerBound, $1.key) }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where b.value.range.lowerBound < a.value.range.upperBound {
+            throw fail("tensors \(a.key) and \(b.key) overlap: data_offsets [\(a.value.range.lowerBound), \(a.value.range.upperBound)] and [\(b.value.range.lowerBound), \(b.value.range.upperBound)]")
+        }
         self.tensors = tensors
         self.metadata = metadata
+    }
+
+    /// The bytes of a tensor of `shape`, or nil when the product overflows `Int`.
+    public static func byteCount(shape: [Int], elementSize: Int) -> Int? {
+        if shape.contains(0) { return 0 }
+        var total = elementSize
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (m, overflow) = total.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            total = m
+        }
+        return total
     }
 
     /// Elements `range` (in elements, default all) of a tensor as Float.

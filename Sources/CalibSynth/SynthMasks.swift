@@ -21,7 +21,8 @@ public enum SynthMasks {
         public var tokens: Int { frames * height * width }
     }
 
-    public static func program(_ c: Config, seed: UInt64) -> Program {
+    /// `progress(done, total)` is called after each layer.
+    public static func program(_ c: Config, seed: UInt64, progress: (Int, Int) -> Void = { _, _ in }) -> Program {
         let shape = Shape(tokens: c.tokens, headDim: c.headDim, block: c.block, layers: c.layers, heads: c.heads, steps: c.steps)
         let n = shape.blocks
         let perFrame = Double(c.height * c.width) / Double(c.block)
@@ -82,6 +83,7 @@ public enum SynthMasks {
                     dispatch[shape.dispatchIndex(stepIndex: s, layer: layer, head: head)] = phases[step < c.earlySteps ? 0 : 1]
                 }
             }
+            progress(layer + 1, c.layers)
         }
         return Program(model: "synthetic Wan 2.1 14B 720p", shape: shape, plans: plans, dispatch: dispatch, sourceHash: "")
     }

@@ -1,5 +1,5 @@
 // Progress of long runs: a bar redrawn in place on a terminal, a line every few seconds
-// otherwise (CI logs), both with an ETA from the rate so far.
+// otherwise (CI logs), both with an ETA from the rate so far; silent for work under a second.
 
 import Foundation
 
@@ -13,6 +13,9 @@ final class Progress {
 
     func update(_ done: Int, _ total: Int) {
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        // Work that finishes within a second prints nothing.
+        if lastLine == 0, elapsed < 1 { return }
+        if lastLine == 0 { lastLine = -5 }  // the first update after a second prints at once
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let percent = total > 0 ? 100 * done / total : 100
         if terminal {

@@ -5,6 +5,7 @@
  * The kernel file is included, so the plan densities come straight from its tables. */
 #include "calib_kernels.c"
 
+#include <bench.h>
 #include <stdio.h>
 
 static double now(void) { return omp_get_wtime(); }
@@ -100,17 +101,18 @@ int main(int argc, char **argv) {
     if (worst >= 1e-5) return 1;
     if (check_only) return 0;
     const int cores = omp_get_num_procs();
-    printf("\nthreads  layer sparse ms (all heads, one call)  per head: sparse ms @density → efficiency; dense head ms\n");
+    printf("\nthreads  FMA peak GFLOP/s  dense GFLOP/s (of peak)  layer sparse ms (all heads, one call)  per head: sparse ms @density → efficiency\n");
     for (int t = 1; t <= 2 * cores; t = t < cores && 2 * t > cores ? cores : 2 * t) {
         omp_set_num_threads(t);
         const int runs = t <= 2 ? 1 : 3; /* one run where a call takes seconds */
         const double sl = time_call(runs, 0, -1, q, k, v, o), dh = time_call(runs, 1, 0, q, k, v, o);
-        printf("%7d  %37.1f  ", t, sl * 1e3);
+        const double peak = calib_bench_fma_peak(0.5) / 1e9, gflops = 4.0 * CALIB_TOKENS * (double)CALIB_TOKENS * D / dh / 1e9;
+        printf("%7d  %16.1f  %13.1f (%4.1f%%)  %37.1f  ", t, peak, gflops, 100 * gflops / peak, sl * 1e3);
         for (int h = 0; h < CALIB_HEADS; h++) {
             const double rho = density(plan_of(0, 0, h)), sh = time_call(runs, 0, h, q, k, v, o);
             printf(" %.0f@%.2f→%.2f", sh * 1e3, rho, dh * rho / sh);
         }
-        printf("; %.0f", dh * 1e3);
+
         printf("\n");
         fflush(stdout);
     }

@@ -214,6 +214,7 @@ final class CalibrateTests: XCTestCase {
     }
 
     func testRecordingErrors() throws {
+        _ = Fixture.paths  // creates Fixture.dir when this test runs alone
         func message(_ build: (inout SafetensorsWriter) -> Void) -> String {
             var w = SafetensorsWriter()
             build(&w)
@@ -265,5 +266,76 @@ final class CalibrateTests: XCTestCase {
             $0.metadata = ["mass_block": "16", "tokens": "64", "head_dim": "8"]
             $0.add("step0.layer0.mass", mass, shape: [2, 4, 4], as: .f32); $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32)
         }, "step 0 layer 0: a file with block mass holds only .mass tensors")
+
+        // What calibrate would write into masks.json must be what compile accepts.
+        let qk = { (w: inout SafetensorsWriter, step: String, layer: Int) in
+            w.add("step\(step).layer\(layer).q", ones, shape: [2, 4, 8], as: .f32); w.add("step\(step).layer\(layer).k", ones, shape: [2, 4, 8], as: .f32)
+        }
+        XCTAssertEqual(message { qk(&$0, "2147483648", 0) },
+                       "tensor step2147483648.layer0.k: step 2147483648 is more than the 2147483647 a masks file allows")
+        XCTAssertEqual(message { qk(&$0, "2147483647", 0) }, "accepted")
+        XCTAssertEqual(message { qk(&$0, "99999999999999999999", 0) },
+                       "unexpected tensor step99999999999999999999.layer0.k (expected step{t}.layer{l}.q, .k, .v or .mass)")
+        XCTAssertEqual(message { qk(&$0, "0", 4096) },
+                       "tensor step0.layer4096.k: layer 4096 is beyond the 4096 layers a masks file allows")
+        XCTAssertEqual(message { qk(&$0, "0", 9223372036854775807) },
+                       "tensor step0.layer9223372036854775807.k: layer 9223372036854775807 is beyond the 4096 layers a masks file allows")
+        XCTAssertEqual(message {
+            $0.add("step0.layer0.q", [Float](repeating: 1, count: 1024), shape: [1, 1, 1024], as: .bf16)
+            $0.add("step0.layer0.k", [Float](repeating: 1, count: 1024), shape: [1, 1, 1024], as: .bf16)
+        }, "head_dim 1024 is more than the 512 a masks file allows")
+        XCTAssertEqual(message {
+            $0.add("step0.layer0.q", [Float](repeating: 1, count: 4097), shape: [4097, 1, 1], as: .bf16)
+            $0.add("step0.layer0.k", [Float](repeating: 1, count: 4097), shape: [4097, 1, 1], as: .bf16)
+        }, "heads 4097 is more than the 4096 a masks file allows")
+        XCTAssertEqual(message { $0.metadata = ["model": String(repeating: "m", count: 4096)]; qk(&$0, "0", 0) },
+                       "metadata model is 4096 bytes of UTF-8, more than the 4095 a masks file allows")
+        for bad in [["frames": "9223372036854775807", "height": "9223372036854775807", "width": "2"],
+                    ["frames": "-1", "height": "-4", "width": "1"], ["frames": "4", "height": "1", "width": "1", "text_tokens": "-4"]] {
+            XCTAssertEqual(message { $0.metadata = bad; qk(&$0, "0", 0) },
+                           "metadata frames, height and width must be integers in 1...100000 and text_tokens in 0...268435456")
+        }
+        XCTAssertEqual(message {
+            $0.metadata = ["mass_block": "16", "tokens": "9223372036854775807", "head_dim": "8"]
+            $0.add("step0.layer0.mass", mass, shape: [2, 4, 4], as: .f32)
+        }, "metadata tokens 9223372036854775807 is more than the 268435456 a masks file allows")
+        XCTAssertEqual(message {
+            $0.metadata = ["mass_block": "4096", "tokens": "64", "head_dim": "8"]
+            $0.add("step0.layer0.mass", mass, shape: [2, 4, 4], as: .f32)
+        }, "metadata mass_block 4096 is more than the 1024 a masks file allows")
+    }
+
+    /// The report's columns are explained right under the table.
+    func testReportHasALegendUnderTheTable() throws {
+        let lines = CalibrationReport.text(try calibrate(), calibrationInputs: 2, holdoutInputs: 1).split(separator: "\n", omittingEmptySubsequences: false)
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("step layer head") })
+        let legend = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("density: kept tiles") })
+        XCTAssertEqual(legend, header + 1 + Fixture.calibration.heads.count)
+        for column in ["loo drop", "reuse extra", "dense", "reused"] { XCTAssertTrue(lines[legend].contains(column + ":")) }
+    }
+
+    /// Options are checked before any recording is measured, with ranges.
+    func testOptionRanges() throws {
+        func message(_ change: (inout CalibrationOptions) -> Void) -> String {
+            var o = CalibrationOptions()
+            change(&o)
+            do { try o.validate(); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message { $0.block = 1024 }, "accepted")
+        XCTAssertEqual(message { $0.block = 2048 }, "--block must be in 1...1024, got 2048")
+        XCTAssertEqual(message { $0.selection = .mass(1.5) }, "--mass must be in [0, 1], got 1.5")
+        XCTAssertEqual(message { $0.reuseTolerance = -1 }, "--reuse-tolerance must be in [0, 1], got -1.0")
+    }
+
+    /// `--mass 0` kept no key block in any row: a masks file compile refuses. Every row keeps at
+    /// least its heaviest block, and what calibrate writes parses.
+    func testZeroMassStillKeepsABlockPerRow() throws {
+        var options = CalibrationOptions()
+        options.block = 16
+        options.selection = .mass(0)
+        let c = try Calibrator.run(calibration: Array(Fixture.recordings[0..<2]), holdout: [], options: options)
+        try c.program.verify()
+        let text = try Calibrator.masksJSON(c, file: "zero.json")
+        XCTAssertNoThrow(try Frontend.parse(Array(text.utf8), file: "zero.json"))
     }
 }

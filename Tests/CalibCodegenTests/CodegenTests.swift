@@ -42,6 +42,17 @@ final class CodegenTests: XCTestCase {
         }
     }
 
+    /// generated/CalibKernelsCUDA pins what the CUDA target emits for the example.
+    func testCommittedCUDAKernelsMatchTheExample() throws {
+        let committed = root.appendingPathComponent("generated/CalibKernelsCUDA")
+        let files = try exampleFiles(target: CUDATarget())
+        XCTAssertEqual(try contents(of: committed).keys.sorted(), files.map { "/" + $0.path }.sorted())
+        for file in files {
+            let onDisk = try String(contentsOf: committed.appendingPathComponent(file.path), encoding: .utf8)
+            XCTAssertEqual(onDisk, file.contents, "\(file.path) is stale: run `make kernels`")
+        }
+    }
+
     func testBannersNameTheMaskAndThePasses() throws {
         let kernels = try XCTUnwrap(try exampleFiles().first { $0.path == "calib_kernels.c" })
         let hash = SHA256.hex([UInt8](try Data(contentsOf: URL(fileURLWithPath: example))))
@@ -72,7 +83,24 @@ final class CodegenTests: XCTestCase {
         XCTAssertTrue(manifest.contains("\"libcalibkernels.so\""), manifest)
     }
 
-    /// libclang runs on every compile: broken C is reported with its location and nothing is written.
+    /// `compile --shared` twice, into directories of different names (so the staging paths
+    /// differ), gives the same library bytes: the build runs in the staging directory with
+    /// relative names and no build id, so nothing of where it ran reaches the library.
+    func testTwoSharedBuildsGiveIdenticalLibraries() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var libraries: [Data] = []
+        for name in ["first", "second-with-a-longer-name"] {
+            let out = dir.appendingPathComponent(name)
+            var options = CompileOptions()
+            options.shared = true
+            try Driver.compile(masks: example, to: out.path, options: options)
+            libraries.append(try Data(contentsOf: out.appendingPathComponent(options.target.libraryName)))
+        }
+        XCTAssertEqual(libraries[0].count, libraries[1].count)
+        XCTAssertTrue(libraries[0] == libraries[1], "the two libraries differ")
+    }
+
     func testLibclangRejectsBrokenCodeAndNothingIsWritten() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -106,12 +134,34 @@ final class CodegenTests: XCTestCase {
         let precious = dir.appendingPathComponent("notes.txt")
         try Data("keep me".utf8).write(to: precious)
         XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: dir.path, force: false)) { error in
-            XCTAssertTrue("\(error)".contains("refusing to replace a directory calibc did not write"), "\(error)")
+            XCTAssertEqual("\(error)", "\(dir.path): holds files calibc did not write (notes.txt); move them away or choose another directory")
         }
         XCTAssertEqual(try String(contentsOf: precious, encoding: .utf8), "keep me")
+        // --force replaces only what calibc writes: a user's file is named and kept.
+        XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: dir.path, force: true)) { error in
+            XCTAssertEqual("\(error)", "\(dir.path): holds files calibc did not write (notes.txt); move them away or choose another directory")
+        }
+        XCTAssertEqual(try String(contentsOf: precious, encoding: .utf8), "keep me")
+        try FileManager.default.removeItem(at: precious)
+        // A directory of calibc's file names without a manifest (an older calibc's, or a lost manifest): --force replaces it.
+        try Data("/* old */".utf8).write(to: dir.appendingPathComponent("calib_kernels.c"))
+        XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: dir.path, force: false)) { error in
+            XCTAssertTrue("\(error)".contains("refusing to replace a directory calibc did not write"), "\(error)")
+        }
         try OutputWriter.write(try exampleFiles(), to: dir.path, force: true)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: precious.path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(Codegen.manifestName).path))
+    }
+
+    /// The longest `model` the frontend accepts (4095 bytes of UTF-8, with characters that
+    /// need escapes) passes libclang's check: no "internal error" on valid input.
+    func testLongestModelCompiles() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var program = try Frontend.load(path: example).program
+        let unit = "é\"\\?\n*/ab"  // 2 + 1 + 1 + 1 + 1 + 2 + 2 = 10 bytes
+        program.model = String(repeating: unit, count: 409) + "é\"x\n"
+        XCTAssertEqual(program.model.utf8.count, Frontend.maxModelBytes)
+        XCTAssertNoThrow(try Driver.compile(program, source: "masks.json", to: dir.appendingPathComponent("k").path, options: CompileOptions()))
     }
 
     func testRefusesAFileInPlaceOfTheDirectory() throws {
@@ -129,10 +179,18 @@ final class CodegenTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("k")
         try OutputWriter.write(try exampleFiles(), to: out.path, force: false)
-        try Data("stale".utf8).write(to: out.appendingPathComponent("old.c"))
+        try Data("stale".utf8).write(to: out.appendingPathComponent("calib_kernels.c"))
         try OutputWriter.write(try exampleFiles(), to: out.path, force: false)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("old.c").path))
+        XCTAssertNotEqual(try String(contentsOf: out.appendingPathComponent("calib_kernels.c"), encoding: .utf8), "stale")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["k"])
+        // A file the user put into calibc's directory is not calibc's to delete, even with --force.
+        try Data("mine".utf8).write(to: out.appendingPathComponent("old.c"))
+        for force in [false, true] {
+            XCTAssertThrowsError(try OutputWriter.write(try exampleFiles(), to: out.path, force: force)) { error in
+                XCTAssertEqual("\(error)", "\(out.path): holds files calibc did not write (old.c); move them away or choose another directory")
+            }
+        }
+        XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("old.c"), encoding: .utf8), "mine")
     }
 
     func testScheduleTablesMatchThePlan() throws {
@@ -195,7 +253,7 @@ final class CUDATargetTests: XCTestCase {
         try Driver.compile(masks: example, to: dir.appendingPathComponent("cuda").path, options: options) { event in
             if case let .buildSkipped(_, command) = event { skipped = command }
         }
-        XCTAssertEqual(skipped, "cd \(dir.path)/cuda && nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC -shared -I include calib_cuda.cu calib_schedule.c -o libcalibcuda.so")
+        XCTAssertEqual(skipped, "cd \(dir.path)/cuda && nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC -shared -I include calib_cuda.cu calib_schedule.c -o libcalibcuda.so")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cuda/calib_cuda.cu").path))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cuda/libcalibcuda.so").path))
     }

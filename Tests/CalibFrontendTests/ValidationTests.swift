@@ -1,6 +1,7 @@
 import CalibFrontend
-import CalibSupport
 import CalibIR
+import CalibSupport
+import Foundation
 import XCTest
 
 /// Three query blocks (130 tokens, block 64: the last holds 2 tokens), two heads, two steps.
@@ -83,6 +84,58 @@ final class ValidationTests: XCTestCase {
         expectError(replace("\"layers\": 1, \"heads\": 2, \"timesteps\": [0, 7]", "\"layers\": 4000, \"heads\": 4000, \"timesteps\": [0, 7]"),
                     path: "$.timesteps", "timesteps × layers × heads = 32000000 exceeds 10000000")
         expectError(replace("\"steps\": 7,", "\"steps\": \"3-5\","), path: "$.assignments[2].steps", "selects no timestep")
+    }
+
+    /// The generated code holds `model` in one C string literal: 4095 bytes is what C11 (and
+    /// clang -Wpedantic) accept, so longer is refused here rather than by libclang later.
+    func testModelLengthIsWhatCompiles() throws {
+        let longest = String(repeating: "é", count: 2047) + "x"  // 4095 bytes of UTF-8
+        XCTAssertEqual(try parse(valid.replacingOccurrences(of: "\"tiny\"", with: "\"\(longest)\"")).program.model, longest)
+        expectError(replace("\"tiny\"", "\"\(longest)y\""), path: "$.model", "model is 4096 bytes of UTF-8, more than the 4095 supported")
+    }
+
+    /// The distinct rows of all patterns are what the generated tables hold (and libclang
+    /// checks): their key-block ranges are bounded, and counted while a bitmap is decoded.
+    func testDistinctRowRangesAreBounded() {
+        let blocks = 4096, stride = blocks / 8
+        var bytes = [UInt8](repeating: 0x55, count: blocks * stride)  // 2048 ranges a row
+        for q in 0..<blocks { bytes[q * stride + q % stride] = 0x57; bytes[q * stride + (q / stride + 1) % stride] = 0x5d }  // all rows distinct
+        let doc = """
+            {"format": 1, "model": "m", "tokens": \(blocks), "head_dim": 8, "block": 1, "layers": 1, "heads": 1, "timesteps": [0],
+             "patterns": {"noise": {"bitmap": "\(Data(bytes).base64EncodedString())"}},
+             "assignments": [{"steps": "*", "layers": "*", "heads": "*", "pattern": "noise"}]}
+            """
+        XCTAssertThrowsError(try parse(doc)) { error in
+            XCTAssertEqual("\(error)", "m.json: $.patterns.noise.bitmap: the distinct rows of all patterns hold more than 4194304 key-block ranges in all")
+        }
+    }
+
+    /// Patterns and their query-block rows are bounded before each pattern is decoded; ranges
+    /// as each row is (the format's limits, lowered so that small files reach them).
+    func testTableLimits() {
+        func message(_ text: String, _ change: (inout TableLimits) -> Void) -> String {
+            var limits = TableLimits()
+            change(&limits)
+            do { _ = try Frontend.parse(Array(text.utf8), file: "m.json", limits: limits); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message(valid) { $0.patterns = 2 }, "accepted")
+        XCTAssertEqual(message(valid) { $0.patterns = 1 }, "m.json: $.patterns.bits: more than 1 patterns")
+        XCTAssertEqual(message(valid) { $0.patternRows = 6 }, "accepted")
+        XCTAssertEqual(message(valid) { $0.patternRows = 5 }, "m.json: $.patterns.bits: 2 patterns × 3 query blocks is more than the 5 pattern rows supported")
+        // diag has 3 ranges in 3 distinct rows; bits (AQMH: 1, 3, 7) has [0,1], [0,2], [0,3], the first two
+        // diag's rows again: 6 in all, 4 distinct.
+        XCTAssertEqual(message(valid) { $0.ranges = 6; $0.distinctRanges = 4 }, "accepted")
+        XCTAssertEqual(message(valid) { $0.ranges = 5 }, "m.json: $.patterns.bits.bitmap: the patterns hold more than 5 key-block ranges in all")
+        XCTAssertEqual(message(valid) { $0.distinctRanges = 3 },
+                       "m.json: $.patterns.bits.bitmap: the distinct rows of all patterns hold more than 3 key-block ranges in all")
+        XCTAssertEqual(message(valid) { $0.ranges = 2 }, "m.json: $.patterns.diag.rows[2]: the patterns hold more than 2 key-block ranges in all")
+        // The format's own: 65,536 patterns at most.
+        let names = (0...65_536).map { "\"p\($0)\": {\"rows\": [[[0,1]]]}" }.joined(separator: ",")
+        let many = """
+            {"format": 1, "model": "m", "tokens": 1, "head_dim": 8, "block": 1, "layers": 1, "heads": 1, "timesteps": [0],
+             "patterns": {\(names)}, "assignments": [{"steps": "*", "layers": "*", "heads": "*", "pattern": "p0"}]}
+            """
+        XCTAssertEqual(message(many) { _ in }, "m.json: $.patterns.p65536: more than 65536 patterns")
     }
 
     func testLayoutMustAddUp() {

@@ -109,4 +109,22 @@ final class IRTests: XCTestCase {
         XCTAssertEqual(p.meanDensity(), (8.0 / 16 * 2 + 1) / 3, accuracy: 1e-12)
         XCTAssertEqual(p.reuseFraction, 2.0 / 12, accuracy: 1e-12)
     }
+
+    func testHeadSelectorParsesAndChecks() throws {
+        let shape = Shape(tokens: 64, headDim: 8, block: 16, layers: 2, heads: 3, steps: [0, 25, 49])
+        XCTAssertEqual(try HeadSelector(parsing: "25,1,2").check(shape), 1)
+        func message(_ text: String) -> String {
+            do { try HeadSelector(parsing: text).check(shape); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message("99,0,0"), "--show 99,0,0: no timestep 99 (the masks have 0, 25, 49)")
+        XCTAssertEqual(message("0,2,0"), "--show 0,2,0: no layer 2 (the masks have layers 0...1)")
+        XCTAssertEqual(message("0,0,-1"), "--show 0,0,-1: no head -1 (the masks have heads 0...2)")
+        for bad in ["1,2", "a,b,c", "1,2,3,4", "", "1,,2"] {
+            XCTAssertEqual(message(bad), "--show expects <step>,<layer>,<head> (three integers), got \"\(bad)\"")
+        }
+        let many = Shape(tokens: 64, headDim: 8, block: 16, layers: 1, heads: 1, steps: Array(0..<50))
+        XCTAssertThrowsError(try HeadSelector(parsing: "50,0,0").check(many)) { error in
+            XCTAssertEqual("\(error)", "--show 50,0,0: no timestep 50 (the masks have 0, 1, 2, 3, …, 49)")
+        }
+    }
 }

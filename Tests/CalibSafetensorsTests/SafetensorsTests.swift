@@ -78,8 +78,30 @@ final class SafetensorsTests: XCTestCase {
                        "tensor a: data_offsets must be [begin, end]")
         XCTAssertEqual(message(try file(header: #"{"__metadata__": [1]}"#, data: zeros)), "__metadata__ must be an object of strings")
         XCTAssertEqual(message(try file(header: #"{"__metadata__": {"k": 1}}"#, data: zeros)), "__metadata__.k must be a string")
+        // Sizes from the file are multiplied with overflow checks (this one trapped with SIGILL).
+        XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"BF16","shape":[4294967296,1073741824,1],"data_offsets":[0,0]}}"#, data: zeros)),
+                       "tensor a: shape [4294967296, 1073741824, 1] of BF16 needs more than 9223372036854775807 bytes, data_offsets give 0")
+        XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"F32","shape":[1099511627775,1099511627775,1099511627775],"data_offsets":[0,8]}}"#, data: zeros)),
+                       "tensor a: shape [1099511627775, 1099511627775, 1099511627775] of F32 needs more than 9223372036854775807 bytes, data_offsets give 8")
+        XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,8]}}"#, data: zeros)),
+                       "tensor a: shape must hold non-negative integers")
+        // Tensors may not share bytes.
+        XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                                        data: [UInt8](repeating: 0, count: 12))),
+                       "tensors a and b overlap: data_offsets [0, 8] and [4, 12]")
+        XCTAssertEqual(message(try file(header: #"{"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}}"#,
+                                        data: zeros)),
+                       "tensors a and b overlap: data_offsets [0, 8] and [0, 8]")
         let short = FileManager.default.temporaryDirectory.appendingPathComponent("short-\(UUID().uuidString)").path
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: short))
         XCTAssertEqual(message(short), "file is 3 bytes, shorter than the 8-byte header length")
+    }
+
+    func testEmptyTensorsWithHugeDimensionsAreZeroElements() throws {
+        let header = #"{"a":{"dtype":"F32","shape":[1099511627775,0,1099511627775],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        let f = try SafetensorsFile(path: try file(header: header, data: [0, 0, 0x80, 0x3F]))
+        XCTAssertEqual(f.tensors["a"]?.count, 0)
+        XCTAssertEqual(try f.floats("a"), [])
+        XCTAssertEqual(try f.floats("b"), [1])
     }
 }

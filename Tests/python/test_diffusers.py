@@ -1,36 +1,23 @@
-"""The diffusers bridge (examples/diffusers) against PyTorch's own attention, on the tiny
-random Wan of end_to_end.py. Needs torch and diffusers (`make test-python` makes the venv)
-and the release calibc binary."""
+"""calibc.diffusers (the Wan processor and recorder) against PyTorch's own attention, on the
+tiny random Wan of calibc.diffusers.tiny."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "examples", "diffusers"))
-
-from calibkernels import CalibError, CalibKernels  # noqa: E402
-from end_to_end import CALIBC, HEADS, HEAD_DIM, LAYERS, STEPS, denoise, tiny_wan  # noqa: E402
-from processor import CalibAttention  # noqa: E402
-from record import Recorder, block_mass  # noqa: E402
-
-TOKENS = 2048
+from calibc.diffusers import CalibAttention, Recorder, block_mass, denoise, tiny_wan
+from calibc.diffusers.tiny import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS
+from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error
 
 
 def compile_masks(tmp_path, timesteps, tokens=TOKENS, pattern="dense"):
     masks = {"format": 1, "model": "tiny-wan", "tokens": tokens, "head_dim": HEAD_DIM, "block": 64, "layers": LAYERS,
              "heads": HEADS, "timesteps": timesteps, "patterns": {},
              "assignments": [{"steps": "*", "layers": "*", "heads": "*", "pattern": pattern}]}
-    path = tmp_path / "masks.json"
-    path.write_text(json.dumps(masks))
-    subprocess.run([CALIBC, "compile", str(path), "-o", str(tmp_path / "kernels"), "--shared"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return str(tmp_path / "kernels" / "libcalibkernels.so")
+    kernels = compile_library(masks, tmp_path)
+    needs_layer_entry(kernels)
+    return kernels.path
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +86,37 @@ def test_missing_plans_fall_back_to_sdpa(model, tmp_path):
     assert sparse.calls == LAYERS and sparse.fallbacks == (STEPS - 1) * LAYERS
 
 
-def test_binding_reports_abi_errors(tmp_path):
-    kernels = CalibKernels(compile_masks(tmp_path, [0]))
-    q = torch.randn(TOKENS, HEAD_DIM)
-    with pytest.raises(CalibError, match="no plan"):
-        kernels.attention(3, 0, 0, q, q, q)
-    with pytest.raises(CalibError, match="shape mismatch"):
-        kernels.attention(0, 0, 0, q[:-1], q[:-1], q[:-1])
-    dense = kernels.dense_attention(q, q, q)
-    reference = torch.nn.functional.scaled_dot_product_attention(q[None], q[None], q[None])[0]
-    assert ((dense - reference).norm() / reference.norm()).item() < 1e-5
+def test_sparse_plans_run_per_head(model, tmp_path):
+    """Different random plans per head: the processor's output is the float64 plan of every head
+    (checked through the attention outputs it returns), and far from dense attention."""
+    masks = random_masks(99, tokens=TOKENS, head_dim=HEAD_DIM, block=64, layers=LAYERS, heads=HEADS,
+                         timesteps=tuple(range(STEPS)), density=0.2)
+    kernels = compile_library(masks, tmp_path)
+    needs_layer_entry(kernels)
+    seen = []
+
+    class Checking(CalibAttention):
+        def _attend_for(self, layer):
+            inner = super()._attend_for(layer)
+
+            def attend(original, query, key, value, *args, **kwargs):
+                out = inner(original, query, key, value, *args, **kwargs)
+                patterns = [masks.pattern(self.counter.step, layer, h) for h in range(HEADS)]
+                want = reference(patterns, query[0].transpose(0, 1), key[0].transpose(0, 1),
+                                 value[0].transpose(0, 1), 64).transpose(0, 1)
+                seen.append((relative_error(out[0], want), self.errors[(self.counter.step, layer)]))
+                return out
+
+            return attend
+
+    sparse = Checking(model, kernels, compare=True)
+    try:
+        denoise(model, prompt=4)
+    finally:
+        sparse.remove()
+    assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0 and len(seen) == STEPS * LAYERS
+    assert max(e for e, _ in seen) < 2e-5  # fp32 rounding of large logits (the bias makes |q·k| big)
+    assert min(error for _, error in seen) > 1e-3, "random sparse plans should differ from dense attention"
 
 
 def test_block_mass_of_the_recorder_is_the_softmax_mass():

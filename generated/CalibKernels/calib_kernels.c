@@ -49,14 +49,19 @@ typedef struct slice {
     char *out;
 } slice;
 
+/* Rows past the block that a micro-kernel's last group may compute into (calib_tile.h). */
+#define PAD 8
+
 /* Per-thread working set for one query block (heap, freed at the end of the call). */
 typedef struct scratch {
-    float qt[D][B] __attribute__((aligned(64)));  /* the query tile, transposed and scaled */
-    float st[B][B] __attribute__((aligned(64)));  /* scores, then probabilities, key-major */
-    float acc[B][D] __attribute__((aligned(64)));
-    float m[B] __attribute__((aligned(64)));      /* running max (log2 domain) */
-    float l[B] __attribute__((aligned(64)));      /* running sum */
-    float alpha[B] __attribute__((aligned(64)));  /* this tile's rescale of acc */
+    float qt[D][B] __attribute__((aligned(64)));              /* the query tile, transposed and scaled */
+    float st[B + PAD][B + PAD] __attribute__((aligned(64)));  /* scores, then probabilities, key-major */
+    float acc[B + PAD][D] __attribute__((aligned(64)));
+    float m[B + PAD] __attribute__((aligned(64)));            /* running max (log2 domain) */
+    float l[B + PAD] __attribute__((aligned(64)));            /* running sum */
+    float alpha[B + PAD] __attribute__((aligned(64)));        /* this tile's rescale of acc */
+    float kw[B][D] __attribute__((aligned(64)));              /* bf16 keys and values widened, per tile */
+    float vw[B][D] __attribute__((aligned(64)));
 } scratch;
 
 static inline __attribute__((always_inline)) float input(const char *p, const int bf16) {
@@ -85,11 +90,13 @@ static inline uint16_t to_bf16(float x) {
 
 #define NAME(x) x##_scalar
 #define LANES 1
-#define MAXACC 16
+#define MAXACC 12
+#define WIDE 2
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define X86 1
@@ -115,22 +122,26 @@ static inline uint16_t to_bf16(float x) {
 #if HAVE_SSE
 #define NAME(x) x##_sse
 #define LANES 4
-#define MAXACC 8
+#define MAXACC 12
+#define WIDE 2
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 #endif
 
 #if HAVE_AVX2
 AVX2_BEGIN
 #define NAME(x) x##_avx2
 #define LANES 8
-#define MAXACC 8
+#define MAXACC 12
+#define WIDE 2
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 TARGET_END
 #endif
 
@@ -138,11 +149,13 @@ TARGET_END
 AVX512_BEGIN
 #define NAME(x) x##_avx512
 #define LANES 16
-#define MAXACC 16
+#define MAXACC 24
+#define WIDE 4
 #include "calib_tile.h"
 #undef NAME
 #undef LANES
 #undef MAXACC
+#undef WIDE
 TARGET_END
 #endif
 
@@ -332,22 +345,23 @@ static void strides(int64_t out[3], const int64_t in[3]) {
     if (in) memcpy(out, in, sizeof(int64_t) * 3);
 }
 
-static int layer_call(int32_t step, int32_t layer, int dense, int32_t dtype, const void *q, const void *k, const void *v,
-                      void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t qs[3],
-                      const int64_t ks[3], const int64_t vs[3], const int64_t os[3]) {
+/* Heads first_head ..< first_head + heads of (step, layer), or of the dense baseline. */
+static int layer_call(int32_t step, int32_t layer, int32_t first_head, int dense, int32_t dtype, const void *q, const void *k,
+                      const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                      const int64_t qs[3], const int64_t ks[3], const int64_t vs[3], const int64_t os[3]) {
     if (!qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
-    if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
+    if (first_head < 0 || heads < 1 || heads > CALIB_HEADS - first_head) return CALIB_ERR_SHAPE;
     call c = {dtype, dtype, q, k, v, out, {0}, {0}, {0}, {0}, batch, heads, NULL};
     strides(c.qs, qs), strides(c.ks, ks), strides(c.vs, vs), strides(c.os, os);
     int status = check(&c, tokens, head_dim);
     if (status != CALIB_OK) return status;
     const calib_plan *plans[CALIB_HEADS];
     if (dense) {
-        for (int h = 0; h < CALIB_HEADS; h++) plans[h] = &calib_dense_plan;
+        for (int h = 0; h < heads; h++) plans[h] = &calib_dense_plan;
     } else {
         const int s = step_index(step);
         if (s < 0 || layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
-        for (int h = 0; h < CALIB_HEADS; h++) plans[h] = plan_of(s, layer, h);
+        for (int h = 0; h < heads; h++) plans[h] = plan_of(s, layer, first_head + h);
     }
     c.plans = plans;
     return run(&c);
@@ -356,14 +370,24 @@ static int layer_call(int32_t step, int32_t layer, int dense, int32_t dtype, con
 int calib_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void *q, const void *k, const void *v, void *out,
                           int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t q_strides[3],
                           const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3]) {
-    return layer_call(step, layer, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
+    if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
+    return layer_call(step, layer, 0, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
                       out_strides);
+}
+
+int calib_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32_t dtype, const void *q, const void *k,
+                          const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                          const int64_t q_strides[3], const int64_t k_strides[3], const int64_t v_strides[3],
+                          const int64_t out_strides[3]) {
+    return layer_call(step, layer, first_head, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
+                      v_strides, out_strides);
 }
 
 int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out, int64_t batch,
                                 int64_t tokens, int64_t heads, int64_t head_dim, const int64_t q_strides[3],
                                 const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3]) {
-    return layer_call(0, 0, 1, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
+    if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
+    return layer_call(0, 0, 0, 1, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
                       out_strides);
 }
 
@@ -435,6 +459,7 @@ const calib_entry_points *calib_get_entry_points(void) {
     static const calib_entry_points entry = {
         CALIB_ABI_VERSION, calib_get_info, calib_attention_layer, calib_dense_attention_layer, calib_attention,
         calib_attention_bf16, calib_dense_attention, calib_dense_attention_bf16, calib_team_size, calib_isa,
+        calib_attention_heads,
     };
     return &entry;
 }

@@ -10,6 +10,8 @@
  *   NAME(x)  x with the instruction set's suffix (every name here is per instruction set)
  *   LANES    floats per vector register (16 AVX-512, 8 AVX2, 4 SSE, 1 scalar)
  *   MAXACC   accumulator vectors a micro-kernel may keep in registers
+ *   WIDE     vectors per micro-kernel row (accumulators + a row of loads + a broadcast must fit
+ *            the register file: 12 + 2 + 1 of AVX2's 16, 24 + 4 + 1 of AVX-512's 32)
  * The vectors are the compiler's vector extensions, so each instance is the same C compiled for
  * its registers. S is kept transposed (key-major, st[j][i]): queries run along the vector lanes,
  * so keys and values are read in place (any strides, no packing) and the softmax needs no
@@ -20,11 +22,15 @@ typedef int32_t NAME(vi) __attribute__((vector_size(4 * LANES), aligned(4)));
 typedef uint32_t NAME(vu) __attribute__((vector_size(4 * LANES), aligned(4)));
 typedef uint16_t NAME(vh) __attribute__((vector_size(2 * LANES), aligned(2)));
 
-/* Register blocking: SR keys (or query rows) by SC (or PC) vectors, within MAXACC accumulators. */
-#define NAME_SR (B % 4 == 0 ? 4 : B % 2 == 0 ? 2 : 1)
-#define NAME_FIT(n, c) ((n) % (LANES * (c)) == 0 && NAME_SR * (c) <= MAXACC)
+/* Register blocking: S takes SR keys × SC vectors of queries, P·V PR query rows × PC vectors of
+ * head_dim, within MAXACC accumulators (enough independent chains to cover the FMA latency on
+ * both pipes). The vector counts divide the block and head_dim; SR and PR need not divide B:
+ * the last group runs past it into scratch padding whose results are never stored. */
+#define NAME_FIT(n, c) ((n) % (LANES * (c)) == 0 && (c) <= WIDE)
 #define NAME_SC (NAME_FIT(B, 4) ? 4 : NAME_FIT(B, 2) ? 2 : 1)
 #define NAME_PC (NAME_FIT(D, 4) ? 4 : NAME_FIT(D, 2) ? 2 : 1)
+#define NAME_SR (MAXACC / NAME_SC > PAD ? PAD : MAXACC / NAME_SC)
+#define NAME_PR (MAXACC / NAME_PC > PAD ? PAD : MAXACC / NAME_PC)
 /* Bytes per input element; bf16 is a compile-time constant wherever this is used. */
 #define ES (bf16 ? 2 : 4)
 
@@ -41,9 +47,8 @@ static inline __attribute__((always_inline)) NAME(vf) NAME(vexp2)(NAME(vf) x) {
     return CALIB_EXP2_POLY(x - n) * (NAME(vf))bits;
 }
 
-/* LANES consecutive inputs as floats. */
-static inline __attribute__((always_inline)) NAME(vf) NAME(vload)(const void *p, const int bf16) {
-    if (!bf16) return *(const NAME(vf) *)p;
+/* LANES consecutive bfloat16 values as floats. */
+static inline __attribute__((always_inline)) NAME(vf) NAME(vbf16)(const uint16_t *p) {
     return (NAME(vf))(__builtin_convertvector(*(const NAME(vh) *)p, NAME(vu)) << 16);
 }
 
@@ -52,22 +57,23 @@ static inline __attribute__((always_inline)) NAME(vf) NAME(vload)(const void *p,
 static inline __attribute__((always_inline)) void NAME(load_q)(const call *c, scratch *w, const char *q, int rows,
                                                                 const int bf16) {
     const float scale = 1.4426950408889634f / sqrtf((float)D);
-    for (int i = 0; i < B; i++) {
-        for (int d = 0; d < D; d++) w->qt[d][i] = i < rows ? input(q + (i * c->qs[1] + d) * ES, bf16) * scale : 0.0f;
+    for (int i = 0; i < B + PAD; i++) {
+        for (int d = 0; d < D && i < B; d++) w->qt[d][i] = i < rows ? input(q + (i * c->qs[1] + d) * ES, bf16) * scale : 0.0f;
         w->m[i] = -INFINITY;
         w->l[i] = 0.0f;
+        w->alpha[i] = 0.0f;
         for (int d = 0; d < D; d++) w->acc[i][d] = 0.0f;
     }
 }
 
-/* st[j][i] = Σ_d k[j][d]·qt[d][i] for keys j < cols of the block at `k`. Past `cols` the key
- * pointer stays on the last real key, so no load leaves the tensor; those rows are never read. */
-static inline __attribute__((always_inline)) void NAME(scores)(const call *c, scratch *w, const char *k, const int cols,
-                                                                const int bf16) {
+/* st[j][i] = Σ_d k[j][d]·qt[d][i] for keys j < cols of the block at `k` (float rows `stride`
+ * apart). Past `cols` the key pointer stays on the last real key, so no load leaves the tensor;
+ * those rows are never read. */
+static inline __attribute__((always_inline)) void NAME(scores)(scratch *w, const float *k, const int64_t stride, const int cols) {
     enum { SR = NAME_SR, SC = NAME_SC };
     for (int j0 = 0; j0 < cols; j0 += SR) {
-        const char *row[SR];
-        for (int r = 0; r < SR; r++) row[r] = k + (int64_t)(j0 + r < cols ? j0 + r : cols - 1) * c->ks[1] * ES;
+        const float *row[SR];
+        for (int r = 0; r < SR; r++) row[r] = k + (int64_t)(j0 + r < cols ? j0 + r : cols - 1) * stride;
         for (int i0 = 0; i0 < B; i0 += LANES * SC) {
             NAME(vf) acc[SR][SC];
             for (int r = 0; r < SR; r++)
@@ -76,7 +82,7 @@ static inline __attribute__((always_inline)) void NAME(scores)(const call *c, sc
                 NAME(vf) qv[SC];
                 for (int x = 0; x < SC; x++) qv[x] = *(const NAME(vf) *)&w->qt[d][i0 + LANES * x];
                 for (int r = 0; r < SR; r++) {
-                    const float kv = input(row[r] + d * ES, bf16);
+                    const float kv = row[r][d];
                     for (int x = 0; x < SC; x++) acc[r][x] += kv * qv[x];
                 }
             }
@@ -105,19 +111,19 @@ static inline __attribute__((always_inline)) void NAME(softmax)(scratch *w, cons
     }
 }
 
-/* acc[i] = alpha[i]·acc[i] + Σ_j p[j][i]·v[j], PR query rows × PC vectors of head_dim at a time. */
-static inline __attribute__((always_inline)) void NAME(accumulate)(const call *c, scratch *w, const char *v, const int cols,
-                                                                    const int bf16) {
-    enum { PR = NAME_SR, PC = NAME_PC };
+/* acc[i] = alpha[i]·acc[i] + Σ_j p[j][i]·v[j], PR query rows × PC vectors of head_dim at a time;
+ * v holds float rows `stride` apart. */
+static inline __attribute__((always_inline)) void NAME(accumulate)(scratch *w, const float *v, const int64_t stride, const int cols) {
+    enum { PR = NAME_PR, PC = NAME_PC };
     for (int i0 = 0; i0 < B; i0 += PR) {
         for (int d0 = 0; d0 < D; d0 += LANES * PC) {
             NAME(vf) o[PR][PC];
             for (int r = 0; r < PR; r++)
                 for (int x = 0; x < PC; x++) o[r][x] = w->alpha[i0 + r] * *(const NAME(vf) *)&w->acc[i0 + r][d0 + LANES * x];
             for (int j = 0; j < cols; j++) {
-                const char *row = v + (j * c->vs[1] + d0) * ES;
+                const float *row = v + j * stride + d0;
                 NAME(vf) vv[PC];
-                for (int x = 0; x < PC; x++) vv[x] = NAME(vload)(row + LANES * x * ES, bf16);
+                for (int x = 0; x < PC; x++) vv[x] = *(const NAME(vf) *)(row + LANES * x);
                 for (int r = 0; r < PR; r++) {
                     const float p = w->st[j][i0 + r];
                     for (int x = 0; x < PC; x++) o[r][x] += p * vv[x];
@@ -129,13 +135,30 @@ static inline __attribute__((always_inline)) void NAME(accumulate)(const call *c
     }
 }
 
+/* bfloat16 rows widened to float once per tile (B·D conversions against B·B·D multiply-adds), so
+ * the micro-kernels run on floats whatever the input type. */
+static inline __attribute__((always_inline)) void NAME(widen)(float (*out)[D], const char *in, const int64_t stride, const int cols) {
+    for (int j = 0; j < cols; j++) {
+        const uint16_t *row = (const uint16_t *)in + j * stride;
+        for (int d = 0; d < D; d += LANES) *(NAME(vf) *)&out[j][d] = NAME(vbf16)(row + d);
+    }
+}
+
 /* One key block into the running softmax of the query tile. Inlined with cols == B for every
  * full block, so only the partial last block pays for bounds. */
 static inline __attribute__((always_inline)) void NAME(tile)(const call *c, scratch *w, const char *k, const char *v,
                                                               const int cols, const int bf16) {
-    NAME(scores)(c, w, k, cols, bf16);
-    NAME(softmax)(w, cols);
-    NAME(accumulate)(c, w, v, cols, bf16);
+    if (bf16) {
+        NAME(widen)(w->kw, k, c->ks[1], cols);
+        NAME(widen)(w->vw, v, c->vs[1], cols);
+        NAME(scores)(w, &w->kw[0][0], D, cols);
+        NAME(softmax)(w, cols);
+        NAME(accumulate)(w, &w->vw[0][0], D, cols);
+    } else {
+        NAME(scores)(w, (const float *)k, c->ks[1], cols);
+        NAME(softmax)(w, cols);
+        NAME(accumulate)(w, (const float *)v, c->vs[1], cols);
+    }
 }
 
 static inline __attribute__((always_inline)) void NAME(block)(const call *c, scratch *w, const slice *h, int qb,
@@ -164,6 +187,7 @@ static void NAME(query_block)(const call *c, scratch *w, const slice *h, int qb,
 }
 
 #undef NAME_SR
+#undef NAME_PR
 #undef NAME_FIT
 #undef NAME_SC
 #undef NAME_PC

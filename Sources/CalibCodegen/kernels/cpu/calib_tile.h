@@ -41,9 +41,8 @@ static inline __attribute__((always_inline)) NAME(vf) NAME(vexp2)(NAME(vf) x) {
     return CALIB_EXP2_POLY(x - n) * (NAME(vf))bits;
 }
 
-/* LANES consecutive inputs as floats. */
-static inline __attribute__((always_inline)) NAME(vf) NAME(vload)(const void *p, const int bf16) {
-    if (!bf16) return *(const NAME(vf) *)p;
+/* LANES consecutive bfloat16 values as floats. */
+static inline __attribute__((always_inline)) NAME(vf) NAME(vbf16)(const uint16_t *p) {
     return (NAME(vf))(__builtin_convertvector(*(const NAME(vh) *)p, NAME(vu)) << 16);
 }
 
@@ -61,14 +60,14 @@ static inline __attribute__((always_inline)) void NAME(load_q)(const call *c, sc
     }
 }
 
-/* st[j][i] = Σ_d k[j][d]·qt[d][i] for keys j < cols of the block at `k`. Past `cols` the key
- * pointer stays on the last real key, so no load leaves the tensor; those rows are never read. */
-static inline __attribute__((always_inline)) void NAME(scores)(const call *c, scratch *w, const char *k, const int cols,
-                                                                const int bf16) {
+/* st[j][i] = Σ_d k[j][d]·qt[d][i] for keys j < cols of the block at `k` (float rows `stride`
+ * apart). Past `cols` the key pointer stays on the last real key, so no load leaves the tensor;
+ * those rows are never read. */
+static inline __attribute__((always_inline)) void NAME(scores)(scratch *w, const float *k, const int64_t stride, const int cols) {
     enum { SR = NAME_SR, SC = NAME_SC };
     for (int j0 = 0; j0 < cols; j0 += SR) {
-        const char *row[SR];
-        for (int r = 0; r < SR; r++) row[r] = k + (int64_t)(j0 + r < cols ? j0 + r : cols - 1) * c->ks[1] * ES;
+        const float *row[SR];
+        for (int r = 0; r < SR; r++) row[r] = k + (int64_t)(j0 + r < cols ? j0 + r : cols - 1) * stride;
         for (int i0 = 0; i0 < B; i0 += LANES * SC) {
             NAME(vf) acc[SR][SC];
             for (int r = 0; r < SR; r++)
@@ -77,7 +76,7 @@ static inline __attribute__((always_inline)) void NAME(scores)(const call *c, sc
                 NAME(vf) qv[SC];
                 for (int x = 0; x < SC; x++) qv[x] = *(const NAME(vf) *)&w->qt[d][i0 + LANES * x];
                 for (int r = 0; r < SR; r++) {
-                    const float kv = input(row[r] + d * ES, bf16);
+                    const float kv = row[r][d];
                     for (int x = 0; x < SC; x++) acc[r][x] += kv * qv[x];
                 }
             }
@@ -106,9 +105,9 @@ static inline __attribute__((always_inline)) void NAME(softmax)(scratch *w, cons
     }
 }
 
-/* acc[i] = alpha[i]·acc[i] + Σ_j p[j][i]·v[j], PR query rows × PC vectors of head_dim at a time. */
-static inline __attribute__((always_inline)) void NAME(accumulate)(const call *c, scratch *w, const char *v, const int cols,
-                                                                    const int bf16) {
+/* acc[i] = alpha[i]·acc[i] + Σ_j p[j][i]·v[j], PR query rows × PC vectors of head_dim at a time;
+ * v holds float rows `stride` apart. */
+static inline __attribute__((always_inline)) void NAME(accumulate)(scratch *w, const float *v, const int64_t stride, const int cols) {
     enum { PR = NAME_PR, PC = NAME_PC };
     for (int i0 = 0; i0 < B; i0 += PR) {
         for (int d0 = 0; d0 < D; d0 += LANES * PC) {
@@ -116,9 +115,9 @@ static inline __attribute__((always_inline)) void NAME(accumulate)(const call *c
             for (int r = 0; r < PR; r++)
                 for (int x = 0; x < PC; x++) o[r][x] = w->alpha[i0 + r] * *(const NAME(vf) *)&w->acc[i0 + r][d0 + LANES * x];
             for (int j = 0; j < cols; j++) {
-                const char *row = v + (j * c->vs[1] + d0) * ES;
+                const float *row = v + j * stride + d0;
                 NAME(vf) vv[PC];
-                for (int x = 0; x < PC; x++) vv[x] = NAME(vload)(row + LANES * x * ES, bf16);
+                for (int x = 0; x < PC; x++) vv[x] = *(const NAME(vf) *)(row + LANES * x);
                 for (int r = 0; r < PR; r++) {
                     const float p = w->st[j][i0 + r];
                     for (int x = 0; x < PC; x++) o[r][x] += p * vv[x];
@@ -130,13 +129,30 @@ static inline __attribute__((always_inline)) void NAME(accumulate)(const call *c
     }
 }
 
+/* bfloat16 rows widened to float once per tile (B·D conversions against B·B·D multiply-adds), so
+ * the micro-kernels run on floats whatever the input type. */
+static inline __attribute__((always_inline)) void NAME(widen)(float (*out)[D], const char *in, const int64_t stride, const int cols) {
+    for (int j = 0; j < cols; j++) {
+        const uint16_t *row = (const uint16_t *)in + j * stride;
+        for (int d = 0; d < D; d += LANES) *(NAME(vf) *)&out[j][d] = NAME(vbf16)(row + d);
+    }
+}
+
 /* One key block into the running softmax of the query tile. Inlined with cols == B for every
  * full block, so only the partial last block pays for bounds. */
 static inline __attribute__((always_inline)) void NAME(tile)(const call *c, scratch *w, const char *k, const char *v,
                                                               const int cols, const int bf16) {
-    NAME(scores)(c, w, k, cols, bf16);
-    NAME(softmax)(w, cols);
-    NAME(accumulate)(c, w, v, cols, bf16);
+    if (bf16) {
+        NAME(widen)(w->kw, k, c->ks[1], cols);
+        NAME(widen)(w->vw, v, c->vs[1], cols);
+        NAME(scores)(w, &w->kw[0][0], D, cols);
+        NAME(softmax)(w, cols);
+        NAME(accumulate)(w, &w->vw[0][0], D, cols);
+    } else {
+        NAME(scores)(w, (const float *)k, c->ks[1], cols);
+        NAME(softmax)(w, cols);
+        NAME(accumulate)(w, (const float *)v, c->vs[1], cols);
+    }
 }
 
 static inline __attribute__((always_inline)) void NAME(block)(const call *c, scratch *w, const slice *h, int qb,

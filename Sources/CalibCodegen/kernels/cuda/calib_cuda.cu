@@ -3,8 +3,9 @@
  * --target cuda`; edit, build and test it as CUDA C++ (Tests/GPU).
  *
  * Work: one item per (batch, head, computed query block), listed per (step, layer) on the host
- * heaviest first (cost = kept key blocks of the block's row) and run by a persistent grid in
- * snake order (CTA c takes items c, 2G-1-c, 2G+c, ...). A computed block also writes its output
+ * heaviest first in 16 cost classes (cost = kept key blocks of the block's row), heads together
+ * within a class so concurrent CTAs share K and V in L2, and run by a persistent grid in snake
+ * order (CTA c takes items c, 2G-1-c, 2G+c, ...). A computed block also writes its output
  * to every query block that reuses it; reused blocks are never computed.
  *
  * Two kernels:
@@ -13,7 +14,8 @@
  *    mbarriers; two consumer warpgroups of 64 query rows each compute S = Q Kᵀ (wgmma, operands in
  *    shared memory), the online softmax in registers and O += P V (wgmma, P from registers),
  *    taking turns at the tensor cores (ping-pong) so one's softmax hides under the other's
- *    products.
+ *    products. A block's output is stored while the next block's first Q Kᵀ runs.
+ *    docs/gpu.md is the lab notebook (measurements, versions).
  *  - mma.sync: any block size and head_dim (multiple of 16, at most 256): FlashAttention-2 style,
  *    64 query rows on 4 warps, cp.async double buffering. The fallback, and the reference
  *    implementation the wgmma kernel is tested against.
@@ -108,8 +110,9 @@ __device__ __forceinline__ void store_rows(const Params &p, int b, int h, int qb
                                            int rloc0, int rlimit, const float *o, float inv0, float inv1,
                                            int c) {
     T *out = static_cast<T *>(p.out);
+    const int t0 = ntargets > 0 ? p.targets[toff] : 0;
     for (int t = -1; t < ntargets; ++t) {
-        int blk = t < 0 ? qb : p.targets[toff + t];
+        int blk = t < 0 ? qb : t == 0 ? t0 : p.targets[toff + t];
         int base = blk * kBlock;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
@@ -127,26 +130,49 @@ __device__ __forceinline__ void store_rows(const Params &p, int b, int h, int qb
     }
 }
 
-/* The same with 16-byte stores (out 16-byte aligned, strides multiples of 8): a 4 × 4 transpose
- * in each quad of lanes gives every thread 8 consecutive columns. NCOL a multiple of 32. */
+/* The wgmma kernel's epilogue, in two steps so the stores can run under the next query block's
+ * first product: pack_rows normalizes and packs a thread's two rows (pk[half * NCOL/8 + j] holds
+ * columns 8j + 2c, +1), store_packed writes them to the block and its reuse targets — with 16-byte
+ * stores after a 4 × 4 transpose in each quad of lanes (out 16-byte aligned, strides multiples of
+ * 8), else 4-byte stores. NCOL a multiple of 32. */
 template <typename T, int NCOL>
-__device__ __forceinline__ void store_rows16(const Params &p, int b, int h, int qb, int ntargets, int toff,
-                                             int rloc0, int rlimit, const float *o, float inv0, float inv1,
-                                             int c) {
+__device__ __forceinline__ void pack_rows(const float *o, float inv0, float inv1, uint32_t *pk) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int j = 0; j < NCOL / 8; ++j)
+            pk[half * (NCOL / 8) + j] = Pack<T>::two(o[4 * j + 2 * half] * (half ? inv1 : inv0),
+                                                     o[4 * j + 2 * half + 1] * (half ? inv1 : inv0));
+}
+
+template <typename T, int NCOL>
+__device__ __forceinline__ void store_packed(const Params &p, int b, int h, int qb, int ntargets, int toff,
+                                             int rloc0, const uint32_t *pk, int c) {
+    T *out = static_cast<T *>(p.out);
+    const int t0 = ntargets > 0 ? p.targets[toff] : 0; /* read before the transposes hide its latency */
+    if (!p.out_vec16) {
+        for (int t = -1; t < ntargets; ++t) {
+            const int blk = t < 0 ? qb : t == 0 ? t0 : p.targets[toff + t];
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int r = blk * kBlock + rloc0 + 8 * half;
+                if (r >= kTokens) continue;
+                T *dst = out + (int64_t)b * p.os0 + (int64_t)r * p.os1 + (int64_t)h * p.os2 + 2 * c;
+#pragma unroll
+                for (int j = 0; j < NCOL / 8; ++j) *reinterpret_cast<uint32_t *>(dst + 8 * j) = pk[half * (NCOL / 8) + j];
+            }
+        }
+        return;
+    }
     constexpr int G = NCOL / 32;
     const int quad = (threadIdx.x & 31) & ~3;
     uint4 chunk[2][G]; /* [row half][group]: columns 8 (4g + c) .. + 7 */
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-        const float inv = half ? inv1 : inv0;
 #pragma unroll
         for (int g = 0; g < G; ++g) {
-            uint32_t v[4], r[4];
-#pragma unroll
-            for (int m = 0; m < 4; ++m)
-                v[m] = Pack<T>::two(o[4 * (4 * g + m) + 2 * half] * inv, o[4 * (4 * g + m) + 2 * half + 1] * inv);
-#pragma unroll
-            for (int k = 0; k < 4; ++k) r[k] = 0;
+            const uint32_t *v = pk + half * (NCOL / 8) + 4 * g;
+            uint32_t r[4] = {0, 0, 0, 0};
 #pragma unroll
             for (int rr = 0; rr < 4; ++rr) {
                 const int si = (c - rr) & 3, src = (c + rr) & 3;
@@ -159,14 +185,12 @@ __device__ __forceinline__ void store_rows16(const Params &p, int b, int h, int 
             chunk[half][g] = make_uint4(r[0], r[1], r[2], r[3]);
         }
     }
-    T *out = static_cast<T *>(p.out);
     for (int t = -1; t < ntargets; ++t) {
-        const int blk = t < 0 ? qb : p.targets[toff + t];
-        const int base = blk * kBlock;
+        const int blk = t < 0 ? qb : t == 0 ? t0 : p.targets[toff + t];
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            const int rl = rloc0 + 8 * half, r = base + rl;
-            if (rl >= rlimit || r >= kTokens) continue;
+            const int r = blk * kBlock + rloc0 + 8 * half;
+            if (r >= kTokens) continue;
             T *dst = out + (int64_t)b * p.os0 + (int64_t)r * p.os1 + (int64_t)h * p.os2 + 8 * c;
 #pragma unroll
             for (int g = 0; g < G; ++g) *reinterpret_cast<uint4 *>(dst + 32 * g) = chunk[half][g];
@@ -589,6 +613,9 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         int64_t idx = item_index(0, gridDim.x, blockIdx.x);
         int b = 0, nb = 0;
         int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
+        /* The previous query block's packed output, stored under this block's first product. */
+        uint32_t pk[kDim / 4];
+        int pv_b = -1, pv_h = 0, pv_qb = 0, pv_nt = 0, pv_toff = 0;
         for (int64_t round = 0; idx < p.total; ++round) {
             const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
             const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
@@ -605,92 +632,107 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
             mbar_wait(q_full, q_it & 1);
             CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
             ++q_it;
-            int done = 0;
             /* Each turn issues O += P(j-1) V(j-1) and S(j) = Q K(j)ᵀ together, then the softmax
-             * of S(j) runs while the other warpgroup has the tensor cores. */
-            {
-                for (int j = 0; j < nkb; ++j) {
-                    const int s = kv_it % kStages;
-                    const uint32_t ph = (kv_it / kStages) & 1;
-                    float sc[64];
-                    mbar_wait(k_full(s), ph);
-                    int kb;
-                    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(kb) : "r"(kb_slot(s)) : "memory");
-                    if (done > 0) mbar_wait(v_full(sp), php);
-                    named_sync(me);
-                    fence_regs<kDim / 2>(o);
-                    /* The fence sits in each branch, right before its products: a branch between
-                     * fence and products makes ptxas insert its own (C7519). */
-                    auto issue_qk = [&]() {
+             * of S(j) runs while the other warpgroup has the tensor cores. The first tile is
+             * peeled: its turn has no P V, and the previous block's stores run under its Q K(0)ᵀ. */
+            float sc[64];
+            auto issue_qk = [&](int s) {
 #pragma unroll
-                        for (int kk = 0; kk < kDim / 16; ++kk) {
-                            const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
-                            wg_qk<T>(sc, gmma_desc(sq + off + (wg - 1) * 64 * 128, 16, 1024),
-                                     gmma_desc(sk + s * kTileBytes + off, 16, 1024), kk > 0);
-                        }
-                    };
-                    if (done > 0) {
-                        wgmma_fence();
-#pragma unroll
-                        for (int kk = 0; kk < 8; ++kk)
-                            wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
-                        issue_qk();
-                        wgmma_commit();
-                    } else {
-                        wgmma_fence();
-                        issue_qk();
-                        wgmma_commit();
-                    }
-                    named_arrive(other);
-                    wgmma_wait0();
-                    fence_regs<64>(sc);
-                    fence_regs<kDim / 2>(o);
-                    CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32 && done == 0);
-                    if (done > 0) mbar_arrive(kv_empty(sp));
-                    if (++done == nkb) mbar_arrive(q_empty);
-                    if (kPartial != 0 && kb == kBlocks - 1) {
-#pragma unroll
-                        for (int j = 0; j < 16; ++j)
-#pragma unroll
-                            for (int e = 0; e < 4; ++e)
-                                if (8 * j + 2 * c + (e & 1) >= kPartial) sc[4 * j + e] = -INFINITY;
-                    }
-                    float x0 = -INFINITY, x1 = -INFINITY;
-#pragma unroll
-                    for (int j = 0; j < 16; ++j) {
-                        x0 = fmaxf(x0, fmaxf(sc[4 * j], sc[4 * j + 1]));
-                        x1 = fmaxf(x1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
-                    }
-                    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
-                    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
-                    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
-                    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-                    const float n0 = fmaxf(m0, x0 * p.scale_log2), n1 = fmaxf(m1, x1 * p.scale_log2);
-                    const float f0 = fast_exp2(m0 - n0), f1 = fast_exp2(m1 - n1);
-                    m0 = n0;
-                    m1 = n1;
-                    float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-                    for (int j = 0; j < 16; ++j) {
-                        const float e0 = fast_exp2(fmaf(sc[4 * j], p.scale_log2, -n0));
-                        const float e1 = fast_exp2(fmaf(sc[4 * j + 1], p.scale_log2, -n0));
-                        const float e2 = fast_exp2(fmaf(sc[4 * j + 2], p.scale_log2, -n1));
-                        const float e3 = fast_exp2(fmaf(sc[4 * j + 3], p.scale_log2, -n1));
-                        sum0 += e0 + e1;
-                        sum1 += e2 + e3;
-                        pa[2 * j] = Pack<T>::two(e0, e1);
-                        pa[2 * j + 1] = Pack<T>::two(e2, e3);
-                    }
-                    l0 = l0 * f0 + sum0;
-                    l1 = l1 * f1 + sum1;
-#pragma unroll
-                    for (int j = 0; j < kDim / 8; ++j) {
-                        o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
-                    }
-                    sp = s;
-                    php = ph;
-                    ++kv_it;
+                for (int kk = 0; kk < kDim / 16; ++kk) {
+                    const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
+                    wg_qk<T>(sc, gmma_desc(sq + off + (wg - 1) * 64 * 128, 16, 1024),
+                             gmma_desc(sk + s * kTileBytes + off, 16, 1024), kk > 0);
                 }
+            };
+            /* Online softmax of the tile in sc: rescales o, leaves P in pa. */
+            auto softmax = [&](int kb) {
+                if (kPartial != 0 && kb == kBlocks - 1) {
+#pragma unroll
+                    for (int j = 0; j < 16; ++j)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e)
+                            if (8 * j + 2 * c + (e & 1) >= kPartial) sc[4 * j + e] = -INFINITY;
+                }
+                float x0 = -INFINITY, x1 = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < 16; ++j) {
+                    x0 = fmaxf(x0, fmaxf(sc[4 * j], sc[4 * j + 1]));
+                    x1 = fmaxf(x1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
+                }
+                x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
+                x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+                x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
+                x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+                const float n0 = fmaxf(m0, x0 * p.scale_log2), n1 = fmaxf(m1, x1 * p.scale_log2);
+                const float f0 = fast_exp2(m0 - n0), f1 = fast_exp2(m1 - n1);
+                m0 = n0;
+                m1 = n1;
+                float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+                for (int j = 0; j < 16; ++j) {
+                    const float e0 = fast_exp2(fmaf(sc[4 * j], p.scale_log2, -n0));
+                    const float e1 = fast_exp2(fmaf(sc[4 * j + 1], p.scale_log2, -n0));
+                    const float e2 = fast_exp2(fmaf(sc[4 * j + 2], p.scale_log2, -n1));
+                    const float e3 = fast_exp2(fmaf(sc[4 * j + 3], p.scale_log2, -n1));
+                    sum0 += e0 + e1;
+                    sum1 += e2 + e3;
+                    pa[2 * j] = Pack<T>::two(e0, e1);
+                    pa[2 * j + 1] = Pack<T>::two(e2, e3);
+                }
+                l0 = l0 * f0 + sum0;
+                l1 = l1 * f1 + sum1;
+#pragma unroll
+                for (int j = 0; j < kDim / 8; ++j) {
+                    o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
+                }
+            };
+            {
+                const int s = kv_it % kStages;
+                const uint32_t ph = (kv_it / kStages) & 1;
+                mbar_wait(k_full(s), ph);
+                int kb;
+                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(kb) : "r"(kb_slot(s)) : "memory");
+                named_sync(me);
+                wgmma_fence();
+                issue_qk(s);
+                wgmma_commit();
+                named_arrive(other);
+                if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
+                pv_b = -1;
+                wgmma_wait0();
+                fence_regs<64>(sc);
+                CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
+                if (nkb == 1) mbar_arrive(q_empty);
+                softmax(kb);
+                sp = s;
+                php = ph;
+                ++kv_it;
+            }
+            for (int j = 1; j < nkb; ++j) {
+                const int s = kv_it % kStages;
+                const uint32_t ph = (kv_it / kStages) & 1;
+                mbar_wait(k_full(s), ph);
+                int kb;
+                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(kb) : "r"(kb_slot(s)) : "memory");
+                mbar_wait(v_full(sp), php);
+                named_sync(me);
+                fence_regs<kDim / 2>(o);
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < 8; ++kk)
+                    wg_pv<T>(o, pa + 4 * kk, gmma_desc(sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
+                issue_qk(s);
+                wgmma_commit();
+                named_arrive(other);
+                wgmma_wait0();
+                fence_regs<64>(sc);
+                fence_regs<kDim / 2>(o);
+                mbar_arrive(kv_empty(sp));
+                if (j + 1 == nkb) mbar_arrive(q_empty);
+                softmax(kb);
+                sp = s;
+                php = ph;
+                ++kv_it;
             }
             /* The last tile's P V. */
             mbar_wait(v_full(sp), php);
@@ -710,13 +752,14 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
             l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
             l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-            if (p.out_vec16) store_rows16<T, kDim>(p, b, h, qb, ntargets, it.w, rloc0, 128, o, 1.f / l0, 1.f / l1, c);
-            else store_rows<T, kDim>(p, b, h, qb, ntargets, it.w, rloc0, 128, o, 1.f / l0, 1.f / l1, c);
+            pack_rows<T, kDim>(o, 1.f / l0, 1.f / l1, pk);
+            pv_b = b; pv_h = h; pv_qb = qb; pv_nt = ntargets; pv_toff = it.w;
             CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
             idx = nidx;
             it = nit;
             b = nb;
         }
+        if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
         if (wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */
     }
     }
@@ -943,7 +986,9 @@ int launch(int step_index, int layer, int32_t dtype, const void *q, const void *
     p.ks0 = ks[0]; p.ks1 = ks[1]; p.ks2 = ks[2];
     p.vs0 = vs[0]; p.vs1 = vs[1]; p.vs2 = vs[2];
     p.os0 = os[0]; p.os1 = os[1]; p.os2 = os[2];
-    p.out_vec16 = (uintptr_t)out % 16 == 0 && os[0] % 8 == 0 && os[1] % 8 == 0 && os[2] % 8 == 0;
+    const char *store = getenv("CALIB_CUDA_STORE"); /* "4": the 4-byte stores, for comparisons */
+    p.out_vec16 = (uintptr_t)out % 16 == 0 && os[0] % 8 == 0 && os[1] % 8 == 0 && os[2] % 8 == 0 &&
+                  !(store && strcmp(store, "4") == 0);
     if (p.total == 0) return CALIB_CUDA_OK;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     bool wgmma = kWgmmaShape && !want_mma();

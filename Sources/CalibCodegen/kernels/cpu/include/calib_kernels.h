@@ -49,6 +49,14 @@ int calib_attention_layer(int32_t step, int32_t layer, int32_t dtype,
                           const int64_t q_strides[3], const int64_t k_strides[3],
                           const int64_t v_strides[3], const int64_t out_strides[3]);
 
+/* The same for heads first_head ..< first_head + heads of the layer only, as a context-parallel
+ * rank holds them: q, k, v and out have `heads` heads, the first being compiled head first_head. */
+int calib_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32_t dtype,
+                          const void *q, const void *k, const void *v, void *out,
+                          int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                          const int64_t q_strides[3], const int64_t k_strides[3],
+                          const int64_t v_strides[3], const int64_t out_strides[3]);
+
 /* The same with every tile computed: the baseline sparse plans are measured against. */
 int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out,
                                 int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
@@ -103,6 +111,8 @@ typedef struct calib_entry_points {
                                 int64_t, int64_t, int64_t);
     int (*team_size)(void);
     const char *(*isa)(void);
+    int (*attention_heads)(int32_t, int32_t, int32_t, int32_t, const void *, const void *, const void *, void *, int64_t,
+                           int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *);
 } calib_entry_points;
 
 const calib_entry_points *calib_get_entry_points(void);

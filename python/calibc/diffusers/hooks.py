@@ -38,10 +38,28 @@ class StepCounter:
 
 class Intercept:
     """A processor running `inner` with `attend(original, query, key, value, *args, **kwargs)`
-    in place of the attention function."""
+    in place of the attention function. The attributes diffusers sets on processors
+    (`_parallel_config` by `enable_parallelism`, `_attention_backend` by `set_attention_backend`)
+    pass through to `inner`, so wrapping works before or after either."""
 
     def __init__(self, inner, attend):
         self.inner, self.attend = inner, attend
+
+    @property
+    def _parallel_config(self):
+        return getattr(self.inner, "_parallel_config", None)
+
+    @_parallel_config.setter
+    def _parallel_config(self, value):
+        self.inner._parallel_config = value
+
+    @property
+    def _attention_backend(self):
+        return getattr(self.inner, "_attention_backend", None)
+
+    @_attention_backend.setter
+    def _attention_backend(self, value):
+        self.inner._attention_backend = value
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
         original = wan.dispatch_attention_fn

@@ -1,12 +1,12 @@
 """Record what diffusers' WanTransformer3DModel self-attention sees, for `calibc calibrate`.
 
-    from record import Recorder
+    from calibc.diffusers import Recorder
     recorder = Recorder(pipe.transformer, "prompt0.safetensors", calls_per_step=2)
     pipe(prompt=..., num_inference_steps=50)
     recorder.save()
 
 A processor wrapping each `blocks[i].attn1` intercepts the call to the attention function
-(wan_hooks.py), so Q and K are recorded exactly as the kernel sees them (after the RMSNorm and
+(hooks.py), so Q and K are recorded exactly as the kernel sees them (after the RMSNorm and
 the rotary embedding, (B, S, H, D) in diffusers' layout) and the model's output is untouched. Batch
 element 0 is recorded (the conditional branch when classifier-free guidance is batched); with
 CFG as two separate calls per step, pass calls_per_step=2 and the first call of each step is
@@ -19,12 +19,10 @@ N × N matrix never exists; calibrate then reads `step{t}.layer{l}.mass` instead
 (docs/recordings.md). Layout metadata (frames, height, width) is taken from the latents.
 """
 
-import json
-import struct
-
 import torch
 
-from wan_hooks import StepCounter, wrap_self_attention
+from ..safetensors import save_file
+from .hooks import StepCounter, wrap_self_attention
 
 __all__ = ["Recorder", "block_mass"]
 
@@ -91,24 +89,3 @@ class Recorder:
 
     def save(self):
         save_file(self.tensors, self.path, self.metadata)
-
-
-_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
-
-
-def save_file(tensors, path, metadata):
-    """safetensors without the safetensors package: header, then raw little-endian data."""
-    header, offset, blobs = {"__metadata__": metadata}, 0, []
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        raw = t.view(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-(len(text) + 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)

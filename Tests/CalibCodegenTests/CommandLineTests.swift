@@ -1,0 +1,80 @@
+// calibc's argument and output-path checks as a user meets them: exit status, one line on
+// stderr, nothing printed or written before the check. Runs the calibc of `swift build` in a
+// sandbox temporary directory.
+
+import Foundation
+import XCTest
+
+private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
+
+final class CommandLineTests: XCTestCase {
+    var sandbox: URL!
+
+    override func setUpWithError() throws {
+        sandbox = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: sandbox, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: root.appendingPathComponent("examples/masks.json"), to: sandbox.appendingPathComponent("masks.json"))
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: sandbox)
+    }
+
+    /// Runs calibc in the sandbox: exit status, stdout, stderr.
+    func calibc(_ args: String...) throws -> (status: Int32, out: String, err: String) {
+        let tool = root.appendingPathComponent(".build/debug/calibc").path
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: tool), "needs the calibc binary of `swift build`")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        p.currentDirectoryURL = sandbox
+        let out = Pipe(), err = Pipe()
+        (p.standardOutput, p.standardError) = (out, err)
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    /// `stats --show` with a (step, layer, head) the masks lack fails before any statistic.
+    func testStatsChecksShowBeforeWork() throws {
+        var r = try calibc("stats", "masks.json", "--show", "99,0,0")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.out, "")
+        XCTAssertEqual(r.err, "calibc: --show 99,0,0: no timestep 99 (the masks have 0, 25, 49)\n")
+        r = try calibc("stats", "masks.json", "--show", "25,0,99")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.out, "")
+        XCTAssertTrue(r.err.hasPrefix("calibc: --show 25,0,99: no head 99 (the masks have heads 0..."), r.err)
+        r = try calibc("stats", "masks.json", "--show", "1,2")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.out, "")
+        XCTAssertEqual(r.err, "calibc: --show expects <step>,<layer>,<head> (three integers), got \"1,2\"\n")
+        r = try calibc("stats", "masks.json", "--show", "25,0,3")
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.out.contains("plan @"), r.out)
+    }
+
+    func testOutputPathsAreCheckedBeforeWork() throws {
+        let before = try Data(contentsOf: sandbox.appendingPathComponent("masks.json"))
+        var r = try calibc("compile", "masks.json", "-o", "", "--force")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.out, "", "nothing ran before the check")
+        XCTAssertEqual(r.err, "calibc: error: the output path is empty (an unset shell variable?); give -o a file or directory name\n")
+        r = try calibc("compile", "masks.json", "-o", ".", "--force")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.out, "")
+        XCTAssertEqual(r.err, "calibc: error: .: is the current directory or a directory above it; calibc will not replace it\n")
+        r = try calibc("calibrate", "masks.json", "-o", "./masks.json")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.err, "calibc: error: ./masks.json: is also an input; calibc will not overwrite its input\n")
+        r = try calibc("calibrate", "masks.json", "-o", "out.json", "--block", "100000000")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.err.split(separator: "\n").first, "calibc: --block expects an integer in 1…1024, got 100000000")
+        r = try calibc("compile", "masks.json", "-o", "k", "--threads", "2")
+        XCTAssertEqual(r.status, 2, "compile takes no thread count: the kernels adapt at run time")
+        XCTAssertEqual(r.err.split(separator: "\n").first, "calibc: unknown option --threads")
+        XCTAssertEqual(try Data(contentsOf: sandbox.appendingPathComponent("masks.json")), before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: sandbox.path), ["masks.json"])
+    }
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Issue 14 item 4: cuDNN SDPA, FlashAttention-2 SDPA, torch.compile(flex_attention) with a
+BlockMask of the same plans (kept blocks as full blocks; reused rows keep their source's key
+blocks) and calibc (wgmma and mma.sync kernels), side by side in one process, bf16, B = 1,
+(B, H, S, D). Effective TFLOP/s = 4·B·H·N²·d·density / time, density = computed tiles / all
+tiles (the same FLOP count for every column of a row, so ratios are time ratios).
+usage: bench_gpu.py NAME=DIR.so:masks.json ... [--json out.json]"""
+import json, os, sys, time
+import numpy as np
+import torch
+from torch.nn.attention import sdpa_kernel, SDPBackend
+from torch.nn.attention.flex_attention import flex_attention, BlockMask
+from calibcuda import Lib, OK
+from masks_io import Masks
+
+dev = "cuda"
+torch.manual_seed(0)
+flex = torch.compile(flex_attention, dynamic=False)
+
+
+def bench(f, min_reps=7, warm_ms=150.0, run_ms=400.0, warm_min=3):
+    """Median of event-timed runs after a warm-up of at least warm_ms; at least min_reps runs
+    and about run_ms in all (returns median, min, max)."""
+    t0, n = time.perf_counter(), 0
+    while n < warm_min or (time.perf_counter() - t0) * 1e3 < warm_ms:
+        f()
+        torch.cuda.synchronize()
+        n += 1
+    times = []
+    while len(times) < min_reps or (sum(times) < run_ms and len(times) < 50):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        f()
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1))
+    return float(np.median(times)), float(np.min(times)), float(np.max(times))
+
+
+def block_mask(masks, step, layer, N):
+    H, nb = masks.heads, masks.nb
+    m = torch.from_numpy(np.stack([masks.effective(step, layer, h) for h in range(H)])).to(dev)
+    kv_num = m.sum(-1).to(torch.int32)[None]
+    kv_idx = torch.argsort(m.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)[None]
+    z = torch.zeros_like(kv_num)
+    return BlockMask.from_kv_blocks(z, kv_idx, full_kv_num_blocks=kv_num, full_kv_indices=kv_idx,
+                                    BLOCK_SIZE=masks.block, seq_lengths=(N, N))
+
+
+def main():
+    args = [a for a in sys.argv[1:] if "=" in a]
+    jpath = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+    print(torch.__version__, torch.cuda.get_device_name(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), flush=True)
+    rows = []
+    for arg in args:
+        name, rest = arg.split("=", 1)
+        so, mj = rest.split(":")
+        lib, masks = Lib(so), Masks(mj)
+        B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
+        q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+        out = torch.empty_like(q)
+        full = 4 * B * H * N * N * D
+        res = {}
+        for be, key in ((SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "fa2")):
+            try:
+                with sdpa_kernel(be):
+                    res[key] = bench(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))[0]
+            except Exception as e:
+                print(f"{name} {key} failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
+                res[key] = float("nan")
+        ref_dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        for kern in ("", "mma"):
+            os.environ["CALIB_CUDA_KERNEL"] = kern
+            kname = lib.kernel_name()
+            out.fill_(float("nan"))
+            s = lib.layer(None, 0, q, k, v, out)
+            torch.cuda.synchronize()
+            err = float((out.float() - ref_dense.float()).norm() / ref_dense.float().norm())
+            ms = bench(lambda: lib.layer(None, 0, q, k, v, out))[0]
+            res["dense_mma" if kern else "dense"] = ms
+            print(f"{name} dense calibc[{kname}] {ms:.2f} ms {full / ms / 1e9:.0f} TFLOP/s (status {s}, rel L2 vs SDPA {err:.1e})", flush=True)
+        print(f"{name} H={H} N={N}: cuDNN {res['cudnn']:.2f} ms {full / res['cudnn'] / 1e9:.0f} TFLOP/s, "
+              f"FA2 {res['fa2']:.2f} ms {full / res['fa2'] / 1e9:.0f} TFLOP/s", flush=True)
+        rows.append(dict(shape=name, set="dense", density=1.0, cudnn=res["cudnn"], fa2=res["fa2"], flex=None,
+                         calibc=res["dense"], calibc_mma=res["dense_mma"],
+                         flops=full))
+        step = lib.steps[0]
+        for layer in range(lib.layers):
+            kind = masks.assign[(step, layer, 0)]
+            kind = "dense" if kind == "dense" else kind.split("_")[1]
+            dens = masks.density(step, layer)
+            bm = block_mask(masks, step, layer, N)
+            f_out = flex(q, k, v, block_mask=bm)
+            t_flex = bench(lambda: flex(q, k, v, block_mask=bm))[0]
+            frac = float(np.mean([len(masks.head(step, layer, h)[1]) for h in range(H)])) / masks.nb
+            r = dict(shape=name, set=kind, density=dens, reused=frac, cudnn=res["cudnn"], fa2=res["fa2"], flex=t_flex, flops=full * dens)
+            for kern in ("", "mma"):
+                os.environ["CALIB_CUDA_KERNEL"] = kern
+                kname = lib.kernel_name()
+                out.fill_(float("nan"))
+                s = lib.layer(step, layer, q, k, v, out)
+                torch.cuda.synchronize()
+                if kind != "reuse":
+                    err = float((out.float() - f_out.float()).norm() / f_out.float().norm())
+                else:  # reused rows differ from flex by design: compare computed blocks only
+                    err = 0.0
+                    num = den = 0.0
+                    for h in range(H):
+                        _, reuse = masks.head(step, layer, h)
+                        sel = torch.ones(N, dtype=torch.bool, device=dev)
+                        for t in reuse:
+                            sel[t * masks.block:(t + 1) * masks.block] = False
+                        num += float((out[0, h][sel].float() - f_out[0, h][sel].float()).norm() ** 2)
+                        den += float(f_out[0, h][sel].float().norm() ** 2)
+                    err = (num / den) ** 0.5
+                t = bench(lambda: lib.layer(step, layer, q, k, v, out))[0]
+                r["calibc_mma" if kern else "calibc"] = t
+                r[f"err_{kname}"] = err
+                print(f"{name} layer {layer} {kind} density {dens:.3f}: calibc[{kname}] {t:.2f} ms "
+                      f"{full * dens / t / 1e9:.0f} TFLOP/s (status {s}, rel L2 vs flex {err:.1e}); "
+                      f"flex {t_flex:.2f} ms {full * dens / t_flex / 1e9:.0f}", flush=True)
+            r["set"] = {"dense": "dense plan", "cal": "calibrated-like", "reusex": "reuse pair: all computed"}.get(
+                kind, f"reuse {frac:.0%}" if kind == "reuse" else kind)
+            # efficiency from interleaved runs (dense, sparse, dense, ...), so clock drift cancels
+            os.environ["CALIB_CUDA_KERNEL"] = ""
+            fd = lambda: lib.layer(None, 0, q, k, v, out)
+            fs = lambda: lib.layer(step, layer, q, k, v, out)
+            td, ts = [], []
+            for _ in range(max(4, min(15, int(600 / max(res["dense"], 1.0))))):
+                td.append(bench(fd, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+                ts.append(bench(fs, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+            r["eff_interleaved"] = float(np.median(td)) * dens / float(np.median(ts))
+            if kind == "reusex":  # the previous layer is the same plans with the reuses kept
+                fr = rows[-1]["reused"]
+                fp = lambda: lib.layer(step, layer - 1, q, k, v, out)
+                tx, tr = [], []
+                for _ in range(max(6, min(25, int(1500 / max(r["calibc"], 0.1))))):
+                    tx.append(bench(fs, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+                    tr.append(bench(fp, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+                Tx, Tr = float(np.median(tx)), float(np.median(tr))
+                r["reuse_cost"] = (Tr - (1 - fr) * Tx) / (fr * Tx)
+                print(f"{name} reuse pair: all computed {Tx:.3f} ms, {fr:.0%} reused {Tr:.3f} ms: "
+                      f"a reused block costs {r['reuse_cost']:.3f} of a computed one", flush=True)
+            rows.append(r)
+            del bm, f_out
+        del q, k, v, out, ref_dense
+        torch.cuda.empty_cache()
+    os.environ["CALIB_CUDA_KERNEL"] = ""
+
+    def tf(row, key):
+        t = row.get(key)
+        return "—" if t is None or t != t else f"{t:.2f} / {row['flops'] / t / 1e9:.0f}"
+
+    print("\n| shape | set | density | cuDNN ms / TFLOP/s | FA2 | flex | calibc wgmma | calibc mma.sync | calibc / flex | efficiency | efficiency (interleaved) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    dense_t = {r["shape"]: r["calibc"] for r in rows if r["set"] == "dense" and r["flex"] is None}
+    pairs = [f"{r['shape']}: a reused block costs {r['reuse_cost']:.3f} of a computed one (density {r['density']:.2f})"
+             for r in rows if "reuse_cost" in r]
+    for r in rows:
+        ratio = f"{r['calibc'] / r['flex']:.2f}" if r.get("flex") else "—"
+        eff = dense_t[r["shape"]] * r["density"] / r["calibc"] if r.get("calibc") else float("nan")
+        cud = tf(r, "cudnn") if r["flex"] is None else "—"
+        fa2 = tf(r, "fa2") if r["flex"] is None else "—"
+        print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {cud} | {fa2} | {tf(r, 'flex')} | {tf(r, 'calibc')} | "
+              f"{tf(r, 'calibc_mma')} | {ratio} | {eff:.2f} | {r.get('eff_interleaved', float('nan')):.2f} |")
+    for line in pairs:
+        print(line)
+    if jpath:
+        with open(jpath, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

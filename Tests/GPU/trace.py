@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Per-item timeline of CTA 0 of the wgmma kernel, from a build with -DCALIB_CUDA_TRACE
+(Tests/GPU/build.sh DIR -DCALIB_CUDA_TRACE): where the time of one query block goes.
+usage: trace.py DIR.so:masks.json LAYER..."""
+import ctypes, sys
+import numpy as np
+import torch
+from calibcuda import Lib
+
+so, mj = sys.argv[1].split(":")
+lib = Lib(so)
+buf = (ctypes.c_longlong * 1024)()
+B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
+q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+out = torch.empty_like(q)
+for layer in map(int, sys.argv[2:]):
+    for _ in range(3):
+        lib.layer(lib.steps[0], layer, q, k, v, out)
+    torch.cuda.synchronize()
+    lib.lib.calib_cuda_trace_read(buf)
+    t = np.array(buf[:], dtype=np.int64)
+    print(f"layer {layer}: cycles per item of CTA 0: gap | wait Q | first Q K (with the previous block's stores) | "
+          f"loop | epilogue (row sums, packing) | item total; producer Q waits")
+    for wg in range(2):
+        rows = t[wg * 256: wg * 256 + 256].reshape(32, 8)[:, :5]
+        for r in range(1, 12):
+            a = rows[r]
+            if a[0] == 0 or a[4] == 0:
+                break
+            prev_end = rows[r - 1][4]
+            print(f"  wg{wg + 1} item {r}: gap {a[0] - prev_end:6d} waitQ {a[1] - a[0]:6d} firstS {a[2] - a[1]:6d} "
+                  f"loop {a[3] - a[2]:8d} epilogue {a[4] - a[3]:6d} total {a[4] - prev_end:8d}")
+    pr = t[512:768].reshape(64, 4)
+    print("  producer q_empty waits:", [int(pr[r][1] - pr[r][0]) for r in range(1, 10)])

@@ -1,0 +1,122 @@
+"""The Python view of the C ABI of calibc's kernel libraries (`include/calib_kernels.h`).
+
+This is the only place in the package that spells the C interface: the status codes, the dtype
+codes, the `calib_info` struct and the prototypes. `Tests/python/test_abi.py` parses
+`Sources/CalibCodegen/kernels/cpu/include/calib_kernels.h` and fails when anything here differs
+from it, so a change of the header cannot go unnoticed.
+
+ABI 1 (libraries compiled before the layer entries) is still readable: its `calib_info` has a
+`threads` field after `plans`, and it has only the per-head entries.
+"""
+
+import ctypes
+
+ABI_VERSION = 2
+
+# enum calib_status
+STATUS = {
+    "CALIB_OK": 0,
+    "CALIB_ERR_SHAPE": 1,
+    "CALIB_ERR_NO_PLAN": 2,
+    "CALIB_ERR_ARGUMENT": 3,
+    "CALIB_ERR_NO_MEMORY": 4,
+}
+STATUS_TEXT = {
+    1: "shape mismatch (tokens, heads or head_dim differ from the compiled shape)",
+    2: "no plan for this (step, layer, head)",
+    3: "bad argument (null pointer, unknown dtype, or overlapping or overflowing strides)",
+    4: "out of memory",
+}
+
+# enum calib_dtype
+DTYPE = {
+    "CALIB_F32": 0,
+    "CALIB_BF16": 1,
+    "CALIB_F16": 2,
+}
+
+_i32, _i64, _int, _vp, _cp = ctypes.c_int32, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
+_strides = ctypes.POINTER(ctypes.c_int64)  # const int64_t x_strides[3]
+
+
+class Info(ctypes.Structure):
+    """struct calib_info (ABI 2)."""
+    _fields_ = [("abi_version", _i32), ("tokens", _i32), ("head_dim", _i32), ("block", _i32), ("layers", _i32),
+                ("heads", _i32), ("plans", _i32), ("step_count", _i32), ("steps", ctypes.POINTER(_i32)),
+                ("model", _cp), ("mask_sha256", _cp)]
+
+
+class InfoV1(ctypes.Structure):
+    """struct calib_info of ABI 1: `threads` after `plans`."""
+    _fields_ = [("abi_version", _i32), ("tokens", _i32), ("head_dim", _i32), ("block", _i32), ("layers", _i32),
+                ("heads", _i32), ("plans", _i32), ("threads", _i32), ("step_count", _i32),
+                ("steps", ctypes.POINTER(_i32)), ("model", _cp), ("mask_sha256", _cp)]
+
+
+_LAYER_TAIL = [_i64, _i64, _i64, _i64, _strides, _strides, _strides, _strides]
+_HEAD_TAIL = [_i64, _i64, _i64, _i64, _i64, _i64]
+
+# name: (restype, argtypes, first ABI version that has it)
+FUNCTIONS = {
+    "calib_get_info": (ctypes.POINTER(Info), [], 1),
+    "calib_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
+    "calib_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
+    "calib_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
+    "calib_attention": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
+    "calib_attention_bf16": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
+    "calib_dense_attention": (_int, [_vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
+    "calib_dense_attention_bf16": (_int, [_vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
+    "calib_team_size": (_int, [], 1),
+    "calib_isa": (_cp, [], 2),
+}
+
+# struct calib_entry_points: the ABI version, then a pointer to each entry, in this order
+# (the field `x` is the function `calib_x` above).
+ENTRY_POINTS = ["get_info", "attention_layer", "dense_attention_layer", "attention", "attention_bf16",
+                "dense_attention", "dense_attention_bf16", "team_size", "isa", "attention_heads"]
+
+
+class EntryPoints(ctypes.Structure):
+    _fields_ = [("abi_version", _i32)] + [
+        (name, ctypes.CFUNCTYPE(FUNCTIONS["calib_" + name][0], *FUNCTIONS["calib_" + name][1])) for name in ENTRY_POINTS]
+
+
+FUNCTIONS["calib_get_entry_points"] = (ctypes.POINTER(EntryPoints), [], 2)
+
+
+def bind(lib, abi_version):
+    """Sets restype/argtypes of every entry of `lib` that its ABI version has; returns their names."""
+    bound = []
+    for name, (restype, argtypes, since) in FUNCTIONS.items():
+        if abi_version < since or not hasattr(lib, name):
+            continue
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+        bound.append(name)
+    return bound
+
+
+# ---- the CUDA target's library (include/calib_cuda.h) ----
+
+# enum calib_cuda_status: the CPU statuses, plus a refused launch
+CUDA_STATUS = {"CALIB_CUDA_OK": 0, "CALIB_CUDA_ERR_SHAPE": 1, "CALIB_CUDA_ERR_NO_PLAN": 2, "CALIB_CUDA_ERR_ARGUMENT": 3,
+               "CALIB_CUDA_ERR_NO_MEMORY": 4, "CALIB_CUDA_ERR_CUDA": 5}
+CUDA_STATUS_TEXT = {**STATUS_TEXT, 5: "the CUDA runtime refused the launch"}
+
+# enum calib_cuda_dtype
+CUDA_DTYPE = {"CALIB_CUDA_BF16": 1, "CALIB_CUDA_F16": 2}
+
+Strides = ctypes.c_int64 * 3
+
+
+class CudaInfo(ctypes.Structure):
+    """struct calib_cuda_info: the fields of calib_info."""
+    _fields_ = Info._fields_
+
+
+CUDA_FUNCTIONS = {
+    "calib_cuda_get_info": (ctypes.POINTER(CudaInfo), []),
+    "calib_cuda_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_kernel_name": (_cp, [_i64]),
+}

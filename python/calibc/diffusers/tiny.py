@@ -1,0 +1,54 @@
+"""A small, randomly initialised diffusers Wan whose attention looks like a video model's: what
+the example (examples/diffusers/end_to_end.py) and the tests run on, with no downloads.
+
+WanTransformer3DModel from a config (2 layers, 4 heads of 64 dims, 8 latent frames of 32×32 →
+2048 tokens). Random weights give flat attention, so the query and key projections are set the
+way trained video models behave: small weights and a large per-head bias, which after the RMSNorm
+and the 3D rotary embedding makes q·k depend on the position offset — per head mostly along time
+(a spatial head), along height and width (a temporal head), or all three (a local window). The
+"denoising" is a fixed number of transformer calls on latents that drift between steps; prompts
+differ by their noise and text embedding.
+"""
+
+import torch
+from diffusers import WanTransformer3DModel
+
+STEPS, HEADS, HEAD_DIM, LAYERS = 4, 4, 64, 2
+LATENT = (1, 16, 8, 32, 32)  # B, C, F, H, W → 8 × 16 × 16 = 2048 tokens with patch (1, 2, 2)
+TOKENS = 2048
+
+
+def tiny_wan(seed=0):
+    torch.manual_seed(seed)
+    model = WanTransformer3DModel(num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, text_dim=32, freq_dim=32,
+                                  ffn_dim=256, num_layers=LAYERS, rope_max_seq_len=64).eval()
+    # Head h: RoPE sections t (24 dims), h (20), w (20) of head_dim 64; energy per section picks the head type.
+    sections = [(0, 24), (24, 44), (44, 64)]
+    kinds = [(1.0, 0.1, 0.1), (0.1, 1.0, 1.0), (1.0, 1.0, 1.0), (0.6, 0.4, 0.4)]
+    with torch.no_grad():
+        for block in model.blocks:
+            attn = block.attn1
+            bias = torch.zeros(HEADS * HEAD_DIM)
+            for h, energy in enumerate(kinds[:HEADS]):
+                for (lo, hi), e in zip(sections, energy):
+                    bias[h * HEAD_DIM + lo:h * HEAD_DIM + hi:2] = e  # the first of each rotated pair
+            for proj in (attn.to_q, attn.to_k):
+                proj.weight.mul_(0.05)
+                proj.bias.copy_(bias)
+            attn.norm_q.weight.fill_(3.0)
+            attn.norm_k.weight.fill_(3.0)
+    return model
+
+
+def denoise(model, prompt, steps=STEPS, latent=LATENT):
+    """A fixed schedule of transformer calls; returns the last output."""
+    g = torch.Generator().manual_seed(1000 + prompt)
+    latents = torch.randn(latent, generator=g)
+    text = torch.randn(latent[0], 16, 32, generator=g)
+    out = None
+    with torch.no_grad():
+        for step in range(steps):
+            t = torch.tensor([999 - step * 999 // steps] * latent[0])
+            out = model(hidden_states=latents, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+            latents = latents - 0.2 * out
+    return out

@@ -1,0 +1,69 @@
+"""`torch.ops.calibc.attention_layer`: the layer call as a PyTorch custom op.
+
+    out = calibc.attention_layer(q, k, v, "DIR/libcalibkernels.so", step, layer)             # (B, S, H, D)
+    out = calibc.attention_layer(q, k, v, library, step, layer, layout="bhsd")               # (B, H, S, D)
+    torch.compile(fn, fullgraph=True)   # traces through it: the fake kernel gives the output's shape
+
+q, k, v: 4D tensors of one dtype (float32 or bfloat16) and one shape; strided views are fine as
+long as head_dim is contiguous. The output is a new contiguous tensor of q's shape and dtype. The
+op has no autograd formula (inference only). CUDA tensors (bfloat16 or float16) run the CUDA target's
+library (`library` is then its libcalibcuda.so) on the current stream.
+"""
+
+import torch
+
+from .cuda import load_cuda
+from .kernels import LAYOUTS, load
+
+__all__ = ["attention_layer", "dense_attention_layer"]
+
+
+def _check(q, k, v, layout):
+    torch._check(layout in LAYOUTS, lambda: f"layout must be one of {LAYOUTS}, not {layout!r}")
+    torch._check(q.dim() == 4, lambda: f"q: expected a 4D tensor, got {q.dim()}D")
+    torch._check(q.shape == k.shape and q.shape == v.shape, lambda: "q, k and v must have one shape")
+    dtypes = (torch.bfloat16, torch.float16) if q.device.type == "cuda" else (torch.float32, torch.bfloat16)
+    torch._check(q.dtype == k.dtype == v.dtype and q.dtype in dtypes,
+                 lambda: f"q, k and v must all have one of the dtypes {dtypes} on {q.device.type}")
+
+
+@torch.library.custom_op("calibc::attention_layer", mutates_args=(), device_types="cpu")
+def attention_layer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str, step: int, layer: int,
+                    layout: str = "bshd") -> torch.Tensor:
+    _check(q, k, v, layout)
+    out = torch.empty(q.shape, dtype=q.dtype)
+    return load(library).attention_layer(step, layer, q, k, v, out=out, layout=layout)
+
+
+@attention_layer.register_fake
+def _attention_layer_fake(q, k, v, library, step, layer, layout="bshd"):
+    _check(q, k, v, layout)
+    return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+@torch.library.custom_op("calibc::dense_attention_layer", mutates_args=(), device_types="cpu")
+def dense_attention_layer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str,
+                          layout: str = "bshd") -> torch.Tensor:
+    _check(q, k, v, layout)
+    out = torch.empty(q.shape, dtype=q.dtype)
+    return load(library).dense_attention_layer(q, k, v, out=out, layout=layout)
+
+
+@dense_attention_layer.register_fake
+def _dense_attention_layer_fake(q, k, v, library, layout="bshd"):
+    _check(q, k, v, layout)
+    return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+# CUDA tensors (bfloat16 or float16) go to the library `calibc compile --target cuda --shared`
+# builds: `library` names that .so, and the launch runs on torch's current stream.
+@attention_layer.register_kernel("cuda")
+def _attention_layer_cuda(q, k, v, library, step, layer, layout="bshd"):
+    _check(q, k, v, layout)
+    return load_cuda(library).attention_layer(step, layer, q, k, v, layout=layout)
+
+
+@dense_attention_layer.register_kernel("cuda")
+def _dense_attention_layer_cuda(q, k, v, library, layout="bshd"):
+    _check(q, k, v, layout)
+    return load_cuda(library).dense_attention_layer(q, k, v, layout=layout)
