@@ -61,24 +61,6 @@ static void scores_range(const float *q, const float *kt, int64_t tokens, int64_
     }
 }
 
-static void scores(const float *q, const float *kt, int64_t tokens, int64_t d, int64_t padded, int64_t row0,
-                   float scale, float *s) {
-    scores_range(q, kt, tokens, d, padded, row0, 0, padded, scale, s, padded);
-}
-
-/* In place: s[0..tokens) ← 2^(s − max); returns the sum. */
-static double softmax_numerators(float *s, int64_t tokens) {
-    float m = -INFINITY;
-    #pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < tokens; j++) m = fmaxf(m, s[j]);
-    float sum = 0.0f;
-    #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < tokens; j++) {
-        s[j] = calib_exp2f(s[j] - m);
-        sum += s[j];
-    }
-    return sum;
-}
 
 /* Keys are taken in chunks of CHUNK, so the chunk of Kᵀ (d × CHUNK floats: 512 KB at d = 128)
  * stays in cache while every row of the query block is scored against it; each row keeps a
@@ -152,6 +134,9 @@ int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, 
     return failed ? -1 : 0;
 }
 
+/* Key chunks as in calib_block_mass: per row a running max, and the dense and sparse outputs
+ * and their softmax sums rescaled when it grows (as FlashAttention does), so Kᵀ and V stay in
+ * cache over a chunk instead of streaming from memory once per group of rows. */
 int calib_plan_error(const float *q, const float *k, const float *v, int64_t tokens, int64_t d, int64_t block,
                      float scale, const int32_t *row_span, const int32_t *spans, const int32_t *reuse_source,
                      double *squared_error, double *squared_norm) {
@@ -167,44 +152,71 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
     int failed = 0;
     #pragma omp parallel
     {
-        float *s = aligned_alloc(64, sizeof(float) * (size_t)(ROWS * padded));
-        if (!s) {
+        float *s = aligned_alloc(64, sizeof(float) * (size_t)(ROWS * CHUNK));
+        float *od = malloc(sizeof(float) * (size_t)(block * d)), *os = malloc(sizeof(float) * (size_t)(block * d));
+        double *ld = malloc(sizeof(double) * (size_t)block), *ls = malloc(sizeof(double) * (size_t)block);
+        float *top = malloc(sizeof(float) * (size_t)block);
+        const int ok = s && od && os && ld && ls && top;
+        if (!ok) {
             #pragma omp atomic write
             failed = 1;
         }
         #pragma omp for schedule(static, 1)
         for (int64_t qb = 0; qb < blocks; qb++) {
-            if (!s) continue;
-            const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens;
-            for (int64_t i0 = first; i0 < last; i0 += ROWS) {
-                scores(q, kt, tokens, d, padded, i0, scale, s);
-                for (int r = 0; r < ROWS && i0 + r < last; r++) {
-                    float *sr = s + r * padded;
-                    const double total = softmax_numerators(sr, tokens);
-                    float *o = dense + (i0 + r) * d, *os = sparse + (i0 + r) * d;
-                    for (int64_t c = 0; c < d; c++) o[c] = os[c] = 0.0f;
-                    for (int64_t j = 0; j < tokens; j++) {
-                        const float p = sr[j];
+            if (!ok) continue;
+            const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens, rows = last - first;
+            const int computed = reuse_source[qb] < 0;
+            for (int64_t i = 0; i < rows * d; i++) od[i] = os[i] = 0.0f;
+            for (int64_t r = 0; r < rows; r++) ld[r] = ls[r] = 0.0, top[r] = -INFINITY;
+            for (int64_t j0 = 0; j0 < padded; j0 += CHUNK) {
+                const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < tokens ? j1 : tokens) - j0;
+                for (int64_t i0 = first; i0 < last; i0 += ROWS) {
+                    scores_range(q, kt, tokens, d, padded, i0, j0, j1, scale, s, CHUNK);
+                    for (int r = 0; r < ROWS && i0 + r < last; r++) {
+                        float *sr = s + r * CHUNK;
+                        const int64_t row = i0 + r - first;
+                        float *o = od + row * d, *o2 = os + row * d;
+                        float m = top[row];
+                        for (int64_t j = 0; j < valid; j++) m = fmaxf(m, sr[j]);
+                        if (m > top[row]) {
+                            const float f = (float)exp2((double)top[row] - m);
+                            for (int64_t c = 0; c < d; c++) o[c] *= f, o2[c] *= f;
+                            ld[row] *= f, ls[row] *= f;
+                            top[row] = m;
+                        }
                         #pragma omp simd
-                        for (int64_t c = 0; c < d; c++) o[c] += p * v[j * d + c];
-                    }
-                    for (int64_t c = 0; c < d; c++) o[c] = (float)(o[c] / total);
-                    if (reuse_source[qb] >= 0) continue;
-                    double kept = 0.0;
-                    for (int32_t sp = row_span[qb]; sp < row_span[qb + 1]; sp++) {
-                        const int64_t end = (int64_t)spans[2 * sp + 1] * block < tokens ? (int64_t)spans[2 * sp + 1] * block : tokens;
-                        for (int64_t j = (int64_t)spans[2 * sp] * block; j < end; j++) {
+                        for (int64_t j = 0; j < valid; j++) sr[j] = calib_exp2f(sr[j] - m);
+                        for (int64_t j = 0; j < valid; j++) {
                             const float p = sr[j];
-                            kept += p;
+                            const float *vj = v + (j0 + j) * d;
+                            ld[row] += p;
                             #pragma omp simd
-                            for (int64_t c = 0; c < d; c++) os[c] += p * v[j * d + c];
+                            for (int64_t c = 0; c < d; c++) o[c] += p * vj[c];
+                        }
+                        if (!computed) continue;
+                        for (int32_t sp = row_span[qb]; sp < row_span[qb + 1]; sp++) {
+                            int64_t a0 = (int64_t)spans[2 * sp] * block - j0, a1 = (int64_t)spans[2 * sp + 1] * block - j0;
+                            if (a0 < 0) a0 = 0;
+                            if (a1 > valid) a1 = valid;
+                            for (int64_t j = a0; j < a1; j++) {
+                                const float p = sr[j];
+                                const float *vj = v + (j0 + j) * d;
+                                ls[row] += p;
+                                #pragma omp simd
+                                for (int64_t c = 0; c < d; c++) o2[c] += p * vj[c];
+                            }
                         }
                     }
-                    for (int64_t c = 0; c < d; c++) os[c] = (float)(os[c] / kept);
+                }
+            }
+            for (int64_t row = 0; row < rows; row++) {
+                for (int64_t c = 0; c < d; c++) {
+                    dense[(first + row) * d + c] = (float)(od[row * d + c] / ld[row]);
+                    if (computed) sparse[(first + row) * d + c] = (float)(os[row * d + c] / ls[row]);
                 }
             }
         }
-        free(s);
+        free(s), free(od), free(os), free(ld), free(ls), free(top);
     }
     double err = 0.0, norm = 0.0;
     for (int64_t qb = 0; qb < blocks; qb++) {

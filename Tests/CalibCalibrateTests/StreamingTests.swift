@@ -1,6 +1,8 @@
 import CCalibrate
 import CalibCalibrate
 import CalibFrontend
+import CalibIR
+import CalibRuntime
 import CalibSafetensors
 import CalibSupport
 import CalibSynth
@@ -366,5 +368,40 @@ final class StreamingTests: XCTestCase {
             for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "M[\(qb)][\(kb)]") }
         }
         XCTAssertGreaterThan(m[8], 0.05)  // the planted key carries real mass for block 0
+    }
+
+    /// The plan-error kernel across key chunks against float64 attention: kept spans that cross
+    /// chunk edges, a reused block, a partial last block.
+    func testPlanErrorAcrossKeyChunks() {
+        var rng = SplitMix64(seed: 23)
+        let (n, d, block) = (2100, 8, 250)
+        let q = rng.floats(n * d, scale: 1.5), k = rng.floats(n * d, scale: 1.5), v = rng.floats(n * d)
+        var rows: [Row] = (0..<9).map { qb in
+            let (lo, hi) = (max(0, qb - 1), min(9, qb + 2))
+            return .compute(hi < 8 ? [Span(lo, hi), Span(8, 9)] : [Span(lo, 9)])
+        }
+        rows[5] = .reuse(3)
+        let plan = Plan(name: "p", rows: rows)
+        var rowSpan: [Int32] = [0], spans: [Int32] = [], reuse: [Int32] = []
+        for row in plan.rows {
+            switch row {
+            case .compute(let ss): spans += ss.flatMap { [Int32($0.start), Int32($0.end)] }; reuse.append(-1)
+            case .reuse(let source): reuse.append(Int32(source))
+            }
+            rowSpan.append(Int32(spans.count / 2))
+        }
+        var err = 0.0, norm = 0.0
+        XCTAssertEqual(calib_plan_error(q, k, v, Int64(n), Int64(d), Int64(block), Float(1 / Double(d).squareRoot()),
+                                        rowSpan, spans, reuse, &err, &norm), 0)
+        let dense = Reference.attention(q: q, k: k, v: v, tokens: n, headDim: d)
+        let sparse = Reference.attention(of: plan, q: q, k: k, v: v, tokens: n, headDim: d, block: block)
+        var e = 0.0, nn = 0.0
+        for i in 0..<(n * d) {
+            e += (sparse[i] - dense[i]) * (sparse[i] - dense[i])
+            nn += dense[i] * dense[i]
+        }
+        XCTAssertEqual(norm, nn, accuracy: 1e-4 * nn)
+        XCTAssertEqual((err / norm).squareRoot(), (e / nn).squareRoot(), accuracy: 1e-5)
+        XCTAssertGreaterThan(e / nn, 1e-3)  // the plan drops real mass
     }
 }
