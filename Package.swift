@@ -65,7 +65,7 @@ let package = Package(
             linkerSettings: openMPLink
         ),
         .target(name: "CalibCalibrate", dependencies: ["CalibIR", "CalibFrontend", "CalibPictures", "CalibSafetensors", "CalibSupport", "CCalibrate"]),
-        .target(name: "CalibSynth", dependencies: ["CalibIR", "CalibSafetensors", "CalibSupport"]),
+        .target(name: "CalibSynth", dependencies: ["CalibIR", "CalibSafetensors", "CalibSupport", "CCalibrate"]),
         .executableTarget(
             name: "calibc",
             dependencies: ["CalibDriver", "CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibPictures", "CalibSupport", "CalibSynth"]

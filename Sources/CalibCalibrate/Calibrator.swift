@@ -13,8 +13,27 @@ public struct CalibrationOptions: Sendable {
     public enum Selection: Sendable, Equatable {
         /// Per query block, the fewest key blocks holding this fraction of its mass, on every input.
         case mass(Double)
+        /// The same with a threshold per step: ε(t) = A + (C − A)·exp(−k·t/T).
+        case schedule(MassSchedule)
         /// Per head, the most massive tiles up to this fraction of all tiles.
         case density(Double)
+
+        /// The selection one step uses; a schedule becomes its step's `.mass`.
+        public func at(step: Int, lastRecordedStep: Int) -> Selection {
+            if case .schedule(let s) = self { return .mass(s.threshold(step: step, lastRecordedStep: lastRecordedStep)) }
+            return self
+        }
+
+        /// As a calibration state records it (a schedule with its T resolved).
+        public func text(lastRecordedStep: Int) -> String {
+            switch self {
+            case .mass(let t): return "mass \(t)"
+            case .density(let r): return "density \(r)"
+            case .schedule(var s):
+                s.lastStep = s.lastStep ?? max(1, lastRecordedStep)
+                return "mass-schedule \(s)"
+            }
+        }
     }
 
     public var block = 64
@@ -34,6 +53,7 @@ public struct CalibrationOptions: Sendable {
         switch selection {
         case .mass(let t): fractions = [("--mass", t)]
         case .density(let r): fractions = [("--density", r)]
+        case .schedule(let s): fractions = [("--mass-schedule A", s.final), ("--mass-schedule C", s.initial)]
         }
         for (name, x) in fractions + [("--stability-drop", stabilityDrop), ("--reuse-tolerance", reuseTolerance)] {
             guard x >= 0, x <= 1 else { throw CalibrationError(message: "\(name) must be in [0, 1], got \(x)") }
@@ -50,8 +70,9 @@ public struct CalibrationError: Error, CustomStringConvertible {
 public struct HeadReport: Sendable {
     public var step: Int, layer: Int, head: Int
     public var density: Double
-    /// Mass kept on the worst calibration input by the mask of the other inputs (nil with one input).
-    public var leaveOneOutMass: Double?
+    /// The most mass a calibration input loses when the mask is built from the other inputs only:
+    /// what the stability rule compares with `stabilityDrop` (nil with one input).
+    public var leaveOneOutDrop: Double?
     public var dense: Bool
     public var reusedBlocks: Int
     /// Mean over held-out inputs; nil without any.
@@ -68,76 +89,198 @@ public struct Calibration: Sendable {
 }
 
 public enum Calibrator {
+    /// Calibrates on `calibration` and checks on `holdout`: the inputs are folded one at a time
+    /// into a `CalibrationState` (`fold`), whose plans are then decided and checked (`finish`).
     public static func run(calibration: [Recording], holdout: [Recording], options: CalibrationOptions,
                            progress: (Int, Int) -> Void = { _, _ in }) throws -> Calibration {
-        guard let first = calibration.first else { throw CalibrationError(message: "no calibration recordings given") }
-        for r in calibration + holdout {
+        let perHead = calibration.count + holdout.count
+        let state = try fold(calibration, options: options) { done, units in progress(done, units / calibration.count * perHead) }
+        let folded = state.shape.dispatchCount * calibration.count
+        return try finish(state, holdout: holdout, options: options) { done, units in progress(folded + done, folded + units) }
+    }
+
+    /// The shape every recording shares, checked.
+    static func shape(_ recordings: [Recording], options: CalibrationOptions) throws -> Shape {
+        guard let first = recordings.first else { throw CalibrationError(message: "no calibration recordings given") }
+        for r in recordings {
             guard r.steps == first.steps, r.layers == first.layers, r.heads == first.heads, r.tokens == first.tokens,
                   r.headDim == first.headDim, r.scale == first.scale else {
                 throw CalibrationError(message: "\(r.file.path): steps, layers or (heads, tokens, head_dim) differ from \(first.file.path)")
             }
         }
         try options.validate()
+        if case .schedule(let s) = options.selection, let t = s.lastStep, let last = first.steps.last, last > t {
+            throw CalibrationError(message: "--mass-schedule \(s): T = \(t), but the recordings hold step \(last); T is the last step index")
+        }
         let shape = Shape(tokens: first.tokens, headDim: first.headDim, block: options.block, layers: first.layers,
                           heads: first.heads, steps: first.steps)
-        let blocks = shape.blocks
-        guard blocks <= Frontend.maxBlocks else { throw CalibrationError(message: "\(blocks) blocks per side exceeds \(Frontend.maxBlocks)") }
+        guard shape.blocks <= Frontend.maxBlocks else { throw CalibrationError(message: "\(shape.blocks) blocks per side exceeds \(Frontend.maxBlocks)") }
+        return shape
+    }
 
-        var plans: [Plan] = []
-        var planIndex: [[Row]: Int] = [:]
-        var dispatch = [Int](repeating: 0, count: shape.dispatchCount)
+    /// Folds the recordings, one input at a time per head, into a new state.
+    public static func fold(_ recordings: [Recording], options: CalibrationOptions,
+                            progress: (Int, Int) -> Void = { _, _ in }) throws -> CalibrationState {
+        let shape = try shape(recordings, options: options)
+        let first = recordings[0]
+        let lastStep = shape.steps.last!
+        var state = CalibrationState(shape: shape, model: first.model, layout: first.layout, scale: first.scale,
+                                     selection: options.selection.text(lastRecordedStep: lastStep))
+        let units = shape.dispatchCount * recordings.count
+        var done = 0
+        for (s, step) in shape.steps.enumerated() {
+            let selection = options.selection.at(step: step, lastRecordedStep: lastStep)
+            for layer in 0..<shape.layers {
+                for head in 0..<shape.heads {
+                    let d = shape.dispatchIndex(stepIndex: s, layer: layer, head: head)
+                    for (i, r) in recordings.enumerated() {
+                        let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block)
+                        state.heads[d].fold(mass: m, selected: select(m, blocks: shape.blocks, selection), input: i)
+                        done += 1
+                        progress(done, units)
+                    }
+                }
+            }
+        }
+        state.inputs = recordings.count
+        return state
+    }
+
+    /// Plans from a state (the stability and reuse rules of `options`), checked on `holdout`.
+    public static func finish(_ state: CalibrationState, holdout: [Recording], options: CalibrationOptions,
+                              progress: (Int, Int) -> Void = { _, _ in }) throws -> Calibration {
+        let shape = state.shape
+        for r in holdout {
+            guard r.steps == shape.steps, r.layers == shape.layers, r.heads == shape.heads, r.tokens == shape.tokens,
+                  r.headDim == shape.headDim, r.scale == state.scale else {
+                throw CalibrationError(message: "\(r.file.path): steps, layers or (heads, tokens, head_dim) differ from the calibration inputs")
+            }
+        }
+        var plans = Plans()
         var reports: [HeadReport] = []
-        let units = shape.dispatchCount * (calibration.count + holdout.count)
+        let units = shape.dispatchCount * holdout.count
         var done = 0
         for (s, step) in shape.steps.enumerated() {
             for layer in 0..<shape.layers {
                 for head in 0..<shape.heads {
-                    var masses: [[Float]] = []
-                    for r in calibration {
-                        masses.append(try blockMass(r, step: step, layer: layer, head: head, block: options.block))
-                        done += 1
-                        progress(done, units)
-                    }
-                    var (plan, report) = decide(masses: masses, blocks: blocks, partialLast: shape.tokens % options.block != 0,
-                                                options: options)
-                    plan.name = report.dense ? "dense" : "s\(step)_l\(layer)_h\(head)"  // named by its first user
+                    let h = state.head(stepIndex: s, layer: layer, head: head)
+                    var (plan, report) = decide(h, inputs: state.inputs, partialLast: shape.tokens % shape.block != 0, options: options)
                     (report.step, report.layer, report.head) = (step, layer, head)
-                    if !holdout.isEmpty {
-                        // Output error needs q and k; recordings reduced to block mass give kept mass only.
-                        var mass = 0.0, error = 0.0, extra = 0.0, withOutputs = 0
-                        for (i, r) in holdout.enumerated() {
-                            let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block)
-                            mass += keptMass(plan, m, blocks: blocks)
-                            if r.massBlock == nil {
-                                let e = try planError(plan, r, step: step, layer: layer, head: head, block: options.block, seed: UInt64(i))
-                                error += e
-                                withOutputs += 1
-                                if !plan.reusedRows.isEmpty {
-                                    extra += e - (try planError(withoutReuse(plan, masses: masses, options: options), r, step: step,
-                                                                layer: layer, head: head, block: options.block, seed: UInt64(i)))
-                                }
-                            }
-                            done += 1
-                            progress(done, units)
-                        }
-                        let n = Double(withOutputs)
-                        report.heldOutMass = mass / Double(holdout.count)
-                        report.heldOutError = withOutputs > 0 ? error / n : nil
-                        report.reuseExtraError = plan.reusedRows.isEmpty || withOutputs == 0 ? nil : extra / n
-                    }
-                    let index = planIndex[plan.rows] ?? plans.count
-                    if index == plans.count {
-                        planIndex[plan.rows] = index
-                        plans.append(plan)
-                    }
-                    dispatch[shape.dispatchIndex(stepIndex: s, layer: layer, head: head)] = index
+                    try check(plan, union: h.union, holdout: holdout, step: step, layer: layer, head: head, block: shape.block,
+                              report: &report) { done += 1; progress(done, units) }
+                    plans.add(plan, dense: report.dense, step: step, layer: layer, head: head)
                     reports.append(report)
                 }
             }
         }
-        let program = Program(model: first.model, shape: shape, plans: plans, dispatch: dispatch,
-                              sourceHash: "")
-        return Calibration(program: program, layout: first.layout, heads: reports)
+        return Calibration(program: Program(model: state.model, shape: shape, plans: plans.plans, dispatch: plans.dispatch,
+                                            sourceHash: ""),
+                           layout: state.layout, heads: reports)
+    }
+
+    /// Unique plans in order of first use, each named by its first user.
+    struct Plans {
+        var plans: [Plan] = []
+        var index: [[Row]: Int] = [:]
+        var dispatch: [Int] = []
+
+        mutating func add(_ plan: Plan, dense: Bool, step: Int, layer: Int, head: Int) {
+            var p = plan
+            p.name = dense ? "dense" : "s\(step)_l\(layer)_h\(head)"
+            let i = index[p.rows] ?? plans.count
+            if i == plans.count {
+                index[p.rows] = i
+                plans.append(p)
+            }
+            dispatch.append(i)
+        }
+    }
+
+    /// The plan of one head from its streaming state.
+    public static func decide(_ h: HeadState, inputs: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
+        let blocks = h.blocks
+        var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
+        if inputs > 1 {
+            let drop = h.worstDrop
+            report.leaveOneOutDrop = drop
+            report.dense = drop > options.stabilityDrop
+        }
+        if report.dense {
+            report.density = 1
+            return (Plan(name: "dense", rows: Array(repeating: .compute([Span(0, blocks)]), count: blocks)), report)
+        }
+        var rows: [Row] = h.union.map { .compute(Span.runs($0)) }
+        if options.reuseTolerance > 0 {
+            var representatives: [Int] = []
+            for q in 0..<blocks {
+                if let source = representatives.first(where: { Double(h.distance($0, q)) <= options.reuseTolerance }) {
+                    rows[q] = .reuse(source)
+                } else if !(partialLast && q == blocks - 1) {
+                    representatives.append(q)
+                }
+            }
+        }
+        let plan = Plan(name: "", rows: rows)
+        report.reusedBlocks = plan.reusedRows.count
+        report.density = plan.density(blocks: blocks)
+        return (plan, report)
+    }
+
+    /// Held-out figures of one head's plan; `union` gives reused blocks their own selection for
+    /// the "reuse extra" comparison. Calls `tick` once per held-out input.
+    static func check(_ plan: Plan, union: [Set<Int>], holdout: [Recording], step: Int, layer: Int, head: Int, block: Int,
+                      report: inout HeadReport, tick: () -> Void) throws {
+        guard !holdout.isEmpty else { return }
+        let blocks = plan.rows.count
+        // Output error needs q and k; recordings reduced to block mass give kept mass only.
+        var mass = 0.0, error = 0.0, extra = 0.0, withOutputs = 0
+        for (i, r) in holdout.enumerated() {
+            let m = try blockMass(r, step: step, layer: layer, head: head, block: block)
+            mass += keptMass(plan, m, blocks: blocks)
+            if r.massBlock == nil {
+                let e = try planError(plan, r, step: step, layer: layer, head: head, block: block, seed: UInt64(i))
+                error += e
+                withOutputs += 1
+                if !plan.reusedRows.isEmpty {
+                    extra += e - (try planError(withoutReuse(plan, union: union), r, step: step, layer: layer, head: head,
+                                                block: block, seed: UInt64(i)))
+                }
+            }
+            tick()
+        }
+        let n = Double(withOutputs)
+        report.heldOutMass = mass / Double(holdout.count)
+        report.heldOutError = withOutputs > 0 ? error / n : nil
+        report.reuseExtraError = plan.reusedRows.isEmpty || withOutputs == 0 ? nil : extra / n
+    }
+
+    /// The batch reference: every input's block mass of a head held at once, and the rules
+    /// applied to them directly (docs/calibration.md). `run` must give the same plans.
+    public static func runBatch(calibration: [Recording], holdout: [Recording], options: CalibrationOptions) throws -> Calibration {
+        let shape = try shape(calibration, options: options)
+        var plans = Plans()
+        var reports: [HeadReport] = []
+        for step in shape.steps {
+            let selection = options.selection.at(step: step, lastRecordedStep: shape.steps.last!)
+            for layer in 0..<shape.layers {
+                for head in 0..<shape.heads {
+                    let masses = try calibration.map { try blockMass($0, step: step, layer: layer, head: head, block: options.block) }
+                    var o = options
+                    o.selection = selection
+                    var (plan, report) = decide(masses: masses, blocks: shape.blocks, partialLast: shape.tokens % options.block != 0, options: o)
+                    (report.step, report.layer, report.head) = (step, layer, head)
+                    let selections = masses.map { select($0, blocks: shape.blocks, selection) }
+                    let union = (0..<shape.blocks).map { q in selections.reduce(Set<Int>()) { $0.union($1[q]) } }
+                    try check(plan, union: union, holdout: holdout, step: step, layer: layer, head: head, block: options.block,
+                              report: &report) {}
+                    plans.add(plan, dense: report.dense, step: step, layer: layer, head: head)
+                    reports.append(report)
+                }
+            }
+        }
+        return Calibration(program: Program(model: calibration[0].model, shape: shape, plans: plans.plans, dispatch: plans.dispatch,
+                                            sourceHash: ""),
+                           layout: calibration[0].layout, heads: reports)
     }
 
     /// masks.json of a calibration, checked by the frontend `compile` uses: calibrate never
@@ -152,20 +295,19 @@ public enum Calibrator {
         return text
     }
 
-    /// The plan of one head from its block masses on the calibration inputs.
+    /// The batch rules on one head's block masses (`options.selection` already resolved to its step).
     public static func decide(masses: [[Float]], blocks: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
         let selections = masses.map { select($0, blocks: blocks, options.selection) }
         let union = (0..<blocks).map { q in selections.reduce(Set<Int>()) { $0.union($1[q]) } }
-        var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutMass: nil, dense: false, reusedBlocks: 0)
+        var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
         if masses.count > 1 {
-            var worst = Double.infinity, worstDrop = 0.0
+            var worstDrop = 0.0
             for (i, m) in masses.enumerated() {
                 let others = (0..<blocks).map { q in selections.indices.filter { $0 != i }.reduce(Set<Int>()) { $0.union(selections[$1][q]) } }
                 let loo = mass(m, others, blocks: blocks), all = mass(m, union, blocks: blocks)
-                worst = min(worst, loo)
                 worstDrop = max(worstDrop, all - loo)
             }
-            report.leaveOneOutMass = worst
+            report.leaveOneOutDrop = worstDrop
             report.dense = worstDrop > options.stabilityDrop
         }
         if report.dense {
@@ -217,6 +359,8 @@ public enum Calibrator {
                 if kept[t / blocks].insert(t % blocks).inserted { count += 1 }
             }
             return kept
+        case .schedule:
+            preconditionFailure("a schedule is resolved to its step's .mass before selecting")
         }
     }
 
@@ -238,14 +382,10 @@ public enum Calibrator {
         (0..<blocks).reduce(0.0) { $0 + Double(abs(m[a * blocks + $1] - m[b * blocks + $1])) }
     }
 
-    /// The plan with its reused blocks computed from their own selections instead.
-    static func withoutReuse(_ plan: Plan, masses: [[Float]], options: CalibrationOptions) -> Plan {
-        let blocks = plan.rows.count
-        let selections = masses.map { select($0, blocks: blocks, options.selection) }
+    /// The plan with its reused blocks computed from their own selections (the union) instead.
+    static func withoutReuse(_ plan: Plan, union: [Set<Int>]) -> Plan {
         var p = plan
-        for q in plan.reusedRows {
-            p.rows[q] = .compute(Span.runs(selections.reduce(Set<Int>()) { $0.union($1[q]) }))
-        }
+        for q in plan.reusedRows { p.rows[q] = .compute(Span.runs(union[q])) }
         return p
     }
 

@@ -34,14 +34,14 @@ public enum HTMLReport {
             density 0, dark blue 1.</p>
             <img src="\(png(Pictures.overview(c.program, size: 4 * s.heads)))" alt="density overview" style="width: 480px">
             <h2>Per head</h2>
-            <table><tr><th>step</th><th>layer</th><th>head</th><th>plan</th><th>density</th><th>leave-one-out mass</th>
+            <table><tr><th>step</th><th>layer</th><th>head</th><th>plan</th><th>density</th><th>leave-one-out drop</th>
             <th>dense (unstable)</th><th>reused blocks</th><th>held-out mass</th><th>held-out error</th><th>reuse extra error</th></tr>
 
             """
         for h in c.heads {
             let plan = c.program.plan(stepIndex: s.steps.firstIndex(of: h.step)!, layer: h.layer, head: h.head)
             out += "<tr\(h.dense ? " class=\"dense\"" : "")><td>\(h.step)</td><td>\(h.layer)</td><td>\(h.head)</td><td>@\(esc(plan.name))</td>"
-            out += "<td>\(f(h.density, "%.3f"))</td><td>\(f(h.leaveOneOutMass, "%.3f"))</td><td>\(h.dense ? "yes" : "no")</td>"
+            out += "<td>\(f(h.density, "%.3f"))</td><td>\(f(h.leaveOneOutDrop, "%.3f"))</td><td>\(h.dense ? "yes" : "no")</td>"
             out += "<td>\(h.reusedBlocks)</td><td>\(f(h.heldOutMass, "%.3f"))</td><td>\(f(h.heldOutError, "%.2e"))</td>"
             out += "<td>\(f(h.reuseExtraError, "%.1e"))</td></tr>\n"
         }

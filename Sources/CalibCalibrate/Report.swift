@@ -5,18 +5,18 @@ import Foundation
 
 public enum CalibrationReport {
     /// One line under the table: what each column means (docs/calibration.md has the rules).
-    public static let legend = "density: kept tiles; loo mass: kept on the worst input by the others' mask; dense: unstable, "
+    public static let legend = "density: kept tiles; loo drop: the most mass an input loses under the others' mask; dense: unstable, "
         + "computed fully; reused: query blocks copied; reuse extra: held-out error added by reuse (docs/calibration.md)\n"
 
     public static func text(_ c: Calibration, calibrationInputs: Int, holdoutInputs: Int) -> String {
         let s = c.program.shape
         var out = "calibrated \(s.dispatchCount) (step, layer, head) on \(calibrationInputs) inputs, checked on \(holdoutInputs) held out; "
         out += "tokens \(s.tokens), block \(s.block) (\(s.blocks)×\(s.blocks))\n\n"
-        out += "step layer head  density  loo mass  dense  reused  held-out mass  held-out error  reuse extra\n"
+        out += "step layer head  density  loo drop  dense  reused  held-out mass  held-out error  reuse extra\n"
         func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "-" }
         for h in c.heads {
             out += String(format: "%4d %5d %4d  %7.3f  %8@  %5@  %6d  %13@  %14@  %11@\n", h.step, h.layer, h.head, h.density,
-                          f(h.leaveOneOutMass, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
+                          f(h.leaveOneOutDrop, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
                           f(h.heldOutError, "%.2e"), f(h.reuseExtraError, "%.1e"))
         }
         out += legend

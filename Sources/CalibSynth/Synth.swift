@@ -15,6 +15,7 @@
 // - an input-dependent head that sends most of its mass to a patch whose position changes
 //   per prompt: no static mask serves it, and calibration must find that out.
 
+import CCalibrate
 import CalibIR
 import CalibSupport
 import CalibSafetensors
@@ -30,9 +31,27 @@ public struct SynthConfig: Sendable {
     /// Strength of the prompt-dependent content; 0 leaves pure positional heads.
     public var content = 1.0
 
+    /// When set, recordings hold block mass in blocks of this many tokens (`.mass` tensors,
+    /// docs/recordings.md) instead of raw q and k: what a recorder writes at full resolution.
+    public var massBlock: Int?
+    public var model = "synthetic-video-dit"
+
     public init() {}
 
+    /// Wan 2.1 1.3B at 480p: 21 latent frames of 30 × 52 tokens (32,760), head_dim 128; by
+    /// default one layer of the six head kinds at steps 0, 20, 40 (the model has 30 × 12 × 50).
+    public static func wan13b480p() -> SynthConfig {
+        var c = SynthConfig()
+        (c.frames, c.height, c.width, c.layers, c.model) = (21, 30, 52, 1, "synthetic-wan2.1-1.3b-480p")
+        return c
+    }
+
     public var tokens: Int { frames * height * width }
+}
+
+public struct SynthError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
 
 public enum HeadKind: String, CaseIterable, Sendable {
@@ -46,26 +65,49 @@ public enum Synth {
     }
 
     /// Writes `prompt0.safetensors` … into `dir`; prompt p differs only by its seed.
-    public static func write(_ config: SynthConfig, prompts: Int, seed: UInt64, to dir: String,
+    /// `first` skips prompts: `first: 2, prompts: 1` writes only prompt2.safetensors.
+    public static func write(_ config: SynthConfig, prompts: Int, first: Int = 0, seed: UInt64, to dir: String,
                              progress: (Int, Int) -> Void = { _, _ in }) throws -> [String] {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var paths: [String] = []
         let total = prompts * config.steps.count * config.layers
         var done = 0
-        for p in 0..<prompts {
+        for p in first..<(first + prompts) {
             var writer = SafetensorsWriter()
-            writer.metadata = ["format": "calibc-recording/1", "model": "synthetic-video-dit", "frames": "\(config.frames)",
+            writer.metadata = ["format": "calibc-recording/1", "model": config.model, "frames": "\(config.frames)",
                                "height": "\(config.height)", "width": "\(config.width)", "text_tokens": "0",
                                "prompt": "\(p)", "seed": "\(seed)"]
             for (s, step) in config.steps.enumerated() {
                 for layer in 0..<config.layers {
                     let (q, k) = queriesAndKeys(config, prompt: p, seed: seed, stepIndex: s, layer: layer)
                     let shape = [config.heads, config.tokens, config.headDim]
-                    writer.add("step\(step).layer\(layer).q", q, shape: shape, as: .bf16)
-                    writer.add("step\(step).layer\(layer).k", k, shape: shape, as: .bf16)
+                    if let block = config.massBlock {
+                        // As the recorder would: bf16 q and k reduced to block mass, never stored.
+                        let blocks = (config.tokens + block - 1) / block, per = config.tokens * config.headDim
+                        var mass: [Float] = []
+                        for h in 0..<config.heads {
+                            let qh = q[(h * per)..<((h + 1) * per)].map { BFloat16($0).float }
+                            let kh = k[(h * per)..<((h + 1) * per)].map { BFloat16($0).float }
+                            var m = [Float](repeating: 0, count: blocks * blocks)
+                            guard calib_block_mass(qh, kh, Int64(config.tokens), Int64(config.headDim), Int64(block),
+                                                   Float(1 / Double(config.headDim).squareRoot()), &m) == 0 else {
+                                throw SynthError(message: "out of memory measuring block mass")
+                            }
+                            mass += m
+                        }
+                        writer.add("step\(step).layer\(layer).mass", mass, shape: [config.heads, blocks, blocks], as: .f32)
+                    } else {
+                        writer.add("step\(step).layer\(layer).q", q, shape: shape, as: .bf16)
+                        writer.add("step\(step).layer\(layer).k", k, shape: shape, as: .bf16)
+                    }
                     done += 1
                     progress(done, total)
                 }
+            }
+            if let block = config.massBlock {
+                writer.metadata["mass_block"] = "\(block)"
+                writer.metadata["tokens"] = "\(config.tokens)"
+                writer.metadata["head_dim"] = "\(config.headDim)"
             }
             let path = (dir as NSString).appendingPathComponent("prompt\(p).safetensors")
             try writer.write(to: path)

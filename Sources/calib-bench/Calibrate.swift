@@ -5,6 +5,19 @@ import CalibIR
 import CalibSynth
 import Foundation
 
+/// Resets the peak resident size the kernel keeps for this process (Linux ≥ 4.0), so a later
+/// `peakResidentMiB()` covers only what ran in between.
+func resetPeakResident() {
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+}
+
+/// VmHWM: the peak resident size since the last reset.
+func peakResidentMiB() -> Double {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+    return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? peakMemoryMiB()
+}
+
 func benchCalibrate() throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calib-bench-\(getpid())").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -58,4 +71,81 @@ func benchCalibrate() throws {
         o.reuseTolerance = tol
         try row("--reuse-tolerance \(tol)", o)
     }
+
+    // The threshold schedule against constants, per step (steps 0, 20, 40; step 0 attends more broadly).
+    print("\nthreshold per step: constant --mass against --mass-schedule wan (T = 40: ε = 0.990, 0.847, 0.840)")
+    print("option                     step  threshold  density  dense  held-out mass  held-out error  worst head")
+    var rows: [(String, CalibrationOptions.Selection)] = [0.84, 0.9, 0.95, 0.99].map { ("--mass \($0)", .mass($0)) }
+    rows.append(("--mass-schedule wan", .schedule(.wan)))
+    for (label, selection) in rows {
+        var o = CalibrationOptions()
+        o.selection = selection
+        let c = try Calibrator.run(calibration: calibration, holdout: holdout, options: o)
+        for step in config.steps {
+            let hs = c.heads.filter { $0.step == step }
+            let n = Double(hs.count)
+            let tau = selection.at(step: step, lastRecordedStep: config.steps.last!)
+            guard case .mass(let t) = tau else { continue }
+            print(label.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: " %4d  %9.3f  %7.3f  %5d  %13.3f  %14.2e  %10.2e", step, t,
+                  hs.reduce(0) { $0 + $1.density } / n, hs.filter(\.dense).count, hs.reduce(0) { $0 + $1.heldOutMass! } / n,
+                  hs.reduce(0) { $0 + $1.heldOutError! } / n, hs.map { $0.heldOutError! }.max()!))
+        }
+    }
+
+    // Streaming: one state per prompt, merged, against one run over both.
+    let stateDir = dir + "/states"
+    try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+    var foldTime = 0.0
+    for (i, r) in calibration.enumerated() {
+        foldTime += try seconds { try Calibrator.fold([r], options: CalibrationOptions()).write(to: "\(stateDir)/\(i).safetensors") }
+    }
+    var merged: CalibrationState?
+    let mergeTime = try seconds {
+        var m = try CalibrationState(path: "\(stateDir)/0.safetensors")
+        try m.merge(try CalibrationState(path: "\(stateDir)/1.safetensors"), file: "1", into: "0")
+        merged = m
+    }
+    let fromStates = try Calibrator.finish(merged!, holdout: [], options: CalibrationOptions())
+    let batch = try Calibrator.runBatch(calibration: calibration, holdout: [], options: CalibrationOptions())
+    let stateBytes = (try FileManager.default.attributesOfItem(atPath: "\(stateDir)/0.safetensors")[.size] as? Int) ?? 0
+    print(String(format: "\nstreaming: fold + write one state per prompt %.2f s for 2, state file %.2f MB each (any number of prompts), "
+                 + "read + merge %.3f s; masks %@ the batch path's", foldTime, Double(stateBytes) / 1e6, mergeTime,
+                 fromStates.program.plans == batch.program.plans && fromStates.program.dispatch == batch.program.dispatch ? "equal" : "DIFFER FROM"))
+
+    try benchCalibrateWan(dir: dir + "/wan")
+}
+
+/// Calibration at Wan 2.1 1.3B 480p's sequence length (32,760 tokens): one layer, six heads (one
+/// of each kind), step 20, two prompts as raw q/k, a third held out as block mass (kept mass only:
+/// the output-error check is not chunked and costs about 100 s per head here).
+func benchCalibrateWan(dir: String) throws {
+    var config = SynthConfig.wan13b480p()
+    (config.steps, config.stepGain) = ([20], [1])
+    let synthTime = try seconds {
+        _ = try Synth.write(config, prompts: 2, seed: 1, to: dir + "/qk")
+    }
+    var massConfig = config
+    massConfig.massBlock = 128
+    _ = try Synth.write(massConfig, prompts: 1, first: 2, seed: 1, to: dir + "/mass")
+    let calibration = try [0, 1].map { try Recording(path: "\(dir)/qk/prompt\($0).safetensors") }
+    let holdout = [try Recording(path: "\(dir)/mass/prompt2.safetensors")]
+    var options = CalibrationOptions()
+    options.block = 128
+    print("\nWan 2.1 1.3B 480p shape: 21×30×52 = \(config.tokens) tokens, head_dim 128, blocks of 128 (256×256), "
+          + "\(config.layers) layer × \(config.heads) heads × \(config.steps.count) step, q/k of 2 prompts written in \(String(format: "%.1f", synthTime)) s")
+    resetPeakResident()
+    var state: CalibrationState?
+    let foldTime = try seconds { state = try Calibrator.fold(calibration, options: options) }
+    let foldPeak = peakResidentMiB()
+    let pairs = 2 * Double(config.heads * config.tokens * config.tokens)
+    print(String(format: "fold 2 inputs:          %6.1f s, %.2e query·key pairs/s of block attention mass, peak resident %4.0f MiB", foldTime,
+                 pairs / foldTime, foldPeak))
+    var c: Calibration?
+    let finishTime = try seconds { c = try Calibrator.finish(state!, holdout: holdout, options: options) }
+    let n = Double(c!.heads.count)
+    print(String(format: "decide + held-out mass: %6.2f s; mean density %.3f, dense heads %d of %d, reused %.1f%%, held-out kept mass %.3f",
+                 finishTime, c!.heads.reduce(0) { $0 + $1.density } / n, c!.heads.filter(\.dense).count, c!.heads.count,
+                 100 * c!.program.reuseFraction, c!.heads.reduce(0) { $0 + $1.heldOutMass! } / n))
+    print(String(format: "state: %.2f MB of tensors for %d heads (%.0f KB per head of 256×256 blocks)", Double(state!.tensorBytes) / 1e6,
+                 state!.heads.count, Double(state!.tensorBytes) / n / 1024))
 }

@@ -3,8 +3,9 @@
 //   calib-bench kernels [N ...]     dense GFLOP/s against the measured FMA peak, bf16 against
 //                                   fp32, sparse efficiency and reuse cost (docs/performance.md)
 //   calib-bench scale               a Wan 2.1 14B-size mask set: parse, compile, build, merge, stats
-//   calib-bench calibrate           calibration throughput and peak memory, and the sweeps that
-//                                   chose the calibration defaults (docs/calibration.md)
+//   calib-bench calibrate           calibration throughput and peak memory, the sweeps that chose
+//                                   the calibration defaults and the threshold schedule per step,
+//                                   streaming states, and the Wan 1.3B 480p shape (docs/calibration.md)
 
 import Foundation
 

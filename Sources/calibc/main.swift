@@ -173,6 +173,18 @@ let synth = Command(
         Option(name: "-o", value: "<path>", help: "output directory (or masks file with --masks)"),
         Option(name: "--prompts", value: "N", help: "recordings to write (default 3)"),
         Option(name: "--seed", value: "S", help: "random seed (default 1)"),
+        Option(name: "--shape", value: "small|wan1.3b-480p", help: """
+            small (the above) or Wan 2.1 1.3B at 480p: 21 frames of 30×52 tokens (32,760),
+            head_dim 128, 1 layer × 6 heads, steps 0, 20, 40 (raw bf16 q and k: 100 MB
+            per step of 6 heads, per prompt)
+            """),
+        Option(name: "--layers", value: "N", help: "layers (default 2 small, 1 wan1.3b-480p)"),
+        Option(name: "--heads", value: "N", help: "heads per layer, cycling through the six kinds (default 6)"),
+        Option(name: "--steps", value: "<t,t,…>", help: "step indices (default 0,20,40; step 0 attends more broadly)"),
+        Option(name: "--mass-block", value: "B", help: """
+            write block mass in blocks of B tokens (docs/recordings.md) instead of q and k,
+            as a recorder does at full resolution; calibrate with --block B
+            """),
         Option(name: "--masks", value: "wan14b", help: """
             write a mask set of Wan 2.1 14B's size instead (40 layers × 40 heads × 50 steps,
             75,600 tokens, blocks of 128): spatial, temporal, local-3D, sink and dense heads
@@ -195,9 +207,26 @@ let synth = Command(
         print("wrote \(out): \(text.utf8.count) bytes, \(program.shape.dispatchCount) (step, layer, head) in \(seconds(since: start))")
         return
     }
+    var config: SynthConfig
+    switch a.value("--shape") ?? "small" {
+    case "small": config = SynthConfig()
+    case "wan1.3b-480p": config = SynthConfig.wan13b480p()
+    case let other: throw UsageError(description: "unknown --shape \(other) (known: small, wan1.3b-480p)")
+    }
+    config.layers = try a.int("--layers", default: config.layers, range: 1...100)
+    config.heads = try a.int("--heads", default: config.heads, range: 1...128)
+    if let text = a.value("--steps") {
+        let steps = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !steps.isEmpty, steps.allSatisfy({ ($0 ?? -1) >= 0 }), zip(steps, steps.dropFirst()).allSatisfy({ $0! < $1! }) else {
+            throw UsageError(description: "--steps expects strictly ascending step indices like 0,20,40, got \(text)")
+        }
+        config.steps = steps.map { $0! }
+        config.stepGain = config.steps.map { $0 == 0 ? 0.7 : 1.0 }
+    }
+    if a.value("--mass-block") != nil { config.massBlock = try a.int("--mass-block", default: 128, range: 1...1024) }
     try OutputPaths.checkFilesDirectory(out)
     let progress = Progress("synth")
-    let paths = try Synth.write(SynthConfig(), prompts: try a.int("--prompts", default: 3, range: 1...1000), seed: seed,
+    let paths = try Synth.write(config, prompts: try a.int("--prompts", default: 3, range: 1...1000), seed: seed,
                                 to: out, progress: progress.update)
     print("wrote \(paths.joined(separator: ", "))")
 }
@@ -207,43 +236,84 @@ let calibrate = Command(
     summary: """
     Measures block attention mass on the recordings and writes masks.json; held-out
     recordings are only used to report kept mass and output error (docs/calibration.md).
+    Inputs are folded one at a time into a calibration state (--state-out writes it);
+    with --merge the operands are such states, merged before the masks are decided.
     """,
     options: [
         Option(name: "-o", value: "<masks.json>", help: "the masks file to write"),
+        Option(name: "--state-out", value: "<state>", help: "also (or only) write the calibration state, a safetensors file"),
+        Option(name: "--merge", value: nil, help: """
+            the operands are calibration states (from --state-out) over different
+            prompts: merge them, then decide the masks as one run over all their prompts
+            """),
         Option(name: "--holdout", value: "<recording>", help: "a recording to check on, not calibrate on", repeatable: true),
         Option(name: "--block", value: "B", help: "tile size in tokens, 1…1024 (default 64)"),
         Option(name: "--mass", value: "T", help: "keep, per query block, the fewest key blocks holding T of its mass on every input (default 0.95)"),
+        Option(name: "--mass-schedule", value: "S", help: """
+            or a threshold per step, ε(t) = A + (C − A)·exp(−k·t/T): \(MassSchedule.syntax)
+            (wan: 0.99 at step 0 down to 0.84 at T; T defaults to the last recorded step)
+            """),
         Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
         Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
         Option(name: "--reuse-tolerance", value: "X", help: "L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)"),
         Option(name: "--report", value: "<report.html>", help: "also write the calibration report as a page with the masks drawn"),
     ]) { a in
-    guard !a.operands.isEmpty else { throw UsageError(description: "missing <recording.safetensors>") }
-    let out = try a.required("-o", "<masks.json>")
+    guard !a.operands.isEmpty else { throw UsageError(description: a.flag("--merge") ? "missing <state.safetensors>" : "missing <recording.safetensors>") }
+    let out = a.value("-o"), stateOut = a.value("--state-out")
+    guard out != nil || stateOut != nil else { throw UsageError(description: "missing -o <masks.json> (or --state-out <state>)") }
     var options = CalibrationOptions()
+    let selectionOptions = ["--block", "--mass", "--mass-schedule", "--density"]
+    if a.flag("--merge"), let fixed = selectionOptions.first(where: { a.value($0) != nil }) {
+        throw UsageError(description: "\(fixed) is fixed in the calibration states and cannot be given with --merge")
+    }
     options.block = try a.int("--block", default: 64, range: 1...1024)
-    switch (try a.fraction("--mass"), try a.fraction("--density")) {
-    case (_?, _?): throw UsageError(description: "give --mass or --density, not both")
-    case (let m?, nil): options.selection = .mass(m)
-    case (nil, let d?): options.selection = .density(d)
-    case (nil, nil): break
+    let mass = try a.fraction("--mass")
+    if let mass, mass == 0 { throw UsageError(description: "--mass expects a number in (0, 1], got \(a.value("--mass")!)") }
+    let schedule = try a.value("--mass-schedule").map { text in
+        do { return try MassSchedule.parse(text) } catch let e as CalibrationError { throw UsageError(description: e.message) }
+    }
+    switch (mass, schedule, try a.fraction("--density")) {
+    case (let m?, nil, nil): options.selection = .mass(m)
+    case (nil, let s?, nil): options.selection = .schedule(s)
+    case (nil, nil, let d?): options.selection = .density(d)
+    case (nil, nil, nil): break
+    default: throw UsageError(description: "give one of --mass, --mass-schedule and --density")
     }
     options.stabilityDrop = try a.fraction("--stability-drop") ?? options.stabilityDrop
     options.reuseTolerance = try a.fraction("--reuse-tolerance") ?? options.reuseTolerance
     try options.validate()
     let inputs = a.operands + a.all("--holdout")
-    try OutputPaths.checkFile(out, inputs: inputs)
-    if let report = a.value("--report") { try OutputPaths.checkFile(report, inputs: inputs + [out]) }
+    if let out { try OutputPaths.checkFile(out, inputs: inputs) }
+    if let stateOut { try OutputPaths.checkFile(stateOut, inputs: inputs + [out].compactMap { $0 }) }
+    if let report = a.value("--report") {
+        guard let out else { throw UsageError(description: "--report needs -o <masks.json>") }
+        try OutputPaths.checkFile(report, inputs: inputs + [out] + [stateOut].compactMap { $0 })
+    }
     let start = DispatchTime.now()
-    let recordings = try a.operands.map(Recording.init(path:))
     let holdout = try a.all("--holdout").map(Recording.init(path:))
-    let result = try Calibrator.run(calibration: recordings, holdout: holdout, options: options, progress: Progress("calibrate").update)
+    let progress = Progress("calibrate")
+    var state: CalibrationState
+    if a.flag("--merge") {
+        state = try CalibrationState(path: a.operands[0])
+        for path in a.operands.dropFirst() { try state.merge(try CalibrationState(path: path), file: path, into: a.operands[0]) }
+    } else {
+        let recordings = try a.operands.map(Recording.init(path:))
+        let perHead = recordings.count + (out == nil ? 0 : holdout.count)
+        state = try Calibrator.fold(recordings, options: options) { done, units in progress.update(done, units / recordings.count * perHead) }
+    }
+    if let stateOut {
+        try state.write(to: stateOut)  // atomic, as OutputPaths.write
+        print("wrote \(stateOut): the state of \(state.inputs) inputs, \(state.heads.count) (step, layer, head), \(state.tensorBytes) bytes of tensors")
+    }
+    guard let out else { return }
+    let folded = a.flag("--merge") ? 0 : state.heads.count * state.inputs
+    let result = try Calibrator.finish(state, holdout: holdout, options: options) { done, units in progress.update(folded + done, folded + units) }
     let text = try Calibrator.masksJSON(result, file: out)
     try OutputPaths.write(Data(text.utf8), to: out)
-    print(CalibrationReport.text(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count))
+    print(CalibrationReport.text(result, calibrationInputs: state.inputs, holdoutInputs: holdout.count))
     print("wrote \(out) (\(text.utf8.count) bytes) in \(seconds(since: start))")
     if let report = a.value("--report") {
-        let page = HTMLReport.page(result, calibrationInputs: recordings.count, holdoutInputs: holdout.count)
+        let page = HTMLReport.page(result, calibrationInputs: state.inputs, holdoutInputs: holdout.count)
         try OutputPaths.write(Data(page.utf8), to: report)
         print("wrote \(report)")
     }
