@@ -10,13 +10,11 @@ The C interface is DIR/include/calib_cuda.h; `_abi.CUDA_FUNCTIONS` is its only P
 """
 
 import ctypes
-import os
-import threading
 
 import torch
 
 from . import _abi
-from .kernels import LAYOUTS, CalibError
+from .kernels import LAYOUTS, CalibError, loaded
 
 _DTYPES = {torch.bfloat16: _abi.CUDA_DTYPE["CALIB_CUDA_BF16"], torch.float16: _abi.CUDA_DTYPE["CALIB_CUDA_F16"]}
 
@@ -72,14 +70,6 @@ class CudaKernels:
         return out
 
 
-_loaded = {}
-_lock = threading.Lock()
-
-
 def load_cuda(path):
-    """The CudaKernels of the library at `path`, loaded once per process (by real path)."""
-    key = os.path.realpath(path)
-    with _lock:
-        if key not in _loaded:
-            _loaded[key] = CudaKernels(key)
-        return _loaded[key]
+    """The CudaKernels of the library at `path`, loaded once per process."""
+    return loaded(CudaKernels, path)

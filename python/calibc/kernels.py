@@ -182,10 +182,15 @@ _loaded = {}
 _lock = threading.Lock()
 
 
-def load(path):
-    """The Kernels of the library at `path`, loaded once per process (by real path)."""
-    key = os.path.realpath(path)
+def loaded(cls, path):
+    """`cls(path)` for the library at `path`, made once per process (by real path)."""
+    key = (cls, os.path.realpath(path))
     with _lock:
         if key not in _loaded:
-            _loaded[key] = Kernels(key)
+            _loaded[key] = cls(key[1])
         return _loaded[key]
+
+
+def load(path):
+    """The Kernels of the library at `path`, loaded once per process."""
+    return loaded(Kernels, path)
