@@ -80,7 +80,7 @@ bench-scale: deps
 # Calibration throughput, peak memory, the sweeps behind the defaults in docs/calibration.md
 # (constant thresholds against --mass-schedule wan per step), streaming states against the batch
 # path, and the Wan 2.1 1.3B 480p sequence (32,760 tokens; 1 layer × 6 heads × 1 step, 2 prompts):
-# about 7 minutes on the 2-core development machine.
+# 8 to 13 minutes on the shared 2-core development machine, depending on its load.
 bench-calibrate: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench calibrate

@@ -116,23 +116,19 @@ func benchCalibrate() throws {
 }
 
 /// Calibration at Wan 2.1 1.3B 480p's sequence length (32,760 tokens): one layer, six heads (one
-/// of each kind), step 20, two prompts as raw q/k, a third held out as block mass (kept mass only:
-/// the output-error check is not chunked and costs about 100 s per head here).
+/// of each kind), step 20, two prompts calibrated on and a third held out, all as raw q/k.
 func benchCalibrateWan(dir: String) throws {
     var config = SynthConfig.wan13b480p()
     (config.steps, config.stepGain) = ([20], [1])
     let synthTime = try seconds {
-        _ = try Synth.write(config, prompts: 2, seed: 1, to: dir + "/qk")
+        _ = try Synth.write(config, prompts: 3, seed: 1, to: dir + "/qk")
     }
-    var massConfig = config
-    massConfig.massBlock = 128
-    _ = try Synth.write(massConfig, prompts: 1, first: 2, seed: 1, to: dir + "/mass")
     let calibration = try [0, 1].map { try Recording(path: "\(dir)/qk/prompt\($0).safetensors") }
-    let holdout = [try Recording(path: "\(dir)/mass/prompt2.safetensors")]
+    let holdout = [try Recording(path: "\(dir)/qk/prompt2.safetensors")]
     var options = CalibrationOptions()
     options.block = 128
     print("\nWan 2.1 1.3B 480p shape: 21×30×52 = \(config.tokens) tokens, head_dim 128, blocks of 128 (256×256), "
-          + "\(config.layers) layer × \(config.heads) heads × \(config.steps.count) step, q/k of 2 prompts written in \(String(format: "%.1f", synthTime)) s")
+          + "\(config.layers) layer × \(config.heads) heads × \(config.steps.count) step, q/k of 3 prompts written in \(String(format: "%.1f", synthTime)) s")
     resetPeakResident()
     var state: CalibrationState?
     let foldTime = try seconds { state = try Calibrator.fold(calibration, options: options) }
@@ -143,9 +139,12 @@ func benchCalibrateWan(dir: String) throws {
     var c: Calibration?
     let finishTime = try seconds { c = try Calibrator.finish(state!, holdout: holdout, options: options) }
     let n = Double(c!.heads.count)
-    print(String(format: "decide + held-out mass: %6.2f s; mean density %.3f, dense heads %d of %d, reused %.1f%%, held-out kept mass %.3f",
-                 finishTime, c!.heads.reduce(0) { $0 + $1.density } / n, c!.heads.filter(\.dense).count, c!.heads.count,
-                 100 * c!.program.reuseFraction, c!.heads.reduce(0) { $0 + $1.heldOutMass! } / n))
+    let finishPeak = peakResidentMiB()
+    print(String(format: "decide + held-out check: %5.1f s (kept mass, dense and sparse outputs), peak resident %4.0f MiB", finishTime, finishPeak))
+    print(String(format: "mean density %.3f, dense heads %d of %d, reused %.1f%%; held out: kept mass %.3f, relative L2 error %.2e, worst head %.2e",
+                 c!.heads.reduce(0) { $0 + $1.density } / n, c!.heads.filter(\.dense).count, c!.heads.count,
+                 100 * c!.program.reuseFraction, c!.heads.reduce(0) { $0 + $1.heldOutMass! } / n,
+                 c!.heads.reduce(0) { $0 + $1.heldOutError! } / n, c!.heads.map { $0.heldOutError! }.max()!))
     print(String(format: "state: %.2f MB of tensors for %d heads (%.0f KB per head of 256×256 blocks)", Double(state!.tensorBytes) / 1e6,
                  state!.heads.count, Double(state!.tensorBytes) / n / 1024))
 }
