@@ -31,12 +31,10 @@ public struct CPUTarget: Target {
 
     /// The flags of the CalibKernels target in Package.swift, plus what a shared object needs. No
     /// -march: the kernels pick their instruction set on the machine they run on.
-    public var buildCommand: [String] { Self.buildArguments(output: libraryName) }
-
-    public static func buildArguments(output: String, extra: [String] = []) -> [String] {
-        ["clang", "-std=c11", "-O3"] + extra + ["-fopenmp", "-idirafter", Toolchain.ompInclude,
+    public var buildCommand: [String] {
+        ["clang", "-std=c11", "-O3", "-fopenmp", "-idirafter", Toolchain.ompInclude,
          "-I", "include", "-shared", "-fPIC", "-Wl,-Bsymbolic", "-Wl,--build-id=none",
          "calib_kernels.c", "calib_schedule.c",
-         "-o", output, "-L", Toolchain.ompLib, "-lomp", "-Wl,-rpath," + Toolchain.ompLib]
+         "-o", libraryName, "-L", Toolchain.ompLib, "-lomp", "-Wl,-rpath," + Toolchain.ompLib]
     }
 }

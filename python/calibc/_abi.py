@@ -106,8 +106,6 @@ CUDA_STATUS_TEXT = {**STATUS_TEXT, 5: "the CUDA runtime refused the launch"}
 # enum calib_cuda_dtype
 CUDA_DTYPE = {"CALIB_CUDA_BF16": 1, "CALIB_CUDA_F16": 2}
 
-Strides = ctypes.c_int64 * 3
-
 
 class CudaInfo(ctypes.Structure):
     """struct calib_cuda_info: the fields of calib_info."""

@@ -14,19 +14,9 @@ import ctypes
 import torch
 
 from . import _abi
-from .kernels import LAYOUTS, CalibError, loaded
+from .kernels import LAYOUTS, CalibError, _dims, _strides, loaded
 
 _DTYPES = {torch.bfloat16: _abi.CUDA_DTYPE["CALIB_CUDA_BF16"], torch.float16: _abi.CUDA_DTYPE["CALIB_CUDA_F16"]}
-
-
-def _dims(t, layout):
-    b, x, y, d = t.shape
-    return (b, x, y, d) if layout == "bshd" else (b, y, x, d)
-
-
-def _strides(t, layout):
-    s = t.stride()
-    return _abi.Strides(s[0], s[1], s[2]) if layout == "bshd" else _abi.Strides(s[0], s[2], s[1])
 
 
 class CudaKernels:

@@ -335,10 +335,6 @@ static const calib_plan *plan_of(int s, int32_t layer, int32_t head) {
     return &calib_plans[calib_dispatch[((int64_t)s * CALIB_LAYERS + layer) * CALIB_HEADS + head]];
 }
 
-static void strides(int64_t out[3], const int64_t in[3]) {
-    if (in) memcpy(out, in, sizeof(int64_t) * 3);
-}
-
 /* Heads first_head ..< first_head + heads of (step, layer), or of the dense baseline. */
 static int layer_call(int32_t step, int32_t layer, int32_t first_head, int dense, int32_t dtype, const void *q, const void *k,
                       const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
@@ -346,7 +342,7 @@ static int layer_call(int32_t step, int32_t layer, int32_t first_head, int dense
     if (!qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (first_head < 0 || heads < 1 || heads > CALIB_HEADS - first_head) return CALIB_ERR_SHAPE;
     call c = {dtype, dtype, q, k, v, out, {0}, {0}, {0}, {0}, batch, heads, NULL};
-    strides(c.qs, qs), strides(c.ks, ks), strides(c.vs, vs), strides(c.os, os);
+    memcpy(c.qs, qs, sizeof c.qs), memcpy(c.ks, ks, sizeof c.ks), memcpy(c.vs, vs, sizeof c.vs), memcpy(c.os, os, sizeof c.os);
     int status = check(&c, tokens, head_dim);
     if (status != CALIB_OK) return status;
     const calib_plan *plans[CALIB_HEADS];
