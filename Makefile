@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers
+.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -211,6 +211,18 @@ bench-gpu:
 	for s in wan13b wan14b; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
 	cd Tests/GPU && python3 bench_gpu.py wan1.3B-480p=../../$(GPU_DIR)/wan13b/libcalibcuda.so:../../$(GPU_DIR)/wan13b.json \
 	    wan14B-720p=../../$(GPU_DIR)/wan14b/libcalibcuda.so:../../$(GPU_DIR)/wan14b.json $(BENCH_ARGS)
+
+# Calibration on the GPU (issue 16; docs/calibration.md section 8): `calibrate-gpu-sources` here
+# writes bf16 q/k recordings and the C kernel's block mass of the same q/k into .gpu/calib; on the
+# GPU machine, Tests/GPU/calibrate_run.sh (carry .gpu/calib and .whl) checks the Triton kernel
+# against them and times calibrating during generation.
+calibrate-gpu-sources: deps
+	$(SWIFT_BUILD) --product calibc
+	rm -rf $(GPU_DIR)/calib
+	$(CALIBC) synth -o $(GPU_DIR)/calib/small/qk --prompts 1 --steps 40 > /dev/null
+	$(CALIBC) synth -o $(GPU_DIR)/calib/small/mass --prompts 1 --steps 40 --mass-block 128 > /dev/null
+	$(CALIBC) synth -o $(GPU_DIR)/calib/wan/qk --shape wan1.3b-480p --heads 1 --prompts 1 --steps 20 > /dev/null
+	$(CALIBC) synth -o $(GPU_DIR)/calib/wan/mass --shape wan1.3b-480p --heads 1 --prompts 1 --steps 20 --mass-block 128 > /dev/null
 
 # The CPU scaling table on a machine with only a C compiler and OpenMP (the GPU machine's 16
 # cores): `make cpu-scaling-sources` here writes the kernels of Tests/CPU/scaling-masks.json, then

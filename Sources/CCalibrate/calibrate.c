@@ -32,14 +32,15 @@ static float *transpose_keys(const float *k, int64_t tokens, int64_t d, int64_t 
     return kt;
 }
 
-/* s[r][j − j_begin] = q_{row0 + r} · k_j · scale · log2(e) for keys j_begin ≤ j < j_end (both
- * multiples of COLS, at most `padded`), ROWS rows (rows past `tokens` read as zero), rows `stride`
- * floats apart: scores in the log2 domain, so the softmax below needs exp2 only. */
-static void scores_range(const float *q, const float *kt, int64_t tokens, int64_t d, int64_t padded, int64_t row0,
-                         int64_t j_begin, int64_t j_end, float scale, float *s, int64_t stride) {
+/* s[r][j − j_begin] = q_{row0 + r·row_step} · k_j · scale · log2(e) for keys j_begin ≤ j < j_end
+ * (both multiples of COLS, at most `padded`), ROWS rows (rows at or past `row_end` read as zero),
+ * rows `stride` floats apart: scores in the log2 domain, so the softmax below needs exp2 only. */
+static void scores_range(const float *q, const float *kt, int64_t row_end, int64_t row_step, int64_t d, int64_t padded,
+                         int64_t row0, int64_t j_begin, int64_t j_end, float scale, float *s, int64_t stride) {
     float qr[ROWS][512];
     for (int r = 0; r < ROWS; r++) {
-        for (int64_t c = 0; c < d; c++) qr[r][c] = row0 + r < tokens ? q[(row0 + r) * d + c] * scale * 1.44269504f : 0.0f;
+        const int64_t row = row0 + r * row_step;
+        for (int64_t c = 0; c < d; c++) qr[r][c] = row < row_end ? q[row * d + c] * scale * 1.44269504f : 0.0f;
     }
     /* ROWS × COLS accumulators; each step of c loads NV key vectors and issues ROWS · NV FMAs
      * against broadcast query values. */
@@ -70,9 +71,10 @@ static void scores_range(const float *q, const float *kt, int64_t tokens, int64_
  * load (docs/calibration.md). */
 enum { CHUNK = 1024 };
 
-int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, int64_t block, float scale, float *mass) {
+int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, int64_t block, int64_t row_step,
+                     float scale, float *mass) {
     const int64_t blocks = (tokens + block - 1) / block, padded = (tokens + COLS - 1) / COLS * COLS;
-    if (d > 512) return -1;
+    if (d > 512 || row_step < 1 || row_step > block) return -1;
     float *kt = transpose_keys(k, tokens, d, padded);
     if (!kt) return -1;
     int failed = 0;
@@ -88,16 +90,20 @@ int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, 
         #pragma omp for schedule(static, 1)
         for (int64_t qb = 0; qb < blocks; qb++) {
             if (!s || !acc || !top) continue;
-            const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens, rows = last - first;
+            /* Rows first + i·row_step, i < rows: every row_step-th row from row_step/2 on (all rows
+             * when row_step is 1), or the first row of a last block too short to have one there. */
+            const int64_t last = qb * block + block < tokens ? qb * block + block : tokens;
+            const int64_t first = qb * block + row_step / 2 < last ? qb * block + row_step / 2 : qb * block;
+            const int64_t rows = (last - first + row_step - 1) / row_step;
             for (int64_t i = 0; i < rows * blocks; i++) acc[i] = 0.0;
             for (int64_t r = 0; r < rows; r++) top[r] = -INFINITY;
             for (int64_t j0 = 0; j0 < padded; j0 += CHUNK) {
                 const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < tokens ? j1 : tokens) - j0;
-                for (int64_t i0 = first; i0 < last; i0 += ROWS) {
-                    scores_range(q, kt, tokens, d, padded, i0, j0, j1, scale, s, CHUNK);
-                    for (int r = 0; r < ROWS && i0 + r < last; r++) {
+                for (int64_t i0 = 0; i0 < rows; i0 += ROWS) {
+                    scores_range(q, kt, last, row_step, d, padded, first + i0 * row_step, j0, j1, scale, s, CHUNK);
+                    for (int r = 0; r < ROWS && i0 + r < rows; r++) {
                         float *sr = s + r * CHUNK;
-                        const int64_t row = i0 + r - first;
+                        const int64_t row = i0 + r;
                         double *a = acc + row * blocks;
                         float m = top[row];
                         for (int64_t j = 0; j < valid; j++) m = fmaxf(m, sr[j]);
@@ -170,11 +176,11 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
             for (int64_t r = 0; r < rows; r++) ld[r] = ls[r] = 0.0, top[r] = -INFINITY;
             for (int64_t j0 = 0; j0 < padded; j0 += CHUNK) {
                 const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < tokens ? j1 : tokens) - j0;
-                for (int64_t i0 = first; i0 < last; i0 += ROWS) {
-                    scores_range(q, kt, tokens, d, padded, i0, j0, j1, scale, s, CHUNK);
-                    for (int r = 0; r < ROWS && i0 + r < last; r++) {
+                for (int64_t i0 = 0; i0 < rows; i0 += ROWS) {
+                    scores_range(q, kt, last, 1, d, padded, first + i0, j0, j1, scale, s, CHUNK);
+                    for (int r = 0; r < ROWS && i0 + r < rows; r++) {
                         float *sr = s + r * CHUNK;
-                        const int64_t row = i0 + r - first;
+                        const int64_t row = i0 + r;
                         float *o = od + row * d, *o2 = os + row * d;
                         float m = top[row];
                         for (int64_t j = 0; j < valid; j++) m = fmaxf(m, sr[j]);

@@ -38,6 +38,9 @@ public struct CalibrationOptions: Sendable {
 
     public var block = 64
     public var selection = Selection.mass(0.95)
+    /// Block mass from every `rowStep`-th row of each query block (1: every row); 1/rowStep of
+    /// the work, at the price of a sampled mean (docs/calibration.md, "Sampled rows").
+    public var rowStep = 1
     /// A head becomes dense when, for some calibration input, the mask built from the other
     /// inputs keeps this much less of that input's mass than the mask built from all of them.
     public var stabilityDrop = 0.05
@@ -49,6 +52,7 @@ public struct CalibrationOptions: Sendable {
     /// Refuses options no calibration can use; called before any recording is measured.
     public func validate() throws {
         guard (1...Frontend.maxBlock).contains(block) else { throw CalibrationError(message: "--block must be in 1...\(Frontend.maxBlock), got \(block)") }
+        guard (1...block).contains(rowStep) else { throw CalibrationError(message: "--sample-rows must be in 1...\(block) (the block size), got \(rowStep)") }
         let fractions: [(String, Double)]
         switch selection {
         case .mass(let t): fractions = [("--mass", t)]
@@ -58,6 +62,12 @@ public struct CalibrationOptions: Sendable {
         for (name, x) in fractions + [("--stability-drop", stabilityDrop), ("--reuse-tolerance", reuseTolerance)] {
             guard x >= 0, x <= 1 else { throw CalibrationError(message: "\(name) must be in [0, 1], got \(x)") }
         }
+    }
+
+    /// The selection as a calibration state records it; states merge only when theirs agree, so
+    /// sampled rows are part of it.
+    public func selectionText(lastRecordedStep: Int) -> String {
+        selection.text(lastRecordedStep: lastRecordedStep) + (rowStep > 1 ? "; rows 1/\(rowStep)" : "")
     }
 }
 
@@ -125,7 +135,7 @@ public enum Calibrator {
         let first = recordings[0]
         let lastStep = shape.steps.last!
         var state = CalibrationState(shape: shape, model: first.model, layout: first.layout, scale: first.scale,
-                                     selection: options.selection.text(lastRecordedStep: lastStep))
+                                     selection: options.selectionText(lastRecordedStep: lastStep))
         let units = shape.dispatchCount * recordings.count
         var done = 0
         for (s, step) in shape.steps.enumerated() {
@@ -134,7 +144,7 @@ public enum Calibrator {
                 for head in 0..<shape.heads {
                     let d = shape.dispatchIndex(stepIndex: s, layer: layer, head: head)
                     for (i, r) in recordings.enumerated() {
-                        let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block)
+                        let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep)
                         state.heads[d].fold(mass: m, selected: select(m, blocks: shape.blocks, selection), input: i)
                         done += 1
                         progress(done, units)
@@ -264,7 +274,7 @@ public enum Calibrator {
             let selection = options.selection.at(step: step, lastRecordedStep: shape.steps.last!)
             for layer in 0..<shape.layers {
                 for head in 0..<shape.heads {
-                    let masses = try calibration.map { try blockMass($0, step: step, layer: layer, head: head, block: options.block) }
+                    let masses = try calibration.map { try blockMass($0, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep) }
                     var o = options
                     o.selection = selection
                     var (plan, report) = decide(masses: masses, blocks: shape.blocks, partialLast: shape.tokens % options.block != 0, options: o)
@@ -389,17 +399,20 @@ public enum Calibrator {
         return p
     }
 
-    static func blockMass(_ r: Recording, step: Int, layer: Int, head: Int, block: Int) throws -> [Float] {
+    static func blockMass(_ r: Recording, step: Int, layer: Int, head: Int, block: Int, rowStep: Int = 1) throws -> [Float] {
         if let recorded = r.massBlock {
             guard recorded == block else {
                 throw CalibrationError(message: "\(r.file.path) holds block mass for blocks of \(recorded) tokens; calibrate with --block \(recorded)")
+            }
+            guard rowStep == 1 else {
+                throw CalibrationError(message: "\(r.file.path) holds block mass already reduced; --sample-rows applies to recordings of q and k")
             }
             return try r.head("mass", step: step, layer: layer, head: head)
         }
         let q = try r.head("q", step: step, layer: layer, head: head), k = try r.head("k", step: step, layer: layer, head: head)
         let blocks = (r.tokens + block - 1) / block
         var m = [Float](repeating: 0, count: blocks * blocks)
-        let status = calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), Int64(block), Float(r.scale), &m)
+        let status = calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), Int64(block), Int64(rowStep), Float(r.scale), &m)
         guard status == 0 else { throw CalibrationError(message: "out of memory measuring block mass") }
         return m
     }

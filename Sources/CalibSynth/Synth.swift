@@ -89,7 +89,7 @@ public enum Synth {
                             let qh = q[(h * per)..<((h + 1) * per)].map { BFloat16($0).float }
                             let kh = k[(h * per)..<((h + 1) * per)].map { BFloat16($0).float }
                             var m = [Float](repeating: 0, count: blocks * blocks)
-                            guard calib_block_mass(qh, kh, Int64(config.tokens), Int64(config.headDim), Int64(block),
+                            guard calib_block_mass(qh, kh, Int64(config.tokens), Int64(config.headDim), Int64(block), 1,
                                                    Float(1 / Double(config.headDim).squareRoot()), &m) == 0 else {
                                 throw SynthError(message: "out of memory measuring block mass")
                             }

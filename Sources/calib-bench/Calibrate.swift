@@ -72,6 +72,37 @@ func benchCalibrate() throws {
         try row("--reuse-tolerance \(tol)", o)
     }
 
+    // Sampled rows: block mass from every S-th row of each query block (what makes calibration at
+    // model scale affordable on a GPU, docs/calibration.md section 8), against every row.
+    print("\nsampled rows: block mass from every S-th row of each query block (2 inputs; time without the held-out check)")
+    print("option                     seconds  density  dense  reused  held-out mass  held-out error  worst head  tiles as S = 1")
+    for block in [64, 128] {
+        var exact: [Set<Int>] = []
+        for step in [1, 2, 4, 8, 16] {
+            var o = CalibrationOptions()
+            (o.block, o.rowStep) = (block, step)
+            let time = try seconds { _ = try Calibrator.run(calibration: calibration, holdout: [], options: o) }
+            let c = try Calibrator.run(calibration: calibration, holdout: holdout, options: o)
+            // Kept tiles of every plan row, as (dispatch, query block, key block) numbers, to compare with S = 1.
+            // A reused block counts with its source's key blocks.
+            let tiles = Set(c.program.dispatch.enumerated().flatMap { d, p in
+                let rows = c.program.plans[p].rows
+                return rows.indices.flatMap { q -> [Int] in
+                    let spans = if case .reuse(let source) = rows[q] { rows[source].spans } else { rows[q].spans }
+                    return spans.flatMap { $0.start..<$0.end }.map { d * 1_000_000 + q * 1000 + $0 }
+                }
+            })
+            if step == 1 { exact = [tiles] }
+            let agree = Double(tiles.intersection(exact[0]).count) / Double(tiles.union(exact[0]).count)
+            let n = Double(c.heads.count)
+            print("--block \(block) --sample-rows \(step)".padding(toLength: 26, withPad: " ", startingAt: 0)
+                  + String(format: " %7.2f  %7.3f  %5d  %5.1f%%  %13.3f  %14.2e  %10.2e  %13.3f", time,
+                           c.heads.reduce(0) { $0 + $1.density } / n, c.heads.filter(\.dense).count, 100 * c.program.reuseFraction,
+                           c.heads.reduce(0) { $0 + $1.heldOutMass! } / n, c.heads.reduce(0) { $0 + $1.heldOutError! } / n,
+                           c.heads.map { $0.heldOutError! }.max()!, agree))
+        }
+    }
+
     // The threshold schedule against constants, per step (steps 0, 20, 40; step 0 attends more broadly).
     print("\nthreshold per step: constant --mass against --mass-schedule wan (T = 40: ε = 0.990, 0.847, 0.840)")
     print("option                     step  threshold  density  dense  held-out mass  held-out error  worst head")

@@ -254,6 +254,7 @@ let calibrate = Command(
             (wan: 0.99 at step 0 down to 0.84 at T; T defaults to the last recorded step)
             """),
         Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
+        Option(name: "--sample-rows", value: "S", help: "measure block mass on every S-th row of each query block (default 1: all rows; S times less work)"),
         Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
         Option(name: "--reuse-tolerance", value: "X", help: "L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)"),
         Option(name: "--report", value: "<report.html>", help: "also write the calibration report as a page with the masks drawn"),
@@ -262,11 +263,12 @@ let calibrate = Command(
     let out = a.value("-o"), stateOut = a.value("--state-out")
     guard out != nil || stateOut != nil else { throw UsageError(description: "missing -o <masks.json> (or --state-out <state>)") }
     var options = CalibrationOptions()
-    let selectionOptions = ["--block", "--mass", "--mass-schedule", "--density"]
+    let selectionOptions = ["--block", "--mass", "--mass-schedule", "--density", "--sample-rows"]
     if a.flag("--merge"), let fixed = selectionOptions.first(where: { a.value($0) != nil }) {
         throw UsageError(description: "\(fixed) is fixed in the calibration states and cannot be given with --merge")
     }
     options.block = try a.int("--block", default: 64, range: 1...1024)
+    options.rowStep = try a.int("--sample-rows", default: 1, range: 1...options.block)
     let mass = try a.fraction("--mass")
     if let mass, mass == 0 { throw UsageError(description: "--mass expects a number in (0, 1], got \(a.value("--mass")!)") }
     let schedule = try a.value("--mass-schedule").map { text in

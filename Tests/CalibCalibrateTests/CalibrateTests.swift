@@ -103,26 +103,35 @@ final class CalibrateTests: XCTestCase {
         for d in 0..<p.dispatch.count { XCTAssertEqual(p.plans[p.dispatch[d]].rows, q.plans[q.dispatch[d]].rows) }
     }
 
-    /// The block-mass kernel against a float64 softmax, for a partial last block and a custom scale.
+    /// The block-mass kernel against a float64 softmax, for a partial last block and a custom scale,
+    /// on all rows and on sampled rows (every 7th from the 3rd; every 48th, where the last block
+    /// of 8 rows has none at 24 and is measured on its first).
     func testBlockMassMatchesFloat64() {
         var rng = SplitMix64(seed: 99)
         let (n, d, block) = (200, 32, 48)
         let q = rng.floats(n * d, scale: 2), k = rng.floats(n * d, scale: 2)
         let blocks = 5
-        var m = [Float](repeating: .nan, count: blocks * blocks)
-        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 0.3, &m), 0)
-        for qb in 0..<blocks {
-            var expected = [Double](repeating: 0, count: blocks)
-            let rows = (qb * block)..<min(n, (qb + 1) * block)
-            for i in rows {
-                let s = (0..<n).map { j in 0.3 * (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(k[j * d + $1]) } }
-                let top = s.max()!
-                let e = s.map { exp($0 - top) }
-                let total = e.reduce(0, +)
-                for j in 0..<n { expected[j / block] += e[j] / total / Double(rows.count) }
+        for step in [1, 7, 48] {
+            var m = [Float](repeating: .nan, count: blocks * blocks)
+            XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), Int64(step), 0.3, &m), 0)
+            for qb in 0..<blocks {
+                var expected = [Double](repeating: 0, count: blocks)
+                let all = (qb * block)..<min(n, (qb + 1) * block)
+                let sampled = all.filter { ($0 - all.lowerBound) % step == step / 2 }
+                let rows = sampled.isEmpty ? [all.lowerBound] : sampled
+                XCTAssertEqual(rows.count, step == 1 ? all.count : qb == 4 ? 1 : step == 7 ? 7 : 1)
+                for i in rows {
+                    let s = (0..<n).map { j in 0.3 * (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(k[j * d + $1]) } }
+                    let top = s.max()!
+                    let e = s.map { exp($0 - top) }
+                    let total = e.reduce(0, +)
+                    for j in 0..<n { expected[j / block] += e[j] / total / Double(rows.count) }
+                }
+                for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "step \(step) M[\(qb)][\(kb)]") }
             }
-            for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "M[\(qb)][\(kb)]") }
         }
+        var m = [Float](repeating: 0, count: blocks * blocks)
+        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 49, 0.3, &m), -1, "row_step beyond the block")
     }
 
     /// Held-out mass and error against a float64 brute force, on a held-out recording that
@@ -194,7 +203,7 @@ final class CalibrateTests: XCTestCase {
                 for head in 0..<r.heads {
                     var m = [Float](repeating: 0, count: 24 * 24)
                     let q = try r.head("q", step: step, layer: 0, head: head), k = try r.head("k", step: step, layer: 0, head: head)
-                    XCTAssertEqual(calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), 16, Float(r.scale), &m), 0)
+                    XCTAssertEqual(calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), 16, 1, Float(r.scale), &m), 0)
                     all += m
                 }
                 w.add("step\(step).layer0.mass", all, shape: [r.heads, 24, 24], as: .f32)

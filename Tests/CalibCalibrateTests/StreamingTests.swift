@@ -349,7 +349,7 @@ final class StreamingTests: XCTestCase {
         for c in 0..<d { k[2050 * d + c] = 4 * q[c] }  // query 0's heaviest key sits in the third chunk
         let blocks = 9
         var m = [Float](repeating: .nan, count: blocks * blocks)
-        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 0.5, &m), 0)
+        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 1, 0.5, &m), 0)
         for qb in 0..<blocks {
             var expected = [Double](repeating: 0, count: blocks)
             let rows = (qb * block)..<min(n, (qb + 1) * block)

@@ -14,18 +14,23 @@ def synth(directory, *extra):
     run_calibc("synth", "-o", directory, "--heads", "3", "--layers", "1", "--steps", "20", "--prompts", "2", *extra)
 
 
-def test_block_mass_matches_float64_with_partial_blocks():
+def test_block_mass_matches_float64_with_partial_blocks_and_sampled_rows():
     g = torch.Generator().manual_seed(5)
     q, k = torch.randn(2, 200, 16, generator=g), torch.randn(2, 200, 16, generator=g)
-    mass = block_mass(q, k, block=48, scale=0.3, rows=96)  # 5 blocks, the last of 8 rows; chunks of 2 blocks
     p = torch.softmax(torch.einsum("hid,hjd->hij", q.double(), k.double()) * 0.3, dim=-1)
     blocks = torch.arange(200) // 48
-    expected = torch.zeros(2, 5, 5, dtype=torch.float64)
-    for qb in range(5):
-        for kb in range(5):
-            expected[:, qb, kb] = p[:, blocks == qb][:, :, blocks == kb].sum(-1).mean(-1)
-    assert torch.allclose(mass.double(), expected, atol=2e-6)
-    assert torch.allclose(mass.sum(-1), torch.ones(2, 5), atol=1e-5)
+    # Every 7th row from the 3rd; every 48th from the 24th, where the last block (8 rows) has
+    # none and is measured on its first.
+    for step, per_block in [(1, [48, 48, 48, 48, 8]), (7, [7, 7, 7, 7, 1]), (48, [1, 1, 1, 1, 1])]:
+        mass = block_mass(q, k, block=48, scale=0.3, rows=5, step=step)  # 5 blocks, the last of 8 rows
+        expected = torch.zeros(2, 5, 5, dtype=torch.float64)
+        for qb in range(5):
+            rows = [r for r in range(qb * 48, min(200, qb * 48 + 48)) if (r - qb * 48) % step == step // 2] or [qb * 48]
+            assert len(rows) == per_block[qb]
+            for kb in range(5):
+                expected[:, qb, kb] = p[:, rows][:, :, blocks == kb].sum(-1).mean(-1)
+        assert torch.allclose(mass.double(), expected, atol=2e-6), step
+        assert torch.allclose(mass.sum(-1), torch.ones(2, 5), atol=1e-5)
 
 
 def test_block_mass_matches_the_c_kernel(tmp_path):

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from calibc.diffusers import CalibAttention, Recorder, block_mass, denoise, tiny_wan
+from calibc.diffusers import CalibAttention, Recorder, denoise, tiny_wan
 from calibc.diffusers.tiny import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS
 from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error
 
@@ -117,14 +117,3 @@ def test_sparse_plans_run_per_head(model, tmp_path):
     assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0 and len(seen) == STEPS * LAYERS
     assert max(e for e, _ in seen) < 2e-5  # fp32 rounding of large logits (the bias makes |q·k| big)
     assert min(error for _, error in seen) > 1e-3, "random sparse plans should differ from dense attention"
-
-
-def test_block_mass_of_the_recorder_is_the_softmax_mass():
-    g = torch.Generator().manual_seed(3)
-    q, k = torch.randn(2, 100, 16, generator=g), torch.randn(2, 100, 16, generator=g)
-    mass = block_mass(q, k, block=32, chunk=17)
-    p = torch.softmax(q.double() @ k.double().transpose(1, 2) / 4.0, dim=-1)
-    blocks = [slice(0, 32), slice(32, 64), slice(64, 96), slice(96, 100)]
-    expected = torch.stack([torch.stack([p[:, qb][:, :, kb].sum(-1).mean(-1) for kb in blocks], -1) for qb in blocks], -2)
-    assert torch.allclose(mass.double(), expected, atol=1e-6)
-    assert torch.allclose(mass.sum(-1), torch.ones(2, 4), atol=1e-5)

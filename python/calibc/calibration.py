@@ -11,12 +11,11 @@ materialise the tokens × tokens matrix:
     save({(step, layer): state}, "s.safetensors", tokens=N, head_dim=D, block=128,
          selection="mass 0.95")                     # `calibc calibrate --merge` reads it
 
-Scores are computed for `rows` query rows of every head at a time (H × rows × N floats: 3 GB at
-H = 40, rows = 256, N = 75,600), a whole number of query blocks per chunk. This is a separate
-pass over q and k (docs/calibration.md, section 8, has its cost model); the cheaper way at model
-scale, taking the block sums inside the forward's attention kernel, is not written yet.
-Tested on the CPU against the C kernel's numbers (Tests/python/test_calibration.py); not yet
-run on a GPU.
+On CUDA tensors block mass is a Triton kernel (`calibc.triton_mass`, a tile of scores at a
+time); on the CPU, torch ops over `rows` query rows × all keys at a time. `step` measures every
+step-th row of each query block only (docs/calibration.md, section 8: what that saves and what
+it changes). Both are checked against the C kernel: on the CPU in Tests/python/test_calibration.py,
+on the GPU in Tests/GPU/calibrate_gpu.py (results in docs/calibration.md).
 """
 
 import math
@@ -25,37 +24,44 @@ import torch
 
 from .safetensors import save_file
 
-__all__ = ["block_mass", "select_mass", "State", "save"]
+__all__ = ["block_mass", "sampled_rows", "select_mass", "State", "save"]
 
 UNSELECTED, SHARED = -1.0, -2.0
 
 
-def block_mass(q, k, block, scale=None, rows=256):
+def sampled_rows(tokens, block, step, device="cpu"):
+    """The rows block mass is measured on: in each query block, rows step // 2, step // 2 + step, …
+    (every row when step is 1), or the block's first row when it is too short for any — the rows
+    `calibc calibrate --sample-rows` and the GPU kernel use."""
+    starts = torch.arange(0, tokens, block, device=device)
+    rows = (starts[:, None] + torch.arange(step // 2, block, step, device=device)[None, :]).flatten()
+    rows = rows[rows < tokens]
+    if tokens - starts[-1] <= step // 2:
+        rows = torch.cat([rows, starts[-1:]])
+    return rows
+
+
+def block_mass(q, k, block, scale=None, rows=256, step=1):
     """(H, N, D) queries and keys -> (H, B, B) float32: mass[h, qb, kb] = mean over the rows of
-    query block qb of the softmax probability on the keys of key block kb (B = ceil(N / block))."""
+    query block qb (every step-th, as `sampled_rows`) of the softmax probability on the keys of
+    key block kb (B = ceil(N / block)). On CUDA tensors this is one Triton kernel launch
+    (`calibc.triton_mass`); elsewhere torch ops, `rows` query rows × all keys at a time."""
+    if q.is_cuda:
+        from .triton_mass import block_mass as on_gpu
+
+        return on_gpu(q, k, block, scale=scale, step=step)
     heads, tokens, dim = q.shape
     scale = dim ** -0.5 if scale is None else scale
     blocks = (tokens + block - 1) // block
-    pad = blocks * block - tokens
-    rows = max(block, rows // block * block)  # whole query blocks per chunk
     kf = k.float()
-    out = torch.empty(heads, blocks, blocks, dtype=torch.float32, device=q.device)
-    for start in range(0, tokens, rows):
-        stop = min(tokens, start + rows)
-        p = torch.softmax(torch.einsum("hid,hjd->hij", q[:, start:stop].float(), kf) * scale, dim=-1)
-        if pad:
-            p = torch.nn.functional.pad(p, (0, pad))
-        # Sum keys per key block, then rows per query block (the last may be partial).
-        per_key = p.view(heads, stop - start, blocks, block).sum(-1, dtype=torch.float64)
-        first, last = start // block, (stop + block - 1) // block
-        row_pad = (last - first) * block - (stop - start)
-        if row_pad:
-            per_key = torch.nn.functional.pad(per_key, (0, 0, 0, row_pad))
-        sums = per_key.view(heads, last - first, block, blocks).sum(2)
-        counts = torch.clamp(torch.minimum(torch.full((last - first,), block, device=q.device),
-                                           tokens - torch.arange(first, last, device=q.device) * block), min=1)
-        out[:, first:last] = (sums / counts.view(1, -1, 1)).float()
-    return out
+    measured = sampled_rows(tokens, block, step, q.device)
+    sums = torch.zeros(heads, blocks, blocks, dtype=torch.float64, device=q.device)
+    for chunk in measured.split(rows):
+        p = torch.softmax(torch.einsum("hid,hjd->hij", q[:, chunk].float(), kf) * scale, dim=-1)
+        p = torch.nn.functional.pad(p, (0, blocks * block - tokens))
+        sums.index_add_(1, chunk // block, p.view(heads, len(chunk), blocks, block).sum(-1, dtype=torch.float64))
+    counts = torch.bincount(measured // block, minlength=blocks)
+    return (sums / counts.view(1, -1, 1)).float()
 
 
 def select_mass(mass, tau):

@@ -7,9 +7,11 @@
 
 /* mass[qb * blocks + kb] = mean over the rows i of query block qb of the softmax probability
  * row i puts on the keys of key block kb (blocks = ceil(tokens / block)). Rows sum to 1.
- * Returns 0, or -1 when scratch memory cannot be had. */
+ * With row_step > 1 the mean is over the block's rows row_step/2, row_step/2 + row_step, …
+ * only (its first row when it is too short for any), and the work is 1/row_step.
+ * Returns 0, or -1 when scratch memory cannot be had or row_step is not in 1...block. */
 int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t head_dim, int64_t block,
-                     float scale, float *mass);
+                     int64_t row_step, float scale, float *mass);
 
 /* The output a plan gives against dense attention. Query block qb keeps key blocks
  * spans[2s] ..< spans[2s+1] for s in row_span[qb] ..< row_span[qb+1], or, when

@@ -14,35 +14,31 @@ kept.
 
 Raw Q/K/V at 480p with 81 frames is about 6 GB per step. With `block_mass=B` the recorder
 reduces on the fly to block attention mass (the softmax mass each query block of B tokens puts
-on each key block, heads × blocks × blocks floats), computed in chunks of query rows so the
+on each key block, heads × blocks × blocks floats; on a GPU one Triton kernel per call) so the
 N × N matrix never exists; calibrate then reads `step{t}.layer{l}.mass` instead of q and k
 (docs/recordings.md). Layout metadata (frames, height, width) is taken from the latents.
+
+At model scale even block mass is too much to keep per prompt (112 GB for Wan 14B 720p):
+`Calibrator` folds each call's block mass into the calibration state on the model's device
+while it generates, and writes the state `calibc calibrate --merge` decides masks from:
+
+    calibrator = Calibrator(pipe.transformer, mass=0.95, block=128, sample_rows=8)
+    for prompt in prompts:
+        pipe(prompt=prompt, num_inference_steps=50)
+        calibrator.next_prompt()
+    calibrator.save("state.safetensors")
 """
+
+import math
 
 import torch
 
+from ..calibration import State, block_mass
+from ..calibration import save as save_state
 from ..safetensors import save_file
 from .hooks import StepCounter, wrap_self_attention
 
-__all__ = ["Recorder", "block_mass"]
-
-
-def block_mass(q, k, block, scale=None, chunk=1024):
-    """(H, S, D) queries and keys -> (H, blocks, blocks) float32 block attention mass."""
-    heads, tokens, dim = q.shape
-    scale = dim ** -0.5 if scale is None else scale
-    blocks = (tokens + block - 1) // block
-    out = torch.zeros(heads, blocks, blocks, dtype=torch.float64)
-    key_block = torch.arange(tokens) // block
-    for start in range(0, tokens, chunk):
-        rows = slice(start, min(tokens, start + chunk))
-        p = torch.softmax(torch.einsum("hid,hjd->hij", q[:, rows].float(), k.float()) * scale, dim=-1)
-        per_key_block = torch.zeros(heads, p.shape[1], blocks, dtype=torch.float64)
-        per_key_block.index_add_(2, key_block, p.double())
-        query_block = torch.arange(rows.start, rows.stop) // block
-        out.index_add_(1, query_block, per_key_block)
-    counts = torch.bincount(torch.arange(tokens) // block, minlength=blocks).double()
-    return (out / counts[None, :, None]).float()
+__all__ = ["Recorder", "Calibrator"]
 
 
 class Recorder:
@@ -75,7 +71,7 @@ class Recorder:
         name = f"step{step}.layer{layer}"
         if self.block is not None:
             self.metadata["mass_block"] = str(self.block)
-            self.tensors[f"{name}.mass"] = block_mass(q, k, self.block).contiguous()
+            self.tensors[f"{name}.mass"] = block_mass(q, k, self.block).cpu()
             return
         self.tensors[f"{name}.q"] = q.to(self.dtype).contiguous().cpu()
         self.tensors[f"{name}.k"] = k.to(self.dtype).contiguous().cpu()
@@ -89,3 +85,87 @@ class Recorder:
 
     def save(self):
         save_file(self.tensors, self.path, self.metadata)
+
+
+class Calibrator:
+    """Streaming calibration during generation: at every recorded self-attention call, the block
+    mass of batch element 0 (one Triton launch on a GPU, `sample_rows` as `calibrate
+    --sample-rows`) is folded into the (step, layer) state on the same device. Call
+    `next_prompt()` after each generation; the state does not grow with the prompts.
+
+    The selection (`mass`, or `schedule` = (A, C, k, T) as `--mass-schedule exp:A,C,k,T`), the
+    block, `sample_rows` and `reuse_tolerance` are fixed here, as `--state-out` fixes them."""
+
+    def __init__(self, transformer, *, mass=0.95, schedule=None, block=128, sample_rows=1, reuse_tolerance=0.02,
+                 calls_per_step=1, steps=None, layers=None):
+        if (mass is None) == (schedule is None):
+            raise ValueError("give one of mass and schedule")
+        self.mass, self.schedule, self.block, self.sample_rows = mass, schedule, block, sample_rows
+        self.reuse_tolerance, self.steps = reuse_tolerance, None if steps is None else set(steps)
+        self.states, self.shape, self.layout, self.seen = {}, None, {}, set()
+        self.patch = transformer.config.patch_size
+        self.counter = StepCounter(transformer, calls_per_step)
+        self._restore = wrap_self_attention(transformer, self._attend_for, layers)
+
+    def _attend_for(self, layer):
+        def attend(original, query, key, value, *args, **kwargs):
+            self._fold(layer, query, key)
+            return original(query, key, value, *args, **kwargs)
+
+        return attend
+
+    def threshold(self, step):
+        """The mass threshold of a step: `mass`, or ε(t) = A + (C − A)·exp(−k·t/T)."""
+        if self.schedule is None:
+            return self.mass
+        final, initial, rate, last = self.schedule
+        return final + (initial - final) * math.exp(-rate * step / last)
+
+    def _fold(self, layer, query, key):
+        step = self.counter.step
+        if not self.counter.first_call or (self.steps is not None and step not in self.steps):
+            return
+        if (step, layer) in self.seen:
+            raise RuntimeError(f"step {step}, layer {layer} seen twice in one prompt: call next_prompt() between prompts")
+        self.seen.add((step, layer))
+        q, k = query[0].transpose(0, 1).detach(), key[0].transpose(0, 1).detach()  # (H, S, D), no copy
+        heads, tokens, dim = q.shape
+        if self.shape is None:
+            self.shape = (heads, tokens, dim)
+            _, _, frames, height, width = self.counter.latent_shape
+            self.layout = {"frames": frames // self.patch[0], "height": height // self.patch[1],
+                           "width": width // self.patch[2]}
+        elif self.shape != (heads, tokens, dim):
+            raise ValueError(f"(heads, tokens, head_dim) {(heads, tokens, dim)} differs from the first call's {self.shape}")
+        m = block_mass(q, k, self.block, step=self.sample_rows)
+        state = self.states.get((step, layer))
+        if state is None:
+            state = self.states[(step, layer)] = State(heads, m.shape[-1], device=m.device,
+                                                       reuse_tolerance=self.reuse_tolerance)
+        state.fold(m, tau=self.threshold(step))
+
+    def next_prompt(self):
+        """Ends a prompt: every (step, layer) state must have folded it once."""
+        missing = [key for key in self.states if key not in self.seen]
+        if missing:
+            raise RuntimeError(f"this prompt did not reach {len(missing)} (step, layer) states, e.g. {missing[0]}")
+        self.seen = set()
+
+    @property
+    def selection(self):
+        final, initial, rate, last = self.schedule or (0, 0, 0, 0)
+        text = f"mass {float(self.mass)!r}" if self.schedule is None else f"mass-schedule exp:{float(final)!r},{float(initial)!r},{float(rate)!r},{int(last)}"
+        return text + (f"; rows 1/{self.sample_rows}" if self.sample_rows > 1 else "")
+
+    def save(self, path, model="unknown"):
+        """Writes the state (calibc-state/2) for `calibc calibrate --merge`."""
+        if self.seen:
+            raise RuntimeError("a prompt is in progress: call next_prompt() first")
+        heads, tokens, dim = self.shape
+        save_state(self.states, path, tokens=tokens, head_dim=dim, block=self.block, selection=self.selection,
+                   model=model, layout=self.layout)
+
+    def remove(self):
+        """Puts the original processors back."""
+        self._restore()
+        self.counter.remove()

@@ -1,0 +1,156 @@
+"""Calibration on the GPU (issue 16, item 3; docs/calibration.md section 8), three parts:
+
+  check DIR   the Triton block mass against the C kernel's (`calibc synth --mass-block`) on the
+              same bf16 q and k, and sampled rows against a float64 softmax of the same rows
+  layer       one layer call at Wan 2.1 1.3B 480p and 14B 720p shapes: the model's attention
+              (SDPA) against block mass (all rows, every 8th row) and the state fold
+  model OUT   a randomly initialised diffusers Wan 2.1 1.3B at 480p: a denoising step (one
+              transformer forward) plain against with `Calibrator` folding every layer, peak
+              memory, and the state written to OUT/state.safetensors
+
+Run on the GPU machine by Tests/GPU/calibrate_run.sh; inputs from `make calibrate-gpu-sources`.
+"""
+
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from calibc.calibration import State, block_mass, sampled_rows
+from calibc.safetensors import read_header, read_tensor
+from calibc.triton_mass import block_mass as triton_mass
+
+
+def timed(fn, reps=5):
+    """Median milliseconds of `reps` runs after two warm-ups, by CUDA events."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(stop))
+    return statistics.median(times)
+
+
+def float64_mass(q, k, block, step):
+    """The definition, in float64 on the GPU, for the rows `sampled_rows` picks."""
+    heads, tokens, dim = q.shape
+    blocks = (tokens + block - 1) // block
+    rows = sampled_rows(tokens, block, step, q.device)
+    out = torch.zeros(heads, blocks, blocks, dtype=torch.float64, device=q.device)
+    kd = k.double()
+    for chunk in rows.split(1024):
+        p = torch.softmax(torch.einsum("hid,hjd->hij", q[:, chunk].double(), kd) * dim ** -0.5, dim=-1)
+        p = F.pad(p, (0, blocks * block - tokens))
+        out.index_add_(1, chunk // block, p.view(heads, len(chunk), blocks, block).sum(-1))
+    return out / torch.bincount(rows // block, minlength=blocks).view(1, -1, 1)
+
+
+def check(directory):
+    worst = {}
+    for name in sorted(os.listdir(os.path.join(directory, "qk"))):
+        qk, reduced = os.path.join(directory, "qk", name), os.path.join(directory, "mass", name)
+        block = int(read_header(reduced)[0]["__metadata__"]["mass_block"])
+        for tensor in sorted(t for t in read_header(qk)[0] if t.endswith(".q")):
+            base = tensor[:-2]
+            q = read_tensor(qk, base + ".q").cuda()
+            k = read_tensor(qk, base + ".k").cuda()
+            c_kernel = read_tensor(reduced, base + ".mass").cuda()
+            e = (triton_mass(q, k, block) - c_kernel).abs().max().item()
+            e8 = (triton_mass(q, k, block, step=8).double() - float64_mass(q, k, block, 8)).abs().max().item()
+            print(f"{name} {base}: heads {q.shape[0]}, tokens {q.shape[1]}, block {block}: |triton − C kernel| {e:.2e}, "
+                  f"every 8th row |triton − float64| {e8:.2e}")
+            for key, value in (("C kernel", e), ("sampled", e8)):
+                worst[key] = max(worst.get(key, 0.0), value)
+    print("worst:", ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
+    assert worst and all(v < 1e-5 for v in worst.values()), worst
+
+
+def layer():
+    torch.manual_seed(0)
+    print("per layer call, bf16, head_dim 128, blocks of 128 (ms, median of 5; random q and k: flat attention)")
+    print("shape              heads  tokens  SDPA   mass all rows  mass 1/8 rows  fold   (mass 1/8 + fold) / SDPA")
+    rows = {}
+    for label, heads, tokens in (("wan1.3B-480p", 12, 32760), ("wan14B-720p", 40, 75600)):
+        q, k, v = (torch.randn(1, tokens, heads, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        qh, kh = q[0].transpose(0, 1), k[0].transpose(0, 1)  # (H, S, D) views, as the recorder passes them
+        sdpa = timed(lambda: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)))
+        exact = timed(lambda: block_mass(qh, kh, 128), reps=3)
+        sampled = timed(lambda: block_mass(qh, kh, 128, step=8))
+        mass = block_mass(qh, kh, 128, step=8)
+        state = State(heads, mass.shape[-1], device="cuda", reuse_tolerance=0.02)
+        state.fold(mass, tau=0.95)
+        fold = timed(lambda: state.fold(mass, tau=0.95))
+        rows[label] = dict(sdpa=sdpa, exact=exact, sampled=sampled, fold=fold)
+        print(f"{label:18} {heads:5}  {tokens:6}  {sdpa:6.2f}  {exact:13.2f}  {sampled:13.2f}  {fold:5.2f}  {(sampled + fold) / sdpa:.3f}")
+        del q, k, v, qh, kh, state
+        torch.cuda.empty_cache()
+    r = rows["wan14B-720p"]
+    calls = 40 * 50 * 64
+    for what, ms in (("all rows", r["exact"] + r["fold"]), ("every 8th row", r["sampled"] + r["fold"])):
+        print(f"Wan 14B 720p, 64 prompts × 50 steps × 40 layers = {calls} layer calls, block mass of {what} + fold: "
+              f"{ms:.1f} ms a call → {ms * calls / 3.6e6:.2f} h of this GPU beyond generation "
+              f"(its attention alone: {r['sdpa'] * calls / 3.6e6:.2f} h)")
+
+
+def model(out):
+    from diffusers import WanTransformer3DModel
+
+    from calibc.diffusers import Calibrator
+
+    torch.manual_seed(0)
+    # Wan 2.1 T2V 1.3B's transformer config; 480p, 81 frames → latents 16 × 21 × 60 × 104 → 32,760 tokens.
+    with torch.device("cuda"):
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
+            text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024).to(torch.bfloat16).eval()
+    latents = torch.randn(1, 16, 21, 60, 104, device="cuda", dtype=torch.bfloat16)
+    text = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
+
+    def step(t=999):
+        with torch.no_grad():
+            return transformer(hidden_states=latents, timestep=torch.tensor([t], device="cuda"),
+                               encoder_hidden_states=text, return_dict=False)[0]
+
+    torch.cuda.reset_peak_memory_stats()
+    plain = timed(step, reps=3)
+    plain_peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"Wan 2.1 1.3B (random weights), 480p, 32,760 tokens, one denoising step (a transformer forward): {plain:.1f} ms, "
+          f"peak {plain_peak:.1f} GiB")
+    for rows in (8, 1):
+        calibrator = Calibrator(transformer, mass=0.95, block=128, sample_rows=rows, reuse_tolerance=0.02)
+        try:
+            torch.cuda.reset_peak_memory_stats()
+            times = []
+            for prompt in range(3):  # three "prompts" of 2 steps each: the first folds into empty states
+                for s in range(2):
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    step(999 - 500 * s)
+                    torch.cuda.synchronize()
+                    times.append((time.perf_counter() - start) * 1e3)
+                calibrator.next_prompt()
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            state_bytes = sum(t.numel() * t.element_size() for s in calibrator.states.values() for t in s.tensors(0, 0).values())
+            later = statistics.median(times[2:])
+            print(f"  with Calibrator, every {rows} row(s): {later:.1f} ms a step after the first prompt "
+                  f"(+{later - plain:.1f} ms, {later / plain:.3f}×), peak {peak:.1f} GiB, "
+                  f"state {state_bytes / 1e6:.1f} MB for {len(calibrator.states)} (step, layer) × 12 heads")
+            if rows == 8:
+                calibrator.save(os.path.join(out, "state.safetensors"), model="WanTransformer3DModel (random weights)")
+        finally:
+            calibrator.remove()
+
+
+if __name__ == "__main__":
+    what = sys.argv[1]
+    {"check": lambda: check(sys.argv[2]), "layer": layer, "model": lambda: model(sys.argv[2])}[what]()
