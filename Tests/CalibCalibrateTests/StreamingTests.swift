@@ -120,11 +120,14 @@ final class StreamingTests: XCTestCase {
         func message(_ path: String) -> String {
             do { _ = try CalibrationState(path: path); return "accepted" } catch { return "\(error)" }
         }
-        // One query block: no pairs, zero-size reuse tensors.
+        // One query block: no pairs, zero-size reuse tensors; both inputs select the one tile, so
+        // no tile has a single owner and the owner tensors are zero-size too.
         let single = try Calibrator.fold(Array(r[0..<2]), options: options { $0.block = 512 })
         try single.write(to: "\(dir)/single.safetensors")
         XCTAssertEqual(try CalibrationState(path: "\(dir)/single.safetensors").heads, single.heads)
         XCTAssertEqual(single.heads[0].reuse, [])
+        XCTAssertEqual(single.heads.flatMap(\.owners), [])
+        XCTAssertEqual(try SafetensorsFile(path: "\(dir)/single.safetensors").tensors["step0.layer0.owner"]?.shape, [0])
         // A recording is not a state.
         XCTAssertEqual(message(ContentFixture.paths[0]),
                        "\(ContentFixture.paths[0]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/2\")")
