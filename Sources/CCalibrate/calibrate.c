@@ -242,17 +242,16 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
     return failed ? -1 : 0;
 }
 
-void calib_row_distance_max(const float *mass, int64_t blocks, float *distance) {
+void calib_row_distance(const float *mass, int64_t blocks, double *distance) {
     #pragma omp parallel for schedule(static, 1)
     for (int64_t i = 0; i < blocks; i++) {
         const float *a = mass + i * blocks;
-        float *out = distance + i * blocks - i * (i + 1) / 2;  /* pairs (i, i+1), (i, i+2), … */
+        double *out = distance + i * blocks - i * (i + 1) / 2;  /* pairs (i, i+1), (i, i+2), … */
         for (int64_t j = i + 1; j < blocks; j++) {
             const float *b = mass + j * blocks;
             double l1 = 0.0;
-            for (int64_t k = 0; k < blocks; k++) l1 += (double)fabsf(a[k] - b[k]);
-            const float d = (float)l1;
-            if (d > out[j - i - 1]) out[j - i - 1] = d;
+            for (int64_t k = 0; k < blocks; k++) l1 += fabs((double)a[k] - (double)b[k]);
+            out[j - i - 1] = l1;
         }
     }
 }

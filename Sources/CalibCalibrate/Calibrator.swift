@@ -44,7 +44,8 @@ public struct CalibrationOptions: Sendable {
     /// A head becomes dense when, for some calibration input, the mask built from the other
     /// inputs keeps this much less of that input's mass than the mask built from all of them.
     public var stabilityDrop = 0.05
-    /// Largest L1 distance between two block-mass rows, on every input, for one to reuse the other; 0 turns reuse off.
+    /// Largest L1 distance between two block-mass rows, on every input, for one to reuse the other;
+    /// 0 turns reuse off. Fixed when inputs are folded into a state.
     public var reuseTolerance = 0.02
 
     public init() {}
@@ -132,10 +133,14 @@ public enum Calibrator {
     public static func fold(_ recordings: [Recording], options: CalibrationOptions,
                             progress: (Int, Int) -> Void = { _, _ in }) throws -> CalibrationState {
         let shape = try shape(recordings, options: options)
+        guard recordings.count <= CalibrationState.maxInputs else {
+            throw CalibrationError(message: "\(recordings.count) calibration recordings, more than the \(CalibrationState.maxInputs) a state can number")
+        }
         let first = recordings[0]
         let lastStep = shape.steps.last!
         var state = CalibrationState(shape: shape, model: first.model, layout: first.layout, scale: first.scale,
-                                     selection: options.selectionText(lastRecordedStep: lastStep))
+                                     selection: options.selectionText(lastRecordedStep: lastStep),
+                                     reuseTolerance: options.reuseTolerance)
         let units = shape.dispatchCount * recordings.count
         var done = 0
         for (s, step) in shape.steps.enumerated() {
@@ -145,7 +150,8 @@ public enum Calibrator {
                     let d = shape.dispatchIndex(stepIndex: s, layer: layer, head: head)
                     for (i, r) in recordings.enumerated() {
                         let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep)
-                        state.heads[d].fold(mass: m, selected: select(m, blocks: shape.blocks, selection), input: i)
+                        state.heads[d].fold(mass: m, selected: select(m, blocks: shape.blocks, selection), input: i,
+                                            reuseTolerance: options.reuseTolerance)
                         done += 1
                         progress(done, units)
                     }
@@ -156,9 +162,11 @@ public enum Calibrator {
         return state
     }
 
-    /// Plans from a state (the stability and reuse rules of `options`), checked on `holdout`.
+    /// Plans from a state (the stability rule of `options`; reuse as folded, so
+    /// `options.reuseTolerance` must be the state's), checked on `holdout`.
     public static func finish(_ state: CalibrationState, holdout: [Recording], options: CalibrationOptions,
                               progress: (Int, Int) -> Void = { _, _ in }) throws -> Calibration {
+        try state.checkReuseTolerance(options.reuseTolerance, file: "the calibration state")
         let shape = state.shape
         for r in holdout {
             guard r.steps == shape.steps, r.layers == shape.layers, r.heads == shape.heads, r.tokens == shape.tokens,
@@ -206,7 +214,7 @@ public enum Calibrator {
         }
     }
 
-    /// The plan of one head from its streaming state.
+    /// The plan of one head from its streaming state (whose reuse bits hold the tolerance).
     public static func decide(_ h: HeadState, inputs: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
         let blocks = h.blocks
         var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
@@ -223,7 +231,7 @@ public enum Calibrator {
         if options.reuseTolerance > 0 {
             var representatives: [Int] = []
             for q in 0..<blocks {
-                if let source = representatives.first(where: { Double(h.distance($0, q)) <= options.reuseTolerance }) {
+                if let source = representatives.first(where: { h.mayReuse($0, q) }) {
                     rows[q] = .reuse(source)
                 } else if !(partialLast && q == blocks - 1) {
                     representatives.append(q)
@@ -388,8 +396,9 @@ public enum Calibrator {
         return mass(m, kept, blocks: blocks)
     }
 
+    /// Each difference in double, summed in key-block order: `calib_row_distance`'s sum.
     static func l1(_ m: [Float], _ a: Int, _ b: Int, blocks: Int) -> Double {
-        (0..<blocks).reduce(0.0) { $0 + Double(abs(m[a * blocks + $1] - m[b * blocks + $1])) }
+        (0..<blocks).reduce(0.0) { $0 + abs(Double(m[a * blocks + $1]) - Double(m[b * blocks + $1])) }
     }
 
     /// The plan with its reused blocks computed from their own selections (the union) instead.

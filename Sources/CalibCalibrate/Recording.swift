@@ -54,6 +54,7 @@ public struct Recording: @unchecked Sendable {
             guard layer < Frontend.maxLayers else {
                 throw fail("tensor \(name): layer \(layer) is beyond the \(Frontend.maxLayers) layers a masks file allows")
             }
+            guard info.dtype.isFloat else { throw fail("tensor \(name) is \(info.dtype.rawValue); a recording holds F32, BF16 or F16") }
             guard info.shape.count == 3, info.shape.allSatisfy({ $0 > 0 }) else {
                 throw fail("tensor \(name) has shape \(info.shape), expected three positive dimensions")
             }

@@ -1,4 +1,4 @@
-// Streaming calibration (docs/calibration.md, "Streaming"): inputs are folded one at a time into
+// Streaming calibration (docs/calibration.md, section 7): inputs are folded one at a time into
 // a state per (step, layer, head) whose size does not depend on how many were folded, and from
 // which the batch rules give the same plans:
 //
@@ -7,9 +7,13 @@
 //   selected, so per tile it is enough to know whether none, one or several inputs selected
 //   it, and for one, which input and that input's mass there;
 // - reuse: query block j may reuse i when the L1 distance of their rows is within tolerance on
-//   every input, i.e. when the largest distance over inputs is.
+//   every input: one bit per pair, cleared by the first input that is farther apart, so the
+//   tolerance is fixed when inputs are folded, like the selection.
 //
-// A state is a safetensors file (calibc-state/1) and states over disjoint inputs merge.
+// The CLI holds every head at once (80,000 at Wan 2.1 14B), so a head stays packed: the three
+// tile cases as base-3 codes, five to a byte; owner and mass only for the single-owner tiles;
+// the reuse test as bits. Folding, merging and deciding unpack one head at a time.
+// A state is a safetensors file (calibc-state/2) and states over disjoint inputs merge.
 
 import CCalibrate
 import CalibIR
@@ -17,87 +21,175 @@ import CalibFrontend
 import CalibSafetensors
 import Foundation
 
+/// Base-3 codes five to a byte (c0 + 3·c1 + 9·c2 + 27·c3 + 81·c4, so a byte is at most 242) and
+/// bits eight to a byte, least significant first; unused trailing codes and bits are 0.
+public enum Packing {
+    public static func codeBytes(_ codes: Int) -> Int { (codes + 4) / 5 }
+    public static func bitBytes(_ bits: Int) -> Int { (bits + 7) / 8 }
+
+    static let weights: [UInt8] = [1, 3, 9, 27, 81]
+    /// The five codes of every byte value below 243, flat.
+    static let digits: [UInt8] = (0..<243).flatMap { v in (0..<5).map { UInt8(v / Int(weights[$0]) % 3) } }
+    /// How many of a byte's codes are 1 (the single-owner tiles it holds).
+    static let ones: [Int] = (0..<256).map { v in v < 243 ? (0..<5).filter { digits[v * 5 + $0] == 1 }.count : 0 }
+
+    public static func packCodes(_ codes: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: codeBytes(codes.count))
+        for (t, c) in codes.enumerated() {
+            precondition(c < 3)
+            out[t / 5] += c * weights[t % 5]
+        }
+        return out
+    }
+
+    /// The first `count` codes; every byte must be below 243.
+    public static func unpackCodes(_ bytes: ArraySlice<UInt8>, count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        for (m, byte) in bytes.enumerated() {
+            for k in 0..<min(5, count - 5 * m) { out[5 * m + k] = digits[Int(byte) * 5 + k] }
+        }
+        return out
+    }
+
+    public static func packBits(_ bits: [Bool]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: bitBytes(bits.count))
+        for (p, b) in bits.enumerated() where b { out[p >> 3] |= 1 << (p & 7) }
+        return out
+    }
+
+    public static func unpackBits(_ bytes: ArraySlice<UInt8>, count: Int) -> [Bool] {
+        (0..<count).map { bytes[bytes.startIndex + ($0 >> 3)] >> ($0 & 7) & 1 == 1 }
+    }
+}
+
 /// What calibration keeps of the inputs folded so far for one (step, layer, head).
 public struct HeadState: Equatable, Sendable {
-    public static let unselected: Float = -1, shared: Float = -2
+    /// Tile codes: how many inputs selected the tile.
+    public static let none: UInt8 = 0, one: UInt8 = 1, several: UInt8 = 2
 
     public let blocks: Int
-    /// Per tile (qb · blocks + kb): -1 when no input selected it, -2 when two or more did, else
-    /// the index of the one input that did (exact in F32 up to 2^24 inputs).
-    public internal(set) var owner: [Float]
-    /// Per tile: the mass that one input put on it (0 unless `owner` ≥ 0).
+    /// Per tile (qb · blocks + kb) its code, packed (`Packing`).
+    public internal(set) var tiles: [UInt8]
+    /// For every code-1 tile, in tile order: the input that selected it, and its mass there.
+    public internal(set) var owners: [UInt16]
     public internal(set) var ownerMass: [Float]
-    /// Per pair of query blocks i < j (row-major upper triangle): the largest L1 distance between
-    /// their block-mass rows over the inputs.
-    public internal(set) var distance: [Float]
+    /// Bit p for the pair of query blocks i < j (row-major upper triangle): the L1 distance of
+    /// their block-mass rows was within the reuse tolerance on every input folded.
+    public internal(set) var reuse: [UInt8]
 
+    /// No input folded: no tile selected, and no pair ruled out for reuse yet.
     public init(blocks: Int) {
         self.blocks = blocks
-        owner = [Float](repeating: Self.unselected, count: blocks * blocks)
-        ownerMass = [Float](repeating: 0, count: blocks * blocks)
-        distance = [Float](repeating: 0, count: blocks * (blocks - 1) / 2)
+        tiles = [UInt8](repeating: 0, count: Packing.codeBytes(blocks * blocks))
+        (owners, ownerMass) = ([], [])
+        reuse = Packing.packBits(Array(repeating: true, count: blocks * (blocks - 1) / 2))
     }
 
-    init(blocks: Int, owner: [Float], ownerMass: [Float], distance: [Float]) {
-        (self.blocks, self.owner, self.ownerMass, self.distance) = (blocks, owner, ownerMass, distance)
+    init(blocks: Int, tiles: [UInt8], owners: [UInt16], ownerMass: [Float], reuse: [UInt8]) {
+        (self.blocks, self.tiles, self.owners, self.ownerMass, self.reuse) = (blocks, tiles, owners, ownerMass, reuse)
     }
 
-    /// Folds input `input`'s block mass and its selection (kept key blocks per query block).
-    public mutating func fold(mass m: [Float], selected: [Set<Int>], input: Int) {
-        precondition(m.count == blocks * blocks && selected.count == blocks)
-        for (q, keys) in selected.enumerated() {
-            for k in keys {
-                let t = q * blocks + k
-                if owner[t] == Self.unselected {
-                    owner[t] = Float(input)
-                    ownerMass[t] = m[t]
-                } else if owner[t] >= 0 {
-                    owner[t] = Self.shared
-                    ownerMass[t] = 0
+    var pairs: Int { blocks * (blocks - 1) / 2 }
+
+    /// Every tile's code, unpacked.
+    public var codes: [UInt8] { Packing.unpackCodes(tiles[...], count: blocks * blocks) }
+
+    /// Bytes of this head's tensors in a state file.
+    public var bytes: Int { tiles.count + reuse.count + 6 * owners.count }
+
+    /// Folds input `input`'s block mass and its selection (kept key blocks per query block); a
+    /// pair stays reusable only when its rows are within `reuseTolerance` (0: reuse off).
+    public mutating func fold(mass m: [Float], selected: [Set<Int>], input: Int, reuseTolerance: Double) {
+        precondition(m.count == blocks * blocks && selected.count == blocks && input <= Int(UInt16.max))
+        var chosen = [Bool](repeating: false, count: blocks * blocks)
+        for (q, keys) in selected.enumerated() { for k in keys { chosen[q * blocks + k] = true } }
+        var codes = self.codes, kept: [UInt16] = [], keptMass: [Float] = []
+        var old = 0  // the next code-1 tile's entry in `owners`
+        for t in codes.indices {
+            switch codes[t] {
+            case Self.none where chosen[t]:
+                codes[t] = Self.one
+                kept.append(UInt16(input))
+                keptMass.append(m[t])
+            case Self.one:
+                if chosen[t] {
+                    codes[t] = Self.several
+                } else {
+                    kept.append(owners[old])
+                    keptMass.append(ownerMass[old])
                 }
+                old += 1
+            default: break
             }
         }
-        if blocks > 1 { calib_row_distance_max(m, Int64(blocks), &distance) }
+        (tiles, owners, ownerMass) = (Packing.packCodes(codes), kept, keptMass)
+        guard reuseTolerance > 0 else {
+            reuse = [UInt8](repeating: 0, count: reuse.count)
+            return
+        }
+        guard pairs > 0 else { return }
+        var distance = [Double](repeating: 0, count: pairs)
+        calib_row_distance(m, Int64(blocks), &distance)
+        for p in 0..<pairs where !(distance[p] <= reuseTolerance) { reuse[p >> 3] &= ~(1 << UInt8(p & 7)) }
     }
 
     /// Merges a state over other inputs, numbered after this one's `offset` inputs.
     public mutating func merge(_ other: HeadState, offset: Int) {
         precondition(other.blocks == blocks)
-        for t in owner.indices where other.owner[t] != Self.unselected {
-            if owner[t] == Self.unselected {
-                owner[t] = other.owner[t] >= 0 ? other.owner[t] + Float(offset) : other.owner[t]
-                ownerMass[t] = other.ownerMass[t]
-            } else {
-                owner[t] = Self.shared
-                ownerMass[t] = 0
+        var codes = self.codes
+        let theirs = other.codes
+        var kept: [UInt16] = [], keptMass: [Float] = []
+        var (a, b) = (0, 0)  // the next code-1 tile's entry in each side's owners
+        for t in codes.indices {
+            switch (codes[t], theirs[t]) {
+            case (Self.none, Self.none), (Self.several, Self.none): break
+            case (Self.one, Self.none):
+                kept.append(owners[a])
+                keptMass.append(ownerMass[a])
+                a += 1
+            case (Self.none, Self.one):
+                codes[t] = Self.one
+                kept.append(other.owners[b] + UInt16(offset))
+                keptMass.append(other.ownerMass[b])
+                b += 1
+            case (let mine, let their):
+                if mine == Self.one { a += 1 }
+                if their == Self.one { b += 1 }
+                codes[t] = Self.several
             }
         }
-        for p in distance.indices { distance[p] = max(distance[p], other.distance[p]) }
+        (tiles, owners, ownerMass) = (Packing.packCodes(codes), kept, keptMass)
+        for i in reuse.indices { reuse[i] &= other.reuse[i] }
     }
 
     /// The kept key blocks of every query block: the union of all inputs' selections.
     public var union: [Set<Int>] {
-        (0..<blocks).map { q in Set((0..<blocks).filter { owner[q * blocks + $0] != Self.unselected }) }
+        let codes = self.codes
+        return (0..<blocks).map { q in Set((0..<blocks).filter { codes[q * blocks + $0] != Self.none }) }
     }
 
     /// The largest leave-one-out drop over the inputs: Σ over the tiles only input i selected of
     /// i's mass there, divided by the number of query blocks.
     public var worstDrop: Double {
-        var drops: [Int: Double] = [:]
-        for t in owner.indices where owner[t] >= 0 { drops[Int(owner[t]), default: 0] += Double(ownerMass[t]) }
+        var drops: [UInt16: Double] = [:]
+        for (o, m) in zip(owners, ownerMass) { drops[o, default: 0] += Double(m) }
         return (drops.values.max() ?? 0) / Double(blocks)
     }
 
-    public func distance(_ i: Int, _ j: Int) -> Float {
+    /// Whether query blocks i and j were within the reuse tolerance on every input.
+    public func mayReuse(_ i: Int, _ j: Int) -> Bool {
         let (a, b) = (min(i, j), max(i, j))
-        return distance[a * blocks - a * (a + 1) / 2 + b - a - 1]
+        let p = a * blocks - a * (a + 1) / 2 + b - a - 1
+        return reuse[p >> 3] >> (p & 7) & 1 == 1
     }
 }
 
 /// The streaming state of a whole calibration: shape, selection, and one `HeadState` per
 /// (step, layer, head) in dispatch order.
 public struct CalibrationState: Sendable {
-    public static let format = "calibc-state/1"
+    public static let format = "calibc-state/2"
+    /// Owners are U16 in the file.
+    public static let maxInputs = Int(UInt16.max)
 
     public var shape: Shape
     public var model: String
@@ -106,12 +198,15 @@ public struct CalibrationState: Sendable {
     /// How each input chose its tiles (`mass 0.95`, `density 0.25`, `mass-schedule exp:…`):
     /// fixed at folding, so only states with the same selection merge.
     public var selection: String
+    /// The reuse bits' tolerance, also fixed at folding.
+    public var reuseTolerance: Double
     /// Inputs folded so far.
     public var inputs: Int
     public var heads: [HeadState]
 
-    public init(shape: Shape, model: String, layout: Layout?, scale: Double, selection: String) {
-        (self.shape, self.model, self.layout, self.scale, self.selection, inputs) = (shape, model, layout, scale, selection, 0)
+    public init(shape: Shape, model: String, layout: Layout?, scale: Double, selection: String, reuseTolerance: Double) {
+        (self.shape, self.model, self.layout, self.scale, self.selection) = (shape, model, layout, scale, selection)
+        (self.reuseTolerance, inputs) = (reuseTolerance, 0)
         heads = Array(repeating: HeadState(blocks: shape.blocks), count: shape.dispatchCount)
     }
 
@@ -119,11 +214,8 @@ public struct CalibrationState: Sendable {
         heads[shape.dispatchIndex(stepIndex: s, layer: layer, head: head)]
     }
 
-    /// Bytes of the tensors: 8 per tile and 2 per tile for the pair distances, per head.
-    public var tensorBytes: Int {
-        let b = shape.blocks
-        return shape.dispatchCount * 4 * (2 * b * b + b * (b - 1) / 2)
-    }
+    /// Bytes of the tensors: per head ⌈B²/5⌉ + ⌈B(B−1)/2/8⌉, and 6 per single-owner tile.
+    public var tensorBytes: Int { heads.reduce(0) { $0 + $1.bytes } }
 
     /// Merges `other` (over other inputs) into this state; its inputs are numbered after ours.
     public mutating func merge(_ other: CalibrationState, file: String, into first: String) throws {
@@ -131,11 +223,23 @@ public struct CalibrationState: Sendable {
             guard a == b else { throw CalibrationError(message: "\(file): \(what) \(b) differs from \(first)'s \(a)") }
         }
         try check("selection", selection, other.selection)
+        try check("reuse tolerance", "\(reuseTolerance)", "\(other.reuseTolerance)")
         try check("shape (steps, layers, heads, tokens, head_dim, block)", Self.describe(shape), Self.describe(other.shape))
         try check("scale", "\(scale)", "\(other.scale)")
         try check("model", model, other.model)
+        guard inputs + other.inputs <= Self.maxInputs else {
+            throw CalibrationError(message: "\(file): merging gives \(inputs + other.inputs) inputs, more than the \(Self.maxInputs) a state can number")
+        }
         for i in heads.indices { heads[i].merge(other.heads[i], offset: inputs) }
         inputs += other.inputs
+    }
+
+    /// Refuses deciding with another reuse tolerance than the one the inputs were folded with
+    /// (`file` names the state).
+    public func checkReuseTolerance(_ tolerance: Double, file: String) throws {
+        guard tolerance == reuseTolerance else {
+            throw CalibrationError(message: "\(file): --reuse-tolerance \(tolerance) differs from the state's \(reuseTolerance), which was fixed when its inputs were folded (omit --reuse-tolerance to use it)")
+        }
     }
 
     static func describe(_ s: Shape) -> String {
@@ -144,12 +248,14 @@ public struct CalibrationState: Sendable {
 
     // MARK: - The file
 
-    /// Writes the state: per (step, layer) tensors `step{t}.layer{l}.owner` and `.owner_mass`
-    /// (heads, blocks, blocks) and `.distance` (heads, blocks·(blocks−1)/2), all F32 (with one
-    /// query block there are no pairs, and `.distance` holds one unused 0 per head).
+    /// Writes the state: per (step, layer) `step{t}.layer{l}.tiles` (U8, heads × ⌈B²/5⌉),
+    /// `.owner` (U16) and `.owner_mass` (F32) of every code-1 tile in (head, tile) order, and
+    /// `.reuse` (U8, heads × ⌈B(B−1)/2/8⌉). Tensors go in name order, as calibc.calibration.save
+    /// writes them, so both give the same bytes.
     public func write(to path: String) throws {
         var w = SafetensorsWriter()
         w.metadata = ["format": Self.format, "model": model, "selection": selection, "inputs": "\(inputs)",
+                      "reuse_tolerance": "\(reuseTolerance)",
                       "steps": shape.steps.map(String.init).joined(separator: ","), "layers": "\(shape.layers)",
                       "heads": "\(shape.heads)", "tokens": "\(shape.tokens)", "head_dim": "\(shape.headDim)",
                       "block": "\(shape.block)", "scale": "\(scale)"]
@@ -160,17 +266,20 @@ public struct CalibrationState: Sendable {
             w.metadata["text_tokens"] = "\(l.textTokens)"
             w.metadata["text_position"] = l.textFirst ? "first" : "last"
         }
-        let b = shape.blocks
+        var tensors: [(name: String, dtype: DType, shape: [Int], bytes: [UInt8])] = []
         for (s, step) in shape.steps.enumerated() {
             for layer in 0..<shape.layers {
                 let hs = (0..<shape.heads).map { head(stepIndex: s, layer: layer, head: $0) }
-                let name = "step\(step).layer\(layer)"
-                w.add("\(name).owner", hs.flatMap(\.owner), shape: [shape.heads, b, b], as: .f32)
-                w.add("\(name).owner_mass", hs.flatMap(\.ownerMass), shape: [shape.heads, b, b], as: .f32)
-                let distance = b > 1 ? hs.flatMap(\.distance) : [Float](repeating: 0, count: shape.heads)
-                w.add("\(name).distance", distance, shape: [shape.heads, max(1, b * (b - 1) / 2)], as: .f32)
+                let name = "step\(step).layer\(layer)", owners = hs.flatMap(\.owners)
+                tensors.append(("\(name).tiles", .u8, [shape.heads, hs[0].tiles.count], hs.flatMap(\.tiles)))
+                tensors.append(("\(name).owner", .u16, [owners.count], owners.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }))
+                tensors.append(("\(name).owner_mass", .f32, [owners.count], hs.flatMap(\.ownerMass).flatMap { m in
+                    (0..<4).map { UInt8(truncatingIfNeeded: m.bitPattern >> (8 * $0)) }
+                }))
+                tensors.append(("\(name).reuse", .u8, [shape.heads, hs[0].reuse.count], hs.flatMap(\.reuse)))
             }
         }
+        for t in tensors.sorted(by: { $0.name < $1.name }) { w.add(t.name, bytes: t.bytes, shape: t.shape, dtype: t.dtype) }
         try w.write(to: path)
     }
 
@@ -179,6 +288,9 @@ public struct CalibrationState: Sendable {
         let file = try SafetensorsFile(path: path)
         func fail(_ m: String) -> CalibrationError { CalibrationError(message: "\(path): \(m)") }
         let meta = file.metadata
+        if meta["format"] == "calibc-state/1" {
+            throw fail("format calibc-state/1 (the uncompressed state of earlier versions) is no longer read, expected \"\(Self.format)\"; fold the recordings again")
+        }
         guard meta["format"] == Self.format else {
             throw fail("not a calibration state (metadata format is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(Self.format)\")")
         }
@@ -203,11 +315,15 @@ public struct CalibrationState: Sendable {
             throw fail("metadata scale must be a positive number")
         }
         guard let selection = meta["selection"], !selection.isEmpty else { throw fail("metadata selection is missing") }
+        guard let tolerance = meta["reuse_tolerance"].flatMap({ Double($0) }), tolerance >= 0, tolerance <= 1 else {
+            throw fail("metadata reuse_tolerance must be a number in [0, 1]")
+        }
         self.shape = shape
         self.scale = scale
         self.selection = selection
+        reuseTolerance = tolerance
         model = meta["model"] ?? "unknown"
-        let inputs = try int("inputs", 1...(1 << 24))
+        let inputs = try int("inputs", 1...Self.maxInputs)
         self.inputs = inputs
         let ints = ["frames", "height", "width", "text_tokens"].map { meta[$0].flatMap { Int($0) } }
         if let f = ints[0], let h = ints[1], let w = ints[2], let text = ints[3] {
@@ -216,33 +332,65 @@ public struct CalibrationState: Sendable {
             layout = nil
         }
         let b = shape.blocks, pairs = b * (b - 1) / 2
+        let tileBytes = Packing.codeBytes(b * b), pairBytes = Packing.bitBytes(pairs)
+        // The last byte of a head's codes (bits) uses only this many codes (bits); the rest are 0.
+        let lastCodes = b * b - 5 * (tileBytes - 1), lastBits = pairs - 8 * (pairBytes - 1)
         var heads: [HeadState] = []
         heads.reserveCapacity(shape.dispatchCount)
         for step in steps {
             for layer in 0..<shape.layers {
                 let name = "step\(step).layer\(layer)"
-                func tensor(_ kind: String, _ expected: [Int]) throws -> [Float] {
+                func info(_ kind: String, _ dtype: DType, _ expected: [Int]?) throws -> TensorInfo {
                     guard let info = file.tensors["\(name).\(kind)"] else { throw fail("missing tensor \(name).\(kind)") }
-                    guard info.shape == expected, info.dtype == .f32 else {
-                        throw fail("tensor \(name).\(kind) is \(info.dtype.rawValue) \(info.shape), expected F32 \(expected)")
+                    guard info.dtype == dtype, info.shape == expected ?? [info.count] else {
+                        throw fail("tensor \(name).\(kind) is \(info.dtype.rawValue) \(info.shape), expected \(dtype.rawValue) \(expected.map { "\($0)" } ?? "[n]")")
                     }
-                    return try file.floats("\(name).\(kind)")
+                    return info
                 }
-                let owner = try tensor("owner", [shape.heads, b, b]), mass = try tensor("owner_mass", [shape.heads, b, b])
-                let distance = try tensor("distance", [shape.heads, max(1, pairs)])
-                if let bad = owner.firstIndex(where: { !($0 == -1 || $0 == -2 || ($0 >= 0 && $0 < Float(inputs) && $0.rounded() == $0)) }) {
-                    throw fail("tensor \(name).owner holds \(owner[bad]) at \(bad); expected -1, -2 or an input index below \(inputs)")
-                }
-                if let bad = mass.indices.first(where: { !(mass[$0] >= 0 && mass[$0] <= 1) || (owner[$0] < 0 && mass[$0] != 0) }) {
-                    throw fail("tensor \(name).owner_mass holds \(mass[bad]) at \(bad); expected a mass in [0, 1] where owner ≥ 0, else 0")
-                }
-                if let bad = distance.firstIndex(where: { !($0 >= 0 && $0 <= 2.01) }) {  // 2 for disjoint rows, plus rounding
-                    throw fail("tensor \(name).distance holds \(distance[bad]) at \(bad); expected an L1 distance in [0, 2]")
-                }
+                _ = try info("tiles", .u8, [shape.heads, tileBytes])
+                let tiles = try file.bytes("\(name).tiles")
+                var singles: [Int] = []  // per head
                 for h in 0..<shape.heads {
-                    let tiles = (h * b * b)..<((h + 1) * b * b)
-                    heads.append(HeadState(blocks: b, owner: Array(owner[tiles]), ownerMass: Array(mass[tiles]),
-                                           distance: Array(distance[(h * max(1, pairs))..<(h * max(1, pairs) + pairs)])))
+                    let head = tiles[(h * tileBytes)..<((h + 1) * tileBytes)]
+                    if let m = head.firstIndex(where: { $0 > 242 }) {
+                        throw fail("tensor \(name).tiles holds \(tiles[m]) in byte \(m - h * tileBytes) of head \(h); expected at most 242 (five codes 0…2 per byte)")
+                    }
+                    if let last = head.last, let k = (lastCodes..<5).first(where: { Packing.digits[Int(last) * 5 + $0] != 0 }) {
+                        throw fail("tensor \(name).tiles sets a code for tile \(b * b + k - lastCodes) of head \(h), beyond its \(b * b) tiles; expected 0")
+                    }
+                    singles.append(head.reduce(0) { $0 + Packing.ones[Int($1)] })
+                }
+                let n = singles.reduce(0, +)
+                let ownerInfo = try info("owner", .u16, nil)
+                guard ownerInfo.count == n else {
+                    throw fail("tensor \(name).owner holds \(ownerInfo.count) owners, expected \(n): one per tile exactly one input selected (code 1 in \(name).tiles)")
+                }
+                _ = try info("owner_mass", .f32, [n])
+                let owners = try file.uint16s("\(name).owner"), mass = try file.floats("\(name).owner_mass")
+                if let bad = owners.firstIndex(where: { Int($0) >= inputs }) {
+                    throw fail("tensor \(name).owner holds \(owners[bad]) at \(bad); expected an input index below \(inputs)")
+                }
+                if let bad = mass.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
+                    throw fail("tensor \(name).owner_mass holds \(mass[bad]) at \(bad); expected a mass in [0, 1]")
+                }
+                _ = try info("reuse", .u8, [shape.heads, pairBytes])
+                let reuse = try file.bytes("\(name).reuse")
+                for h in 0..<shape.heads where pairBytes > 0 {
+                    let head = reuse[(h * pairBytes)..<((h + 1) * pairBytes)]
+                    if let k = (lastBits..<8).first(where: { head.last! >> $0 & 1 == 1 }) {
+                        throw fail("tensor \(name).reuse sets bit \(pairs + k - lastBits) of head \(h), beyond its \(pairs) pairs; expected 0")
+                    }
+                    if tolerance == 0, let m = head.firstIndex(where: { $0 != 0 }) {
+                        throw fail("tensor \(name).reuse sets bits in byte \(m - h * pairBytes) of head \(h), but reuse_tolerance is 0 (reuse off); expected none")
+                    }
+                }
+                var start = 0
+                for h in 0..<shape.heads {
+                    let own = start..<(start + singles[h])
+                    start = own.upperBound
+                    heads.append(HeadState(blocks: b, tiles: Array(tiles[(h * tileBytes)..<((h + 1) * tileBytes)]),
+                                           owners: Array(owners[own]), ownerMass: Array(mass[own]),
+                                           reuse: Array(reuse[(h * pairBytes)..<((h + 1) * pairBytes)])))
                 }
             }
         }

@@ -1,15 +1,24 @@
 // The safetensors container (https://huggingface.co/docs/safetensors): an 8-byte
 // little-endian header length, a JSON header naming each tensor's dtype, shape and byte
-// range, then raw little-endian data. Read through a memory map, converted to Float on demand.
+// range, then raw little-endian data. Read through a memory map, converted to Float on demand;
+// the integer dtypes (U8, U16) carry calibration states' packed codes and input indices.
 
 import CalibSupport
 import CalibJSON
 import Foundation
 
 public enum DType: String, Sendable, CaseIterable {
-    case f32 = "F32", f16 = "F16", bf16 = "BF16"
+    case f32 = "F32", f16 = "F16", bf16 = "BF16", u8 = "U8", u16 = "U16"
 
-    public var size: Int { self == .f32 ? 4 : 2 }
+    public var size: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16, .u16: return 2
+        case .u8: return 1
+        }
+    }
+
+    public var isFloat: Bool { self == .f32 || self == .f16 || self == .bf16 }
 }
 
 public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
@@ -80,7 +89,7 @@ public final class SafetensorsFile: @unchecked Sendable {
             func field(_ key: String) -> JSON? { fields.first { $0.key == key }?.value }
             guard case .string(let dt)? = field("dtype") else { throw fail("tensor \(name): missing dtype") }
             guard let dtype = DType(rawValue: dt) else {
-                throw fail("tensor \(name): unsupported dtype \(dt) (expected F32, F16 or BF16)")
+                throw fail("tensor \(name): unsupported dtype \(dt) (expected F32, F16, BF16, U8 or U16)")
             }
             guard let dims = field("shape")?.elements else { throw fail("tensor \(name): missing shape") }
             var shape: [Int] = []
@@ -142,8 +151,26 @@ public final class SafetensorsFile: @unchecked Sendable {
                 return (0..<r.count).map { BFloat16(bits: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))).float }
             case .f16:
                 return (0..<r.count).map { Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)))) }
+            case .u8:
+                return (0..<r.count).map { Float(base.load(fromByteOffset: $0, as: UInt8.self)) }
+            case .u16:
+                return (0..<r.count).map { Float(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
             }
         }
+    }
+
+    /// A tensor's raw little-endian bytes, whatever its dtype.
+    public func bytes(_ name: String) throws -> [UInt8] {
+        guard let t = tensors[name] else { throw SafetensorsError(file: path, message: "no tensor named \(name)") }
+        return [UInt8](data[(data.startIndex + dataStart + t.range.lowerBound)..<(data.startIndex + dataStart + t.range.upperBound)])
+    }
+
+    /// A U16 tensor's values.
+    public func uint16s(_ name: String) throws -> [UInt16] {
+        guard let t = tensors[name] else { throw SafetensorsError(file: path, message: "no tensor named \(name)") }
+        precondition(t.dtype == .u16, "uint16s reads U16 tensors")
+        let raw = try bytes(name)
+        return (0..<t.count).map { UInt16(raw[2 * $0]) | UInt16(raw[2 * $0 + 1]) << 8 }
     }
 }
 
@@ -154,8 +181,9 @@ public struct SafetensorsWriter {
 
     public init() {}
 
+    /// Float values, stored as a float dtype.
     public mutating func add(_ name: String, _ values: [Float], shape: [Int], as dtype: DType) {
-        precondition(shape.reduce(1, *) == values.count)
+        precondition(shape.reduce(1, *) == values.count && dtype.isFloat)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(values.count * dtype.size)
         for v in values {
@@ -169,8 +197,26 @@ public struct SafetensorsWriter {
             case .f16:
                 let b = Float16(v).bitPattern
                 bytes += [UInt8(b & 0xff), UInt8(b >> 8)]
+            case .u8, .u16:
+                preconditionFailure("integer dtypes are added as integers")
             }
         }
+        entries.append((name, dtype, shape, bytes))
+    }
+
+    public mutating func add(_ name: String, _ values: [UInt8], shape: [Int]) {
+        precondition(shape.reduce(1, *) == values.count)
+        entries.append((name, .u8, shape, values))
+    }
+
+    public mutating func add(_ name: String, _ values: [UInt16], shape: [Int]) {
+        precondition(shape.reduce(1, *) == values.count)
+        entries.append((name, .u16, shape, values.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }))
+    }
+
+    /// Raw little-endian bytes of any dtype (what `SafetensorsFile.bytes` reads back).
+    public mutating func add(_ name: String, bytes: [UInt8], shape: [Int], dtype: DType) {
+        precondition(SafetensorsFile.byteCount(shape: shape, elementSize: dtype.size) == bytes.count)
         entries.append((name, dtype, shape, bytes))
     }
 

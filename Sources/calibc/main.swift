@@ -256,7 +256,11 @@ let calibrate = Command(
         Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
         Option(name: "--sample-rows", value: "S", help: "measure block mass on every S-th row of each query block (default 1: all rows; S times less work)"),
         Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
-        Option(name: "--reuse-tolerance", value: "X", help: "L1 distance of block-mass rows for a query block to reuse another (default 0.02; 0: off)"),
+        Option(name: "--reuse-tolerance", value: "X", help: """
+            L1 distance of block-mass rows, on every input, for a query block to reuse
+            another (default 0.02; 0: off); fixed when inputs are folded: with --merge the
+            states' value is used, and another value is refused
+            """),
         Option(name: "--report", value: "<report.html>", help: "also write the calibration report as a page with the masks drawn"),
     ]) { a in
     guard !a.operands.isEmpty else { throw UsageError(description: a.flag("--merge") ? "missing <state.safetensors>" : "missing <recording.safetensors>") }
@@ -298,6 +302,8 @@ let calibrate = Command(
     if a.flag("--merge") {
         state = try CalibrationState(path: a.operands[0])
         for path in a.operands.dropFirst() { try state.merge(try CalibrationState(path: path), file: path, into: a.operands[0]) }
+        if a.value("--reuse-tolerance") != nil { try state.checkReuseTolerance(options.reuseTolerance, file: a.operands[0]) }
+        options.reuseTolerance = state.reuseTolerance
     } else {
         let recordings = try a.operands.map(Recording.init(path:))
         let perHead = recordings.count + (out == nil ? 0 : holdout.count)

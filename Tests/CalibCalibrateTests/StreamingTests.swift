@@ -63,7 +63,7 @@ final class StreamingTests: XCTestCase {
             dense += batch.heads.filter(\.dense).count
             reused += batch.heads.map(\.reusedBlocks).reduce(0, +)
             let state = try Calibrator.fold(Array(r[0..<3]), options: o)
-            sharedTiles += state.heads.map { $0.owner.filter { $0 == HeadState.shared }.count }.reduce(0, +)
+            sharedTiles += state.heads.map { $0.codes.filter { $0 == HeadState.several }.count }.reduce(0, +)
             // Not every head is decided by one rule alone: some are dense, some are not.
             XCTAssertTrue(batch.heads.contains { $0.dense } && batch.heads.contains { !$0.dense }, label)
         }
@@ -110,78 +110,107 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(read.heads, state.heads)
         XCTAssertEqual(read.shape, state.shape)
         XCTAssertEqual(read.selection, "mass 0.95")
+        XCTAssertEqual(read.reuseTolerance, 0.02)
         XCTAssertEqual(read.scale, state.scale)
         XCTAssertEqual(read.layout, state.layout)
-        // The size does not grow with the inputs folded.
-        let four = "\(dir)/four.safetensors"
-        try Calibrator.fold(r, options: options()).write(to: four)
-        let size = { (p: String) in try FileManager.default.attributesOfItem(atPath: p)[.size] as! Int }
-        XCTAssertEqual(try size(four), try size(path))
-        XCTAssertEqual(state.tensorBytes, state.heads.count * 4 * (2 * 24 * 24 + 24 * 23 / 2))
+        // Per head 24 × 24 tiles (116 bytes of codes), 276 pairs (35 bytes of bits), 6 bytes per single-owner tile.
+        let singles = state.heads.map(\.owners.count).reduce(0, +)
+        XCTAssertEqual(state.tensorBytes, state.heads.count * (116 + 35) + 6 * singles)
 
         func message(_ path: String) -> String {
             do { _ = try CalibrationState(path: path); return "accepted" } catch { return "\(error)" }
         }
-        // One query block: no pairs, one placeholder distance per head.
+        // One query block: no pairs, zero-size reuse tensors; both inputs select the one tile, so
+        // no tile has a single owner and the owner tensors are zero-size too.
         let single = try Calibrator.fold(Array(r[0..<2]), options: options { $0.block = 512 })
         try single.write(to: "\(dir)/single.safetensors")
         XCTAssertEqual(try CalibrationState(path: "\(dir)/single.safetensors").heads, single.heads)
-        XCTAssertEqual(single.heads[0].distance, [])
+        XCTAssertEqual(single.heads[0].reuse, [])
+        XCTAssertEqual(single.heads.flatMap(\.owners), [])
+        XCTAssertEqual(try SafetensorsFile(path: "\(dir)/single.safetensors").tensors["step0.layer0.owner"]?.shape, [0])
         // A recording is not a state.
         XCTAssertEqual(message(ContentFixture.paths[0]),
-                       "\(ContentFixture.paths[0]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/1\")")
-        // Values a fold could not have written.
+                       "\(ContentFixture.paths[0]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/2\")")
+        // Files and values a fold could not have written: the file's tensors, one of them changed.
         let file = try SafetensorsFile(path: path)
-        func rewrite(_ name: String, _ change: (inout [Float]) -> Void) throws -> String {
+        func rewrite(_ name: String? = nil, metadata: [String: String?] = [:], _ change: (inout [UInt8], inout [Int]) -> Void = { _, _ in }) throws -> String {
             var w = SafetensorsWriter()
             w.metadata = file.metadata
+            for (k, v) in metadata { w.metadata[k] = v }
             for (n, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
-                var v = try file.floats(n)
-                if n == name { change(&v) }
-                w.add(n, v, shape: info.shape, as: .f32)
+                var (bytes, shape) = (try file.bytes(n), info.shape)
+                if n == name { change(&bytes, &shape) }
+                w.add(n, bytes: bytes, shape: shape, dtype: info.dtype)
             }
             let bad = "\(dir)/bad-\(UUID().uuidString).safetensors"
             try w.write(to: bad)
             return message(bad).replacingOccurrences(of: bad + ": ", with: "")
         }
-        XCTAssertEqual(try rewrite("step0.layer0.owner") { $0[3] = 2 },
-                       "tensor step0.layer0.owner holds 2.0 at 3; expected -1, -2 or an input index below 2")
-        XCTAssertEqual(try rewrite("step5.layer0.owner_mass") { $0[7] = .nan },
-                       "tensor step5.layer0.owner_mass holds nan at 7; expected a mass in [0, 1] where owner ≥ 0, else 0")
-        XCTAssertEqual(try rewrite("step9.layer0.distance") { $0[0] = -1 },
-                       "tensor step9.layer0.distance holds -1.0 at 0; expected an L1 distance in [0, 2]")
-        func withMetadata(_ key: String, _ value: String?, dtype: DType = .f32) throws -> String {
-            var w = SafetensorsWriter()
-            w.metadata = file.metadata
-            w.metadata[key] = value
-            for (n, info) in file.tensors.sorted(by: { $0.key < $1.key }) { w.add(n, try file.floats(n), shape: info.shape, as: dtype) }
-            let bad = "\(dir)/bad-\(UUID().uuidString).safetensors"
-            try w.write(to: bad)
-            return message(bad).replacingOccurrences(of: bad + ": ", with: "")
-        }
-        XCTAssertEqual(try withMetadata("inputs", "0"), "metadata inputs must be an integer in 1…16777216")
-        XCTAssertEqual(try withMetadata("block", nil), "metadata block must be an integer in 1…1024")
-        XCTAssertEqual(try withMetadata("steps", "0,x"), "metadata steps must list step indices, e.g. \"0,20,40\"")
-        XCTAssertEqual(try withMetadata("steps", "5,0"), "metadata steps must be strictly ascending")
-        XCTAssertEqual(try withMetadata("scale", "-2"), "metadata scale must be a positive number")
-        XCTAssertEqual(try withMetadata("selection", nil), "metadata selection is missing")
-        XCTAssertEqual(try withMetadata("model", "m", dtype: .f16), "tensor step0.layer0.owner is F16 [6, 24, 24], expected F32 [6, 24, 24]")
+        XCTAssertEqual(try rewrite(), "accepted")
+        XCTAssertEqual(try rewrite(metadata: ["format": "calibc-state/1"]),
+                       "format calibc-state/1 (the uncompressed state of earlier versions) is no longer read, expected \"calibc-state/2\"; fold the recordings again")
+        XCTAssertEqual(try rewrite("step0.layer0.tiles") { bytes, _ in bytes[3] = 243 },
+                       "tensor step0.layer0.tiles holds 243 in byte 3 of head 0; expected at most 242 (five codes 0…2 per byte)")
+        // 576 tiles fill 115 bytes and one code of the 116th: codes 1…4 of each head's last byte are unused.
+        XCTAssertEqual(try rewrite("step0.layer0.tiles") { bytes, _ in bytes[2 * 116 + 115] = 2 * 3 },
+                       "tensor step0.layer0.tiles sets a code for tile 576 of head 2, beyond its 576 tiles; expected 0")
+        let owners = file.tensors["step0.layer0.owner"]!.count
+        XCTAssertGreaterThan(owners, 0)
+        XCTAssertEqual(try rewrite("step0.layer0.owner") { bytes, shape in bytes.removeLast(2); shape = [owners - 1] },
+                       "tensor step0.layer0.owner holds \(owners - 1) owners, expected \(owners): one per tile exactly one input selected (code 1 in step0.layer0.tiles)")
+        XCTAssertEqual(try rewrite("step0.layer0.owner") { bytes, _ in (bytes[6], bytes[7]) = (2, 0) },
+                       "tensor step0.layer0.owner holds 2 at 3; expected an input index below 2")
+        XCTAssertEqual(try rewrite("step5.layer0.owner_mass") { bytes, _ in bytes.replaceSubrange(0..<4, with: [0, 0, 0xc0, 0x7f]) },
+                       "tensor step5.layer0.owner_mass holds nan at 0; expected a mass in [0, 1]")
+        // 276 pairs fill 34 bytes and 4 bits of the 35th.
+        XCTAssertEqual(try rewrite("step9.layer0.reuse") { bytes, _ in bytes[34] |= 1 << 5 },
+                       "tensor step9.layer0.reuse sets bit 277 of head 0, beyond its 276 pairs; expected 0")
+        XCTAssertEqual(try rewrite("step0.layer0.reuse", metadata: ["reuse_tolerance": "0.0"]) { bytes, _ in bytes[0] = 1 },
+                       "tensor step0.layer0.reuse sets bits in byte 0 of head 0, but reuse_tolerance is 0 (reuse off); expected none")
+        XCTAssertEqual(try rewrite(metadata: ["inputs": "0"]), "metadata inputs must be an integer in 1…65535")
+        XCTAssertEqual(try rewrite(metadata: ["block": nil]), "metadata block must be an integer in 1…1024")
+        XCTAssertEqual(try rewrite(metadata: ["steps": "0,x"]), "metadata steps must list step indices, e.g. \"0,20,40\"")
+        XCTAssertEqual(try rewrite(metadata: ["steps": "5,0"]), "metadata steps must be strictly ascending")
+        XCTAssertEqual(try rewrite(metadata: ["scale": "-2"]), "metadata scale must be a positive number")
+        XCTAssertEqual(try rewrite(metadata: ["selection": nil]), "metadata selection is missing")
+        XCTAssertEqual(try rewrite(metadata: ["reuse_tolerance": "1.5"]), "metadata reuse_tolerance must be a number in [0, 1]")
+        XCTAssertEqual(try rewrite("step0.layer0.owner_mass") { bytes, shape in bytes += [0, 0, 0, 0]; shape = [shape[0] + 1] },
+                       "tensor step0.layer0.owner_mass is F32 [\(owners + 1)], expected F32 [\(owners)]")
         var w = SafetensorsWriter()
         w.metadata = file.metadata
-        w.add("step0.layer0.distance", [0], shape: [1], as: .f32)
+        w.add("step0.layer0.owner", [UInt16](), shape: [0])
         let missing = "\(dir)/missing-tensor.safetensors"
         try w.write(to: missing)
-        XCTAssertEqual(message(missing), "\(missing): missing tensor step0.layer0.owner")
+        XCTAssertEqual(message(missing), "\(missing): missing tensor step0.layer0.tiles")
+        var f16 = SafetensorsWriter()
+        f16.metadata = file.metadata
+        f16.add("step0.layer0.tiles", [Float](repeating: 0, count: 6 * 116), shape: [6, 116], as: .f16)
+        try f16.write(to: missing)
+        XCTAssertEqual(message(missing), "\(missing): tensor step0.layer0.tiles is F16 [6, 116], expected U8 [6, 116]")
 
-        // States merge only with the same selection and shape.
+        // States merge only with the same selection, reuse tolerance and shape.
         var a = state
         let other = try Calibrator.fold(Array(r[2..<3]), options: options { $0.selection = .mass(0.9) })
         XCTAssertThrowsError(try a.merge(other, file: "b.safetensors", into: "a.safetensors")) { e in
             XCTAssertEqual("\(e)", "b.safetensors: selection mass 0.9 differs from a.safetensors's mass 0.95")
         }
+        let tolerant = try Calibrator.fold(Array(r[2..<3]), options: options { $0.reuseTolerance = 0.1 })
+        XCTAssertThrowsError(try a.merge(tolerant, file: "b.safetensors", into: "a.safetensors")) { e in
+            XCTAssertEqual("\(e)", "b.safetensors: reuse tolerance 0.1 differs from a.safetensors's 0.02")
+        }
         let coarse = try Calibrator.fold(Array(r[2..<3]), options: options { $0.block = 32 })
         XCTAssertThrowsError(try a.merge(coarse, file: "b.safetensors", into: "a.safetensors")) { e in
             XCTAssertEqual("\(e)", "b.safetensors: shape (steps, layers, heads, tokens, head_dim, block) steps 0,5,9, 1 layers, 6 heads, 384 tokens, head_dim 128, block 32 differs from a.safetensors's steps 0,5,9, 1 layers, 6 heads, 384 tokens, head_dim 128, block 16")
+        }
+        // Owners are U16: at most 65,535 inputs.
+        var many = state
+        many.inputs = 65_534
+        XCTAssertThrowsError(try a.merge(many, file: "b.safetensors", into: "a.safetensors")) { e in
+            XCTAssertEqual("\(e)", "b.safetensors: merging gives 65536 inputs, more than the 65535 a state can number")
+        }
+        // Deciding uses the tolerance the inputs were folded with, and refuses another.
+        XCTAssertThrowsError(try Calibrator.finish(state, holdout: [], options: options { $0.reuseTolerance = 0.1 })) { e in
+            XCTAssertEqual("\(e)", "the calibration state: --reuse-tolerance 0.1 differs from the state's 0.02, which was fixed when its inputs were folded (omit --reuse-tolerance to use it)")
         }
     }
 
@@ -244,32 +273,45 @@ final class StreamingTests: XCTestCase {
         let stateScheduled = try Calibrator.fold(r, options: options { $0.selection = .schedule(schedule) })
         let state99 = try Calibrator.fold(r, options: options { $0.selection = .mass(0.99) })
         func tiles(_ state: CalibrationState, _ s: Int) -> Int {
-            (0..<shape.heads).map { state.head(stepIndex: s, layer: 0, head: $0).owner.filter { $0 != HeadState.unselected }.count }.reduce(0, +)
+            (0..<shape.heads).map { state.head(stepIndex: s, layer: 0, head: $0).codes.filter { $0 != HeadState.none }.count }.reduce(0, +)
         }
         XCTAssertEqual(tiles(stateScheduled, 0), tiles(state99, 0))
         XCTAssertLessThan(tiles(stateScheduled, 1), tiles(state99, 1))
         XCTAssertLessThan(tiles(stateScheduled, 2), tiles(stateScheduled, 1))
     }
 
-    /// The pair-distance kernel against a direct computation, folded twice (the max).
-    func testRowDistanceKernel() {
+    /// The pair-distance kernel against a direct computation (the same double sum, so equal),
+    /// and the reuse bits of two folds: set only where both inputs are within the tolerance.
+    func testRowDistanceKernelAndReuseBits() {
         var rng = SplitMix64(seed: 3)
         let b = 13
         let m1 = rng.floats(b * b), m2 = rng.floats(b * b)
-        var d = [Float](repeating: 0, count: b * (b - 1) / 2)
-        calib_row_distance_max(m1, Int64(b), &d)
-        calib_row_distance_max(m2, Int64(b), &d)
-        var state = HeadState(blocks: b)
-        state.fold(mass: m1, selected: Array(repeating: [], count: b), input: 0)
-        state.fold(mass: m2, selected: Array(repeating: [], count: b), input: 1)
-        func l1(_ m: [Float], _ i: Int, _ j: Int) -> Double { (0..<b).reduce(0.0) { $0 + Double(abs(m[i * b + $1] - m[j * b + $1])) } }
+        func l1(_ m: [Float], _ i: Int, _ j: Int) -> Double { (0..<b).reduce(0.0) { $0 + abs(Double(m[i * b + $1]) - Double(m[j * b + $1])) } }
+        var d = [Double](repeating: -1, count: b * (b - 1) / 2)
+        calib_row_distance(m1, Int64(b), &d)
+        var worst: [Double] = []
         for i in 0..<b {
             for j in (i + 1)..<b {
-                let expected = Float(max(l1(m1, i, j), l1(m2, i, j)))
-                XCTAssertEqual(d[i * b - i * (i + 1) / 2 + j - i - 1], expected, "pair \(i), \(j)")
-                XCTAssertEqual(state.distance(j, i), expected)
+                XCTAssertEqual(d[i * b - i * (i + 1) / 2 + j - i - 1], l1(m1, i, j), "pair \(i), \(j)")
+                worst.append(max(l1(m1, i, j), l1(m2, i, j)))
             }
         }
+        let tolerance = worst.sorted()[worst.count / 2]  // about half the pairs stay reusable
+        var state = HeadState(blocks: b), off = HeadState(blocks: b)
+        for (i, m) in [m1, m2].enumerated() {
+            state.fold(mass: m, selected: Array(repeating: [], count: b), input: i, reuseTolerance: tolerance)
+            off.fold(mass: m, selected: Array(repeating: [], count: b), input: i, reuseTolerance: 0)
+        }
+        var reusable = 0
+        for i in 0..<b {
+            for j in (i + 1)..<b {
+                XCTAssertEqual(state.mayReuse(j, i), l1(m1, i, j) <= tolerance && l1(m2, i, j) <= tolerance, "pair \(i), \(j)")
+                reusable += state.mayReuse(i, j) ? 1 : 0
+            }
+        }
+        XCTAssertEqual(reusable, worst.filter { $0 <= tolerance }.count)
+        XCTAssertTrue(reusable > 0 && reusable < worst.count)
+        XCTAssertEqual(off.reuse, [UInt8](repeating: 0, count: (b * (b - 1) / 2 + 7) / 8))  // tolerance 0: reuse off
     }
 
     /// Owners: none, one (with its mass), several; merge renumbers the other side's inputs.
@@ -277,18 +319,86 @@ final class StreamingTests: XCTestCase {
         let b = 2
         var s = HeadState(blocks: b)
         let m: [Float] = [0.7, 0.3, 0.4, 0.6]
-        s.fold(mass: m, selected: [[0], [1]], input: 0)
-        s.fold(mass: m, selected: [[0, 1], [1]], input: 1)
-        XCTAssertEqual(s.owner, [HeadState.shared, 1, HeadState.unselected, HeadState.shared])
-        XCTAssertEqual(s.ownerMass, [0, 0.3, 0, 0])
+        s.fold(mass: m, selected: [[0], [1]], input: 0, reuseTolerance: 0.02)
+        s.fold(mass: m, selected: [[0, 1], [1]], input: 1, reuseTolerance: 0.02)
+        XCTAssertEqual(s.codes, [HeadState.several, HeadState.one, HeadState.none, HeadState.several])
+        XCTAssertEqual(s.tiles, [59])  // 2 + 3·1 + 9·0 + 27·2
+        XCTAssertEqual(s.owners, [1])
+        XCTAssertEqual(s.ownerMass, [0.3])
         XCTAssertEqual(s.worstDrop, 0.15, accuracy: 1e-7)  // input 1 alone keeps 0.3 on row 0: 0.3 / 2 rows
+        XCTAssertFalse(s.mayReuse(0, 1))  // the rows are 0.6 apart
         var t = HeadState(blocks: b)
-        t.fold(mass: m, selected: [[0], [0]], input: 0)
+        t.fold(mass: m, selected: [[0], [0]], input: 0, reuseTolerance: 0.02)
         s.merge(t, offset: 2)
-        XCTAssertEqual(s.owner, [HeadState.shared, 1, 2, HeadState.shared])
-        XCTAssertEqual(s.ownerMass, [0, 0.3, 0.4, 0])
+        XCTAssertEqual(s.codes, [HeadState.several, HeadState.one, HeadState.one, HeadState.several])
+        XCTAssertEqual(s.owners, [1, 2])
+        XCTAssertEqual(s.ownerMass, [0.3, 0.4])
         XCTAssertEqual(s.union, [[0, 1], [0, 1]])
         XCTAssertEqual(s.worstDrop, 0.2, accuracy: 1e-7)
+        // A pair stays reusable while every input's rows are within the tolerance, in merges too.
+        var u = HeadState(blocks: b), v = HeadState(blocks: b)
+        u.fold(mass: [0.5, 0.5, 0.505, 0.495], selected: [[0], [0]], input: 0, reuseTolerance: 0.02)
+        XCTAssertTrue(u.mayReuse(0, 1))
+        v.fold(mass: [0.5, 0.5, 0.5, 0.5], selected: [[1], [0]], input: 0, reuseTolerance: 0.02)
+        u.merge(v, offset: 1)
+        XCTAssertTrue(u.mayReuse(0, 1))
+        XCTAssertEqual(u.codes, [HeadState.one, HeadState.one, HeadState.several, HeadState.none])
+        XCTAssertEqual(u.owners, [0, 1])
+        u.merge(t, offset: 2)
+        XCTAssertFalse(u.mayReuse(0, 1))
+    }
+
+    /// Packed codes and bits round-trip, where B² is not a multiple of 5 and the pairs not of 8.
+    func testPackingRoundTrips() {
+        var rng = SplitMix64(seed: 5)
+        for count in [0, 1, 4, 5, 6, 23 * 23, 24 * 24, 591 * 591] {
+            let codes = (0..<count).map { _ in UInt8(rng.next() % 3) }
+            let packed = Packing.packCodes(codes)
+            XCTAssertEqual(packed.count, (count + 4) / 5, "\(count) codes")
+            XCTAssertTrue(packed.allSatisfy { $0 <= 242 })
+            XCTAssertEqual(Packing.unpackCodes(packed[...], count: count), codes, "\(count) codes")
+        }
+        // Tile 5m + k is code k of byte m, weighted 3^k; unused trailing codes are 0.
+        XCTAssertEqual(Packing.packCodes([1, 2, 0, 1, 2, 2]), [196, 2])  // 1 + 2·3 + 0·9 + 1·27 + 2·81
+        XCTAssertEqual(Packing.packCodes([2, 2, 2, 2, 2]), [242])
+        for count in [0, 1, 7, 8, 9, 23 * 22 / 2, 24 * 23 / 2, 591 * 590 / 2] {
+            let bits = (0..<count).map { _ in rng.next() % 2 == 1 }
+            let packed = Packing.packBits(bits)
+            XCTAssertEqual(packed.count, (count + 7) / 8, "\(count) bits")
+            XCTAssertEqual(Packing.unpackBits(packed[...], count: count), bits, "\(count) bits")
+            if count % 8 != 0 { XCTAssertEqual(packed.last! >> (count % 8), 0, "\(count) bits: padding") }
+        }
+        XCTAssertEqual(Packing.packBits([true, false, false, true, false, false, false, false, true]), [0b1001, 1])  // LSB first
+    }
+
+    /// The state of `make example`'s shape (3072 tokens in blocks of 64: B = 48; 3 steps × 2
+    /// layers × 6 heads) is ⌈48²/5⌉ + ⌈48·47/2/8⌉ = 461 + 141 bytes per head and 6 per
+    /// single-owner tile, plus the header, whatever the number of inputs.
+    func testStateSizeIsPredicted() throws {
+        let shape = Shape(tokens: 3072, headDim: 128, block: 64, layers: 2, heads: 6, steps: [0, 20, 40])
+        var state = CalibrationState(shape: shape, model: "m", layout: nil, scale: 0.125, selection: "mass 0.95", reuseTolerance: 0.02)
+        var rng = SplitMix64(seed: 9)
+        let b = 48
+        for input in 0..<3 {
+            for h in state.heads.indices {
+                let m = rng.floats(b * b, scale: 0.5).map { abs($0) / Float(b) }
+                let selected = (0..<b).map { q in Set((0..<b).filter { m[q * b + $0] > 0.4 / Float(b) }) }
+                state.heads[h].fold(mass: m, selected: selected, input: input, reuseTolerance: 0.02)
+            }
+            state.inputs += 1
+        }
+        let singles = state.heads.map { $0.codes.filter { $0 == HeadState.one }.count }.reduce(0, +)
+        XCTAssertEqual(singles, state.heads.map(\.owners.count).reduce(0, +))
+        XCTAssertGreaterThan(singles, 0)
+        let predicted = 36 * (461 + 141) + 6 * singles
+        XCTAssertEqual(state.tensorBytes, predicted)
+        let path = ContentFixture.dir + "/size.safetensors"
+        try FileManager.default.createDirectory(atPath: ContentFixture.dir, withIntermediateDirectories: true)
+        try state.write(to: path)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let header = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        XCTAssertEqual(data.count, 8 + header + predicted)
+        XCTAssertEqual(try CalibrationState(path: path).heads, state.heads)
     }
 
     /// The command line: usage errors exit 2 with their message; a merge through files writes
@@ -336,7 +446,26 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: "\(dir)/merged.json", encoding: .utf8), try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8))
         let (status, _, err) = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", rec[1], "-o", "\(dir)/x.json"])
         XCTAssertEqual(status, 1)
-        XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/1\")\n")
+        XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/2\")\n")
+
+        // The reuse tolerance is the states': omitted, it is taken from them; repeated, accepted;
+        // another value, or states folded with different ones, refused.
+        let merge = ["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/cli1.safetensors", "-o", "\(dir)/x.json"]
+        XCTAssertEqual(try run(merge + ["--reuse-tolerance", "0.02"]).0, 0)
+        let refused = try run(merge + ["--reuse-tolerance", "0.1"])
+        XCTAssertEqual(refused.0, 1)
+        XCTAssertEqual(refused.2, "calibc: error: \(dir)/cli0.safetensors: --reuse-tolerance 0.1 differs from the state's 0.02, which was fixed when its inputs were folded (omit --reuse-tolerance to use it)\n")
+        for i in 0..<2 {
+            XCTAssertEqual(try run(["calibrate", rec[i], "--block", "16", "--reuse-tolerance", "0.1", "--state-out", "\(dir)/loose\(i).safetensors"]).0, 0)
+        }
+        XCTAssertEqual(try run(["calibrate", "--merge", "\(dir)/loose0.safetensors", "\(dir)/loose1.safetensors", "-o", "\(dir)/loose.json"]).0, 0)
+        XCTAssertEqual(try run(["calibrate", rec[0], rec[1], "--block", "16", "--reuse-tolerance", "0.1", "-o", "\(dir)/loose-one.json"]).0, 0)
+        let loose = try String(contentsOfFile: "\(dir)/loose.json", encoding: .utf8)
+        XCTAssertEqual(loose, try String(contentsOfFile: "\(dir)/loose-one.json", encoding: .utf8))
+        XCTAssertNotEqual(loose, try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8))  // the tolerance mattered
+        let mixed = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/loose1.safetensors", "-o", "\(dir)/x.json"])
+        XCTAssertEqual(mixed.0, 1)
+        XCTAssertEqual(mixed.2, "calibc: error: \(dir)/loose1.safetensors: reuse tolerance 0.1 differs from \(dir)/cli0.safetensors's 0.02\n")
     }
 
     /// The block-mass kernel across key chunks (1024 keys): blocks that straddle chunk edges, a

@@ -37,7 +37,10 @@ final class SafetensorsTests: XCTestCase {
         let values = (0..<100).map { _ in Float.random(in: -4...4, using: &rng) }
         var w = SafetensorsWriter()
         w.metadata = ["k": "v \"quoted\""]
-        for dtype in DType.allCases { w.add(dtype.rawValue, values, shape: [10, 10], as: dtype) }
+        for dtype in DType.allCases where dtype.isFloat { w.add(dtype.rawValue, values, shape: [10, 10], as: dtype) }
+        w.add("U8", [0, 1, 242, 255] as [UInt8], shape: [2, 2])
+        w.add("U16", [0, 1, 0x1234, 65535] as [UInt16], shape: [4])
+        w.add("empty", [UInt16](), shape: [0])
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("rt-\(UUID().uuidString).safetensors").path
         try w.write(to: path)
         let f = try SafetensorsFile(path: path)
@@ -45,6 +48,13 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(try f.floats("F32"), values)
         for (i, v) in try f.floats("BF16").enumerated() { XCTAssertEqual(v, values[i], accuracy: abs(values[i]) / 128) }
         for (i, v) in try f.floats("F16").enumerated() { XCTAssertEqual(v, values[i], accuracy: abs(values[i]) / 1024) }
+        XCTAssertEqual(try f.bytes("U8"), [0, 1, 242, 255])
+        XCTAssertEqual(try f.floats("U8"), [0, 1, 242, 255])
+        XCTAssertEqual(try f.uint16s("U16"), [0, 1, 0x1234, 65535])
+        XCTAssertEqual(try f.bytes("U16"), [0, 0, 1, 0, 0x34, 0x12, 0xff, 0xff])  // little-endian
+        XCTAssertEqual(f.tensors["empty"]?.dtype, .u16)
+        XCTAssertEqual(f.tensors["empty"]?.shape, [0])
+        XCTAssertEqual(try f.uint16s("empty"), [])
     }
 
     func testRejectsMalformedFiles() throws {
@@ -62,7 +72,7 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8))),
                        "tensor a: shape [3] of F32 needs 12 bytes, data_offsets give 8")
         XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8))),
-                       "tensor a: unsupported dtype I64 (expected F32, F16 or BF16)")
+                       "tensor a: unsupported dtype I64 (expected F32, F16, BF16, U8 or U16)")
         XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: [UInt8](repeating: 0, count: 8))),
                        "tensor a: data_offsets [8, 0] lie outside the 8-byte data section")
         XCTAssertEqual(message(try file(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: [])),

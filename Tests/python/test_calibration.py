@@ -3,15 +3,16 @@ Swift state, on the CPU: the same numbers the GPU path must give."""
 
 import os
 
+import pytest
 import torch
 
-from calibc.calibration import State, block_mass, save
+from calibc.calibration import State, _pack_bits, _pack_codes, _unpack_bits, _unpack_codes, block_mass, save
 from calibc.safetensors import read_header, read_tensor
 from conftest import run_calibc
 
 
-def synth(directory, *extra):
-    run_calibc("synth", "-o", directory, "--heads", "3", "--layers", "1", "--steps", "20", "--prompts", "2", *extra)
+def synth(directory, *extra, heads=3):
+    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", "20", "--prompts", "2", *extra)
 
 
 def test_block_mass_matches_float64_with_partial_blocks_and_sampled_rows():
@@ -45,23 +46,62 @@ def test_block_mass_matches_the_c_kernel(tmp_path):
         assert (got - expected).abs().max() < 2e-6
 
 
-def test_state_matches_calibc_and_merges_to_its_masks(tmp_path):
-    synth(tmp_path / "mass", "--mass-block", "64")
+@pytest.mark.parametrize("tolerance", [0.02, 0.0])
+def test_state_is_calibcs_file_and_merges_to_its_masks(tmp_path, tolerance):
+    synth(tmp_path / "mass", "--mass-block", "64", heads=6)  # the fifth, a sink head, has rows to reuse
     inputs = [str(tmp_path / "mass" / f"prompt{p}.safetensors") for p in range(2)]
-    run_calibc("calibrate", *inputs, "--block", "64", "--state-out", tmp_path / "swift.safetensors", "-o", tmp_path / "one.json")
-    state = State(heads=3, blocks=48)
+    swift = tmp_path / "swift.safetensors"
+    run_calibc("calibrate", *inputs, "--block", "64", "--reuse-tolerance", str(tolerance), "--state-out", swift,
+               "-o", tmp_path / "one.json")
+    state = State(heads=6, blocks=48, reuse_tolerance=tolerance)
     for path in inputs:
         state.fold(read_tensor(path, "step20.layer0.mass"), tau=0.95)
-    swift = tmp_path / "swift.safetensors"
-    assert torch.equal(state.owner, read_tensor(swift, "step20.layer0.owner"))
-    assert torch.equal(state.owner_mass, read_tensor(swift, "step20.layer0.owner_mass"))
-    assert (state.distance - read_tensor(swift, "step20.layer0.distance")).abs().max() < 1e-6
-    # Selection did real work: tiles kept by one prompt only, by both, and by none.
-    assert (state.owner >= 0).any() and (state.owner == -2).any() and (state.owner == -1).any()
+    for kind, tensor in state.tensors(20, 0).items():
+        assert torch.equal(tensor, read_tensor(swift, kind)), kind
+    # Selection did real work: tiles kept by one prompt only, by both, and by none; and reuse
+    # kept some pairs and ruled out others (none with reuse off).
+    codes = state.codes
+    assert (codes == 0).any() and (codes == 1).any() and (codes == 2).any()
+    assert state.owner.shape == ((codes == 1).sum(),) and set(state.owner.tolist()) == {0, 1}
+    reusable = _unpack_bits(state.reuse, 48 * 47 // 2)
+    assert (reusable.any() and not reusable.all()) if tolerance else not state.reuse.any()
     header, _ = read_header(swift)
     meta = header["__metadata__"]
     layout = {key: meta[key] for key in ("frames", "height", "width", "text_tokens", "text_position")}
-    save({(20, 0): state}, tmp_path / "torch.safetensors", tokens=3072, head_dim=128, block=64,
+    ours = tmp_path / "torch.safetensors"
+    save({(20, 0): state}, ours, tokens=3072, head_dim=128, block=64,
          selection="mass 0.95", scale=float(meta["scale"]), model=meta["model"], layout=layout)
-    run_calibc("calibrate", "--merge", tmp_path / "torch.safetensors", "-o", tmp_path / "merged.json")
+    assert ours.read_bytes() == swift.read_bytes()
+    run_calibc("calibrate", "--merge", ours, "-o", tmp_path / "merged.json")
     assert (tmp_path / "merged.json").read_text() == (tmp_path / "one.json").read_text()
+
+
+def test_packing_round_trips():
+    g = torch.Generator().manual_seed(3)
+    for count in (1, 4, 5, 6, 23 * 23, 48 * 48):  # B² = 529 is not a multiple of 5
+        codes = torch.randint(0, 3, (2, count), generator=g, dtype=torch.uint8)
+        packed = _pack_codes(codes)
+        assert packed.shape == (2, (count + 4) // 5) and packed.max() <= 242
+        assert torch.equal(_unpack_codes(packed, count), codes)
+    assert _pack_codes(torch.tensor([[1, 2, 0, 1, 2, 2]], dtype=torch.uint8)).tolist() == [[196, 2]]
+    for count in (1, 7, 8, 9, 23 * 22 // 2, 48 * 47 // 2):  # 253 pairs are not a multiple of 8
+        bits = torch.randint(0, 2, (2, count), generator=g).bool()
+        packed = _pack_bits(bits)
+        assert packed.shape == (2, (count + 7) // 8)
+        assert torch.equal(_unpack_bits(packed, count), bits)
+    assert _pack_bits(torch.tensor([[1, 0, 0, 1, 0, 0, 0, 0, 1]]).bool()).tolist() == [[9, 1]]
+
+
+def test_state_without_single_owners_round_trips(tmp_path):
+    """Every selected tile selected twice: zero owners, a zero-size tensor both ways."""
+    mass = torch.softmax(torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(1)), dim=-1)
+    state = State(heads=2, blocks=4)
+    state.fold(mass, tau=0.9)
+    state.fold(mass, tau=0.9)
+    assert state.owner.numel() == 0 and (state.codes == 2).any()
+    path = tmp_path / "s.safetensors"
+    save({(0, 0): state}, path, tokens=64, head_dim=8, block=16, selection="mass 0.9")
+    assert read_tensor(path, "step0.layer0.owner").shape == (0,)
+    assert read_tensor(path, "step0.layer0.owner").dtype == torch.uint16
+    run_calibc("calibrate", "--merge", path, "--state-out", tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == path.read_bytes()

@@ -6,7 +6,7 @@ torch ops so they run wherever q and k already are (a GPU during generation) and
 materialise the tokens × tokens matrix:
 
     mass = block_mass(q, k, block=128)              # (H, B, B) float32, rows sum to 1
-    state = State(heads=H, blocks=B, device=q.device)
+    state = State(heads=H, blocks=B, reuse_tolerance=0.02, device=q.device)
     state.fold(mass, tau=0.95)                      # one prompt; call once per prompt
     save({(step, layer): state}, "s.safetensors", tokens=N, head_dim=D, block=128,
          selection="mass 0.95")                     # `calibc calibrate --merge` reads it
@@ -26,7 +26,9 @@ from .safetensors import save_file
 
 __all__ = ["block_mass", "sampled_rows", "select_mass", "State", "save"]
 
-UNSELECTED, SHARED = -1.0, -2.0
+FORMAT = "calibc-state/2"
+MAX_INPUTS = 65535  # owners are U16 in the file
+NONE, ONE, SEVERAL = 0, 1, 2  # tile codes: how many inputs selected the tile
 
 
 def sampled_rows(tokens, block, step, device="cpu"):
@@ -78,46 +80,114 @@ def select_mass(mass, tau):
     return keep
 
 
-class State:
-    """The calibration state of one (step, layer): per head, `owner` and `owner_mass` (B × B) and
-    the pairs' largest row distance (B(B−1)/2), as docs/recordings.md describes. Its size does not
-    depend on how many prompts were folded."""
+def _pack_codes(codes):
+    """(H, T) codes 0…2 -> (H, ceil(T/5)) uint8, byte m = Σ_k 3^k · code(5m + k), unused codes 0."""
+    heads, count = codes.shape
+    n = (count + 4) // 5
+    padded = torch.nn.functional.pad(codes.to(torch.int32), (0, 5 * n - count)).view(heads, n, 5)
+    return (padded * _weights(3, codes.device)).sum(-1).to(torch.uint8)
 
-    def __init__(self, heads, blocks, device="cpu"):
+
+def _unpack_codes(packed, count):
+    digits = packed.to(torch.int32).unsqueeze(-1) // _weights(3, packed.device) % 3
+    return digits.view(packed.shape[0], -1)[:, :count].to(torch.uint8)
+
+
+def _pack_bits(bits):
+    """(H, P) bool -> (H, ceil(P/8)) uint8, bit p at byte p // 8, least significant first."""
+    heads, count = bits.shape
+    n = (count + 7) // 8
+    padded = torch.nn.functional.pad(bits.to(torch.int32), (0, 8 * n - count)).view(heads, n, 8)
+    return (padded * _weights(2, bits.device)).sum(-1).to(torch.uint8)
+
+
+def _unpack_bits(packed, count):
+    bits = packed.to(torch.int32).unsqueeze(-1) // _weights(2, packed.device) % 2
+    return bits.view(packed.shape[0], -1)[:, :count].bool()
+
+
+def _weights(base, device):
+    return torch.tensor([base ** k for k in range(5 if base == 3 else 8)], dtype=torch.int32, device=device)
+
+
+class State:
+    """The calibration state of one (step, layer) in calibc-state/2's compact form, on the device
+    (docs/recordings.md; Sources/CalibCalibrate/State.swift is the same in Swift):
+
+    - `tiles` (H, ceil(B²/5)) uint8: per tile a code, 0 no input selected it, 1 one did, 2 more;
+    - `owner` (n,) int32 and `owner_mass` (n,) float32: for each code-1 tile in (head, tile)
+      order, the input that selected it and its mass there;
+    - `reuse` (H, ceil(B(B−1)/2 / 8)) uint8: bit p set while pair p's rows were within
+      `reuse_tolerance` (fixed here, at fold time; 0 turns reuse off) on every input.
+
+    Its size does not depend on how many prompts were folded, apart from the single-owner tiles."""
+
+    def __init__(self, heads, blocks, reuse_tolerance=0.02, device="cpu"):
+        if not 0 <= reuse_tolerance <= 1:
+            raise ValueError(f"reuse_tolerance must be in [0, 1], got {reuse_tolerance}")
         self.heads, self.blocks, self.inputs = heads, blocks, 0
-        self.owner = torch.full((heads, blocks, blocks), UNSELECTED, device=device)
-        self.owner_mass = torch.zeros(heads, blocks, blocks, device=device)
-        self.distance = torch.zeros(heads, blocks * (blocks - 1) // 2, device=device)
+        self.reuse_tolerance = float(reuse_tolerance)
+        self.tiles = torch.zeros(heads, (blocks * blocks + 4) // 5, dtype=torch.uint8, device=device)
+        self.owner = torch.zeros(0, dtype=torch.int32, device=device)
+        self.owner_mass = torch.zeros(0, dtype=torch.float32, device=device)
+        # No input folded: no pair ruled out for reuse yet.
+        self.reuse = _pack_bits(torch.ones(heads, blocks * (blocks - 1) // 2, dtype=torch.bool, device=device))
         self._pairs = torch.triu_indices(blocks, blocks, offset=1, device=device)
 
     def fold(self, mass, tau=None, selected=None):
         """Folds one input's (H, B, B) block mass, with its selection (`selected`, a bool mask)
-        or `--mass tau`."""
+        or `--mass tau`: unpack, update and repack the whole layer at once."""
+        if self.inputs >= MAX_INPUTS:
+            raise ValueError(f"a state numbers at most {MAX_INPUTS} inputs")
         if selected is None:
             selected = select_mass(mass, tau)
-        i = float(self.inputs)
-        first = selected & (self.owner == UNSELECTED)
-        again = selected & (self.owner >= 0)
-        self.owner = torch.where(first, torch.full_like(self.owner, i), torch.where(again, torch.full_like(self.owner, SHARED), self.owner))
-        self.owner_mass = torch.where(first, mass.float(), torch.where(again, torch.zeros_like(self.owner_mass), self.owner_mass))
-        # L1 distances between the rows of each head, in float64 as the C kernel sums them.
-        d = torch.cdist(mass.double(), mass.double(), p=1)[:, self._pairs[0], self._pairs[1]].float()
-        self.distance = torch.maximum(self.distance, d)
+        heads, tiles = self.heads, self.blocks * self.blocks
+        selected = selected.reshape(heads, tiles)
+        codes = _unpack_codes(self.tiles, tiles)
+        # The single owners spread back over their tiles, updated, and gathered again.
+        owner = torch.zeros(heads, tiles, dtype=torch.int32, device=codes.device)
+        owner_mass = torch.zeros(heads, tiles, dtype=torch.float32, device=codes.device)
+        ones = codes == ONE
+        owner[ones] = self.owner
+        owner_mass[ones] = self.owner_mass
+        first = selected & (codes == NONE)
+        owner = torch.where(first, self.inputs, owner)
+        owner_mass = torch.where(first, mass.reshape(heads, tiles).float(), owner_mass)
+        codes = torch.where(selected, (codes + 1).clamp(max=SEVERAL), codes)
+        ones = codes == ONE
+        self.tiles, self.owner, self.owner_mass = _pack_codes(codes), owner[ones], owner_mass[ones]
+        pairs = self._pairs.shape[1]
+        if self.reuse_tolerance > 0 and pairs > 0:
+            # L1 distances of each head's rows, each difference and the sum in float64 as calibc's.
+            m = mass.double()
+            within = torch.cdist(m, m, p=1)[:, self._pairs[0], self._pairs[1]] <= self.reuse_tolerance
+            self.reuse = _pack_bits(_unpack_bits(self.reuse, pairs) & within)
+        elif self.reuse_tolerance == 0:
+            self.reuse = torch.zeros_like(self.reuse)
         self.inputs += 1
+
+    @property
+    def codes(self):
+        """(H, B, B) uint8: every tile's code, unpacked."""
+        return _unpack_codes(self.tiles, self.blocks * self.blocks).view(self.heads, self.blocks, self.blocks)
 
     def tensors(self, step, layer):
         name = f"step{step}.layer{layer}"
-        distance = self.distance if self.blocks > 1 else torch.zeros(self.heads, 1)
-        return {f"{name}.owner": self.owner.cpu(), f"{name}.owner_mass": self.owner_mass.cpu(), f"{name}.distance": distance.cpu()}
+        return {f"{name}.tiles": self.tiles.cpu(), f"{name}.owner": self.owner.cpu().to(torch.uint16),
+                f"{name}.owner_mass": self.owner_mass.cpu(), f"{name}.reuse": self.reuse.cpu()}
 
 
 def save(states, path, *, tokens, head_dim, block, selection, scale=None, model="unknown", layout=None):
-    """Writes {(step, layer): State} as a calibc-state/1 file for `calibc calibrate --merge`.
-    `selection` is what calibc would record, e.g. "mass 0.95"."""
+    """Writes {(step, layer): State} as a calibc-state/2 file for `calibc calibrate --merge`:
+    for the same inputs, the bytes `calibc calibrate --state-out` writes (metadata in key order,
+    tensors in name order). `selection` is what calibc would record, e.g. "mass 0.95"."""
     steps = sorted({s for s, _ in states})
     layers = max(l for _, l in states) + 1
     first = next(iter(states.values()))
-    metadata = {"format": "calibc-state/1", "model": model, "selection": selection, "inputs": str(first.inputs),
+    if any(s.reuse_tolerance != first.reuse_tolerance or s.inputs != first.inputs for s in states.values()):
+        raise ValueError("every (step, layer) state must have folded the same inputs with the same reuse_tolerance")
+    metadata = {"format": FORMAT, "model": model, "selection": selection, "inputs": str(first.inputs),
+                "reuse_tolerance": repr(first.reuse_tolerance),
                 "steps": ",".join(map(str, steps)), "layers": str(layers), "heads": str(first.heads),
                 "tokens": str(tokens), "head_dim": str(head_dim), "block": str(block),
                 "scale": repr(float(scale if scale is not None else 1 / math.sqrt(head_dim)))}
@@ -126,4 +196,4 @@ def save(states, path, *, tokens, head_dim, block, selection, scale=None, model=
     tensors = {}
     for (step, layer), state in states.items():
         tensors.update(state.tensors(step, layer))
-    save_file(tensors, path, metadata)
+    save_file(tensors, path, dict(sorted(metadata.items())))

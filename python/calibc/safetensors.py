@@ -7,7 +7,7 @@ import torch
 
 __all__ = ["save_file", "read_header", "read_tensor"]
 
-_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.uint8: "U8", torch.uint16: "U16"}
 _TORCH = {name: dtype for dtype, name in _DTYPES.items()}
 
 
@@ -42,6 +42,8 @@ def read_tensor(path, name):
         raise KeyError(f"{path}: no tensor {name!r}")
     info = header[name]
     start, end = info["data_offsets"]
+    if end == start:  # torch.frombuffer refuses an empty buffer
+        return torch.empty(info["shape"], dtype=_TORCH[info["dtype"]])
     with open(path, "rb") as f:
         f.seek(base + start)
         raw = bytearray(f.read(end - start))

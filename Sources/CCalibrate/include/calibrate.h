@@ -21,9 +21,10 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
                      float scale, const int32_t *row_span, const int32_t *spans, const int32_t *reuse_source,
                      double *squared_error, double *squared_norm);
 
-/* Streaming calibration's reuse statistic: for every pair of query blocks i < j, stored in
- * row-major upper-triangle order (pair (i, j) at i·blocks − i(i+1)/2 + j − i − 1),
- * distance[pair] ← max(distance[pair], Σ_kb |mass[i][kb] − mass[j][kb]|), the sum in double. */
-void calib_row_distance_max(const float *mass, int64_t blocks, float *distance);
+/* Streaming calibration's reuse test: for every pair of query blocks i < j, in row-major
+ * upper-triangle order (pair (i, j) at i·blocks − i(i+1)/2 + j − i − 1),
+ * distance[pair] = Σ_kb |mass[i][kb] − mass[j][kb]|, each difference and the sum in double,
+ * kb ascending (the batch rule's sum, term for term). */
+void calib_row_distance(const float *mass, int64_t blocks, double *distance);
 
 #endif
