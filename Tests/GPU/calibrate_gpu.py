@@ -20,9 +20,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from calibc.calibration import State, block_mass, sampled_rows
+import calibc.triton_mass
+from calibc.calibration import State, block_mass, sampled_rows, select_mass
 from calibc.safetensors import read_header, read_tensor
 from calibc.triton_mass import block_mass as triton_mass
+from calibc.triton_mass import row_distances
 
 
 def timed(fn, reps=5):
@@ -66,9 +68,12 @@ def check(directory):
             c_kernel = read_tensor(reduced, base + ".mass").cuda()
             e = (triton_mass(q, k, block) - c_kernel).abs().max().item()
             e8 = (triton_mass(q, k, block, step=8).double() - float64_mass(q, k, block, 8)).abs().max().item()
+            upper = torch.triu_indices(c_kernel.shape[1], c_kernel.shape[1], 1, device="cuda")
+            distance = (row_distances(c_kernel) - torch.cdist(c_kernel.double(), c_kernel.double(), p=1))[:, upper[0], upper[1]]
+            e_distance = distance.abs().max().item()
             print(f"{name} {base}: heads {q.shape[0]}, tokens {q.shape[1]}, block {block}: |triton − C kernel| {e:.2e}, "
-                  f"every 8th row |triton − float64| {e8:.2e}")
-            for key, value in (("C kernel", e), ("sampled", e8)):
+                  f"every 8th row |triton − float64| {e8:.2e}; row L1 distances |triton − cdist| {e_distance:.1e}")
+            for key, value in (("C kernel", e), ("sampled", e8), ("distances", e_distance)):
                 worst[key] = max(worst.get(key, 0.0), value)
     print("worst:", ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
     assert worst and all(v < 1e-5 for v in worst.values()), worst
@@ -77,28 +82,40 @@ def check(directory):
 def layer():
     torch.manual_seed(0)
     print("per layer call, bf16, head_dim 128, blocks of 128 (ms, median of 5; random q and k: flat attention)")
-    print("shape              heads  tokens  SDPA   mass all rows  mass 1/8 rows  fold   (mass 1/8 + fold) / SDPA")
     rows = {}
     for label, heads, tokens in (("wan1.3B-480p", 12, 32760), ("wan14B-720p", 40, 75600)):
         q, k, v = (torch.randn(1, tokens, heads, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         qh, kh = q[0].transpose(0, 1), k[0].transpose(0, 1)  # (H, S, D) views, as the recorder passes them
-        sdpa = timed(lambda: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)))
-        exact = timed(lambda: block_mass(qh, kh, 128), reps=3)
-        sampled = timed(lambda: block_mass(qh, kh, 128, step=8))
+        r = rows[label] = {"SDPA": timed(lambda: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)))}
+        r["mass, all rows"] = timed(lambda: block_mass(qh, kh, 128), reps=3)
+        default = dict(calibc.triton_mass.LAUNCH)
+        for step in (8, 16):
+            best = None
+            for warps in (4, 8):
+                for stages in (2, 3, 4):
+                    calibc.triton_mass.LAUNCH = {"num_warps": warps, "num_stages": stages}
+                    ms = timed(lambda: block_mass(qh, kh, 128, step=step))
+                    print(f"  {label} mass every {step}th row, num_warps {warps}, num_stages {stages}: {ms:.2f} ms")
+                    best = min(best or (ms, warps, stages), (ms, warps, stages))
+            r[f"mass 1/{step} rows"] = best[0]
+            calibc.triton_mass.LAUNCH = default
         mass = block_mass(qh, kh, 128, step=8)
-        state = State(heads, mass.shape[-1], device="cuda", reuse_tolerance=0.02)
-        state.fold(mass, tau=0.95)
-        fold = timed(lambda: state.fold(mass, tau=0.95))
-        rows[label] = dict(sdpa=sdpa, exact=exact, sampled=sampled, fold=fold)
-        print(f"{label:18} {heads:5}  {tokens:6}  {sdpa:6.2f}  {exact:13.2f}  {sampled:13.2f}  {fold:5.2f}  {(sampled + fold) / sdpa:.3f}")
+        r["selection"] = timed(lambda: select_mass(mass, 0.95))
+        for tolerance in (0.0, 0.02):
+            state = State(heads, mass.shape[-1], device="cuda", reuse_tolerance=tolerance)
+            state.fold(mass, tau=0.95)
+            r[f"fold, reuse tolerance {tolerance}"] = timed(lambda: state.fold(mass, tau=0.95))
+        print(f"{label}: {heads} heads, {tokens} tokens: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()))
         del q, k, v, qh, kh, state
         torch.cuda.empty_cache()
     r = rows["wan14B-720p"]
     calls = 40 * 50 * 64
-    for what, ms in (("all rows", r["exact"] + r["fold"]), ("every 8th row", r["sampled"] + r["fold"])):
-        print(f"Wan 14B 720p, 64 prompts × 50 steps × 40 layers = {calls} layer calls, block mass of {what} + fold: "
+    fold = r["fold, reuse tolerance 0.02"]
+    for what in ("mass, all rows", "mass 1/8 rows", "mass 1/16 rows"):
+        ms = r[what] + fold
+        print(f"Wan 14B 720p, 64 prompts × 50 steps × 40 layers = {calls} layer calls, {what} + fold: "
               f"{ms:.1f} ms a call → {ms * calls / 3.6e6:.2f} h of this GPU beyond generation "
-              f"(its attention alone: {r['sdpa'] * calls / 3.6e6:.2f} h)")
+              f"(the model's attention alone: {r['SDPA'] * calls / 3.6e6:.2f} h)")
 
 
 def model(out):

@@ -27,6 +27,22 @@ __all__ = ["block_mass"]
 
 
 @triton.jit
+def _key_block(q, k_base, k_token, kb, tokens, scale_log2, m, l, scratch, BLOCK: tl.constexpr, LAST: tl.constexpr):
+    """One key block into the running max `m` and sum `l`; its log-sum-exp per row to scratch.
+    Only the last block can run past the tokens, so only it is masked."""
+    key = kb * BLOCK + tl.arange(0, BLOCK)
+    if LAST:
+        k = tl.load(k_base + key[None, :].to(tl.int64) * k_token, mask=key[None, :] < tokens, other=0.0)
+        s = tl.where(key[None, :] < tokens, tl.dot(q, k) * scale_log2, float("-inf"))
+    else:
+        s = tl.dot(q, tl.load(k_base + key[None, :].to(tl.int64) * k_token)) * scale_log2
+    m_new = tl.maximum(m, tl.max(s, 1))
+    part = tl.sum(tl.exp2(s - m_new[:, None]), 1)
+    tl.store(scratch + kb, m_new + tl.log2(part))
+    return m_new, l * tl.exp2(m - m_new) + part
+
+
+@triton.jit
 def _block_mass(Q, K, SCRATCH, OUT, tokens, blocks, scale_log2, q_head, q_token, k_head, k_token,
                 BLOCK: tl.constexpr, STEP: tl.constexpr, GROUP: tl.constexpr, DIM: tl.constexpr):
     ROWS: tl.constexpr = BLOCK // STEP          # measured rows per query block
@@ -42,7 +58,6 @@ def _block_mass(Q, K, SCRATCH, OUT, tokens, blocks, scale_log2, q_head, q_token,
     d = tl.arange(0, DIM)
     q = tl.load(Q + head.to(tl.int64) * q_head + row[:, None].to(tl.int64) * q_token + d[None, :],
                 mask=row_ok[:, None], other=0.0)
-    col = tl.arange(0, BLOCK)
     k_base = K + head.to(tl.int64) * k_head + d[:, None]
     scratch = SCRATCH + ((head.to(tl.int64) * tl.num_programs(0) + program) * M + i) * blocks
 
@@ -50,15 +65,9 @@ def _block_mass(Q, K, SCRATCH, OUT, tokens, blocks, scale_log2, q_head, q_token,
     # and each key block's log-sum-exp, kept in scratch until the row's total is known.
     m = tl.full([M], float("-inf"), tl.float32)
     l = tl.zeros([M], tl.float32)
-    for kb in range(0, blocks):
-        key = kb * BLOCK + col
-        k = tl.load(k_base + key[None, :].to(tl.int64) * k_token, mask=key[None, :] < tokens, other=0.0)
-        s = tl.where(key[None, :] < tokens, tl.dot(q, k) * scale_log2, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        part = tl.sum(tl.exp2(s - m_new[:, None]), 1)
-        l = l * tl.exp2(m - m_new) + part
-        m = m_new
-        tl.store(scratch + kb, m_new + tl.log2(part))
+    for kb in range(0, blocks - 1):
+        m, l = _key_block(q, k_base, k_token, kb, tokens, scale_log2, m, l, scratch, BLOCK, False)
+    m, l = _key_block(q, k_base, k_token, blocks - 1, tokens, scale_log2, m, l, scratch, BLOCK, True)
     lse = m + tl.log2(l)
 
     # Rows past the end weigh nothing; each block's sum is divided by its own count of rows.
@@ -73,6 +82,8 @@ def _block_mass(Q, K, SCRATCH, OUT, tokens, blocks, scale_log2, q_head, q_token,
 
 # Scratch is rows × blocks floats per head; heads go in groups that keep it under this.
 SCRATCH_BYTES = 1 << 30
+# Launch parameters, by measurement on an H100 (docs/calibration.md section 8).
+LAUNCH = {"num_warps": 8, "num_stages": 3}
 
 
 def block_mass(q, k, block, scale=None, step=1):
@@ -96,6 +107,34 @@ def block_mass(q, k, block, scale=None, step=1):
         n = min(at_once, heads - h)
         _block_mass[(programs, n)](q[h:h + n], k[h:h + n], scratch, out[h:h + n], tokens, blocks, scale * math.log2(math.e),
                                    q.stride(0), q.stride(1), k.stride(0), k.stride(1),
-                                   BLOCK=block, STEP=step, GROUP=group, DIM=dim,
-                                   num_warps=8 if group * rows * block >= 128 * 128 else 4)
+                                   BLOCK=block, STEP=step, GROUP=group, DIM=dim, **LAUNCH)
+    return out
+
+
+@triton.jit
+def _row_l1(MASS, OUT, blocks, TILE: tl.constexpr, CHUNK: tl.constexpr):
+    ti, tj, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if tj < ti:  # only pairs i < j are read
+        return
+    i = ti * TILE + tl.arange(0, TILE)
+    j = tj * TILE + tl.arange(0, TILE)
+    base = MASS + head.to(tl.int64) * blocks * blocks
+    acc = tl.zeros([TILE, TILE], tl.float64)
+    for k0 in range(0, blocks, CHUNK):
+        kb = k0 + tl.arange(0, CHUNK)
+        a = tl.load(base + i[:, None] * blocks + kb[None, :], mask=(i[:, None] < blocks) & (kb[None, :] < blocks), other=0.0)
+        b = tl.load(base + j[:, None] * blocks + kb[None, :], mask=(j[:, None] < blocks) & (kb[None, :] < blocks), other=0.0)
+        acc += tl.sum(tl.abs(a.to(tl.float64)[:, None, :] - b.to(tl.float64)[None, :, :]), 2)
+    out = OUT + head.to(tl.int64) * blocks * blocks + i[:, None] * blocks + j[None, :]
+    tl.store(out, acc, mask=(i[:, None] < blocks) & (j[None, :] < blocks))
+
+
+def row_distances(mass):
+    """(H, B, B) float32 block mass → (H, B, B) float64 L1 distances between query-block rows,
+    differences and sums in float64 as calibc's C kernel; only entries [i, j] with i < j (and the
+    tiles holding them) are written."""
+    heads, blocks, _ = mass.shape
+    out = torch.empty(heads, blocks, blocks, dtype=torch.float64, device=mass.device)
+    tiles = triton.cdiv(blocks, 32)
+    _row_l1[(tiles, tiles, heads)](mass.contiguous(), out, blocks, TILE=32, CHUNK=4, num_warps=4)
     return out

@@ -150,6 +150,7 @@ class Calibrator:
         if missing:
             raise RuntimeError(f"this prompt did not reach {len(missing)} (step, layer) states, e.g. {missing[0]}")
         self.seen = set()
+        self.counter.calls = -1  # the next prompt starts at step 0
 
     @property
     def selection(self):
