@@ -24,7 +24,7 @@ import calibc.triton_mass
 from calibc.calibration import State, block_mass, sampled_rows, select_mass
 from calibc.safetensors import read_header, read_tensor
 from calibc.triton_mass import block_mass as triton_mass
-from calibc.triton_mass import row_distances
+from calibc.triton_mass import rows_within
 
 
 def timed(fn, reps=5):
@@ -68,11 +68,14 @@ def check(directory):
             c_kernel = read_tensor(reduced, base + ".mass").cuda()
             e = (triton_mass(q, k, block) - c_kernel).abs().max().item()
             e8 = (triton_mass(q, k, block, step=8).double() - float64_mass(q, k, block, 8)).abs().max().item()
+            # Reuse decisions at tolerances around the pairs' own distances, where rounding decides.
             upper = torch.triu_indices(c_kernel.shape[1], c_kernel.shape[1], 1, device="cuda")
-            distance = (row_distances(c_kernel) - torch.cdist(c_kernel.double(), c_kernel.double(), p=1))[:, upper[0], upper[1]]
-            e_distance = distance.abs().max().item()
+            distance = torch.cdist(c_kernel.double(), c_kernel.double(), p=1)[:, upper[0], upper[1]]
+            e_distance = 0
+            for tolerance in distance.flatten()[:: max(1, distance.numel() // 50)].tolist() + [0.02]:
+                e_distance += (rows_within(c_kernel, upper, tolerance) != (distance <= tolerance)).sum().item()
             print(f"{name} {base}: heads {q.shape[0]}, tokens {q.shape[1]}, block {block}: |triton − C kernel| {e:.2e}, "
-                  f"every 8th row |triton − float64| {e8:.2e}; row L1 distances |triton − cdist| {e_distance:.1e}")
+                  f"every 8th row |triton − float64| {e8:.2e}; reuse decisions unlike float64's {e_distance}")
             for key, value in (("C kernel", e), ("sampled", e8), ("distances", e_distance)):
                 worst[key] = max(worst.get(key, 0.0), value)
     print("worst:", ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
@@ -92,7 +95,7 @@ def layer():
         for step in (8, 16):
             best = None
             for warps in (4, 8):
-                for stages in (2, 3, 4):
+                for stages in (1, 2, 3):
                     calibc.triton_mass.LAUNCH = {"num_warps": warps, "num_stages": stages}
                     ms = timed(lambda: block_mass(qh, kh, 128, step=step))
                     print(f"  {label} mass every {step}th row, num_warps {warps}, num_stages {stages}: {ms:.2f} ms")

@@ -110,15 +110,16 @@ def _weights(base, device):
     return torch.tensor([base ** k for k in range(5 if base == 3 else 8)], dtype=torch.int32, device=device)
 
 
-def _row_distances(mass):
-    """(H, B, B) L1 distances between each head's block-mass rows, in float64; on CUDA a Triton
-    kernel (torch.cdist's p = 1 took 26 ms of a 40-head fold on an H100, docs/calibration.md)."""
+def _rows_within(mass, pairs, tolerance):
+    """(H, P) bool: the L1 distance of each pair's block-mass rows ≤ tolerance, differences and
+    sums in float64 as calibc's; on CUDA a Triton kernel (torch.cdist's p = 1 took 26 ms of a
+    40-head fold on an H100, docs/calibration.md section 8)."""
     if mass.is_cuda:
-        from .triton_mass import row_distances
+        from .triton_mass import rows_within
 
-        return row_distances(mass)
+        return rows_within(mass, pairs, tolerance)
     m = mass.double()
-    return torch.cdist(m, m, p=1)
+    return torch.cdist(m, m, p=1)[:, pairs[0], pairs[1]] <= tolerance
 
 
 class State:
@@ -170,7 +171,7 @@ class State:
         pairs = self._pairs.shape[1]
         if self.reuse_tolerance > 0 and pairs > 0:
             # L1 distances of each head's rows, each difference and the sum in float64 as calibc's.
-            within = _row_distances(mass)[:, self._pairs[0], self._pairs[1]] <= self.reuse_tolerance
+            within = _rows_within(mass, self._pairs, self.reuse_tolerance)
             self.reuse = _pack_bits(_unpack_bits(self.reuse, pairs) & within)
         elif self.reuse_tolerance == 0:
             self.reuse = torch.zeros_like(self.reuse)

@@ -119,22 +119,34 @@ def _row_l1(MASS, OUT, blocks, TILE: tl.constexpr, CHUNK: tl.constexpr):
     i = ti * TILE + tl.arange(0, TILE)
     j = tj * TILE + tl.arange(0, TILE)
     base = MASS + head.to(tl.int64) * blocks * blocks
-    acc = tl.zeros([TILE, TILE], tl.float64)
+    acc = tl.zeros([TILE, TILE], tl.float32)
     for k0 in range(0, blocks, CHUNK):
         kb = k0 + tl.arange(0, CHUNK)
         a = tl.load(base + i[:, None] * blocks + kb[None, :], mask=(i[:, None] < blocks) & (kb[None, :] < blocks), other=0.0)
         b = tl.load(base + j[:, None] * blocks + kb[None, :], mask=(j[:, None] < blocks) & (kb[None, :] < blocks), other=0.0)
-        acc += tl.sum(tl.abs(a.to(tl.float64)[:, None, :] - b.to(tl.float64)[None, :, :]), 2)
+        acc += tl.sum(tl.abs(a[:, None, :] - b[None, :, :]), 2)
     out = OUT + head.to(tl.int64) * blocks * blocks + i[:, None] * blocks + j[None, :]
     tl.store(out, acc, mask=(i[:, None] < blocks) & (j[None, :] < blocks))
 
 
-def row_distances(mass):
-    """(H, B, B) float32 block mass → (H, B, B) float64 L1 distances between query-block rows,
-    differences and sums in float64 as calibc's C kernel; only entries [i, j] with i < j (and the
-    tiles holding them) are written."""
+def rows_within(mass, pairs, tolerance):
+    """(H, B, B) float32 block mass → (H, P) bool: for each pair (pairs[0][p], pairs[1][p]) of query
+    blocks, whether the L1 distance of their rows is ≤ tolerance, decided as calibc's C kernel
+    decides it (differences and sum in float64). The distances are summed in float32 first; only
+    pairs within float32's error bound of the tolerance are summed again in float64."""
     heads, blocks, _ = mass.shape
-    out = torch.empty(heads, blocks, blocks, dtype=torch.float64, device=mass.device)
+    mass = mass.contiguous()
+    out = torch.empty(heads, blocks, blocks, dtype=torch.float32, device=mass.device)
     tiles = triton.cdiv(blocks, 32)
-    _row_l1[(tiles, tiles, heads)](mass.contiguous(), out, blocks, TILE=32, CHUNK=4, num_warps=4)
-    return out
+    _row_l1[(tiles, tiles, heads)](mass, out, blocks, TILE=32, CHUNK=8, num_warps=4)
+    distance = out[:, pairs[0], pairs[1]]
+    # Each of the B float32 differences and additions is off by at most 2^-24 relative, of terms
+    # and partial sums no larger than 2 (two rows of mass 1): B · 2 · 2^-23 bounds the error.
+    margin = blocks * 2.0 ** -22
+    within = distance <= tolerance
+    near = ((distance - tolerance).abs() <= margin).nonzero()
+    if len(near):
+        h, p = near[:, 0], near[:, 1]
+        exact = (mass[h, pairs[0][p]].double() - mass[h, pairs[1][p]].double()).abs().sum(-1)
+        within[h, p] = exact <= tolerance
+    return within
