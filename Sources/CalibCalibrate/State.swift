@@ -266,20 +266,17 @@ public struct CalibrationState: Sendable {
             w.metadata["text_tokens"] = "\(l.textTokens)"
             w.metadata["text_position"] = l.textFirst ? "first" : "last"
         }
-        var tensors: [(name: String, dtype: DType, shape: [Int], bytes: [UInt8])] = []
-        for (s, step) in shape.steps.enumerated() {
-            for layer in 0..<shape.layers {
-                let hs = (0..<shape.heads).map { head(stepIndex: s, layer: layer, head: $0) }
-                let name = "step\(step).layer\(layer)", owners = hs.flatMap(\.owners)
-                tensors.append(("\(name).tiles", .u8, [shape.heads, hs[0].tiles.count], hs.flatMap(\.tiles)))
-                tensors.append(("\(name).owner", .u16, [owners.count], owners.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }))
-                tensors.append(("\(name).owner_mass", .f32, [owners.count], hs.flatMap(\.ownerMass).flatMap { m in
-                    (0..<4).map { UInt8(truncatingIfNeeded: m.bitPattern >> (8 * $0)) }
-                }))
-                tensors.append(("\(name).reuse", .u8, [shape.heads, hs[0].reuse.count], hs.flatMap(\.reuse)))
-            }
+        // Name order: "step{t}.layer{l}." prefixes sorted as text (none is a prefix of another),
+        // then owner < owner_mass < reuse < tiles within each.
+        let prefixes = shape.steps.enumerated().flatMap { s, step in (0..<shape.layers).map { ("step\(step).layer\($0).", s, $0) } }
+        for (name, s, layer) in prefixes.sorted(by: { $0.0 < $1.0 }) {
+            let hs = (0..<shape.heads).map { head(stepIndex: s, layer: layer, head: $0) }
+            let owners = hs.flatMap(\.owners)
+            w.add(name + "owner", owners, shape: [owners.count])
+            w.add(name + "owner_mass", hs.flatMap(\.ownerMass), shape: [owners.count], as: .f32)
+            w.add(name + "reuse", hs.flatMap(\.reuse), shape: [shape.heads, hs[0].reuse.count])
+            w.add(name + "tiles", hs.flatMap(\.tiles), shape: [shape.heads, hs[0].tiles.count])
         }
-        for t in tensors.sorted(by: { $0.name < $1.name }) { w.add(t.name, bytes: t.bytes, shape: t.shape, dtype: t.dtype) }
         try w.write(to: path)
     }
 

@@ -208,6 +208,9 @@ final class StreamingTests: XCTestCase {
         XCTAssertThrowsError(try a.merge(many, file: "b.safetensors", into: "a.safetensors")) { e in
             XCTAssertEqual("\(e)", "b.safetensors: merging gives 65536 inputs, more than the 65535 a state can number")
         }
+        XCTAssertThrowsError(try Calibrator.fold(Array(repeating: r[0], count: 65_536), options: options())) { e in
+            XCTAssertEqual("\(e)", "65536 calibration recordings, more than the 65535 a state can number")
+        }
         // Deciding uses the tolerance the inputs were folded with, and refuses another.
         XCTAssertThrowsError(try Calibrator.finish(state, holdout: [], options: options { $0.reuseTolerance = 0.1 })) { e in
             XCTAssertEqual("\(e)", "the calibration state: --reuse-tolerance 0.1 differs from the state's 0.02, which was fixed when its inputs were folded (omit --reuse-tolerance to use it)")

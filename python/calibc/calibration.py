@@ -85,11 +85,11 @@ def _pack_codes(codes):
     heads, count = codes.shape
     n = (count + 4) // 5
     padded = torch.nn.functional.pad(codes.to(torch.int32), (0, 5 * n - count)).view(heads, n, 5)
-    return (padded * _weights(3, codes.device)).sum(-1).to(torch.uint8)
+    return (padded * _weights(_POW3, codes.device)).sum(-1).to(torch.uint8)
 
 
 def _unpack_codes(packed, count):
-    digits = packed.to(torch.int32).unsqueeze(-1) // _weights(3, packed.device) % 3
+    digits = packed.to(torch.int32).unsqueeze(-1) // _weights(_POW3, packed.device) % 3
     return digits.view(packed.shape[0], -1)[:, :count].to(torch.uint8)
 
 
@@ -98,16 +98,19 @@ def _pack_bits(bits):
     heads, count = bits.shape
     n = (count + 7) // 8
     padded = torch.nn.functional.pad(bits.to(torch.int32), (0, 8 * n - count)).view(heads, n, 8)
-    return (padded * _weights(2, bits.device)).sum(-1).to(torch.uint8)
+    return (padded * _weights(_POW2, bits.device)).sum(-1).to(torch.uint8)
 
 
 def _unpack_bits(packed, count):
-    bits = packed.to(torch.int32).unsqueeze(-1) // _weights(2, packed.device) % 2
+    bits = packed.to(torch.int32).unsqueeze(-1) // _weights(_POW2, packed.device) % 2
     return bits.view(packed.shape[0], -1)[:, :count].bool()
 
 
-def _weights(base, device):
-    return torch.tensor([base ** k for k in range(5 if base == 3 else 8)], dtype=torch.int32, device=device)
+_POW3, _POW2 = (1, 3, 9, 27, 81), (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _weights(powers, device):
+    return torch.tensor(powers, dtype=torch.int32, device=device)
 
 
 def _rows_within(mass, pairs, tolerance):
