@@ -18,6 +18,7 @@ it changes). Both are checked against the C kernel: on the CPU in Tests/python/t
 on the GPU in Tests/GPU/calibrate_gpu.py (results in docs/calibration.md).
 """
 
+import functools
 import math
 
 import torch
@@ -109,7 +110,9 @@ def _unpack_bits(packed, count):
 _POW3, _POW2 = (1, 3, 9, 27, 81), (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+@functools.lru_cache(maxsize=None)
 def _weights(powers, device):
+    # Cached: a fresh tensor would be a host-to-device copy, a synchronisation, per fold.
     return torch.tensor(powers, dtype=torch.int32, device=device)
 
 
@@ -162,15 +165,16 @@ class State:
         # The single owners spread back over their tiles, updated, and gathered again.
         owner = torch.zeros(heads, tiles, dtype=torch.int32, device=codes.device)
         owner_mass = torch.zeros(heads, tiles, dtype=torch.float32, device=codes.device)
-        ones = codes == ONE
-        owner[ones] = self.owner
-        owner_mass[ones] = self.owner_mass
+        # Flat indices, found once each: every boolean-mask index would wait for the device.
+        ones = (codes == ONE).flatten().nonzero().squeeze(1)
+        owner.view(-1)[ones] = self.owner
+        owner_mass.view(-1)[ones] = self.owner_mass
         first = selected & (codes == NONE)
         owner = torch.where(first, self.inputs, owner)
         owner_mass = torch.where(first, mass.reshape(heads, tiles).float(), owner_mass)
         codes = torch.where(selected, (codes + 1).clamp(max=SEVERAL), codes)
-        ones = codes == ONE
-        self.tiles, self.owner, self.owner_mass = _pack_codes(codes), owner[ones], owner_mass[ones]
+        ones = (codes == ONE).flatten().nonzero().squeeze(1)
+        self.tiles, self.owner, self.owner_mass = _pack_codes(codes), owner.view(-1)[ones], owner_mass.view(-1)[ones]
         pairs = self._pairs.shape[1]
         if self.reuse_tolerance > 0 and pairs > 0:
             # L1 distances of each head's rows, each difference and the sum in float64 as calibc's.
