@@ -120,14 +120,11 @@ def _row_l1(MASS_T, OUT, blocks, TILE: tl.constexpr):
     j = tj * TILE + tl.arange(0, TILE)
     base = MASS_T + head.to(tl.int64) * blocks * blocks
     acc = tl.zeros([TILE, TILE], tl.float32)
-    # Key block by key block, an outer difference of two columns (contiguous in the transpose),
-    # eight at a time so their loads are in flight together.
-    for k0 in range(0, blocks, 8):
-        for c in tl.static_range(8):
-            ok = k0 + c < blocks
-            a = tl.load(base + (k0 + c) * blocks + i, mask=(i < blocks) & ok, other=0.0)
-            b = tl.load(base + (k0 + c) * blocks + j, mask=(j < blocks) & ok, other=0.0)
-            acc += tl.abs(a[:, None] - b[None, :])
+    # Key block by key block, an outer difference of two columns (contiguous in the transpose).
+    for kb in range(0, blocks):
+        a = tl.load(base + kb * blocks + i, mask=i < blocks, other=0.0)
+        b = tl.load(base + kb * blocks + j, mask=j < blocks, other=0.0)
+        acc += tl.abs(a[:, None] - b[None, :])
     out = OUT + head.to(tl.int64) * blocks * blocks + i[:, None] * blocks + j[None, :]
     tl.store(out, acc, mask=(i[:, None] < blocks) & (j[None, :] < blocks))
 
