@@ -75,7 +75,7 @@ func benchCalibrate() throws {
     // Sampled rows: block mass from every S-th row of each query block (what makes calibration at
     // model scale affordable on a GPU, docs/calibration.md section 8), against every row.
     print("\nsampled rows: block mass from every S-th row of each query block (2 inputs; time without the held-out check)")
-    print("option                     seconds  density  dense  reused  held-out mass  held-out error  worst head  tiles as S = 1")
+    print("option                        seconds  density  dense  reused  held-out mass  held-out error  worst head  tiles as S = 1")
     for block in [64, 128] {
         var exact: [Set<Int>] = []
         for step in [1, 2, 4, 8, 16] {
@@ -95,7 +95,7 @@ func benchCalibrate() throws {
             if step == 1 { exact = [tiles] }
             let agree = Double(tiles.intersection(exact[0]).count) / Double(tiles.union(exact[0]).count)
             let n = Double(c.heads.count)
-            print("--block \(block) --sample-rows \(step)".padding(toLength: 26, withPad: " ", startingAt: 0)
+            print("--block \(block) --sample-rows \(step)".padding(toLength: 29, withPad: " ", startingAt: 0)
                   + String(format: " %7.2f  %7.3f  %5d  %5.1f%%  %13.3f  %14.2e  %10.2e  %13.3f", time,
                            c.heads.reduce(0) { $0 + $1.density } / n, c.heads.filter(\.dense).count, 100 * c.program.reuseFraction,
                            c.heads.reduce(0) { $0 + $1.heldOutMass! } / n, c.heads.reduce(0) { $0 + $1.heldOutError! } / n,

@@ -1,14 +1,15 @@
 """calibc.diffusers (the Wan processor and recorder) against PyTorch's own attention, on the
 tiny random Wan of calibc.diffusers.tiny."""
 
+import json
 import os
 
 import pytest
 import torch
 
-from calibc.diffusers import CalibAttention, Recorder, denoise, tiny_wan
+from calibc.diffusers import CalibAttention, Calibrator, Recorder, denoise, tiny_wan
 from calibc.diffusers.tiny import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS
-from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error
+from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error, run_calibc
 
 
 def compile_masks(tmp_path, timesteps, tokens=TOKENS, pattern="dense"):
@@ -117,3 +118,33 @@ def test_sparse_plans_run_per_head(model, tmp_path):
     assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0 and len(seen) == STEPS * LAYERS
     assert max(e for e, _ in seen) < 2e-5  # fp32 rounding of large logits (the bias makes |q·k| big)
     assert min(error for _, error in seen) > 1e-3, "random sparse plans should differ from dense attention"
+
+
+def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(model, tmp_path):
+    # The same two prompts through the streaming Calibrator (block mass in torch, folded while the
+    # model runs) and through recordings of q and k calibrated by calibc: the same masks.
+    calibrator = Calibrator(model, mass=0.9, block=64, reuse_tolerance=0.05)
+    try:
+        for prompt in (1, 2):
+            denoise(model, prompt=prompt)
+            calibrator.next_prompt()
+    finally:
+        calibrator.remove()
+    calibrator.save(str(tmp_path / "state.safetensors"), model="tiny-wan")
+    for prompt in (1, 2):
+        recorder = Recorder(model, str(tmp_path / f"r{prompt}.safetensors"), dtype=torch.float32)
+        try:
+            denoise(model, prompt=prompt)
+        finally:
+            recorder.remove()
+        recorder.save()
+    run_calibc("calibrate", "--merge", str(tmp_path / "state.safetensors"), "-o", str(tmp_path / "streamed.json"))
+    run_calibc("calibrate", str(tmp_path / "r1.safetensors"), str(tmp_path / "r2.safetensors"), "--block", "64",
+               "--mass", "0.9", "--reuse-tolerance", "0.05", "-o", str(tmp_path / "recorded.json"))
+    streamed, recorded = (json.load(open(tmp_path / f"{name}.json")) for name in ("streamed", "recorded"))
+    assert len(calibrator.states) == STEPS * LAYERS
+    assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]
+    with pytest.raises(RuntimeError, match="next_prompt"):
+        calibrator.states.clear()
+        calibrator.seen.add((0, 0))
+        calibrator.save(str(tmp_path / "again.safetensors"))
