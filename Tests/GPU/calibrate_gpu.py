@@ -94,17 +94,16 @@ def layer():
         qh, kh = q[0].transpose(0, 1), k[0].transpose(0, 1)  # (H, S, D) views, as the recorder passes them
         r = rows[label] = {"SDPA": timed(lambda: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)))}
         r["mass, all rows"] = timed(lambda: block_mass(qh, kh, 128), reps=3)
-        default = dict(calibc.triton_mass.LAUNCH)
+        default = dict(calibc.triton_mass.LAUNCH), calibc.triton_mass.ROWS_PER_PROGRAM
         for step in (8, 16):
-            best = None
-            for warps in (4, 8):
-                for stages in (1, 2, 3):
-                    calibc.triton_mass.LAUNCH = {"num_warps": warps, "num_stages": stages}
-                    ms = timed(lambda: block_mass(qh, kh, 128, step=step))
-                    print(f"  {label} mass every {step}th row, num_warps {warps}, num_stages {stages}: {ms:.2f} ms")
-                    best = min(best or (ms, warps, stages), (ms, warps, stages))
-            r[f"mass 1/{step} rows"] = best[0]
-            calibc.triton_mass.LAUNCH = default
+            r[f"mass 1/{step} rows"] = timed(lambda: block_mass(qh, kh, 128, step=step))
+            for rows_per_program, warps, stages in ((64, 4, 2), (64, 4, 3), (64, 8, 2), (128, 4, 2), (128, 8, 3)):
+                calibc.triton_mass.LAUNCH = {"num_warps": warps, "num_stages": stages}
+                calibc.triton_mass.ROWS_PER_PROGRAM = rows_per_program
+                ms = timed(lambda: block_mass(qh, kh, 128, step=step))
+                print(f"  {label} mass every {step}th row, {rows_per_program} rows a program, num_warps {warps}, "
+                      f"num_stages {stages}: {ms:.2f} ms (default {r[f'mass 1/{step} rows']:.2f})")
+            calibc.triton_mass.LAUNCH, calibc.triton_mass.ROWS_PER_PROGRAM = default
         mass = block_mass(qh, kh, 128, step=8)
         r["selection"] = timed(lambda: select_mass(mass, 0.95))
         for tolerance in (0.0, 0.02):

@@ -82,8 +82,9 @@ def _block_mass(Q, K, SCRATCH, OUT, tokens, blocks, scale_log2, q_head, q_token,
 
 # Scratch is rows × blocks floats per head; heads go in groups that keep it under this.
 SCRATCH_BYTES = 1 << 30
-# Launch parameters, by measurement on an H100 (docs/calibration.md section 8).
-LAUNCH = {"num_warps": 8, "num_stages": 3}
+# Launch parameters and rows per program, by measurement on an H100 (docs/calibration.md section 8).
+LAUNCH = {"num_warps": 8, "num_stages": 2}
+ROWS_PER_PROGRAM = 128
 
 
 def block_mass(q, k, block, scale=None, step=1):
@@ -97,7 +98,7 @@ def block_mass(q, k, block, scale=None, step=1):
         raise ValueError(f"block / step must be a power of two and head_dim a power of two ≥ 16 (block {block}, step {step}, head_dim {dim})")
     scale = dim ** -0.5 if scale is None else scale
     blocks = (tokens + block - 1) // block
-    group = max(1, 128 // rows)  # at least 128 rows a program, so the dot fills the tensor cores
+    group = max(1, ROWS_PER_PROGRAM // rows)
     programs = triton.cdiv(blocks, group)
     out = torch.empty(heads, blocks, blocks, dtype=torch.float32, device=q.device)
     per_head = programs * group * rows * blocks * 4
