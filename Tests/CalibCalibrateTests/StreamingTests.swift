@@ -100,6 +100,27 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(fromMerge.layout, batch.layout)
     }
 
+    /// Sampled rows are part of the selection a state records: streaming still equals batch with
+    /// them, a state of sampled rows does not merge with one of all rows, and recordings of
+    /// block mass (already reduced) refuse them.
+    func testSampledRowsAreFixedInTheState() throws {
+        let r = ContentFixture.recordings
+        let sampled = options { $0.rowStep = 4 }
+        let a = try Calibrator.fold(Array(r[0..<2]), options: sampled)
+        XCTAssertTrue(a.selection.hasSuffix("; rows 1/4"), a.selection)
+        assertSame(try Calibrator.finish(a, holdout: [], options: sampled),
+                   try Calibrator.runBatch(calibration: Array(r[0..<2]), holdout: [], options: sampled), "sampled rows")
+        var all = try Calibrator.fold(Array(r[2..<4]), options: options())
+        XCTAssertThrowsError(try all.merge(a, file: "a", into: "b")) { XCTAssertTrue("\($0)".contains("rows 1/4"), "\($0)") }
+
+        var c = smallConfig()
+        c.massBlock = 16
+        let mass = try Synth.write(c, prompts: 1, seed: 3, to: ContentFixture.dir + "/mass").map { try Recording(path: $0) }
+        XCTAssertThrowsError(try Calibrator.fold(mass, options: sampled)) {
+            XCTAssertTrue("\($0)".contains("--sample-rows applies to recordings of q and k"), "\($0)")
+        }
+    }
+
     func testStateFileRoundTripsAndIsChecked() throws {
         let r = ContentFixture.recordings
         let dir = ContentFixture.dir
