@@ -71,10 +71,12 @@ static inline __attribute__((always_inline)) void NAME(load_q)(const call *c, sc
  * those rows are never read. */
 static inline __attribute__((always_inline)) void NAME(scores)(scratch *w, const float *k, const int64_t stride, const int cols) {
     enum { SR = NAME_SR, SC = NAME_SC };
-    for (int j0 = 0; j0 < cols; j0 += SR) {
-        const float *row[SR];
-        for (int r = 0; r < SR; r++) row[r] = k + (int64_t)(j0 + r < cols ? j0 + r : cols - 1) * stride;
-        for (int i0 = 0; i0 < B; i0 += LANES * SC) {
+    /* Query columns outer: their slice of qt (D × SC vectors) stays in L1 while the key rows
+     * stream past it, instead of all of qt passing through L1 once per SR keys. */
+    for (int i0 = 0; i0 < B; i0 += LANES * SC) {
+        for (int j0 = 0; j0 < cols; j0 += SR) {
+            const float *row[SR];
+            for (int r = 0; r < SR; r++) row[r] = k + (int64_t)(j0 + r < cols ? j0 + r : cols - 1) * stride;
             NAME(vf) acc[SR][SC];
             for (int r = 0; r < SR; r++)
                 for (int x = 0; x < SC; x++) acc[r][x] = (NAME(vf)){0};
@@ -115,8 +117,10 @@ static inline __attribute__((always_inline)) void NAME(softmax)(scratch *w, cons
  * v holds float rows `stride` apart. */
 static inline __attribute__((always_inline)) void NAME(accumulate)(scratch *w, const float *v, const int64_t stride, const int cols) {
     enum { PR = NAME_PR, PC = NAME_PC };
-    for (int i0 = 0; i0 < B; i0 += PR) {
-        for (int d0 = 0; d0 < D; d0 += LANES * PC) {
+    /* Head-dim columns outer: their slice of V (cols × PC vectors) stays in L1 while the query
+     * rows pass, instead of all of V passing through L1 once per PR rows. */
+    for (int d0 = 0; d0 < D; d0 += LANES * PC) {
+        for (int i0 = 0; i0 < B; i0 += PR) {
             NAME(vf) o[PR][PC];
             for (int r = 0; r < PR; r++)
                 for (int x = 0; x < PC; x++) o[r][x] = w->alpha[i0 + r] * *(const NAME(vf) *)&w->acc[i0 + r][d0 + LANES * x];
