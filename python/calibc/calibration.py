@@ -81,39 +81,40 @@ def select_mass(mass, tau):
     return keep
 
 
+def _pack(digits, base, per_byte):
+    """(H, T) digits < base -> (H, ceil(T/per_byte)) uint8, byte m = Σ_k base^k · digit(per_byte·m + k),
+    unused digits 0: tile codes are base 3, five a byte; reuse bits base 2, eight a byte."""
+    heads, count = digits.shape
+    n = (count + per_byte - 1) // per_byte
+    padded = torch.nn.functional.pad(digits.to(torch.int32), (0, per_byte * n - count)).view(heads, n, per_byte)
+    return (padded * _powers(base, per_byte, digits.device)).sum(-1).to(torch.uint8)
+
+
+def _unpack(packed, count, base, per_byte):
+    digits = packed.to(torch.int32).unsqueeze(-1) // _powers(base, per_byte, packed.device) % base
+    return digits.view(packed.shape[0], -1)[:, :count]
+
+
 def _pack_codes(codes):
-    """(H, T) codes 0…2 -> (H, ceil(T/5)) uint8, byte m = Σ_k 3^k · code(5m + k), unused codes 0."""
-    heads, count = codes.shape
-    n = (count + 4) // 5
-    padded = torch.nn.functional.pad(codes.to(torch.int32), (0, 5 * n - count)).view(heads, n, 5)
-    return (padded * _weights(_POW3, codes.device)).sum(-1).to(torch.uint8)
+    return _pack(codes, 3, 5)
 
 
 def _unpack_codes(packed, count):
-    digits = packed.to(torch.int32).unsqueeze(-1) // _weights(_POW3, packed.device) % 3
-    return digits.view(packed.shape[0], -1)[:, :count].to(torch.uint8)
+    return _unpack(packed, count, 3, 5).to(torch.uint8)
 
 
 def _pack_bits(bits):
-    """(H, P) bool -> (H, ceil(P/8)) uint8, bit p at byte p // 8, least significant first."""
-    heads, count = bits.shape
-    n = (count + 7) // 8
-    padded = torch.nn.functional.pad(bits.to(torch.int32), (0, 8 * n - count)).view(heads, n, 8)
-    return (padded * _weights(_POW2, bits.device)).sum(-1).to(torch.uint8)
+    return _pack(bits, 2, 8)
 
 
 def _unpack_bits(packed, count):
-    bits = packed.to(torch.int32).unsqueeze(-1) // _weights(_POW2, packed.device) % 2
-    return bits.view(packed.shape[0], -1)[:, :count].bool()
-
-
-_POW3, _POW2 = (1, 3, 9, 27, 81), (1, 2, 4, 8, 16, 32, 64, 128)
+    return _unpack(packed, count, 2, 8).bool()
 
 
 @functools.lru_cache(maxsize=None)
-def _weights(powers, device):
+def _powers(base, count, device):
     # Cached: a fresh tensor would be a host-to-device copy, a synchronisation, per fold.
-    return torch.tensor(powers, dtype=torch.int32, device=device)
+    return base ** torch.arange(count, dtype=torch.int32, device=device)
 
 
 def _rows_within(mass, pairs, tolerance):
