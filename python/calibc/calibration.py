@@ -112,6 +112,12 @@ def _unpack_bits(packed, count):
 
 
 @functools.lru_cache(maxsize=None)
+def _pairs(blocks, device):
+    # One per shape and device, not one per state: 2.8 MB at B = 591, times 2,000 (step, layer)s.
+    return torch.triu_indices(blocks, blocks, offset=1, device=device)
+
+
+@functools.lru_cache(maxsize=None)
 def _powers(base, count, device):
     # Cached: a fresh tensor would be a host-to-device copy, a synchronisation, per fold.
     return base ** torch.arange(count, dtype=torch.int32, device=device)
@@ -151,7 +157,12 @@ class State:
         self.owner_mass = torch.zeros(0, dtype=torch.float32, device=device)
         # No input folded: no pair ruled out for reuse yet.
         self.reuse = _pack_bits(torch.ones(heads, blocks * (blocks - 1) // 2, dtype=torch.bool, device=device))
-        self._pairs = torch.triu_indices(blocks, blocks, offset=1, device=device)
+
+    def to(self, device):
+        """Moves the state (a Calibrator may keep states in host memory between folds)."""
+        self.tiles, self.owner, self.owner_mass, self.reuse = (
+            t.to(device) for t in (self.tiles, self.owner, self.owner_mass, self.reuse))
+        return self
 
     def fold(self, mass, tau=None, selected=None):
         """Folds one input's (H, B, B) block mass, with its selection (`selected`, a bool mask)
@@ -176,10 +187,10 @@ class State:
         codes = torch.where(selected, (codes + 1).clamp(max=SEVERAL), codes)
         ones = (codes == ONE).flatten().nonzero().squeeze(1)
         self.tiles, self.owner, self.owner_mass = _pack_codes(codes), owner.view(-1)[ones], owner_mass.view(-1)[ones]
-        pairs = self._pairs.shape[1]
+        pairs = self.blocks * (self.blocks - 1) // 2
         if self.reuse_tolerance > 0 and pairs > 0:
             # L1 distances of each head's rows, each difference and the sum in float64 as calibc's.
-            within = _rows_within(mass, self._pairs, self.reuse_tolerance)
+            within = _rows_within(mass, _pairs(self.blocks, mass.device), self.reuse_tolerance)
             self.reuse = _pack_bits(_unpack_bits(self.reuse, pairs) & within)
         elif self.reuse_tolerance == 0:
             self.reuse = torch.zeros_like(self.reuse)
