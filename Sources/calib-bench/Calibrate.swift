@@ -77,7 +77,7 @@ func benchCalibrate() throws {
     print("\nsampled rows: block mass from every S-th row of each query block (2 inputs; time without the held-out check)")
     print("option                        seconds  density  dense  reused  held-out mass  held-out error  worst head  tiles as S = 1")
     for block in [64, 128] {
-        var exact: [Set<Int>] = []
+        var exact = Set<Int>()
         for step in [1, 2, 4, 8, 16] {
             var o = CalibrationOptions()
             (o.block, o.rowStep) = (block, step)
@@ -92,8 +92,8 @@ func benchCalibrate() throws {
                     return spans.flatMap { $0.start..<$0.end }.map { d * 1_000_000 + q * 1000 + $0 }
                 }
             })
-            if step == 1 { exact = [tiles] }
-            let agree = Double(tiles.intersection(exact[0]).count) / Double(tiles.union(exact[0]).count)
+            if step == 1 { exact = tiles }
+            let agree = Double(tiles.intersection(exact).count) / Double(tiles.union(exact).count)
             let n = Double(c.heads.count)
             print("--block \(block) --sample-rows \(step)".padding(toLength: 29, withPad: " ", startingAt: 0)
                   + String(format: " %7.2f  %7.3f  %5d  %5.1f%%  %13.3f  %14.2e  %10.2e  %13.3f", time,

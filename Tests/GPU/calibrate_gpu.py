@@ -11,7 +11,6 @@
 Run on the GPU machine by Tests/GPU/calibrate_run.sh; inputs from `make calibrate-gpu-sources`.
 """
 
-import math
 import os
 import statistics
 import sys

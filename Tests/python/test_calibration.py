@@ -1,8 +1,6 @@
 """calibc.calibration (the torch block mass and calibration state) against the C kernel and the
 Swift state, on the CPU: the same numbers the GPU path must give."""
 
-import os
-
 import pytest
 import torch
 

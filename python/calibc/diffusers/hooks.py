@@ -16,6 +16,7 @@ class StepCounter:
 
     def __init__(self, transformer, calls_per_step=1):
         self.calls, self.calls_per_step, self.latent_shape = -1, calls_per_step, None
+        self.patch = transformer.config.patch_size
 
         def count(module, args, kwargs):
             self.calls += 1
@@ -31,6 +32,16 @@ class StepCounter:
     @property
     def first_call(self):
         return self.calls % self.calls_per_step == 0
+
+    def recorded_step(self, steps=None):
+        """The step, when this call is its step's first and `steps` (None: every step) holds it."""
+        return self.step if self.first_call and (steps is None or self.step in steps) else None
+
+    @property
+    def grid(self):
+        """The latents' frames, height and width in tokens (after patching)."""
+        _, _, frames, height, width = self.latent_shape
+        return {"frames": frames // self.patch[0], "height": height // self.patch[1], "width": width // self.patch[2]}
 
     def remove(self):
         self._hook.remove()

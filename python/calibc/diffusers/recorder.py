@@ -41,6 +41,11 @@ from .hooks import StepCounter, wrap_self_attention
 __all__ = ["Recorder", "Calibrator"]
 
 
+def _heads_first(x):
+    """Batch element 0 of a (B, S, H, D) tensor as an (H, S, D) view, no copy."""
+    return x[0].transpose(0, 1).detach()
+
+
 class Recorder:
     def __init__(self, transformer, path, calls_per_step=1, steps=None, layers=None, block_mass=None,
                  record_values=False, dtype=torch.bfloat16):
@@ -48,7 +53,6 @@ class Recorder:
         self.record_values, self.dtype = record_values, dtype
         self.tensors = {}
         self.metadata = {"format": "calibc-recording/1", "model": type(transformer).__name__, "text_tokens": "0"}
-        self.patch = transformer.config.patch_size
         self.counter = StepCounter(transformer, calls_per_step)
         self._restore = wrap_self_attention(transformer, self._attend_for, layers)
 
@@ -60,13 +64,11 @@ class Recorder:
         return attend
 
     def _capture(self, layer, query, key, value):
-        step = self.counter.step
-        if not self.counter.first_call or (self.steps is not None and step not in self.steps):
+        step = self.counter.recorded_step(self.steps)
+        if step is None:
             return
-        _, _, frames, height, width = self.counter.latent_shape
-        self.metadata.update(frames=str(frames // self.patch[0]), height=str(height // self.patch[1]),
-                             width=str(width // self.patch[2]))
-        q, k = query[0].transpose(0, 1).detach(), key[0].transpose(0, 1).detach()  # (H, S, D)
+        self.metadata.update({name: str(size) for name, size in self.counter.grid.items()})
+        q, k = _heads_first(query), _heads_first(key)
         self.metadata.update(tokens=str(q.shape[1]), head_dim=str(q.shape[2]))
         name = f"step{step}.layer{layer}"
         if self.block is not None:
@@ -76,7 +78,7 @@ class Recorder:
         self.tensors[f"{name}.q"] = q.to(self.dtype).contiguous().cpu()
         self.tensors[f"{name}.k"] = k.to(self.dtype).contiguous().cpu()
         if self.record_values:
-            self.tensors[f"{name}.v"] = value[0].transpose(0, 1).detach().to(self.dtype).contiguous().cpu()
+            self.tensors[f"{name}.v"] = _heads_first(value).to(self.dtype).contiguous().cpu()
 
     def remove(self):
         """Puts the original processors back."""
@@ -107,7 +109,6 @@ class Calibrator:
         self.reuse_tolerance, self.steps = reuse_tolerance, None if steps is None else set(steps)
         self.state_device = state_device
         self.states, self.shape, self.layout, self.seen = {}, None, {}, set()
-        self.patch = transformer.config.patch_size
         self.counter = StepCounter(transformer, calls_per_step)
         self._restore = wrap_self_attention(transformer, self._attend_for, layers)
 
@@ -126,19 +127,16 @@ class Calibrator:
         return final + (initial - final) * math.exp(-rate * step / last)
 
     def _fold(self, layer, query, key):
-        step = self.counter.step
-        if not self.counter.first_call or (self.steps is not None and step not in self.steps):
+        step = self.counter.recorded_step(self.steps)
+        if step is None:
             return
         if (step, layer) in self.seen:
             raise RuntimeError(f"step {step}, layer {layer} seen twice in one prompt: call next_prompt() between prompts")
         self.seen.add((step, layer))
-        q, k = query[0].transpose(0, 1).detach(), key[0].transpose(0, 1).detach()  # (H, S, D), no copy
+        q, k = _heads_first(query), _heads_first(key)
         heads, tokens, dim = q.shape
         if self.shape is None:
-            self.shape = (heads, tokens, dim)
-            _, _, frames, height, width = self.counter.latent_shape
-            self.layout = {"frames": frames // self.patch[0], "height": height // self.patch[1],
-                           "width": width // self.patch[2]}
+            self.shape, self.layout = (heads, tokens, dim), self.counter.grid
         elif self.shape != (heads, tokens, dim):
             raise ValueError(f"(heads, tokens, head_dim) {(heads, tokens, dim)} differs from the first call's {self.shape}")
         m = block_mass(q, k, self.block, step=self.sample_rows)
@@ -160,15 +158,19 @@ class Calibrator:
 
     @property
     def selection(self):
-        final, initial, rate, last = self.schedule or (0, 0, 0, 0)
-        text = f"mass {float(self.mass)!r}" if self.schedule is None else f"mass-schedule exp:{float(final)!r},{float(initial)!r},{float(rate)!r},{int(last)}"
+        """As calibc records it: `mass 0.95` or `mass-schedule exp:A,C,k,T`, and the sampled rows."""
+        if self.schedule is None:
+            text = f"mass {float(self.mass)!r}"
+        else:
+            final, initial, rate, last = self.schedule
+            text = f"mass-schedule exp:{float(final)!r},{float(initial)!r},{float(rate)!r},{int(last)}"
         return text + (f"; rows 1/{self.sample_rows}" if self.sample_rows > 1 else "")
 
     def save(self, path, model="unknown"):
         """Writes the state (calibc-state/2) for `calibc calibrate --merge`."""
         if self.seen:
             raise RuntimeError("a prompt is in progress: call next_prompt() first")
-        heads, tokens, dim = self.shape
+        _, tokens, dim = self.shape
         save_state(self.states, path, tokens=tokens, head_dim=dim, block=self.block, selection=self.selection,
                    model=model, layout=self.layout)
 
