@@ -22,6 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The micro-kernels are chains of a·b + c. clang fuses each into one FMA (its default
+ * -ffp-contract=on); gcc in ISO C mode (-std=c11) fuses none, which halves the arithmetic rate
+ * of every instance (the 16-core Xeon's first tables in docs/performance.md were that). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 #define D CALIB_HEAD_DIM
 #define B CALIB_BLOCK
 #define NB CALIB_BLOCKS
