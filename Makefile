@@ -118,7 +118,7 @@ sanitize: deps
 		clang -std=c11 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
 			-I $$dir/include -I $$dir Tests/Sanitize/harness.c $$dir/calib_schedule.c \
 			$(OMP) -lpthread -lm -o $$dir.harness; \
-		for isa in avx512 avx2 sse portable; do \
+		for isa in avx512-bf16 avx512 avx2 sse portable; do \
 			result=$$(CALIBC_ISA=$$isa $$dir.harness) || exit 1; echo "$$masks $$isa: $$result"; \
 		done; \
 	done
@@ -237,5 +237,5 @@ cpu-scaling:
 	$(CC) -std=c11 -O3 -march=native -fopenmp -I Sources/CBench/include -c Sources/CBench/peak.c -o $(SCALING)/peak.o
 	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) -I Sources/CBench/include Tests/CPU/scaling.c $(SCALING)/calib_schedule.c \
 		$(SCALING)/peak.o -lm -o $(SCALING)/scaling
-	@for isa in avx2 avx512; do CALIBC_ISA=$$isa $(SCALING)/scaling --check || exit 1; done
+	@for isa in avx2 avx512 avx512-bf16; do CALIBC_ISA=$$isa $(SCALING)/scaling --check || exit 1; done
 	$(SCALING)/scaling

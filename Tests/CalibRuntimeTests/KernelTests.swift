@@ -30,11 +30,11 @@ final class KernelTests: XCTestCase {
     }
 
     /// Every instruction-set instance this machine runs (CALIBC_ISA caps the choice), fp32 and
-    /// bfloat16 inputs (widened to fp32, so the fp32 bound holds), against the float64 answer on
-    /// the same (rounded) values.
+    /// bfloat16 inputs against the float64 answer on the same (rounded) values: bf16 widened to
+    /// fp32 meets the fp32 bound; the AVX-512 BF16 instance rounds P to bf16 (2^-9 relative).
     func testEveryInstructionSetAndBFloat16Inputs() throws {
         var rng = SplitMix64(seed: freshSeed(#function))
-        for (tokens, headDim, block) in [(300, 64, 64), (200, 128, 32)] {
+        for (tokens, headDim, block) in [(301, 64, 64), (200, 128, 32)] {
             let blocks = (tokens + block - 1) / block
             let plans = [densePlan(blocks: blocks), randomPlan("r", blocks: blocks, partialLast: tokens % block != 0, reuse: true, rng: &rng)]
             let program = Program(model: "t", shape: Shape(tokens: tokens, headDim: headDim, block: block, layers: 1, heads: 2, steps: [0]),
@@ -43,15 +43,17 @@ final class KernelTests: XCTestCase {
             let v = rng.floats(tokens * headDim).map(BFloat16.init)
             let (qf, kf, vf) = (q.map(\.float), k.map(\.float), v.map(\.float))
             var seen: [String] = []
-            for isa in ["avx512", "avx2", "sse", "portable"] {
+            for isa in ["avx512-bf16", "avx512", "avx2", "sse", "portable"] {
                 let (kernels, optimized) = try loadKernels(program, isa: isa)
                 seen.append(kernels.isa)
-                let (flags, bound) = (kernels.isa, 1e-5)
+                let (flags, bound) = (kernels.isa, kernels.isa == "avx512-bf16" ? 4e-3 : 1e-5)
                 for head in 0..<2 {
                     let exact = Reference.attention(of: optimized.plan(stepIndex: 0, layer: 0, head: head), q: qf, k: kf, v: vf,
                                                     tokens: tokens, headDim: headDim, block: block)
                     let out = try runHeadBF16(kernels, step: 0, head: head, q: q, k: k, v: v)
-                    XCTAssertLessThan(Reference.relativeError(out, exact), bound, "bf16 \(flags) tokens \(tokens) head \(head)")
+                    let error = Reference.relativeError(out, exact)
+                    if head == 1 { print("bf16 inputs, \(flags), tokens \(tokens): relative error \(error)") }
+                    XCTAssertLessThan(error, bound, "bf16 \(flags) tokens \(tokens) head \(head)")
                     let out32 = try runHead(kernels, step: 0, head: head, q: qf, k: kf, v: vf)
                     XCTAssertLessThan(Reference.relativeError(out32, exact), 1e-5, "fp32 \(flags) tokens \(tokens) head \(head)")
                 }

@@ -54,9 +54,10 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
-/* With work enough for a team (the dense baseline's chunks), every thread takes some: over a few
- * calls, since a thread the OS has not scheduled yet can miss one short call. Only teams the
- * cores can run at once: an oversubscribed thread may sleep through a call. */
+/* With work enough for a team (the dense baseline's chunks), every thread takes some: over
+ * several calls, since a thread the OS has not scheduled yet can miss a short call (on a loaded
+ * machine, many of them in a row). Only teams the cores can run at once: an oversubscribed
+ * thread may sleep through a call. */
 static void check_every_thread_works(void) {
     const int64_t len = (n - 1) * d + d;
     float *x = malloc(sizeof(float) * len), *o = malloc(sizeof(float) * len);
@@ -64,8 +65,13 @@ static void check_every_thread_works(void) {
     for (int t = 2; t <= omp_get_num_procs() && t <= NB / 2; t++) {
         omp_set_num_threads(t);
         for (int i = 0; i < 64; i++) items_of[i] = 0;
-        for (int r = 0; r < 50; r++) CHECK(calib_dense_attention(x, x, x, o, n, d, d, d, d, d) == CALIB_OK, "dense");
-        for (int i = 0; i < t; i++) CHECK(items_of[i] > 0, "thread %d of %d took no work in 50 calls", i, t);
+        int idle = t, calls = 0;
+        for (; idle > 0 && calls < 5000; calls++) {
+            CHECK(calib_dense_attention(x, x, x, o, n, d, d, d, d, d) == CALIB_OK, "dense");
+            idle = 0;
+            for (int i = 0; i < t; i++) idle += items_of[i] == 0;
+        }
+        for (int i = 0; i < t; i++) CHECK(items_of[i] > 0, "thread %d of %d took no work in %d calls", i, t, calls);
     }
     omp_set_num_threads(omp_get_num_procs());
     free(x), free(o);

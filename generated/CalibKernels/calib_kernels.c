@@ -39,6 +39,8 @@
 #define B CALIB_BLOCK
 #define NB CALIB_BLOCKS
 #define LAST_ROWS (CALIB_TOKENS - (NB - 1) * B) /* tokens in the last, possibly partial, block */
+/* Scores in the log2 domain: q·k · log2(e)/sqrt(D). */
+#define CALIB_SCORE_SCALE (1.4426950408889634f / sqrtf((float)D))
 
 /* One call: element (b, s, h, d) of x is at x + (b·xs[0] + s·xs[1] + h·xs[2] + d) elements. */
 typedef struct call {
@@ -69,6 +71,11 @@ typedef struct scratch {
     float alpha[B + PAD] __attribute__((aligned(64)));        /* this tile's rescale of acc */
     float kw[B][D] __attribute__((aligned(64)));              /* bf16 keys and values widened, per tile */
     float vw[B][D] __attribute__((aligned(64)));
+    /* The AVX-512 BF16 instance's bf16 pairs (calib_tile.h, DOT_BF16): queries (d, d+1), then per
+     * tile probabilities and values (j, j+1). */
+    uint32_t qp[D / 2][B] __attribute__((aligned(64)));
+    uint32_t pp[(B + PAD) / 2][B + PAD] __attribute__((aligned(64)));
+    uint32_t vp[B / 2][D] __attribute__((aligned(64)));
 } scratch;
 
 static inline __attribute__((always_inline)) float input(const char *p, const int bf16) {
@@ -107,14 +114,18 @@ static inline uint16_t to_bf16(float x) {
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define X86 1
+#include <cpuid.h>
+#include <immintrin.h>
 #if defined(__clang__)
 #define TARGET(isa) _Pragma(isa)
 #define AVX2_BEGIN TARGET("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define AVX512_BEGIN TARGET("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), apply_to = function)")
+#define AVX512BF16_BEGIN TARGET("clang attribute push(__attribute__((target(\"avx512bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), apply_to = function)")
 #define TARGET_END TARGET("clang attribute pop")
 #else
 #define AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define AVX512_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\")")
+#define AVX512BF16_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\")")
 #define TARGET_END _Pragma("GCC pop_options")
 #endif
 #else
@@ -166,16 +177,41 @@ AVX512_BEGIN
 TARGET_END
 #endif
 
+#if HAVE_AVX512
+AVX512BF16_BEGIN
+#define NAME(x) x##_avx512bf16
+#define LANES 16
+#define MAXACC 24
+#define WIDE 4
+#define DOT_BF16 1
+#include "calib_tile.h"
+#undef NAME
+#undef LANES
+#undef MAXACC
+#undef WIDE
+#undef DOT_BF16
+TARGET_END
+#endif
+
 typedef void (*block_fn)(const call *, scratch *, const slice *, int, const uint16_t *, int32_t);
 
 static block_fn chosen;
 static const char *chosen_name;
 
+/* AVX-512 BF16 (CPUID leaf 7, subleaf 1, EAX bit 5), asked of CPUID itself: older compilers'
+ * __builtin_cpu_supports does not know the name. */
+static int has_avx512bf16(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
+}
+
 /* The widest instance this shape has and this CPU runs; chosen once, when the library loads.
- * CALIBC_ISA=avx2 (or sse, portable) caps the choice: every instance can be checked on one machine. */
+ * CALIBC_ISA=avx512 (or avx2, sse, portable) caps the choice: every instance can be checked on
+ * one machine. */
 __attribute__((constructor)) static void choose_isa(void) {
     const char *cap = getenv("CALIBC_ISA");
-    const int most = !cap ? 3 : !strcmp(cap, "avx2") ? 2 : !strcmp(cap, "sse") ? 1 : !strcmp(cap, "portable") ? 0 : 3;
+    const int most = !cap ? 4 : !strcmp(cap, "avx512") ? 3 : !strcmp(cap, "avx2") ? 2 : !strcmp(cap, "sse") ? 1
+                   : !strcmp(cap, "portable") ? 0 : 4;
     chosen = query_block_scalar;
     chosen_name = "portable";
     (void)most;
@@ -184,8 +220,9 @@ __attribute__((constructor)) static void choose_isa(void) {
 #if HAVE_AVX512
     if (most >= 3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl")) {
-        chosen = query_block_avx512;
-        chosen_name = "avx512";
+        const int bf16 = most >= 4 && has_avx512bf16();
+        chosen = bf16 ? query_block_avx512bf16 : query_block_avx512;
+        chosen_name = bf16 ? "avx512-bf16" : "avx512";
         return;
     }
 #endif

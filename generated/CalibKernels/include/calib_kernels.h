@@ -93,9 +93,10 @@ int calib_dense_attention_bf16(const uint16_t *q, const uint16_t *k, const uint1
 /* Threads the kernels' parallel regions get: lets callers check OpenMP really runs. */
 int calib_team_size(void);
 
-/* The instruction set the kernels chose on this machine when the library loaded: "avx512",
- * "avx2", "sse" or "portable" (block or head_dim not a multiple of the vector width). The
- * environment variable CALIBC_ISA=avx2|sse|portable caps the choice. */
+/* The instruction set the kernels chose on this machine when the library loaded: "avx512-bf16"
+ * (AVX-512 with BF16 dot products for bf16 inputs), "avx512", "avx2", "sse" or "portable" (block
+ * or head_dim not a multiple of the vector width). The environment variable
+ * CALIBC_ISA=avx512|avx2|sse|portable caps the choice. */
 const char *calib_isa(void);
 
 /* Every entry point in one table, for callers that bind a kernel set at run time: the Swift
