@@ -175,7 +175,8 @@ public struct HeadState: Equatable, Sendable {
     }
 
     /// Each input's leave-one-out drop: the mass on the tiles only it selected, summed in tile
-    /// order in double, over the number of query blocks (inputs without such tiles: 0, absent).
+    /// order in double, over the number of query blocks (an input without such tiles has drop 0
+    /// and no entry).
     static func drops(_ owners: [UInt16], _ mass: [Float], blocks: Int) -> [UInt16: Double] {
         var sums: [UInt16: Double] = [:]
         for (o, m) in zip(owners, mass) { sums[o, default: 0] += Double(m) }
@@ -297,8 +298,8 @@ public struct CalibrationState: Sendable {
 
     /// Writes the state: per (step, layer) `step{t}.layer{l}.tiles` (U8, heads × ⌈B²/5⌉),
     /// `.owner` (U16) and `.owner_mass` (F32) of every code-1 tile in (head, tile) order,
-    /// `.retired_drop` (F32, heads) and `.reuse` (U8, heads × ⌈B(B−1)/2/8⌉). Tensors go in name order, as calibc.calibration.save
-    /// writes them, so both give the same bytes.
+    /// `.retired_drop` (F32, heads) and `.reuse` (U8, heads × ⌈B(B−1)/2/8⌉). Tensors go in name
+    /// order, as calibc.calibration.save writes them, so both give the same bytes.
     public func write(to path: String) throws {
         var w = SafetensorsWriter()
         w.metadata = ["format": Self.format, "model": model, "selection": selection, "inputs": "\(inputs)",

@@ -222,7 +222,7 @@ class State:
         # An input without single-owner tiles has drop 0 and retires with nothing to move.
         retiring = drops <= self.stability_drop
         self.retired_drop = torch.maximum(self.retired_drop, torch.where(retiring, drops, 0).amax(1).float())
-        return torch.where(single & retiring.flatten()[slot], SEVERAL, codes).to(torch.uint8)
+        return torch.where(single & retiring.flatten()[slot], SEVERAL, codes)
 
     @property
     def codes(self):

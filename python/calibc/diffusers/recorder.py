@@ -99,9 +99,11 @@ class Calibrator:
     block, `sample_rows`, `reuse_tolerance` and `stability_drop` are fixed here, as `--state-out`
     fixes them. After each fold, prompts whose leave-one-out drop is at most `stability_drop` are
     retired, so their single-owner tiles leave the state (in practice from the second prompt on:
-    alone, a prompt's drop is all the mass it selected). `state_device="cpu"` keeps the states in host memory between folds (each is moved to the
-    model's device for its fold): Wan 14B's states are 7.3 GB and more while few prompts agree,
-    beside 28 GB of weights on an 80 GB card."""
+    alone, a prompt's drop is all the mass it selected). `state_device="cpu"` keeps the states
+    in host memory between folds (each is moved to the model's device for its fold): Wan 14B's
+    states are 7.3 GB once the prompts agree, and far more after the first prompt (47 GB at the
+    synthetic recordings' share, docs/calibration.md section 8), beside 28 GB of weights on an
+    80 GB card."""
 
     def __init__(self, transformer, *, mass=0.95, schedule=None, block=128, sample_rows=1, reuse_tolerance=0.02,
                  stability_drop=0.05, calls_per_step=1, steps=None, layers=None, state_device=None):
