@@ -6,7 +6,7 @@ CALIBC = .build/release/calibc
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources
+.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -84,6 +84,12 @@ bench-scale: deps
 bench-calibrate: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench calibrate
+
+# The calibration state's size after folding 1, 2, 4, 8 and 16 synthetic prompts, without and
+# with retirement, extrapolated to Wan 2.1 14B (docs/calibration.md section 8): about 2 minutes.
+bench-state: deps
+	$(SWIFT_BUILD) --product calib-bench
+	.build/release/calib-bench state-size
 
 # libFuzzer over the masks.json frontend, the safetensors reader, recordings (their size
 # arithmetic) and calibrate's per-head decisions on adversarial masses, seeded from Fuzz/corpus;

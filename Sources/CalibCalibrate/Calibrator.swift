@@ -43,6 +43,7 @@ public struct CalibrationOptions: Sendable {
     public var rowStep = 1
     /// A head becomes dense when, for some calibration input, the mask built from the other
     /// inputs keeps this much less of that input's mass than the mask built from all of them.
+    /// Fixed when inputs are folded into a state (inputs under it are retired there).
     public var stabilityDrop = 0.05
     /// Largest L1 distance between two block-mass rows, on every input, for one to reuse the other;
     /// 0 turns reuse off. Fixed when inputs are folded into a state.
@@ -82,8 +83,10 @@ public struct HeadReport: Sendable {
     public var step: Int, layer: Int, head: Int
     public var density: Double
     /// The most mass a calibration input loses when the mask is built from the other inputs only:
-    /// what the stability rule compares with `stabilityDrop` (nil with one input).
+    /// what the stability rule compares with `stabilityDrop` (nil with one input). From a state
+    /// where the largest belongs to a retired input, an upper bound (`leaveOneOutIsBound`).
     public var leaveOneOutDrop: Double?
+    public var leaveOneOutIsBound = false
     public var dense: Bool
     public var reusedBlocks: Int
     /// Mean over held-out inputs; nil without any.
@@ -140,7 +143,7 @@ public enum Calibrator {
         let lastStep = shape.steps.last!
         var state = CalibrationState(shape: shape, model: first.model, layout: first.layout, scale: first.scale,
                                      selection: options.selectionText(lastRecordedStep: lastStep),
-                                     reuseTolerance: options.reuseTolerance)
+                                     reuseTolerance: options.reuseTolerance, stabilityDrop: options.stabilityDrop)
         let units = shape.dispatchCount * recordings.count
         var done = 0
         for (s, step) in shape.steps.enumerated() {
@@ -151,7 +154,7 @@ public enum Calibrator {
                     for (i, r) in recordings.enumerated() {
                         let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep)
                         state.heads[d].fold(mass: m, selected: select(m, blocks: shape.blocks, selection), input: i,
-                                            reuseTolerance: options.reuseTolerance)
+                                            reuseTolerance: options.reuseTolerance, stabilityDrop: options.stabilityDrop)
                         done += 1
                         progress(done, units)
                     }
@@ -162,11 +165,11 @@ public enum Calibrator {
         return state
     }
 
-    /// Plans from a state (the stability rule of `options`; reuse as folded, so
-    /// `options.reuseTolerance` must be the state's), checked on `holdout`.
+    /// Plans from a state, checked on `holdout`; `options.reuseTolerance` and
+    /// `options.stabilityDrop` must be the ones the state was folded with.
     public static func finish(_ state: CalibrationState, holdout: [Recording], options: CalibrationOptions,
                               progress: (Int, Int) -> Void = { _, _ in }) throws -> Calibration {
-        try state.checkReuseTolerance(options.reuseTolerance, file: "the calibration state")
+        try state.checkFolded(options, file: "the calibration state")
         let shape = state.shape
         for r in holdout {
             guard r.steps == shape.steps, r.layers == shape.layers, r.heads == shape.heads, r.tokens == shape.tokens,
@@ -214,13 +217,16 @@ public enum Calibrator {
         }
     }
 
-    /// The plan of one head from its streaming state (whose reuse bits hold the tolerance).
+    /// The plan of one head from its streaming state (folded with `options`' tolerance and threshold).
     public static func decide(_ h: HeadState, inputs: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
         let blocks = h.blocks
         var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
         if inputs > 1 {
+            // Retired inputs' drops are at most the threshold, so they never decide; they only
+            // leave the largest drop unknown below the bound they retired with.
             let drop = h.worstDrop
-            report.leaveOneOutDrop = drop
+            report.leaveOneOutIsBound = Double(h.retiredDrop) > drop
+            report.leaveOneOutDrop = max(drop, Double(h.retiredDrop))
             report.dense = drop > options.stabilityDrop
         }
         if report.dense {

@@ -41,14 +41,15 @@ public enum HTMLReport {
         for h in c.heads {
             let plan = c.program.plan(stepIndex: s.steps.firstIndex(of: h.step)!, layer: h.layer, head: h.head)
             out += "<tr\(h.dense ? " class=\"dense\"" : "")><td>\(h.step)</td><td>\(h.layer)</td><td>\(h.head)</td><td>@\(esc(plan.name))</td>"
-            out += "<td>\(f(h.density, "%.3f"))</td><td>\(f(h.leaveOneOutDrop, "%.3f"))</td><td>\(h.dense ? "yes" : "no")</td>"
+            out += "<td>\(f(h.density, "%.3f"))</td><td>\(CalibrationReport.drop(h))</td><td>\(h.dense ? "yes" : "no")</td>"
             out += "<td>\(h.reusedBlocks)</td><td>\(f(h.heldOutMass, "%.3f"))</td><td>\(f(h.heldOutError, "%.2e"))</td>"
             out += "<td>\(f(h.reuseExtraError, "%.1e"))</td></tr>\n"
         }
         out += """
             </table>
-            <p>Leave-one-out mass: the mass the mask built from the other calibration inputs keeps on the worst one (a head
-            below the stability rule becomes dense). Held-out error: relative L2 error of the output against dense attention
+            <p>Leave-one-out drop: the most mass a calibration input loses under the mask built from the other inputs (a head
+            above the stability threshold becomes dense; ≤ marks a bound, where inputs under the threshold were retired while
+            folding). Held-out error: relative L2 error of the output against dense attention
             on inputs calibration never saw. Reuse extra error: how much of that error reused query blocks add.</p>
             <h2>Plans</h2>
             <p>Rows are query blocks, columns key blocks: dark tiles are computed, white ones skipped; an orange row copies the

@@ -5,8 +5,15 @@ import Foundation
 
 public enum CalibrationReport {
     /// One line under the table: what each column means (docs/calibration.md has the rules).
-    public static let legend = "density: kept tiles; loo drop: the most mass an input loses under the others' mask; dense: unstable, "
+    public static let legend = "density: kept tiles; loo drop: the most mass an input loses under the others' mask "
+        + "(≤: at most, where inputs under --stability-drop were retired); dense: unstable, "
         + "computed fully; reused: query blocks copied; reuse extra: held-out error added by reuse (docs/calibration.md)\n"
+
+    /// The loo drop column: exact, or "≤" a bound.
+    public static func drop(_ h: HeadReport) -> String {
+        guard let d = h.leaveOneOutDrop else { return "-" }
+        return (h.leaveOneOutIsBound ? "≤" : "") + String(format: "%.3f", d)
+    }
 
     public static func text(_ c: Calibration, calibrationInputs: Int, holdoutInputs: Int) -> String {
         let s = c.program.shape
@@ -16,7 +23,7 @@ public enum CalibrationReport {
         func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "-" }
         for h in c.heads {
             out += String(format: "%4d %5d %4d  %7.3f  %8@  %5@  %6d  %13@  %14@  %11@\n", h.step, h.layer, h.head, h.density,
-                          f(h.leaveOneOutDrop, "%.3f"), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
+                          drop(h), h.dense ? "yes" : "no", h.reusedBlocks, f(h.heldOutMass, "%.3f"),
                           f(h.heldOutError, "%.2e"), f(h.reuseExtraError, "%.1e"))
         }
         out += legend

@@ -5,15 +5,19 @@
 // - selection's union: a tile is kept when any input selected it;
 // - the stability rule: input i's leave-one-out drop is the mass i puts on the tiles only i
 //   selected, so per tile it is enough to know whether none, one or several inputs selected
-//   it, and for one, which input and that input's mass there;
+//   it, and for one, which input and that input's mass there. A drop only falls as inputs are
+//   added (a tile only i selected can only become shared), so once it is at or under the
+//   stability threshold the input can never make the head dense: it is retired, its tiles
+//   recorded as selected by several, which keeps the masks exact when the threshold is fixed
+//   when inputs are folded;
 // - reuse: query block j may reuse i when the L1 distance of their rows is within tolerance on
 //   every input: one bit per pair, cleared by the first input that is farther apart, so the
 //   tolerance is fixed when inputs are folded, like the selection.
 //
 // The CLI holds every head at once (80,000 at Wan 2.1 14B), so a head stays packed: the three
-// tile cases as base-3 codes, five to a byte; owner and mass only for the single-owner tiles;
-// the reuse test as bits. Folding, merging and deciding unpack one head at a time.
-// A state is a safetensors file (calibc-state/2) and states over disjoint inputs merge.
+// tile cases as base-3 codes, five to a byte; owner and mass only for the single-owner tiles of
+// inputs not retired; the reuse test as bits. Folding, merging and deciding unpack one head at a time.
+// A state is a safetensors file (calibc-state/3) and states over disjoint inputs merge.
 
 import CCalibrate
 import CalibIR
@@ -64,7 +68,7 @@ public enum Packing {
 
 /// What calibration keeps of the inputs folded so far for one (step, layer, head).
 public struct HeadState: Equatable, Sendable {
-    /// Tile codes: how many inputs selected the tile.
+    /// Tile codes: how many inputs selected the tile (several also when the one that did is retired).
     public static let none: UInt8 = 0, one: UInt8 = 1, several: UInt8 = 2
 
     public let blocks: Int
@@ -73,6 +77,10 @@ public struct HeadState: Equatable, Sendable {
     /// For every code-1 tile, in tile order: the input that selected it, and its mass there.
     public internal(set) var owners: [UInt16]
     public internal(set) var ownerMass: [Float]
+    /// The largest drop an input had when it was retired (0 while none was), rounded to F32: its
+    /// drop now is at most that. It depends on when inputs retired, so on the order of folds
+    /// and merges; the codes and owners do not.
+    public internal(set) var retiredDrop: Float
     /// Bit p for the pair of query blocks i < j (row-major upper triangle): the L1 distance of
     /// their block-mass rows was within the reuse tolerance on every input folded.
     public internal(set) var reuse: [UInt8]
@@ -81,12 +89,13 @@ public struct HeadState: Equatable, Sendable {
     public init(blocks: Int) {
         self.blocks = blocks
         tiles = [UInt8](repeating: 0, count: Packing.codeBytes(blocks * blocks))
-        (owners, ownerMass) = ([], [])
+        (owners, ownerMass, retiredDrop) = ([], [], 0)
         reuse = Packing.packBits(Array(repeating: true, count: blocks * (blocks - 1) / 2))
     }
 
-    init(blocks: Int, tiles: [UInt8], owners: [UInt16], ownerMass: [Float], reuse: [UInt8]) {
-        (self.blocks, self.tiles, self.owners, self.ownerMass, self.reuse) = (blocks, tiles, owners, ownerMass, reuse)
+    init(blocks: Int, tiles: [UInt8], owners: [UInt16], ownerMass: [Float], retiredDrop: Float, reuse: [UInt8]) {
+        (self.blocks, self.tiles, self.owners, self.ownerMass) = (blocks, tiles, owners, ownerMass)
+        (self.retiredDrop, self.reuse) = (retiredDrop, reuse)
     }
 
     var pairs: Int { blocks * (blocks - 1) / 2 }
@@ -95,11 +104,12 @@ public struct HeadState: Equatable, Sendable {
     public var codes: [UInt8] { Packing.unpackCodes(tiles[...], count: blocks * blocks) }
 
     /// Bytes of this head's tensors in a state file.
-    public var bytes: Int { tiles.count + reuse.count + 6 * owners.count }
+    public var bytes: Int { tiles.count + reuse.count + 4 + 6 * owners.count }
 
     /// Folds input `input`'s block mass and its selection (kept key blocks per query block); a
-    /// pair stays reusable only when its rows are within `reuseTolerance` (0: reuse off).
-    public mutating func fold(mass m: [Float], selected: [Set<Int>], input: Int, reuseTolerance: Double) {
+    /// pair stays reusable only when its rows are within `reuseTolerance` (0: reuse off); then
+    /// retires the inputs whose drop is at most `stabilityDrop`.
+    public mutating func fold(mass m: [Float], selected: [Set<Int>], input: Int, reuseTolerance: Double, stabilityDrop: Double) {
         precondition(m.count == blocks * blocks && selected.count == blocks && input <= Int(UInt16.max))
         var chosen = [Bool](repeating: false, count: blocks * blocks)
         for (q, keys) in selected.enumerated() { for k in keys { chosen[q * blocks + k] = true } }
@@ -122,7 +132,7 @@ public struct HeadState: Equatable, Sendable {
             default: break
             }
         }
-        (tiles, owners, ownerMass) = (Packing.packCodes(codes), kept, keptMass)
+        store(codes, kept, keptMass, stabilityDrop: stabilityDrop)
         guard reuseTolerance > 0 else {
             reuse = [UInt8](repeating: 0, count: reuse.count)
             return
@@ -133,8 +143,9 @@ public struct HeadState: Equatable, Sendable {
         for p in 0..<pairs where !(distance[p] <= reuseTolerance) { reuse[p >> 3] &= ~(1 << UInt8(p & 7)) }
     }
 
-    /// Merges a state over other inputs, numbered after this one's `offset` inputs.
-    public mutating func merge(_ other: HeadState, offset: Int) {
+    /// Merges a state over other inputs, numbered after this one's `offset` inputs, then retires
+    /// the inputs whose drop is at most `stabilityDrop` (both states were folded with it).
+    public mutating func merge(_ other: HeadState, offset: Int, stabilityDrop: Double) {
         precondition(other.blocks == blocks)
         var codes = self.codes
         let theirs = other.codes
@@ -158,8 +169,43 @@ public struct HeadState: Equatable, Sendable {
                 codes[t] = Self.several
             }
         }
-        (tiles, owners, ownerMass) = (Packing.packCodes(codes), kept, keptMass)
+        retiredDrop = max(retiredDrop, other.retiredDrop)
+        store(codes, kept, keptMass, stabilityDrop: stabilityDrop)
         for i in reuse.indices { reuse[i] &= other.reuse[i] }
+    }
+
+    /// Each input's leave-one-out drop: the mass on the tiles only it selected, summed in tile
+    /// order in double, over the number of query blocks (an input without such tiles has drop 0
+    /// and no entry).
+    static func drops(_ owners: [UInt16], _ mass: [Float], blocks: Int) -> [UInt16: Double] {
+        var sums: [UInt16: Double] = [:]
+        for (o, m) in zip(owners, mass) { sums[o, default: 0] += Double(m) }
+        return sums.mapValues { $0 / Double(blocks) }
+    }
+
+    /// Packs the codes and owners after retiring every input whose drop is at most
+    /// `stabilityDrop`: its tiles become code 2 and leave the owner list. Exact for the masks,
+    /// since the drop only falls as inputs are added, so it can never again exceed the threshold.
+    /// That holds with one input too, where the rule is not applied yet: a drop at most the
+    /// threshold now is at most it when a second input makes the rule apply.
+    private mutating func store(_ codes: [UInt8], _ owners: [UInt16], _ mass: [Float], stabilityDrop: Double) {
+        var (codes, owners, mass) = (codes, owners, mass)
+        let retiring = Self.drops(owners, mass, blocks: blocks).filter { $0.value <= stabilityDrop }
+        if !retiring.isEmpty {
+            retiredDrop = retiring.values.reduce(retiredDrop) { max($0, Float($1)) }
+            var entry = 0, (kept, keptMass) = ([UInt16](), [Float]())
+            for t in codes.indices where codes[t] == Self.one {
+                if retiring[owners[entry]] != nil {
+                    codes[t] = Self.several
+                } else {
+                    kept.append(owners[entry])
+                    keptMass.append(mass[entry])
+                }
+                entry += 1
+            }
+            (owners, mass) = (kept, keptMass)
+        }
+        (tiles, self.owners, ownerMass) = (Packing.packCodes(codes), owners, mass)
     }
 
     /// The kept key blocks of every query block: the union of all inputs' selections.
@@ -168,13 +214,9 @@ public struct HeadState: Equatable, Sendable {
         return (0..<blocks).map { q in Set((0..<blocks).filter { codes[q * blocks + $0] != Self.none }) }
     }
 
-    /// The largest leave-one-out drop over the inputs: Σ over the tiles only input i selected of
-    /// i's mass there, divided by the number of query blocks.
-    public var worstDrop: Double {
-        var drops: [UInt16: Double] = [:]
-        for (o, m) in zip(owners, ownerMass) { drops[o, default: 0] += Double(m) }
-        return (drops.values.max() ?? 0) / Double(blocks)
-    }
+    /// The largest leave-one-out drop over the inputs not retired, all of which exceed the
+    /// threshold they were folded with (0 without any).
+    public var worstDrop: Double { Self.drops(owners, ownerMass, blocks: blocks).values.max() ?? 0 }
 
     /// Whether query blocks i and j were within the reuse tolerance on every input.
     public func mayReuse(_ i: Int, _ j: Int) -> Bool {
@@ -187,7 +229,7 @@ public struct HeadState: Equatable, Sendable {
 /// The streaming state of a whole calibration: shape, selection, and one `HeadState` per
 /// (step, layer, head) in dispatch order.
 public struct CalibrationState: Sendable {
-    public static let format = "calibc-state/2"
+    public static let format = "calibc-state/3"
     /// Owners are U16 in the file.
     public static let maxInputs = Int(UInt16.max)
 
@@ -200,13 +242,17 @@ public struct CalibrationState: Sendable {
     public var selection: String
     /// The reuse bits' tolerance, also fixed at folding.
     public var reuseTolerance: Double
+    /// The stability rule's threshold, fixed at folding too: inputs whose drop fell to it were
+    /// retired (`HeadState`), which is exact only for this threshold.
+    public var stabilityDrop: Double
     /// Inputs folded so far.
     public var inputs: Int
     public var heads: [HeadState]
 
-    public init(shape: Shape, model: String, layout: Layout?, scale: Double, selection: String, reuseTolerance: Double) {
+    public init(shape: Shape, model: String, layout: Layout?, scale: Double, selection: String, reuseTolerance: Double,
+                stabilityDrop: Double) {
         (self.shape, self.model, self.layout, self.scale, self.selection) = (shape, model, layout, scale, selection)
-        (self.reuseTolerance, inputs) = (reuseTolerance, 0)
+        (self.reuseTolerance, self.stabilityDrop, inputs) = (reuseTolerance, stabilityDrop, 0)
         heads = Array(repeating: HeadState(blocks: shape.blocks), count: shape.dispatchCount)
     }
 
@@ -214,7 +260,7 @@ public struct CalibrationState: Sendable {
         heads[shape.dispatchIndex(stepIndex: s, layer: layer, head: head)]
     }
 
-    /// Bytes of the tensors: per head ⌈B²/5⌉ + ⌈B(B−1)/2/8⌉, and 6 per single-owner tile.
+    /// Bytes of the tensors: per head ⌈B²/5⌉ + ⌈B(B−1)/2/8⌉ + 4, and 6 per single-owner tile.
     public var tensorBytes: Int { heads.reduce(0) { $0 + $1.bytes } }
 
     /// Merges `other` (over other inputs) into this state; its inputs are numbered after ours.
@@ -224,21 +270,23 @@ public struct CalibrationState: Sendable {
         }
         try check("selection", selection, other.selection)
         try check("reuse tolerance", "\(reuseTolerance)", "\(other.reuseTolerance)")
+        try check("stability drop", "\(stabilityDrop)", "\(other.stabilityDrop)")
         try check("shape (steps, layers, heads, tokens, head_dim, block)", Self.describe(shape), Self.describe(other.shape))
         try check("scale", "\(scale)", "\(other.scale)")
         try check("model", model, other.model)
         guard inputs + other.inputs <= Self.maxInputs else {
             throw CalibrationError(message: "\(file): merging gives \(inputs + other.inputs) inputs, more than the \(Self.maxInputs) a state can number")
         }
-        for i in heads.indices { heads[i].merge(other.heads[i], offset: inputs) }
+        for i in heads.indices { heads[i].merge(other.heads[i], offset: inputs, stabilityDrop: stabilityDrop) }
         inputs += other.inputs
     }
 
-    /// Refuses deciding with another reuse tolerance than the one the inputs were folded with
-    /// (`file` names the state).
-    public func checkReuseTolerance(_ tolerance: Double, file: String) throws {
-        guard tolerance == reuseTolerance else {
-            throw CalibrationError(message: "\(file): --reuse-tolerance \(tolerance) differs from the state's \(reuseTolerance), which was fixed when its inputs were folded (omit --reuse-tolerance to use it)")
+    /// Refuses deciding with another reuse tolerance or stability threshold than the ones the
+    /// inputs were folded with (`file` names the state).
+    public func checkFolded(_ options: CalibrationOptions, file: String) throws {
+        for (option, given, folded) in [("--reuse-tolerance", options.reuseTolerance, reuseTolerance),
+                                        ("--stability-drop", options.stabilityDrop, stabilityDrop)] where given != folded {
+            throw CalibrationError(message: "\(file): \(option) \(given) differs from the state's \(folded), which was fixed when its inputs were folded (omit \(option) to use it)")
         }
     }
 
@@ -249,13 +297,13 @@ public struct CalibrationState: Sendable {
     // MARK: - The file
 
     /// Writes the state: per (step, layer) `step{t}.layer{l}.tiles` (U8, heads × ⌈B²/5⌉),
-    /// `.owner` (U16) and `.owner_mass` (F32) of every code-1 tile in (head, tile) order, and
-    /// `.reuse` (U8, heads × ⌈B(B−1)/2/8⌉). Tensors go in name order, as calibc.calibration.save
-    /// writes them, so both give the same bytes.
+    /// `.owner` (U16) and `.owner_mass` (F32) of every code-1 tile in (head, tile) order,
+    /// `.retired_drop` (F32, heads) and `.reuse` (U8, heads × ⌈B(B−1)/2/8⌉). Tensors go in name
+    /// order, as calibc.calibration.save writes them, so both give the same bytes.
     public func write(to path: String) throws {
         var w = SafetensorsWriter()
         w.metadata = ["format": Self.format, "model": model, "selection": selection, "inputs": "\(inputs)",
-                      "reuse_tolerance": "\(reuseTolerance)",
+                      "reuse_tolerance": "\(reuseTolerance)", "stability_drop": "\(stabilityDrop)",
                       "steps": shape.steps.map(String.init).joined(separator: ","), "layers": "\(shape.layers)",
                       "heads": "\(shape.heads)", "tokens": "\(shape.tokens)", "head_dim": "\(shape.headDim)",
                       "block": "\(shape.block)", "scale": "\(scale)"]
@@ -267,13 +315,14 @@ public struct CalibrationState: Sendable {
             w.metadata["text_position"] = l.textFirst ? "first" : "last"
         }
         // Name order: "step{t}.layer{l}." prefixes sorted as text (none is a prefix of another),
-        // then owner < owner_mass < reuse < tiles within each.
+        // then owner < owner_mass < retired_drop < reuse < tiles within each.
         let prefixes = shape.steps.enumerated().flatMap { s, step in (0..<shape.layers).map { ("step\(step).layer\($0).", s, $0) } }
         for (name, s, layer) in prefixes.sorted(by: { $0.0 < $1.0 }) {
             let hs = (0..<shape.heads).map { head(stepIndex: s, layer: layer, head: $0) }
             let owners = hs.flatMap(\.owners)
             w.add(name + "owner", owners, shape: [owners.count])
             w.add(name + "owner_mass", hs.flatMap(\.ownerMass), shape: [owners.count], as: .f32)
+            w.add(name + "retired_drop", hs.map(\.retiredDrop), shape: [shape.heads], as: .f32)
             w.add(name + "reuse", hs.flatMap(\.reuse), shape: [shape.heads, hs[0].reuse.count])
             w.add(name + "tiles", hs.flatMap(\.tiles), shape: [shape.heads, hs[0].tiles.count])
         }
@@ -285,8 +334,10 @@ public struct CalibrationState: Sendable {
         let file = try SafetensorsFile(path: path)
         func fail(_ m: String) -> CalibrationError { CalibrationError(message: "\(path): \(m)") }
         let meta = file.metadata
-        if meta["format"] == "calibc-state/1" {
-            throw fail("format calibc-state/1 (the uncompressed state of earlier versions) is no longer read, expected \"\(Self.format)\"; fold the recordings again")
+        let earlier = ["calibc-state/1": "the uncompressed state of earlier versions",
+                       "calibc-state/2": "the state of earlier versions, which keeps every single-owner tile"]
+        if let format = meta["format"], let what = earlier[format] {
+            throw fail("format \(format) (\(what)) is no longer read, expected \"\(Self.format)\"; fold the recordings again")
         }
         guard meta["format"] == Self.format else {
             throw fail("not a calibration state (metadata format is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(Self.format)\")")
@@ -312,13 +363,16 @@ public struct CalibrationState: Sendable {
             throw fail("metadata scale must be a positive number")
         }
         guard let selection = meta["selection"], !selection.isEmpty else { throw fail("metadata selection is missing") }
-        guard let tolerance = meta["reuse_tolerance"].flatMap({ Double($0) }), tolerance >= 0, tolerance <= 1 else {
-            throw fail("metadata reuse_tolerance must be a number in [0, 1]")
+        func fraction(_ key: String) throws -> Double {
+            guard let x = meta[key].flatMap({ Double($0) }), x >= 0, x <= 1 else { throw fail("metadata \(key) must be a number in [0, 1]") }
+            return x
         }
+        let tolerance = try fraction("reuse_tolerance"), stabilityDrop = try fraction("stability_drop")
         self.shape = shape
         self.scale = scale
         self.selection = selection
         reuseTolerance = tolerance
+        self.stabilityDrop = stabilityDrop
         model = meta["model"] ?? "unknown"
         let inputs = try int("inputs", 1...Self.maxInputs)
         self.inputs = inputs
@@ -370,6 +424,13 @@ public struct CalibrationState: Sendable {
                 if let bad = mass.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
                     throw fail("tensor \(name).owner_mass holds \(mass[bad]) at \(bad); expected a mass in [0, 1]")
                 }
+                // Whether every input left in the owners has a drop above the threshold is not
+                // checked: the GPU sums the drops in another order, which may differ in the last bit.
+                _ = try info("retired_drop", .f32, [shape.heads])
+                let retired = try file.floats("\(name).retired_drop")
+                if let bad = retired.firstIndex(where: { !($0 >= 0 && $0 <= Float(stabilityDrop)) }) {
+                    throw fail("tensor \(name).retired_drop holds \(retired[bad]) for head \(bad); expected a drop in [0, \(Float(stabilityDrop))] (stability_drop)")
+                }
                 _ = try info("reuse", .u8, [shape.heads, pairBytes])
                 let reuse = try file.bytes("\(name).reuse")
                 for h in 0..<shape.heads where pairBytes > 0 {
@@ -386,7 +447,7 @@ public struct CalibrationState: Sendable {
                     let own = start..<(start + singles[h])
                     start = own.upperBound
                     heads.append(HeadState(blocks: b, tiles: Array(tiles[(h * tileBytes)..<((h + 1) * tileBytes)]),
-                                           owners: Array(owners[own]), ownerMass: Array(mass[own]),
+                                           owners: Array(owners[own]), ownerMass: Array(mass[own]), retiredDrop: retired[h],
                                            reuse: Array(reuse[(h * pairBytes)..<((h + 1) * pairBytes)])))
                 }
             }

@@ -6,6 +6,8 @@
 //   calib-bench calibrate           calibration throughput and peak memory, the sweeps that chose
 //                                   the calibration defaults and the threshold schedule per step,
 //                                   streaming states, and the Wan 1.3B 480p shape (docs/calibration.md)
+//   calib-bench state-size          the calibration state after 1 … 16 synthetic prompts, without
+//                                   and with retirement, extrapolated to Wan 2.1 14B (docs/calibration.md §8)
 
 import Foundation
 
@@ -26,9 +28,10 @@ do {
     switch mode {
     case "calibrate": try benchCalibrate()
     case "scale": try benchScale()
+    case "state-size": try benchStateSize()
     case "kernels": try benchKernels(tokens: CommandLine.arguments.dropFirst(2).compactMap { Int($0) })
     default:
-        FileHandle.standardError.write(Data("usage: calib-bench kernels [N ...] | calibrate | scale\n".utf8))
+        FileHandle.standardError.write(Data("usage: calib-bench kernels [N ...] | calibrate | scale | state-size\n".utf8))
         exit(2)
     }
 } catch {

@@ -255,7 +255,10 @@ let calibrate = Command(
             """),
         Option(name: "--density", value: "R", help: "or keep, per head, the heaviest R of all tiles"),
         Option(name: "--sample-rows", value: "S", help: "measure block mass on every S-th row of each query block (default 1: all rows; S times less work)"),
-        Option(name: "--stability-drop", value: "X", help: "a head is dense when leaving one input out loses more than X of its mass (default 0.05)"),
+        Option(name: "--stability-drop", value: "X", help: """
+            a head is dense when leaving one input out loses more than X of its mass
+            (default 0.05); fixed when inputs are folded, as --reuse-tolerance
+            """),
         Option(name: "--reuse-tolerance", value: "X", help: """
             L1 distance of block-mass rows, on every input, for a query block to reuse
             another (default 0.02; 0: off); fixed when inputs are folded: with --merge the
@@ -302,8 +305,9 @@ let calibrate = Command(
     if a.flag("--merge") {
         state = try CalibrationState(path: a.operands[0])
         for path in a.operands.dropFirst() { try state.merge(try CalibrationState(path: path), file: path, into: a.operands[0]) }
-        if a.value("--reuse-tolerance") != nil { try state.checkReuseTolerance(options.reuseTolerance, file: a.operands[0]) }
-        options.reuseTolerance = state.reuseTolerance
+        if a.value("--reuse-tolerance") == nil { options.reuseTolerance = state.reuseTolerance }
+        if a.value("--stability-drop") == nil { options.stabilityDrop = state.stabilityDrop }
+        try state.checkFolded(options, file: a.operands[0])
     } else {
         let recordings = try a.operands.map(Recording.init(path:))
         let perHead = recordings.count + (out == nil ? 0 : holdout.count)

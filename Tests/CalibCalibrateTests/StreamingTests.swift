@@ -29,6 +29,7 @@ final class StreamingTests: XCTestCase {
         return o
     }
 
+    /// `a` from a state, `b` from the batch path.
     func assertSame(_ a: Calibration, _ b: Calibration, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(a.program.plans, b.program.plans, label, file: file, line: line)
         XCTAssertEqual(a.program.dispatch, b.program.dispatch, label, file: file, line: line)
@@ -37,7 +38,14 @@ final class StreamingTests: XCTestCase {
             XCTAssertEqual(x.dense, y.dense, label, file: file, line: line)
             XCTAssertEqual(x.reusedBlocks, y.reusedBlocks, label, file: file, line: line)
             XCTAssertEqual(x.density, y.density, label, file: file, line: line)
-            XCTAssertEqual(x.leaveOneOutDrop ?? -1, y.leaveOneOutDrop ?? -1, accuracy: 1e-9, label, file: file, line: line)
+            // Where the largest drop is a retired input's, the state knows the bound it retired
+            // with (rounded to F32), at least the batch path's exact drop.
+            if x.leaveOneOutIsBound {
+                XCTAssertLessThanOrEqual(y.leaveOneOutDrop!, x.leaveOneOutDrop! + 1e-7, label, file: file, line: line)
+            } else {
+                XCTAssertEqual(x.leaveOneOutDrop ?? -1, y.leaveOneOutDrop ?? -1, accuracy: 1e-9, label, file: file, line: line)
+            }
+            XCTAssertFalse(y.leaveOneOutIsBound, label, file: file, line: line)
             XCTAssertEqual(x.heldOutMass ?? -1, y.heldOutMass ?? -1, accuracy: 1e-12, label, file: file, line: line)
             XCTAssertEqual(x.heldOutError ?? -1, y.heldOutError ?? -1, accuracy: 1e-12, label, file: file, line: line)
         }
@@ -55,11 +63,12 @@ final class StreamingTests: XCTestCase {
             ("--stability-drop 0.02", options { $0.stabilityDrop = 0.02 }),
             ("--reuse-tolerance 0.1", options { $0.reuseTolerance = 0.1 }),
         ]
-        var dense = 0, reused = 0, sharedTiles = 0
+        var dense = 0, reused = 0, sharedTiles = 0, bounds = 0
         for (label, o) in settings {
             let batch = try Calibrator.runBatch(calibration: Array(r[0..<3]), holdout: [r[3]], options: o)
             let stream = try Calibrator.run(calibration: Array(r[0..<3]), holdout: [r[3]], options: o)
             assertSame(stream, batch, label)
+            bounds += stream.heads.filter(\.leaveOneOutIsBound).count
             dense += batch.heads.filter(\.dense).count
             reused += batch.heads.map(\.reusedBlocks).reduce(0, +)
             let state = try Calibrator.fold(Array(r[0..<3]), options: o)
@@ -70,6 +79,98 @@ final class StreamingTests: XCTestCase {
         XCTAssertGreaterThan(dense, 0)
         XCTAssertGreaterThan(reused, 0)
         XCTAssertGreaterThan(sharedTiles, 0)
+        XCTAssertGreaterThan(bounds, 0)  // inputs retired, in heads the masks still match on
+    }
+
+    /// The part of a state that does not depend on the order of folds and merges: everything
+    /// but the retired drop, a bound that depends on when each input retired.
+    func assertSameSelections(_ a: CalibrationState, _ b: CalibrationState, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.heads.map(\.tiles), b.heads.map(\.tiles), label, file: file, line: line)
+        XCTAssertEqual(a.heads.map(\.owners), b.heads.map(\.owners), label, file: file, line: line)
+        XCTAssertEqual(a.heads.map(\.ownerMass), b.heads.map(\.ownerMass), label, file: file, line: line)
+        XCTAssertEqual(a.heads.map(\.reuse), b.heads.map(\.reuse), label, file: file, line: line)
+    }
+
+    /// A constructed head (B = 2, --mass 0.95, --stability-drop 0.05): input 0 alone selects
+    /// tiles (0, 1) and (1, 1), 0.06 of mass each, a drop of 0.06 after two inputs, just above
+    /// the threshold (the head is dense); the third input shares (1, 1), input 0's drop falls
+    /// to 0.03, it retires and the owner list empties. At each count the plan and the report's
+    /// drop are the batch path's; merging in another order gives the same codes and owners.
+    func testRetirementWhenADropFallsBelowTheThreshold() {
+        let masses: [[Float]] = [[0.94, 0.06, 0.94, 0.06], [0.96, 0.04, 0.96, 0.04], [0.96, 0.04, 0.5, 0.5]]
+        let selections: [[Set<Int>]] = [[[0, 1], [0, 1]], [[0], [0]], [[0], [0, 1]]]  // what --mass 0.95 keeps
+        let o = options { $0.selection = .mass(0.95) }
+        func batch(_ n: Int) -> (Plan, HeadReport) {
+            Calibrator.decide(masses: Array(masses[0..<n]), blocks: 2, partialLast: false, options: o)
+        }
+        var h = HeadState(blocks: 2)
+        var drops: [Double] = []
+        for (i, m) in masses.enumerated() {
+            h.fold(mass: m, selected: selections[i], input: i, reuseTolerance: o.reuseTolerance, stabilityDrop: o.stabilityDrop)
+            let (plan, report) = Calibrator.decide(h, inputs: i + 1, partialLast: false, options: o)
+            let (expected, exact) = batch(i + 1)
+            XCTAssertEqual(plan.rows, expected.rows, "\(i + 1) inputs")
+            XCTAssertEqual(report.dense, exact.dense, "\(i + 1) inputs")
+            drops.append(report.leaveOneOutDrop ?? -1)
+            if i == 1 {
+                XCTAssertEqual(h.owners, [0, 0])  // input 1 retired at once: it selected nothing alone
+                XCTAssertEqual(h.retiredDrop, 0)
+                XCTAssertTrue(report.dense)
+                XCTAssertFalse(report.leaveOneOutIsBound)
+                XCTAssertEqual(report.leaveOneOutDrop!, exact.leaveOneOutDrop!, accuracy: 1e-7)
+            }
+        }
+        XCTAssertEqual(h.owners, [])
+        XCTAssertEqual(h.codes, [HeadState.several, HeadState.several, HeadState.several, HeadState.several])
+        XCTAssertEqual(h.retiredDrop, 0.03, accuracy: 1e-7)
+        XCTAssertEqual(drops[0], -1)  // one input: no rule, no drop
+        XCTAssertEqual(drops[1], 0.06, accuracy: 1e-7)
+        XCTAssertEqual(drops[2], 0.03, accuracy: 1e-7)  // a bound: input 0's drop when it retired
+        XCTAssertEqual(batch(3).1.leaveOneOutDrop!, 0.03, accuracy: 1e-7)
+        XCTAssertTrue(Calibrator.decide(h, inputs: 3, partialLast: false, options: o).1.leaveOneOutIsBound)
+
+        // The same three inputs as {0, 1} merged with {2}, and as {2} merged with {0, 1}: input 0
+        // retires at the merge.
+        var first = HeadState(blocks: 2), second = HeadState(blocks: 2)
+        for i in 0..<2 { first.fold(mass: masses[i], selected: selections[i], input: i, reuseTolerance: 0.02, stabilityDrop: 0.05) }
+        second.fold(mass: masses[2], selected: selections[2], input: 0, reuseTolerance: 0.02, stabilityDrop: 0.05)
+        XCTAssertEqual(second.owners, [0, 0, 0])  // alone, input 2's drop is all it selected: 0.98
+        var ab = first, ba = second
+        ab.merge(second, offset: 2, stabilityDrop: 0.05)
+        ba.merge(first, offset: 1, stabilityDrop: 0.05)
+        XCTAssertEqual(ab, h)
+        XCTAssertEqual(ba.codes, h.codes)
+        XCTAssertEqual(ba.owners, [])
+
+        // One input: the rule is not applied yet, but a drop at most the threshold retires, as
+        // it can only fall: at threshold 1, input 0's drop of 1 retires it at once, and nothing
+        // is dense later.
+        let loose = options { $0.selection = .mass(0.95); $0.stabilityDrop = 1 }
+        var one = HeadState(blocks: 2)
+        one.fold(mass: masses[0], selected: selections[0], input: 0, reuseTolerance: 0.02, stabilityDrop: 1)
+        XCTAssertEqual(one.owners, [])
+        XCTAssertEqual(one.retiredDrop, 1)
+        XCTAssertNil(Calibrator.decide(one, inputs: 1, partialLast: false, options: loose).1.leaveOneOutDrop)
+        one.merge(second, offset: 1, stabilityDrop: 1)
+        let exact = Calibrator.decide(masses: [masses[0], masses[2]], blocks: 2, partialLast: false, options: loose)
+        XCTAssertEqual(Calibrator.decide(one, inputs: 2, partialLast: false, options: loose).0.rows, exact.0.rows)
+    }
+
+    /// On three prompts, every input of a head that is not dense has retired: its owner list is
+    /// empty, though without retirement (threshold 0) it holds tiles; dense heads keep theirs.
+    func testStableHeadsKeepNoOwners() throws {
+        let r = Array(ContentFixture.recordings[0..<3])
+        let state = try Calibrator.fold(r, options: options())
+        let kept = try Calibrator.fold(r, options: options { $0.stabilityDrop = 0 })
+        let c = try Calibrator.finish(state, holdout: [], options: options())
+        var emptied = 0
+        for (d, report) in c.heads.enumerated() {
+            XCTAssertEqual(state.heads[d].owners.isEmpty, !report.dense, "head \(d)")
+            if !report.dense && !kept.heads[d].owners.isEmpty { emptied += 1 }
+        }
+        XCTAssertGreaterThan(emptied, 0)
+        XCTAssertTrue(c.heads.contains(where: \.dense))
+        XCTAssertLessThan(state.tensorBytes, kept.tensorBytes)
     }
 
     /// Merging the states of two disjoint sets of prompts equals folding all of them in one run,
@@ -82,7 +183,7 @@ final class StreamingTests: XCTestCase {
         let b = try Calibrator.fold(Array(r[2..<4]), options: o)
         try a.merge(b, file: "b", into: "a")
         XCTAssertEqual(a.inputs, 4)
-        XCTAssertEqual(a.heads, all.heads)
+        assertSameSelections(a, all, "in memory")
 
         let dir = ContentFixture.dir
         var files: [String] = []
@@ -92,11 +193,13 @@ final class StreamingTests: XCTestCase {
         }
         var merged = try CalibrationState(path: files[0])
         for f in files.dropFirst() { try merged.merge(try CalibrationState(path: f), file: f, into: files[0]) }
-        XCTAssertEqual(merged.heads, all.heads)
+        assertSameSelections(merged, all, "through the files")
         XCTAssertEqual(merged.inputs, 4)
         let fromMerge = try Calibrator.finish(merged, holdout: [], options: o)
         let batch = try Calibrator.runBatch(calibration: r, holdout: [], options: o)
         assertSame(fromMerge, batch, "merged files")
+        assertSame(try Calibrator.finish(a, holdout: [], options: o), batch, "merged in memory")
+        XCTAssertTrue(all.heads.contains { $0.retiredDrop > 0 })
         XCTAssertEqual(fromMerge.layout, batch.layout)
     }
 
@@ -132,11 +235,12 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(read.shape, state.shape)
         XCTAssertEqual(read.selection, "mass 0.95")
         XCTAssertEqual(read.reuseTolerance, 0.02)
+        XCTAssertEqual(read.stabilityDrop, 0.05)
         XCTAssertEqual(read.scale, state.scale)
         XCTAssertEqual(read.layout, state.layout)
-        // Per head 24 × 24 tiles (116 bytes of codes), 276 pairs (35 bytes of bits), 6 bytes per single-owner tile.
+        // Per head 24 × 24 tiles (116 bytes of codes), 276 pairs (35 bytes of bits), 4 of retired drop, 6 per single-owner tile.
         let singles = state.heads.map(\.owners.count).reduce(0, +)
-        XCTAssertEqual(state.tensorBytes, state.heads.count * (116 + 35) + 6 * singles)
+        XCTAssertEqual(state.tensorBytes, state.heads.count * (116 + 35 + 4) + 6 * singles)
 
         func message(_ path: String) -> String {
             do { _ = try CalibrationState(path: path); return "accepted" } catch { return "\(error)" }
@@ -151,7 +255,7 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(try SafetensorsFile(path: "\(dir)/single.safetensors").tensors["step0.layer0.owner"]?.shape, [0])
         // A recording is not a state.
         XCTAssertEqual(message(ContentFixture.paths[0]),
-                       "\(ContentFixture.paths[0]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/2\")")
+                       "\(ContentFixture.paths[0]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/3\")")
         // Files and values a fold could not have written: the file's tensors, one of them changed.
         let file = try SafetensorsFile(path: path)
         func rewrite(_ name: String? = nil, metadata: [String: String?] = [:], _ change: (inout [UInt8], inout [Int]) -> Void = { _, _ in }) throws -> String {
@@ -169,7 +273,12 @@ final class StreamingTests: XCTestCase {
         }
         XCTAssertEqual(try rewrite(), "accepted")
         XCTAssertEqual(try rewrite(metadata: ["format": "calibc-state/1"]),
-                       "format calibc-state/1 (the uncompressed state of earlier versions) is no longer read, expected \"calibc-state/2\"; fold the recordings again")
+                       "format calibc-state/1 (the uncompressed state of earlier versions) is no longer read, expected \"calibc-state/3\"; fold the recordings again")
+        XCTAssertEqual(try rewrite(metadata: ["format": "calibc-state/2"]),
+                       "format calibc-state/2 (the state of earlier versions, which keeps every single-owner tile) is no longer read, expected \"calibc-state/3\"; fold the recordings again")
+        XCTAssertEqual(try rewrite(metadata: ["stability_drop": nil]), "metadata stability_drop must be a number in [0, 1]")
+        XCTAssertEqual(try rewrite("step0.layer0.retired_drop") { bytes, _ in bytes.replaceSubrange(4..<8, with: [0, 0, 0, 0x3f]) },
+                       "tensor step0.layer0.retired_drop holds 0.5 for head 1; expected a drop in [0, 0.05] (stability_drop)")
         XCTAssertEqual(try rewrite("step0.layer0.tiles") { bytes, _ in bytes[3] = 243 },
                        "tensor step0.layer0.tiles holds 243 in byte 3 of head 0; expected at most 242 (five codes 0…2 per byte)")
         // 576 tiles fill 115 bytes and one code of the 116th: codes 1…4 of each head's last byte are unused.
@@ -219,6 +328,10 @@ final class StreamingTests: XCTestCase {
         XCTAssertThrowsError(try a.merge(tolerant, file: "b.safetensors", into: "a.safetensors")) { e in
             XCTAssertEqual("\(e)", "b.safetensors: reuse tolerance 0.1 differs from a.safetensors's 0.02")
         }
+        let steady = try Calibrator.fold(Array(r[2..<3]), options: options { $0.stabilityDrop = 0.1 })
+        XCTAssertThrowsError(try a.merge(steady, file: "b.safetensors", into: "a.safetensors")) { e in
+            XCTAssertEqual("\(e)", "b.safetensors: stability drop 0.1 differs from a.safetensors's 0.05")
+        }
         let coarse = try Calibrator.fold(Array(r[2..<3]), options: options { $0.block = 32 })
         XCTAssertThrowsError(try a.merge(coarse, file: "b.safetensors", into: "a.safetensors")) { e in
             XCTAssertEqual("\(e)", "b.safetensors: shape (steps, layers, heads, tokens, head_dim, block) steps 0,5,9, 1 layers, 6 heads, 384 tokens, head_dim 128, block 32 differs from a.safetensors's steps 0,5,9, 1 layers, 6 heads, 384 tokens, head_dim 128, block 16")
@@ -232,9 +345,12 @@ final class StreamingTests: XCTestCase {
         XCTAssertThrowsError(try Calibrator.fold(Array(repeating: r[0], count: 65_536), options: options())) { e in
             XCTAssertEqual("\(e)", "65536 calibration recordings, more than the 65535 a state can number")
         }
-        // Deciding uses the tolerance the inputs were folded with, and refuses another.
+        // Deciding uses the tolerance and threshold the inputs were folded with, and refuses others.
         XCTAssertThrowsError(try Calibrator.finish(state, holdout: [], options: options { $0.reuseTolerance = 0.1 })) { e in
             XCTAssertEqual("\(e)", "the calibration state: --reuse-tolerance 0.1 differs from the state's 0.02, which was fixed when its inputs were folded (omit --reuse-tolerance to use it)")
+        }
+        XCTAssertThrowsError(try Calibrator.finish(state, holdout: [], options: options { $0.stabilityDrop = 0.1 })) { e in
+            XCTAssertEqual("\(e)", "the calibration state: --stability-drop 0.1 differs from the state's 0.05, which was fixed when its inputs were folded (omit --stability-drop to use it)")
         }
     }
 
@@ -323,8 +439,8 @@ final class StreamingTests: XCTestCase {
         let tolerance = worst.sorted()[worst.count / 2]  // about half the pairs stay reusable
         var state = HeadState(blocks: b), off = HeadState(blocks: b)
         for (i, m) in [m1, m2].enumerated() {
-            state.fold(mass: m, selected: Array(repeating: [], count: b), input: i, reuseTolerance: tolerance)
-            off.fold(mass: m, selected: Array(repeating: [], count: b), input: i, reuseTolerance: 0)
+            state.fold(mass: m, selected: Array(repeating: [], count: b), input: i, reuseTolerance: tolerance, stabilityDrop: 0.05)
+            off.fold(mass: m, selected: Array(repeating: [], count: b), input: i, reuseTolerance: 0, stabilityDrop: 0.05)
         }
         var reusable = 0
         for i in 0..<b {
@@ -343,8 +459,8 @@ final class StreamingTests: XCTestCase {
         let b = 2
         var s = HeadState(blocks: b)
         let m: [Float] = [0.7, 0.3, 0.4, 0.6]
-        s.fold(mass: m, selected: [[0], [1]], input: 0, reuseTolerance: 0.02)
-        s.fold(mass: m, selected: [[0, 1], [1]], input: 1, reuseTolerance: 0.02)
+        s.fold(mass: m, selected: [[0], [1]], input: 0, reuseTolerance: 0.02, stabilityDrop: 0.05)
+        s.fold(mass: m, selected: [[0, 1], [1]], input: 1, reuseTolerance: 0.02, stabilityDrop: 0.05)
         XCTAssertEqual(s.codes, [HeadState.several, HeadState.one, HeadState.none, HeadState.several])
         XCTAssertEqual(s.tiles, [59])  // 2 + 3·1 + 9·0 + 27·2
         XCTAssertEqual(s.owners, [1])
@@ -352,8 +468,8 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(s.worstDrop, 0.15, accuracy: 1e-7)  // input 1 alone keeps 0.3 on row 0: 0.3 / 2 rows
         XCTAssertFalse(s.mayReuse(0, 1))  // the rows are 0.6 apart
         var t = HeadState(blocks: b)
-        t.fold(mass: m, selected: [[0], [0]], input: 0, reuseTolerance: 0.02)
-        s.merge(t, offset: 2)
+        t.fold(mass: m, selected: [[0], [0]], input: 0, reuseTolerance: 0.02, stabilityDrop: 0.05)
+        s.merge(t, offset: 2, stabilityDrop: 0.05)
         XCTAssertEqual(s.codes, [HeadState.several, HeadState.one, HeadState.one, HeadState.several])
         XCTAssertEqual(s.owners, [1, 2])
         XCTAssertEqual(s.ownerMass, [0.3, 0.4])
@@ -361,14 +477,14 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(s.worstDrop, 0.2, accuracy: 1e-7)
         // A pair stays reusable while every input's rows are within the tolerance, in merges too.
         var u = HeadState(blocks: b), v = HeadState(blocks: b)
-        u.fold(mass: [0.5, 0.5, 0.505, 0.495], selected: [[0], [0]], input: 0, reuseTolerance: 0.02)
+        u.fold(mass: [0.5, 0.5, 0.505, 0.495], selected: [[0], [0]], input: 0, reuseTolerance: 0.02, stabilityDrop: 0.05)
         XCTAssertTrue(u.mayReuse(0, 1))
-        v.fold(mass: [0.5, 0.5, 0.5, 0.5], selected: [[1], [0]], input: 0, reuseTolerance: 0.02)
-        u.merge(v, offset: 1)
+        v.fold(mass: [0.5, 0.5, 0.5, 0.5], selected: [[1], [0]], input: 0, reuseTolerance: 0.02, stabilityDrop: 0.05)
+        u.merge(v, offset: 1, stabilityDrop: 0.05)
         XCTAssertTrue(u.mayReuse(0, 1))
         XCTAssertEqual(u.codes, [HeadState.one, HeadState.one, HeadState.several, HeadState.none])
         XCTAssertEqual(u.owners, [0, 1])
-        u.merge(t, offset: 2)
+        u.merge(t, offset: 2, stabilityDrop: 0.05)
         XCTAssertFalse(u.mayReuse(0, 1))
     }
 
@@ -396,25 +512,27 @@ final class StreamingTests: XCTestCase {
     }
 
     /// The state of `make example`'s shape (3072 tokens in blocks of 64: B = 48; 3 steps × 2
-    /// layers × 6 heads) is ⌈48²/5⌉ + ⌈48·47/2/8⌉ = 461 + 141 bytes per head and 6 per
-    /// single-owner tile, plus the header, whatever the number of inputs.
+    /// layers × 6 heads) is ⌈48²/5⌉ + ⌈48·47/2/8⌉ + 4 = 461 + 141 + 4 bytes per head (codes,
+    /// reuse bits, the retired drop) and 6 per single-owner tile, plus the header, whatever the
+    /// number of inputs. Threshold 0, so that no input with single-owner tiles retires.
     func testStateSizeIsPredicted() throws {
         let shape = Shape(tokens: 3072, headDim: 128, block: 64, layers: 2, heads: 6, steps: [0, 20, 40])
-        var state = CalibrationState(shape: shape, model: "m", layout: nil, scale: 0.125, selection: "mass 0.95", reuseTolerance: 0.02)
+        var state = CalibrationState(shape: shape, model: "m", layout: nil, scale: 0.125, selection: "mass 0.95", reuseTolerance: 0.02,
+                                     stabilityDrop: 0)
         var rng = SplitMix64(seed: 9)
         let b = 48
         for input in 0..<3 {
             for h in state.heads.indices {
                 let m = rng.floats(b * b, scale: 0.5).map { abs($0) / Float(b) }
                 let selected = (0..<b).map { q in Set((0..<b).filter { m[q * b + $0] > 0.4 / Float(b) }) }
-                state.heads[h].fold(mass: m, selected: selected, input: input, reuseTolerance: 0.02)
+                state.heads[h].fold(mass: m, selected: selected, input: input, reuseTolerance: 0.02, stabilityDrop: 0)
             }
             state.inputs += 1
         }
         let singles = state.heads.map { $0.codes.filter { $0 == HeadState.one }.count }.reduce(0, +)
         XCTAssertEqual(singles, state.heads.map(\.owners.count).reduce(0, +))
         XCTAssertGreaterThan(singles, 0)
-        let predicted = 36 * (461 + 141) + 6 * singles
+        let predicted = 36 * (461 + 141 + 4) + 6 * singles
         XCTAssertEqual(state.tensorBytes, predicted)
         let path = ContentFixture.dir + "/size.safetensors"
         try FileManager.default.createDirectory(atPath: ContentFixture.dir, withIntermediateDirectories: true)
@@ -470,26 +588,29 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: "\(dir)/merged.json", encoding: .utf8), try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8))
         let (status, _, err) = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", rec[1], "-o", "\(dir)/x.json"])
         XCTAssertEqual(status, 1)
-        XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/2\")\n")
+        XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/3\")\n")
 
-        // The reuse tolerance is the states': omitted, it is taken from them; repeated, accepted;
-        // another value, or states folded with different ones, refused.
+        // The reuse tolerance and the stability threshold are the states': omitted, taken from
+        // them; repeated, accepted; another value, or states folded with different ones, refused.
         let merge = ["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/cli1.safetensors", "-o", "\(dir)/x.json"]
-        XCTAssertEqual(try run(merge + ["--reuse-tolerance", "0.02"]).0, 0)
-        let refused = try run(merge + ["--reuse-tolerance", "0.1"])
-        XCTAssertEqual(refused.0, 1)
-        XCTAssertEqual(refused.2, "calibc: error: \(dir)/cli0.safetensors: --reuse-tolerance 0.1 differs from the state's 0.02, which was fixed when its inputs were folded (omit --reuse-tolerance to use it)\n")
-        for i in 0..<2 {
-            XCTAssertEqual(try run(["calibrate", rec[i], "--block", "16", "--reuse-tolerance", "0.1", "--state-out", "\(dir)/loose\(i).safetensors"]).0, 0)
+        for (option, name, folded, other) in [("--reuse-tolerance", "reuse tolerance", "0.02", "0.1"),
+                                              ("--stability-drop", "stability drop", "0.05", "0.2")] {
+            XCTAssertEqual(try run(merge + [option, folded]).0, 0)
+            let refused = try run(merge + [option, other])
+            XCTAssertEqual(refused.0, 1)
+            XCTAssertEqual(refused.2, "calibc: error: \(dir)/cli0.safetensors: \(option) \(other) differs from the state's \(folded), which was fixed when its inputs were folded (omit \(option) to use it)\n")
+            for i in 0..<2 {
+                XCTAssertEqual(try run(["calibrate", rec[i], "--block", "16", option, other, "--state-out", "\(dir)/other\(i).safetensors"]).0, 0)
+            }
+            XCTAssertEqual(try run(["calibrate", "--merge", "\(dir)/other0.safetensors", "\(dir)/other1.safetensors", "-o", "\(dir)/other.json"]).0, 0)
+            XCTAssertEqual(try run(["calibrate", rec[0], rec[1], "--block", "16", option, other, "-o", "\(dir)/other-one.json"]).0, 0)
+            let masks = try String(contentsOfFile: "\(dir)/other.json", encoding: .utf8)
+            XCTAssertEqual(masks, try String(contentsOfFile: "\(dir)/other-one.json", encoding: .utf8), option)
+            XCTAssertNotEqual(masks, try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8), option)  // the value mattered
+            let mixed = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/other1.safetensors", "-o", "\(dir)/x.json"])
+            XCTAssertEqual(mixed.0, 1)
+            XCTAssertEqual(mixed.2, "calibc: error: \(dir)/other1.safetensors: \(name) \(other) differs from \(dir)/cli0.safetensors's \(folded)\n")
         }
-        XCTAssertEqual(try run(["calibrate", "--merge", "\(dir)/loose0.safetensors", "\(dir)/loose1.safetensors", "-o", "\(dir)/loose.json"]).0, 0)
-        XCTAssertEqual(try run(["calibrate", rec[0], rec[1], "--block", "16", "--reuse-tolerance", "0.1", "-o", "\(dir)/loose-one.json"]).0, 0)
-        let loose = try String(contentsOfFile: "\(dir)/loose.json", encoding: .utf8)
-        XCTAssertEqual(loose, try String(contentsOfFile: "\(dir)/loose-one.json", encoding: .utf8))
-        XCTAssertNotEqual(loose, try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8))  // the tolerance mattered
-        let mixed = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/loose1.safetensors", "-o", "\(dir)/x.json"])
-        XCTAssertEqual(mixed.0, 1)
-        XCTAssertEqual(mixed.2, "calibc: error: \(dir)/loose1.safetensors: reuse tolerance 0.1 differs from \(dir)/cli0.safetensors's 0.02\n")
     }
 
     /// The block-mass kernel across key chunks (1024 keys): blocks that straddle chunk edges, a

@@ -9,8 +9,16 @@ from calibc.safetensors import read_header, read_tensor
 from conftest import run_calibc
 
 
-def synth(directory, *extra, heads=3):
-    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", "20", "--prompts", "2", *extra)
+def synth(directory, *extra, heads=3, prompts=2):
+    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", "20", "--prompts", prompts, *extra)
+
+
+def save_as(state, path, swift):
+    """Saves `state` (step 20, layer 0) with the metadata calibc wrote into `swift`."""
+    meta = read_header(swift)[0]["__metadata__"]
+    layout = {key: meta[key] for key in ("frames", "height", "width", "text_tokens", "text_position")}
+    save({(20, 0): state}, path, tokens=3072, head_dim=128, block=64,
+         selection="mass 0.95", scale=float(meta["scale"]), model=meta["model"], layout=layout)
 
 
 def test_block_mass_matches_float64_with_partial_blocks_and_sampled_rows():
@@ -63,15 +71,37 @@ def test_state_is_calibcs_file_and_merges_to_its_masks(tmp_path, tolerance):
     assert state.owner.shape == ((codes == 1).sum(),) and set(state.owner.tolist()) == {0, 1}
     reusable = _unpack_bits(state.reuse, 48 * 47 // 2)
     assert (reusable.any() and not reusable.all()) if tolerance else not state.reuse.any()
-    header, _ = read_header(swift)
-    meta = header["__metadata__"]
-    layout = {key: meta[key] for key in ("frames", "height", "width", "text_tokens", "text_position")}
     ours = tmp_path / "torch.safetensors"
-    save({(20, 0): state}, ours, tokens=3072, head_dim=128, block=64,
-         selection="mass 0.95", scale=float(meta["scale"]), model=meta["model"], layout=layout)
+    save_as(state, ours, swift)
     assert ours.read_bytes() == swift.read_bytes()
     run_calibc("calibrate", "--merge", ours, "-o", tmp_path / "merged.json")
     assert (tmp_path / "merged.json").read_text() == (tmp_path / "one.json").read_text()
+
+
+@pytest.mark.parametrize("stability_drop", [0.05, 0.2])
+def test_state_retires_inputs_as_calibc_does(tmp_path, stability_drop):
+    """Four prompts: after each fold, inputs whose leave-one-out drop fell to the threshold retire
+    (their single-owner tiles become code 2), in torch as in calibc, to the same bytes."""
+    synth(tmp_path / "mass", "--mass-block", "64", heads=6, prompts=4)
+    inputs = [str(tmp_path / "mass" / f"prompt{p}.safetensors") for p in range(4)]
+    swift = tmp_path / "swift.safetensors"
+    run_calibc("calibrate", *inputs, "--block", "64", "--stability-drop", str(stability_drop), "--state-out", swift)
+    state = State(heads=6, blocks=48, stability_drop=stability_drop)
+    kept = State(heads=6, blocks=48, stability_drop=0.0)  # no input with single-owner tiles retires
+    for path in inputs:
+        mass = read_tensor(path, "step20.layer0.mass")
+        state.fold(mass, tau=0.95)
+        kept.fold(mass, tau=0.95)
+    for kind, tensor in state.tensors(20, 0).items():
+        assert torch.equal(tensor, read_tensor(swift, kind)), kind
+    # Retirement did work: single-owner tiles left, bounds recorded, the union unchanged.
+    assert state.owner.numel() < kept.owner.numel() and (state.retired_drop > 0).any()
+    assert (state.retired_drop <= stability_drop).all() and not kept.retired_drop.any()
+    assert torch.equal(state.codes != 0, kept.codes != 0)
+    ours = tmp_path / "torch.safetensors"
+    save_as(state, ours, swift)
+    assert ours.read_bytes() == swift.read_bytes()
+    assert read_header(ours)[0]["__metadata__"]["stability_drop"] == repr(stability_drop)
 
 
 def test_packing_round_trips():

@@ -9,6 +9,7 @@ import torch
 
 from calibc.diffusers import CalibAttention, Calibrator, Recorder, denoise, tiny_wan
 from calibc.diffusers.tiny import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS
+from calibc.safetensors import read_header
 from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error, run_calibc
 
 
@@ -123,7 +124,7 @@ def test_sparse_plans_run_per_head(model, tmp_path):
 def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(model, tmp_path):
     # The same two prompts through the streaming Calibrator (block mass in torch, folded while the
     # model runs) and through recordings of q and k calibrated by calibc: the same masks.
-    calibrator = Calibrator(model, mass=0.9, block=64, reuse_tolerance=0.05)
+    calibrator = Calibrator(model, mass=0.9, block=64, reuse_tolerance=0.05, stability_drop=0.1)
     try:
         for prompt in (1, 2):
             denoise(model, prompt=prompt)
@@ -140,9 +141,10 @@ def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(mode
         recorder.save()
     run_calibc("calibrate", "--merge", str(tmp_path / "state.safetensors"), "-o", str(tmp_path / "streamed.json"))
     run_calibc("calibrate", str(tmp_path / "r1.safetensors"), str(tmp_path / "r2.safetensors"), "--block", "64",
-               "--mass", "0.9", "--reuse-tolerance", "0.05", "-o", str(tmp_path / "recorded.json"))
+               "--mass", "0.9", "--reuse-tolerance", "0.05", "--stability-drop", "0.1", "-o", str(tmp_path / "recorded.json"))
     streamed, recorded = (json.load(open(tmp_path / f"{name}.json")) for name in ("streamed", "recorded"))
     assert len(calibrator.states) == STEPS * LAYERS
+    assert read_header(str(tmp_path / "state.safetensors"))[0]["__metadata__"]["stability_drop"] == "0.1"
     assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]
     with pytest.raises(RuntimeError, match="next_prompt"):
         calibrator.seen.add((0, 0))  # as if a prompt had begun

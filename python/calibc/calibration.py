@@ -6,7 +6,7 @@ torch ops so they run wherever q and k already are (a GPU during generation) and
 materialise the tokens × tokens matrix:
 
     mass = block_mass(q, k, block=128)              # (H, B, B) float32, rows sum to 1
-    state = State(heads=H, blocks=B, reuse_tolerance=0.02, device=q.device)
+    state = State(heads=H, blocks=B, reuse_tolerance=0.02, stability_drop=0.05, device=q.device)
     state.fold(mass, tau=0.95)                      # one prompt; call once per prompt
     save({(step, layer): state}, "s.safetensors", tokens=N, head_dim=D, block=128,
          selection="mass 0.95")                     # `calibc calibrate --merge` reads it
@@ -27,7 +27,7 @@ from .safetensors import save_file
 
 __all__ = ["block_mass", "sampled_rows", "select_mass", "State", "save"]
 
-FORMAT = "calibc-state/2"
+FORMAT = "calibc-state/3"
 MAX_INPUTS = 65535  # owners are U16 in the file
 NONE, ONE, SEVERAL = 0, 1, 2  # tile codes: how many inputs selected the tile
 
@@ -136,37 +136,47 @@ def _rows_within(mass, pairs, tolerance):
 
 
 class State:
-    """The calibration state of one (step, layer) in calibc-state/2's compact form, on the device
+    """The calibration state of one (step, layer) in calibc-state/3's compact form, on the device
     (docs/recordings.md; Sources/CalibCalibrate/State.swift is the same in Swift):
 
-    - `tiles` (H, ceil(B²/5)) uint8: per tile a code, 0 no input selected it, 1 one did, 2 more;
+    - `tiles` (H, ceil(B²/5)) uint8: per tile a code, 0 no input selected it, 1 one did, 2 more
+      (or one that is retired);
     - `owner` (n,) int32 and `owner_mass` (n,) float32: for each code-1 tile in (head, tile)
       order, the input that selected it and its mass there;
+    - `retired_drop` (H,) float32: the largest leave-one-out drop an input had when it was
+      retired (0 while none was);
     - `reuse` (H, ceil(B(B−1)/2 / 8)) uint8: bit p set while pair p's rows were within
       `reuse_tolerance` (fixed here, at fold time; 0 turns reuse off) on every input.
 
-    Its size does not depend on how many prompts were folded, apart from the single-owner tiles."""
+    After each fold, an input whose drop (its mass on the tiles only it selected, over B) is at
+    most `stability_drop` is retired: its tiles become code 2 and leave the owner list. Exact for
+    the masks, since a drop only falls as inputs are added, provided the masks are decided with
+    the same threshold (calibc refuses another). Its size does not depend on how many prompts
+    were folded, apart from the single-owner tiles of inputs not retired."""
 
-    def __init__(self, heads, blocks, reuse_tolerance=0.02, device="cpu"):
-        if not 0 <= reuse_tolerance <= 1:
-            raise ValueError(f"reuse_tolerance must be in [0, 1], got {reuse_tolerance}")
+    def __init__(self, heads, blocks, reuse_tolerance=0.02, stability_drop=0.05, device="cpu"):
+        for name, value in (("reuse_tolerance", reuse_tolerance), ("stability_drop", stability_drop)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.heads, self.blocks, self.inputs = heads, blocks, 0
-        self.reuse_tolerance = float(reuse_tolerance)
+        self.reuse_tolerance, self.stability_drop = float(reuse_tolerance), float(stability_drop)
         self.tiles = torch.zeros(heads, (blocks * blocks + 4) // 5, dtype=torch.uint8, device=device)
         self.owner = torch.zeros(0, dtype=torch.int32, device=device)
         self.owner_mass = torch.zeros(0, dtype=torch.float32, device=device)
+        self.retired_drop = torch.zeros(heads, dtype=torch.float32, device=device)
         # No input folded: no pair ruled out for reuse yet.
         self.reuse = _pack_bits(torch.ones(heads, blocks * (blocks - 1) // 2, dtype=torch.bool, device=device))
 
     def to(self, device):
         """Moves the state (a Calibrator may keep states in host memory between folds)."""
-        self.tiles, self.owner, self.owner_mass, self.reuse = (
-            t.to(device) for t in (self.tiles, self.owner, self.owner_mass, self.reuse))
+        self.tiles, self.owner, self.owner_mass, self.retired_drop, self.reuse = (
+            t.to(device) for t in (self.tiles, self.owner, self.owner_mass, self.retired_drop, self.reuse))
         return self
 
     def fold(self, mass, tau=None, selected=None):
         """Folds one input's (H, B, B) block mass, with its selection (`selected`, a bool mask)
-        or `--mass tau`: unpack, update and repack the whole layer at once."""
+        or `--mass tau`, and retires the inputs whose drop fell to `stability_drop`: unpack,
+        update and repack the whole layer at once."""
         if self.inputs >= MAX_INPUTS:
             raise ValueError(f"a state numbers at most {MAX_INPUTS} inputs")
         if selected is None:
@@ -185,6 +195,7 @@ class State:
         owner = torch.where(first, self.inputs, owner)
         owner_mass = torch.where(first, mass.reshape(heads, tiles).float(), owner_mass)
         codes = torch.where(selected, (codes + 1).clamp(max=SEVERAL), codes)
+        codes = self._retire(codes, owner, owner_mass)
         ones = (codes == ONE).flatten().nonzero().squeeze(1)
         self.tiles, self.owner, self.owner_mass = _pack_codes(codes), owner.view(-1)[ones], owner_mass.view(-1)[ones]
         pairs = self.blocks * (self.blocks - 1) // 2
@@ -196,6 +207,23 @@ class State:
             self.reuse = torch.zeros_like(self.reuse)
         self.inputs += 1
 
+    def _retire(self, codes, owner, owner_mass):
+        """The codes with every retiring input's tiles at SEVERAL (`owner`, `owner_mass`: (H, T),
+        meaningful where the code is ONE), and `retired_drop` raised; on the device, no waits.
+        Each input's drop is a scatter-add of its masses in float64, over B, as calibc sums
+        them: in tile order on the CPU, so the same bits; on CUDA in the atomics' order, which
+        can change the last bit (and so the decision only for a drop within that of θ)."""
+        inputs = self.inputs + 1  # this fold's input included
+        single = codes == ONE
+        slot = torch.arange(self.heads, dtype=torch.int32, device=codes.device).unsqueeze(1) * inputs + owner
+        sums = torch.zeros(self.heads * inputs, dtype=torch.float64, device=codes.device)
+        sums.index_add_(0, slot.flatten(), torch.where(single, owner_mass, 0).double().flatten())
+        drops = sums.view(self.heads, inputs) / self.blocks
+        # An input without single-owner tiles has drop 0 and retires with nothing to move.
+        retiring = drops <= self.stability_drop
+        self.retired_drop = torch.maximum(self.retired_drop, torch.where(retiring, drops, 0).amax(1).float())
+        return torch.where(single & retiring.flatten()[slot], SEVERAL, codes)
+
     @property
     def codes(self):
         """(H, B, B) uint8: every tile's code, unpacked."""
@@ -204,20 +232,23 @@ class State:
     def tensors(self, step, layer):
         name = f"step{step}.layer{layer}"
         return {f"{name}.tiles": self.tiles.cpu(), f"{name}.owner": self.owner.cpu().to(torch.uint16),
-                f"{name}.owner_mass": self.owner_mass.cpu(), f"{name}.reuse": self.reuse.cpu()}
+                f"{name}.owner_mass": self.owner_mass.cpu(), f"{name}.retired_drop": self.retired_drop.cpu(),
+                f"{name}.reuse": self.reuse.cpu()}
 
 
 def save(states, path, *, tokens, head_dim, block, selection, scale=None, model="unknown", layout=None):
-    """Writes {(step, layer): State} as a calibc-state/2 file for `calibc calibrate --merge`:
+    """Writes {(step, layer): State} as a calibc-state/3 file for `calibc calibrate --merge`:
     for the same inputs, the bytes `calibc calibrate --state-out` writes (metadata in key order,
     tensors in name order). `selection` is what calibc would record, e.g. "mass 0.95"."""
     steps = sorted({s for s, _ in states})
     layers = max(l for _, l in states) + 1
     first = next(iter(states.values()))
-    if any(s.reuse_tolerance != first.reuse_tolerance or s.inputs != first.inputs for s in states.values()):
-        raise ValueError("every (step, layer) state must have folded the same inputs with the same reuse_tolerance")
+    if any((s.reuse_tolerance, s.stability_drop, s.inputs) != (first.reuse_tolerance, first.stability_drop, first.inputs)
+           for s in states.values()):
+        raise ValueError("every (step, layer) state must have folded the same inputs with the same reuse_tolerance "
+                         "and stability_drop")
     metadata = {"format": FORMAT, "model": model, "selection": selection, "inputs": str(first.inputs),
-                "reuse_tolerance": repr(first.reuse_tolerance),
+                "reuse_tolerance": repr(first.reuse_tolerance), "stability_drop": repr(first.stability_drop),
                 "steps": ",".join(map(str, steps)), "layers": str(layers), "heads": str(first.heads),
                 "tokens": str(tokens), "head_dim": str(head_dim), "block": str(block),
                 "scale": repr(float(scale if scale is not None else 1 / math.sqrt(head_dim)))}

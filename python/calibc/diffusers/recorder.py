@@ -96,17 +96,22 @@ class Calibrator:
     `next_prompt()` after each generation; the state does not grow with the prompts.
 
     The selection (`mass`, or `schedule` = (A, C, k, T) as `--mass-schedule exp:A,C,k,T`), the
-    block, `sample_rows` and `reuse_tolerance` are fixed here, as `--state-out` fixes them.
-    `state_device="cpu"` keeps the states in host memory between folds (each is moved to the
-    model's device for its fold): Wan 14B's states are 7.3 GB and more while few prompts agree,
-    beside 28 GB of weights on an 80 GB card."""
+    block, `sample_rows`, `reuse_tolerance` and `stability_drop` are fixed here, as `--state-out`
+    fixes them. After each fold, prompts whose leave-one-out drop is at most `stability_drop` are
+    retired, so their single-owner tiles leave the state (in practice from the second prompt on:
+    alone, a prompt's drop is all the mass it selected). `state_device="cpu"` keeps the states
+    in host memory between folds (each is moved to the model's device for its fold): Wan 14B's
+    states are 7.3 GB once the prompts agree, and far more after the first prompt (47 GB at the
+    synthetic recordings' share, docs/calibration.md section 8), beside 28 GB of weights on an
+    80 GB card."""
 
     def __init__(self, transformer, *, mass=0.95, schedule=None, block=128, sample_rows=1, reuse_tolerance=0.02,
-                 calls_per_step=1, steps=None, layers=None, state_device=None):
+                 stability_drop=0.05, calls_per_step=1, steps=None, layers=None, state_device=None):
         if (mass is None) == (schedule is None):
             raise ValueError("give one of mass and schedule")
         self.mass, self.schedule, self.block, self.sample_rows = mass, schedule, block, sample_rows
-        self.reuse_tolerance, self.steps = reuse_tolerance, None if steps is None else set(steps)
+        self.reuse_tolerance, self.stability_drop = reuse_tolerance, stability_drop
+        self.steps = None if steps is None else set(steps)
         self.state_device = state_device
         self.states, self.shape, self.layout, self.seen = {}, None, {}, set()
         self.counter = StepCounter(transformer, calls_per_step)
@@ -143,7 +148,8 @@ class Calibrator:
         state = self.states.get((step, layer))
         if state is None:
             state = self.states[(step, layer)] = State(heads, m.shape[-1], device=m.device,
-                                                       reuse_tolerance=self.reuse_tolerance)
+                                                       reuse_tolerance=self.reuse_tolerance,
+                                                       stability_drop=self.stability_drop)
         state.to(m.device).fold(m, tau=self.threshold(step))
         if self.state_device is not None:
             state.to(self.state_device)
@@ -167,7 +173,7 @@ class Calibrator:
         return text + (f"; rows 1/{self.sample_rows}" if self.sample_rows > 1 else "")
 
     def save(self, path, model="unknown"):
-        """Writes the state (calibc-state/2) for `calibc calibrate --merge`."""
+        """Writes the state (calibc-state/3) for `calibc calibrate --merge`."""
         if self.seen:
             raise RuntimeError("a prompt is in progress: call next_prompt() first")
         _, tokens, dim = self.shape
