@@ -209,6 +209,7 @@ func benchKernels(tokens requested: [Int]) throws {
 
     print("\ntargets: bf16 ≥ 1.6× fp32 (with AVX-512 BF16 only); sparse efficiency ≥ 0.9 down to density 0.1 at every team size;")
     print("         a reused row ≤ 2% of a computed one; the layer call at least as fast as single-head calls")
+    if isa == "avx512-bf16" { report("worst bf16 speed-up over fp32", rows.map(\.bf16Speedup).min()!, 1.6, "×") }
     report("worst sparse efficiency (kernels table)", rows.flatMap(\.sparseEfficiency).min()!, 0.9, "")
     report("worst sparse efficiency (scaling table)", scaling.flatMap(\.efficiency).min()!, 0.9, "")
     report("worst reused-row cost", 0.02, rows.map(\.reusedRowCost).max()!, "(target / measured)")
