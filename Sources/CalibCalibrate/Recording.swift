@@ -42,9 +42,11 @@ public struct Recording: @unchecked Sendable {
         var kinds: [String: Set<String>] = [:]
         for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
             let parts = name.split(separator: ".")
+            // Only the canonical spelling: every later lookup builds the name from the numbers, so
+            // "step0.layer0..mass", "step+0" or "step00" would be accepted here and missing there.
             guard parts.count == 3, parts[0].hasPrefix("step"), let step = Int(parts[0].dropFirst(4)), step >= 0,
                   parts[1].hasPrefix("layer"), let layer = Int(parts[1].dropFirst(5)), layer >= 0,
-                  ["q", "k", "v", "mass"].contains(parts[2]) else {
+                  ["q", "k", "v", "mass"].contains(parts[2]), name == "step\(step).layer\(layer).\(parts[2])" else {
                 throw fail("unexpected tensor \(name) (expected step{t}.layer{l}.q, .k, .v or .mass)")
             }
             // Step values go into masks.json and to the kernels as C int; layers bound the loops below.

@@ -243,6 +243,10 @@ final class CalibrateTests: XCTestCase {
         XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32) }, "accepted")
         XCTAssertEqual(message { $0.add("step0.layer0.query", ones, shape: [2, 4, 8], as: .f32) },
                        "unexpected tensor step0.layer0.query (expected step{t}.layer{l}.q, .k, .v or .mass)")
+        for odd in ["step0.layer0..q", "step+0.layer0.q", "step00.layer0.q", "step0.layer-0.q"] {
+            XCTAssertEqual(message { $0.add(odd, ones, shape: [2, 4, 8], as: .f32); $0.add("step0.layer0.k", ones, shape: [2, 4, 8], as: .f32) },
+                           "unexpected tensor \(odd) (expected step{t}.layer{l}.q, .k, .v or .mass)")
+        }
         XCTAssertEqual(message { $0.add("step0.layer0.q", ones, shape: [2, 4, 8], as: .f32) }, "step 0 layer 0 lacks its q or k tensor")
         XCTAssertEqual(message { $0.add("step0.layer0.q", [UInt8](repeating: 1, count: 64), shape: [2, 4, 8]) },
                        "tensor step0.layer0.q is U8; a recording holds F32, BF16 or F16")
