@@ -5,8 +5,9 @@
  * skipped tiles are never visited, so there is no mask test at run time.
  *
  * Fast on the machine it runs on, not the one it was built on: calib_tile.h is compiled once per
- * x86 instruction set (AVX-512, AVX2, SSE, and plain C for shapes whose block or head_dim the
- * vectors do not divide) and the widest one the CPU has is chosen at load time.
+ * x86 instruction set (AVX-512 with BF16 dot products for bf16 inputs, AVX-512, AVX2, SSE, and
+ * plain C for shapes whose block or head_dim the vectors do not divide) and the widest one the
+ * CPU has is chosen at load time.
  *
  * Work: every (batch, head) of a call and every chunk of its plan's rows (rows in locality order
  * cut at compile time into cost-balanced chunks, heaviest first) go into one pool that OpenMP
