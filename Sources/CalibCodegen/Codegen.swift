@@ -86,7 +86,18 @@ public enum Codegen {
             """)
     }
 
-    private static func commentSafe(_ s: String) -> String {
-        s.replacingOccurrences(of: "*/", with: "* /").replacingOccurrences(of: "\n", with: " ")
+    /// Free text (the model string, a path) inside a C comment: control characters, line
+    /// separators and `*/` would end the comment or draw a compiler warning, so they are escaped.
+    static func commentSafe(_ s: String) -> String {
+        var out = ""
+        for c in s.replacingOccurrences(of: "*/", with: "* /").unicodeScalars {
+            switch c.value {
+            case 0..<0x20, 0x7f...0x9f, 0x2028, 0x2029:
+                let hex = String(c.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
     }
 }

@@ -20,6 +20,25 @@ func loadKernels(_ program: Program, isa: String? = nil) throws -> (AttentionKer
     return (try AttentionKernels(libraryPath: dir.appendingPathComponent(options.target.libraryName).path), result.program)
 }
 
+/// One compile of `program`, loaded once per instruction set (CALIBC_ISA is read when a library
+/// loads, so each instance loads from its own copy of the file); an instance the shape or the
+/// machine lacks falls back to a narrower one, so kernels may repeat an `isa`.
+func loadKernelsForEveryISA(_ program: Program) throws -> ([AttentionKernels], Program) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-rt-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    var options = CompileOptions()
+    options.shared = true
+    let result = try Driver.compile(program, source: "test.json", to: dir.path, options: options)
+    defer { unsetenv("CALIBC_ISA") }
+    let kernels = try ["avx512-bf16", "avx512", "avx2", "sse", "portable"].map { isa in
+        let copy = dir.appendingPathComponent("\(isa).so")
+        try FileManager.default.copyItem(at: dir.appendingPathComponent(options.target.libraryName), to: copy)
+        setenv("CALIBC_ISA", isa, 1)
+        return try AttentionKernels(libraryPath: copy.path)
+    }
+    return (kernels, result.program)
+}
+
 /// Random plans with the shapes masks take: spans, full rows, reuse of earlier full blocks.
 func randomPlan(_ name: String, blocks: Int, partialLast: Bool, reuse: Bool, rng: inout SplitMix64) -> Plan {
     var rows: [Row] = []
