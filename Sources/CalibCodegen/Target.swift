@@ -31,11 +31,16 @@ public enum Targets {
 }
 
 /// Runs a build tool with `dir` as its working directory and relative file names, so nothing
-/// about where the directory was staged ends up in the output.
+/// about where the directory was staged ends up in the output. Its temporary files go below
+/// `dir/.calibc-tmp` (removed afterwards), and where util-linux's setpriv is installed the tool
+/// dies with calibc: a killed compile leaves no compiler running and nothing outside `dir`.
 public func runTool(_ arguments: [String], in dir: String) throws {
+    let temporaries = dir + "/" + buildTemporaries
+    try FileManager.default.createDirectory(atPath: temporaries, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: temporaries) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
+    process.arguments = ["TMPDIR=" + temporaries] + (findTool("setpriv").map { [$0, "--pdeathsig", "KILL"] } ?? []) + arguments
     process.currentDirectoryURL = URL(fileURLWithPath: dir)
     let pipe = Pipe()
     process.standardError = pipe
