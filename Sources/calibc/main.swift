@@ -371,7 +371,12 @@ let usage = """
     """
 
 let argv = CommandLine.arguments
-let word = argv.count > 1 ? argv[1] : "--help"
+// No command at all is a usage error (status 2, the usage on stderr), as in other compilers.
+guard argv.count > 1 else {
+    FileHandle.standardError.write(Data("calibc: no command given\n\n\(usage)\n".utf8))
+    exit(2)
+}
+let word = argv[1]
 let rest = argv.dropFirst(2)
 let command = commands.first { $0.name == word }
 do {

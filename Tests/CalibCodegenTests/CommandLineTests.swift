@@ -36,6 +36,17 @@ final class CommandLineTests: XCTestCase {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
+    /// No command is a usage error (status 2, usage on stderr); --help is not.
+    func testNoCommandIsAUsageError() throws {
+        let none = try calibc()
+        XCTAssertEqual(none.status, 2)
+        XCTAssertTrue(none.out.isEmpty)
+        XCTAssertTrue(none.err.contains("calibc: no command given") && none.err.contains("usage:"), none.err)
+        let help = try calibc("--help")
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.out.contains("usage:"))
+    }
+
     /// `stats --show` with a (step, layer, head) the masks lack fails before any statistic.
     func testStatsChecksShowBeforeWork() throws {
         var r = try calibc("stats", "masks.json", "--show", "99,0,0")
