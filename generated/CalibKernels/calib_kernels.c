@@ -73,10 +73,11 @@ typedef struct scratch {
     float kw[B][D] __attribute__((aligned(64)));              /* bf16 keys and values widened, per tile */
     float vw[B][D] __attribute__((aligned(64)));
     /* The AVX-512 BF16 instance's bf16 pairs (calib_tile.h, DOT_BF16): queries (d, d+1), then per
-     * tile probabilities and values (j, j+1). */
-    uint32_t qp[D / 2][B] __attribute__((aligned(64)));
+     * tile probabilities and values (j, j+1). That instance needs D and B even (multiples of 16);
+     * the halves round up so that an odd D or B, which the format allows, still declares arrays. */
+    uint32_t qp[(D + 1) / 2][B] __attribute__((aligned(64)));
     uint32_t pp[(B + PAD) / 2][B + PAD] __attribute__((aligned(64)));
-    uint32_t vp[B / 2][D] __attribute__((aligned(64)));
+    uint32_t vp[(B + 1) / 2][D] __attribute__((aligned(64)));
 } scratch;
 
 static inline __attribute__((always_inline)) float input(const char *p, const int bf16) {
@@ -199,12 +200,14 @@ typedef void (*block_fn)(const call *, scratch *, const slice *, int, const uint
 static block_fn chosen;
 static const char *chosen_name;
 
+#if HAVE_AVX512
 /* AVX-512 BF16 (CPUID leaf 7, subleaf 1, EAX bit 5), asked of CPUID itself: older compilers'
  * __builtin_cpu_supports does not know the name. */
 static int has_avx512bf16(void) {
     unsigned a, b, c, d;
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
 }
+#endif
 
 /* The widest instance this shape has and this CPU runs; chosen once, when the library loads.
  * CALIBC_ISA=avx512 (or avx2, sse, portable) caps the choice: every instance can be checked on
