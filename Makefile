@@ -103,7 +103,8 @@ fuzz: deps
 	$(FUZZ_BUILD) --product fuzz-safetensors
 	$(FUZZ_BUILD) --product fuzz-recording
 	$(FUZZ_BUILD) --product fuzz-calibrate
-	@set -e; for target in masks safetensors recording calibrate; do \
+	$(FUZZ_BUILD) --product fuzz-ir
+	@set -e; for target in masks safetensors recording calibrate ir; do \
 		mkdir -p .build/fuzz-corpus/$$target .build/fuzz-artifacts; \
 		.build/fuzz/debug/fuzz-$$target .build/fuzz-corpus/$$target Fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
 			-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/$$target- -print_final_stats=1 \

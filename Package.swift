@@ -22,6 +22,8 @@ let fuzzTargets: [Target] = fuzzing ? [
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(name: "fuzz-calibrate", dependencies: ["CalibCalibrate", "CalibFrontend", "CalibIR"], path: "Fuzz/calibrate",
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(name: "fuzz-ir", dependencies: ["CalibIR"], path: "Fuzz/ir",
+                      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
 ] : []
 
 let package = Package(

@@ -9,10 +9,17 @@ public struct IRVerifyError: Error, CustomStringConvertible, Equatable {
 extension Program {
     public func verify() throws {
         func fail(_ m: String) -> IRVerifyError { IRVerifyError(message: m) }
-        let blocks = shape.blocks
         guard shape.tokens > 0, shape.block > 0, shape.headDim > 0, shape.layers > 0, shape.heads > 0 else {
             throw fail("shape sizes must be positive")
         }
+        // Overflow-checked, so a shape built in code cannot trap here (IRParser and the
+        // frontend refuse anything beyond Limits first).
+        let (sl, o1) = shape.steps.count.multipliedReportingOverflow(by: shape.layers)
+        let (slh, o2) = sl.multipliedReportingOverflow(by: shape.heads)
+        guard !shape.tokens.addingReportingOverflow(shape.block - 1).overflow, !o1, !o2, slh <= Int32.max else {
+            throw fail("shape sizes overflow")
+        }
+        let blocks = shape.blocks
         guard !shape.steps.isEmpty, zip(shape.steps, shape.steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw fail("steps must be non-empty and strictly ascending")
         }
@@ -45,14 +52,9 @@ extension Plan {
                 guard source >= 0, source < blocks, source != q else { throw fail("q\(q) reuses invalid row \(source)") }
                 // The last block may be partial: it cannot supply the rows of a full block.
                 guard !(partialLast && source == blocks - 1) else { throw fail("q\(q) reuses the partial last block") }
-                var seen: Set<Int> = [q]
-                var at = source
-                while case .reuse(let next) = rows[at] {
-                    guard seen.insert(at).inserted, next >= 0, next < blocks else { throw fail("q\(q) is on a reuse cycle") }
-                    at = next
-                }
             }
         }
+        if let q = reuseCycle() { throw fail("q\(q) is on a reuse cycle") }
         if let order, order.sorted() != computeRows { throw fail("order is not a permutation of the compute rows") }
         if let chunks {
             guard let order else { throw fail("chunks without an order") }
@@ -60,5 +62,28 @@ extension Plan {
                 throw fail("chunks must rise strictly from 0 to \(order.count)")
             }
         }
+    }
+}
+
+extension Plan {
+    /// A row on a reuse cycle, or nil; rows' sources must be in range. Linear in the rows: each
+    /// chain is walked once, however long (a chain of B rows walked from every row would cost B²).
+    func reuseCycle() -> Int? {
+        // 0: not seen, 1: on the chain being walked, 2: its chain ends at a compute row.
+        var state = [UInt8](repeating: 0, count: rows.count)
+        for q in rows.indices where state[q] == 0 {
+            var at = q
+            while state[at] == 0, case .reuse(let next) = rows[at] {
+                state[at] = 1
+                at = next
+            }
+            if state[at] == 1 { return at }
+            at = q
+            while state[at] == 1, case .reuse(let next) = rows[at] {
+                state[at] = 2
+                at = next
+            }
+        }
+        return nil
     }
 }

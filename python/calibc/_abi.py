@@ -10,6 +10,9 @@ ABI 1 (libraries compiled before the layer entries) is still readable: its `cali
 """
 
 import ctypes
+import operator
+
+from .errors import ArgumentError
 
 ABI_VERSION = 2
 
@@ -118,3 +121,42 @@ CUDA_FUNCTIONS = {
     "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
 }
+
+
+# ---- integers into C ----
+#
+# ctypes converts a Python int to a C integer type by keeping its low bits: step 2**32 would reach
+# the kernels as step 0 and run step 0's plans. Every integer this package passes to C goes
+# through one of these first.
+
+INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
+
+
+def _integer(name, value, c_type, lo, hi):
+    if isinstance(value, bool):
+        raise ArgumentError(f"{name}: expected an integer in {lo}…{hi} (C {c_type}), got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ArgumentError(f"{name}: expected an integer in {lo}…{hi} (C {c_type}), got {type(value).__name__} "
+                            f"{value!r}") from None
+    if not lo <= v <= hi:
+        raise ArgumentError(f"{name}: expected an integer in {lo}…{hi} (C {c_type}), got {v}")
+    return v
+
+
+def int32(name, value):
+    """`value` as a C int32_t, or ArgumentError naming `name` when it is not an integer in range."""
+    return ctypes.c_int32(_integer(name, value, "int32_t", *INT32_RANGE))
+
+
+def int64(name, value):
+    """`value` as a C int64_t, or ArgumentError naming `name`."""
+    return ctypes.c_int64(_integer(name, value, "int64_t", *INT64_RANGE))
+
+
+def int64_array(name, values):
+    """A C int64_t[len(values)], each checked."""
+    return (ctypes.c_int64 * len(values))(*(_integer(f"{name}[{i}]", v, "int64_t", *INT64_RANGE)
+                                            for i, v in enumerate(values)))

@@ -17,28 +17,26 @@ import threading
 import torch
 
 from . import _abi
+from .errors import ArgumentError, CalibError
 
-__all__ = ["CalibError", "Kernels", "load"]
+__all__ = ["ArgumentError", "CalibError", "Kernels", "load"]
 
 _TORCH_DTYPE = {torch.float32: _abi.DTYPE["CALIB_F32"], torch.bfloat16: _abi.DTYPE["CALIB_BF16"]}
 LAYOUTS = ("bshd", "bhsd")
 
 
-class CalibError(RuntimeError):
-    """A non-zero status of the C ABI, or a library too old for the entry asked for."""
-
-    def __init__(self, status, message=None):
-        super().__init__(message or _abi.STATUS_TEXT.get(status, f"status {status}"))
-        self.status = status
+def check_layout(layout):
+    if layout not in LAYOUTS:
+        raise ArgumentError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
 
 
-def _strides(x, layout):
-    """(b, s, h) element strides of a 4D tensor in `layout`, as the C ABI wants them."""
+def _strides(x, layout, name="x"):
+    """(b, s, h) element strides of a 4D tensor in `layout`, as the C ABI wants them (checked int64_t)."""
     if layout == "bshd":
         values = (x.stride(0), x.stride(1), x.stride(2))
     else:
         values = (x.stride(0), x.stride(2), x.stride(1))
-    return (ctypes.c_int64 * 3)(*values)
+    return _abi.int64_array(f"{name} strides", values)
 
 
 def _dims(x, layout):
@@ -47,12 +45,60 @@ def _dims(x, layout):
     return (b, a, c, d) if layout == "bshd" else (b, c, a, d)
 
 
+def _sizes(x, layout):
+    """(batch, tokens, heads, head_dim) as checked C int64_t."""
+    return tuple(_abi.int64(n, v) for n, v in zip(("batch", "tokens", "heads", "head_dim"), _dims(x, layout)))
+
+
+def _extent(t):
+    """The byte addresses [first, end) spanned by the elements of `t`, or None when it has none:
+    from its first to its last element, whatever lies between (views of one buffer included)."""
+    if t.numel() == 0:
+        return None
+    first = last = t.data_ptr()
+    size = t.element_size()
+    for n, s in zip(t.shape, t.stride()):
+        if s >= 0:
+            last += (n - 1) * s * size
+        else:
+            first += (n - 1) * s * size
+    return first, last + size
+
+
+def check_output(out, inputs):
+    """Refuses an output whose memory overlaps an input's (`inputs`: {name: tensor}) or itself
+    (an expanded view): the kernels write `out` while they still read q, k and v."""
+    if any(s == 0 and n > 1 for n, s in zip(out.shape, out.stride())) or \
+            (hasattr(torch, "_debug_has_internal_overlap") and torch._debug_has_internal_overlap(out) == 1):
+        raise ArgumentError("out: some of its elements share memory (an expanded or broadcast view); expected "
+                            "a tensor whose elements are distinct")
+    o = _extent(out)
+    if o is None:
+        return
+    for name, t in inputs.items():
+        e = _extent(t)
+        if e is not None and o[0] < e[1] and e[0] < o[1]:
+            raise ArgumentError(f"out overlaps {name} in memory (bytes {o[0]:#x}…{o[1]:#x} and {e[0]:#x}…{e[1]:#x}); "
+                                "expected an output that shares no memory with q, k and v")
+
+
+def _open(path):
+    """ctypes.CDLL, with the package's error when the library cannot be loaded."""
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:
+        raise CalibError(-1, f"{path}: cannot load the kernel library ({e})") from None
+
+
 class Kernels:
     """One loaded kernel library and the shape it was compiled for."""
 
     def __init__(self, path):
         self.path = os.path.realpath(path)
-        self.lib = ctypes.CDLL(self.path)
+        self.lib = _open(self.path)
+        if not hasattr(self.lib, "calib_get_info"):
+            raise CalibError(-1, f"{path}: not a calibc kernel library (it has no calib_get_info; expected the "
+                                 "libcalibkernels.so of `calibc compile --shared`)")
         get_info = self.lib.calib_get_info
         get_info.restype, get_info.argtypes = ctypes.POINTER(ctypes.c_int32), []
         self.abi_version = get_info().contents.value  # the first field of every version
@@ -79,12 +125,16 @@ class Kernels:
         return self.lib.calib_team_size()
 
     def has_plan(self, step, layer, head=0):
-        return step in self.steps and 0 <= layer < self.layers and 0 <= head < self.heads
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in (step, layer, head))
+        return ints and step in self.steps and 0 <= layer < self.layers and 0 <= head < self.heads
 
     def require_source(self, masks_path):
         """Raises CalibError unless these kernels were compiled from the file `masks_path`."""
-        with open(masks_path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        try:
+            with open(masks_path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError as e:
+            raise CalibError(-1, f"{masks_path}: cannot read the masks file ({e.strerror or e})") from None
         if digest != self.mask_sha256:
             raise CalibError(-1, f"{self.path} was compiled from masks with SHA-256 {self.mask_sha256}, "
                                  f"not {masks_path} ({digest})")
@@ -97,7 +147,7 @@ class Kernels:
         strides with the last dimension contiguous. Returns `out` (allocated contiguous in q's
         shape and dtype when None)."""
         return self._layer(self.lib.calib_attention_layer if self.has_layer_entry else None,
-                           (ctypes.c_int32(step), ctypes.c_int32(layer)), q, k, v, out, layout)
+                           (_abi.int32("step", step), _abi.int32("layer", layer)), q, k, v, out, layout)
 
     def dense_attention_layer(self, q, k, v, out=None, layout="bshd"):
         """Every tile computed, same arguments: the baseline of the sparse plans."""
@@ -108,22 +158,29 @@ class Kernels:
         if fn is None:
             raise CalibError(-1, f"{self.path} has C ABI {self.abi_version}: the layer entries need ABI 2 "
                                  "(recompile the masks with a current calibc)")
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
-        out = torch.empty(q.shape, dtype=q.dtype) if out is None else out
+        check_layout(layout)
+        for name, t in zip("qkv", (q, k, v)):
+            if not isinstance(t, torch.Tensor):
+                raise ArgumentError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if out is None:
+            out = torch.empty(q.shape, dtype=q.dtype)
+        elif not isinstance(out, torch.Tensor):
+            raise ArgumentError(f"out: expected a torch.Tensor or None, got {type(out).__name__}")
         tensors = (q, k, v, out)
-        for name, t in zip("qkvo", tensors):
+        for name, t in zip(("q", "k", "v", "out"), tensors):
             if t.dim() != 4 or t.shape != q.shape:
-                raise ValueError(f"{name}: expected a 4D tensor of q's shape {tuple(q.shape)}, got {tuple(t.shape)}")
+                raise ArgumentError(f"{name}: expected a 4D tensor of q's shape {tuple(q.shape)}, got {tuple(t.shape)}")
             if t.device.type != "cpu":
-                raise ValueError(f"{name}: a {t.device.type} tensor; this library runs on the CPU")
+                raise ArgumentError(f"{name}: expected a CPU tensor, got a {t.device.type} one (this library runs "
+                                    "on the CPU)")
             if t.dtype != q.dtype or t.dtype not in _TORCH_DTYPE:
-                raise ValueError(f"{name}: q, k, v and out must all be float32 or all bfloat16, got {t.dtype}")
+                raise ArgumentError(f"{name}: q, k, v and out must all be float32 or all bfloat16, got {t.dtype}")
             if t.stride(3) != 1 and t.shape[3] > 1:
-                raise ValueError(f"{name}: the head dimension must be contiguous (stride 1)")
-        batch, tokens, heads, head_dim = _dims(q, layout)
-        status = fn(*lead, ctypes.c_int32(_TORCH_DTYPE[q.dtype]), q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                    out.data_ptr(), batch, tokens, heads, head_dim, *(_strides(t, layout) for t in tensors))
+                raise ArgumentError(f"{name}: the head dimension must be contiguous (stride 1), got stride {t.stride(3)}")
+        check_output(out, {"q": q, "k": k, "v": v})
+        strides = [_strides(t, layout, name) for name, t in zip(("q", "k", "v", "out"), tensors)]
+        status = fn(*lead, _abi.int32("dtype", _TORCH_DTYPE[q.dtype]), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                    out.data_ptr(), *_sizes(q, layout), *strides)
         if status != 0:
             raise CalibError(status)
         return out
@@ -133,25 +190,35 @@ class Kernels:
     def attention(self, step, layer, head, q, k, v, out=None):
         """Sparse attention of one head: q, k, v are (S, D) float32 or bfloat16 with contiguous
         rows; returns float32 (S, D)."""
-        name = "calib_attention_bf16" if q.dtype == torch.bfloat16 else "calib_attention"
-        return self._head(getattr(self.lib, name), (step, layer, head), q, k, v, out)
+        name = "calib_attention_bf16" if getattr(q, "dtype", None) == torch.bfloat16 else "calib_attention"
+        return self._head(getattr(self.lib, name),
+                          (_abi.int32("step", step), _abi.int32("layer", layer), _abi.int32("head", head)),
+                          q, k, v, out)
 
     def dense_attention(self, q, k, v, out=None):
-        name = "calib_dense_attention_bf16" if q.dtype == torch.bfloat16 else "calib_dense_attention"
+        name = "calib_dense_attention_bf16" if getattr(q, "dtype", None) == torch.bfloat16 else "calib_dense_attention"
         return self._head(getattr(self.lib, name), (), q, k, v, out)
 
     def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd"):
         """Heads first_head … first_head + H - 1 of (step, layer) for 4D tensors holding H of the
         compiled heads (a context-parallel rank's share), in one call. An ABI 1 library has no layer
         entries: there a subset runs through the per-head entries, one call per (batch, head)."""
-        batch, tokens, heads, _ = _dims(q, layout)
+        check_layout(layout)
         if self.has_layer_entry:
-            return self._layer(self.lib.calib_attention_heads, (ctypes.c_int32(step), ctypes.c_int32(layer),
-                                                                ctypes.c_int32(first_head)), q, k, v, out, layout)
+            return self._layer(self.lib.calib_attention_heads, (_abi.int32("step", step), _abi.int32("layer", layer),
+                                                                _abi.int32("first_head", first_head)), q, k, v, out, layout)
+        step, layer, first_head = (_abi.int32(n, x).value for n, x in
+                                   (("step", step), ("layer", layer), ("first_head", first_head)))
+        if not isinstance(q, torch.Tensor) or q.dim() != 4:
+            raise ArgumentError("q: expected a 4D tensor")
+        batch, tokens, heads, _ = _dims(q, layout)
         if first_head < 0 or first_head + heads > self.heads:
             raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"], f"heads {first_head}…{first_head + heads - 1} are not "
                                                             f"among the {self.heads} compiled heads")
         out = torch.empty(q.shape, dtype=q.dtype) if out is None else out
+        if not isinstance(out, torch.Tensor) or out.shape != q.shape or out.dtype != q.dtype:
+            raise ArgumentError(f"out: expected a tensor of q's shape {tuple(q.shape)} and dtype {q.dtype}")
+        check_output(out, {"q": q, "k": k, "v": v})
         pick = (lambda t, b, h: t[b, :, h]) if layout == "bshd" else (lambda t, b, h: t[b, h])
         staging = torch.empty(tokens, q.shape[3], dtype=torch.float32)
         for b in range(batch):
@@ -161,18 +228,24 @@ class Kernels:
         return out
 
     def _head(self, fn, lead, q, k, v, out):
+        if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+            raise ArgumentError("q, k, v: expected torch.Tensors")
         if q.dim() != 2 or not (q.shape == k.shape == v.shape) or not (q.dtype == k.dtype == v.dtype):
-            raise ValueError("q, k, v: (tokens, head_dim) tensors of one shape and dtype")
-        if q.dtype not in _TORCH_DTYPE or q.device.type != "cpu":
-            raise ValueError("q, k, v: float32 or bfloat16 CPU tensors")
+            raise ArgumentError("q, k, v: expected (tokens, head_dim) tensors of one shape and dtype, got "
+                                f"{tuple(q.shape)} {q.dtype}, {tuple(k.shape)} {k.dtype}, {tuple(v.shape)} {v.dtype}")
+        if q.dtype not in _TORCH_DTYPE or any(t.device.type != "cpu" for t in (q, k, v)):
+            raise ArgumentError(f"q, k, v: expected float32 or bfloat16 CPU tensors, got {q.dtype} on {q.device.type}")
         out = torch.empty(q.shape, dtype=torch.float32) if out is None else out
-        if out.dtype != torch.float32 or out.shape != q.shape:
-            raise ValueError("out: float32 of q's shape")
-        for name, t in zip("qkvo", (q, k, v, out)):
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.shape != q.shape or \
+                out.device.type != "cpu":
+            raise ArgumentError(f"out: expected a float32 CPU tensor of q's shape {tuple(q.shape)}")
+        for name, t in zip(("q", "k", "v", "out"), (q, k, v, out)):
             if t.stride(1) != 1 and t.shape[1] > 1:
-                raise ValueError(f"{name}: the last dimension must be contiguous")
-        status = fn(*lead, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), q.shape[0], q.shape[1],
-                    q.stride(0), k.stride(0), v.stride(0), out.stride(0))
+                raise ArgumentError(f"{name}: the last dimension must be contiguous (stride 1), got stride {t.stride(1)}")
+        check_output(out, {"q": q, "k": k, "v": v})
+        sizes = (_abi.int64("tokens", q.shape[0]), _abi.int64("head_dim", q.shape[1]))
+        strides = tuple(_abi.int64(f"{name} row stride", t.stride(0)) for name, t in zip(("q", "k", "v", "out"), (q, k, v, out)))
+        status = fn(*lead, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), *sizes, *strides)
         if status != 0:
             raise CalibError(status)
         return out
@@ -184,6 +257,8 @@ _lock = threading.Lock()
 
 def loaded(cls, path):
     """`cls(path)` for the library at `path`, made once per process (by real path)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ArgumentError(f"library: expected the path of a kernel library, got {type(path).__name__}")
     key = (cls, os.path.realpath(path))
     with _lock:
         if key not in _loaded:

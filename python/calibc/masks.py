@@ -6,37 +6,120 @@ and `bitmap`) with `reuse`, and a writer.
     p.expanded()                           # reused query blocks take their source's key blocks
     masks.write("copy.json")               # each pattern in the shorter of the two encodings
 
-The reader checks what a user of the plans relies on (row counts, ranges, bitmap size and padding,
-reuse targets, every (step, layer, head) assigned exactly once) and names the JSON path of what is
-wrong; `calibc compile` remains the full validator.
+The reader is calibc's frontend (Sources/CalibFrontend/Masks.swift, Sources/CalibJSON/JSON.swift)
+in Python: it accepts exactly the files `calibc compile` accepts and refuses the others with
+MasksError, whose message is calibc's own, `<file>: <JSON path>: <message>` (docs/errors.md).
+`Tests/python/test_masks_differential.py` holds the two to that. Nothing is allocated in
+proportion to a size the file declares before the file has shown it: patterns keep their ranges
+(or bitmap bytes) and make the (B, B) `kept` array when it is first asked for; the (step, layer,
+head) table, which the format bounds at 10^7 entries, is the one exception, as in calibc.
 """
 
 import base64
+import binascii
+import bisect
 import json
+import numbers
+import os
 import re
+from array import array
 
 import numpy as np
 
+from . import _json
+from ._json import INT64_MAX, INT64_MIN, JSONSyntaxError, Number, key_of
+from ._unicode import is_alphabetic
+from .errors import MasksError
+
 __all__ = ["Masks", "Pattern", "MasksError"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# The format's limits (Sources/CalibFrontend/Masks.swift, `Frontend`; docs/masks-format.md, "Limits").
+MAX_BLOCKS = 16_384
+MAX_TOKENS = 1 << 28
+MAX_DISPATCH = 10_000_000
+MAX_HEAD_DIM = 512
+MAX_BLOCK = 1024
+MAX_LAYERS = 4096
+MAX_HEADS = 4096
+MAX_STEP = (1 << 31) - 1
+MAX_MODEL_BYTES = 4095
+MAX_LAYOUT_SIDE = 100_000
+MAX_RANGES = 1 << 25
+MAX_DISTINCT_RANGES = 1 << 22
+MAX_PATTERNS = 65_536
+MAX_PATTERN_ROWS = 1 << 22
+
+_TOP = ["format", "model", "tokens", "head_dim", "block", "layers", "heads", "timesteps", "layout", "patterns",
+        "assignments"]
+_LAYOUT = ["frames", "height", "width", "text_tokens", "text_position"]
+_PATTERN = ["rows", "bitmap", "reuse"]
+_ASSIGNMENT = ["steps", "layers", "heads", "pattern"]
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+_BASE64_VALUE = {c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+# CharacterSet.whitespaces as Foundation on Linux has it (what calibc trims from selector parts).
+_SPACES = "\t \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u200b\u202f\u205f\u3000"
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
-class MasksError(ValueError):
-    pass
+class _LookupError(MasksError, KeyError):
+    """A (step, layer, head) the masks do not have: a MasksError, and a KeyError as before."""
 
+    def __str__(self):
+        return str(self.args[0])
+
+
+# ---- Pattern ----
 
 class Pattern:
     """One block mask: `kept[q, k]` is True when query block q attends to key block k; `reuse`
     maps a query block to the block whose output rows it copies (its kept row is empty)."""
 
     def __init__(self, kept, reuse=None):
-        self.kept = np.asarray(kept, dtype=bool)
-        self.reuse = dict(reuse or {})
+        kept = np.asarray(kept)
+        if kept.ndim != 2 or kept.shape[0] != kept.shape[1] or kept.shape[0] < 1:
+            raise MasksError(f"kept: expected a square (blocks, blocks) array, got shape {kept.shape}")
+        self._kept = kept.astype(bool, copy=True)
+        self._blocks = kept.shape[0]
+        self._source = None
+        self.reuse = {}
+        for target, source in dict(reuse or {}).items():
+            for what, q in (("target", target), ("source", source)):
+                if isinstance(q, bool) or not isinstance(q, numbers.Integral) or not 0 <= q < self._blocks:
+                    raise MasksError(f"reuse: expected query blocks in 0...{self._blocks - 1}, got {what} {q!r}")
+            self.reuse[int(target)] = int(source)
+
+    @classmethod
+    def _decoded(cls, blocks, source, reuse):
+        """A pattern as the reader decodes it: `source` is ("spans", array("i") of [start, end, …],
+        row offsets into it), ("bitmap", raw bytes) or ("dense",); `kept` is made when asked for."""
+        p = cls.__new__(cls)
+        p._kept, p._blocks, p._source, p.reuse = None, blocks, source, dict(reuse)
+        return p
+
+    @property
+    def kept(self):
+        if self._kept is None:
+            b, kind = self._blocks, self._source[0]
+            if kind == "dense":
+                kept = np.ones((b, b), dtype=bool)
+            elif kind == "bitmap":
+                stride = (b + 7) // 8
+                raw = np.frombuffer(self._source[1], dtype=np.uint8).reshape(b, stride)
+                kept = np.unpackbits(raw, axis=1, bitorder="little")[:, :b].astype(bool)
+            else:
+                flat = np.frombuffer(self._source[1], dtype=np.intc) if len(self._source[1]) else np.zeros(0, np.intc)
+                rows = np.repeat(np.arange(b), np.diff(self._source[2]) // 2)
+                edges = np.zeros((b, b + 1), dtype=np.int32)
+                np.add.at(edges, (rows, flat[0::2]), 1)
+                np.add.at(edges, (rows, flat[1::2]), -1)
+                kept = np.cumsum(edges[:, :b], axis=1) > 0
+            self._kept = kept
+        return self._kept
 
     @property
     def blocks(self):
-        return self.kept.shape[0]
+        return self._blocks
 
     def source(self, q):
         """The computed query block whose output block q gets (q itself unless reused)."""
@@ -68,6 +151,9 @@ class Pattern:
 
     def rows(self):
         """The `rows` encoding: per query block, the half-open key-block ranges it keeps."""
+        if self._kept is None and self._source[0] == "spans":
+            flat, offsets = self._source[1], self._source[2]
+            return [[[flat[j], flat[j + 1]] for j in range(offsets[q], offsets[q + 1], 2)] for q in range(self._blocks)]
         out = []
         for row in self.kept:
             edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
@@ -75,6 +161,8 @@ class Pattern:
         return out
 
     def bitmap(self):
+        if self._kept is None and self._source[0] == "bitmap":
+            return base64.b64encode(self._source[1]).decode()
         return base64.b64encode(np.packbits(self.kept, axis=1, bitorder="little").tobytes()).decode()
 
     def to_json(self):
@@ -86,97 +174,448 @@ class Pattern:
         return entry
 
 
-def _fail(path, message):
-    raise MasksError(f"{path}: {message}")
+# ---- the reader ----
+
+class _Refused(Exception):
+    """What calibc refuses, at a JSON path; `Masks.read` adds the file."""
+
+    def __init__(self, path, message):
+        super().__init__(f"{path}: {message}")
+        self.path, self.message = path, message
 
 
-def _int(value, path, lo, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
-        _fail(path, f"expected an integer in {lo}…{'' if hi is None else hi}, found {json.dumps(value)}")
-    return value
+def _kind(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, Number)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return f"a {type(v).__name__}"
 
 
-def _parse_pattern(entry, blocks, partial_last, path):
-    if not isinstance(entry, dict):
-        _fail(path, "expected an object")
-    unknown = set(entry) - {"rows", "bitmap", "reuse"}
-    if unknown:
-        _fail(f"{path}.{sorted(unknown)[0]}", "unknown field")
-    if ("rows" in entry) == ("bitmap" in entry):
-        _fail(path, 'give "rows" or "bitmap", one of them')
-    kept = np.zeros((blocks, blocks), dtype=bool)
-    if "rows" in entry:
-        rows = entry["rows"]
-        if not isinstance(rows, list) or len(rows) != blocks:
-            _fail(f"{path}.rows", f"expected {blocks} rows (one per query block)")
+_SIMPLE_ASCII = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _child(path, key):
+    if key.isascii():
+        return f"{path}.{key}" if _SIMPLE_ASCII.fullmatch(key) else f'{path}["{key}"]'
+    simple = all(is_alphabetic(c) or "0" <= c <= "9" or c == "_" for c in key)
+    return f"{path}.{key}" if simple else f'{path}["{key}"]'
+
+
+def _expected(path, what, v):
+    return _Refused(path, f"expected {what}, found {_kind(v)}")
+
+
+def _int(v, path, lo, hi):
+    """Node.int(in:): an integer literal within Int64, then within lo...hi."""
+    if type(v) is not int or not INT64_MIN <= v <= INT64_MAX:
+        raise _expected(path, "an integer", v)
+    if not lo <= v <= hi:
+        raise _Refused(path, f"expected an integer in {lo}...{hi}, found {v}")
+    return v
+
+
+def _string(v, path):
+    if not isinstance(v, str):
+        raise _expected(path, "a string", v)
+    return v
+
+
+def _array(v, path):
+    if not isinstance(v, list):
+        raise _expected(path, "an array", v)
+    return v
+
+
+def _object(v, path, allowed):
+    if not isinstance(v, dict):
+        raise _expected(path, "an object", v)
+    for key in v:
+        if key not in allowed:
+            raise _Refused(_child(path, key), f'unknown field "{key}" (expected one of: {", ".join(allowed)})')
+    return v
+
+
+def _required(m, path, key):
+    if key not in m:
+        raise _Refused(path, f'missing required field "{key}"')
+    return m[key], _child(path, key)
+
+
+def _base64(text):
+    """Data(base64Encoded:) of Foundation on Linux (swift-foundation), quirks included: trailing
+    '=' beyond the last chunk are ignored, '====' is one zero byte, and the last chunk may put a
+    data character after a '=' ("AA=A" is two bytes). None where it refuses."""
+    b = text.encode("utf-8", "surrogatepass")
+    if not b:
+        return b""
+    stripped = b.rstrip(b"=")
+    if not stripped:
+        return b"\0" if len(b) >= 4 else None
+    parse = -(-len(stripped) // 4) * 4
+    if parse > len(b):
+        return None
+    full, last = b[:parse - 4], b[parse - 4:parse]
+    if _BASE64.fullmatch(full) is None:
+        return None
+    a0, a1, a2, a3 = (_BASE64_VALUE.get(c) for c in last)
+    pad2, pad3 = last[2] == 0x3D, last[3] == 0x3D
+    if a0 is None or a1 is None or (a2 is None and not pad2) or (a3 is None and not pad3):
+        return None
+    x = a0 << 18 | a1 << 12 | (a2 or 0) << 6 | (a3 or 0)
+    tail = bytes([x >> 16]) + (b"" if pad2 else bytes([x >> 8 & 255])) + (b"" if pad3 else bytes([x & 255]))
+    return binascii.a2b_base64(full) + tail
+
+
+def _selector_int(text):
+    """Swift's Int(String) of a part trimmed of CharacterSet.whitespaces; None where it is nil."""
+    t = text.strip(_SPACES)
+    if not _INT_TEXT.fullmatch(t):
+        return None
+    v = int(t)
+    return v if INT64_MIN <= v <= INT64_MAX else None
+
+
+class _Decoder:
+    """Sources/CalibFrontend/Masks.swift's Decoder: the same checks in the same order."""
+
+    def __init__(self, limits=None):
+        self.limits = {"ranges": MAX_RANGES, "distinct_ranges": MAX_DISTINCT_RANGES, "patterns": MAX_PATTERNS,
+                       "pattern_rows": MAX_PATTERN_ROWS, **(limits or {})}
+        self.total_ranges = 0
+        self.distinct_ranges = 0
+        self.distinct_rows = set()
+        self.last_row = None
+
+    def count(self, key, n, path):
+        """One decoded row (`key`: its ranges as int32 bytes, `n` of them) against the limits."""
+        self.total_ranges += n
+        if self.total_ranges > self.limits["ranges"]:
+            raise _Refused(path, f"the patterns hold more than {self.limits['ranges']} key-block ranges in all")
+        if key == self.last_row:
+            return
+        self.last_row = key
+        if key not in self.distinct_rows:
+            self.distinct_rows.add(key)
+            self.distinct_ranges += n
+            if self.distinct_ranges > self.limits["distinct_ranges"]:
+                raise _Refused(path, f"the distinct rows of all patterns hold more than "
+                                     f"{self.limits['distinct_ranges']} key-block ranges in all")
+
+    def masks(self, root):
+        top = _object(root, "$", _TOP)
+        v, p = _required(top, "$", "format")
+        if _int(v, p, 0, INT64_MAX) != 1:
+            raise _Refused(p, "unsupported format version (this calibc reads format 1)")
+        v, p = _required(top, "$", "model")
+        model = _string(v, p)
+        size = len(model.encode("utf-8", "surrogatepass"))
+        if size > MAX_MODEL_BYTES:
+            raise _Refused(p, f"model is {size} bytes of UTF-8, more than the {MAX_MODEL_BYTES} supported")
+        tokens = _int(*_required(top, "$", "tokens"), 1, MAX_TOKENS)
+        head_dim = _int(*_required(top, "$", "head_dim"), 1, MAX_HEAD_DIM)
+        v, p = _required(top, "$", "block")
+        block = _int(v, p, 1, MAX_BLOCK)
+        blocks = (tokens + block - 1) // block
+        if blocks > MAX_BLOCKS:
+            raise _Refused(p, f"tokens / block gives {blocks} blocks per side, more than the {MAX_BLOCKS} supported")
+        layers = _int(*_required(top, "$", "layers"), 1, MAX_LAYERS)
+        heads = _int(*_required(top, "$", "heads"), 1, MAX_HEADS)
+        v, steps_path = _required(top, "$", "timesteps")
+        steps = []
+        for i, n in enumerate(_array(v, steps_path)):
+            s = _int(n, f"{steps_path}[{i}]", 0, MAX_STEP)
+            if steps and s <= steps[-1]:
+                raise _Refused(f"{steps_path}[{i}]", f"timesteps must be strictly ascending ({s} after {steps[-1]})")
+            steps.append(s)
+        if not steps:
+            raise _Refused(steps_path, "expected at least one timestep")
+        dispatch = len(steps) * layers * heads
+        if dispatch > MAX_DISPATCH:
+            raise _Refused(steps_path, f"timesteps × layers × heads = {dispatch} exceeds {MAX_DISPATCH}")
+        layout = None
+        if "layout" in top:
+            layout = self.layout(top["layout"], "$.layout", tokens)
+
+        names, patterns = [], {}
+        v, patterns_path = _required(top, "$", "patterns")
+        if not isinstance(v, dict):
+            raise _expected(patterns_path, "an object", v)
+        for name, value in v.items():
+            path = _child(patterns_path, name)
+            if name == "dense":
+                raise _Refused(path, '"dense" is built in and cannot be redefined')
+            if _NAME.fullmatch(name) is None:
+                raise _Refused(path, "pattern names use letters, digits, '_', '.' and '-'")
+            if len(names) >= self.limits["patterns"]:
+                raise _Refused(path, f"more than {self.limits['patterns']} patterns")
+            if (len(names) + 1) * blocks > self.limits["pattern_rows"]:
+                raise _Refused(path, f"{len(names) + 1} patterns × {blocks} query blocks is more than the "
+                                     f"{self.limits['pattern_rows']} pattern rows supported")
+            patterns[name] = self.pattern(value, path, tokens, block, blocks)
+            names.append(name)
+
+        plan = self.assignments(*_required(top, "$", "assignments"), steps, layers, heads, blocks, names, patterns)
+        return Masks(tokens, head_dim, block, layers, heads, steps, patterns, plan, names, model=model,
+                     layout=layout)
+
+    def layout(self, v, path, tokens):
+        m = _object(v, path, _LAYOUT)
+        frames = _int(*_required(m, path, "frames"), 1, MAX_LAYOUT_SIDE)
+        height = _int(*_required(m, path, "height"), 1, MAX_LAYOUT_SIDE)
+        width = _int(*_required(m, path, "width"), 1, MAX_LAYOUT_SIDE)
+        text = _int(m["text_tokens"], f"{path}.text_tokens", 0, MAX_TOKENS) if "text_tokens" in m else 0
+        if "text_position" in m:
+            where = f"{path}.text_position"
+            if _string(m["text_position"], where) not in ("first", "last"):
+                raise _Refused(where, 'expected "first" or "last"')
+        if frames * height * width + text != tokens:
+            raise _Refused(path, f"frames × height × width + text_tokens = {frames * height * width + text}, "
+                                 f"but tokens is {tokens}")
+        return dict(m)
+
+    def pattern(self, v, path, tokens, block, blocks):
+        m = _object(v, path, _PATTERN)
+        if "rows" in m and "bitmap" in m:
+            raise _Refused(path, 'give "rows" or "bitmap", not both')
+        if "rows" in m:
+            storage, lengths = self.ranges(m["rows"], f"{path}.rows", blocks)
+        elif "bitmap" in m:
+            storage, lengths = self.bitmap(m["bitmap"], f"{path}.bitmap", blocks)
+        else:
+            raise _Refused(path, 'expected "rows" or "bitmap"')
+
+        reuse = {}
+        if "reuse" in m:
+            reuse_path = f"{path}.reuse"
+            for i, pair in enumerate(_array(m["reuse"], reuse_path)):
+                where = f"{reuse_path}[{i}]"
+                items = _array(pair, where)
+                if len(items) != 2:
+                    raise _Refused(where, "expected [target, source] query blocks")
+                target = _int(items[0], f"{where}[0]", 0, blocks - 1)
+                source = _int(items[1], f"{where}[1]", 0, blocks - 1)
+                if target == source:
+                    raise _Refused(where, f"query block {target} cannot reuse itself")
+                if target in reuse:
+                    raise _Refused(where, f"query block {target} already reuses query block {reuse[target]}")
+                if lengths[target]:
+                    raise _Refused(where, f"query block {target} reuses query block {source}, so its kept key "
+                                          "blocks must be empty")
+                if tokens % block != 0 and source == blocks - 1:
+                    raise _Refused(f"{where}[1]", f"query block {source} is the partial last block and cannot "
+                                                  f"supply the {block} rows of query block {target}")
+                reuse[target] = source
+        # Every query block computes or reuses, and no chain of reuse comes back on itself.
+        ends = set()  # query blocks whose chain reaches a computed block
+        for q in [q for q, n in enumerate(lengths) if not n] if not reuse else range(blocks):
+            if q in reuse:
+                chain, at = [q], reuse[q]
+                seen = {q}
+                while at in reuse and at not in ends:
+                    if at in seen:
+                        raise _Refused(f"{path}.reuse", f"query block {q} is on a reuse cycle")
+                    seen.add(at)
+                    chain.append(at)
+                    at = reuse[at]
+                ends.update(chain)
+            elif not lengths[q]:
+                where = f"{path}.rows[{q}]" if "rows" in m else f"{path}.bitmap"
+                raise _Refused(where, f"query block {q} keeps no key block and reuses none")
+        return Pattern._decoded(blocks, storage, reuse)
+
+    def ranges(self, rows, path, blocks):
+        """The `rows` encoding → ("spans", flat, offsets) and the ranges per row."""
+        if not isinstance(rows, list):
+            raise _expected(path, "an array", rows)
+        if len(rows) != blocks:
+            raise _Refused(path, f"expected {blocks} rows (one per query block), found {len(rows)}")
+        flat = array("i")
+        offsets = [0]
+        lengths = []
         for q, row in enumerate(rows):
-            end_before = 0
             if not isinstance(row, list):
-                _fail(f"{path}.rows[{q}]", "expected an array of ranges")
+                raise _expected(f"{path}[{q}]", "an array", row)
+            spans = []
+            last = 0
             for r, rng in enumerate(row):
-                where = f"{path}.rows[{q}][{r}]"
-                if not isinstance(rng, list) or len(rng) != 2:
-                    _fail(where, "expected a key-block range [start, end)")
-                start, end = _int(rng[0], where, 0, blocks - 1), _int(rng[1], where, 1, blocks)
-                if start >= end or start < end_before:
-                    _fail(where, f"range [{start}, {end}) is empty, or overlaps or precedes the one before")
-                kept[q, start:end] = True
-                end_before = end
-    else:
-        try:
-            raw = base64.b64decode(entry["bitmap"], validate=True)
-        except (ValueError, TypeError):
-            _fail(f"{path}.bitmap", "expected base64 text")
+                if type(rng) is list and len(rng) == 2:
+                    s, e = rng
+                    if type(s) is int and type(e) is int and last <= s < e <= blocks:
+                        spans += (s, e)
+                        last = e
+                        continue
+                self.range_error(rng, f"{path}[{q}][{r}]", blocks, spans[-2:])
+            key = array("i", spans).tobytes()
+            self.count(key, len(spans) // 2, f"{path}[{q}]")
+            flat.frombytes(key)
+            offsets.append(len(flat))
+            lengths.append(len(spans) // 2)
+        return ("spans", flat, offsets), lengths
+
+    @staticmethod
+    def range_error(rng, path, blocks, last):
+        """Why `rng` is not a valid range (always raises)."""
+        ends = _array(rng, path)
+        if len(ends) != 2:
+            raise _Refused(path, "expected a key-block range [start, end)")
+        start = _int(ends[0], f"{path}[0]", 0, blocks - 1)
+        end = _int(ends[1], f"{path}[1]", 0, blocks)
+        if start >= end:
+            raise _Refused(path, f"empty range [{start}, {end}): end must exceed start")
+        raise _Refused(path, f"range [{start}, {end}) overlaps or precedes [{last[0]}, {last[1]}); ranges must be "
+                             "sorted and disjoint")
+
+    def bitmap(self, v, path, blocks):
+        """The `bitmap` encoding → ("bitmap", raw) and the ranges (runs of set bits) per row."""
+        text = _string(v, path)
+        raw = _base64(text)
+        if raw is None:
+            raise _Refused(path, "expected base64 text")
         stride = (blocks + 7) // 8
         if len(raw) != blocks * stride:
-            _fail(f"{path}.bitmap", f"expected {blocks} rows of {stride} bytes, found {len(raw)} bytes")
-        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8).reshape(blocks, stride), axis=1, bitorder="little")
-        if bits[:, blocks:].any():
-            _fail(f"{path}.bitmap", f"padding bits beyond the {blocks} key blocks are set")
-        kept = bits[:, :blocks].astype(bool)
-    reuse = {}
-    for i, pair in enumerate(entry.get("reuse", [])):
-        where = f"{path}.reuse[{i}]"
-        if not isinstance(pair, list) or len(pair) != 2:
-            _fail(where, "expected [target, source] query blocks")
-        target, source = _int(pair[0], where, 0, blocks - 1), _int(pair[1], where, 0, blocks - 1)
-        if target == source or target in reuse or kept[target].any():
-            _fail(where, f"query block {target} cannot reuse {source} (itself, twice, or it keeps key blocks)")
-        if partial_last and source == blocks - 1:
-            _fail(where, f"query block {source} is the partial last block and cannot be a source")
-        reuse[target] = source
-    pattern = Pattern(kept, reuse)
-    for q in range(blocks):
-        pattern.source(q)  # raises on cycles
-        if q not in reuse and not kept[q].any():
-            _fail(path, f"query block {q} keeps no key block and reuses none")
-    return pattern
+            raise _Refused(path, f"expected {blocks} rows of {stride} bytes ({blocks * stride} bytes), found "
+                                 f"{len(raw)} bytes")
+        rows = np.frombuffer(raw, dtype=np.uint8).reshape(blocks, stride)
+        padded = blocks  # the first row that sets a padding bit, if any
+        if blocks % 8:
+            bad = np.flatnonzero(rows[:, -1] >> (blocks % 8))
+            if len(bad):
+                padded = int(bad[0])
+        lengths = []
+        chunk = max(1, (1 << 22) // (stride * 8))
+        for first in range(0, padded, chunk):
+            bits = np.unpackbits(rows[first:min(padded, first + chunk)], axis=1, bitorder="little")
+            edges = np.diff(bits.astype(np.int8), axis=1, prepend=0, append=0)
+            r_start, c_start = np.nonzero(edges == 1)
+            c_end = np.nonzero(edges == -1)[1]
+            spans = np.empty(2 * len(c_start), dtype=np.int32)
+            spans[0::2], spans[1::2] = c_start, c_end
+            counts = np.bincount(r_start, minlength=len(bits))
+            at = np.concatenate(([0], np.cumsum(2 * counts)))
+            same = np.zeros(len(bits), dtype=bool)
+            same[1:] = (bits[1:] == bits[:-1]).all(axis=1)
+            for i in range(len(bits)):
+                n = int(counts[i])
+                if same[i] and self.last_row is not None:
+                    # The row repeats the one before: count it without making its key.
+                    self.total_ranges += n
+                    if self.total_ranges > self.limits["ranges"]:
+                        raise _Refused(path, f"the patterns hold more than {self.limits['ranges']} key-block ranges "
+                                             "in all")
+                else:
+                    self.count(spans[at[i]:at[i + 1]].tobytes(), n, path)
+                lengths.append(n)
+        if padded < blocks:
+            last = int(rows[padded, -1])
+            bit = next(b for b in range(8) if last >> b & 1 and (stride - 1) * 8 + b >= blocks)
+            raise _Refused(path, f"row {padded} sets padding bit {(stride - 1) * 8 + bit} beyond the {blocks} key "
+                                 "blocks")
+        return ("bitmap", bytes(raw)), lengths
+
+    def assignments(self, v, path, steps, layers, heads, blocks, names, patterns):
+        plan = np.full((len(steps), layers, heads), -1, dtype=np.int32)
+        index = {name: i for i, name in enumerate(names)}
+        entries = _array(v, path)
+        for i, entry in enumerate(entries):
+            where = f"{path}[{i}]"
+            m = _object(entry, where, _ASSIGNMENT)
+            s = self.selector(*_required(m, where, "steps"), steps, "timestep")
+            ls = self.selector(*_required(m, where, "layers"), range(layers), "layer")
+            hs = self.selector(*_required(m, where, "heads"), range(heads), "head")
+            name = _string(*_required(m, where, "pattern"))
+            if name == "dense" and "dense" not in index:
+                index["dense"] = len(names)
+                names.append("dense")
+                patterns["dense"] = Pattern._decoded(blocks, ("dense",), {})
+            p = index.get(key_of(name))
+            if p is None:
+                raise _Refused(f"{where}.pattern", f'unknown pattern "{name}"')
+            si = np.searchsorted(np.asarray(steps), s)
+            at = np.ix_(si, ls, hs)
+            taken = plan[at]
+            if taken.max() >= 0:
+                a, b, c = np.argwhere(taken >= 0)[0]
+                raise _Refused(where, f"timestep {s[a]} layer {ls[b]} head {hs[c]} is already assigned pattern "
+                                      f'"{names[taken[a, b, c]]}"')
+            del taken
+            plan[at] = p
+        missing = int(np.argmin(plan))
+        if plan.flat[missing] < 0:
+            step, rest = divmod(missing, layers * heads)
+            layer, head = divmod(rest, heads)
+            raise _Refused(path, f"timestep {steps[step]} layer {layer} head {head} has no pattern assigned")
+        return plan
+
+    @staticmethod
+    def selector(v, path, values, what):
+        """`"*"`, an integer, or a list such as `"0-3,8"` → the sorted values it picks, all among
+        `values` (ascending: timestep values, or a range of layers or heads)."""
+        if isinstance(v, (int, Number)) and not isinstance(v, bool):
+            picked = [_int(v, path, 0, INT64_MAX)]
+        else:
+            text = _string(v, path)
+            if text == "*":
+                return list(values)
+            picked = []
+            for part in text.split(","):
+                ends = [_selector_int(e) for e in part.split("-")]
+                if len(ends) > 2 or ends[0] is None or ends[-1] is None or ends[0] > ends[-1]:
+                    raise _Refused(path, f'expected "*", an integer, or a list like "0-3,8"; found "{text}"')
+                lo, hi = ends[0], ends[-1]
+                a, b = bisect.bisect_left(values, lo), bisect.bisect_right(values, hi)
+                picked += values[a:b]
+                if len(ends) == 1 and a == b:
+                    picked.append(lo)
+        bad = next((x for x in picked if not _contains(values, x)), None)
+        if bad is not None:
+            raise _Refused(path, f"{what} {bad} does not exist")
+        if not picked:
+            raise _Refused(path, f"selects no {what}")
+        return sorted(set(picked))
 
 
-def _selector(value, values, path):
-    if isinstance(value, int) and not isinstance(value, bool):
-        picked = [value]
-    elif value == "*":
-        return list(values)
-    elif isinstance(value, str):
-        picked = []
-        for part in value.split(","):
-            ends = part.split("-")
-            try:
-                lo, hi = int(ends[0]), int(ends[-1])
-            except ValueError:
-                lo, hi = 1, 0
-            if len(ends) > 2 or lo > hi:
-                _fail(path, f'expected "*", an integer, or a list like "0-3,8"; found {json.dumps(value)}')
-            picked += [v for v in values if lo <= v <= hi] if len(ends) == 2 else [lo]
-    else:
-        _fail(path, f'expected "*", an integer, or a list like "0-3,8"; found {json.dumps(value)}')
-    bad = [v for v in picked if v not in values]
-    if bad:
-        _fail(path, f"{bad[0]} does not exist")
-    if not picked:
-        _fail(path, "selects nothing")
-    return sorted(set(picked))
+def _contains(values, x):
+    """x in `values`, an ascending list or a range."""
+    if isinstance(values, range):
+        return x in values
+    i = bisect.bisect_left(values, x)
+    return i < len(values) and values[i] == x
+
+
+def _plain(value, path="$", depth=0):
+    """A Python value (what json.load gives, or built by hand) as the reader's tree: ints beyond
+    Int64 and floats become Numbers, tuples lists; anything JSON cannot hold is refused."""
+    if depth >= _json.MAX_DEPTH:
+        raise _Refused(path, f"nesting deeper than {_json.MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str, Number)):
+        return value
+    if isinstance(value, numbers.Integral):
+        v = int(value)
+        return v if INT64_MIN <= v <= INT64_MAX else Number(str(v))
+    if isinstance(value, numbers.Real):
+        return Number(repr(float(value)))
+    if isinstance(value, (list, tuple)):
+        return [_plain(x, f"{path}[{i}]", depth + 1) for i, x in enumerate(value)]
+    if isinstance(value, dict):
+        out, seen = {}, set()
+        for key, x in value.items():
+            if not isinstance(key, str):
+                raise _Refused(path, f"expected string keys, found {type(key).__name__} {key!r}")
+            if key_of(key) in seen:
+                raise _Refused(path, f'duplicate key "{key}"')
+            seen.add(key_of(key))
+            out[key] = _plain(x, _child(path, key), depth + 1)
+        return out
+    raise _Refused(path, f"expected a JSON value, found {type(value).__name__}")
 
 
 def _ranges(indices, values):
@@ -190,6 +629,12 @@ def _ranges(indices, values):
     return ",".join(parts)
 
 
+def _index(name, value, count):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < count:
+        raise _LookupError(f"{name} {value!r} is not among the {count} {name}s (expected 0...{count - 1})")
+    return int(value)
+
+
 class Masks:
     """A whole masks.json: the shape, the named patterns and which one each (step, layer, head) uses.
     `plan[step_index, layer, head]` indexes `names`; `patterns[name]` is a Pattern."""
@@ -199,9 +644,12 @@ class Masks:
         self.tokens, self.head_dim, self.block = tokens, head_dim, block
         self.layers, self.heads, self.timesteps = layers, heads, list(timesteps)
         self.patterns, self.names = dict(patterns), list(names)
-        self.plan = np.asarray(plan, dtype=np.int64)
+        self.plan = np.asarray(plan)
         self.model, self.layout = model, layout
-        assert self.plan.shape == (len(self.timesteps), layers, heads)
+        self._step_index = {s: i for i, s in enumerate(self.timesteps)}
+        if self.plan.shape != (len(self.timesteps), layers, heads):
+            raise MasksError(f"plan: expected shape (timesteps, layers, heads) = {(len(self.timesteps), layers, heads)}, "
+                             f"got {self.plan.shape}")
 
     @property
     def blocks(self):
@@ -212,17 +660,23 @@ class Masks:
                 f"{self.layers} layers × {self.heads} heads, steps {self.timesteps}, "
                 f"{len(set(self.plan.flat))} patterns in use)")
 
+    def _where(self, step, layer, head):
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step not in self._step_index:
+            raise _LookupError(f"step {step!r} has no plans (steps: {self.timesteps})")
+        return self._step_index[step], _index("layer", layer, self.layers), _index("head", head, self.heads)
+
     def pattern(self, step, layer, head):
-        """The Pattern of (step value, layer, head)."""
-        if step not in self.timesteps:
-            raise KeyError(f"step {step} has no plans (steps: {self.timesteps})")
-        return self.patterns[self.names[self.plan[self.timesteps.index(step), layer, head]]]
+        """The Pattern of (step value, layer, head); MasksError (also a KeyError) for one the masks
+        do not have."""
+        return self.patterns[self.pattern_name(step, layer, head)]
 
     def pattern_name(self, step, layer, head):
-        return self.names[self.plan[self.timesteps.index(step), layer, head]]
+        return self.names[self.plan[self._where(step, layer, head)]]
 
     def first_use(self, name):
         """The first (step, layer, head) that uses pattern `name`, or None."""
+        if name not in self.names:
+            raise _LookupError(f"no pattern {name!r} (patterns: {', '.join(self.names)})")
         hits = np.argwhere(self.plan == self.names.index(name))
         if len(hits) == 0:
             return None
@@ -232,78 +686,41 @@ class Masks:
     # Reading.
 
     @classmethod
-    def read(cls, path):
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise MasksError(f"{path}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}") from None
+    def read(cls, path, *, _limits=None):
+        """The masks of the file at `path`, read as `calibc compile` reads it; MasksError with
+        calibc's message (`<file>: <where>: <what was expected>`) for any file calibc refuses."""
+        file = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
         try:
-            return cls.from_json(data)
-        except MasksError as e:
-            raise MasksError(f"{path}: {e}") from None
+            with open(path, "rb") as f:
+                data = f.read()
+        except (OSError, TypeError, ValueError):
+            raise MasksError(f"{file}: $: cannot read the file") from None
+        try:
+            tree = _json.parse(data)
+        except JSONSyntaxError as e:
+            raise MasksError(f"{file}: line {e.line}, column {e.column}: invalid JSON: {e.message}") from None
+        try:
+            return _Decoder(_limits).masks(tree.value)
+        except _Refused as e:
+            refused = e
+        # calibc reads the whole file before it decodes any of it: a syntax error anywhere wins.
+        try:
+            if tree.check_depth():
+                return _Decoder(_limits).masks(tree.value)
+        except JSONSyntaxError as e:
+            raise MasksError(f"{file}: line {e.line}, column {e.column}: invalid JSON: {e.message}") from None
+        except _Refused as e:
+            refused = e
+        raise MasksError(f"{file}: {refused}") from None
 
     @classmethod
-    def from_json(cls, data):
-        if not isinstance(data, dict):
-            _fail("$", "expected an object")
-        allowed = {"format", "model", "tokens", "head_dim", "block", "layers", "heads", "timesteps", "layout",
-                   "patterns", "assignments"}
-        for key in data:
-            if key not in allowed:
-                _fail(f"$.{key}", "unknown field")
-        for key in allowed - {"layout", "model"}:
-            if key not in data:
-                _fail("$", f'missing "{key}"')
-        if data["format"] != 1:
-            _fail("$.format", "expected 1")
-        tokens = _int(data["tokens"], "$.tokens", 1, 1 << 28)
-        head_dim = _int(data["head_dim"], "$.head_dim", 1, 512)
-        block = _int(data["block"], "$.block", 1, 1024)
-        layers = _int(data["layers"], "$.layers", 1, 4096)
-        heads = _int(data["heads"], "$.heads", 1, 4096)
-        timesteps = data["timesteps"]
-        if not isinstance(timesteps, list) or not timesteps or any(
-                not isinstance(t, int) for t in timesteps) or sorted(set(timesteps)) != timesteps:
-            _fail("$.timesteps", "expected a non-empty, strictly ascending array of integers")
-        blocks = -(-tokens // block)
-        partial = tokens % block != 0
-        if not isinstance(data["patterns"], dict):
-            _fail("$.patterns", "expected an object")
-        patterns, names = {}, []
-        for name, entry in data["patterns"].items():
-            if name == "dense":
-                _fail("$.patterns.dense", '"dense" is built in and cannot be redefined')
-            if not _NAME.match(name):
-                _fail(f"$.patterns.{name}", "a name of letters, digits, _, . and -")
-            patterns[name] = _parse_pattern(entry, blocks, partial, f"$.patterns.{name}")
-            names.append(name)
-        plan = np.full((len(timesteps), layers, heads), -1, dtype=np.int64)
-        if not isinstance(data["assignments"], list):
-            _fail("$.assignments", "expected an array")
-        for i, entry in enumerate(data["assignments"]):
-            where = f"$.assignments[{i}]"
-            if not isinstance(entry, dict) or set(entry) != {"steps", "layers", "heads", "pattern"}:
-                _fail(where, 'expected {"steps", "layers", "heads", "pattern"}')
-            steps = _selector(entry["steps"], timesteps, f"{where}.steps")
-            ls = _selector(entry["layers"], list(range(layers)), f"{where}.layers")
-            hs = _selector(entry["heads"], list(range(heads)), f"{where}.heads")
-            name = entry["pattern"]
-            if name == "dense" and "dense" not in patterns:
-                patterns["dense"] = Pattern(np.ones((blocks, blocks), dtype=bool))
-                names.append("dense")
-            if name not in patterns:
-                _fail(f"{where}.pattern", f'unknown pattern "{name}"')
-            index = np.ix_([timesteps.index(s) for s in steps], ls, hs)
-            if (plan[index] >= 0).any():
-                _fail(where, "assigns a (step, layer, head) that already has a pattern")
-            plan[index] = names.index(name)
-        missing = np.argwhere(plan < 0)
-        if len(missing):
-            s, layer, head = missing[0]
-            _fail("$.assignments", f"timestep {timesteps[s]} layer {layer} head {head} has no pattern assigned")
-        return cls(tokens, head_dim, block, layers, heads, timesteps, patterns, plan, names,
-                   model=data.get("model", ""), layout=data.get("layout"))
+    def from_json(cls, data, *, _limits=None):
+        """The masks of a parsed masks.json (a dict as json.load gives it), checked as calibc checks a
+        file; MasksError `<JSON path>: <what was expected>`."""
+        try:
+            return _Decoder(_limits).masks(_plain(data))
+        except _Refused as refused:
+            raise MasksError(str(refused)) from None
 
     # Writing.
 
@@ -345,6 +762,12 @@ class Masks:
     def from_patterns(cls, tokens, head_dim, block, timesteps, per_step_layer, model="", layout=None):
         """Builds a Masks from {(step, layer): [Pattern per head]}, one entry for every step of
         `timesteps` and every layer; identical patterns are stored once."""
+        timesteps = list(timesteps)
+        if not per_step_layer:
+            raise MasksError("per_step_layer: expected {(step, layer): [Pattern per head]}, got no entries")
+        unknown = [step for step, _ in per_step_layer if step not in timesteps]
+        if unknown:
+            raise MasksError(f"step {unknown[0]} is not among the timesteps {timesteps}")
         keys = sorted(per_step_layer)
         layers = 1 + max(layer for _, layer in keys)
         heads = len(per_step_layer[keys[0]])
@@ -354,6 +777,8 @@ class Masks:
             if len(plist) != heads:
                 raise MasksError(f"step {step} layer {layer}: {len(plist)} patterns for {heads} heads")
             for head, p in enumerate(plist):
+                if not isinstance(p, Pattern):
+                    raise MasksError(f"step {step} layer {layer} head {head}: expected a Pattern, got {type(p).__name__}")
                 if p not in index:
                     index[p] = len(names)
                     names.append(f"p{len(names)}")

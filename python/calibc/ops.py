@@ -12,32 +12,42 @@ library (`library` is then its libcalibcuda.so) on the current stream.
 
 import torch
 
+from . import _abi
 from .cuda import load_cuda
+from .errors import ArgumentError
 from .kernels import LAYOUTS, load
 
 __all__ = ["attention_layer", "dense_attention_layer"]
 
 
-def _check(q, k, v, layout):
-    torch._check(layout in LAYOUTS, lambda: f"layout must be one of {LAYOUTS}, not {layout!r}")
-    torch._check(q.dim() == 4, lambda: f"q: expected a 4D tensor, got {q.dim()}D")
-    torch._check(q.shape == k.shape and q.shape == v.shape, lambda: "q, k and v must have one shape")
+def _check(q, k, v, layout, *integers):
+    """The checks both the real and the fake kernel make, raising calibc.ArgumentError (also a
+    RuntimeError and a ValueError). `integers`: (name, value) pairs that go to C as int32_t,
+    checked where they are plain ints (under torch.compile they may be symbolic)."""
+    torch._check_with(ArgumentError, layout in LAYOUTS, lambda: f"layout: expected one of {LAYOUTS}, got {layout!r}")
+    torch._check_with(ArgumentError, q.dim() == 4, lambda: f"q: expected a 4D tensor, got {q.dim()}D")
+    torch._check_with(ArgumentError, q.shape == k.shape and q.shape == v.shape,
+                      lambda: f"q, k and v must have one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     dtypes = (torch.bfloat16, torch.float16) if q.device.type == "cuda" else (torch.float32, torch.bfloat16)
-    torch._check(q.dtype == k.dtype == v.dtype and q.dtype in dtypes,
-                 lambda: f"q, k and v must all have one of the dtypes {dtypes} on {q.device.type}")
+    torch._check_with(ArgumentError, q.dtype == k.dtype == v.dtype and q.dtype in dtypes,
+                      lambda: f"q, k and v must all have one of the dtypes {dtypes} on {q.device.type}, got "
+                              f"{q.dtype}, {k.dtype}, {v.dtype}")
+    for name, value in integers:
+        if isinstance(value, int):
+            _abi.int32(name, value)
 
 
 @torch.library.custom_op("calibc::attention_layer", mutates_args=(), device_types="cpu")
 def attention_layer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str, step: int, layer: int,
                     layout: str = "bshd") -> torch.Tensor:
-    _check(q, k, v, layout)
+    _check(q, k, v, layout, ("step", step), ("layer", layer))
     out = torch.empty(q.shape, dtype=q.dtype)
     return load(library).attention_layer(step, layer, q, k, v, out=out, layout=layout)
 
 
 @attention_layer.register_fake
 def _attention_layer_fake(q, k, v, library, step, layer, layout="bshd"):
-    _check(q, k, v, layout)
+    _check(q, k, v, layout, ("step", step), ("layer", layer))
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 
@@ -59,7 +69,7 @@ def _dense_attention_layer_fake(q, k, v, library, layout="bshd"):
 # builds: `library` names that .so, and the launch runs on torch's current stream.
 @attention_layer.register_kernel("cuda")
 def _attention_layer_cuda(q, k, v, library, step, layer, layout="bshd"):
-    _check(q, k, v, layout)
+    _check(q, k, v, layout, ("step", step), ("layer", layer))
     return load_cuda(library).attention_layer(step, layer, q, k, v, layout=layout)
 
 

@@ -1,0 +1,46 @@
+"""The package's exceptions (docs/python.md, "Errors").
+
+    CalibError (RuntimeError)            a non-zero status of the C ABI; a library that cannot be
+                                         loaded or is not the one asked for
+      ArgumentError (+ ValueError)       a bad argument caught before any C call: a tensor of the
+                                         wrong shape, dtype, device or layout, an output that
+                                         overlaps an input, an integer that does not fit its C type
+    MasksError (ValueError)              a masks file (or masks built in Python) that calibc would
+                                         refuse, with calibc's own message
+"""
+
+__all__ = ["ArgumentError", "CalibError", "MasksError"]
+
+# enum calib_status (the values _abi.STATUS spells; repeated here so this module imports nothing)
+_CALIB_ERR_ARGUMENT = 3
+
+
+class CalibError(RuntimeError):
+    """A non-zero status of the C ABI (`.status`), or a library that cannot serve the call
+    (`.status` -1)."""
+
+    def __init__(self, status, message=None):
+        if message is None:
+            from ._abi import STATUS_TEXT
+            message = STATUS_TEXT.get(status, f"status {status}")
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):
+        return CalibError, (self.status, str(self))
+
+
+class ArgumentError(CalibError, ValueError):
+    """A bad argument, refused in Python before it reaches C (`.status` is CALIB_ERR_ARGUMENT).
+    Also a ValueError, so `except ValueError` keeps working."""
+
+    def __init__(self, message):
+        super().__init__(_CALIB_ERR_ARGUMENT, message)
+
+    def __reduce__(self):
+        return ArgumentError, (str(self),)
+
+
+class MasksError(ValueError):
+    """masks.json, or masks built in Python, that calibc refuses. From `Masks.read` the message
+    is exactly calibc's: `<file>: <JSON path or line, column>: <what was expected>`."""
