@@ -3,10 +3,12 @@
 
 SWIFT_BUILD = swift build -c release
 CALIBC = .build/release/calibc
+include Sources/CalibKernelSources/kernels/llvm.mk
+OMP = -fopenmp -idirafter $(OMP_INCLUDE) -L$(LLVM_LIB) -lomp -Wl,-rpath,$(LLVM_LIB)
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources
+.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu cpu-scaling-sources cpu-scaling
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -46,6 +48,13 @@ bundled: kernels
 
 test: deps
 	swift test --disable-swift-testing
+
+# The edit–test loop (well under a minute here once built): IR, passes, frontend, JSON,
+# safetensors, support, the CUDA target's files and one kernel against float64 with poisoned
+# skipped tiles. `make test` is the full tier CI runs.
+FAST_TESTS = CalibIRTests|CalibPassesTests|CalibFrontendTests|CalibSafetensorsTests|CalibSupportTests|CUDATargetTests|KernelTests/testSkippedTilesAreNeverRead
+test-fast: deps
+	swift test --disable-swift-testing --filter '$(FAST_TESTS)'
 
 # Regenerate the committed kernels of the example (a test fails while they are stale).
 kernels: deps
@@ -91,44 +100,17 @@ bench-state: deps
 	$(SWIFT_BUILD) --product calib-bench
 	.build/release/calib-bench state-size
 
-# libFuzzer over the masks.json frontend, the safetensors reader, recordings (their size
-# arithmetic) and calibrate's per-head decisions on adversarial masses, seeded from Fuzz/corpus;
-# a crash leaves its input in .build/fuzz-artifacts and fails the target, and so does a run
-# that reports no coverage counters (SwiftPM's --sanitize fuzzer alone does not instrument).
+# libFuzzer over the masks.json frontend, the IR text reader, the safetensors reader, recordings
+# and calibrate's per-head decisions, seeded from Fuzz/corpus (Fuzz/run.sh).
 FUZZ_SECONDS = 60
-FUZZ_BUILD = CALIBC_FUZZ=1 swift build --build-path .build/fuzz --sanitize fuzzer --sanitize address \
-	-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
 fuzz: deps
-	$(FUZZ_BUILD) --product fuzz-masks
-	$(FUZZ_BUILD) --product fuzz-safetensors
-	$(FUZZ_BUILD) --product fuzz-recording
-	$(FUZZ_BUILD) --product fuzz-calibrate
-	$(FUZZ_BUILD) --product fuzz-ir
-	@set -e; for target in masks safetensors recording calibrate ir; do \
-		mkdir -p .build/fuzz-corpus/$$target .build/fuzz-artifacts; \
-		.build/fuzz/debug/fuzz-$$target .build/fuzz-corpus/$$target Fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
-			-rss_limit_mb=4096 -artifact_prefix=.build/fuzz-artifacts/$$target- -print_final_stats=1 \
-			> .build/fuzz-$$target.log 2>&1 || { tail -40 .build/fuzz-$$target.log; exit 1; }; \
-		grep -q "inline 8-bit counters" .build/fuzz-$$target.log || { echo "fuzz-$$target: no coverage instrumentation"; exit 1; }; \
-		echo "fuzz-$$target: $$(grep -E '^Done' .build/fuzz-$$target.log), $$(grep -oE 'cov: [0-9]+' .build/fuzz-$$target.log | tail -1) edges, no crash"; \
-	done
+	sh Fuzz/run.sh $(FUZZ_SECONDS)
 
-# Generated kernels under AddressSanitizer + UndefinedBehaviorSanitizer on odd shapes
-# (Tests/Sanitize: N = 1, N = block - 1, a partial last block with reuse), built once and run with
-# each instruction set this machine has (CALIBC_ISA caps the kernels' own choice).
-OMP = -fopenmp -idirafter /usr/lib/llvm-14/lib/clang/14.0.6/include -L/usr/lib/llvm-14/lib -lomp -Wl,-rpath,/usr/lib/llvm-14/lib
+# Generated kernels under AddressSanitizer + UndefinedBehaviorSanitizer on odd shapes, with each
+# instruction set this machine has (Tests/Sanitize/run.sh).
 sanitize: deps
 	$(SWIFT_BUILD) --product calibc
-	@set -e; for masks in Tests/Sanitize/*.json; do \
-		dir=.build/sanitize/$$(basename $$masks .json); \
-		rm -rf $$dir; $(CALIBC) compile $$masks -o $$dir > /dev/null; \
-		clang -std=c11 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
-			-I $$dir/include -I $$dir Tests/Sanitize/harness.c $$dir/calib_schedule.c \
-			$(OMP) -lpthread -lm -o $$dir.harness; \
-		for isa in avx512-bf16 avx512 avx2 sse portable; do \
-			result=$$(CALIBC_ISA=$$isa $$dir.harness) || exit 1; echo "$$masks $$isa: $$result"; \
-		done; \
-	done
+	OMP_FLAGS="$(OMP)" sh Tests/Sanitize/run.sh $(CALIBC)
 
 # The Python package (python/, imported as `calibc`: kernel loading, the torch custom op, masks.json,
 # FlexAttention BlockMask interop, the diffusers processor and recorder), in a venv of CPU torch and
@@ -164,48 +146,26 @@ bench-peers: example .venv/ok
 	$(PY_INSTALL)
 	.venv/bin/python -m calibc.bench_peers out/masks.json out/kernels/libcalibkernels.so out/recordings/prompt2.safetensors
 
-# ---- CUDA target (issue 14; docs/gpu.md). `gpu-sources` and `cuda-check` run here (no GPU);
-# `test-gpu` and `bench-gpu` run on the GPU machine from the carried folder .gpu (made by
-# gpu-sources; list .gpu in the device call's carry): they need nvcc and torch, not Swift.
+# ---- CUDA target (docs/gpu.md). `gpu-sources` and `cuda-check` run here (no GPU); `test-gpu`
+# and `bench-gpu` run on the GPU machine from the carried folder .gpu (list .gpu in the device
+# call's carry): they need nvcc, torch and pytest, not Swift. Every library is built by the
+# build.sh calibc wrote beside it, the recipe `calibc compile --target cuda --shared` runs.
 GPU_DIR = .gpu
 CUDA_PIP = nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 \
            nvidia-nvvm==13.0.88 nvidia-cuda-cccl==13.0.85
-CUDA_PIP_NVCC = .cuda/nvidia/cu13/bin/nvcc
-GPU_MASKS = python3 Tests/GPU/make_masks.py
-GPU_SETS = t128 t64 ex wan13b wan14b
 
 .cuda/ok:
 	python3 -m pip install -q --no-deps --target .cuda $(CUDA_PIP)
 	touch $@
 
+# The mask sets of Tests/GPU/matrix.json, compiled for the CUDA target into .gpu/<set>.
 gpu-sources: deps
 	$(SWIFT_BUILD) --product calibc
-	mkdir -p $(GPU_DIR)
-	$(GPU_MASKS) -o $(GPU_DIR)/t128.json --tokens 2000 --heads 3 --head-dim 128 --frame-tokens 400 \
-	    --layers dense,cal:0.5,cal:0.2,reuse:0.3,rand:0.3 --seed 1
-	$(GPU_MASKS) -o $(GPU_DIR)/t64.json --tokens 1900 --heads 2 --head-dim 64 --frame-tokens 400 \
-	    --layers dense,cal:0.3,reuse:0.3 --seed 2
-	cp examples/masks.json $(GPU_DIR)/ex.json
-	$(GPU_MASKS) -o $(GPU_DIR)/wan13b.json --tokens 32760 --heads 12 --head-dim 128 --frame-tokens 1560 \
-	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
-	    --seed 3 --model wan2.1-1.3b-480p
-	$(GPU_MASKS) -o $(GPU_DIR)/wan14b.json --tokens 75600 --heads 40 --head-dim 128 --frame-tokens 3600 \
-	    --layers dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1,rand:0.5,rand:0.2,rand:0.1,reuse:0.1:0.5,reusex:0.1:0.5 \
-	    --seed 4 --model wan2.1-14b-720p
-	for s in $(GPU_SETS); do rm -rf $(GPU_DIR)/$$s; $(CALIBC) compile $(GPU_DIR)/$$s.json -o $(GPU_DIR)/$$s --target cuda >/dev/null || exit 1; done
+	sh Tests/GPU/sources.sh $(CALIBC) $(GPU_DIR)
 
-# The kernel for sm_90a with warnings as errors; fails on any spill in the wgmma (main) kernel.
+# The kernels for sm_90a with warnings as errors; fails on any spill.
 cuda-check: .cuda/ok gpu-sources
-	for s in t128 ex; do NVCC=$(CUDA_PIP_NVCC) NO_LINK=1 sh Tests/GPU/build.sh $(GPU_DIR)/$$s || exit 1; done
-	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/t128/ptxas.log calib_wgmma_kernel
-	python3 Tests/GPU/check_ptxas.py $(GPU_DIR)/ex/ptxas.log calib_mma_kernel
-
-test-gpu:
-	for s in t128 t64 ex $$(test -d $(GPU_DIR)/tinywan && echo tinywan); do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
-	cd Tests/GPU && python3 test_gpu.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
-	    ../../$(GPU_DIR)/t64/libcalibcuda.so:../../$(GPU_DIR)/t64.json ../../$(GPU_DIR)/ex/libcalibcuda.so:../../$(GPU_DIR)/ex.json
-	cd Tests/GPU && PYTHONPATH=../../python:$$PYTHONPATH python3 test_torch.py ../../$(GPU_DIR)/t128/libcalibcuda.so:../../$(GPU_DIR)/t128.json \
-	    $$(test -d ../../$(GPU_DIR)/tinywan && echo ../../$(GPU_DIR)/tinywan/libcalibcuda.so)
+	NVCC=$(CURDIR)/.cuda/nvidia/cu13/bin/nvcc sh Tests/GPU/cuda_check.sh $(GPU_DIR)
 
 # The masks of the tiny random Wan of `make diffusers`, for the processor on the GPU (test-gpu).
 gpu-sources-torch: .venv/ok gpu-sources
@@ -214,10 +174,13 @@ gpu-sources-torch: .venv/ok gpu-sources
 	rm -rf $(GPU_DIR)/tinywan
 	$(CALIBC) compile $(GPU_DIR)/tinywan-calibration/masks.json -o $(GPU_DIR)/tinywan --target cuda > /dev/null
 
+test-gpu:
+	sh Tests/GPU/test.sh $(GPU_DIR)
+
 bench-gpu:
-	for s in wan13b wan14b; do sh Tests/GPU/build.sh $(GPU_DIR)/$$s & done; wait
-	cd Tests/GPU && python3 bench_gpu.py wan1.3B-480p=../../$(GPU_DIR)/wan13b/libcalibcuda.so:../../$(GPU_DIR)/wan13b.json \
-	    wan14B-720p=../../$(GPU_DIR)/wan14b/libcalibcuda.so:../../$(GPU_DIR)/wan14b.json $(BENCH_ARGS)
+	sh Tests/GPU/build_sets.sh $(GPU_DIR) wan13b wan14b
+	PYTHONPATH=python$${PYTHONPATH:+:$$PYTHONPATH} python3 Tests/GPU/bench_gpu.py wan1.3B-480p=$(GPU_DIR)/wan13b/libcalibcuda.so:$(GPU_DIR)/wan13b.json \
+	    wan14B-720p=$(GPU_DIR)/wan14b/libcalibcuda.so:$(GPU_DIR)/wan14b.json $(BENCH_ARGS)
 
 # Calibration on the GPU (issue 16; docs/calibration.md section 8): `calibrate-gpu-sources` here
 # writes bf16 q/k recordings and the C kernel's block mass of the same q/k into .gpu/calib; on the
@@ -241,8 +204,4 @@ cpu-scaling-sources: deps
 	$(CALIBC) compile Tests/CPU/scaling-masks.json -o $(SCALING) > /dev/null
 
 cpu-scaling:
-	$(CC) -std=c11 -O3 -march=native -fopenmp -I Sources/CBench/include -c Sources/CBench/peak.c -o $(SCALING)/peak.o
-	$(CC) -std=c11 -O3 -fopenmp -I $(SCALING)/include -I $(SCALING) -I Sources/CBench/include Tests/CPU/scaling.c $(SCALING)/calib_schedule.c \
-		$(SCALING)/peak.o -lm -o $(SCALING)/scaling
-	@for isa in avx2 avx512 avx512-bf16; do CALIBC_ISA=$$isa $(SCALING)/scaling --check || exit 1; done
-	$(SCALING)/scaling
+	sh Tests/CPU/scaling.sh $(SCALING)

@@ -1,11 +1,22 @@
 // swift-tools-version:5.9
+import Foundation
 import PackageDescription
 
 // Debian 12's libomp-dev (LLVM 14) is the OpenMP runtime the toolchain's clang can use;
-// libclang-dev (LLVM 14) is what CalibCodegen checks every emitted C file with. These flags live
-// here and in CalibCodegen's Toolchain (for the libraries calibc builds), nowhere else.
-let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
-let llvmLib = "/usr/lib/llvm-14/lib"
+// libclang-dev (LLVM 14) is what CalibCodegen checks every emitted C file with. Their paths are
+// written once, in kernels/llvm.mk, which the Makefile and calibc (for the libraries it builds)
+// read too.
+let llvm: [String: String] = {
+    let path = Context.packageDirectory + "/Sources/CalibKernelSources/kernels/llvm.mk"
+    var settings: [String: String] = [:]
+    for line in ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n") where !line.hasPrefix("#") {
+        let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.count == 2 { settings[parts[0]] = parts[1] }
+    }
+    return settings
+}()
+let ompInclude = llvm["OMP_INCLUDE"]!
+let llvmLib = llvm["LLVM_LIB"]!
 let openMPC: [CSetting] = [.unsafeFlags(["-O3", "-march=native", "-fopenmp", "-idirafter", ompInclude])]
 /// Generated kernels choose their instruction set at load time, so they are built for any x86-64.
 let kernelC: [CSetting] = [.unsafeFlags(["-O3", "-fopenmp", "-idirafter", ompInclude])]
@@ -40,12 +51,15 @@ let package = Package(
         .target(name: "CalibPasses", dependencies: ["CalibIR"]),
         .target(name: "CalibPictures", dependencies: ["CalibIR", "CalibSupport"]),
         .systemLibrary(name: "CClang", path: "Sources/CClang"),
-        // Emitters per target; the kernels themselves are the C and CUDA files under kernels/.
+        // The kernels themselves (kernels/include, cpu, cuda), read by the targets through one accessor.
+        .target(name: "CalibKernelSources", resources: [.copy("kernels")]),
+        // Their public headers as a C module: the ABI for the runtime, calib_exp2.h for calibration.
+        .target(name: "CCalibABI", path: "Sources/CalibKernelSources/kernels/include", publicHeadersPath: "."),
+        // Emitters per target.
         .target(
             name: "CalibCodegen",
-            dependencies: ["CalibIR", "CalibJSON", "CalibPasses", "CClang"],
-            resources: [.copy("kernels")],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/lib/llvm-14/include"])]
+            dependencies: ["CalibIR", "CalibJSON", "CalibPasses", "CalibKernelSources", "CClang"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I" + llvm["LLVM_INCLUDE"]!])]
         ),
         .target(name: "CalibDriver", dependencies: ["CalibCodegen", "CalibFrontend", "CalibPasses", "CalibIR"]),
         // The kernels of the bundled example, written by `make kernels`; never edited by hand.
@@ -56,13 +70,12 @@ let package = Package(
             cSettings: kernelC,
             linkerSettings: openMPLink
         ),
-        // The C ABI header of the CPU kernels, as the runtime sees it.
-        .systemLibrary(name: "CCalibABI", path: "Sources/CCalibABI"),
-        .target(name: "CalibRuntime", dependencies: ["CCalibABI", "CalibSupport"]),
+        .target(name: "CalibRuntime", dependencies: ["CCalibABI", "CalibIR", "CalibSupport"]),
         .target(name: "CalibSafetensors", dependencies: ["CalibJSON", "CalibSupport"]),
         // Dense measurements for calibration (block attention mass, plan error), C/OpenMP.
         .target(
             name: "CCalibrate",
+            dependencies: ["CCalibABI"],
             cSettings: openMPC,
             linkerSettings: openMPLink
         ),
@@ -84,7 +97,7 @@ let package = Package(
         .testTarget(name: "CalibIRTests", dependencies: ["CalibIR", "CalibPictures", "CalibSupport"]),
         .testTarget(name: "CalibFrontendTests", dependencies: ["CalibFrontend", "CalibSupport"]),
         .testTarget(name: "CalibPassesTests", dependencies: ["CalibPasses", "CalibFrontend", "CalibDriver"], exclude: ["Fixtures"]),
-        .testTarget(name: "CalibCodegenTests", dependencies: ["CalibDriver", "CalibCodegen", "CalibPasses", "CalibFrontend", "CalibSupport"]),
+        .testTarget(name: "CalibCodegenTests", dependencies: ["CalibDriver", "CalibCodegen", "CalibKernelSources", "CalibPasses", "CalibFrontend", "CalibSupport"]),
         .testTarget(name: "CalibSafetensorsTests", dependencies: ["CalibSafetensors", "CalibSupport"]),
         .testTarget(name: "CalibCalibrateTests", dependencies: ["CalibCalibrate", "CalibSynth", "CalibSafetensors", "CalibRuntime",
                                                                 "CalibFrontend", "CalibPasses", "CalibDriver", "CalibSupport"]),

@@ -2,7 +2,7 @@
  * AVX2 or SSE code for whatever -march the build names. Only static OpenMP schedules here: clang 21 lowers dynamic ones to __kmpc_dispatch_deinit,
  * which the LLVM 14 libomp that Debian 12 ships does not have. */
 #include "calibrate.h"
-#include "../CalibCodegen/kernels/cpu/calib_exp2.h"
+#include "calib_exp2.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-// The CPU target: C11 + OpenMP kernels (kernels/cpu), the tables, a module map so the directory
-// is a SwiftPM C target, and a shared library built with clang.
+// The CPU target: C11 + OpenMP kernels (kernels/cpu of CalibKernelSources), the tables, a module
+// map so the directory is a SwiftPM C target, and a shared library built with clang.
 
 import CalibIR
 import CalibPasses
@@ -11,15 +11,19 @@ public struct CPUTarget: Target {
     public var tail: [Pass] { [Pass(name: "chunk", run: chunk)] }
     public var libraryName: String { "libcalibkernels.so" }
     public var outputNames: [String] {
-        Codegen.tableNames + Self.kernelFiles + ["include/module.modulemap", libraryName, Codegen.manifestName]
+        Codegen.tableNames + Self.kernelFiles.map(\.output) + ["include/module.modulemap", libraryName, Codegen.manifestName]
     }
 
-    /// Kernel sources copied verbatim (after a banner): kernels/cpu/<name> → <name>.
-    static let kernelFiles = ["calib_kernels.c", "calib_tile.h", "calib_exp2.h", "include/calib_kernels.h"]
+    /// Kernel sources copied verbatim (after a banner).
+    static let kernelFiles: [(source: String, output: String)] = [
+        ("cpu/calib_kernels.c", "calib_kernels.c"), ("cpu/calib_tile.h", "calib_tile.h"),
+        ("include/calib_exp2.h", "calib_exp2.h"),
+        ("include/calib_abi.h", "include/calib_abi.h"), ("include/calib_kernels.h", "include/calib_kernels.h"),
+    ]
 
     public func emit(_ program: Program, _ provenance: Provenance) throws -> [GeneratedFile] {
         var files = Codegen.tables(program, provenance)
-        for file in Self.kernelFiles { files.append(try Codegen.kernelFile("cpu/" + file, as: file, program, provenance)) }
+        files += try Codegen.kernelFiles(Self.kernelFiles, program, provenance)
         files.append(GeneratedFile(path: "include/module.modulemap",
                                    contents: "module CalibKernels {\n    header \"calib_kernels.h\"\n    export *\n}\n"))
         return files

@@ -1,5 +1,6 @@
-// The CUDA target: Hopper kernels (kernels/cuda) over the same tables as the CPU target, built
-// into a shared library with nvcc where it is installed.
+// The CUDA target: Hopper kernels (kernels/cuda of CalibKernelSources) over the same tables as the
+// CPU target, and build.sh, the one recipe that builds them: `--shared` runs it where nvcc is
+// installed, and the GPU tests and benchmarks run it on the GPU machine.
 
 import CalibIR
 import CalibPasses
@@ -11,23 +12,51 @@ public struct CUDATarget: Target {
     /// The kernel orders each plan's query blocks heaviest first when it uploads the tables.
     public var tail: [Pass] { [] }
     public var libraryName: String { "libcalibcuda.so" }
-    public var outputNames: [String] { Codegen.tableNames + Self.kernelFiles + [libraryName, Codegen.manifestName] }
-
-    static let kernelFiles = ["calib_cuda.cu", "include/calib_cuda.h"]
-
-    public var buildCommand: [String] {
-        ["nvcc", "-O3", "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC", "-shared",
-         "-I", "include", "calib_cuda.cu", "calib_schedule.c", "-o", libraryName]
+    public var outputNames: [String] {
+        Codegen.tableNames + Self.kernelFiles.map(\.output) + [Self.buildScript, libraryName, Codegen.manifestName]
     }
+
+    /// The translation unit calib_cuda.cu and the pieces it includes, copied verbatim (after a banner).
+    static let kernelFiles: [(source: String, output: String)] =
+        ["calib_cuda.cu", "ptx.cuh", "work.cuh", "softmax.cuh", "epilogue.cuh", "mma_kernel.cuh", "wgmma_kernel.cuh"]
+            .map { ("cuda/" + $0, $0) }
+        + [("include/calib_abi.h", "include/calib_abi.h"), ("include/calib_cuda.h", "include/calib_cuda.h")]
+
+    static let buildScript = "build.sh"
+
+    public var buildTool: String { "nvcc" }
+    public var buildCommand: [String] { ["sh", Self.buildScript] }
 
     public func emit(_ program: Program, _ provenance: Provenance) throws -> [GeneratedFile] {
         var files = Codegen.tables(program, provenance)
-        for file in Self.kernelFiles { files.append(try Codegen.kernelFile("cuda/" + file, as: file, program, provenance)) }
+        files += try Codegen.kernelFiles(Self.kernelFiles, program, provenance)
+        files.append(GeneratedFile(path: Self.buildScript, contents: Codegen.shellBanner(Self.buildScript, program, provenance) + "\n" + Self.recipe))
         return files
     }
 
-    /// The tables are C and are parsed by libclang; the .cu is a fixed file that `make cuda-check`
-    /// compiles with nvcc for sm_90a.
+    /// sm_90a: the wgmma kernel needs the architecture-specific features of Hopper. The flags of
+    /// `--check` change diagnostics only, so the code it checks is the code users build.
+    static let recipe = """
+        # Builds libcalibcuda.so in this directory (`calibc compile --target cuda --shared` runs it).
+        # NVCC names the compiler (default: nvcc on PATH); NVCC_FLAGS adds flags, e.g. -DCALIB_CUDA_TRACE.
+        # `sh build.sh --check` compiles the kernel alone with warnings as errors and prints ptxas'
+        # register and spill report on stderr; it links nothing, so it needs no CUDA runtime.
+        set -eu
+        cd "$(dirname "$0")"
+        nvcc=${NVCC:-nvcc}
+        flags="-O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC -I include ${NVCC_FLAGS:-}"
+        if [ "${1:-}" = --check ]; then
+            obj=$(mktemp)
+            trap 'rm -f "$obj"' EXIT
+            "$nvcc" $flags -Xcompiler -Wall,-Wextra -Werror all-warnings -Xptxas -v -c calib_cuda.cu -o "$obj"
+            exit 0
+        fi
+        "$nvcc" $flags -shared calib_cuda.cu calib_schedule.c -o libcalibcuda.so
+
+        """
+
+    /// The tables are C and are parsed by libclang; the CUDA sources are fixed files that
+    /// `make cuda-check` compiles with nvcc for sm_90a.
     public func check(_ files: [GeneratedFile]) throws {
         try ClangCheck.check(files.filter { $0.path.hasSuffix(".c") || $0.path.hasSuffix(".h") && !$0.path.contains("cuda") },
                              language: "c", arguments: ["-std=c11"])

@@ -2,12 +2,14 @@
 // generated code is a compiler bug, reported with its location rather than shipped.
 
 internal import CClang
+import CalibKernelSources
 import Foundation
 
 public enum Toolchain {
-    /// Debian 12's libomp-dev (LLVM 14): omp.h and the runtime the toolchain's clang links.
-    public static let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
-    public static let ompLib = "/usr/lib/llvm-14/lib"
+    /// Debian 12's libomp-dev (LLVM 14): omp.h and the runtime the toolchain's clang links
+    /// (kernels/llvm.mk of CalibKernelSources).
+    public static let ompInclude = KernelSources.llvm["OMP_INCLUDE"] ?? ""
+    public static let ompLib = KernelSources.llvm["LLVM_LIB"] ?? ""
 }
 
 enum ClangCheck {

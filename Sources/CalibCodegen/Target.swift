@@ -19,9 +19,15 @@ public protocol Target: Sendable {
     /// Every name this target may write into an output directory (the manifest and library
     /// included): with `--force`, a directory of these names alone may be replaced.
     var outputNames: [String] { get }
-    /// The command that builds it, run in the output directory with relative names (its first
-    /// word is the tool, looked up on PATH).
+    /// The command that builds it, run in the output directory with relative names.
     var buildCommand: [String] { get }
+    /// The compiler the build needs on PATH; without it `--shared` writes the sources and says
+    /// how to build them.
+    var buildTool: String { get }
+}
+
+extension Target {
+    public var buildTool: String { buildCommand[0] }
 }
 
 public enum Targets {

@@ -68,7 +68,7 @@ public enum Driver {
         let provenance = Provenance(source: source, passes: passes.map(\.name))
         var files = try options.target.emit(optimized, provenance)
         var listed = files.map(\.path)
-        if options.shared, findTool(options.target.buildCommand[0]) != nil { listed.append(options.target.libraryName) }
+        if options.shared, findTool(options.target.buildTool) != nil { listed.append(options.target.libraryName) }
         files.append(Codegen.manifest(optimized, provenance, target: options.target.name, files: listed + [Codegen.manifestName]))
         report(.emitted(seconds: elapsed(since: start)))
         start = DispatchTime.now()
@@ -98,8 +98,8 @@ public enum Driver {
         try OutputWriter.write(compilation.files, to: output, force: options.force, inputs: inputs,
                                generated: target.outputNames) { staging in
             guard options.shared else { return }
-            guard findTool(target.buildCommand[0]) != nil else {
-                report(.buildSkipped(tool: target.buildCommand[0], command: "cd \(output) && " + target.buildCommand.joined(separator: " ")))
+            guard findTool(target.buildTool) != nil else {
+                report(.buildSkipped(tool: target.buildTool, command: "cd \(output) && " + target.buildCommand.joined(separator: " ")))
                 return
             }
             let build = DispatchTime.now()

@@ -2,6 +2,7 @@ import CalibCodegen
 import CalibDriver
 import CalibFrontend
 import CalibIR
+import CalibKernelSources
 import CalibPasses
 import CalibSupport
 import Foundation
@@ -63,7 +64,7 @@ final class CodegenTests: XCTestCase {
             XCTAssertTrue(file.contents.contains("passes: merge-runs, collapse-reuse, dedupe, reorder, chunk\n"), file.path)
         }
         // The kernel itself is the file in the repository, byte for byte after the banner.
-        let source = try Codegen.kernelSource("cpu/calib_kernels.c")
+        let source = try KernelSources.text("cpu/calib_kernels.c")
         XCTAssertTrue(kernels.contents.hasSuffix("*/\n" + source))
     }
 
@@ -77,7 +78,8 @@ final class CodegenTests: XCTestCase {
         try Driver.compile(masks: example, to: b.path, options: options)
         let (ca, cb) = (try contents(of: a), try contents(of: b))
         XCTAssertEqual(ca.keys.sorted(), ["/calib_exp2.h", "/calib_internal.h", "/calib_kernels.c", "/calib_schedule.c", "/calib_tile.h",
-                                         "/calibc-manifest.json", "/include/calib_kernels.h", "/include/module.modulemap", "/libcalibkernels.so"])
+                                         "/calibc-manifest.json", "/include/calib_abi.h", "/include/calib_kernels.h", "/include/module.modulemap",
+                                         "/libcalibkernels.so"])
         XCTAssertEqual(ca, cb, "the shared library too: built in place with relative names, no build id")
         let manifest = String(decoding: ca["/calibc-manifest.json"]!, as: UTF8.self)
         XCTAssertTrue(manifest.contains("\"libcalibkernels.so\""), manifest)
@@ -232,7 +234,9 @@ final class CUDATargetTests: XCTestCase {
     /// to build instead of failing.
     func testCUDATargetWritesTablesAndKernel() throws {
         let cpu = try exampleFiles(), cuda = try exampleFiles(target: CUDATarget())
-        XCTAssertEqual(cuda.map(\.path).sorted(), ["calib_cuda.cu", "calib_internal.h", "calib_schedule.c", "calibc-manifest.json", "include/calib_cuda.h"])
+        XCTAssertEqual(cuda.map(\.path).sorted(), ["build.sh", "calib_cuda.cu", "calib_internal.h", "calib_schedule.c", "calibc-manifest.json",
+                                                   "epilogue.cuh", "include/calib_abi.h", "include/calib_cuda.h", "mma_kernel.cuh",
+                                                   "ptx.cuh", "softmax.cuh", "wgmma_kernel.cuh", "work.cuh"])
         // The same header and the same row pool and dispatch table; the CPU target's chunks differ.
         let body = { (files: [GeneratedFile], path: String) in files.first { $0.path == path }!.contents.components(separatedBy: "*/").dropFirst() }
         XCTAssertEqual(body(cpu, "calib_internal.h"), body(cuda, "calib_internal.h"))
@@ -242,19 +246,42 @@ final class CUDATargetTests: XCTestCase {
         XCTAssertTrue(cuda.first { $0.path == "calibc-manifest.json" }!.contents.contains("\"target\": \"cuda\""))
     }
 
-    func testWithoutNvccSharedWritesTheSourcesAndSaysHowToBuild() throws {
-        try XCTSkipIf(findTool("nvcc") != nil, "nvcc is installed here")
+    /// `--shared` with nvcc on PATH runs the directory's build.sh (the recipe the GPU tests and
+    /// benchmarks run too); without it, it writes the sources and says how to build them. A stand-in
+    /// nvcc records its arguments, so both paths run on any machine.
+    func testSharedRunsTheDirectorysRecipeOrSaysHowToRunIt() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
+        let bin = dir.appendingPathComponent("bin"), log = dir.appendingPathComponent("nvcc.log")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        // The last argument names the output; the stand-in writes it and logs the command line.
+        try "#!/bin/sh\necho \"$@\" > \(log.path)\nfor a; do out=$a; done\necho library > \"$out\"\n"
+            .write(to: bin.appendingPathComponent("nvcc"), atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin.appendingPathComponent("nvcc").path)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        defer { setenv("PATH", path, 1) }
         var options = CompileOptions()
         options.target = CUDATarget()
         options.shared = true
+
+        setenv("PATH", bin.path + ":/usr/bin:/bin", 1)
+        var built: String?
+        try Driver.compile(masks: example, to: dir.appendingPathComponent("built").path, options: options) { event in
+            if case let .built(library, _) = event { built = library }
+        }
+        XCTAssertEqual(built, dir.path + "/built/libcalibcuda.so")
+        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("built/libcalibcuda.so"), encoding: .utf8), "library\n")
+        XCTAssertEqual(try String(contentsOf: log, encoding: .utf8),
+                       "-O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC -I include -shared calib_cuda.cu calib_schedule.c -o libcalibcuda.so\n")
+
+        setenv("PATH", "/usr/bin:/bin", 1)
+        try XCTSkipIf(findTool("nvcc") != nil, "nvcc is installed in /usr/bin")
         var skipped: String?
         try Driver.compile(masks: example, to: dir.appendingPathComponent("cuda").path, options: options) { event in
-            if case let .buildSkipped(_, command) = event { skipped = command }
+            if case let .buildSkipped(tool, command) = event { skipped = tool + ": " + command }
         }
-        XCTAssertEqual(skipped, "cd \(dir.path)/cuda && nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC -shared -I include calib_cuda.cu calib_schedule.c -o libcalibcuda.so")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cuda/calib_cuda.cu").path))
+        XCTAssertEqual(skipped, "nvcc: cd \(dir.path)/cuda && sh build.sh")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cuda/build.sh").path))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cuda/libcalibcuda.so").path))
     }
 }

@@ -1,4 +1,4 @@
-/* calib_exp2.h: copied by calibc from kernels/cpu/calib_exp2.h; do not edit, regenerate with `calibc compile`.
+/* calib_exp2.h: copied by calibc from kernels/include/calib_exp2.h; do not edit, regenerate with `calibc compile`.
  * source: masks.json (sha256 5316e5d337ee81292d6f227e0e808540b12c1f531d4a31c8d073957788b8e284), model example-video-dit
  * shape: tokens 2100, head_dim 64, block 64 (33 blocks per side), 3 steps x 2 layers x 4 heads
  * passes: merge-runs, collapse-reuse, dedupe, reorder, chunk

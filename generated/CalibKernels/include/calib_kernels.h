@@ -1,4 +1,4 @@
-/* include/calib_kernels.h: copied by calibc from kernels/cpu/include/calib_kernels.h; do not edit, regenerate with `calibc compile`.
+/* include/calib_kernels.h: copied by calibc from kernels/include/calib_kernels.h; do not edit, regenerate with `calibc compile`.
  * source: masks.json (sha256 5316e5d337ee81292d6f227e0e808540b12c1f531d4a31c8d073957788b8e284), model example-video-dit
  * shape: tokens 2100, head_dim 64, block 64 (33 blocks per side), 3 steps x 2 layers x 4 heads
  * passes: merge-runs, collapse-reuse, dedupe, reorder, chunk
@@ -9,37 +9,13 @@
 #ifndef CALIB_KERNELS_H
 #define CALIB_KERNELS_H
 
-#include <stdint.h>
+#include "calib_abi.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define CALIB_ABI_VERSION 2
-
-enum calib_status {
-    CALIB_OK = 0,
-    CALIB_ERR_SHAPE = 1,     /* tokens, heads or head_dim differ from the compiled shape */
-    CALIB_ERR_NO_PLAN = 2,   /* (step, layer, head) is not in the calibration */
-    CALIB_ERR_ARGUMENT = 3,  /* a null pointer, an unknown dtype, or strides that overlap or overflow */
-    CALIB_ERR_NO_MEMORY = 4
-};
-
-/* Element types of q, k, v and out in the layer entries. */
-enum calib_dtype {
-    CALIB_F32 = 0,
-    CALIB_BF16 = 1,  /* raw bfloat16 bits, e.g. torch.bfloat16 */
-    CALIB_F16 = 2    /* the CUDA target only */
-};
-
-typedef struct calib_info {
-    int32_t abi_version;
-    int32_t tokens, head_dim, block, layers, heads, plans;
-    int32_t step_count;
-    const int32_t *steps;     /* the step values the entries accept, ascending */
-    const char *model;
-    const char *mask_sha256;  /* of the masks.json these kernels were compiled from */
-} calib_info;
 
 const calib_info *calib_get_info(void);
 

@@ -3,37 +3,13 @@
 #ifndef CALIB_KERNELS_H
 #define CALIB_KERNELS_H
 
-#include <stdint.h>
+#include "calib_abi.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define CALIB_ABI_VERSION 2
-
-enum calib_status {
-    CALIB_OK = 0,
-    CALIB_ERR_SHAPE = 1,     /* tokens, heads or head_dim differ from the compiled shape */
-    CALIB_ERR_NO_PLAN = 2,   /* (step, layer, head) is not in the calibration */
-    CALIB_ERR_ARGUMENT = 3,  /* a null pointer, an unknown dtype, or strides that overlap or overflow */
-    CALIB_ERR_NO_MEMORY = 4
-};
-
-/* Element types of q, k, v and out in the layer entries. */
-enum calib_dtype {
-    CALIB_F32 = 0,
-    CALIB_BF16 = 1,  /* raw bfloat16 bits, e.g. torch.bfloat16 */
-    CALIB_F16 = 2    /* the CUDA target only */
-};
-
-typedef struct calib_info {
-    int32_t abi_version;
-    int32_t tokens, head_dim, block, layers, heads, plans;
-    int32_t step_count;
-    const int32_t *steps;     /* the step values the entries accept, ascending */
-    const char *model;
-    const char *mask_sha256;  /* of the masks.json these kernels were compiled from */
-} calib_info;
 
 const calib_info *calib_get_info(void);
 

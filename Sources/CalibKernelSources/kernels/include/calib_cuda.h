@@ -1,11 +1,12 @@
 /* The C ABI of calibc's CUDA kernels (Hopper, sm_90a). The same for every masks file: what the
  * masks decide (shape, plans) is in the tables beside the kernel (calib_schedule.c) and in
- * calib_cuda_get_info(). Every name carries the calib_cuda_ prefix, so this header and the CPU
- * one (calib_kernels.h) can be included together; the status and dtype values are the CPU ones. */
+ * calib_cuda_get_info(). Statuses, dtypes (CALIB_BF16, CALIB_F16) and the info struct are
+ * calib_abi.h's; entry points carry the calib_cuda_ prefix, so this header and the CPU one
+ * (calib_kernels.h) can be included together. */
 #ifndef CALIB_CUDA_H
 #define CALIB_CUDA_H
 
-#include <stdint.h>
+#include "calib_abi.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,32 +14,7 @@ extern "C" {
 
 #define CALIB_CUDA_ABI_VERSION 1
 
-enum calib_cuda_status {
-    CALIB_CUDA_OK = 0,
-    CALIB_CUDA_ERR_SHAPE = 1,     /* tokens, heads or head_dim differ from the compiled shape */
-    CALIB_CUDA_ERR_NO_PLAN = 2,   /* (step, layer) is not in the calibration */
-    CALIB_CUDA_ERR_ARGUMENT = 3,  /* a null pointer, an unknown dtype, misaligned pointers or strides,
-                                     strides that overlap (out) or overflow */
-    CALIB_CUDA_ERR_NO_MEMORY = 4, /* the per-device tables could not be allocated */
-    CALIB_CUDA_ERR_CUDA = 5       /* the CUDA runtime refused the launch (see cudaGetLastError) */
-};
-
-/* Element types of q, k, v and out (the values of the CPU ABI's calib_dtype). */
-enum calib_cuda_dtype {
-    CALIB_CUDA_BF16 = 1,  /* torch.bfloat16 */
-    CALIB_CUDA_F16 = 2    /* torch.float16 */
-};
-
-typedef struct calib_cuda_info {
-    int32_t abi_version;
-    int32_t tokens, head_dim, block, layers, heads, plans;
-    int32_t step_count;
-    const int32_t *steps;     /* the step values the entries accept, ascending */
-    const char *model;
-    const char *mask_sha256;  /* of the masks.json these kernels were compiled from */
-} calib_cuda_info;
-
-const calib_cuda_info *calib_cuda_get_info(void);
+const calib_info *calib_cuda_get_info(void);
 
 /* Attention of every (batch, head) of one (step, layer) in one launch on `stream` (a
  * cudaStream_t; NULL is the legacy default stream): out = softmax(q kᵀ / sqrt(head_dim)) v, each

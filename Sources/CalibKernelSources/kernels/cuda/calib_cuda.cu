@@ -1,0 +1,277 @@
+/* calib_cuda.cu: calibc's attention kernels for Hopper GPUs (sm_90a), over the pooled tables of
+ * calib_schedule.c (calib_internal.h beside this file). Copied by `calibc compile --target cuda`
+ * with the files it includes; build.sh beside it builds the library. This file is the host side:
+ * per-device tables and work lists, tensor maps, the checks, the launch and the C ABI
+ * (include/calib_cuda.h). The device code is split as a Hopper kernel is:
+ *   ptx.cuh          the PTX instructions, per dtype through templates
+ *   work.cuh         the work list (built here on the host) and the grid's walk over it
+ *   softmax.cuh      the online softmax both kernels run
+ *   epilogue.cuh     normalizing and storing a block's output to it and its reuse targets
+ *   wgmma_kernel.cuh the Hopper kernel: TMA producer, two ping-pong wgmma consumers
+ *                    (block 128, head_dim 64 or 128)
+ *   mma_kernel.cuh   the portable mma.sync kernel: any block and head_dim (a multiple of 16, at
+ *                    most 256); the fallback, and the wgmma kernel's reference in the tests
+ * No per-element mask except in a key tile that ends inside a block (only the partial last block
+ * when CALIB_BLOCK is a multiple of the tile). */
+#include <cuda_runtime.h>
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <vector>
+
+extern "C" {
+#include "calib_internal.h"
+}
+#include "include/calib_cuda.h"
+
+#if CALIB_HEAD_DIM % 16 != 0 || CALIB_HEAD_DIM > 256
+#error "the CUDA target supports head_dim a multiple of 16, at most 256"
+#endif
+
+#include "work.cuh"
+#include "mma_kernel.cuh"
+#include "wgmma_kernel.cuh"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Host side: checks, per-device tables, launches. */
+
+namespace {
+using namespace calib_cuda_detail;
+
+struct LayerList {
+    int4 *items = nullptr;
+    int32_t *targets = nullptr;
+    int64_t count = 0;
+};
+
+struct DeviceState {
+    int sms = 0;
+    int mma_ctas_per_sm = 1;
+    int32_t *row_first = nullptr;
+    uint16_t *spans = nullptr;
+    std::map<int64_t, LayerList> lists; /* key: step_index * layers + layer, or -1 for dense */
+};
+
+std::mutex g_mutex;
+std::map<int, DeviceState> g_devices;
+PFN_cuTensorMapEncodeTiled_v12000 g_encode = nullptr;
+bool g_encode_tried = false;
+
+template <typename X> int upload(X **dst, const X *src, size_t n) {
+    if (n == 0) n = 1;
+    if (cudaMalloc(reinterpret_cast<void **>(dst), n * sizeof(X)) != cudaSuccess) return CALIB_ERR_NO_MEMORY;
+    if (src && cudaMemcpy(*dst, src, n * sizeof(X), cudaMemcpyHostToDevice) != cudaSuccess) return CALIB_ERR_CUDA;
+    return CALIB_OK;
+}
+
+/* The list of one (step, layer) (dense when step_index < 0), on the current device. */
+int upload_list(int step_index, int layer, LayerList &out) {
+    std::vector<int32_t> targets;
+    const std::vector<int4> items = work_list(step_index, layer, targets);
+    out.count = (int64_t)items.size();
+    int st = upload(&out.items, items.data(), items.size());
+    if (st == CALIB_OK) st = upload(&out.targets, targets.empty() ? nullptr : targets.data(), targets.size());
+    return st;
+}
+
+/* The device state and the list for (step_index, layer), created on first use. */
+int prepare(int step_index, int layer, DeviceState **state, const LayerList **list) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return CALIB_ERR_CUDA;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto found = g_devices.find(dev);
+    if (found == g_devices.end()) {
+        DeviceState s;
+        if (cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return CALIB_ERR_CUDA;
+        const int nrows = rows_in_use();
+        int st = upload(&s.row_first, calib_row_first, (size_t)nrows + 1);
+        if (st == CALIB_OK) st = upload(&s.spans, calib_spans, (size_t)calib_row_first[nrows] * 2);
+        if (st != CALIB_OK) return st;
+        cudaFuncSetAttribute(calib_mma_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem);
+        cudaFuncSetAttribute(calib_mma_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem);
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.mma_ctas_per_sm, calib_mma_kernel<__nv_bfloat16>, 128, kMmaSmem);
+        if (s.mma_ctas_per_sm < 1) s.mma_ctas_per_sm = 1;
+        if (kWgmmaShape) {
+            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kWgSmem);
+            cudaFuncSetAttribute(calib_wgmma_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, kWgSmem);
+        }
+        cudaGetLastError();
+        found = g_devices.emplace(dev, std::move(s)).first;
+    }
+    DeviceState &s = found->second;
+    const int64_t key = step_index < 0 ? -1 : (int64_t)step_index * CALIB_LAYERS + layer;
+    auto l = s.lists.find(key);
+    if (l == s.lists.end()) {
+        LayerList list;
+        int st = upload_list(step_index, layer, list);
+        if (st != CALIB_OK) return st;
+        l = s.lists.emplace(key, list).first;
+    }
+    *state = &s;
+    *list = &l->second;
+    return CALIB_OK;
+}
+
+bool want_mma() {
+    const char *e = getenv("CALIB_CUDA_KERNEL");
+    return e && strcmp(e, "mma") == 0;
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 encoder() {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    if (!g_encode_tried) {
+        g_encode_tried = true;
+        void *fn = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            g_encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+        cudaGetLastError();
+    }
+    return g_encode;
+}
+
+/* A tensor map over (d, s, h, b) of one input, boxes of 64 columns × 128 rows, 128-byte swizzle. */
+bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, const int64_t *st) {
+    PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
+    if (!enc) return false;
+    cuuint64_t dims[4] = {(cuuint64_t)kDim, (cuuint64_t)kTokens, (cuuint64_t)CALIB_HEADS, (cuuint64_t)batch};
+    cuuint64_t strides[3] = {(cuuint64_t)st[1] * 2, (cuuint64_t)st[2] * 2, (cuuint64_t)st[0] * 2};
+    for (int i = 0; i < 3; ++i)
+        if (strides[i] == 0 || strides[i] >= (1ull << 40)) return false;
+    cuuint32_t box[4] = {64, 128, 1, 1};
+    cuuint32_t estr[4] = {1, 1, 1, 1};
+    CUresult r = enc(map, dtype == CALIB_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                     const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS;
+}
+
+bool mul_add(int64_t a, int64_t b, int64_t &acc) {
+    int64_t m;
+    if (__builtin_mul_overflow(a, b, &m)) return false;
+    return !__builtin_add_overflow(acc, m, &acc);
+}
+
+/* Strides non-negative, the largest element offset (and its byte offset) representable. */
+bool strides_ok(const int64_t *s, int64_t batch, int64_t align_elems) {
+    int64_t last = kDim - 1;
+    for (int i = 0; i < 3; ++i)
+        if (s[i] < 0 || s[i] % align_elems != 0) return false;
+    if (!mul_add(batch - 1, s[0], last) || !mul_add(kTokens - 1, s[1], last) || !mul_add(CALIB_HEADS - 1, s[2], last))
+        return false;
+    return last <= INT64_MAX / 2;
+}
+
+/* No two (b, s, h) rows of out overlap. */
+bool disjoint(const int64_t *s, int64_t batch) {
+    struct Dim { int64_t stride, extent; } d[3] = {{s[0], batch}, {s[1], kTokens}, {s[2], CALIB_HEADS}};
+    std::sort(d, d + 3, [](const Dim &a, const Dim &b) { return a.stride < b.stride; });
+    int64_t span = kDim;
+    for (const Dim &x : d) {
+        if (x.extent <= 1) continue;
+        if (x.stride < span) return false;
+        span = x.stride * (x.extent - 1) + span;
+    }
+    return true;
+}
+
+int launch(int step_index, int layer, int32_t dtype, const void *q, const void *k, const void *v, void *out,
+           int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs, const int64_t *ks,
+           const int64_t *vs, const int64_t *os, void *stream) {
+    if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
+    if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
+    if (tokens != kTokens || heads != CALIB_HEADS || head_dim != kDim) return CALIB_ERR_SHAPE;
+    if (batch < 1 || batch > 65535) return CALIB_ERR_ARGUMENT;
+    if ((uintptr_t)q % 16 || (uintptr_t)k % 16 || (uintptr_t)v % 16 || (uintptr_t)out % 4) return CALIB_ERR_ARGUMENT;
+    if (!strides_ok(qs, batch, 8) || !strides_ok(ks, batch, 8) || !strides_ok(vs, batch, 8) || !strides_ok(os, batch, 2) ||
+        !disjoint(os, batch))
+        return CALIB_ERR_ARGUMENT;
+    DeviceState *state;
+    const LayerList *list;
+    int st = prepare(step_index, layer, &state, &list);
+    if (st != CALIB_OK) return st;
+    Params p;
+    p.items = list->items;
+    p.targets = list->targets;
+    p.row_first = state->row_first;
+    p.spans = state->spans;
+    p.total = list->count * batch;
+    p.batch = (int32_t)batch;
+    p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
+    p.q = q; p.k = k; p.v = v; p.out = out;
+    p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];
+    p.ks0 = ks[0]; p.ks1 = ks[1]; p.ks2 = ks[2];
+    p.vs0 = vs[0]; p.vs1 = vs[1]; p.vs2 = vs[2];
+    p.os0 = os[0]; p.os1 = os[1]; p.os2 = os[2];
+    const char *store = getenv("CALIB_CUDA_STORE"); /* "4": the 4-byte stores, for comparisons */
+    p.out_vec16 = (uintptr_t)out % 16 == 0 && os[0] % 8 == 0 && os[1] % 8 == 0 && os[2] % 8 == 0 &&
+                  !(store && strcmp(store, "4") == 0);
+    if (p.total == 0) return CALIB_OK;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    bool wgmma = kWgmmaShape && !want_mma();
+    CUtensorMap tq, tk, tv;
+    if (wgmma) wgmma = make_map(&tq, dtype, q, batch, qs) && make_map(&tk, dtype, k, batch, ks) && make_map(&tv, dtype, v, batch, vs);
+    if (wgmma) {
+        const int grid = (int)std::min<int64_t>(state->sms, p.total);
+        if (dtype == CALIB_BF16) calib_wgmma_kernel<__nv_bfloat16><<<grid, 384, kWgSmem, s>>>(tq, tk, tv, p);
+        else calib_wgmma_kernel<__half><<<grid, 384, kWgSmem, s>>>(tq, tk, tv, p);
+    } else {
+        const int grid = (int)std::min<int64_t>((int64_t)state->sms * state->mma_ctas_per_sm, p.total);
+        if (dtype == CALIB_BF16) calib_mma_kernel<__nv_bfloat16><<<grid, 128, kMmaSmem, s>>>(p);
+        else calib_mma_kernel<__half><<<grid, 128, kMmaSmem, s>>>(p);
+    }
+    return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
+}
+
+const calib_info g_info = {CALIB_CUDA_ABI_VERSION, CALIB_TOKENS, CALIB_HEAD_DIM, CALIB_BLOCK, CALIB_LAYERS,
+                                CALIB_HEADS, CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256};
+
+} // namespace
+
+extern "C" {
+
+const calib_info *calib_cuda_get_info(void) { return &g_info; }
+
+int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void *q, const void *k, const void *v,
+                               void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                               const int64_t q_strides[3], const int64_t k_strides[3], const int64_t v_strides[3],
+                               const int64_t out_strides[3], void *stream) {
+    int step_index = -1;
+    for (int i = 0; i < CALIB_STEPS; ++i)
+        if (calib_steps[i] == step) step_index = i;
+    if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides) return CALIB_ERR_ARGUMENT;
+    if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
+    if (tokens != kTokens || heads != CALIB_HEADS || head_dim != kDim) return CALIB_ERR_SHAPE;
+    if (step_index < 0 || layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
+    return launch(step_index, layer, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
+                  out_strides, stream);
+}
+
+int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out, int64_t batch,
+                                     int64_t tokens, int64_t heads, int64_t head_dim, const int64_t q_strides[3],
+                                     const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3],
+                                     void *stream) {
+    return launch(-1, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
+                  stream);
+}
+
+#ifdef CALIB_CUDA_TRACE
+int calib_cuda_trace_read(long long *dst) {
+    return cudaMemcpyFromSymbol(dst, calib_cuda_detail::calib_trace, sizeof(long long) * 1024) == cudaSuccess ? 0 : 5;
+}
+#endif
+
+const char *calib_cuda_kernel_name(int64_t head_dim) {
+    (void)head_dim;
+    return kWgmmaShape && !want_mma() ? "wgmma" : "mma.sync";
+}
+
+} // extern "C"

@@ -1,0 +1,84 @@
+/* softmax.cuh: the online softmax both kernels run, in registers.
+ *
+ * A thread holds two rows of a tile (r and r + 8 of each 16-row slice) and, for each, pairs of
+ * columns: the scores of a key tile arrive as G groups of four floats {row r: columns 8j + 2c,
+ * 8j + 2c + 1; row r + 8: the same}, which is how mma.sync (m16n8) and wgmma (m64nN) both lay out
+ * their accumulators, and the output accumulator o is laid out the same way. The four lanes of a
+ * quad (c = 0..3) share the rows, so row reductions are two shuffles. Scores are scaled into the
+ * log2 domain (scale_log2 = log2(e) / sqrt(head_dim)) so one ex2 per element suffices. */
+#pragma once
+
+#include "ptx.cuh"
+
+namespace calib_cuda_detail {
+
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+struct OnlineSoftmax {
+    float m0 = -INFINITY, m1 = -INFINITY; /* running maxima (log2 domain) of the two rows */
+    float l0 = 0.f, l1 = 0.f;             /* this thread's share of their running sums */
+
+    /* Scores of the tile's columns at or past `limit` take no part (a key tile that ends inside
+     * the sequence). */
+    template <int G> static __device__ __forceinline__ void mask_columns(float *s, int c, int limit) {
+#pragma unroll
+        for (int j = 0; j < G; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (8 * j + 2 * c + (e & 1) >= limit) s[4 * j + e] = -INFINITY;
+    }
+
+    /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
+     * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
+     * them as the P operand of the next product. */
+    template <int G, int N, typename Emit>
+    __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
+        float x0 = -INFINITY, x1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < G; ++j) {
+            x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
+            x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+        }
+        x0 = quad_max(x0);
+        x1 = quad_max(x1);
+        const float n0 = fmaxf(m0, x0 * scale_log2), n1 = fmaxf(m1, x1 * scale_log2);
+        const float f0 = fast_exp2(m0 - n0), f1 = fast_exp2(m1 - n1);
+        m0 = n0;
+        m1 = n1;
+        float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < G; ++j) {
+            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -n0));
+            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -n0));
+            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -n1));
+            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -n1));
+            sum0 += e0 + e1;
+            sum1 += e2 + e3;
+            emit(j, e0, e1, e2, e3);
+        }
+        l0 = l0 * f0 + sum0;
+        l1 = l1 * f1 + sum1;
+#pragma unroll
+        for (int j = 0; j < N / 4; ++j) {
+            o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
+        }
+    }
+
+    /* After the last tile: the reciprocals of the two rows' sums, which normalize o. */
+    __device__ __forceinline__ void finish(float &inv0, float &inv1) {
+        l0 = quad_sum(l0);
+        l1 = quad_sum(l1);
+        inv0 = 1.f / l0;
+        inv1 = 1.f / l1;
+    }
+};
+
+} // namespace calib_cuda_detail

@@ -1,0 +1,243 @@
+/* wgmma_kernel.cuh: copied by calibc from kernels/cuda/wgmma_kernel.cuh; do not edit, regenerate with `calibc compile`.
+ * source: masks.json (sha256 5316e5d337ee81292d6f227e0e808540b12c1f531d4a31c8d073957788b8e284), model example-video-dit
+ * shape: tokens 2100, head_dim 64, block 64 (33 blocks per side), 3 steps x 2 layers x 4 heads
+ * passes: merge-runs, collapse-reuse, dedupe, reorder
+ * plans: 5 unique for 24 (step, layer, head)
+ */
+/* wgmma_kernel.cuh: the Hopper kernel (sm_90a) for blocks of 128 and head_dim 64 or 128.
+ *
+ * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q, K and V tiles
+ * with the bulk tensor copy engine (TMA, 128-byte swizzle) into a ring of three K/V stages
+ * guarded by mbarriers; warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of
+ * each item: S = Q Kᵀ (wgmma, both operands in shared memory), the online softmax in registers
+ * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
+ * (ping-pong) so one's softmax hides under the other's products, and a block's output is stored
+ * while the next block's first Q Kᵀ runs. docs/gpu.md is the lab notebook. */
+#pragma once
+
+#include "epilogue.cuh"
+#include "ptx.cuh"
+#include "softmax.cuh"
+#include "work.cuh"
+
+#include <type_traits>
+
+namespace calib_cuda_detail {
+
+#ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items, for docs/gpu.md (Tests/GPU/trace.py) */
+__device__ long long calib_trace[1024];
+#define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
+#else
+#define CALIB_MARK(slot, cond) do { } while (0)
+#endif
+
+constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
+constexpr int kStages = 3; /* K/V ring depth: a stage frees only after both warpgroups' P V */
+constexpr int kTileBytes = 128 * kDim * 2; /* one 128-row tile of Q, K or V */
+constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns: one swizzled TMA box */
+constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
+
+#ifndef CALIB_NO_WGMMA
+/* Shared memory (1024-byte aligned for the swizzle): Q (kDim/64 boxes of 128 rows × 128 bytes),
+ * the K stages, the V stages, then the mbarriers and the key block of each stage. */
+struct Ring {
+    uint32_t sq, sk, sv, bars;
+    __device__ __forceinline__ explicit Ring(uint32_t base)
+        : sq(base), sk(base + kTileBytes), sv(base + (1 + kStages) * kTileBytes), bars(base + (1 + 2 * kStages) * kTileBytes) {}
+    __device__ __forceinline__ uint32_t q_full() const { return bars; }
+    __device__ __forceinline__ uint32_t q_empty() const { return bars + 8; }
+    __device__ __forceinline__ uint32_t k_full(int s) const { return bars + 16 + 8 * s; }
+    __device__ __forceinline__ uint32_t v_full(int s) const { return bars + 16 + 8 * kStages + 8 * s; }
+    __device__ __forceinline__ uint32_t kv_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
+    __device__ __forceinline__ uint32_t kb_slot(int s) const { return bars + 128 + 4 * s; }
+};
+
+/* The producer (one thread): for each item, Q into its slot once the consumers are done with the
+ * previous one, then K and V of every kept key block into the ring, each stage's key block beside
+ * it (the consumers never read the spans). */
+__device__ __forceinline__ void produce(const Params &p, const Ring &r, const CUtensorMap &tq, const CUtensorMap &tk,
+                                        const CUtensorMap &tv) {
+    uint32_t kv_it = 0, q_it = 0;
+    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
+    int b = 0, nb = 0;
+    int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
+    for (int64_t round = 0; idx < p.total; ++round) {
+        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+        const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
+        const int h = it.x & 0xfff, qb = it.y & 0xffff;
+        CALIB_MARK(512 + round * 4, round < 64);
+        mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
+        CALIB_MARK(512 + round * 4 + 1, round < 64);
+        mbar_expect_tx(r.q_full(), kTileBytes);
+#pragma unroll
+        for (int x = 0; x < kDim / 64; ++x) tma_load(r.sq + x * kHalfBytes, &tq, r.q_full(), 64 * x, qb * 128, h, b);
+        ++q_it;
+        int first, last;
+        row_spans(p, it.z, first, last);
+        for (int i = first; i < last || i == first; ++i) {
+            int lo, hi;
+            span_at(p, i, lo, hi);
+            for (int kb = lo; kb < hi; ++kb) {
+                const int s = kv_it % kStages;
+                mbar_wait(r.kv_empty(s), ((kv_it / kStages) & 1) ^ 1);
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.kb_slot(s)), "r"(kb) : "memory");
+                mbar_expect_tx(r.k_full(s), kTileBytes);
+#pragma unroll
+                for (int x = 0; x < kDim / 64; ++x)
+                    tma_load(r.sk + s * kTileBytes + x * kHalfBytes, &tk, r.k_full(s), 64 * x, kb * 128, h, b);
+                mbar_expect_tx(r.v_full(s), kTileBytes);
+#pragma unroll
+                for (int x = 0; x < kDim / 64; ++x)
+                    tma_load(r.sv + s * kTileBytes + x * kHalfBytes, &tv, r.v_full(s), 64 * x, kb * 128, h, b);
+                ++kv_it;
+            }
+            if (i < 0) break;
+        }
+        idx = nidx;
+        it = nit;
+        b = nb;
+    }
+}
+
+/* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
+template <typename T>
+__device__ __forceinline__ void consume(const Params &p, const Ring &r, const int wg, const int t) {
+    const int w = t / 32, lane = t % 32, c = lane % 4;
+    const int rloc0 = 64 * (wg - 1) + 16 * w + lane / 4; /* this thread's rows: rloc0, rloc0 + 8 */
+    /* Ping-pong: the two warpgroups take turns at the tensor cores (named barriers 1 and 2).
+     * Warpgroup 1 goes first. */
+    const int me = wg, other = 3 - wg;
+    if (wg == 2) named_arrive(1);
+    uint32_t kv_it = 0, q_it = 0;
+    constexpr int kPartial = kTokens % 128;
+    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
+    int b = 0, nb = 0;
+    int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
+    /* The previous query block's packed output, stored under this block's first product. */
+    uint32_t pk[kDim / 4];
+    int pv_b = -1, pv_h = 0, pv_qb = 0, pv_nt = 0, pv_toff = 0;
+    for (int64_t round = 0; idx < p.total; ++round) {
+        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+        const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
+        const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
+        const int nkb = it.x >> 12; /* the producer passes each tile's key block */
+        float o[kDim / 2];
+#pragma unroll
+        for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
+        OnlineSoftmax sm;
+        uint32_t pa[32]; /* P of the last tile: the A operand of its P V */
+        float sc[64];    /* S of the current tile */
+        int sp = 0;      /* the stage and phase of the tile whose P V is pending */
+        uint32_t php = 0;
+        CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
+        mbar_wait(r.q_full(), q_it & 1);
+        CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
+        ++q_it;
+
+        /* One turn at the tensor cores: O += P(j-1) V(j-1) (with_pv) and S(j) = Q K(j)ᵀ (with_qk)
+         * issued together, then, while the other warpgroup has its turn, the softmax of S(j). The
+         * first turn has no P V and stores the previous block's output under its Q K(0)ᵀ; the
+         * last has no Q Kᵀ. The turns are instances of this one body, so each compiles to
+         * straight-line code with no run-time test of which turn it is. */
+        auto turn = [&](auto with_pv, auto with_qk, const int j) {
+            constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
+            const int s = kv_it % kStages;
+            const uint32_t ph = (kv_it / kStages) & 1;
+            int kb = 0;
+            if constexpr (kQK) {
+                mbar_wait(r.k_full(s), ph);
+                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(kb) : "r"(r.kb_slot(s)) : "memory");
+            }
+            if constexpr (kPV) mbar_wait(r.v_full(sp), php);
+            named_sync(me);
+            if constexpr (kPV) fence_regs<kDim / 2>(o);
+            wgmma_fence();
+            if constexpr (kPV) {
+#pragma unroll
+                for (int kk = 0; kk < 8; ++kk)
+                    Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
+            }
+            if constexpr (kQK) {
+#pragma unroll
+                for (int kk = 0; kk < kDim / 16; ++kk) {
+                    const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
+                    Wgmma<T>::ss_n128(sc, gmma_desc(r.sq + off + (wg - 1) * 64 * 128, 16, 1024),
+                                      gmma_desc(r.sk + s * kTileBytes + off, 16, 1024), kk > 0);
+                }
+            }
+            wgmma_commit();
+            named_arrive(other);
+            if constexpr (!kPV) {
+                if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
+                pv_b = -1;
+            }
+            wgmma_wait0();
+            if constexpr (kQK) fence_regs<64>(sc);
+            if constexpr (kPV) {
+                fence_regs<kDim / 2>(o);
+                mbar_arrive(r.kv_empty(sp));
+            }
+            if constexpr (kQK) {
+                if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
+                if (j + 1 == nkb) mbar_arrive(r.q_empty());
+                if (kPartial != 0 && kb == kBlocks - 1) OnlineSoftmax::mask_columns<16>(sc, c, kPartial);
+                sm.step<16, kDim / 2>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
+                    pa[2 * g] = Pack<T>::two(e0, e1);
+                    pa[2 * g + 1] = Pack<T>::two(e2, e3);
+                });
+                sp = s;
+                php = ph;
+                ++kv_it;
+            }
+        };
+        turn(std::false_type{}, std::true_type{}, 0);
+        for (int j = 1; j < nkb; ++j) turn(std::true_type{}, std::true_type{}, j);
+        turn(std::true_type{}, std::false_type{}, nkb);
+
+        CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
+        float inv0, inv1;
+        sm.finish(inv0, inv1);
+        pack_rows<T, kDim>(o, inv0, inv1, pk);
+        pv_b = b; pv_h = h; pv_qb = qb; pv_nt = ntargets; pv_toff = it.w;
+        CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
+        idx = nidx;
+        it = nit;
+        b = nb;
+    }
+    if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
+    if (wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */
+}
+#endif /* CALIB_NO_WGMMA */
+
+template <typename T>
+__global__ void __launch_bounds__(384, 1)
+calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                   const __grid_constant__ CUtensorMap tv, const Params p) {
+#if !defined(CALIB_NO_WGMMA)
+    if constexpr (kWgmmaShape) {
+        extern __shared__ unsigned char smem_raw[];
+        const Ring r((smem_u32(smem_raw) + 1023u) & ~1023u);
+        const int tid = threadIdx.x, wg = tid / 128;
+        if (tid == 0) {
+            mbar_init(r.q_full(), 1);
+            mbar_init(r.q_empty(), 256);
+            for (int s = 0; s < kStages; ++s) {
+                mbar_init(r.k_full(s), 1);
+                mbar_init(r.v_full(s), 1);
+                mbar_init(r.kv_empty(s), 256);
+            }
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
+        __syncthreads();
+        if (wg == 0) {
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+            if (tid == 0) produce(p, r, tq, tk, tv);
+        } else {
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+            consume<T>(p, r, wg, tid - 128 * wg);
+        }
+    }
+#endif
+}
+
+} // namespace calib_cuda_detail

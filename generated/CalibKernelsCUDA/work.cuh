@@ -1,0 +1,124 @@
+/* work.cuh: copied by calibc from kernels/cuda/work.cuh; do not edit, regenerate with `calibc compile`.
+ * source: masks.json (sha256 5316e5d337ee81292d6f227e0e808540b12c1f531d4a31c8d073957788b8e284), model example-video-dit
+ * shape: tokens 2100, head_dim 64, block 64 (33 blocks per side), 3 steps x 2 layers x 4 heads
+ * passes: merge-runs, collapse-reuse, dedupe, reorder
+ * plans: 5 unique for 24 (step, layer, head)
+ */
+/* work.cuh: the work of one (step, layer) and how the persistent grid walks it.
+ *
+ * One item per (batch, head, computed query block). The host lists a (step, layer)'s items once,
+ * heaviest first in 16 cost classes (cost = kept key blocks of the block's row), heads together
+ * within a class so concurrent CTAs share K and V in L2; each batch element repeats the list.
+ * CTA c takes items c, 2G-1-c, 2G+c, ... (snake order), so every CTA gets a mix of heavy and
+ * light items. A computed block also writes its output to every query block that reuses it;
+ * reused blocks are never computed. */
+#pragma once
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <algorithm>
+#include <vector>
+
+namespace calib_cuda_detail {
+
+constexpr int kTokens = CALIB_TOKENS;
+constexpr int kDim = CALIB_HEAD_DIM;
+constexpr int kBlock = CALIB_BLOCK;
+constexpr int kBlocks = CALIB_BLOCKS;
+
+/* One work item: x = head | (kept key blocks << 12), y = query block | (reuse target count << 16),
+ * z = pooled row (-1: every key block), w = offset of its targets in the targets array. */
+struct Params {
+    const int4 *items;
+    const int32_t *targets;
+    const int32_t *row_first;
+    const uint16_t *spans;
+    int64_t total;  /* items × batch */
+    int32_t batch;
+    int32_t out_vec16; /* out 16-byte aligned with strides multiples of 8: 16-byte stores */
+    float scale_log2;
+    const void *q, *k, *v;
+    void *out;
+    int64_t qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2, os0, os1, os2;
+};
+
+/* ---- device: the grid's walk over the items ---- */
+
+__device__ __forceinline__ int64_t item_index(int64_t round, int64_t grid, int64_t cta) {
+    return round * grid + ((round & 1) ? grid - 1 - cta : cta);
+}
+
+__device__ __forceinline__ int4 load_item(const Params &p, int64_t idx, int &b) {
+    if (p.batch == 1) { b = 0; return p.items[idx]; }
+    b = (int)(idx % p.batch);
+    return p.items[idx / p.batch];
+}
+
+/* The spans [first, last) of a pooled row; row -1 is one span of every key block (span -1). */
+__device__ __forceinline__ void row_spans(const Params &p, int row, int &first, int &last) {
+    if (row < 0) { first = -1; last = 0; } else { first = p.row_first[row]; last = p.row_first[row + 1]; }
+}
+__device__ __forceinline__ void span_at(const Params &p, int i, int &lo, int &hi) {
+    if (i < 0) { lo = 0; hi = kBlocks; } else { lo = p.spans[2 * i]; hi = p.spans[2 * i + 1]; }
+}
+
+/* ---- host: the list ---- */
+
+inline int row_cost(int row) {
+    if (row < 0) return kBlocks;
+    int cost = 0;
+    for (int i = calib_row_first[row]; i < calib_row_first[row + 1]; ++i) cost += calib_spans[2 * i + 1] - calib_spans[2 * i];
+    return cost;
+}
+
+/* The items of one (step, layer) (dense when step_index < 0), and in `targets` the reuse targets
+ * they name: every computed query block of every head, heaviest first (a reuse target's stores
+ * count 1/16 of a key block). */
+inline std::vector<int4> work_list(int step_index, int layer, std::vector<int32_t> &targets) {
+    struct Entry { int cost; int4 item; };
+    std::vector<Entry> entries;
+    entries.reserve((size_t)CALIB_HEADS * kBlocks);
+    for (int h = 0; h < CALIB_HEADS; ++h) {
+        if (step_index < 0) {
+            for (int qb = 0; qb < kBlocks; ++qb) entries.push_back({kBlocks, make_int4(h | (kBlocks << 12), qb, -1, 0)});
+            continue;
+        }
+        const calib_plan &plan = calib_plans[calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + h]];
+        std::vector<char> reused(kBlocks, 0);
+        for (int i = 0; i < plan.reuse_count; ++i) reused[plan.reuse[2 * i + 1]] = 1;
+        int r = 0; /* reuse pairs are sorted by source */
+        for (int qb = 0; qb < kBlocks; ++qb) {
+            if (reused[qb]) continue;
+            while (r < plan.reuse_count && plan.reuse[2 * r] < qb) ++r;
+            const int toff = (int)targets.size();
+            int nt = 0;
+            for (; r < plan.reuse_count && plan.reuse[2 * r] == qb; ++r, ++nt) targets.push_back(plan.reuse[2 * r + 1]);
+            const int row = (int)plan.rows[qb];
+            const int cost = row_cost(row);
+            entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff)});
+        }
+    }
+    /* Heaviest first, in 16 cost classes; within a class heads stay together (the entries are in
+     * head order), so the CTAs running at one time share their heads' K and V in L2. */
+    int max_cost = 1;
+    for (const Entry &e : entries) max_cost = std::max(max_cost, e.cost);
+    for (Entry &e : entries) e.cost = (int)((int64_t)e.cost * 16 / (max_cost + 1));
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });
+    std::vector<int4> items(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) items[i] = entries[i].item;
+    return items;
+}
+
+/* The pooled rows the plans' computed blocks name (the tables give no row count). */
+inline int rows_in_use() {
+    int nrows = 0;
+    for (int pi = 0; pi < CALIB_PLANS; ++pi) {
+        std::vector<char> reused(kBlocks, 0);
+        for (int i = 0; i < calib_plans[pi].reuse_count; ++i) reused[calib_plans[pi].reuse[2 * i + 1]] = 1;
+        for (int qb = 0; qb < kBlocks; ++qb)
+            if (!reused[qb]) nrows = std::max(nrows, (int)calib_plans[pi].rows[qb] + 1);
+    }
+    return nrows;
+}
+
+} // namespace calib_cuda_detail
