@@ -56,6 +56,11 @@ FAST_TESTS = CalibIRTests|CalibPassesTests|CalibFrontendTests|CalibSafetensorsTe
 test-fast: deps
 	swift test --disable-swift-testing --filter '$(FAST_TESTS)'
 
+# Each exported product built by itself, in a build directory of its own, as a package that
+# depends on calibc builds it.
+products: deps
+	for product in calibc CalibRuntime; do swift build --build-path .build/product-$$product --product $$product || exit 1; done
+
 # Regenerate the committed kernels of the example (a test fails while they are stale).
 kernels: deps
 	$(SWIFT_BUILD) --product calibc

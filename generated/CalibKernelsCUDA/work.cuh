@@ -71,19 +71,21 @@ inline int row_cost(int row) {
     return cost;
 }
 
-/* The items of one (step, layer) (dense when step_index < 0), and in `targets` the reuse targets
- * they name: every computed query block of every head, heaviest first (a reuse target's stores
- * count 1/16 of a key block). */
-inline std::vector<int4> work_list(int step_index, int layer, std::vector<int32_t> &targets) {
+/* The items of heads first_head ..< first_head + heads of one (step, layer) (dense when
+ * step_index < 0), and in `targets` the reuse targets they name: every computed query block of
+ * every head, heaviest first (a reuse target's stores count 1/16 of a key block). An item's head
+ * is its index in the caller's tensors (h - first_head): a context-parallel rank holds a slice. */
+inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, std::vector<int32_t> &targets) {
     struct Entry { int cost; int4 item; };
     std::vector<Entry> entries;
-    entries.reserve((size_t)CALIB_HEADS * kBlocks);
-    for (int h = 0; h < CALIB_HEADS; ++h) {
+    entries.reserve((size_t)heads * kBlocks);
+    for (int h = 0; h < heads; ++h) {
         if (step_index < 0) {
             for (int qb = 0; qb < kBlocks; ++qb) entries.push_back({kBlocks, make_int4(h | (kBlocks << 12), qb, -1, 0)});
             continue;
         }
-        const calib_plan &plan = calib_plans[calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + h]];
+        const calib_plan &plan =
+            calib_plans[calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + first_head + h]];
         std::vector<char> reused(kBlocks, 0);
         for (int i = 0; i < plan.reuse_count; ++i) reused[plan.reuse[2 * i + 1]] = 1;
         int r = 0; /* reuse pairs are sorted by source */

@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define CALIB_CUDA_ABI_VERSION 1
+#define CALIB_CUDA_ABI_VERSION 2 /* 2: calib_cuda_attention_heads */
 
 const calib_info *calib_cuda_get_info(void);
 
@@ -32,6 +32,15 @@ const calib_info *calib_cuda_get_info(void);
  * with even strides. fp32 accumulation. Every check is made before anything is launched. The
  * first call on a device uploads that device's tables (thread-safe); later calls launch only. */
 int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype,
+                               const void *q, const void *k, const void *v, void *out,
+                               int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                               const int64_t q_strides[3], const int64_t k_strides[3],
+                               const int64_t v_strides[3], const int64_t out_strides[3],
+                               void *stream);
+
+/* The same for heads first_head ..< first_head + heads of the layer only, as a context-parallel
+ * rank holds them: q, k, v and out have `heads` heads, the first being compiled head first_head. */
+int calib_cuda_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32_t dtype,
                                const void *q, const void *k, const void *v, void *out,
                                int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                                const int64_t q_strides[3], const int64_t k_strides[3],

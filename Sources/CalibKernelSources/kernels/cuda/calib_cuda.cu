@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <vector>
 
 extern "C" {
@@ -56,7 +57,7 @@ struct DeviceState {
     int mma_ctas_per_sm = 1;
     int32_t *row_first = nullptr;
     uint16_t *spans = nullptr;
-    std::map<int64_t, LayerList> lists; /* key: step_index * layers + layer, or -1 for dense */
+    std::map<std::tuple<int, int, int, int>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads) */
 };
 
 std::mutex g_mutex;
@@ -71,18 +72,19 @@ template <typename X> int upload(X **dst, const X *src, size_t n) {
     return CALIB_OK;
 }
 
-/* The list of one (step, layer) (dense when step_index < 0), on the current device. */
-int upload_list(int step_index, int layer, LayerList &out) {
+/* The list of heads first_head ..< first_head + heads of one (step, layer) (dense when
+ * step_index < 0), on the current device. */
+int upload_list(int step_index, int layer, int first_head, int heads, LayerList &out) {
     std::vector<int32_t> targets;
-    const std::vector<int4> items = work_list(step_index, layer, targets);
+    const std::vector<int4> items = work_list(step_index, layer, first_head, heads, targets);
     out.count = (int64_t)items.size();
     int st = upload(&out.items, items.data(), items.size());
     if (st == CALIB_OK) st = upload(&out.targets, targets.empty() ? nullptr : targets.data(), targets.size());
     return st;
 }
 
-/* The device state and the list for (step_index, layer), created on first use. */
-int prepare(int step_index, int layer, DeviceState **state, const LayerList **list) {
+/* The device state and the list for (step_index, layer, heads), created on first use. */
+int prepare(int step_index, int layer, int first_head, int heads, DeviceState **state, const LayerList **list) {
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return CALIB_ERR_CUDA;
     std::lock_guard<std::mutex> lock(g_mutex);
@@ -106,11 +108,11 @@ int prepare(int step_index, int layer, DeviceState **state, const LayerList **li
         found = g_devices.emplace(dev, std::move(s)).first;
     }
     DeviceState &s = found->second;
-    const int64_t key = step_index < 0 ? -1 : (int64_t)step_index * CALIB_LAYERS + layer;
+    const auto key = step_index < 0 ? std::make_tuple(-1, 0, first_head, heads) : std::make_tuple(step_index, layer, first_head, heads);
     auto l = s.lists.find(key);
     if (l == s.lists.end()) {
         LayerList list;
-        int st = upload_list(step_index, layer, list);
+        int st = upload_list(step_index, layer, first_head, heads, list);
         if (st != CALIB_OK) return st;
         l = s.lists.emplace(key, list).first;
     }
@@ -139,10 +141,10 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder() {
 }
 
 /* A tensor map over (d, s, h, b) of one input, boxes of 64 columns × 128 rows, 128-byte swizzle. */
-bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, const int64_t *st) {
+bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, int64_t heads, const int64_t *st) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
     if (!enc) return false;
-    cuuint64_t dims[4] = {(cuuint64_t)kDim, (cuuint64_t)kTokens, (cuuint64_t)CALIB_HEADS, (cuuint64_t)batch};
+    cuuint64_t dims[4] = {(cuuint64_t)kDim, (cuuint64_t)kTokens, (cuuint64_t)heads, (cuuint64_t)batch};
     cuuint64_t strides[3] = {(cuuint64_t)st[1] * 2, (cuuint64_t)st[2] * 2, (cuuint64_t)st[0] * 2};
     for (int i = 0; i < 3; ++i)
         if (strides[i] == 0 || strides[i] >= (1ull << 40)) return false;
@@ -161,18 +163,18 @@ bool mul_add(int64_t a, int64_t b, int64_t &acc) {
 }
 
 /* Strides non-negative, the largest element offset (and its byte offset) representable. */
-bool strides_ok(const int64_t *s, int64_t batch, int64_t align_elems) {
+bool strides_ok(const int64_t *s, int64_t batch, int64_t heads, int64_t align_elems) {
     int64_t last = kDim - 1;
     for (int i = 0; i < 3; ++i)
         if (s[i] < 0 || s[i] % align_elems != 0) return false;
-    if (!mul_add(batch - 1, s[0], last) || !mul_add(kTokens - 1, s[1], last) || !mul_add(CALIB_HEADS - 1, s[2], last))
+    if (!mul_add(batch - 1, s[0], last) || !mul_add(kTokens - 1, s[1], last) || !mul_add(heads - 1, s[2], last))
         return false;
     return last <= INT64_MAX / 2;
 }
 
 /* No two (b, s, h) rows of out overlap. */
-bool disjoint(const int64_t *s, int64_t batch) {
-    struct Dim { int64_t stride, extent; } d[3] = {{s[0], batch}, {s[1], kTokens}, {s[2], CALIB_HEADS}};
+bool disjoint(const int64_t *s, int64_t batch, int64_t heads) {
+    struct Dim { int64_t stride, extent; } d[3] = {{s[0], batch}, {s[1], kTokens}, {s[2], heads}};
     std::sort(d, d + 3, [](const Dim &a, const Dim &b) { return a.stride < b.stride; });
     int64_t span = kDim;
     for (const Dim &x : d) {
@@ -183,20 +185,26 @@ bool disjoint(const int64_t *s, int64_t batch) {
     return true;
 }
 
-int launch(int step_index, int layer, int32_t dtype, const void *q, const void *k, const void *v, void *out,
-           int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs, const int64_t *ks,
-           const int64_t *vs, const int64_t *os, void *stream) {
+/* The caller's tensors hold heads first_head ..< first_head + heads of the compiled ones. */
+bool shape_ok(int64_t tokens, int64_t first_head, int64_t heads, int64_t head_dim) {
+    return tokens == kTokens && head_dim == kDim && first_head >= 0 && heads >= 1 && heads <= CALIB_HEADS - first_head;
+}
+
+/* Every check, then the launch on `stream` of (step_index, layer) (dense when step_index < 0). */
+int launch(int step_index, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
+           void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs,
+           const int64_t *ks, const int64_t *vs, const int64_t *os, void *stream) {
     if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
-    if (tokens != kTokens || heads != CALIB_HEADS || head_dim != kDim) return CALIB_ERR_SHAPE;
+    if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (batch < 1 || batch > 65535) return CALIB_ERR_ARGUMENT;
     if ((uintptr_t)q % 16 || (uintptr_t)k % 16 || (uintptr_t)v % 16 || (uintptr_t)out % 4) return CALIB_ERR_ARGUMENT;
-    if (!strides_ok(qs, batch, 8) || !strides_ok(ks, batch, 8) || !strides_ok(vs, batch, 8) || !strides_ok(os, batch, 2) ||
-        !disjoint(os, batch))
+    if (!strides_ok(qs, batch, heads, 8) || !strides_ok(ks, batch, heads, 8) || !strides_ok(vs, batch, heads, 8) ||
+        !strides_ok(os, batch, heads, 2) || !disjoint(os, batch, heads))
         return CALIB_ERR_ARGUMENT;
     DeviceState *state;
     const LayerList *list;
-    int st = prepare(step_index, layer, &state, &list);
+    int st = prepare(step_index, layer, first_head, (int)heads, &state, &list);
     if (st != CALIB_OK) return st;
     Params p;
     p.items = list->items;
@@ -218,7 +226,9 @@ int launch(int step_index, int layer, int32_t dtype, const void *q, const void *
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     bool wgmma = kWgmmaShape && !want_mma();
     CUtensorMap tq, tk, tv;
-    if (wgmma) wgmma = make_map(&tq, dtype, q, batch, qs) && make_map(&tk, dtype, k, batch, ks) && make_map(&tv, dtype, v, batch, vs);
+    if (wgmma)
+        wgmma = make_map(&tq, dtype, q, batch, heads, qs) && make_map(&tk, dtype, k, batch, heads, ks) &&
+                make_map(&tv, dtype, v, batch, heads, vs);
     if (wgmma) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
         if (dtype == CALIB_BF16) calib_wgmma_kernel<__nv_bfloat16><<<grid, 384, kWgSmem, s>>>(tq, tk, tv, p);
@@ -240,8 +250,8 @@ extern "C" {
 
 const calib_info *calib_cuda_get_info(void) { return &g_info; }
 
-int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void *q, const void *k, const void *v,
-                               void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+int calib_cuda_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32_t dtype, const void *q, const void *k,
+                               const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                                const int64_t q_strides[3], const int64_t k_strides[3], const int64_t v_strides[3],
                                const int64_t out_strides[3], void *stream) {
     int step_index = -1;
@@ -249,17 +259,27 @@ int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype, const
         if (calib_steps[i] == step) step_index = i;
     if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
-    if (tokens != kTokens || heads != CALIB_HEADS || head_dim != kDim) return CALIB_ERR_SHAPE;
+    if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (step_index < 0 || layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
-    return launch(step_index, layer, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
-                  out_strides, stream);
+    return launch(step_index, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
+                  v_strides, out_strides, stream);
+}
+
+int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void *q, const void *k, const void *v,
+                               void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                               const int64_t q_strides[3], const int64_t k_strides[3], const int64_t v_strides[3],
+                               const int64_t out_strides[3], void *stream) {
+    if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
+    return calib_cuda_attention_heads(step, layer, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides,
+                                      k_strides, v_strides, out_strides, stream);
 }
 
 int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out, int64_t batch,
                                      int64_t tokens, int64_t heads, int64_t head_dim, const int64_t q_strides[3],
                                      const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3],
                                      void *stream) {
-    return launch(-1, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
+    if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
+    return launch(-1, 0, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
                   stream);
 }
 
