@@ -14,9 +14,11 @@ private let example = root.appendingPathComponent("examples/masks.json").path
 private let linked = try! AttentionKernels(entryPoints: UnsafeRawPointer(calib_get_entry_points()))
 
 final class RuntimeTests: XCTestCase {
-    /// Seen on this machine: OpenMP can link yet run one thread. The kernels must use every core.
+    /// Seen on this machine: OpenMP can link yet run one thread. The kernels must use every core,
+    /// or as many threads as OMP_NUM_THREADS asks for.
     func testKernelsRunOnAllThreads() throws {
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let asked = ProcessInfo.processInfo.environment["OMP_NUM_THREADS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+        let cores = asked ?? ProcessInfo.processInfo.activeProcessorCount
         XCTAssertEqual(linked.teamSize, cores)
         let program = Program(model: "t", shape: Shape(tokens: 64, headDim: 16, block: 16, layers: 1, heads: 1, steps: [0]),
                               plans: [densePlan(blocks: 4)], dispatch: [0], sourceHash: "h")

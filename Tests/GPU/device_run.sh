@@ -1,29 +1,28 @@
-#!/bin/sh
-# One device call (the `run` tool), from the repository root, with .gpu carried (made here by
-# `make gpu-sources`): ceilings, correctness, compute-sanitizer, a timeline trace, the issue-14
-# table, and side-by-side timings of earlier kernel versions. Logs go to $OUT.
-# usage: sh Tests/GPU/device_run.sh [VERSION_FILE ...]   (earlier kernels, from the history docs/gpu.md names)
+#!/bin/bash
+# One device call (the `run` tool), from the repository root, with .gpu carried (`make
+# gpu-sources`, `make gpu-sources-torch`) and any earlier compiled sets to compare: the machine,
+# the ceilings, the GPU tests, compute-sanitizer memcheck, the benchmark table, and each earlier
+# set's wan13b and wan14b timed beside the current ones. Logs go to $OUT.
+# usage: bash Tests/GPU/device_run.sh [LABEL=DIR ...]   (DIR holds wan13b/ and wan13b.json, ...)
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-G=$(pwd)/.gpu
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader
-python3 Tests/GPU/ceilings.py 2>&1 | tee "$OUT/ceil.log"
-for f in "$@"; do v=$(basename "$f" .cu); for s in wan13b; do
-  rm -rf "$G/$s-$v"; cp -r "$G/$s" "$G/$s-$v"; (KERNEL_SRC=$f sh Tests/GPU/build.sh "$G/$s-$v" >/dev/null) & done; done
-rm -rf "$G/wan13b-tr"; cp -r "$G/wan13b" "$G/wan13b-tr"; (sh Tests/GPU/build.sh "$G/wan13b-tr" -DCALIB_CUDA_TRACE >/dev/null) &
-timeout 200 make test-gpu > "$OUT/test.log" 2>&1; rc=$?
-grep -v "^ok \|^built\|^for s\|^cd \|^    " "$OUT/test.log"; echo "test-gpu rc=$rc, $(grep -c '^ok ' "$OUT/test.log") checks ok"
+G=.gpu
+export PYTHONPATH=$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}
+(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader; nvcc --version | tail -1;
+ python3 -c "import torch; print('torch', torch.__version__)") | tee "$OUT/machine.log"
+# Every build at once (16 cores), the earlier sets' with their own recipe.
+for arg in "$@"; do dir=${arg#*=}; for s in wan13b wan14b; do (sh "$dir/$s/build.sh" > "$dir/$s.build.log" 2>&1 || cat "$dir/$s.build.log") & done; done
+sh Tests/GPU/build_sets.sh "$G" || exit 1
 wait
-[ $rc = 0 ] || exit 1
-(cd Tests/GPU && timeout 120 compute-sanitizer --tool memcheck --print-limit 5 python3 test_gpu.py --quick \
-   "$G/t128/libcalibcuda.so:$G/t128.json" > "$OUT/sanitizer.log" 2>&1; echo "compute-sanitizer rc=$?"; tail -3 "$OUT/sanitizer.log")
-(cd Tests/GPU && timeout 60 python3 trace.py "$G/wan13b-tr/libcalibcuda.so:$G/wan13b.json" 0 3 > "$OUT/trace.log" 2>&1)
-timeout 360 make bench-gpu BENCH_ARGS="--json $OUT/bench.json" > "$OUT/bench.log" 2>&1; echo "bench-gpu rc=$?"
+python3 Tests/GPU/ceilings.py 2>&1 | tee "$OUT/ceil.log"
+set -o pipefail
+timeout 300 sh Tests/GPU/test.sh "$G" 2>&1 | tee "$OUT/test.log"; echo "test-gpu rc=$?"
+CALIBC_GPU_DIR=$(pwd)/$G timeout 200 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu -k t128 \
+    Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1; echo "compute-sanitizer rc=$?"; tail -3 "$OUT/sanitizer.log"
+timeout 400 make bench-gpu BENCH_ARGS="--json $OUT/bench.json" > "$OUT/bench.log" 2>&1; echo "bench-gpu rc=$?"
 sed -n "/^| shape/,/^wan/p" "$OUT/bench.log"; grep "^wan.* reuse pair:" "$OUT/bench.log"
-args=""; for f in "$@"; do v=$(basename "$f" .cu); for s in wan13b; do args="$args $v-$s=$G/$s-$v/libcalibcuda.so:$G/$s.json"; done; done
-[ -n "$args" ] && (cd Tests/GPU && timeout 120 python3 bench_versions.py $args now-wan13b=$G/wan13b/libcalibcuda.so:$G/wan13b.json > "$OUT/versions.log" 2>&1; cat "$OUT/versions.log")
-if [ -n "${STORE_AB:-}" ]; then  # the 4-byte store path of the same build, beside the 16-byte one
-  (cd Tests/GPU && CALIB_CUDA_STORE=4 timeout 60 python3 bench_versions.py store4-wan13b=$G/wan13b/libcalibcuda.so:$G/wan13b.json \
-     > "$OUT/store4.log" 2>&1; cat "$OUT/store4.log")
-fi
+args=""
+for arg in "$@"; do label=${arg%%=*} dir=${arg#*=}; for s in wan13b wan14b; do
+    args="$args $label-$s=$dir/$s/libcalibcuda.so:$dir/$s.json now-$s=$G/$s/libcalibcuda.so:$G/$s.json"; done; done
+[ -z "$args" ] || timeout 300 python3 Tests/GPU/bench_versions.py $args 2>&1 | tee "$OUT/versions.log"
 exit 0
