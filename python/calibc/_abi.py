@@ -1,9 +1,10 @@
-"""The Python view of the C ABI of calibc's kernel libraries (`include/calib_kernels.h`).
+"""The Python view of the C ABI of calibc's kernel libraries: `include/calib_abi.h` (what both
+targets share: the status codes, the dtype codes, the `calib_info` struct), `calib_kernels.h`
+(the CPU target's entries) and `calib_cuda.h` (the CUDA target's).
 
-This is the only place in the package that spells the C interface: the status codes, the dtype
-codes, the `calib_info` struct and the prototypes. `Tests/python/test_abi.py` parses
-`Sources/CalibCodegen/kernels/cpu/include/calib_kernels.h` and fails when anything here differs
-from it, so a change of the header cannot go unnoticed.
+This is the only place in the package that spells the C interface. `Tests/python/test_abi.py`
+parses the headers in `Sources/CalibKernelSources/kernels/include/` and fails when anything here
+differs from them, so a change of a header cannot go unnoticed.
 
 ABI 1 (libraries compiled before the layer entries) is still readable: its `calib_info` has a
 `threads` field after `plans`, and it has only the per-head entries.
@@ -23,12 +24,14 @@ STATUS = {
     "CALIB_ERR_NO_PLAN": 2,
     "CALIB_ERR_ARGUMENT": 3,
     "CALIB_ERR_NO_MEMORY": 4,
+    "CALIB_ERR_CUDA": 5,
 }
 STATUS_TEXT = {
     1: "shape mismatch (tokens, heads or head_dim differ from the compiled shape)",
     2: "no plan for this (step, layer, head)",
     3: "bad argument (null pointer, unknown dtype, or overlapping or overflowing strides)",
     4: "out of memory",
+    5: "the CUDA runtime refused the launch",
 }
 
 # enum calib_dtype
@@ -99,25 +102,12 @@ def bind(lib, abi_version):
     return bound
 
 
-# ---- the CUDA target's library (include/calib_cuda.h) ----
-
-# enum calib_cuda_status: the CPU statuses, plus a refused launch
-CUDA_STATUS = {"CALIB_CUDA_OK": 0, "CALIB_CUDA_ERR_SHAPE": 1, "CALIB_CUDA_ERR_NO_PLAN": 2, "CALIB_CUDA_ERR_ARGUMENT": 3,
-               "CALIB_CUDA_ERR_NO_MEMORY": 4, "CALIB_CUDA_ERR_CUDA": 5}
-CUDA_STATUS_TEXT = {**STATUS_TEXT, 5: "the CUDA runtime refused the launch"}
-
-# enum calib_cuda_dtype
-CUDA_DTYPE = {"CALIB_CUDA_BF16": 1, "CALIB_CUDA_F16": 2}
-
-
-class CudaInfo(ctypes.Structure):
-    """struct calib_cuda_info: the fields of calib_info."""
-    _fields_ = Info._fields_
-
+# ---- the CUDA target's library (include/calib_cuda.h): calib_abi.h's statuses, dtypes and info ----
 
 CUDA_FUNCTIONS = {
-    "calib_cuda_get_info": (ctypes.POINTER(CudaInfo), []),
+    "calib_cuda_get_info": (ctypes.POINTER(Info), []),
     "calib_cuda_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
 }

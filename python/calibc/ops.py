@@ -13,11 +13,26 @@ library (`library` is then its libcalibcuda.so) on the current stream.
 import torch
 
 from . import _abi
-from .cuda import load_cuda
+from .cuda import CudaKernels
 from .errors import ArgumentError
-from .kernels import LAYOUTS, load
+from .kernels import Kernels
+from .library import DTYPES, LAYOUTS, loaded
 
 __all__ = ["attention_layer", "dense_attention_layer"]
+
+_CLASSES = {"cpu": Kernels, "cuda": CudaKernels}
+_by_path = {}
+
+
+def _kernels(library, device):
+    """The library that runs `device`'s tensors, by the path string the op is given: the same
+    string comes with every call, so it is resolved (and the library loaded, shared with
+    calibc.load and calibc.load_cuda) on its first call only."""
+    key = (device, library)
+    kernels = _by_path.get(key)
+    if kernels is None:
+        kernels = _by_path[key] = loaded(_CLASSES[device], library)
+    return kernels
 
 
 def _check(q, k, v, layout, *integers):
@@ -28,7 +43,7 @@ def _check(q, k, v, layout, *integers):
     torch._check_with(ArgumentError, q.dim() == 4, lambda: f"q: expected a 4D tensor, got {q.dim()}D")
     torch._check_with(ArgumentError, q.shape == k.shape and q.shape == v.shape,
                       lambda: f"q, k and v must have one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    dtypes = (torch.bfloat16, torch.float16) if q.device.type == "cuda" else (torch.float32, torch.bfloat16)
+    dtypes = tuple(DTYPES["cuda" if q.device.type == "cuda" else "cpu"])
     torch._check_with(ArgumentError, q.dtype == k.dtype == v.dtype and q.dtype in dtypes,
                       lambda: f"q, k and v must all have one of the dtypes {dtypes} on {q.device.type}, got "
                               f"{q.dtype}, {k.dtype}, {v.dtype}")
@@ -37,12 +52,11 @@ def _check(q, k, v, layout, *integers):
             _abi.int32(name, value)
 
 
-@torch.library.custom_op("calibc::attention_layer", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("calibc::attention_layer", mutates_args=(), device_types=("cpu", "cuda"))
 def attention_layer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str, step: int, layer: int,
                     layout: str = "bshd") -> torch.Tensor:
     _check(q, k, v, layout, ("step", step), ("layer", layer))
-    out = torch.empty(q.shape, dtype=q.dtype)
-    return load(library).attention_layer(step, layer, q, k, v, out=out, layout=layout)
+    return _kernels(library, q.device.type).attention_layer(step, layer, q, k, v, layout=layout)
 
 
 @attention_layer.register_fake
@@ -51,29 +65,14 @@ def _attention_layer_fake(q, k, v, library, step, layer, layout="bshd"):
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 
-@torch.library.custom_op("calibc::dense_attention_layer", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("calibc::dense_attention_layer", mutates_args=(), device_types=("cpu", "cuda"))
 def dense_attention_layer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str,
                           layout: str = "bshd") -> torch.Tensor:
     _check(q, k, v, layout)
-    out = torch.empty(q.shape, dtype=q.dtype)
-    return load(library).dense_attention_layer(q, k, v, out=out, layout=layout)
+    return _kernels(library, q.device.type).dense_attention_layer(q, k, v, layout=layout)
 
 
 @dense_attention_layer.register_fake
 def _dense_attention_layer_fake(q, k, v, library, layout="bshd"):
     _check(q, k, v, layout)
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
-
-
-# CUDA tensors (bfloat16 or float16) go to the library `calibc compile --target cuda --shared`
-# builds: `library` names that .so, and the launch runs on torch's current stream.
-@attention_layer.register_kernel("cuda")
-def _attention_layer_cuda(q, k, v, library, step, layer, layout="bshd"):
-    _check(q, k, v, layout, ("step", step), ("layer", layer))
-    return load_cuda(library).attention_layer(step, layer, q, k, v, layout=layout)
-
-
-@dense_attention_layer.register_kernel("cuda")
-def _dense_attention_layer_cuda(q, k, v, library, layout="bshd"):
-    _check(q, k, v, layout)
-    return load_cuda(library).dense_attention_layer(q, k, v, layout=layout)

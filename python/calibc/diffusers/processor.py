@@ -7,9 +7,9 @@
     sparse.remove()
 
 Each self-attention call is one `torch.ops.calibc.attention_layer` (all batch elements and heads
-of the (step, layer), on diffusers' (B, S, H, D) tensors without a copy): CPU float32/bfloat16
-tensors run `library`, CUDA bfloat16/float16 tensors `cuda_library` (built by `calibc compile
---target cuda --shared`) on the current stream. Where there is no plan (another step, another
+of the (step, layer), on diffusers' (B, S, H, D) tensors without a copy): CPU tensors run
+`library`, CUDA tensors `cuda_library` (built by `calibc compile --target cuda --shared`) on the
+current stream, each in the dtypes its target takes (`calibc.library.DTYPES`). Where there is no plan (another step, another
 sequence length, an attention mask, no library for the device, another dtype, ring attention, a
 GPU under context parallelism), the call falls back to the model's own attention
 function; `fallbacks` counts those calls. With `compare=True` every sparse call also runs the
@@ -26,9 +26,7 @@ rank's tokens of every head.
 
 import time
 
-import torch
-
-from ..cuda import load_cuda
+from ..cuda import CudaKernels, load_cuda
 from ..kernels import Kernels, load
 from ..ops import attention_layer
 from .hooks import StepCounter, wrap_self_attention
@@ -45,12 +43,17 @@ def _ulysses(parallel_config):
     return cp
 
 
+def _library(given, cls, load_path):
+    """`given` as a loaded library: None, a `cls` already loaded, or the path to load."""
+    return given if given is None or isinstance(given, cls) else load_path(given)
+
+
 class CalibAttention:
     def __init__(self, transformer, library=None, calls_per_step=1, compare=False, cuda_library=None):
         if library is None and cuda_library is None:
             raise ValueError("give the CPU kernel library, the CUDA one (cuda_library=), or both")
-        self.kernels = None if library is None else library if isinstance(library, Kernels) else load(library)
-        self.cuda_kernels = None if cuda_library is None else load_cuda(cuda_library)
+        self.kernels = _library(library, Kernels, load)
+        self.cuda_kernels = _library(cuda_library, CudaKernels, load_cuda)
         self.counter = StepCounter(transformer, calls_per_step)
         self.compare, self.fallbacks, self.calls = compare, 0, 0
         self.errors, self.seconds = {}, {"sparse": 0.0, "original": 0.0}
@@ -60,33 +63,30 @@ class CalibAttention:
         self._restore()
         self.counter.remove()
 
+    def _kernels_for(self, device):
+        return {"cpu": self.kernels, "cuda": self.cuda_kernels}.get(device.type)
+
     def _usable(self, layer, query, key, value, args, kwargs):
-        if query.device.type == "cuda":
-            return self._usable_cuda(layer, query, key, value, args, kwargs)
-        k = self.kernels
+        k = self._kernels_for(query.device)
         if k is None:
             return False
+        world = 1
+        if kwargs.get("parallel_config") is not None:
+            # The Ulysses path is the CPU's (Tests/python/test_context_parallel.py); a GPU falls back.
+            if not isinstance(k, Kernels):
+                return False
+            try:
+                cp = _ulysses(kwargs["parallel_config"])
+            except NotImplementedError:
+                return False
+            world = 1 if cp is None else cp.ulysses_degree
         mask = kwargs.get("attn_mask", args[0] if args else None)
-        try:
-            cp = _ulysses(kwargs.get("parallel_config"))
-        except NotImplementedError:
-            return False
-        world = 1 if cp is None else cp.ulysses_degree
         _, tokens, heads, dim = query.shape
         return (mask is None and not kwargs.get("is_causal", False) and kwargs.get("scale") is None
-                and query.device.type == "cpu" and query.dtype in (torch.float32, torch.bfloat16)
-                and query.dtype == key.dtype == value.dtype and key.shape == query.shape == value.shape
+                and query.dtype in k.dtypes and query.dtype == key.dtype == value.dtype
+                and key.shape == query.shape == value.shape
                 and tokens * world == k.tokens and dim == k.head_dim and heads == k.heads and heads % world == 0
                 and (k.has_layer_entry or world > 1) and k.has_plan(self.counter.step, layer))
-
-    def _usable_cuda(self, layer, query, key, value, args, kwargs):
-        k = self.cuda_kernels
-        mask = kwargs.get("attn_mask", args[0] if args else None)
-        _, tokens, heads, dim = query.shape
-        return (k is not None and mask is None and not kwargs.get("is_causal", False) and kwargs.get("scale") is None
-                and kwargs.get("parallel_config") is None and query.dtype in (torch.bfloat16, torch.float16)
-                and query.dtype == key.dtype == value.dtype and key.shape == query.shape == value.shape
-                and tokens == k.tokens and dim == k.head_dim and heads == k.heads and k.has_plan(self.counter.step, layer))
 
     def _attend_for(self, layer):
         def attend(original, query, key, value, *args, **kwargs):
@@ -97,10 +97,8 @@ class CalibAttention:
             step = self.counter.step
             start = time.perf_counter()
             cp = _ulysses(kwargs.get("parallel_config"))
-            if query.device.type == "cuda":
-                out = attention_layer(query, key, value, self.cuda_kernels.path, step, layer)
-            elif cp is None:
-                out = attention_layer(query, key, value, self.kernels.path, step, layer)
+            if cp is None:
+                out = attention_layer(query, key, value, self._kernels_for(query.device).path, step, layer)
             else:
                 out = self._ulysses_attention(step, layer, query, key, value, kwargs["parallel_config"])
             self.seconds["sparse"] += time.perf_counter() - start
