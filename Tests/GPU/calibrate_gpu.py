@@ -107,11 +107,11 @@ def layer():
         r["selection"] = timed(lambda: select_mass(mass, 0.95))
         for tolerance in (0.0, 0.02):
             state = State(heads, mass.shape[-1], device="cuda", reuse_tolerance=tolerance)
-            state.fold(mass, tau=0.95)
-            r[f"fold, reuse tolerance {tolerance}"] = timed(lambda: state.fold(mass, tau=0.95))
+            state.fold(mass, 0)
+            r[f"fold, reuse tolerance {tolerance}"] = timed(lambda: state.fold(mass, 0))
 
         def fold_from_host():
-            state.to("cuda").fold(mass, tau=0.95)
+            state.to("cuda").fold(mass, 0)
             state.to("cpu")
 
         r["fold, state kept in host memory"] = timed(fold_from_host)
@@ -186,11 +186,11 @@ def profile():
     q, k = (torch.randn(40, 75600, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     mass = block_mass(q, k, 128, step=8)
     state = State(40, mass.shape[-1], device="cuda", reuse_tolerance=0.02)
-    state.fold(mass, tau=0.95)
+    state.fold(mass, 0)
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as p:
         for _ in range(3):
-            state.fold(mass, tau=0.95)
+            state.fold(mass, 0)
         torch.cuda.synchronize()
     print(p.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
 

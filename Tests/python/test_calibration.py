@@ -4,21 +4,23 @@ Swift state, on the CPU: the same numbers the GPU path must give."""
 import pytest
 import torch
 
-from calibc.calibration import State, _pack_bits, _pack_codes, _unpack_bits, _unpack_codes, block_mass, save
+from calibc.calibration import (Selection, State, _pack_bits, _pack_codes, _unpack_bits, _unpack_codes, block_mass,
+                                save)
 from calibc.safetensors import read_header, read_tensor
 from conftest import run_calibc
 
 
-def synth(directory, *extra, heads=3, prompts=2):
-    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", "20", "--prompts", prompts, *extra)
+def synth(directory, *extra, heads=3, prompts=2, steps="20"):
+    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", steps, "--prompts", prompts, *extra)
 
 
-def save_as(state, path, swift):
-    """Saves `state` (step 20, layer 0) with the metadata calibc wrote into `swift`."""
+def save_as(states, path, swift):
+    """Saves {(step, layer): State} with the metadata calibc wrote into `swift`, less the
+    selection, which the states carry."""
     meta = read_header(swift)[0]["__metadata__"]
     layout = {key: meta[key] for key in ("frames", "height", "width", "text_tokens", "text_position")}
-    save({(20, 0): state}, path, tokens=3072, head_dim=128, block=64,
-         selection="mass 0.95", scale=float(meta["scale"]), model=meta["model"], layout=layout)
+    save(states, path, tokens=3072, head_dim=128, block=64, scale=float(meta["scale"]), model=meta["model"],
+         layout=layout)
 
 
 def test_block_mass_matches_float64_with_partial_blocks_and_sampled_rows():
@@ -61,7 +63,7 @@ def test_state_is_calibcs_file_and_merges_to_its_masks(tmp_path, tolerance):
                "-o", tmp_path / "one.json")
     state = State(heads=6, blocks=48, reuse_tolerance=tolerance)
     for path in inputs:
-        state.fold(read_tensor(path, "step20.layer0.mass"), tau=0.95)
+        state.fold(read_tensor(path, "step20.layer0.mass"), 20)
     for kind, tensor in state.tensors(20, 0).items():
         assert torch.equal(tensor, read_tensor(swift, kind)), kind
     # Selection did real work: tiles kept by one prompt only, by both, and by none; and reuse
@@ -72,7 +74,7 @@ def test_state_is_calibcs_file_and_merges_to_its_masks(tmp_path, tolerance):
     reusable = _unpack_bits(state.reuse, 48 * 47 // 2)
     assert (reusable.any() and not reusable.all()) if tolerance else not state.reuse.any()
     ours = tmp_path / "torch.safetensors"
-    save_as(state, ours, swift)
+    save_as({(20, 0): state}, ours, swift)
     assert ours.read_bytes() == swift.read_bytes()
     run_calibc("calibrate", "--merge", ours, "-o", tmp_path / "merged.json")
     assert (tmp_path / "merged.json").read_text() == (tmp_path / "one.json").read_text()
@@ -90,8 +92,8 @@ def test_state_retires_inputs_as_calibc_does(tmp_path, stability_drop):
     kept = State(heads=6, blocks=48, stability_drop=0.0)  # no input with single-owner tiles retires
     for path in inputs:
         mass = read_tensor(path, "step20.layer0.mass")
-        state.fold(mass, tau=0.95)
-        kept.fold(mass, tau=0.95)
+        state.fold(mass, 20)
+        kept.fold(mass, 20)
     for kind, tensor in state.tensors(20, 0).items():
         assert torch.equal(tensor, read_tensor(swift, kind)), kind
     # Retirement did work: single-owner tiles left, bounds recorded, the union unchanged.
@@ -99,9 +101,38 @@ def test_state_retires_inputs_as_calibc_does(tmp_path, stability_drop):
     assert (state.retired_drop <= stability_drop).all() and not kept.retired_drop.any()
     assert torch.equal(state.codes != 0, kept.codes != 0)
     ours = tmp_path / "torch.safetensors"
-    save_as(state, ours, swift)
+    save_as({(20, 0): state}, ours, swift)
     assert ours.read_bytes() == swift.read_bytes()
     assert read_header(ours)[0]["__metadata__"]["stability_drop"] == repr(stability_drop)
+
+
+def test_a_schedule_folds_each_step_at_its_threshold_as_calibc_does(tmp_path):
+    """ε(t) of `--mass-schedule exp:A,C,k,T` at steps 0, 20 and 40 (0.99, 0.853, 0.8411 with
+    T = 49): the state of every step and the selection text, to calibc's bytes."""
+    synth(tmp_path / "mass", "--mass-block", "64", heads=6, steps="0,20,40")
+    inputs = [str(tmp_path / "mass" / f"prompt{p}.safetensors") for p in range(2)]
+    swift = tmp_path / "swift.safetensors"
+    run_calibc("calibrate", *inputs, "--block", "64", "--mass-schedule", "exp:0.84,0.99,6,49", "--state-out", swift)
+    selection = Selection(schedule=(0.84, 0.99, 6, 49))
+    states = {(step, 0): State(heads=6, blocks=48, selection=selection) for step in (0, 20, 40)}
+    for path in inputs:
+        for (step, _), state in states.items():
+            state.fold(read_tensor(path, f"step{step}.layer0.mass"), step)
+    # The thresholds differ enough to select differently: fewer tiles as ε falls.
+    kept = [int((state.codes != 0).sum()) for state in states.values()]
+    assert kept[0] > kept[1] > kept[2], kept
+    ours = tmp_path / "torch.safetensors"
+    save_as(states, ours, swift)
+    assert read_header(ours)[0]["__metadata__"]["selection"] == "mass-schedule exp:0.84,0.99,6.0,49"
+    assert ours.read_bytes() == swift.read_bytes()
+
+
+def test_sampled_rows_are_part_of_the_selection_as_calibc_records_it(tmp_path):
+    synth(tmp_path / "qk")
+    swift = tmp_path / "swift.safetensors"
+    run_calibc("calibrate", tmp_path / "qk" / "prompt0.safetensors", "--block", "64", "--mass", "0.9", "--sample-rows",
+               "8", "--state-out", swift)
+    assert str(Selection(mass=0.9, sample_rows=8)) == read_header(swift)[0]["__metadata__"]["selection"]
 
 
 def test_packing_round_trips():
@@ -123,12 +154,12 @@ def test_packing_round_trips():
 def test_state_without_single_owners_round_trips(tmp_path):
     """Every selected tile selected twice: zero owners, a zero-size tensor both ways."""
     mass = torch.softmax(torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(1)), dim=-1)
-    state = State(heads=2, blocks=4)
-    state.fold(mass, tau=0.9)
-    state.fold(mass, tau=0.9)
+    state = State(heads=2, blocks=4, selection=Selection(mass=0.9))
+    state.fold(mass, 0)
+    state.fold(mass, 0)
     assert state.owner.numel() == 0 and (state.codes == 2).any()
     path = tmp_path / "s.safetensors"
-    save({(0, 0): state}, path, tokens=64, head_dim=8, block=16, selection="mass 0.9")
+    save({(0, 0): state}, path, tokens=64, head_dim=8, block=16)
     assert read_tensor(path, "step0.layer0.owner").shape == (0,)
     assert read_tensor(path, "step0.layer0.owner").dtype == torch.uint16
     run_calibc("calibrate", "--merge", path, "--state-out", tmp_path / "again.safetensors")

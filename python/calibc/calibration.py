@@ -6,10 +6,11 @@ torch ops so they run wherever q and k already are (a GPU during generation) and
 materialise the tokens × tokens matrix:
 
     mass = block_mass(q, k, block=128)              # (H, B, B) float32, rows sum to 1
-    state = State(heads=H, blocks=B, reuse_tolerance=0.02, stability_drop=0.05, device=q.device)
-    state.fold(mass, tau=0.95)                      # one prompt; call once per prompt
-    save({(step, layer): state}, "s.safetensors", tokens=N, head_dim=D, block=128,
-         selection="mass 0.95")                     # `calibc calibrate --merge` reads it
+    state = State(heads=H, blocks=B, selection=Selection(mass=0.95), reuse_tolerance=0.02,
+                  stability_drop=0.05, device=q.device)
+    state.fold(mass, step)                          # one prompt's mass at this step; once per prompt
+    save({(step, layer): state}, "s.safetensors", tokens=N, head_dim=D, block=128)
+                                                    # `calibc calibrate --merge` reads it
 
 On CUDA tensors block mass is a Triton kernel (`calibc.triton_mass`, a tile of scores at a
 time); on the CPU, torch ops over `rows` query rows × all keys at a time. `step` measures every
@@ -18,14 +19,16 @@ it changes). Both are checked against the C kernel: on the CPU in Tests/python/t
 on the GPU in Tests/GPU/calibrate_gpu.py (results in docs/calibration.md).
 """
 
+import dataclasses
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 
 from .safetensors import save_file
 
-__all__ = ["block_mass", "sampled_rows", "select_mass", "State", "save"]
+__all__ = ["block_mass", "sampled_rows", "select_mass", "MassSchedule", "Selection", "State", "save"]
 
 FORMAT = "calibc-state/3"
 MAX_INPUTS = 65535  # owners are U16 in the file
@@ -79,6 +82,50 @@ def select_mass(mass, tau):
     keep = torch.zeros_like(keep_sorted)
     keep.scatter_(-1, order, keep_sorted)
     return keep
+
+
+class MassSchedule(NamedTuple):
+    """The paper's ε(t) = A + (C − A)·exp(−k·t/T) with T fixed, as `--mass-schedule exp:A,C,k,T`
+    (Sources/CalibCalibrate/Schedule.swift; docs/calibration.md, "Threshold per step")."""
+
+    final: float  # A
+    initial: float  # C, at step 0
+    rate: float  # k
+    last_step: int  # T
+
+    def threshold(self, step):
+        # In calibc's order of operations (step / T first), so the threshold is calibc's to the bit.
+        return self.final + (self.initial - self.final) * math.exp(-self.rate * (step / self.last_step))
+
+    def __str__(self):
+        return f"exp:{float(self.final)!r},{float(self.initial)!r},{float(self.rate)!r},{int(self.last_step)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What each fold keeps of an input: per query block the fewest key blocks holding `mass` of
+    its mass (`--mass`), or the threshold `schedule` gives the step (`--mass-schedule`), on block
+    mass measured from every `sample_rows`-th row (`--sample-rows`). A state is folded under one
+    and records it (`str`, calibc's text; Sources/CalibCalibrate/Calibrator.swift,
+    `selectionText`): states merge only where theirs agree."""
+
+    mass: float = None
+    schedule: MassSchedule = None
+    sample_rows: int = 1
+
+    def __post_init__(self):
+        if (self.mass is None) == (self.schedule is None):
+            raise ValueError("give one of mass and schedule")
+        if self.schedule is not None:
+            object.__setattr__(self, "schedule", MassSchedule(*self.schedule))
+
+    def threshold(self, step):
+        """The mass threshold of a step."""
+        return self.mass if self.schedule is None else self.schedule.threshold(step)
+
+    def __str__(self):
+        text = f"mass {float(self.mass)!r}" if self.schedule is None else f"mass-schedule {self.schedule}"
+        return text + (f"; rows 1/{self.sample_rows}" if self.sample_rows > 1 else "")
 
 
 def _pack(digits, base, per_byte):
@@ -148,17 +195,19 @@ class State:
     - `reuse` (H, ceil(B(B−1)/2 / 8)) uint8: bit p set while pair p's rows were within
       `reuse_tolerance` (fixed here, at fold time; 0 turns reuse off) on every input.
 
-    After each fold, an input whose drop (its mass on the tiles only it selected, over B) is at
-    most `stability_drop` is retired: its tiles become code 2 and leave the owner list. Exact for
-    the masks, since a drop only falls as inputs are added, provided the masks are decided with
-    the same threshold (calibc refuses another). Its size does not depend on how many prompts
-    were folded, apart from the single-owner tiles of inputs not retired."""
+    Every fold selects with `selection` (a Selection), which `save` writes into the file. After
+    each fold, an input whose drop (its mass on the tiles only it selected, over B) is at most
+    `stability_drop` is retired: its tiles become code 2 and leave the owner list. Exact for the
+    masks, since a drop only falls as inputs are added, provided the masks are decided with the
+    same threshold (calibc refuses another). Its size does not depend on how many prompts were
+    folded, apart from the single-owner tiles of inputs not retired."""
 
-    def __init__(self, heads, blocks, reuse_tolerance=0.02, stability_drop=0.05, device="cpu"):
+    def __init__(self, heads, blocks, selection=Selection(mass=0.95), reuse_tolerance=0.02, stability_drop=0.05,
+                 device="cpu"):
         for name, value in (("reuse_tolerance", reuse_tolerance), ("stability_drop", stability_drop)):
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        self.heads, self.blocks, self.inputs = heads, blocks, 0
+        self.heads, self.blocks, self.inputs, self.selection = heads, blocks, 0, selection
         self.reuse_tolerance, self.stability_drop = float(reuse_tolerance), float(stability_drop)
         self.tiles = torch.zeros(heads, (blocks * blocks + 4) // 5, dtype=torch.uint8, device=device)
         self.owner = torch.zeros(0, dtype=torch.int32, device=device)
@@ -173,16 +222,14 @@ class State:
             t.to(device) for t in (self.tiles, self.owner, self.owner_mass, self.retired_drop, self.reuse))
         return self
 
-    def fold(self, mass, tau=None, selected=None):
-        """Folds one input's (H, B, B) block mass, with its selection (`selected`, a bool mask)
-        or `--mass tau`, and retires the inputs whose drop fell to `stability_drop`: unpack,
-        update and repack the whole layer at once."""
+    def fold(self, mass, step):
+        """Folds one input's (H, B, B) block mass at diffusion step `step`, selected with
+        `selection`, and retires the inputs whose drop fell to `stability_drop`: unpack, update
+        and repack the whole layer at once."""
         if self.inputs >= MAX_INPUTS:
             raise ValueError(f"a state numbers at most {MAX_INPUTS} inputs")
-        if selected is None:
-            selected = select_mass(mass, tau)
         heads, tiles = self.heads, self.blocks * self.blocks
-        selected = selected.reshape(heads, tiles)
+        selected = select_mass(mass, self.selection.threshold(step)).reshape(heads, tiles)
         codes = _unpack_codes(self.tiles, tiles)
         # The single owners spread back over their tiles, updated, and gathered again.
         owner = torch.zeros(heads, tiles, dtype=torch.int32, device=codes.device)
@@ -240,18 +287,21 @@ class State:
                 f"{name}.reuse": self.reuse.cpu()}
 
 
-def save(states, path, *, tokens, head_dim, block, selection, scale=None, model="unknown", layout=None):
+def save(states, path, *, tokens, head_dim, block, scale=None, model="unknown", layout=None):
     """Writes {(step, layer): State} as a calibc-state/3 file for `calibc calibrate --merge`:
     for the same inputs, the bytes `calibc calibrate --state-out` writes (metadata in key order,
-    tensors in name order). `selection` is what calibc would record, e.g. "mass 0.95"."""
+    tensors in name order), the states' selection recorded as calibc records it."""
     steps = sorted({s for s, _ in states})
     layers = max(l for _, l in states) + 1
     first = next(iter(states.values()))
-    if any((s.reuse_tolerance, s.stability_drop, s.inputs) != (first.reuse_tolerance, first.stability_drop, first.inputs)
-           for s in states.values()):
-        raise ValueError("every (step, layer) state must have folded the same inputs with the same reuse_tolerance "
-                         "and stability_drop")
-    metadata = {"format": FORMAT, "model": model, "selection": selection, "inputs": str(first.inputs),
+
+    def fixed(s):
+        return s.selection, s.reuse_tolerance, s.stability_drop, s.inputs
+
+    if any(fixed(s) != fixed(first) for s in states.values()):
+        raise ValueError("every (step, layer) state must have folded the same inputs with the same selection, "
+                         "reuse_tolerance and stability_drop")
+    metadata = {"format": FORMAT, "model": model, "selection": str(first.selection), "inputs": str(first.inputs),
                 "reuse_tolerance": repr(first.reuse_tolerance), "stability_drop": repr(first.stability_drop),
                 "steps": ",".join(map(str, steps)), "layers": str(layers), "heads": str(first.heads),
                 "tokens": str(tokens), "head_dim": str(head_dim), "block": str(block),

@@ -1,11 +1,13 @@
-"""calibc inside diffusers' WanTransformer3DModel: the sparse attention processor and the recorder.
+"""calibc inside diffusers' WanTransformer3DModel: the sparse attention processor, the recorder
+and the calibrator.
 
     from calibc.diffusers import CalibAttention, Calibrator, Recorder
 """
 
+from .calibrator import Calibrator
 from .hooks import Intercept, StepCounter, wrap_self_attention
 from .processor import CalibAttention
-from .recorder import Calibrator, Recorder
+from .recorder import Recorder
 from .tiny import denoise, tiny_wan
 
 __all__ = ["CalibAttention", "Calibrator", "Intercept", "Recorder", "StepCounter", "denoise", "tiny_wan",

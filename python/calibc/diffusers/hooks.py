@@ -1,5 +1,5 @@
-"""What the recorder and the sparse processor share: counting diffusion steps and stepping
-in front of the attention function of diffusers' Wan self-attention.
+"""What the recorder, the calibrator and the sparse processor share: counting diffusion steps
+and stepping in front of the attention function of diffusers' Wan self-attention.
 
 Both wrap the processor of `blocks[i].attn1` and, for the duration of its call, replace
 `transformer_wan.dispatch_attention_fn`, so they see Q, K, V exactly as the kernel would
@@ -83,6 +83,11 @@ class Intercept:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         finally:
             wan.dispatch_attention_fn = original
+
+
+def heads_first(x):
+    """Batch element 0 of a (B, S, H, D) tensor as an (H, S, D) view, no copy."""
+    return x[0].transpose(0, 1).detach()
 
 
 def wrap_self_attention(transformer, make_attend, layers=None):
