@@ -13,7 +13,11 @@ import torch
 import torch.distributed as dist
 from diffusers import ContextParallelConfig
 
-from calibc.diffusers import CalibAttention, denoise, tiny_wan
+from calibc.diffusers import CalibAttention
+
+# A subprocess does not get pytest.ini's pythonpath, where the tests find the example's tiny Wan.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "diffusers"))
+from tiny_wan import denoise, tiny_wan  # noqa: E402
 
 
 def main():

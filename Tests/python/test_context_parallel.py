@@ -8,9 +8,9 @@ import sys
 
 import torch
 
-from calibc.diffusers import CalibAttention, denoise, tiny_wan
-from calibc.diffusers.tiny import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS
+from calibc.diffusers import CalibAttention
 from conftest import compile_library, needs_layer_entry, random_masks, relative_error
+from tiny_wan import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS, denoise, tiny_wan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,5 +1,5 @@
-"""calibc.diffusers (the Wan processor and recorder) against PyTorch's own attention, on the
-tiny random Wan of calibc.diffusers.tiny."""
+"""calibc.diffusers (the Wan processor, recorder and calibrator) against PyTorch's own attention,
+on the tiny random Wan of examples/diffusers/tiny_wan.py."""
 
 import json
 import os
@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-from calibc.diffusers import CalibAttention, Calibrator, Recorder, denoise, tiny_wan
-from calibc.diffusers.tiny import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS
+from calibc.diffusers import CalibAttention, Calibrator, Recorder
 from calibc.safetensors import read_header
 from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error, run_calibc
+from tiny_wan import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS, denoise, tiny_wan
 
 
 def compile_masks(tmp_path, timesteps, tokens=TOKENS, pattern="dense"):

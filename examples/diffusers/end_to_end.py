@@ -3,8 +3,8 @@
     pip install ./python            # the calibc package (make diffusers does it into .venv)
     CALIBC=.build/release/calibc python examples/diffusers/end_to_end.py [--out DIR]
 
-No downloads: the model is calibc.diffusers.tiny_wan (2 layers, 4 heads of 64 dims, 2048 tokens,
-attention shaped like a video model's). Records three prompts, calibrates on two with the third
+No downloads: the model is tiny_wan.py's, beside this file (2 layers, 4 heads of 64 dims, 2048
+tokens, attention shaped like a video model's). Records three prompts, calibrates on two with the third
 held out, compiles, then runs a fourth prompt with calibc's processor and prints the per-layer
 attention-output error against SDPA and the wall time of both.
 """
@@ -15,8 +15,8 @@ import subprocess
 
 import torch
 
-from calibc.diffusers import CalibAttention, Recorder, denoise, tiny_wan
-from calibc.diffusers.tiny import LAYERS, STEPS
+from calibc.diffusers import CalibAttention, Recorder
+from tiny_wan import LAYERS, STEPS, denoise, tiny_wan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CALIBC = os.environ.get("CALIBC", os.path.join(ROOT, ".build", "release", "calibc"))

@@ -8,7 +8,5 @@ from .calibrator import Calibrator
 from .hooks import Intercept, StepCounter, wrap_self_attention
 from .processor import CalibAttention
 from .recorder import Recorder
-from .tiny import denoise, tiny_wan
 
-__all__ = ["CalibAttention", "Calibrator", "Intercept", "Recorder", "StepCounter", "denoise", "tiny_wan",
-           "wrap_self_attention"]
+__all__ = ["CalibAttention", "Calibrator", "Intercept", "Recorder", "StepCounter", "wrap_self_attention"]

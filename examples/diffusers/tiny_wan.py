@@ -1,5 +1,6 @@
 """A small, randomly initialised diffusers Wan whose attention looks like a video model's: what
-the example (examples/diffusers/end_to_end.py) and the tests run on, with no downloads.
+the example (end_to_end.py, beside this file) and the tests (Tests/python, which put this
+directory on their path) run on, with no downloads.
 
 WanTransformer3DModel from a config (2 layers, 4 heads of 64 dims, 8 latent frames of 32×32 →
 2048 tokens). Random weights give flat attention, so the query and key projections are set the
