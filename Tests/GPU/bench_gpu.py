@@ -4,14 +4,13 @@ BlockMask of the same plans (kept blocks as full blocks; reused rows keep their 
 blocks) and calibc (wgmma and mma.sync kernels), side by side in one process, bf16, B = 1,
 (B, H, S, D). Effective TFLOP/s = 4·B·H·N²·d·density / time, density = computed tiles / all
 tiles (the same FLOP count for every column of a row, so ratios are time ratios).
-usage: bench_gpu.py NAME=DIR.so:masks.json ... [--json out.json]"""
+usage: PYTHONPATH=python bench_gpu.py NAME=DIR.so:masks.json ... [--json out.json]"""
 import json, os, sys, time
 import numpy as np
 import torch
 from torch.nn.attention import sdpa_kernel, SDPBackend
-from torch.nn.attention.flex_attention import flex_attention, BlockMask
-from calibcuda import Lib, OK
-from masks_io import Masks
+from torch.nn.attention.flex_attention import flex_attention
+import calibc
 
 dev = "cuda"
 torch.manual_seed(0)
@@ -37,14 +36,25 @@ def bench(f, min_reps=7, warm_ms=150.0, run_ms=400.0, warm_min=3):
     return float(np.median(times)), float(np.min(times)), float(np.max(times))
 
 
-def block_mask(masks, step, layer, N):
-    H, nb = masks.heads, masks.nb
-    m = torch.from_numpy(np.stack([masks.effective(step, layer, h) for h in range(H)])).to(dev)
-    kv_num = m.sum(-1).to(torch.int32)[None]
-    kv_idx = torch.argsort(m.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)[None]
-    z = torch.zeros_like(kv_num)
-    return BlockMask.from_kv_blocks(z, kv_idx, full_kv_num_blocks=kv_num, full_kv_indices=kv_idx,
-                                    BLOCK_SIZE=masks.block, seq_lengths=(N, N))
+def layer_call(lib, step, layer, q, k, v, out):
+    """One (step, layer) (step None: dense) of (B, H, S, D) tensors into `out`."""
+    if step is None:
+        return lib.dense_attention_layer(q, k, v, out=out, layout="bhsd")
+    return lib.attention_layer(step, layer, q, k, v, out=out, layout="bhsd")
+
+
+def call_status(lib, step, layer, q, k, v, out):
+    """The C status of a layer call (0 when it ran)."""
+    try:
+        layer_call(lib, step, layer, q, k, v, out)
+        return 0
+    except calibc.CalibError as e:
+        return e.status
+
+
+def density(masks, step, layer):
+    """Computed tiles over all tiles, averaged over heads (what calibc computes)."""
+    return float(np.mean([masks.pattern(step, layer, h).density() for h in range(masks.heads)]))
 
 
 def main():
@@ -55,7 +65,7 @@ def main():
     for arg in args:
         name, rest = arg.split("=", 1)
         so, mj = rest.split(":")
-        lib, masks = Lib(so), Masks(mj)
+        lib, masks = calibc.load_cuda(so), calibc.Masks.read(mj)
         B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
         q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
         out = torch.empty_like(q)
@@ -73,10 +83,10 @@ def main():
             os.environ["CALIB_CUDA_KERNEL"] = kern
             kname = lib.kernel_name()
             out.fill_(float("nan"))
-            s = lib.layer(None, 0, q, k, v, out)
+            s = call_status(lib, None, 0, q, k, v, out)
             torch.cuda.synchronize()
             err = float((out.float() - ref_dense.float()).norm() / ref_dense.float().norm())
-            ms = bench(lambda: lib.layer(None, 0, q, k, v, out))[0]
+            ms = bench(lambda: layer_call(lib, None, 0, q, k, v, out))[0]
             res["dense_mma" if kern else "dense"] = ms
             print(f"{name} dense calibc[{kname}] {ms:.2f} ms {full / ms / 1e9:.0f} TFLOP/s (status {s}, rel L2 vs SDPA {err:.1e})", flush=True)
         print(f"{name} H={H} N={N}: cuDNN {res['cudnn']:.2f} ms {full / res['cudnn'] / 1e9:.0f} TFLOP/s, "
@@ -86,19 +96,19 @@ def main():
                          flops=full))
         step = lib.steps[0]
         for layer in range(lib.layers):
-            kind = masks.assign[(step, layer, 0)]
+            kind = masks.pattern_name(step, layer, 0)
             kind = "dense" if kind == "dense" else kind.split("_")[1]
-            dens = masks.density(step, layer)
-            bm = block_mask(masks, step, layer, N)
+            dens = density(masks, step, layer)
+            bm = calibc.to_block_mask(masks, step, layer, device=dev)
             f_out = flex(q, k, v, block_mask=bm)
             t_flex = bench(lambda: flex(q, k, v, block_mask=bm))[0]
-            frac = float(np.mean([len(masks.head(step, layer, h)[1]) for h in range(H)])) / masks.nb
+            frac = float(np.mean([len(masks.pattern(step, layer, h).reuse) for h in range(H)])) / masks.blocks
             r = dict(shape=name, set=kind, density=dens, reused=frac, cudnn=res["cudnn"], fa2=res["fa2"], flex=t_flex, flops=full * dens)
             for kern in ("", "mma"):
                 os.environ["CALIB_CUDA_KERNEL"] = kern
                 kname = lib.kernel_name()
                 out.fill_(float("nan"))
-                s = lib.layer(step, layer, q, k, v, out)
+                s = call_status(lib, step, layer, q, k, v, out)
                 torch.cuda.synchronize()
                 if kind != "reuse":
                     err = float((out.float() - f_out.float()).norm() / f_out.float().norm())
@@ -106,14 +116,14 @@ def main():
                     err = 0.0
                     num = den = 0.0
                     for h in range(H):
-                        _, reuse = masks.head(step, layer, h)
+                        reuse = masks.pattern(step, layer, h).reuse
                         sel = torch.ones(N, dtype=torch.bool, device=dev)
                         for t in reuse:
                             sel[t * masks.block:(t + 1) * masks.block] = False
                         num += float((out[0, h][sel].float() - f_out[0, h][sel].float()).norm() ** 2)
                         den += float(f_out[0, h][sel].float().norm() ** 2)
                     err = (num / den) ** 0.5
-                t = bench(lambda: lib.layer(step, layer, q, k, v, out))[0]
+                t = bench(lambda: layer_call(lib, step, layer, q, k, v, out))[0]
                 r["calibc_mma" if kern else "calibc"] = t
                 r[f"err_{kname}"] = err
                 print(f"{name} layer {layer} {kind} density {dens:.3f}: calibc[{kname}] {t:.2f} ms "
@@ -123,8 +133,8 @@ def main():
                 kind, f"reuse {frac:.0%}" if kind == "reuse" else kind)
             # efficiency from interleaved runs (dense, sparse, dense, ...), so clock drift cancels
             os.environ["CALIB_CUDA_KERNEL"] = ""
-            fd = lambda: lib.layer(None, 0, q, k, v, out)
-            fs = lambda: lib.layer(step, layer, q, k, v, out)
+            fd = lambda: layer_call(lib, None, 0, q, k, v, out)
+            fs = lambda: layer_call(lib, step, layer, q, k, v, out)
             td, ts = [], []
             for _ in range(max(4, min(15, int(600 / max(res["dense"], 1.0))))):
                 td.append(bench(fd, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
@@ -132,7 +142,7 @@ def main():
             r["eff_interleaved"] = float(np.median(td)) * dens / float(np.median(ts))
             if kind == "reusex":  # the previous layer is the same plans with the reuses kept
                 fr = rows[-1]["reused"]
-                fp = lambda: lib.layer(step, layer - 1, q, k, v, out)
+                fp = lambda: layer_call(lib, step, layer - 1, q, k, v, out)
                 tx, tr = [], []
                 for _ in range(max(6, min(25, int(1500 / max(r["calibc"], 0.1))))):
                     tx.append(bench(fs, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])

@@ -15,9 +15,20 @@ Heads cycle over `--variants` distinct patterns per layer (keeps the tables smal
 
 usage: make_masks.py -o masks.json --tokens N --heads H --head-dim D [--block 128]
                      [--layers dense,cal:0.5,reuse:0.2,...] [--frame-tokens F] [--seed S]
+       make_masks.py --matrix DIR
+
+--matrix writes DIR/NAME.json for every set NAME of Tests/GPU/matrix.json, the one list of the
+sets the GPU tests and benchmarks run: each entry holds the options above (`head_dim` for
+--head-dim, `frame_tokens` for --frame-tokens), or `copy`, a masks file of the repository taken
+as it is, and `use`: "test" (Tests/python/test_cuda.py runs it) or "bench" (bench_gpu.py).
 """
-import argparse, base64, json
+import argparse, base64, json, os, shutil
 import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+MATRIX = os.path.join(HERE, "matrix.json")
+LAYERS = "dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1"
 
 
 def structured(nb, density, frame_blocks, rng):
@@ -70,22 +81,11 @@ def bitmap(m):
     return base64.b64encode(np.packbits(m, axis=1, bitorder="little").tobytes()).decode()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-o", required=True)
-    ap.add_argument("--tokens", type=int, required=True)
-    ap.add_argument("--heads", type=int, required=True)
-    ap.add_argument("--head-dim", type=int, required=True)
-    ap.add_argument("--block", type=int, default=128)
-    ap.add_argument("--layers", default="dense,cal:0.5,cal:0.2,cal:0.1,reuse:0.5,reuse:0.2,reuse:0.1")
-    ap.add_argument("--frame-tokens", type=int, default=1560, help="tokens per latent frame (stripe period)")
-    ap.add_argument("--variants", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="gpu-test")
-    a = ap.parse_args()
-    rng = np.random.default_rng(a.seed)
-    nb = -(-a.tokens // a.block)
-    kinds = a.layers.split(",")
+def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, variants=4, seed=0, model="gpu-test"):
+    """The masks.json document of one set (the options of the usage, as keywords)."""
+    rng = np.random.default_rng(seed)
+    nb = -(-tokens // block)
+    kinds = layers.split(",")
     patterns, assignments, last_reuse = {}, [], {}
     for layer, kind in enumerate(kinds):
         if kind == "dense":
@@ -94,7 +94,7 @@ def main():
         name, dens, *rest = kind.split(":")
         dens = float(dens)
         frac = float(rest[0]) if rest else 0.15
-        nv = min(a.variants, a.heads)
+        nv = min(variants, heads)
         for v in range(nv):
             if name == "rand":
                 m, pairs = random_mask(nb, dens, rng), []
@@ -105,7 +105,7 @@ def main():
                     m[t] = m[src]
                 pairs = []
             else:
-                m = structured(nb, dens, a.frame_tokens / a.block, rng)
+                m = structured(nb, dens, frame_tokens / block, rng)
                 pairs = []
                 if name == "reuse":
                     m, pairs = add_reuse(m, frac, rng)
@@ -115,14 +115,57 @@ def main():
             if pairs:
                 pat["reuse"] = pairs
             patterns[pname] = pat
-            heads = [h for h in range(a.heads) if h % nv == v]
-            assignments.append({"steps": "0", "layers": str(layer), "heads": ",".join(map(str, heads)), "pattern": pname})
-    doc = {"format": 1, "model": a.model, "tokens": a.tokens, "head_dim": a.head_dim, "block": a.block,
-           "layers": len(kinds), "heads": a.heads, "timesteps": [0], "patterns": patterns, "assignments": assignments}
-    with open(a.o, "w") as f:
+            hs = [h for h in range(heads) if h % nv == v]
+            assignments.append({"steps": "0", "layers": str(layer), "heads": ",".join(map(str, hs)), "pattern": pname})
+    return {"format": 1, "model": model, "tokens": tokens, "head_dim": head_dim, "block": block,
+            "layers": len(kinds), "heads": heads, "timesteps": [0], "patterns": patterns, "assignments": assignments}
+
+
+def write(path, **options):
+    """masks(**options) into the file `path`."""
+    doc = masks(**options)
+    with open(path, "w") as f:
         json.dump(doc, f)
         f.write("\n")
-    print(f"wrote {a.o}: {len(kinds)} layers ({','.join(kinds)}), {a.heads} heads, {nb} blocks")
+    nb = -(-doc["tokens"] // doc["block"])
+    print(f"wrote {path}: {doc['layers']} layers ({options.get('layers', LAYERS)}), {doc['heads']} heads, {nb} blocks")
+
+
+def write_matrix(directory):
+    with open(MATRIX) as f:
+        matrix = json.load(f)
+    os.makedirs(directory, exist_ok=True)
+    for name, spec in matrix.items():
+        path = os.path.join(directory, name + ".json")
+        options = {key: value for key, value in spec.items() if key not in ("use", "copy")}
+        if "copy" in spec:
+            shutil.copyfile(os.path.join(ROOT, spec["copy"]), path)
+            print(f"wrote {path}: {spec['copy']}")
+        else:
+            write(path, **options)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-o")
+    ap.add_argument("--matrix", metavar="DIR", help="every set of Tests/GPU/matrix.json into DIR")
+    ap.add_argument("--tokens", type=int)
+    ap.add_argument("--heads", type=int)
+    ap.add_argument("--head-dim", type=int)
+    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--layers", default=LAYERS)
+    ap.add_argument("--frame-tokens", type=int, default=1560, help="tokens per latent frame (stripe period)")
+    ap.add_argument("--variants", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="gpu-test")
+    a = ap.parse_args()
+    if a.matrix:
+        write_matrix(a.matrix)
+        return
+    if not (a.o and a.tokens and a.heads and a.head_dim):
+        ap.error("-o, --tokens, --heads and --head-dim are required (or --matrix DIR)")
+    write(a.o, tokens=a.tokens, heads=a.heads, head_dim=a.head_dim, block=a.block, layers=a.layers,
+          frame_tokens=a.frame_tokens, variants=a.variants, seed=a.seed, model=a.model)
 
 
 if __name__ == "__main__":

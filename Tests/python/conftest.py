@@ -78,12 +78,13 @@ def random_masks(seed, tokens=300, head_dim=32, block=64, layers=2, heads=3, tim
 
 def reference(patterns, q, k, v, block):
     """float64 attention of (H, S, D) q, k, v, head h over patterns[h]: computed query blocks attend
-    to their kept key blocks, reused ones copy their source block's output rows."""
+    to their kept key blocks, reused ones copy their source block's output rows. On q's device."""
     q, k, v = q.double(), k.double(), v.double()
     heads, tokens, dim = q.shape
-    out = torch.empty(heads, tokens, dim, dtype=torch.float64)
+    out = torch.empty(heads, tokens, dim, dtype=torch.float64, device=q.device)
     for h, p in enumerate(patterns):
-        kept = torch.from_numpy(p.kept).repeat_interleave(block, 0).repeat_interleave(block, 1)[:tokens, :tokens]
+        kept = torch.from_numpy(p.kept).to(q.device).repeat_interleave(block, 0).repeat_interleave(block, 1)
+        kept = kept[:tokens, :tokens]
         scores = (q[h] @ k[h].T) / dim ** 0.5
         computed = torch.softmax(scores.masked_fill(~kept, float("-inf")), -1) @ v[h]
         for b in range(p.blocks):

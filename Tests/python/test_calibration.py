@@ -11,7 +11,8 @@ from conftest import run_calibc
 
 
 def synth(directory, *extra, heads=3, prompts=2, steps="20"):
-    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", steps, "--prompts", prompts, *extra)
+    run_calibc("synth", "-o", directory, "--heads", heads, "--layers", "1", "--steps", steps, "--prompts", prompts,
+               *extra)
 
 
 def save_as(states, path, swift):

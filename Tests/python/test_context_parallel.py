@@ -6,7 +6,10 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
+
+pytest.importorskip("diffusers")  # the GPU machine's Python has none (Tests/GPU/test.sh runs the suite there)
 
 from calibc.diffusers import CalibAttention
 from conftest import compile_library, needs_layer_entry, random_masks, relative_error

@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 
+pytest.importorskip("diffusers")  # the GPU machine's Python has none (Tests/GPU/test.sh runs the suite there)
+
 from calibc.diffusers import CalibAttention, Calibrator, Recorder
 from calibc.safetensors import read_header
 from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error, run_calibc

@@ -1,0 +1,289 @@
+"""The CUDA target on a GPU, through the package's binding (calibc.load_cuda) and calibc.Masks:
+every set of Tests/GPU/matrix.json used for tests, every (step, layer), bf16 and fp16, (B, S, H, D)
+and (B, H, S, D), B = 2, both kernels (wgmma where the shape allows it, and mma.sync), against
+the float64 reference on fresh random inputs into NaN-poisoned outputs; NaN and huge values
+planted in skipped key/value tiles, reused rows equal to their source bit for bit, the C
+statuses of bad arguments (nothing launched), a range of heads; then the custom op eager and
+under torch.compile(fullgraph=True), and the diffusers processor running the tiny random Wan.
+
+A set NAME is the masks $CALIBC_GPU_DIR/NAME.json (default <repo>/.gpu) beside its library
+NAME/libcalibcuda.so: `Tests/GPU/make_masks.py --matrix .gpu` writes the masks, `calibc compile
+.gpu/NAME.json -o .gpu/NAME --target cuda` the sources, and `sh .gpu/NAME/build.sh` builds the
+library on the GPU machine; these tests only load it. Without a CUDA device, or without a set's
+library, they skip and say why."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import calibc
+from calibc import _abi
+from conftest import ROOT, reference
+
+pytestmark = pytest.mark.gpu
+
+GPU_DIR = os.environ.get("CALIBC_GPU_DIR", os.path.join(ROOT, ".gpu"))
+with open(os.path.join(ROOT, "Tests", "GPU", "matrix.json")) as f:
+    SETS = [name for name, spec in json.load(f).items() if spec["use"] == "test"]
+# The masks examples/diffusers/end_to_end.py calibrates for the tiny Wan, compiled for CUDA.
+TINY_WAN_SET = "tinywan"
+TOLERANCE = 1e-2  # relative L2 against float64: bf16 inputs and outputs, P rounded for P·V
+BATCH = 2
+
+
+def compiled(name):
+    """The CudaKernels of set `name`, or a skip saying what is missing."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device (torch.cuda.is_available() is False)")
+    library = os.path.join(GPU_DIR, name, "libcalibcuda.so")
+    if not os.path.exists(library):
+        pytest.skip(f"{library} is absent: write the sets (Tests/GPU/make_masks.py --matrix), compile each with "
+                    "`calibc compile --target cuda` and build it with its build.sh")
+    return calibc.load_cuda(library)
+
+
+@pytest.fixture(scope="module", params=SETS)
+def gpu_set(request):
+    kernels = compiled(request.param)
+    path = os.path.join(GPU_DIR, request.param + ".json")
+    kernels.require_source(path)
+    return kernels, calibc.Masks.read(path)
+
+
+def patterns_of(kernels, masks, step, layer):
+    """Each head's Pattern of (step, layer); step None: every tile (the dense entry)."""
+    if step is None:
+        blocks = -(-kernels.tokens // kernels.block)
+        return [calibc.Pattern(np.ones((blocks, blocks), dtype=bool))] * kernels.heads
+    return [masks.pattern(step, layer, h) for h in range(kernels.heads)]
+
+
+def run(kernels, step, layer, q, k, v, out, layout):
+    if step is None:
+        return kernels.dense_attention_layer(q, k, v, out=out, layout=layout)
+    return kernels.attention_layer(step, layer, q, k, v, out=out, layout=layout)
+
+
+def heads_first(t, layout):
+    """A (B, H, S, D) view of a tensor in `layout`."""
+    return t if layout == "bhsd" else t.permute(0, 2, 1, 3)
+
+
+def rows(b, block, tokens):
+    return slice(b * block, min(tokens, (b + 1) * block))
+
+
+def plant(patterns, k, v, block):
+    """Per head, NaN and huge values in every key/value block that the computed query block
+    keeping the fewest key blocks skips (k, v: (B, H, S, D) views); returns, per head, the query
+    blocks that read none of them, whose output rows must not change."""
+    tokens = k.shape[2]
+    unchanged = []
+    for h, p in enumerate(patterns):
+        computed = [b for b in range(p.blocks) if b not in p.reuse]
+        skipped = ~p.kept[min(computed, key=lambda b: p.kept[b].sum())]
+        for kb in np.flatnonzero(skipped):
+            r = rows(kb, block, tokens)
+            k[:, h, r, 0::2], k[:, h, r, 1::2] = float("nan"), 1e30
+            v[:, h, r, 0::2], v[:, h, r, 1::2] = float("inf"), float("nan")
+        unchanged.append([b for b in range(p.blocks) if not (p.kept[p.source(b)] & skipped).any()])
+    return unchanged
+
+
+def check(kernels, masks, step, layer, dtype, layout, padded=False):
+    """Failures of one layer call against float64 (and, for a sparse plan, of its skipped tiles
+    and reused rows); padded: out rows 2 elements longer than head_dim (the 4-byte store path),
+    the call on a side stream."""
+    heads, tokens, dim, block = kernels.heads, kernels.tokens, kernels.head_dim, kernels.block
+    shape = (BATCH, tokens, heads, dim) if layout == "bshd" else (BATCH, heads, tokens, dim)
+    q, k, v = (torch.randn(shape, device="cuda").to(dtype) for _ in range(3))
+    name = f"step {step} layer {layer} {kernels.kernel_name()}{' padded out, side stream' if padded else ''}"
+    try:
+        if padded:
+            out = torch.full(shape[:3] + (dim + 2,), float("nan"), device="cuda", dtype=dtype)[..., :dim]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                run(kernels, step, layer, q, k, v, out, layout)
+            side.synchronize()
+        else:
+            out = torch.full(shape, float("nan"), device="cuda", dtype=dtype)
+            run(kernels, step, layer, q, k, v, out, layout)
+        torch.cuda.synchronize()
+    except calibc.CalibError as e:
+        return [f"{name}: status {e.status} ({e})"]
+    patterns = patterns_of(kernels, masks, step, layer)
+    q4, k4, v4, out4 = (heads_first(t, layout) for t in (q, k, v, out))
+    want = torch.stack([reference(patterns, q4[b], k4[b], v4[b], block) for b in range(BATCH)])
+    got = out4.double()
+    nan = int(got.isnan().sum())
+    error = float((got.nan_to_num(0) - want).norm() / want.norm())
+    failures = [] if nan == 0 and error <= TOLERANCE else [f"{name}: relative L2 {error:.2e}, NaN {nan}"]
+    if step is None or padded:
+        return failures
+    for h, p in enumerate(patterns):
+        for target in p.reuse:
+            t, s = rows(target, block, tokens), rows(p.source(target), block, tokens)
+            if not torch.equal(out4[:, h, t], out4[:, h, s.start:s.start + t.stop - t.start]):
+                failures.append(f"{name}: head {h} query block {target} differs from its source {p.source(target)}")
+    unchanged = plant(patterns, k4, v4, block)
+    again = torch.full(shape, float("nan"), device="cuda", dtype=dtype)
+    run(kernels, step, layer, q, k, v, again, layout)
+    again = heads_first(again, layout)
+    torch.cuda.synchronize()
+    for h, blocks in enumerate(unchanged):
+        for b in blocks:
+            if not torch.equal(again[:, h, rows(b, block, tokens)], out4[:, h, rows(b, block, tokens)]):
+                failures.append(f"{name}: head {h} query block {b} changed with NaN and 1e30 in tiles it skips")
+    return failures
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("kernel", ["default", "mma"])
+def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, monkeypatch):
+    kernels, masks = gpu_set
+    monkeypatch.setenv("CALIB_CUDA_KERNEL", "")
+    if kernel == "mma":
+        if kernels.kernel_name() != "wgmma":
+            pytest.skip(f"the default kernel for block {kernels.block}, head_dim {kernels.head_dim} is already "
+                        f"{kernels.kernel_name()}")
+        monkeypatch.setenv("CALIB_CUDA_KERNEL", "mma")
+        assert kernels.kernel_name() == "mma.sync"
+    torch.manual_seed(1234)
+    failures = check(kernels, masks, None, 0, dtype, layout)
+    for step in kernels.steps:
+        for layer in range(kernels.layers):
+            failures += check(kernels, masks, step, layer, dtype, layout)
+    failures += check(kernels, masks, kernels.steps[-1], kernels.layers - 1, dtype, layout, padded=True)
+    assert not failures, "\n".join(failures)
+
+
+def raw_layer_call(kernels, tensors, **replaced):
+    """calib_cuda_attention_layer of (B, H, S, D) bf16 tensors (q, k, v, out) through the
+    binding's own prototype, with some arguments replaced: what the C checks see, past the
+    Python ones."""
+    batch, heads, tokens, dim = tensors[0].shape
+    names = ("q", "k", "v", "out")
+    args = {"step": kernels.steps[0], "layer": 0, "dtype": _abi.DTYPE["CALIB_BF16"], "batch": batch, "tokens": tokens,
+            "heads": heads, "head_dim": dim, **{n: t.data_ptr() for n, t in zip(names, tensors)},
+            **{f"{n}_strides": (t.stride(0), t.stride(2), t.stride(1)) for n, t in zip(names, tensors)}}
+    args.update(replaced)
+    return kernels.lib.calib_cuda_attention_layer(
+        *(args[n] for n in ("step", "layer", "dtype", *names, "batch", "tokens", "heads", "head_dim")),
+        *(_abi.int64_array(f"{n} strides", args[f"{n}_strides"]) for n in names),
+        torch.cuda.current_stream().cuda_stream)
+
+
+def test_bad_arguments_get_their_status_and_launch_nothing(gpu_set):
+    kernels, _ = gpu_set
+    batch, heads, tokens, dim = BATCH, kernels.heads, kernels.tokens, kernels.head_dim
+    q, k, v = (torch.randn(batch, heads, tokens, dim, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    out = torch.full_like(q, float("nan"))
+    status = _abi.STATUS
+    cases = [("null q", {"q": 0}, "CALIB_ERR_ARGUMENT"),
+             ("float32 (the CPU's dtype)", {"dtype": _abi.DTYPE["CALIB_F32"]}, "CALIB_ERR_ARGUMENT"),
+             ("misaligned q", {"q": q.data_ptr() + 2}, "CALIB_ERR_ARGUMENT"),
+             ("odd q stride", {"q_strides": (tokens * heads * dim, dim + 1, tokens * dim)}, "CALIB_ERR_ARGUMENT"),
+             ("overlapping out", {"out_strides": (0, dim, 0)}, "CALIB_ERR_ARGUMENT"),
+             ("wrong tokens", {"tokens": tokens + 1}, "CALIB_ERR_SHAPE"),
+             ("wrong heads", {"heads": heads + 1}, "CALIB_ERR_SHAPE"),
+             ("wrong head_dim", {"head_dim": dim + 16}, "CALIB_ERR_SHAPE"),
+             ("no batch", {"batch": 0}, "CALIB_ERR_ARGUMENT"),
+             ("a step without plans", {"step": max(kernels.steps) + 1}, "CALIB_ERR_NO_PLAN"),
+             ("a layer past the last", {"layer": kernels.layers}, "CALIB_ERR_NO_PLAN")]
+    failures = []
+    for name, replaced, want in cases:
+        got = raw_layer_call(kernels, (q, k, v, out), **replaced)
+        torch.cuda.synchronize()
+        if got != status[want] or not out.isnan().all():
+            failures.append(f"{name}: status {got}, want {status[want]} ({want}); output untouched: "
+                            f"{bool(out.isnan().all())}")
+    assert not failures, "\n".join(failures)
+    # Through the binding, the same statuses as CalibError.
+    misaligned = torch.randn(q.numel() + 1, device="cuda", dtype=torch.bfloat16)[1:].view(q.shape)
+    for call, want in [(lambda: kernels.attention_layer(max(kernels.steps) + 1, 0, q, k, v, layout="bhsd"),
+                        "CALIB_ERR_NO_PLAN"),
+                       (lambda: kernels.attention_layer(kernels.steps[0], 0, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:],
+                                                        layout="bhsd"), "CALIB_ERR_SHAPE"),
+                       (lambda: kernels.dense_attention_layer(misaligned, misaligned, misaligned, layout="bhsd"),
+                        "CALIB_ERR_ARGUMENT")]:
+        with pytest.raises(calibc.CalibError) as e:
+            call()
+        assert e.value.status == status[want], (want, str(e.value))
+
+
+def test_a_range_of_heads_is_those_heads_of_the_layer_call(gpu_set):
+    """What a context-parallel rank runs (calib_cuda_attention_heads): heads 1 … H - 1 alone."""
+    kernels, _ = gpu_set
+    if kernels.heads < 2:
+        pytest.skip("one head")
+    torch.manual_seed(7)
+    step, layer = kernels.steps[-1], kernels.layers - 1
+    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
+                           dtype=torch.bfloat16) for _ in range(3))
+    whole = kernels.attention_layer(step, layer, q, k, v)
+    part = kernels.attention_heads(step, layer, 1, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:])
+    torch.cuda.synchronize()
+    assert torch.equal(part, whole[:, :, 1:])
+    with pytest.raises(calibc.CalibError) as e:  # heads 2 … H of H
+        kernels.attention_heads(step, layer, 2, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:])
+    assert e.value.status == _abi.STATUS["CALIB_ERR_SHAPE"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_custom_op_eager_and_compiled_is_the_float64_reference(gpu_set, dtype):
+    kernels, masks = gpu_set
+    torch.manual_seed(4321)
+    step, layer = kernels.steps[0], kernels.layers - 1
+    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda", dtype=dtype)
+               for _ in range(3))
+    patterns = patterns_of(kernels, masks, step, layer)
+    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block).transpose(0, 1)
+                        for b in range(BATCH)])
+
+    def op(q, k, v):
+        return calibc.attention_layer(q, k, v, kernels.path, step, layer)
+
+    eager = op(q, k, v)
+    compiled = torch.compile(op, fullgraph=True)(q, k, v)
+    for got in (eager, compiled):
+        assert got.dtype == dtype and got.device == q.device and not got.isnan().any()
+        assert ((got.double() - want).norm() / want.norm()).item() < TOLERANCE
+    assert torch.equal(compiled, eager)
+    assert torch._dynamo.explain(op)(q, k, v).graph_break_count == 0
+
+
+def test_diffusers_processor_runs_the_tiny_wan_on_the_gpu():
+    kernels = compiled(TINY_WAN_SET)
+    pytest.importorskip("diffusers")
+    from calibc.diffusers import CalibAttention
+    from tiny_wan import denoise, tiny_wan
+
+    model = tiny_wan().to("cuda", torch.bfloat16)
+    original = model.forward
+
+    def forward(*args, **kwargs):
+        """The CPU tensors denoise passes, on the GPU in bf16; its output back on the CPU."""
+        def move(t):
+            if not torch.is_tensor(t):
+                return t
+            return t.to("cuda", torch.bfloat16) if t.is_floating_point() else t.to("cuda")
+
+        out = original(*map(move, args), **{key: move(value) for key, value in kwargs.items()})
+        return ((out[0] if isinstance(out, tuple) else out.sample).float().cpu(),)
+
+    model.forward = forward
+    sparse = CalibAttention(model, cuda_library=kernels, compare=True)
+    try:
+        with torch.no_grad():
+            denoise(model, 7)
+    finally:
+        sparse.remove()
+    assert sparse.calls > 0 and sparse.fallbacks == 0, (sparse.calls, sparse.fallbacks)
+    # What the masks drop, in bf16: 7.5-8.4e-2 on the H100 and on the CPU with the same masks
+    # (docs/gpu.md, run 8); wrong kernels are far beyond.
+    assert all(0 < error < 0.25 for error in sparse.errors.values()), sparse.errors
