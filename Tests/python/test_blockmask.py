@@ -6,7 +6,7 @@ import torch
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import calibc
-from conftest import compile_library, random_masks, reference, relative_error
+from conftest import compile_library, random_masks, reference, relative_error, run_calibc
 
 
 
@@ -32,9 +32,12 @@ def test_masks_to_block_mask_to_masks_keeps_the_plans(tmp_path, tokens, block):
                 assert np.array_equal(imported.kept[computed], original.kept[computed])
                 reused += len(original.reuse)
     assert reused > 0
+    # calibc reads the file written from the import as these plans: no reuse, the same density.
     path = tmp_path / "imported.json"
     back.write(path)
-    assert calibc.Masks.read(path).pattern(9, 0, 2) == back.pattern(9, 0, 2)
+    density = np.mean([back.pattern(s, layer, head).density() for s in back.timesteps for layer in range(2)
+                       for head in range(3)])
+    assert f"density {density:.3f}, reuse fraction 0.000" in run_calibc("stats", path)
 
 
 def test_import_widens_partial_blocks_to_tiles():

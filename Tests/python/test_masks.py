@@ -50,15 +50,9 @@ def test_writer_output_is_the_same_program_for_calibc(tmp_path, source):
         random_masks(5, tokens=515, block=64, layers=3, heads=4, timesteps=(0, 10, 20, 30)).write(original)
     else:
         original = f"{ROOT}/{source}"
-    masks = calibc.Masks.read(original)
     copy = tmp_path / "copy.json"
-    masks.write(copy)
-    again = calibc.Masks.read(copy)
-    assert np.array_equal(again.plan >= 0, masks.plan >= 0)
-    for s in masks.timesteps:
-        for layer in range(masks.layers):
-            for head in range(masks.heads):
-                assert again.pattern(s, layer, head) == masks.pattern(s, layer, head)
+    calibc.Masks.read(original).write(copy)
+    # calibc is the judge: its canonical IR (every plan and which (step, layer, head) runs it) of both.
     assert ir_without_hash(copy) == ir_without_hash(original)
 
 
