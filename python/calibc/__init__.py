@@ -6,7 +6,7 @@
     masks = calibc.Masks.read("masks.json")
     block_mask = calibc.to_block_mask(masks, step, layer)
 
-The diffusers processor and recorder are in `calibc.diffusers` (needs diffusers).
+The diffusers processor, recorder and calibrator are in `calibc.diffusers` (needs diffusers).
 """
 
 from ._abi import ABI_VERSION
