@@ -20,7 +20,7 @@ import torch
 from . import _abi
 from .errors import ArgumentError, CalibError
 
-__all__ = ["DTYPES", "LAYOUTS", "Library", "check_layout", "check_output", "dims", "loaded", "sizes", "strides"]
+__all__ = ["DTYPES", "LAYOUTS", "Library", "check_layout", "check_output", "dims", "loaded"]
 
 # The dtypes each target's kernels take (torch device type -> {torch dtype: enum calib_dtype}), in
 # the order messages list them. Everything that asks "does this target take this dtype" reads this.
