@@ -32,14 +32,15 @@ public enum HTMLReport {
             <h2>Density by (step, layer) and head</h2>
             <p>Heads across, one row per (step, layer), steps \(s.steps.map(String.init).joined(separator: ", ")) top to bottom; white is
             density 0, dark blue 1.</p>
-            <img src="\(png(Pictures.overview(c.program, size: 4 * s.heads)))" alt="density overview" style="width: 480px">
+            <img src="\(png(Pictures.overview(c.program, size: overviewSize(s))))" alt="density overview" style="width: 480px">
             <h2>Per head</h2>
             <table><tr><th>step</th><th>layer</th><th>head</th><th>plan</th><th>density</th><th>leave-one-out drop</th>
             <th>dense (unstable)</th><th>reused blocks</th><th>held-out mass</th><th>held-out error</th><th>reuse extra error</th></tr>
 
             """
-        for h in c.heads {
-            let plan = c.program.plan(stepIndex: s.steps.firstIndex(of: h.step)!, layer: h.layer, head: h.head)
+        // The reports are in dispatch order, as `finish` appends them.
+        for (d, h) in c.heads.enumerated() {
+            let plan = c.program.plans[c.program.dispatch[d]]
             out += "<tr\(h.dense ? " class=\"dense\"" : "")><td>\(h.step)</td><td>\(h.layer)</td><td>\(h.head)</td><td>@\(esc(plan.name))</td>"
             out += "<td>\(f(h.density, "%.3f"))</td><td>\(CalibrationReport.drop(h))</td><td>\(h.dense ? "yes" : "no")</td>"
             out += "<td>\(h.reusedBlocks)</td><td>\(f(h.heldOutMass, "%.3f"))</td><td>\(f(h.heldOutError, "%.2e"))</td>"
@@ -57,12 +58,22 @@ public enum HTMLReport {
             <div class="plans">
 
             """
-        for plan in c.program.plans {
-            let uses = c.program.dispatch.filter { c.program.plans[$0] == plan }.count
-            out += "<figure><img src=\"\(png(Pictures.plan(plan, size: 1)))\" alt=\"plan \(esc(plan.name))\" style=\"width: 240px\">"
+        var uses = [Int](repeating: 0, count: c.program.plans.count)
+        for p in c.program.dispatch { uses[p] += 1 }
+        for (i, plan) in c.program.plans.enumerated() {
+            // Shown 240 pixels wide: no more pixels than that, so a plan costs the page at most
+            // 240² pixels however many blocks it has.
+            let picture = Pictures.plan(plan, size: min(plan.rows.count, 240))
+            out += "<figure><img src=\"\(png(picture))\" alt=\"plan \(esc(plan.name))\" style=\"width: 240px\">"
             out += "<figcaption>@\(esc(plan.name)): "
-            out += "density \(f(plan.density(blocks: s.blocks), "%.3f")), used by \(uses)</figcaption></figure>\n"
+            out += "density \(f(plan.density(blocks: s.blocks), "%.3f")), used by \(uses[i])</figcaption></figure>\n"
         }
         return out + "</div></body></html>\n"
+    }
+
+    /// The overview's size: 4 pixels a head and 2 a (step, layer) where that stays within 1024
+    /// pixels a side (the page shows it 480 wide); past that, its cells average.
+    static func overviewSize(_ s: Shape) -> Int {
+        min(1024, max(4 * s.heads, 2 * s.steps.count * s.layers))
     }
 }
