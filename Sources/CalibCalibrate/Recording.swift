@@ -47,7 +47,7 @@ public struct Recording: @unchecked Sendable {
             guard parts.count == 3, parts[0].hasPrefix("step"), let step = Int(parts[0].dropFirst(4)), step >= 0,
                   parts[1].hasPrefix("layer"), let layer = Int(parts[1].dropFirst(5)), layer >= 0,
                   ["q", "k", "v", "mass"].contains(parts[2]), name == "step\(step).layer\(layer).\(parts[2])" else {
-                throw fail("unexpected tensor \(name) (expected step{t}.layer{l}.q, .k, .v or .mass)")
+                throw fail("unexpected tensor \(visible(name)) (expected step{t}.layer{l}.q, .k, .v or .mass)")
             }
             // Step values go into masks.json and to the kernels as C int; layers bound the loops below.
             guard step <= Frontend.maxStep else {
@@ -119,7 +119,7 @@ public struct Recording: @unchecked Sendable {
             throw fail("metadata model is \(model.utf8.count) bytes of UTF-8, more than the \(Frontend.maxModelBytes) a masks file allows")
         }
         if let s = file.metadata["scale"] {
-            guard let v = Double(s), v > 0, v.isFinite else { throw fail("metadata scale \"\(s)\" is not a positive number") }
+            guard let v = Double(s), v > 0, v.isFinite else { throw fail("metadata scale \"\(visible(s))\" is not a positive number") }
             scale = v
         } else {
             scale = 1 / Double(headDim).squareRoot()

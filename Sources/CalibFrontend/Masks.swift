@@ -372,7 +372,7 @@ private struct Decoder {
                 planIndex[name] = plans.count
                 plans.append(Plan(name: "dense", rows: Array(repeating: .compute([Span(0, shape.blocks)]), count: shape.blocks)))
             }
-            guard let p = planIndex[name] else { throw patternNode.fail("unknown pattern \"\(name)\"") }
+            guard let p = planIndex[name] else { throw patternNode.fail("unknown pattern \"\(visible(name))\"") }
             for s in steps {
                 let stepIndex = shape.steps.firstIndex(of: s)!
                 for layer in layers {
@@ -406,7 +406,7 @@ private struct Decoder {
             for part in text.split(separator: ",", omittingEmptySubsequences: false) {
                 let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
                 guard (1...2).contains(ends.count), let lo = ends.first!, let hi = ends.last!, lo <= hi else {
-                    throw node.fail("expected \"*\", an integer, or a list like \"0-3,8\"; found \"\(text)\"")
+                    throw node.fail("expected \"*\", an integer, or a list like \"0-3,8\"; found \"\(visible(text))\"")
                 }
                 picked += values.filter { (lo...hi).contains($0) }
                 if ends.count == 1, !values.contains(lo) { picked.append(lo) }

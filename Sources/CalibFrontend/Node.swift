@@ -22,7 +22,7 @@ struct Node {
 
     func child(_ key: String, _ value: JSON) -> Node {
         let simple = key.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }
-        let step = simple && !key.isEmpty ? ".\(key)" : "[\"\(key)\"]"
+        let step = simple && !key.isEmpty ? ".\(key)" : "[\"\(visible(key))\"]"
         return Node(value: value, path: path + step, file: file)
     }
 
@@ -34,7 +34,7 @@ struct Node {
     func object(allowed: [String]) throws -> Members {
         guard case .object(let members) = value else { throw expected("an object") }
         for (key, _) in members where !allowed.contains(key) {
-            throw child(key, .null).fail("unknown field \"\(key)\" (expected one of: \(allowed.joined(separator: ", ")))")
+            throw child(key, .null).fail("unknown field \"\(visible(key))\" (expected one of: \(allowed.joined(separator: ", ")))")
         }
         return Members(node: self, members: members)
     }

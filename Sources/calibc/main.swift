@@ -40,6 +40,16 @@ func compileOptions(_ a: Parsed) throws -> CompileOptions {
     return options
 }
 
+/// Runs `write`, which writes `path` (a file, or a directory of them); a file-system failure is
+/// described as `OutputPaths.write` describes one, in words, not as a Foundation error's text.
+func writing<T>(_ path: String, _ write: () throws -> T) throws -> T {
+    do {
+        return try write()
+    } catch let e as NSError where e.domain == NSCocoaErrorDomain || e.domain == NSPOSIXErrorDomain {
+        throw OutputPathError(message: "\(path): could not write the output: \(OutputPaths.describe(e))")
+    }
+}
+
 /// Prints the driver's steps as `compile` reports them.
 func printEvent(_ event: DriverEvent) {
     switch event {
@@ -226,8 +236,8 @@ let synth = Command(
     if a.value("--mass-block") != nil { config.massBlock = try a.int("--mass-block", default: 128, range: 1...1024) }
     try OutputPaths.checkFilesDirectory(out)
     let progress = Progress("synth")
-    let paths = try Synth.write(config, prompts: try a.int("--prompts", default: 3, range: 1...1000), seed: seed,
-                                to: out, progress: progress.update)
+    let prompts = try a.int("--prompts", default: 3, range: 1...1000)
+    let paths = try writing(out) { try Synth.write(config, prompts: prompts, seed: seed, to: out, progress: progress.update) }
     print("wrote \(paths.joined(separator: ", "))")
 }
 
@@ -314,7 +324,7 @@ let calibrate = Command(
         state = try Calibrator.fold(recordings, options: options) { done, units in progress.update(done, units / recordings.count * perHead) }
     }
     if let stateOut {
-        try state.write(to: stateOut)  // atomic, as OutputPaths.write
+        try writing(stateOut) { try state.write(to: stateOut) }  // atomic, as OutputPaths.write
         print("wrote \(stateOut): the state of \(state.inputs) inputs, \(state.heads.count) (step, layer, head), \(state.tensorBytes) bytes of tensors")
     }
     guard let out else { return }
@@ -371,6 +381,11 @@ let usage = """
     """
 
 let argv = CommandLine.arguments
+/// One line on stderr, with what the input or the command line put there made visible (`visible`).
+func report(_ line: String) {
+    FileHandle.standardError.write(Data(visible(line).utf8))
+}
+
 // No command at all is a usage error (status 2, the usage on stderr), as in other compilers.
 guard argv.count > 1 else {
     FileHandle.standardError.write(Data("calibc: no command given\n\n\(usage)\n".utf8))
@@ -392,12 +407,15 @@ do {
         }
     }
 } catch let e as UsageError {
-    FileHandle.standardError.write(Data("calibc: \(e.description)\n\n\(command?.help ?? usage)\n".utf8))
+    report("calibc: \(e.description)")
+    FileHandle.standardError.write(Data("\n\n\(command?.help ?? usage)\n".utf8))
     exit(2)
 } catch let e as ArgumentError {
-    FileHandle.standardError.write(Data("calibc: \(e.description)\n".utf8))
+    report("calibc: \(e.description)")
+    FileHandle.standardError.write(Data("\n".utf8))
     exit(2)
 } catch {
-    FileHandle.standardError.write(Data("calibc: error: \(error)\n".utf8))
+    report("calibc: error: \(error)")
+    FileHandle.standardError.write(Data("\n".utf8))
     exit(1)
 }
