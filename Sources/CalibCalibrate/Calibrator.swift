@@ -128,7 +128,9 @@ public enum Calibrator {
         }
         let shape = Shape(tokens: first.tokens, headDim: first.headDim, block: options.block, layers: first.layers,
                           heads: first.heads, steps: first.steps)
-        guard shape.blocks <= Frontend.maxBlocks else { throw CalibrationError(message: "\(shape.blocks) blocks per side exceeds \(Frontend.maxBlocks)") }
+        guard shape.blocks <= Frontend.maxBlocks else {
+            throw CalibrationError(message: "\(first.file.path): \(shape.tokens) tokens in blocks of \(shape.block) give \(shape.blocks) blocks per side, more than the \(Frontend.maxBlocks) a masks file allows; give a larger --block")
+        }
         return shape
     }
 
@@ -153,7 +155,7 @@ public enum Calibrator {
                     let d = shape.dispatchIndex(stepIndex: s, layer: layer, head: head)
                     for (i, r) in recordings.enumerated() {
                         let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep)
-                        state.heads[d].fold(mass: m, selected: select(m, blocks: shape.blocks, selection), input: i,
+                        state.heads[d].fold(mass: m, chosen: chosen(m, blocks: shape.blocks, selection), input: i,
                                             reuseTolerance: options.reuseTolerance, stabilityDrop: options.stabilityDrop)
                         done += 1
                         progress(done, units)
@@ -185,9 +187,11 @@ public enum Calibrator {
             for layer in 0..<shape.layers {
                 for head in 0..<shape.heads {
                     let h = state.head(stepIndex: s, layer: layer, head: head)
-                    var (plan, report) = decide(h, inputs: state.inputs, partialLast: shape.tokens % shape.block != 0, options: options)
+                    let kept = h.keptSpans
+                    var (plan, report) = decide(h, kept: kept, inputs: state.inputs, partialLast: shape.tokens % shape.block != 0,
+                                                options: options)
                     (report.step, report.layer, report.head) = (step, layer, head)
-                    try check(plan, union: h.union, holdout: holdout, step: step, layer: layer, head: head, block: shape.block,
+                    try check(plan, kept: kept, holdout: holdout, step: step, layer: layer, head: head, block: shape.block,
                               report: &report) { done += 1; progress(done, units) }
                     plans.add(plan, dense: report.dense, step: step, layer: layer, head: head)
                     reports.append(report)
@@ -219,6 +223,11 @@ public enum Calibrator {
 
     /// The plan of one head from its streaming state (folded with `options`' tolerance and threshold).
     public static func decide(_ h: HeadState, inputs: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
+        decide(h, kept: h.keptSpans, inputs: inputs, partialLast: partialLast, options: options)
+    }
+
+    /// `decide` with the head's kept spans (`h.keptSpans`) already read from its codes.
+    static func decide(_ h: HeadState, kept: [[Span]], inputs: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
         let blocks = h.blocks
         var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
         if inputs > 1 {
@@ -233,7 +242,7 @@ public enum Calibrator {
             report.density = 1
             return (Plan(name: "dense", rows: Array(repeating: .compute([Span(0, blocks)]), count: blocks)), report)
         }
-        var rows: [Row] = h.union.map { .compute(Span.runs($0)) }
+        var rows: [Row] = kept.map { .compute($0) }
         if options.reuseTolerance > 0 {
             var representatives: [Int] = []
             for q in 0..<blocks {
@@ -250,9 +259,9 @@ public enum Calibrator {
         return (plan, report)
     }
 
-    /// Held-out figures of one head's plan; `union` gives reused blocks their own selection for
+    /// Held-out figures of one head's plan; `kept` gives reused blocks their own selection for
     /// the "reuse extra" comparison. Calls `tick` once per held-out input.
-    static func check(_ plan: Plan, union: [Set<Int>], holdout: [Recording], step: Int, layer: Int, head: Int, block: Int,
+    static func check(_ plan: Plan, kept: [[Span]], holdout: [Recording], step: Int, layer: Int, head: Int, block: Int,
                       report: inout HeadReport, tick: () -> Void) throws {
         guard !holdout.isEmpty else { return }
         let blocks = plan.rows.count
@@ -266,7 +275,7 @@ public enum Calibrator {
                 error += e
                 withOutputs += 1
                 if !plan.reusedRows.isEmpty {
-                    extra += e - (try planError(withoutReuse(plan, union: union), r, step: step, layer: layer, head: head,
+                    extra += e - (try planError(withoutReuse(plan, kept: kept), r, step: step, layer: layer, head: head,
                                                 block: block, seed: UInt64(i)))
                 }
             }
@@ -295,7 +304,7 @@ public enum Calibrator {
                     (report.step, report.layer, report.head) = (step, layer, head)
                     let selections = masses.map { select($0, blocks: shape.blocks, selection) }
                     let union = (0..<shape.blocks).map { q in selections.reduce(Set<Int>()) { $0.union($1[q]) } }
-                    try check(plan, union: union, holdout: holdout, step: step, layer: layer, head: head, block: options.block,
+                    try check(plan, kept: union.map(Span.runs), holdout: holdout, step: step, layer: layer, head: head, block: options.block,
                               report: &report) {}
                     plans.add(plan, dense: report.dense, step: step, layer: layer, head: head)
                     reports.append(report)
@@ -360,46 +369,61 @@ public enum Calibrator {
 
     /// Kept key blocks per query block on one input.
     static func select(_ m: [Float], blocks: Int, _ selection: CalibrationOptions.Selection) -> [Set<Int>] {
+        let chosen = chosen(m, blocks: blocks, selection)
+        return (0..<blocks).map { q in Set((0..<blocks).filter { chosen[q * blocks + $0] }) }
+    }
+
+    /// `select` as one flag per tile (qb · blocks + kb): a byte a tile where sets of kept blocks
+    /// take tens (2.7 GB more for a dense selection at B = 16,384).
+    static func chosen(_ m: [Float], blocks: Int, _ selection: CalibrationOptions.Selection) -> [Bool] {
+        var chosen = [Bool](repeating: false, count: blocks * blocks)
         switch selection {
         case .mass(let tau):
-            return (0..<blocks).map { q in
-                let order = (0..<blocks).sorted { m[q * blocks + $0] > m[q * blocks + $1] || (m[q * blocks + $0] == m[q * blocks + $1] && $0 < $1) }
-                var kept = Set<Int>(), total = 0.0
+            var order = [Int32](repeating: 0, count: blocks)
+            for q in 0..<blocks {
+                let row = q * blocks
+                for k in 0..<blocks { order[k] = Int32(k) }
+                order.sort { m[row + Int($0)] > m[row + Int($1)] || (m[row + Int($0)] == m[row + Int($1)] && $0 < $1) }
+                var any = false, total = 0.0
                 // At least one block per row, even for tau = 0 or rows without positive mass:
                 // a query block that keeps nothing is not a valid mask.
-                for k in order where kept.isEmpty || total < tau {
-                    kept.insert(k)
-                    total += Double(m[q * blocks + k])
+                for k in order where !any || total < tau {
+                    chosen[row + Int(k)] = true
+                    any = true
+                    total += Double(m[row + Int(k)])
                 }
-                return kept
             }
         case .density(let rho):
             // Every row keeps its heaviest block; the rest of the budget goes to the heaviest tiles overall.
-            var kept = (0..<blocks).map { q in Set([(0..<blocks).max { m[q * blocks + $0] < m[q * blocks + $1] }!]) }
+            for q in 0..<blocks { chosen[q * blocks + (0..<blocks).max { m[q * blocks + $0] < m[q * blocks + $1] }!] = true }
             let budget = Int((rho * Double(blocks * blocks)).rounded())
-            let order = (0..<(blocks * blocks)).sorted { m[$0] > m[$1] || (m[$0] == m[$1] && $0 < $1) }
+            var order = (0..<Int32(blocks * blocks)).map { $0 }
+            order.sort { m[Int($0)] > m[Int($1)] || (m[Int($0)] == m[Int($1)] && $0 < $1) }
             var count = blocks
-            for t in order where count < budget {
-                if kept[t / blocks].insert(t % blocks).inserted { count += 1 }
+            for t in order where count < budget && !chosen[Int(t)] {
+                chosen[Int(t)] = true
+                count += 1
             }
-            return kept
         case .schedule:
             preconditionFailure("a schedule is resolved to its step's .mass before selecting")
         }
+        return chosen
     }
 
     static func mass(_ m: [Float], _ kept: [Set<Int>], blocks: Int) -> Double {
         (0..<blocks).reduce(0.0) { acc, q in acc + kept[q].reduce(0.0) { $0 + Double(m[q * blocks + $1]) } } / Double(blocks)
     }
 
-    /// Mass kept per query block, a reused block judged by its source's key blocks.
+    /// Mass kept per query block, a reused block judged by its source's key blocks (summed over
+    /// the spans, in key order).
     static func keptMass(_ plan: Plan, _ m: [Float], blocks: Int) -> Double {
-        let kept = plan.rows.map { row -> Set<Int> in
-            var r = row
+        var sum = 0.0
+        for q in plan.rows.indices {
+            var r = plan.rows[q]
             while case .reuse(let s) = r { r = plan.rows[s] }
-            return Set(r.spans.flatMap { Array($0.start..<$0.end) })
+            for span in r.spans { for k in span.start..<span.end { sum += Double(m[q * blocks + k]) } }
         }
-        return mass(m, kept, blocks: blocks)
+        return sum / Double(blocks)
     }
 
     /// Each difference in double, summed in key-block order: `calib_row_distance`'s sum.
@@ -408,9 +432,9 @@ public enum Calibrator {
     }
 
     /// The plan with its reused blocks computed from their own selections (the union) instead.
-    static func withoutReuse(_ plan: Plan, union: [Set<Int>]) -> Plan {
+    static func withoutReuse(_ plan: Plan, kept: [[Span]]) -> Plan {
         var p = plan
-        for q in plan.reusedRows { p.rows[q] = .compute(Span.runs(union[q])) }
+        for q in plan.reusedRows { p.rows[q] = .compute(kept[q]) }
         return p
     }
 

@@ -90,7 +90,11 @@ public struct HeadState: Equatable, Sendable {
         self.blocks = blocks
         tiles = [UInt8](repeating: 0, count: Packing.codeBytes(blocks * blocks))
         (owners, ownerMass, retiredDrop) = ([], [], 0)
-        reuse = Packing.packBits(Array(repeating: true, count: blocks * (blocks - 1) / 2))
+        // Every pair's bit set, the unused bits of the last byte clear (a byte a pair unpacked first
+        // would be 134 MB at B = 16,384).
+        let pairs = blocks * (blocks - 1) / 2
+        reuse = [UInt8](repeating: 0xff, count: Packing.bitBytes(pairs))
+        if pairs % 8 != 0 { reuse[reuse.count - 1] = UInt8(1 << (pairs % 8) - 1) }
     }
 
     init(blocks: Int, tiles: [UInt8], owners: [UInt16], ownerMass: [Float], retiredDrop: Float, reuse: [UInt8]) {
@@ -110,9 +114,15 @@ public struct HeadState: Equatable, Sendable {
     /// pair stays reusable only when its rows are within `reuseTolerance` (0: reuse off); then
     /// retires the inputs whose drop is at most `stabilityDrop`.
     public mutating func fold(mass m: [Float], selected: [Set<Int>], input: Int, reuseTolerance: Double, stabilityDrop: Double) {
-        precondition(m.count == blocks * blocks && selected.count == blocks && input <= Int(UInt16.max))
+        precondition(selected.count == blocks)
         var chosen = [Bool](repeating: false, count: blocks * blocks)
         for (q, keys) in selected.enumerated() { for k in keys { chosen[q * blocks + k] = true } }
+        fold(mass: m, chosen: chosen, input: input, reuseTolerance: reuseTolerance, stabilityDrop: stabilityDrop)
+    }
+
+    /// `fold` with the selection as one flag per tile (`Calibrator.chosen`).
+    mutating func fold(mass m: [Float], chosen: [Bool], input: Int, reuseTolerance: Double, stabilityDrop: Double) {
+        precondition(m.count == blocks * blocks && chosen.count == blocks * blocks && input <= Int(UInt16.max))
         var codes = self.codes, kept: [UInt16] = [], keptMass: [Float] = []
         var old = 0  // the next code-1 tile's entry in `owners`
         for t in codes.indices {
@@ -209,9 +219,23 @@ public struct HeadState: Equatable, Sendable {
     }
 
     /// The kept key blocks of every query block: the union of all inputs' selections.
-    public var union: [Set<Int>] {
+    public var union: [Set<Int>] { keptSpans.map { Set($0.flatMap { $0.start..<$0.end }) } }
+
+    /// `union` as runs of key blocks, the form calibration decides with:
+    /// read straight from the codes, a few bytes a run where sets of blocks took tens a tile.
+    public var keptSpans: [[Span]] {
         let codes = self.codes
-        return (0..<blocks).map { q in Set((0..<blocks).filter { codes[q * blocks + $0] != Self.none }) }
+        return (0..<blocks).map { q in
+            var spans: [Span] = []
+            var start = -1
+            for k in 0..<blocks {
+                let on = codes[q * blocks + k] != Self.none
+                if on, start < 0 { start = k }
+                if !on, start >= 0 { spans.append(Span(start, k)); start = -1 }
+            }
+            if start >= 0 { spans.append(Span(start, blocks)) }
+            return spans
+        }
     }
 
     /// The largest leave-one-out drop over the inputs not retired, all of which exceed the
@@ -266,7 +290,7 @@ public struct CalibrationState: Sendable {
     /// Merges `other` (over other inputs) into this state; its inputs are numbered after ours.
     public mutating func merge(_ other: CalibrationState, file: String, into first: String) throws {
         func check(_ what: String, _ a: String, _ b: String) throws {
-            guard a == b else { throw CalibrationError(message: "\(file): \(what) \(b) differs from \(first)'s \(a)") }
+            guard a == b else { throw CalibrationError(message: "\(file): \(what) \(visible(b)) differs from \(first)'s \(visible(a))") }
         }
         try check("selection", selection, other.selection)
         try check("reuse tolerance", "\(reuseTolerance)", "\(other.reuseTolerance)")
@@ -340,7 +364,7 @@ public struct CalibrationState: Sendable {
             throw fail("format \(format) (\(what)) is no longer read, expected \"\(Self.format)\"; fold the recordings again")
         }
         guard meta["format"] == Self.format else {
-            throw fail("not a calibration state (metadata format is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(Self.format)\")")
+            throw fail("not a calibration state (metadata format is \(meta["format"].map { "\"\(visible($0))\"" } ?? "missing"), expected \"\(Self.format)\")")
         }
         func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
             guard let v = meta[key].flatMap({ Int($0) }), range.contains(v) else {
@@ -350,15 +374,22 @@ public struct CalibrationState: Sendable {
         }
         let steps = try (meta["steps"] ?? "").split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
             guard let t = Int(part), t >= 0 else { throw fail("metadata steps must list step indices, e.g. \"0,20,40\"") }
+            guard t <= Frontend.maxStep else { throw fail(Recording.tooLarge("metadata step", t, Frontend.maxStep)) }
             return t
         }
         guard !steps.isEmpty, zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw fail("metadata steps must be strictly ascending")
         }
         let shape = Shape(tokens: try int("tokens", 1...(1 << 28)), headDim: try int("head_dim", 1...512),
-                          block: try int("block", 1...1024), layers: try int("layers", 1...100_000),
-                          heads: try int("heads", 1...100_000), steps: steps)
-        guard shape.blocks <= Frontend.maxBlocks else { throw fail("\(shape.blocks) blocks per side exceeds \(Frontend.maxBlocks)") }
+                          block: try int("block", 1...1024), layers: try int("layers", 1...Frontend.maxLayers),
+                          heads: try int("heads", 1...Frontend.maxHeads), steps: steps)
+        guard shape.blocks <= Frontend.maxBlocks else {
+            throw fail("metadata tokens / block gives \(shape.blocks) blocks per side, more than the \(Frontend.maxBlocks) a masks file allows")
+        }
+        // What the state is decided into must be what compile reads, as for a recording.
+        guard shape.dispatchCount <= Frontend.maxDispatch else {
+            throw fail("metadata steps × layers × heads = \(steps.count) × \(shape.layers) × \(shape.heads) = \(shape.dispatchCount) is more than the \(Frontend.maxDispatch) a masks file allows")
+        }
         guard let scale = meta["scale"].flatMap({ Double($0) }), scale > 0, scale.isFinite else {
             throw fail("metadata scale must be a positive number")
         }
@@ -374,10 +405,19 @@ public struct CalibrationState: Sendable {
         reuseTolerance = tolerance
         self.stabilityDrop = stabilityDrop
         model = meta["model"] ?? "unknown"
+        guard model.utf8.count <= Frontend.maxModelBytes else {
+            throw fail("metadata model is \(model.utf8.count) bytes of UTF-8, more than the \(Frontend.maxModelBytes) a masks file allows")
+        }
         let inputs = try int("inputs", 1...Self.maxInputs)
         self.inputs = inputs
         let ints = ["frames", "height", "width", "text_tokens"].map { meta[$0].flatMap { Int($0) } }
         if let f = ints[0], let h = ints[1], let w = ints[2], let text = ints[3] {
+            guard [f, h, w].allSatisfy({ (1...Frontend.maxLayoutSide).contains($0) }), (0...Frontend.maxTokens).contains(text) else {
+                throw fail("metadata frames, height and width must be integers in 1...\(Frontend.maxLayoutSide) and text_tokens in 0...\(Frontend.maxTokens)")
+            }
+            guard f * h * w + text == shape.tokens else {
+                throw fail("metadata frames × height × width + text_tokens = \(f * h * w + text), but tokens is \(shape.tokens)")
+            }
             layout = Layout(frames: f, height: h, width: w, textTokens: text, textFirst: meta["text_position"] == "first")
         } else {
             layout = nil
@@ -386,8 +426,9 @@ public struct CalibrationState: Sendable {
         let tileBytes = Packing.codeBytes(b * b), pairBytes = Packing.bitBytes(pairs)
         // The last byte of a head's codes (bits) uses only this many codes (bits); the rest are 0.
         let lastCodes = b * b - 5 * (tileBytes - 1), lastBits = pairs - 8 * (pairBytes - 1)
+        // Grown as heads are read, each from tensors the file holds: the metadata alone may
+        // claim 10^7 of them.
         var heads: [HeadState] = []
-        heads.reserveCapacity(shape.dispatchCount)
         for step in steps {
             for layer in 0..<shape.layers {
                 let name = "step\(step).layer\(layer)"
