@@ -134,13 +134,19 @@ public enum Calibrator {
         return shape
     }
 
+    /// Refuses more calibration inputs than a state numbers; the command line asks before it
+    /// opens them (each recording holds a mapping, and a process has some 65,000).
+    public static func checkCount(_ recordings: Int) throws {
+        guard recordings <= CalibrationState.maxInputs else {
+            throw CalibrationError(message: "\(recordings) calibration recordings, more than the \(CalibrationState.maxInputs) a state can number")
+        }
+    }
+
     /// Folds the recordings, one input at a time per head, into a new state.
     public static func fold(_ recordings: [Recording], options: CalibrationOptions,
                             progress: (Int, Int) -> Void = { _, _ in }) throws -> CalibrationState {
         let shape = try shape(recordings, options: options)
-        guard recordings.count <= CalibrationState.maxInputs else {
-            throw CalibrationError(message: "\(recordings.count) calibration recordings, more than the \(CalibrationState.maxInputs) a state can number")
-        }
+        try checkCount(recordings.count)
         let first = recordings[0]
         let lastStep = shape.steps.last!
         var state = CalibrationState(shape: shape, model: first.model, layout: first.layout, scale: first.scale,

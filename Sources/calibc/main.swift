@@ -319,6 +319,7 @@ let calibrate = Command(
         if a.value("--stability-drop") == nil { options.stabilityDrop = state.stabilityDrop }
         try state.checkFolded(options, file: a.operands[0])
     } else {
+        try Calibrator.checkCount(a.operands.count)
         let recordings = try a.operands.map(Recording.init(path:))
         let perHead = recordings.count + (out == nil ? 0 : holdout.count)
         state = try Calibrator.fold(recordings, options: options) { done, units in progress.update(done, units / recordings.count * perHead) }

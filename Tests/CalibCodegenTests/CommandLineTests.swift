@@ -1,6 +1,6 @@
 // calibc's argument and output-path checks as a user meets them: exit status, one line on
-// stderr, nothing printed or written before the check. Runs the calibc of `swift build` in a
-// sandbox temporary directory.
+// stderr, nothing printed or written before the check. Runs the calibc built beside the tests
+// in a sandbox temporary directory.
 
 import Foundation
 import XCTest
@@ -22,18 +22,7 @@ final class CommandLineTests: XCTestCase {
 
     /// Runs calibc in the sandbox: exit status, stdout, stderr.
     func calibc(_ args: String...) throws -> (status: Int32, out: String, err: String) {
-        let tool = root.appendingPathComponent(".build/debug/calibc").path
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: tool), "needs the calibc binary of `swift build`")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        p.currentDirectoryURL = sandbox
-        let out = Pipe(), err = Pipe()
-        (p.standardOutput, p.standardError) = (out, err)
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try runProcess(try builtCalibc(), args, in: sandbox)
     }
 
     /// No command is a usage error (status 2, usage on stderr); --help is not.
