@@ -17,7 +17,7 @@ public enum Pictures {
     /// mean colour. Kept tiles dark, skipped white, a reused query block's row in orange with a
     /// mark at the column of its source.
     public static func plan(_ plan: Plan, size: Int = 640) -> RGBImage {
-        let n = plan.rows.count
+        let n = plan.rows.count, size = max(1, size)
         let f = n <= size ? 1 : (n + size - 1) / size  // blocks per cell, each way
         let cells = (n + f - 1) / f
         let cell = max(1, size / cells)  // pixels per cell, each way
