@@ -403,7 +403,7 @@ public enum Calibrator {
             // Every row keeps its heaviest block; the rest of the budget goes to the heaviest tiles overall.
             for q in 0..<blocks { chosen[q * blocks + (0..<blocks).max { m[q * blocks + $0] < m[q * blocks + $1] }!] = true }
             let budget = Int((rho * Double(blocks * blocks)).rounded())
-            var order = (0..<Int32(blocks * blocks)).map { $0 }
+            var order = Array(0..<Int32(blocks * blocks))
             order.sort { m[Int($0)] > m[Int($1)] || (m[Int($0)] == m[Int($1)] && $0 < $1) }
             var count = blocks
             for t in order where count < budget && !chosen[Int(t)] {
