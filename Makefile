@@ -124,7 +124,8 @@ sanitize: deps
 .PHONY: wheel
 PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 numpy==2.4.6 pytest==9.2.0 setuptools==84.2.1
 CALIBC_BIN = $(CURDIR)/$(CALIBC)
-PY_INSTALL = .venv/bin/pip install -q --no-deps --no-build-isolation --force-reinstall ./python
+# pip builds in python/build, which keeps modules the package no longer has: cleared first.
+PY_INSTALL = rm -rf python/build && .venv/bin/pip install -q --no-deps --no-build-isolation --force-reinstall ./python
 .venv/ok: Makefile
 	python3 -m venv .venv
 	.venv/bin/pip install -q $(PY_DEPS)
@@ -137,6 +138,7 @@ test-python: deps .venv/ok
 
 # A wheel of the package in python/dist/ (pure Python: the kernels are the libraries calibc compiles).
 wheel: .venv/ok
+	rm -rf python/build
 	.venv/bin/pip wheel -q --no-deps --no-build-isolation -w python/dist ./python
 	@ls python/dist/calibc-*.whl
 
@@ -149,7 +151,7 @@ diffusers: deps .venv/ok
 # Our kernels beside torch's SDPA and flex_attention on the plans and held-out inputs of `make example`.
 bench-peers: example .venv/ok
 	$(PY_INSTALL)
-	.venv/bin/python -m calibc.bench_peers out/masks.json out/kernels/libcalibkernels.so out/recordings/prompt2.safetensors
+	.venv/bin/python examples/bench_peers.py out/masks.json out/kernels/libcalibkernels.so out/recordings/prompt2.safetensors
 
 # ---- CUDA target (docs/gpu.md). `gpu-sources` and `cuda-check` run here (no GPU); `test-gpu`
 # and `bench-gpu` run on the GPU machine from the carried folder .gpu (list .gpu in the device

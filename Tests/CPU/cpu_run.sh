@@ -8,7 +8,7 @@
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/cpu-out}; mkdir -p "$OUT"
 S=.cpu-scaling
-export PYTHONPATH=$(pwd)/python
+export PYTHONPATH=$(pwd)/python:$(pwd)/examples
 set -o pipefail
 (lscpu | grep -E "Model name|^CPU\(s\)|Thread|Flags" | cut -c1-400; gcc --version | head -1) | tee "$OUT/machine.log"
 sed '/fp-contract/d' $S/calib_kernels.c > $S/calib_kernels_nofma.c

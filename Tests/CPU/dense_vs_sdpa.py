@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from calibc.bench_peers import best_seconds
+from bench_peers import best_seconds  # examples/bench_peers.py (PYTHONPATH=python:examples)
 from calibc.kernels import load
 
 libraries = [load(path) for path in sys.argv[1:]]

@@ -16,7 +16,8 @@ import calibc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CALIBC = os.environ.get("CALIBC", os.path.join(ROOT, ".build", "release", "calibc"))
-HEADER = os.path.join(ROOT, "Sources", "CalibCodegen", "kernels", "cpu", "include", "calib_kernels.h")
+INCLUDE = os.path.join(ROOT, "Sources", "CalibKernelSources", "kernels", "include")
+HEADER = os.path.join(INCLUDE, "calib_kernels.h")
 
 
 def run_calibc(*args):

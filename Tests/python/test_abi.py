@@ -10,7 +10,7 @@ import torch
 
 import calibc
 from calibc import _abi
-from conftest import HEADER, ROOT, compile_library, random_masks
+from conftest import HEADER, INCLUDE, compile_library, random_masks
 
 CTYPES = {"int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "int": ctypes.c_int, "char*": ctypes.c_char_p}
 
@@ -46,12 +46,18 @@ def parse_entry_points(text):
     return fields
 
 
-def parse_header(path):
-    """(#define CALIB_ABI_VERSION, enums {name: value}, struct calib_info fields [(name, type)],
-    functions {name: (return type, [argument types])}, struct calib_entry_points fields) of a
-    calib_kernels.h, types as C text."""
-    text = re.sub(r"/\*.*?\*/", "", open(path).read(), flags=re.S)
-    version = int(re.search(r"#define\s+CALIB_ABI_VERSION\s+(\d+)", text).group(1))
+def header_text(path):
+    """A header with the calib_abi.h it includes in front, comments removed."""
+    text = open(os.path.join(INCLUDE, "calib_abi.h")).read() + open(path).read()
+    return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+
+
+def parse_header(path, version_macro="CALIB_ABI_VERSION"):
+    """(#define `version_macro`, enums {name: value}, struct calib_info fields [(name, type)],
+    functions {name: (return type, [argument types])}, struct calib_entry_points fields) of
+    calib_kernels.h or calib_cuda.h (each with calib_abi.h), types as C text."""
+    text = header_text(path)
+    version = int(re.search(r"#define\s+" + version_macro + r"\s+(\d+)", text).group(1))
     enums = {}
     for body in re.findall(r"enum\s+\w+\s*\{(.*?)\}", text, flags=re.S):
         for name, value in re.findall(r"(\w+)\s*=\s*(\d+)", body):
@@ -190,32 +196,21 @@ def test_per_head_entries_report_abi_errors(tmp_path):
 
 
 def test_cuda_functions_match_the_cuda_header():
-    """_abi.CUDA_FUNCTIONS against include/calib_cuda.h of the CUDA target."""
-    path = os.path.join(ROOT, "Sources", "CalibCodegen", "kernels", "cuda", "include", "calib_cuda.h")
-    text = re.sub(r"/\*.*?\*/", "", open(path).read(), flags=re.S)
-    enums = {}
-    for body in re.findall(r"enum\s+\w+\s*\{(.*?)\}", text, flags=re.S):
-        for name, value in re.findall(r"(\w+)\s*=\s*(\d+)", body):
-            enums[name] = int(value)
-    assert enums == {**_abi.CUDA_STATUS, **_abi.CUDA_DTYPE}
-    functions = {}
-    for ret, name, args in re.findall(r"^\s*((?:const\s+)?\w+\s*\*?)\s*(calib_cuda_\w+)\s*\(([^)]*)\)\s*;", text, flags=re.M | re.S):
-        functions[name] = ("".join(ret.replace("const", "").split()), c_types(args))
+    """_abi.CUDA_FUNCTIONS against include/calib_cuda.h of the CUDA target; its statuses, dtypes
+    and info struct are calib_abi.h's, which the tests above check through the CPU header."""
+    _, enums, fields, functions, _ = parse_header(os.path.join(INCLUDE, "calib_cuda.h"), "CALIB_CUDA_ABI_VERSION")
+    assert set(enums) == set(_abi.STATUS) | set(_abi.DTYPE)
+    assert [name for name, _ in fields] == [name for name, _ in _abi.Info._fields_]
     assert set(functions) == set(_abi.CUDA_FUNCTIONS)
-    body = re.search(r"typedef\s+struct\s+calib_cuda_info\s*\{(.*?)\}", text, flags=re.S).group(1)
-    assert [d.split()[-1].lstrip("*") for d in " ".join(body.split()).replace(",", ";").split(";") if d.strip()] == \
-        ["abi_version", "tokens", "head_dim", "block", "layers", "heads", "plans", "step_count", "steps", "model",
-         "mask_sha256"] == [name for name, _ in _abi.CudaInfo._fields_]
     for name, (ret, args) in functions.items():
         restype, argtypes = _abi.CUDA_FUNCTIONS[name]
         assert len(argtypes) == len(args), name
         for c_type, ctype in zip(args, argtypes):
-            expected = ctypes.c_void_p if c_type in ("void*",) else ctype_of(c_type)
             if c_type == "int64_t*":
                 assert ctype is _abi._strides, (name, c_type)
             else:
-                assert ctype is expected, (name, c_type, ctype)
-        if ret == "calib_cuda_info*":
-            assert restype._type_ is _abi.CudaInfo, name
+                assert ctype is ctype_of(c_type), (name, c_type, ctype)
+        if ret == "calib_info*":
+            assert restype._type_ is _abi.Info, name
         else:
             assert restype is ctype_of(ret), name

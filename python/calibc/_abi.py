@@ -111,6 +111,8 @@ CUDA_FUNCTIONS = {
     "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
 }
+# Entries a CUDA ABI 1 library (compiled before them) lacks; it still loads without them.
+CUDA_SINCE_ABI_2 = {"calib_cuda_attention_heads"}
 
 
 # ---- integers into C ----

@@ -26,6 +26,8 @@ class CudaKernels(Library):
 
     def _bind(self, path):
         for name, (restype, argtypes) in _abi.CUDA_FUNCTIONS.items():
+            if name in _abi.CUDA_SINCE_ABI_2 and not hasattr(self.lib, name):
+                continue  # an ABI 1 library: everything but the head-range entry
             if not hasattr(self.lib, name):
                 raise CalibError(-1, f"{path}: not a calibc CUDA kernel library (it has no {name}; expected the "
                                      "libcalibcuda.so of `calibc compile --target cuda --shared`)")
@@ -39,6 +41,9 @@ class CudaKernels(Library):
         return self.lib.calib_cuda_kernel_name(self.head_dim).decode()
 
     def _entry(self, name):
+        if not hasattr(self.lib, "calib_cuda_" + name):
+            raise CalibError(-1, f"{self.path} has CUDA ABI {self.abi_version}: calib_cuda_{name} needs ABI 2 "
+                                 "(recompile the masks with a current calibc)")
         return getattr(self.lib, "calib_cuda_" + name)
 
     def _launch(self, fn, args, device):
