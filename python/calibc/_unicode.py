@@ -15,6 +15,7 @@ own, dumped by:
 as half-open ranges of code points.
 """
 
+import unicodedata
 from bisect import bisect_right
 
 _RANGES = """
@@ -116,3 +117,10 @@ def is_alphabetic(c):
         return "a" <= c <= "z" or "A" <= c <= "Z"
     i = bisect_right(_STARTS, v) - 1
     return i >= 0 and v < _ENDS[i]
+
+
+def visible(text):
+    """`text` with control characters, line and paragraph separators and U+FFFD written as U+XXXX,
+    as calibc writes every message line (Sources/CalibFrontend/Visible.swift)."""
+    return "".join(f"U+{ord(c):04X}" if c == "\ufffd" or unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+                   for c in text)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _json
 from ._json import INT64_MAX, INT64_MIN, JSONSyntaxError, Number, key_of
-from ._unicode import is_alphabetic
+from ._unicode import is_alphabetic, visible
 from .errors import MasksError
 
 __all__ = ["Masks", "Pattern", "MasksError"]
@@ -694,11 +694,11 @@ class Masks:
             with open(path, "rb") as f:
                 data = f.read()
         except (OSError, TypeError, ValueError):
-            raise MasksError(f"{file}: $: cannot read the file") from None
+            raise MasksError(visible(f"{file}: $: cannot read the file")) from None
         try:
             tree = _json.parse(data)
         except JSONSyntaxError as e:
-            raise MasksError(f"{file}: line {e.line}, column {e.column}: invalid JSON: {e.message}") from None
+            raise MasksError(visible(f"{file}: line {e.line}, column {e.column}: invalid JSON: {e.message}")) from None
         try:
             return _Decoder(_limits).masks(tree.value)
         except _Refused as e:
@@ -708,10 +708,10 @@ class Masks:
             if tree.check_depth():
                 return _Decoder(_limits).masks(tree.value)
         except JSONSyntaxError as e:
-            raise MasksError(f"{file}: line {e.line}, column {e.column}: invalid JSON: {e.message}") from None
+            raise MasksError(visible(f"{file}: line {e.line}, column {e.column}: invalid JSON: {e.message}")) from None
         except _Refused as e:
             refused = e
-        raise MasksError(f"{file}: {refused}") from None
+        raise MasksError(visible(f"{file}: {refused}")) from None
 
     @classmethod
     def from_json(cls, data, *, _limits=None):
@@ -720,7 +720,7 @@ class Masks:
         try:
             return _Decoder(_limits).masks(_plain(data))
         except _Refused as refused:
-            raise MasksError(str(refused)) from None
+            raise MasksError(visible(str(refused))) from None
 
     # Writing.
 
