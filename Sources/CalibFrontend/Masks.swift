@@ -243,17 +243,26 @@ private struct Decoder {
                 reuse[target] = source
             }
         }
+        // Each chain is walked once: a row whose chain was followed to a computed row is settled,
+        // and reaching a row of the walk in progress is a cycle (its first row is reported, as a
+        // walk from every row would find first).
+        var state = [UInt8](repeating: 0, count: blocks)  // 0 unvisited, 1 on the current walk, 2 settled
+        for q in 0..<blocks where reuse[q] != nil && state[q] == 0 {
+            var walk: [Int] = []
+            var at = q
+            while let next = reuse[at], state[at] == 0 {
+                state[at] = 1
+                walk.append(at)
+                at = next
+            }
+            if state[at] == 1 {
+                throw node.child("reuse", .null).fail("query block \(q) is on a reuse cycle")
+            }
+            for w in walk { state[w] = 2 }
+        }
         var rows: [Row] = []
         for q in 0..<blocks {
             if let source = reuse[q] {
-                var seen: Set<Int> = [q]
-                var at = source
-                while let next = reuse[at] {
-                    guard seen.insert(at).inserted else {
-                        throw node.child("reuse", .null).fail("query block \(q) is on a reuse cycle")
-                    }
-                    at = next
-                }
                 rows.append(.reuse(source))
             } else {
                 guard !kept[q].isEmpty else {
@@ -361,6 +370,7 @@ private struct Decoder {
 
     func assignments(_ node: Node, shape: Shape, plans: inout [Plan], planIndex: inout [String: Int]) throws -> [Int] {
         var dispatch = [Int](repeating: -1, count: shape.dispatchCount)
+        let stepIndexOf = Dictionary(uniqueKeysWithValues: shape.steps.enumerated().map { ($1, $0) })
         for entry in try node.array() {
             let m = try entry.object(allowed: ["steps", "layers", "heads", "pattern"])
             let steps = try selector(try m.required("steps"), values: shape.steps, what: "timestep")
@@ -374,7 +384,7 @@ private struct Decoder {
             }
             guard let p = planIndex[name] else { throw patternNode.fail("unknown pattern \"\(visible(name))\"") }
             for s in steps {
-                let stepIndex = shape.steps.firstIndex(of: s)!
+                let stepIndex = stepIndexOf[s]!
                 for layer in layers {
                     for head in heads {
                         let d = shape.dispatchIndex(stepIndex: stepIndex, layer: layer, head: head)
@@ -396,23 +406,39 @@ private struct Decoder {
     }
 
     /// `"*"`, an integer, or a list such as `"0-3,8"`; the values must be among `values`.
+    /// The values a selector names; `values` ascending. Each part costs a binary search plus what
+    /// it selects, so a long list or range over 10^5 timesteps stays linear.
     func selector(_ node: Node, values: [Int], what: String) throws -> [Int] {
+        /// The index of the first value ≥ x.
+        func lowerBound(_ x: Int) -> Int {
+            var lo = 0, hi = values.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if values[mid] < x { lo = mid + 1 } else { hi = mid }
+            }
+            return lo
+        }
         var picked: [Int] = []
         if case .number = node.value {
-            picked = [try node.int(in: 0...Int.max)]
-        } else {
-            let text = try node.string()
-            if text == "*" { return values }
-            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-                let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard (1...2).contains(ends.count), let lo = ends.first!, let hi = ends.last!, lo <= hi else {
-                    throw node.fail("expected \"*\", an integer, or a list like \"0-3,8\"; found \"\(visible(text))\"")
-                }
-                picked += values.filter { (lo...hi).contains($0) }
-                if ends.count == 1, !values.contains(lo) { picked.append(lo) }
-            }
+            let v = try node.int(in: 0...Int.max)
+            let i = lowerBound(v)
+            guard i < values.count, values[i] == v else { throw node.fail("\(what) \(v) does not exist") }
+            return [v]
         }
-        if let bad = picked.first(where: { !values.contains($0) }) { throw node.fail("\(what) \(bad) does not exist") }
+        let text = try node.string()
+        if text == "*" { return values }
+        var missing: Int?  // reported after the whole text parsed, as a syntax error comes first
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(ends.count), let lo = ends.first!, let hi = ends.last!, lo <= hi else {
+                throw node.fail("expected \"*\", an integer, or a list like \"0-3,8\"; found \"\(visible(text))\"")
+            }
+            let first = lowerBound(lo)
+            if ends.count == 1, first == values.count || values[first] != lo { missing = missing ?? lo }
+            var i = first
+            while i < values.count, values[i] <= hi { picked.append(values[i]); i += 1 }
+        }
+        if let missing { throw node.fail("\(what) \(missing) does not exist") }
         if picked.isEmpty { throw node.fail("selects no \(what)") }
         return Array(Set(picked)).sorted()
     }
