@@ -300,6 +300,25 @@ private func benchAdversarial(_ calibc: String, _ dir: String) throws {
             bound: tallProgram + Bound.picture(pixels: 640 * 640))
     try row("stats, 2,441 steps × 4,096 layers", ["stats", tall], input: tallSize, bound: tallProgram)
 
+    // The masks.json reader: 200,000 timesteps named by a range selector (each step was looked up
+    // by a scan), and a pattern whose reuse rows form one 16,384-row chain (walked from each row).
+    let steps = dir + "/steps.json"
+    try Data(("{\"format\": 1, \"model\": \"adversarial\", \"tokens\": 16, \"head_dim\": 8, \"block\": 16, \"layers\": 1, "
+              + "\"heads\": 1, \"timesteps\": [\((0..<200_000).map(String.init).joined(separator: ","))], \"patterns\": {}, "
+              + "\"assignments\": [{\"steps\": \"0-199999\", \"layers\": 0, \"heads\": 0, \"pattern\": \"dense\"}]}\n").utf8)
+        .write(to: URL(fileURLWithPath: steps))
+    try row("stats, 200,000 timesteps by \"0-199999\"", ["stats", steps], input: mb(steps) + " of masks.json",
+            bound: Bound.program(rows: 1, ranges: 1, entries: 200_000) + 2 * Double(size(steps)))
+    let chain = dir + "/chain.json"
+    let chainRows = "[[0, 1]]" + String(repeating: ", []", count: 16_383)
+    let chainPairs = (1..<16_384).map { "[\($0), \($0 - 1)]" }.joined(separator: ",")
+    try Data(("{\"format\": 1, \"model\": \"adversarial\", \"tokens\": 16384, \"head_dim\": 8, \"block\": 1, \"layers\": 1, "
+              + "\"heads\": 1, \"timesteps\": [0], \"patterns\": {\"c\": {\"rows\": [\(chainRows)], \"reuse\": [\(chainPairs)]}}, "
+              + "\"assignments\": [{\"steps\": \"*\", \"layers\": \"*\", \"heads\": \"*\", \"pattern\": \"c\"}]}\n").utf8)
+        .write(to: URL(fileURLWithPath: chain))
+    try row("stats, a 16,384-row reuse chain", ["stats", chain], input: mb(chain) + " of masks.json",
+            bound: Bound.program(rows: 16_384, ranges: 1, entries: 1) + 2 * Double(size(chain)))
+
     // calibrate: head_dim 1 and blocks of 1 token, so B = tokens from a file of 8 bytes a token.
     for tokens in [2048, 4096] {
         let recording = dir + "/tiny\(tokens).safetensors"
