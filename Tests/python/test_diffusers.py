@@ -75,16 +75,20 @@ def test_missing_plans_fall_back_to_sdpa(model, tmp_path):
     # Plans for another sequence length: every call falls back, and the output is untouched.
     sparse = CalibAttention(model, compile_masks(tmp_path, list(range(STEPS)), tokens=TOKENS + 1))
     try:
-        assert torch.equal(denoise(model, prompt=2), reference)
+        with pytest.warns(UserWarning, match=r"calibc: attention runs dense: shape \(tokens") as caught:
+            assert torch.equal(denoise(model, prompt=2), reference)
     finally:
         sparse.remove()
     assert sparse.calls == 0 and sparse.fallbacks == STEPS * LAYERS
+    assert sparse.fallback_reasons == {"shape": STEPS * LAYERS}
+    assert sum("calibc:" in str(w.message) for w in caught) == 1, "said once, not per call"
     # Plans for step 0 only: the later steps fall back.
     step0 = tmp_path / "step0"
     step0.mkdir()
     sparse = CalibAttention(model, compile_masks(step0, [0]))
     try:
-        denoise(model, prompt=2)
+        with pytest.warns(UserWarning, match=r"no plan for step 1 of layer 0 \(the library has steps 0 and 2 layers\)"):
+            denoise(model, prompt=2)
     finally:
         sparse.remove()
     assert sparse.calls == LAYERS and sparse.fallbacks == (STEPS - 1) * LAYERS
@@ -144,10 +148,33 @@ def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(mode
     run_calibc("calibrate", "--merge", str(tmp_path / "state.safetensors"), "-o", str(tmp_path / "streamed.json"))
     run_calibc("calibrate", str(tmp_path / "r1.safetensors"), str(tmp_path / "r2.safetensors"), "--block", "64",
                "--mass", "0.9", "--reuse-tolerance", "0.05", "--stability-drop", "0.1", "-o", str(tmp_path / "recorded.json"))
-    streamed, recorded = (json.load(open(tmp_path / f"{name}.json")) for name in ("streamed", "recorded"))
+    streamed, recorded = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("streamed", "recorded"))
     assert len(calibrator.states) == STEPS * LAYERS
     assert read_header(str(tmp_path / "state.safetensors"))[0]["__metadata__"]["stability_drop"] == "0.1"
     assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]
     with pytest.raises(RuntimeError, match="next_prompt"):
         calibrator.seen.add((0, 0))  # as if a prompt had begun
         calibrator.save(str(tmp_path / "again.safetensors"))
+
+
+def test_compiled_model_runs_the_kernels(model, tmp_path):
+    """Under torch.compile the processor is traced with the model: every call reaches the kernels
+    (before, a compiled model silently ran dense), the output equals eager's, and the attention
+    blocks compile once per step, with no graph break."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    library = compile_masks(tmp_path, list(range(STEPS)))
+    sparse = CalibAttention(model, library)
+    try:
+        eager = denoise(model, prompt=4)
+        sparse.calls, sparse.counter.calls = 0, -1
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(model)
+        out = denoise(compiled, prompt=4)
+    finally:
+        sparse.remove()
+    assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0
+    assert relative_error(out, eager) < 1e-5
+    assert counters["stats"]["unique_graphs"] <= STEPS and not counters["graph_break"], dict(counters["graph_break"])

@@ -1,10 +1,15 @@
 """What the recorder, the calibrator and the sparse processor share: counting diffusion steps
 and stepping in front of the attention function of diffusers' Wan self-attention.
 
-Both wrap the processor of `blocks[i].attn1` and, for the duration of its call, replace
-`transformer_wan.dispatch_attention_fn`, so they see Q, K, V exactly as the kernel would
-(after the RMSNorm and the rotary embedding, (B, S, H, D)) and leave the rest of the
-processor — projections, output layer — untouched.
+Both wrap the processor of `blocks[i].attn1` and step in front of
+`transformer_wan.dispatch_attention_fn` for the duration of its call, so they see Q, K, V exactly
+as the kernel would (after the RMSNorm and the rotary embedding, (B, S, H, D)) and leave the rest
+of the processor — projections, output layer — untouched.
+
+The module's function is replaced once, while any wrapper is installed, by `_dispatch`, which
+hands the call to the wrapper whose processor is running (`_active`) or to the original. Swapping
+the module global on every call instead is invisible to torch.compile: dynamo reads the global of
+the inlined processor before its own pending store, so a compiled model never reached calibc.
 """
 
 import diffusers.models.transformers.transformer_wan as wan
@@ -73,16 +78,42 @@ class Intercept:
         self.inner._attention_backend = value
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
-        original = wan.dispatch_attention_fn
-
-        def patched(query, key, value, *args, **kw):
-            return self.attend(original, query, key, value, *args, **kw)
-
-        wan.dispatch_attention_fn = patched
+        outer = _active.intercept
+        _active.intercept = self
         try:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         finally:
-            wan.dispatch_attention_fn = original
+            _active.intercept = outer
+
+
+class _Active:
+    """The Intercept whose processor call is in progress (None outside one)."""
+    intercept = None
+
+
+_active = _Active()
+_installed = {"count": 0, "original": None}
+
+
+def _dispatch(query, key, value, *args, **kw):
+    original = _installed["original"]
+    intercept = _active.intercept
+    if intercept is None:
+        return original(query, key, value, *args, **kw)
+    return intercept.attend(original, query, key, value, *args, **kw)
+
+
+def _install():
+    if _installed["count"] == 0:
+        _installed["original"] = wan.dispatch_attention_fn
+        wan.dispatch_attention_fn = _dispatch
+    _installed["count"] += 1
+
+
+def _uninstall():
+    _installed["count"] -= 1
+    if _installed["count"] == 0:
+        wan.dispatch_attention_fn = _installed["original"]
 
 
 def heads_first(x):
@@ -93,6 +124,7 @@ def heads_first(x):
 def wrap_self_attention(transformer, make_attend, layers=None):
     """Wraps blocks[i].attn1 for i in `layers` (default all); returns a function that undoes it."""
     originals = {}
+    _install()
     for i, block in enumerate(transformer.blocks):
         if layers is None or i in layers:
             originals[i] = block.attn1.processor
@@ -101,5 +133,6 @@ def wrap_self_attention(transformer, make_attend, layers=None):
     def restore():
         for i, processor in originals.items():
             transformer.blocks[i].attn1.set_processor(processor)
+        _uninstall()
 
     return restore

@@ -9,10 +9,13 @@
 Each self-attention call is one `torch.ops.calibc.attention_layer` (all batch elements and heads
 of the (step, layer), on diffusers' (B, S, H, D) tensors without a copy): CPU tensors run
 `library`, CUDA tensors `cuda_library` (built by `calibc compile --target cuda --shared`) on the
-current stream, each in the dtypes its target takes (`calibc.library.DTYPES`). Where there is no plan (another step, another
-sequence length, an attention mask, no library for the device, another dtype, ring attention, a
-GPU under context parallelism), the call falls back to the model's own attention
-function; `fallbacks` counts those calls. With `compare=True` every sparse call also runs the
+current stream, each in the dtypes its target takes (`calibc.library.DTYPES`). Where there is
+no plan (another step, another sequence length, an attention mask, no library for the device,
+another dtype, ring attention), the call falls back to the model's own attention function and
+says why in a warning, once per kind of reason; `fallbacks` counts those calls and
+`fallback_reasons` counts them by kind. Under torch.compile the processor is traced like the
+rest of the model (the kernel is a custom op); the step is a Python int, so each step's first
+call compiles the attention blocks again. With `compare=True` every sparse call also runs the
 original and records the relative error per (step, layer) in `errors`, and `seconds`
 accumulates the wall time of both.
 
@@ -20,11 +23,12 @@ Context parallelism: under `transformer.enable_parallelism(config=ContextParalle
 ulysses_degree=W))` (before or after this processor is installed) each rank holds S/W tokens of
 every head; diffusers' own Ulysses all-to-all gives this rank all S tokens of heads
 r·H/W … (r+1)·H/W − 1 (r: its rank in the Ulysses mesh), which run with the plans of those
-global head indices (`calib_attention_heads`, one call), and the all-to-all back returns the
-rank's tokens of every head.
+global head indices (`calib_attention_heads` or `calib_cuda_attention_heads`, one call), and the
+all-to-all back returns the rank's tokens of every head.
 """
 
 import time
+import warnings
 
 from ..cuda import CudaKernels, load_cuda
 from ..kernels import Kernels, load
@@ -56,6 +60,7 @@ class CalibAttention:
         self.cuda_kernels = _library(cuda_library, CudaKernels, load_cuda)
         self.counter = StepCounter(transformer, calls_per_step)
         self.compare, self.fallbacks, self.calls = compare, 0, 0
+        self.fallback_reasons = {}  # why calls ran dense: {kind: calls}, kinds as _fallback_reason names them
         self.errors, self.seconds = {}, {"sparse": 0.0, "original": 0.0}
         self._restore = wrap_self_attention(transformer, self._attend_for)
 
@@ -66,43 +71,62 @@ class CalibAttention:
     def _kernels_for(self, device):
         return {"cpu": self.kernels, "cuda": self.cuda_kernels}.get(device.type)
 
-    def _usable(self, layer, query, key, value, args, kwargs):
+    def _fallback_reason(self, layer, query, key, value, args, kwargs):
+        """Why this call cannot run the compiled plans, as (kind, words a user acts on), or None when it can."""
         k = self._kernels_for(query.device)
         if k is None:
-            return False
+            return "library", f"no kernel library for {query.device.type} tensors was given"
         world = 1
         if kwargs.get("parallel_config") is not None:
-            # The Ulysses path is the CPU's (Tests/python/test_context_parallel.py); a GPU falls back.
-            if not isinstance(k, Kernels):
-                return False
             try:
                 cp = _ulysses(kwargs["parallel_config"])
             except NotImplementedError:
-                return False
+                return "ring", "ring attention (context parallelism other than Ulysses) is not supported"
             world = 1 if cp is None else cp.ulysses_degree
+            if world > 1 and isinstance(k, CudaKernels) and not hasattr(k.lib, "calib_cuda_attention_heads"):
+                return "abi", f"{k.path} predates the head-range entry context parallelism needs (recompile it)"
         mask = kwargs.get("attn_mask", args[0] if args else None)
+        if mask is not None or kwargs.get("is_causal", False) or kwargs.get("scale") is not None:
+            return "mask", "the call has an attention mask, is causal or sets its own scale"
+        if query.dtype not in k.dtypes or not query.dtype == key.dtype == value.dtype:
+            return "dtype", f"dtype {query.dtype} (the {query.device.type} library takes {', '.join(map(str, k.dtypes))})"
         _, tokens, heads, dim = query.shape
-        return (mask is None and not kwargs.get("is_causal", False) and kwargs.get("scale") is None
-                and query.dtype in k.dtypes and query.dtype == key.dtype == value.dtype
-                and key.shape == query.shape == value.shape
-                and tokens * world == k.tokens and dim == k.head_dim and heads == k.heads and heads % world == 0
-                and (k.has_layer_entry or world > 1) and k.has_plan(self.counter.step, layer))
+        if not (key.shape == query.shape == value.shape and tokens * world == k.tokens and dim == k.head_dim
+                and heads == k.heads and heads % world == 0):
+            return "shape", (f"shape (tokens {tokens * world}, heads {heads}, head_dim {dim}) is not the compiled "
+                    f"(tokens {k.tokens}, heads {k.heads}, head_dim {k.head_dim})")
+        if not (k.has_layer_entry or world > 1):
+            return "abi", f"{k.path} has C ABI {k.abi_version}, without the layer entries (recompile it)"
+        if not k.has_plan(self.counter.step, layer):
+            return "step", (f"no plan for step {self.counter.step} of layer {layer} (the library has steps "
+                    f"{', '.join(map(str, k.steps))} and {k.layers} layers)")
+        return None
+
+    def _fell_back(self, kind, reason):
+        """Counts a dense call and says why, once per kind of reason (the first call's words): a
+        silent fallback hides lost speed."""
+        self.fallbacks += 1
+        self.fallback_reasons[kind] = self.fallback_reasons.get(kind, 0) + 1
+        if self.fallback_reasons[kind] == 1:
+            warnings.warn(f"calibc: attention runs dense: {reason}", stacklevel=4)
 
     def _attend_for(self, layer):
         def attend(original, query, key, value, *args, **kwargs):
-            if not self._usable(layer, query, key, value, args, kwargs):
-                self.fallbacks += 1
+            reason = self._fallback_reason(layer, query, key, value, args, kwargs)
+            if reason is not None:
+                self._fell_back(*reason)
                 return original(query, key, value, *args, **kwargs)
             self.calls += 1
             step = self.counter.step
-            start = time.perf_counter()
+            # Timed only with compare: a clock read is a graph break under torch.compile.
+            start = time.perf_counter() if self.compare else None
             cp = _ulysses(kwargs.get("parallel_config"))
             if cp is None:
                 out = attention_layer(query, key, value, self._kernels_for(query.device).path, step, layer)
             else:
                 out = self._ulysses_attention(step, layer, query, key, value, kwargs["parallel_config"])
-            self.seconds["sparse"] += time.perf_counter() - start
             if self.compare:
+                self.seconds["sparse"] += time.perf_counter() - start
                 start = time.perf_counter()
                 reference = original(query, key, value, *args, **kwargs)
                 self.seconds["original"] += time.perf_counter() - start
@@ -116,7 +140,7 @@ class CalibAttention:
         from diffusers.models.attention_dispatch import TemplatedUlyssesAttention
 
         cp = parallel_config.context_parallel_config
-        kernels = self.kernels
+        kernels = self._kernels_for(query.device)
 
         def forward_op(ctx, q, k, v, *args, **kwargs):
             # q, k, v: (B, S, H / W, D), every token of this rank's heads.
