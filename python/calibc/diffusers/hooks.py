@@ -7,7 +7,7 @@ as the kernel would (after the RMSNorm and the rotary embedding, (B, S, H, D)) a
 of the processor — projections, output layer — untouched.
 
 The module's function is replaced once, while any wrapper is installed, by `_dispatch`, which
-hands the call to the wrapper whose processor is running (`_active`) or to the original. Swapping
+hands the call to the wrapper whose processor is running or to the original (`_Dispatch`). Swapping
 the module global on every call instead is invisible to torch.compile: dynamo reads the global of
 the inlined processor before its own pending store, so a compiled model never reached calibc.
 """
@@ -78,42 +78,41 @@ class Intercept:
         self.inner._attention_backend = value
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
-        outer = _active.intercept
-        _active.intercept = self
+        outer = _state.intercept
+        _state.intercept = self
         try:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         finally:
-            _active.intercept = outer
+            _state.intercept = outer
 
 
-class _Active:
-    """The Intercept whose processor call is in progress (None outside one)."""
-    intercept = None
+class _Dispatch:
+    """The replacement of transformer_wan's attention function: `wrappers` installed Intercepts
+    share it, `original` is the function it replaced, `intercept` the one whose processor call is
+    in progress (None outside one)."""
+    wrappers, original, intercept = 0, None, None
 
 
-_active = _Active()
-_installed = {"count": 0, "original": None}
+_state = _Dispatch()
 
 
 def _dispatch(query, key, value, *args, **kw):
-    original = _installed["original"]
-    intercept = _active.intercept
-    if intercept is None:
-        return original(query, key, value, *args, **kw)
-    return intercept.attend(original, query, key, value, *args, **kw)
+    if _state.intercept is None:
+        return _state.original(query, key, value, *args, **kw)
+    return _state.intercept.attend(_state.original, query, key, value, *args, **kw)
 
 
 def _install():
-    if _installed["count"] == 0:
-        _installed["original"] = wan.dispatch_attention_fn
+    if _state.wrappers == 0:
+        _state.original = wan.dispatch_attention_fn
         wan.dispatch_attention_fn = _dispatch
-    _installed["count"] += 1
+    _state.wrappers += 1
 
 
 def _uninstall():
-    _installed["count"] -= 1
-    if _installed["count"] == 0:
-        wan.dispatch_attention_fn = _installed["original"]
+    _state.wrappers -= 1
+    if _state.wrappers == 0:
+        wan.dispatch_attention_fn = _state.original
 
 
 def heads_first(x):
