@@ -6,7 +6,6 @@ truncations, bad UTF-8, deep nesting, huge numbers, every JSON syntax error, and
 format's limits."""
 
 import base64
-import copy
 import json
 import os
 import subprocess
