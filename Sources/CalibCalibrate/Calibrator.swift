@@ -121,13 +121,16 @@ public enum Calibrator {
                   r.headDim == first.headDim, r.scale == first.scale else {
                 throw CalibrationError(message: "\(r.file.path): steps, layers or (heads, tokens, head_dim) differ from \(first.file.path)")
             }
+            guard r.modelTimesteps == first.modelTimesteps else {
+                throw CalibrationError(message: "\(r.file.path): model_timesteps differ from \(first.file.path)'s (one scheduler and step count for every recording)")
+            }
         }
         try options.validate()
         if case .schedule(let s) = options.selection, let t = s.lastStep, let last = first.steps.last, last > t {
             throw CalibrationError(message: "--mass-schedule \(s): T = \(t), but the recordings hold step \(last); T is the last step index")
         }
         let shape = Shape(tokens: first.tokens, headDim: first.headDim, block: options.block, layers: first.layers,
-                          heads: first.heads, steps: first.steps)
+                          heads: first.heads, steps: first.steps, modelTimesteps: first.modelTimesteps)
         guard shape.blocks <= Frontend.maxBlocks else {
             throw CalibrationError(message: "\(first.file.path): \(shape.tokens) tokens in blocks of \(shape.block) give \(shape.blocks) blocks per side, more than the \(Frontend.maxBlocks) a masks file allows; give a larger --block")
         }

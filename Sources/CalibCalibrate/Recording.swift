@@ -3,6 +3,7 @@
 // by the recorder when raw Q/K would be too big, `step{t}.layer{l}.mass` (heads, blocks, blocks).
 
 import CalibFrontend
+import CalibIR
 import CalibSafetensors
 import Foundation
 
@@ -24,6 +25,9 @@ public struct Recording: @unchecked Sendable {
     /// The block size of recorded block mass; nil when the file holds q and k.
     public let massBlock: Int?
     public let layout: Layout?
+    /// The timestep the model's transformer received at each step (metadata `model_timesteps`),
+    /// or empty when the file does not say.
+    public let modelTimesteps: [Float]
     /// Softmax scale; 1/√head_dim unless the file's metadata sets `scale`.
     public let scale: Double
 
@@ -124,6 +128,7 @@ public struct Recording: @unchecked Sendable {
         } else {
             scale = 1 / Double(headDim).squareRoot()
         }
+        modelTimesteps = try Self.modelTimesteps(file.metadata["model_timesteps"], steps: steps.count, fail: fail)
         let ints = ["frames", "height", "width", "text_tokens"].map { file.metadata[$0].flatMap { Int($0) } }
         if let f = ints[0], let h = ints[1], let w = ints[2] {
             let text = ints[3] ?? 0
@@ -138,6 +143,21 @@ public struct Recording: @unchecked Sendable {
         } else {
             layout = nil
         }
+    }
+
+    /// Metadata `model_timesteps`: one finite number per step in step order, comma-separated,
+    /// distinct (as masks.json's `model_timesteps`); nil gives none.
+    static func modelTimesteps(_ text: String?, steps: Int, fail: (String) -> any Error) throws -> [Float] {
+        guard let text else { return [] }
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Float(String($0)) }
+        guard values.count == steps, values.allSatisfy({ $0?.isFinite == true }) else {
+            throw fail("metadata model_timesteps must list one finite number per step (\(steps)), comma-separated")
+        }
+        let timesteps = values.map { $0! }
+        if let repeated = Shape.repeatedTimestep(timesteps) {
+            throw fail("metadata model_timesteps: \(repeated) is the timestep of two steps")
+        }
+        return timesteps
     }
 
     static func tooLarge(_ what: String, _ value: Int, _ max: Int) -> String {

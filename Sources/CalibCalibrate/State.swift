@@ -297,6 +297,8 @@ public struct CalibrationState: Sendable {
         try check("stability drop", "\(stabilityDrop)", "\(other.stabilityDrop)")
         try check("shape (steps, layers, heads, tokens, head_dim, block)", Self.describe(shape), Self.describe(other.shape))
         try check("scale", "\(scale)", "\(other.scale)")
+        try check("model timesteps", shape.modelTimesteps.map { "\($0)" }.joined(separator: ","),
+                  other.shape.modelTimesteps.map { "\($0)" }.joined(separator: ","))
         try check("model", model, other.model)
         guard inputs + other.inputs <= Self.maxInputs else {
             throw CalibrationError(message: "\(file): merging gives \(inputs + other.inputs) inputs, more than the \(Self.maxInputs) a state can number")
@@ -331,6 +333,9 @@ public struct CalibrationState: Sendable {
                       "steps": shape.steps.map(String.init).joined(separator: ","), "layers": "\(shape.layers)",
                       "heads": "\(shape.heads)", "tokens": "\(shape.tokens)", "head_dim": "\(shape.headDim)",
                       "block": "\(shape.block)", "scale": "\(scale)"]
+        if !shape.modelTimesteps.isEmpty {
+            w.metadata["model_timesteps"] = shape.modelTimesteps.map { "\($0)" }.joined(separator: ",")
+        }
         if let l = layout {
             w.metadata["frames"] = "\(l.frames)"
             w.metadata["height"] = "\(l.height)"
@@ -382,7 +387,8 @@ public struct CalibrationState: Sendable {
         }
         let shape = Shape(tokens: try int("tokens", 1...(1 << 28)), headDim: try int("head_dim", 1...512),
                           block: try int("block", 1...1024), layers: try int("layers", 1...Frontend.maxLayers),
-                          heads: try int("heads", 1...Frontend.maxHeads), steps: steps)
+                          heads: try int("heads", 1...Frontend.maxHeads), steps: steps,
+                          modelTimesteps: try Recording.modelTimesteps(meta["model_timesteps"], steps: steps.count, fail: fail))
         guard shape.blocks <= Frontend.maxBlocks else {
             throw fail("metadata tokens / block gives \(shape.blocks) blocks per side, more than the \(Frontend.maxBlocks) a masks file allows")
         }

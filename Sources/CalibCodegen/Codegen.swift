@@ -16,6 +16,11 @@ public struct CodegenError: Error, CustomStringConvertible {
 public struct GeneratedFile: Equatable {
     public var path: String
     public var contents: String
+
+    public init(path: String, contents: String) {
+        self.path = path
+        self.contents = contents
+    }
 }
 
 /// Where the generated files came from, quoted in every banner.

@@ -55,6 +55,7 @@ enum Tables {
         extern const calib_plan calib_dense_plan CALIB_HIDDEN; /* every tile: the baseline */
         extern const \(dispatchType(program)) calib_dispatch[CALIB_STEPS * CALIB_LAYERS * CALIB_HEADS] CALIB_HIDDEN;
         extern const int32_t calib_steps[CALIB_STEPS] CALIB_HIDDEN;
+        extern const float calib_timesteps[CALIB_STEPS] CALIB_HIDDEN;
         extern const char calib_model[] CALIB_HIDDEN;
         extern const char calib_mask_sha256[] CALIB_HIDDEN;
         #ifdef __cplusplus
@@ -90,6 +91,8 @@ enum Tables {
         out += "const char calib_model[] = \(cString(program.model));\n"
         out += "const char calib_mask_sha256[] = \"\(program.sourceHash)\";\n"
         out += "const int32_t calib_steps[CALIB_STEPS] = {\(program.shape.steps.map(String.init).joined(separator: ","))};\n"
+        // Float's description reads back to the same float, so the C literal is exact.
+        out += "const float calib_timesteps[CALIB_STEPS] = {\(program.shape.callTimesteps.map { "\($0)f" }.joined(separator: ","))};\n"
 
         let pool = pool(program)
         let rowID = Dictionary(uniqueKeysWithValues: pool.enumerated().map { ($1, $0) })

@@ -110,6 +110,57 @@ public enum Driver {
         return compilation
     }
 
+    /// Several masks files of one model, one per token grid, into one artifact: `output/<shape>/`
+    /// holds each one's kernels as a single compile writes them, and `shapes.json` lists them
+    /// for the runtime to pick by the grid of each call. Written and built as one directory, in
+    /// one rename. Two files of one grid, or of different models' layers, heads or head_dim,
+    /// are refused before anything is written.
+    @discardableResult
+    public static func compile(masks paths: [String], to output: String, options: CompileOptions,
+                               report: (DriverEvent) -> Void = { _ in }) throws -> [Compilation] {
+        let target = options.target
+        var loaded: [(path: String, masks: Masks, name: String)] = []
+        for path in paths {
+            let masks = try load(path, report: report)
+            let shape = masks.program.shape
+            let name = Artifact.shapeName(shape, masks.layout)
+            if let first = loaded.first, first.masks.program.shape.layers != shape.layers || first.masks.program.shape.heads != shape.heads
+                || first.masks.program.shape.headDim != shape.headDim {
+                throw ArtifactError(message: "\(path): \(shape.layers) layers × \(shape.heads) heads of head_dim \(shape.headDim) differ from \(first.path)'s \(Artifact.describe(first.masks.program.shape)); an artifact holds one model's shapes")
+            }
+            if let same = loaded.first(where: { $0.name == name || Artifact.overlaps($0.masks, masks) }) {
+                throw ArtifactError(message: "\(path) and \(same.path) both hold plans for \(Artifact.describeGrid(shape, masks.layout)); an artifact holds one plan set per shape")
+            }
+            loaded.append((path, masks, name))
+        }
+        try OutputPaths.checkDirectory(output, inputs: paths, generated: Artifact.outputNames(loaded.map(\.name), target), force: options.force)
+        var compilations: [Compilation] = []
+        var files: [GeneratedFile] = []
+        for entry in loaded {
+            let c = try generate(entry.masks.program, source: URL(fileURLWithPath: entry.path).lastPathComponent, options: options, report: report)
+            compilations.append(c)
+            files += c.files.map { GeneratedFile(path: entry.name + "/" + $0.path, contents: $0.contents) }
+        }
+        let built = options.shared && findTool(target.buildTool) != nil
+        files.append(Artifact.shapes(loaded.map { ($0.name, $0.masks) }, compilations.map(\.program), target: target, built: built))
+        files.append(Artifact.manifest(files.map(\.path) + (built ? loaded.map { $0.name + "/" + target.libraryName } : []), target: target.name))
+        let start = DispatchTime.now()
+        try OutputWriter.write(files, to: output, force: options.force, inputs: paths) { staging in
+            guard options.shared else { return }
+            guard built else {
+                report(.buildSkipped(tool: target.buildTool, command: loaded.map { "(cd \(output)/\($0.name) && " + target.buildCommand.joined(separator: " ") + ")" }.joined(separator: "; ")))
+                return
+            }
+            for entry in loaded {
+                let build = DispatchTime.now()
+                try runTool(target.buildCommand, in: staging + "/" + entry.name)
+                report(.built(library: output + "/" + entry.name + "/" + target.libraryName, seconds: elapsed(since: build)))
+            }
+        }
+        report(.wrote(directory: output, seconds: elapsed(since: start)))
+        return compilations
+    }
+
     static func elapsed(since start: DispatchTime) -> Double {
         Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
     }

@@ -15,6 +15,9 @@ public enum MaskWriter {
         out += "  \"tokens\": \(s.tokens), \"head_dim\": \(s.headDim), \"block\": \(s.block),\n"
         out += "  \"layers\": \(s.layers), \"heads\": \(s.heads),\n"
         out += "  \"timesteps\": [\(s.steps.map(String.init).joined(separator: ", "))],\n"
+        if !s.modelTimesteps.isEmpty {
+            out += "  \"model_timesteps\": [\(s.modelTimesteps.map { "\($0)" }.joined(separator: ", "))],\n"
+        }
         if let l = layout {
             out += "  \"layout\": {\"frames\": \(l.frames), \"height\": \(l.height), \"width\": \(l.width), "
             out += "\"text_tokens\": \(l.textTokens), \"text_position\": \"\(l.textFirst ? "first" : "last")\"},\n"

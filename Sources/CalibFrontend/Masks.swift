@@ -139,7 +139,7 @@ private struct Decoder {
 
     mutating func masks(_ root: Node) throws -> Masks {
         let top = try root.object(allowed: ["format", "model", "tokens", "head_dim", "block", "layers", "heads",
-                                            "timesteps", "layout", "patterns", "assignments"])
+                                            "timesteps", "model_timesteps", "layout", "patterns", "assignments"])
         let format = try top.required("format")
         guard try format.int(in: 0...Int.max) == 1 else { throw format.fail("unsupported format version (this calibc reads format 1)") }
         let modelNode = try top.required("model")
@@ -165,7 +165,19 @@ private struct Decoder {
             steps.append(s)
         }
         guard !steps.isEmpty else { throw stepsNode.fail("expected at least one timestep") }
-        let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps)
+        var modelTimesteps: [Float] = []
+        if let node = top.optional("model_timesteps") {
+            let items = try node.array()
+            guard items.count == steps.count else {
+                throw node.fail("expected one model timestep per entry of timesteps (\(steps.count)), found \(items.count)")
+            }
+            modelTimesteps = try items.map { try $0.float() }
+            if let repeated = Shape.repeatedTimestep(modelTimesteps) {
+                throw node.fail("\(repeated) is the model timestep of two steps (a call could not tell them apart)")
+            }
+        }
+        let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps,
+                          modelTimesteps: modelTimesteps)
         guard shape.dispatchCount <= Frontend.maxDispatch else {
             throw stepsNode.fail("timesteps × layers × heads = \(shape.dispatchCount) exceeds \(Frontend.maxDispatch)")
         }

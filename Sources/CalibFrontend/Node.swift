@@ -50,6 +50,13 @@ struct Node {
         return int
     }
 
+    /// A finite number a C float holds, rounded to Float.
+    func float() throws -> Float {
+        guard case .number(let d, _) = value else { throw expected("a number") }
+        guard Float(d).isFinite else { throw fail("expected a number a C float holds, found \(d)") }
+        return Float(d)
+    }
+
     func string() throws -> String {
         guard case .string(let s) = value else { throw expected("a string") }
         return s

@@ -11,14 +11,28 @@ public struct Shape: Hashable, Sendable {
     public var heads: Int
     /// The diffusion steps the program has plans for, ascending; the ABI is called with these values.
     public var steps: [Int]
+    /// The timestep the model's transformer receives at each step (empty: the step values
+    /// themselves), distinct: the runtime picks the step whose timestep is nearest to the one a
+    /// call receives, so no caller counts calls.
+    public var modelTimesteps: [Float]
 
-    public init(tokens: Int, headDim: Int, block: Int, layers: Int, heads: Int, steps: [Int]) {
+    public init(tokens: Int, headDim: Int, block: Int, layers: Int, heads: Int, steps: [Int], modelTimesteps: [Float] = []) {
         self.tokens = tokens
         self.headDim = headDim
         self.block = block
         self.layers = layers
         self.heads = heads
         self.steps = steps
+        self.modelTimesteps = modelTimesteps
+    }
+
+    /// What a call's timestep is matched against, per step.
+    public var callTimesteps: [Float] { modelTimesteps.isEmpty ? steps.map(Float.init) : modelTimesteps }
+
+    /// A value that two of `timesteps` share, if any.
+    public static func repeatedTimestep(_ timesteps: [Float]) -> Float? {
+        let sorted = timesteps.sorted()
+        return zip(sorted, sorted.dropFirst()).first(where: { $0 == $1 })?.0
     }
 
     /// Query and key blocks per side; the last one is partial when `tokens` is not a multiple of `block`.

@@ -33,12 +33,13 @@ struct ReaderLimits {
     var ranges = Limits.maxPlanRanges
 }
 
-/// An integer as written: `value` is nil beyond Int's range; the bytes `start ..< end` of the
-/// text are what messages quote.
+/// A number as written: `value` is nil beyond Int's range or with a fraction or exponent
+/// (`real`); the bytes `start ..< end` of the text are what messages quote.
 private struct Number: Equatable {
     var value: Int?
     var start: Int
     var end: Int
+    var real = false
 }
 
 private enum Token: Equatable {
@@ -109,7 +110,23 @@ private struct Lexer {
                 }
                 at += 1
             }
-            return .number(Number(value: value.map { negative ? -$0 : $0 }, start: start, end: at))
+            var real = false
+            func digits() { while at < bytes.count, isDigit(bytes[at]) { at += 1 } }
+            // A fraction needs a digit after the point: `0..3` is a range.
+            if at + 1 < bytes.count, bytes[at] == 0x2e, isDigit(bytes[at + 1]) {
+                at += 1
+                digits()
+                real = true
+            }
+            if at < bytes.count, bytes[at] | 0x20 == 0x65 {
+                let sign = at + 1 < bytes.count && (bytes[at + 1] == 0x2b || bytes[at + 1] == 0x2d) ? 1 : 0
+                if at + 1 + sign < bytes.count, isDigit(bytes[at + 1 + sign]) {
+                    at += 1 + sign
+                    digits()
+                    real = true
+                }
+            }
+            return .number(Number(value: real ? nil : value.map { negative ? -$0 : $0 }, start: start, end: at, real: real))
         }
         if isWordStart(c) {
             let start = at
@@ -223,6 +240,17 @@ private struct Cursor {
         return v
     }
 
+    /// A finite number that a C float holds (integers included), rounded to Float.
+    mutating func float(_ field: @autoclosure () -> String) throws -> Float {
+        guard case .number(let n) = peek else { throw fail("\(field()): expected a number") }
+        let text = String(decoding: lexer.bytes[n.start..<n.end], as: UTF8.self)
+        guard let d = Double(text), d.isFinite, Float(d).isFinite else {
+            throw fail("\(field()): expected a finite number a C float holds, found \(self.text(n))")
+        }
+        try advance()
+        return Float(d)
+    }
+
     mutating func string(_ what: String) throws -> String {
         guard case .string(let v) = peek else { throw fail("expected \(what)") }
         try advance()
@@ -293,7 +321,25 @@ private struct Cursor {
             steps.append(s)
         }
         guard !steps.isEmpty else { throw fail("shape steps: expected at least one step", line: lastLine) }
-        let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps)
+        var timesteps: [Float] = []
+        if peek == .word("model_timesteps") {
+            try advance()
+            let listLine = line
+            try list { c in
+                guard timesteps.count < steps.count else {
+                    throw c.fail("shape model_timesteps: more than the \(steps.count) steps", line: listLine)
+                }
+                timesteps.append(try c.float("shape model_timesteps"))
+            }
+            guard timesteps.count == steps.count else {
+                throw fail("shape model_timesteps: \(timesteps.count) timesteps for \(steps.count) steps", line: listLine)
+            }
+            if let repeated = Shape.repeatedTimestep(timesteps) {
+                throw fail("shape model_timesteps: \(repeated) is the timestep of two steps (a call could not tell them apart)", line: listLine)
+            }
+        }
+        let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps,
+                          modelTimesteps: timesteps)
 
         var plans: [Plan] = []
         var index: [String: Int] = [:]

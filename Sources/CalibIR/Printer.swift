@@ -3,6 +3,7 @@
 //
 //   calib.program "example" hash "9f2c…"
 //   shape tokens 2100 head_dim 64 block 64 layers 2 heads 4 steps [0, 25, 49]
+//   model_timesteps [999.0, 500.0, 20.0]             (when the masks give the model's timesteps)
 //
 //   plan @spatial {
 //     q0: compute [0, 4) [16, 20)
@@ -20,6 +21,10 @@ extension Program {
         var out = "calib.program \(quoted(model)) hash \(quoted(sourceHash))\n"
         out += "shape tokens \(shape.tokens) head_dim \(shape.headDim) block \(shape.block)"
         out += " layers \(shape.layers) heads \(shape.heads) steps \(list(shape.steps))\n"
+        if !shape.modelTimesteps.isEmpty {
+            // Float's description is the shortest text that reads back to the same value.
+            out += "model_timesteps [\(shape.modelTimesteps.map { "\($0)" }.joined(separator: ", "))]\n"
+        }
         for plan in plans {
             out += "\n" + plan.text
         }

@@ -23,6 +23,10 @@ extension Program {
         guard !shape.steps.isEmpty, zip(shape.steps, shape.steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw fail("steps must be non-empty and strictly ascending")
         }
+        guard shape.modelTimesteps.isEmpty || shape.modelTimesteps.count == shape.steps.count,
+              shape.modelTimesteps.allSatisfy(\.isFinite), Shape.repeatedTimestep(shape.modelTimesteps) == nil else {
+            throw fail("timesteps must be empty or one finite, distinct value per step")
+        }
         guard dispatch.count == shape.dispatchCount else { throw fail("dispatch table has \(dispatch.count) entries, expected \(shape.dispatchCount)") }
         if let bad = dispatch.first(where: { $0 < 0 || $0 >= plans.count }) { throw fail("dispatch names plan \(bad) of \(plans.count)") }
         var names = Set<String>()

@@ -36,9 +36,19 @@ public struct KernelInfo: Equatable, Sendable {
     public var layers: Int
     public var heads: Int
     public var steps: [Int]
+    /// The timestep the model receives at each step (masks.json's model_timesteps, or the steps).
+    public var timesteps: [Float]
     public var plans: Int
     public var model: String
     public var maskSHA256: String
+
+    /// The step a call whose model received `timestep` runs: the one whose timestep is nearest,
+    /// ties to the earlier step (as the Python package's `step_index`).
+    public func step(nearestTo timestep: Float) -> Int {
+        var best = 0
+        for i in timesteps.indices where abs(timesteps[i] - timestep) < abs(timesteps[best] - timestep) { best = i }
+        return steps[best]
+    }
 }
 
 /// Element types the kernels take: the value passed as the ABI's dtype.
@@ -127,7 +137,8 @@ public final class AttentionKernels: @unchecked Sendable {
         self.handle = handle
         let i = entry.get_info()!.pointee
         info = KernelInfo(tokens: Int(i.tokens), headDim: Int(i.head_dim), block: Int(i.block), layers: Int(i.layers),
-                          heads: Int(i.heads), steps: (0..<Int(i.step_count)).map { Int(i.steps[$0]) }, plans: Int(i.plans),
+                          heads: Int(i.heads), steps: (0..<Int(i.step_count)).map { Int(i.steps[$0]) },
+                          timesteps: (0..<Int(i.step_count)).map { i.timesteps[$0] }, plans: Int(i.plans),
                           model: String(cString: i.model), maskSHA256: String(cString: i.mask_sha256))
     }
 

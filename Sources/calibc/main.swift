@@ -70,8 +70,12 @@ func printEvent(_ event: DriverEvent) {
 }
 
 let compile = Command(
-    name: "compile", operands: "<masks.json> -o <dir>",
-    summary: "Writes a target's sources (tables, kernels, headers) to <dir>, replacing it atomically.",
+    name: "compile", operands: "<masks.json>... -o <dir>",
+    summary: """
+        Writes a target's sources (tables, kernels, headers) to <dir>, replacing it atomically;
+        several masks files of one model (one per token grid) give an artifact: <dir>/<shape>/ each
+        and <dir>/shapes.json, from which the runtime picks by the grid of each call.
+        """,
     options: [
         Option(name: "-o", value: "<dir>", help: "output directory, e.g. generated/CalibKernels"),
         targetOption, mergeOption,
@@ -81,13 +85,18 @@ let compile = Command(
             cuda: <dir>/libcalibcuda.so with nvcc, where installed)
             """),
     ]) { a in
-    let input = try a.operand("<masks.json>")
+    guard !a.operands.isEmpty else { throw UsageError(description: "missing <masks.json>") }
     let out = try a.required("-o", "<dir>")
     var options = try compileOptions(a)
     options.shared = a.flag("--shared")
     options.force = a.flag("--force")
-    let result = try Driver.compile(masks: input, to: out, options: options, report: printEvent)
-    print("wrote \(out): \(result.program.plans.count) unique plans for \(result.program.shape.dispatchCount) (step, layer, head)")
+    if a.operands.count == 1 {
+        let result = try Driver.compile(masks: a.operands[0], to: out, options: options, report: printEvent)
+        print("wrote \(out): \(result.program.plans.count) unique plans for \(result.program.shape.dispatchCount) (step, layer, head)")
+    } else {
+        let results = try Driver.compile(masks: a.operands, to: out, options: options, report: printEvent)
+        print("wrote \(out): \(results.count) shapes, " + results.map { "\($0.program.shape.tokens) tokens: \($0.program.plans.count) unique plans" }.joined(separator: ", "))
+    }
 }
 
 let ir = Command(

@@ -404,6 +404,8 @@ final class ErrorCatalogueTests: XCTestCase {
             ("assigned-twice", masks(assignments: #"[{"steps": "*", "layers": "*", "heads": "*", "pattern": "bits"}, {"steps": 0, "layers": 0, "heads": 1, "pattern": "bits"}]"#)),
             ("unassigned", masks(assignments: #"[{"steps": "*", "layers": "*", "heads": 0, "pattern": "bits"}]"#)),
             ("escaped-key", masks(["le\\u001byers": "1"])),
+            ("mt-count", masks(["model_timesteps": "[1]"])), ("mt-repeat", masks(["model_timesteps": "[5, 5.0]"])),
+            ("mt-float", masks(["model_timesteps": "[1e39, 5]"])), ("mt-kind", masks(["model_timesteps": "[\"x\", 5]"])),
         ]
         for (name, text) in values { f.append(Fixture("masks-\(name).json", text)) }
         // IR text
@@ -436,6 +438,11 @@ final class ErrorCatalogueTests: XCTestCase {
             ("head", ir(("head 2 ->", "head 3 ->"))), ("last-head", ir(("head 0..1", "head 1..0"))),
             ("plan", ir(("-> @b", "-> @c"))), ("dispatched-twice", ir(("head 0..1", "head 0..2"))),
             ("no-plan", ir(("head 0..1 ->", "head 0 ->"))),
+            ("mt-word", ir(("steps [5]", "steps [5]\nmodel_timesteps [x]"))),
+            ("mt-float", ir(("steps [5]", "steps [5]\nmodel_timesteps [1e39]"))),
+            ("mt-more", ir(("steps [5]", "steps [5]\nmodel_timesteps [1, 2]"))),
+            ("mt-count", ir(("steps [5]", "steps [5]\nmodel_timesteps []"))),
+            ("mt-repeat", ir(("steps [5]", "steps [5, 6]\nmodel_timesteps [2, 2.0]"))),
         ]
         for (name, text) in irs { f.append(Fixture("ir-\(name).ir", text)) }
         // Recordings
@@ -479,6 +486,10 @@ final class ErrorCatalogueTests: XCTestCase {
             ("mass", one("step0.layer0.mass", [2, 4, 4], metadata: ["mass_block": "16", "tokens": "64", "head_dim": "4"])),
             ("long", safetensors(["step0.layer0.k", "step0.layer0.q"].map { ($0, "F32", [1, 16385, 1], [UInt8](repeating: 0, count: 4 * 16385)) })),
             ("rec", recording()), ("other", recording(seed: 2)), ("two-heads", recording(heads: 2)),
+            ("timesteps", recording(metadata: ["model_timesteps": "1"])),
+            ("timesteps-repeat", recording(metadata: ["model_timesteps": "1,1.0"])),
+            ("timesteps-a", recording(metadata: ["model_timesteps": "999,500"])),
+            ("timesteps-b", recording(seed: 2, metadata: ["model_timesteps": "999,400"])),
         ]
         for (name, bytes) in records { f.append(Fixture("rec-\(name).safetensors", bytes)) }
         // Steps × layers × heads past 10^7: 2442 layers of 4096 heads, each (q, k) 4096 × 1 × 1.
@@ -490,6 +501,8 @@ final class ErrorCatalogueTests: XCTestCase {
         f.append(Fixture("rec-dispatch.safetensors.header", header))
         // Output paths
         f.append(Fixture("in/masks.json", masks()))
+        f.append(Fixture("art-grid.json", masks(["layout": #"{"frames": 2, "height": 1, "width": 65}"#])))
+        f.append(Fixture("art-heads.json", masks(["heads": "1"], assignments: #"[{"steps": "*", "layers": "*", "heads": "*", "pattern": "dense"}]"#)))
         f.append(Fixture("theirs/notes.txt", "mine"))
         f.append(Fixture("unmarked/calib_kernels.c", "// from before"))
         f.append(Fixture("afile", "x"))
@@ -519,6 +532,10 @@ final class ErrorCatalogueTests: XCTestCase {
                              (["--block", "16", "--stability-drop", "0.1"], "drop"), (["--block", "32"], "block"),
                              (["--block", "16", "--reuse-tolerance", "0"], "noreuse")] {
             let r = try runProcess(calibc, ["calibrate", "rec-rec.safetensors"] + args + ["--state-out", "\(name).safetensors"], in: sandbox)
+            XCTAssertEqual(r.status, 0, r.err)
+        }
+        for name in ["a", "b"] {
+            let r = try runProcess(calibc, ["calibrate", "rec-timesteps-\(name).safetensors", "--block", "16", "--state-out", "ts-\(name).safetensors"], in: sandbox)
             XCTAssertEqual(r.status, 0, r.err)
         }
         let a = try Tensors(try read("a.safetensors"))
@@ -595,6 +612,8 @@ final class ErrorCatalogueTests: XCTestCase {
             ("unknown-pattern", "unknown pattern \"nope\""), ("no-step", "timestep 8 does not exist"), ("selector", "found \"1-\""),
             ("selects-none", "selects no timestep"), ("assigned-twice", "already assigned pattern \"bits\""),
             ("unassigned", "has no pattern assigned"), ("escaped-key", "unknown field \"leU+001Byers\""),
+            ("mt-count", "timesteps (2), found 1"), ("mt-repeat", "5.0 is the model timestep of two steps"),
+            ("mt-float", "a C float holds, found 1e+39"), ("mt-kind", "expected a number, found a string"),
         ] {
             add(["stats", "masks-\(name).json"], 1, fragment)
         }
@@ -617,6 +636,9 @@ final class ErrorCatalogueTests: XCTestCase {
             ("chunks-end", "found last 2"), ("step", "step 6 is not in the shape"), ("layer", "layer: expected"),
             ("head", "head: expected"), ("last-head", "the last head"), ("plan", "unknown plan @c"),
             ("dispatched-twice", "dispatched twice"), ("no-plan", "no plan for entry"),
+            ("mt-word", "shape model_timesteps: expected a number"), ("mt-float", "found 1e39"),
+            ("mt-more", "more than the 1 steps"), ("mt-count", "0 timesteps for 1 steps"),
+            ("mt-repeat", "2.0 is the timestep of two steps"),
         ] {
             add(["opt", "ir-\(name).ir", "--passes=dedupe"], 1, fragment)
         }
@@ -635,7 +657,8 @@ final class ErrorCatalogueTests: XCTestCase {
             ("heads", "heads 4097"), ("head-dim", "head_dim 1024"), ("dispatch", "steps × layers × heads"), ("tokens", "tokens 268435457"),
             ("model", "metadata model is 4096 bytes"), ("mass-tokens", "metadata tokens 268435457"),
             ("mass-block", "metadata mass_block 4096"), ("mass-needs", "needs metadata mass_block"), ("mass-only", "holds only .mass"),
-            ("mass-shape", "mass tensors must all be"),
+            ("mass-shape", "mass tensors must all be"), ("timesteps", "one finite number per step (2)"),
+            ("timesteps-repeat", "1.0 is the timestep of two steps"),
         ] {
             add(["calibrate", "rec-\(name).safetensors", "-o", "m.json"], 1, fragment)
         }
@@ -644,6 +667,8 @@ final class ErrorCatalogueTests: XCTestCase {
         add(["calibrate", "rec-long.safetensors", "--block", "1", "-o", "m.json"], 1, "give a larger --block")
         add(["calibrate", "rec-rec.safetensors", "--mass-schedule", "exp:0.84,0.99,6.0,5", "-o", "m.json"], 1, "T = 5")
         add(["calibrate", "rec-rec.safetensors", "--holdout", "rec-two-heads.safetensors", "-o", "m.json"], 1, "differ from the calibration inputs")
+        add(["calibrate", "rec-timesteps-a.safetensors", "rec-timesteps-b.safetensors", "-o", "m.json"], 1, "model_timesteps differ from")
+        add(["calibrate", "--merge", "ts-a.safetensors", "ts-b.safetensors", "-o", "m.json"], 1, "model timesteps 999.0,400.0 differs")
         add(["calibrate"] + Array(repeating: "rec-mass.safetensors", count: 65_536) + ["--block", "16", "-o", "m.json"], 1, "65536 calibration recordings")
         // States
         add(["calibrate", "--merge", "rec-rec.safetensors", "-o", "m.json"], 1, "not a calibration state")
@@ -667,6 +692,9 @@ final class ErrorCatalogueTests: XCTestCase {
         add(["calibrate", "--merge", "a.safetensors", "--reuse-tolerance", "0.1", "-o", "m.json"], 1, "--reuse-tolerance 0.1 differs")
         add(["calibrate", "--merge", "a.safetensors", "--stability-drop", "0.1", "-o", "m.json"], 1, "--stability-drop 0.1 differs")
         // Output paths
+        add(["compile", "masks.json", "masks.json", "-o", "art"], 1, "both hold plans for 130 tokens")
+        add(["compile", "art-grid.json", "art-grid.json", "-o", "art"], 1, "both hold plans for the grid 2 × 1 × 65")
+        add(["compile", "masks.json", "art-heads.json", "-o", "art"], 1, "an artifact holds one model's shapes")
         add(["compile", "masks.json", "-o", ""], 1, "the output path is empty")
         add(["compile", "masks.json", "-o", "."], 1, "is the current directory")
         add(["compile", "in/masks.json", "-o", "in"], 1, "holds the input")

@@ -36,7 +36,7 @@ final class JSONSyntaxTests: XCTestCase {
         for (text, expected) in cases { XCTAssertEqual(error(text), expected, text) }
         // Valid escapes (a surrogate pair, é) get as far as the schema.
         XCTAssertEqual(error("{\"s\\ud83d\\ude00\\u00e9\": 1}"), "j.json: $[\"s😀é\"]: unknown field \"s😀é\" "
-                       + "(expected one of: format, model, tokens, head_dim, block, layers, heads, timesteps, layout, patterns, assignments)")
+                       + "(expected one of: format, model, tokens, head_dim, block, layers, heads, timesteps, model_timesteps, layout, patterns, assignments)")
         XCTAssertEqual(error("[1]"), "j.json: $: expected an object, found an array")
         do {
             _ = try Frontend.parse([0x5b, 0x22, 0xff, 0x22, 0x5d], file: "j.json")

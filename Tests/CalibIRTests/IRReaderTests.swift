@@ -203,7 +203,8 @@ final class IRReaderTests: XCTestCase {
         XCTAssertEqual(error(edit("order [1, 0, 2]", "order [1, 0, 2] \u{0}")), "line 9: unexpected character U+0000")
         XCTAssertEqual(error(edit("[3, 4)", "[3, 4]")), "line 5: expected ')'")
         XCTAssertEqual(error(edit("[3, 4)", "[3; 4)")), "line 5: unexpected character ';'")
-        XCTAssertEqual(error(edit("[3, 4)", "[3, 4.5)")), "line 5: unexpected character '.'")
+        XCTAssertEqual(error(edit("[3, 4)", "[3, 4.5)")), "line 5: q0 span end: expected an integer in 1...4, found 4.5")
+        XCTAssertEqual(error(edit("[3, 4)", "[3, .5)")), "line 5: unexpected character '.'")
         XCTAssertEqual(error(good + "x"), "line 24: unexpected text after the dispatch table")
         XCTAssertEqual(error(String(good.dropLast(3))), "line 22: expected '}', found the end of the file")
         // Every prefix of a file is refused with a line, or (cut after the last '}') is the file.

@@ -47,6 +47,11 @@ final class IRTests: XCTestCase {
         q.plans[0].order = nil
         q.plans[0].chunks = nil
         XCTAssertEqual(try IRParser.parse(q.text), q)
+        // Model timesteps: Float's shortest text reads back to the same floats.
+        var t = p
+        t.shape.modelTimesteps = (0..<p.shape.steps.count).map { [999, 0.1, 1e-5, 16_777_216, 979.2456][$0 % 5] }
+        XCTAssertTrue(t.text.contains("model_timesteps [999.0"), t.text)
+        XCTAssertEqual(try IRParser.parse(t.text), t)
     }
 
     func testParseErrorsNameTheLine() {

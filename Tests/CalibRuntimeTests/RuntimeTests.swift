@@ -25,12 +25,23 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(try loadKernels(program).0.teamSize, cores)
     }
 
+    func testModelTimestepsReachTheInfo() throws {
+        let program = Program(model: "t", shape: Shape(tokens: 64, headDim: 16, block: 16, layers: 1, heads: 1, steps: [0, 1, 2],
+                                                       modelTimesteps: [999, 500.5, 0.5]),
+                              plans: [densePlan(blocks: 4)], dispatch: [0, 0, 0], sourceHash: "h")
+        let info = try loadKernels(program).0.info
+        XCTAssertEqual(info.timesteps, [999, 500.5, 0.5])
+        XCTAssertEqual([2000, 749.75, 749.7, 250.5, 250.4, -1].map { info.step(nearestTo: $0) }, [0, 0, 1, 1, 2, 2])
+    }
+
     func testLinkedKernelsAreTheExample() throws {
         let kernels = linked
         XCTAssertNoThrow(try kernels.requireSource(masksFile: example))
         let info = kernels.info
         XCTAssertEqual([info.tokens, info.headDim, info.block, info.layers, info.heads, info.plans], [2100, 64, 64, 2, 4, 5])
         XCTAssertEqual(info.steps, [0, 25, 49])
+        XCTAssertEqual(info.timesteps, [0, 25, 49], "no model_timesteps: the step values")
+        XCTAssertEqual([-5, 12.5, 13, 40, 1000].map { info.step(nearestTo: $0) }, [0, 0, 25, 49, 49])
         XCTAssertEqual(info.model, "example-video-dit")
 
         let other = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-other-\(UUID().uuidString).json")

@@ -11,7 +11,8 @@ Each layer of one step holds one plan kind, the same for every run (seeded):
   reusex:<d>:<f>     the previous reuse layer's plans with every reused block computed instead
                      (it keeps its source's key blocks): the pair measures what a reuse costs
   rand:<d>           scattered random tiles (diagonal kept), as in anchors.py
-Heads cycle over `--variants` distinct patterns per layer (keeps the tables small).
+Heads cycle over `--variants` distinct patterns per layer (keeps the tables small). KIND*N is N
+layers sharing one layer's patterns (a whole model's worth of layers in a small file).
 
 usage: make_masks.py -o masks.json --tokens N --heads H --head-dim D [--block 128]
                      [--layers dense,cal:0.5,reuse:0.2,...] [--frame-tokens F] [--seed S]
@@ -85,11 +86,15 @@ def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, 
     """The masks.json document of one set (the options of the usage, as keywords)."""
     rng = np.random.default_rng(seed)
     nb = -(-tokens // block)
-    kinds = layers.split(",")
     patterns, assignments, last_reuse = {}, [], {}
-    for layer, kind in enumerate(kinds):
+    layer = 0
+    for spec in layers.split(","):
+        kind, _, count = spec.partition("*")
+        count = int(count or 1)
+        span = str(layer) if count == 1 else f"{layer}-{layer + count - 1}"
+        layer += count
         if kind == "dense":
-            assignments.append({"steps": "0", "layers": str(layer), "heads": "*", "pattern": "dense"})
+            assignments.append({"steps": "0", "layers": span, "heads": "*", "pattern": "dense"})
             continue
         name, dens, *rest = kind.split(":")
         dens = float(dens)
@@ -110,15 +115,15 @@ def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, 
                 if name == "reuse":
                     m, pairs = add_reuse(m, frac, rng)
                     last_reuse[v] = (m, pairs)
-            pname = f"l{layer}_{name}_{dens}_{frac}_v{v}"
+            pname = f"l{span}_{name}_{dens}_{frac}_v{v}"
             pat = {"bitmap": bitmap(m)}
             if pairs:
                 pat["reuse"] = pairs
             patterns[pname] = pat
             hs = [h for h in range(heads) if h % nv == v]
-            assignments.append({"steps": "0", "layers": str(layer), "heads": ",".join(map(str, hs)), "pattern": pname})
+            assignments.append({"steps": "0", "layers": span, "heads": ",".join(map(str, hs)), "pattern": pname})
     return {"format": 1, "model": model, "tokens": tokens, "head_dim": head_dim, "block": block,
-            "layers": len(kinds), "heads": heads, "timesteps": [0], "patterns": patterns, "assignments": assignments}
+            "layers": layer, "heads": heads, "timesteps": [0], "patterns": patterns, "assignments": assignments}
 
 
 def write(path, **options):

@@ -113,8 +113,8 @@ def test_info_struct_matches_the_header():
     assert [name for name, _ in ours] == [name for name, _ in fields]
     for (name, c_type), (_, ctype) in zip(fields, ours):
         expected = ctype_of(c_type)
-        if c_type == "int32_t*":
-            assert ctype._type_ is ctypes.c_int32, name
+        if c_type in ("int32_t*", "float*"):
+            assert ctype._type_ is {"int32_t*": ctypes.c_int32, "float*": ctypes.c_float}[c_type], name
         else:
             assert ctype is expected, (name, c_type, ctype)
 

@@ -234,6 +234,55 @@ def test_a_range_of_heads_is_those_heads_of_the_layer_call(gpu_set):
     assert e.value.status == _abi.STATUS["CALIB_ERR_SHAPE"]
 
 
+def test_the_step_chosen_on_the_device_is_the_host_call_of_that_step(gpu_set):
+    """calib_cuda_attention_indexed with the step the timestep picks (Library.step_index, on the
+    device): bit for bit the host call of that step, for every step's timestep and between two
+    of them, on the whole layer and on a range of heads."""
+    kernels, _ = gpu_set
+    kernels.prepare()
+    torch.manual_seed(8)
+    layer = kernels.layers - 1
+    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
+                           dtype=torch.bfloat16) for _ in range(3))
+    ts = kernels.timesteps
+    probes = [(t, i) for i, t in enumerate(ts)] + [((ts[i] + ts[i + 1]) / 2 + 0.25 * (ts[i + 1] - ts[i]), i + 1)
+                                                  for i in range(len(ts) - 1)]
+    for t, i in probes:
+        timestep = torch.tensor([t], device="cuda")
+        assert int(kernels.step_index(timestep)) == i
+        want = kernels.attention_layer(kernels.steps[i], layer, q, k, v)
+        assert torch.equal(kernels.attention_at(timestep, layer, q, k, v), want), (t, i)
+        if kernels.heads > 1:
+            part = kernels.attention_at(timestep, layer, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:], first_head=1)
+            assert torch.equal(part, want[:, :, 1:]), (t, i)
+
+
+def test_a_captured_cuda_graph_replays_whichever_step_its_timestep_holds(gpu_set):
+    """The op captured once into a CUDA graph (tables prepared first, so nothing is uploaded
+    under capture): each replay runs the step of the timestep written into its input."""
+    kernels, _ = gpu_set
+    kernels.prepare()
+    torch.manual_seed(9)
+    layer = 0
+    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
+                           dtype=torch.bfloat16) for _ in range(3))
+    timestep = torch.tensor([kernels.timesteps[-1]], device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up off the default stream, as torch asks before capture
+        calibc.attention_at(q, k, v, kernels.path, timestep, layer)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = calibc.attention_at(q, k, v, kernels.path, timestep, layer)
+    for i, t in reversed(list(enumerate(kernels.timesteps))):
+        timestep.fill_(t)
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, kernels.attention_layer(kernels.steps[i], layer, q, k, v)), i
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
 def test_custom_op_eager_and_compiled_is_the_float64_reference(gpu_set, dtype):
     kernels, masks = gpu_set
@@ -287,3 +336,41 @@ def test_diffusers_processor_runs_the_tiny_wan_on_the_gpu():
     # What the masks drop, in bf16: 7.5-8.4e-2 on the H100 and on the CPU with the same masks
     # (docs/gpu.md, run 8); wrong kernels are far beyond.
     assert all(0 < error < 0.25 for error in sparse.errors.values()), sparse.errors
+
+
+def test_processor_under_cuda_graphs_runs_the_sparse_plans_of_every_step():
+    """torch.compile(mode="reduce-overhead", fullgraph=True) of the tiny Wan with the processor:
+    one graph for every step (the step is a tensor), captured into CUDA graphs with no skip, and
+    each step's output is eager calibc's, not dense attention's. Replays run no Python, so the
+    kernels' own count cannot show it; the outputs do."""
+    kernels = compiled(TINY_WAN_SET)
+    pytest.importorskip("diffusers")
+    from torch._dynamo.utils import counters
+    from calibc.diffusers import CalibAttention
+    from tiny_wan import LATENT, TIMESTEPS, tiny_wan
+
+    model = tiny_wan().to("cuda", torch.bfloat16)
+    g = torch.Generator().manual_seed(3)
+    latents = torch.randn(LATENT, generator=g).to("cuda", torch.bfloat16)
+    text = torch.randn(LATENT[0], 16, 32, generator=g).to("cuda", torch.bfloat16)
+
+    def generation(fn):
+        with torch.no_grad():
+            return [fn(hidden_states=latents, timestep=torch.tensor([t], device="cuda"), encoder_hidden_states=text,
+                       return_dict=False)[0].float().clone() for t in TIMESTEPS * 2]
+
+    dense = generation(model)
+    sparse = CalibAttention(model, cuda_library=kernels)  # the model is on the GPU: prepared here
+    try:
+        eager = generation(model)
+        torch._dynamo.reset()
+        counters.clear()
+        graphed = generation(torch.compile(model, mode="reduce-overhead", fullgraph=True))
+    finally:
+        sparse.remove()
+    assert sparse.fallbacks == 0
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["inductor"].get("cudagraph_skips"), \
+        (dict(counters["stats"]), dict(counters["inductor"]))
+    for step, (d, e, c) in enumerate(zip(dense, eager, graphed)):
+        masks_effect = ((e - d).norm() / d.norm()).item()
+        assert ((c - e).norm() / e.norm()).item() < 0.2 * masks_effect, step

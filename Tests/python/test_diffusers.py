@@ -3,22 +3,34 @@ on the tiny random Wan of examples/diffusers/tiny_wan.py."""
 
 import json
 import os
+import subprocess
 
 import pytest
 import torch
+
+import calibc
 
 pytest.importorskip("diffusers")  # the GPU machine's Python has none (Tests/GPU/test.sh runs the suite there)
 
 from calibc.diffusers import CalibAttention, Calibrator, Recorder
 from calibc.safetensors import read_header
 from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error, run_calibc
-from tiny_wan import HEAD_DIM, HEADS, LAYERS, STEPS, TOKENS, denoise, tiny_wan
+from tiny_wan import HEAD_DIM, HEADS, LAYERS, STEPS, TIMESTEPS, TOKENS, denoise, tiny_wan
 
 
-def compile_masks(tmp_path, timesteps, tokens=TOKENS, pattern="dense"):
+def masks_json(timesteps, tokens=TOKENS, pattern="dense", model_timesteps=None, grid=None):
     masks = {"format": 1, "model": "tiny-wan", "tokens": tokens, "head_dim": HEAD_DIM, "block": 64, "layers": LAYERS,
              "heads": HEADS, "timesteps": timesteps, "patterns": {},
              "assignments": [{"steps": "*", "layers": "*", "heads": "*", "pattern": pattern}]}
+    if model_timesteps is not None:
+        masks["model_timesteps"] = model_timesteps
+    if grid is not None:
+        masks["layout"] = dict(zip(("frames", "height", "width"), grid))
+    return masks
+
+
+def compile_masks(tmp_path, timesteps, tokens=TOKENS, pattern="dense", model_timesteps=None):
+    masks = masks_json(timesteps, tokens, pattern, model_timesteps)
     kernels = compile_library(masks, tmp_path)
     needs_layer_entry(kernels)
     return kernels.path
@@ -82,49 +94,136 @@ def test_missing_plans_fall_back_to_sdpa(model, tmp_path):
     assert sparse.calls == 0 and sparse.fallbacks == STEPS * LAYERS
     assert sparse.fallback_reasons == {"shape": STEPS * LAYERS}
     assert sum("calibc:" in str(w.message) for w in caught) == 1, "said once, not per call"
-    # Plans for step 0 only: the later steps fall back.
-    step0 = tmp_path / "step0"
-    step0.mkdir()
-    sparse = CalibAttention(model, compile_masks(step0, [0]))
+
+
+def test_an_artifact_of_two_grids_runs_both_and_says_when_a_grid_has_no_plans(model, tmp_path):
+    """`calibc compile a.json b.json` holds 8 and 4 latent frames: both run their own plans with
+    no fallback; a grid of the same token count but another shape has none, says so once, and
+    runs dense. Two masks files of one grid are refused when compiling."""
+    small = (1, 16, 4, 32, 32)
+    files = []
+    for name, (frames, pattern) in {"a": (8, "dense"), "b": (4, "dense")}.items():
+        doc = masks_json(list(range(STEPS)), tokens=frames * 256, pattern=pattern,
+                         model_timesteps=TIMESTEPS, grid=(frames, 16, 16))
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(doc))
+    run_calibc("compile", *map(str, files), "-o", str(tmp_path / "art"), "--shared")
+    shapes = json.loads((tmp_path / "art" / "shapes.json").read_text())["shapes"]
+    assert [(s["dir"], s["tokens"]) for s in shapes] == [("8x16x16", 2048), ("4x16x16", 1024)]
+    sparse = CalibAttention(model, str(tmp_path / "art"), compare=True)
     try:
-        with pytest.warns(UserWarning, match=r"no plan for step 1 of layer 0 \(the library has steps 0 and 2 layers\)"):
-            denoise(model, prompt=2)
+        denoise(model, prompt=3)
+        denoise(model, prompt=3, latent=small)
+        assert sparse.fallbacks == 0 and sparse.calls == 2 * STEPS * LAYERS
+        assert max(sparse.errors.values()) < 1e-5  # dense plans: SDPA's output
+        sparse.remove()
+        reference = denoise(model, prompt=3, latent=(1, 16, 8, 16, 64))
+        sparse = CalibAttention(model, str(tmp_path / "art"))
+        with pytest.warns(UserWarning, match=r"shape \(tokens 2048, grid 8 × 8 × 32, .*holds 2048 tokens \(8 × 16 × "
+                                             r"16\), 1024 tokens \(4 × 16 × 16\)") as caught:
+            assert torch.equal(denoise(model, prompt=3, latent=(1, 16, 8, 16, 64)), reference)
+        assert sum("calibc:" in str(w.message) for w in caught) == 1 and sparse.calls == 0
     finally:
         sparse.remove()
-    assert sparse.calls == LAYERS and sparse.fallbacks == (STEPS - 1) * LAYERS
+    twice = tmp_path / "c.json"
+    twice.write_text(json.dumps(masks_json([0], tokens=2048, grid=(8, 16, 16))))
+    with pytest.raises(subprocess.CalledProcessError) as e:
+        run_calibc("compile", str(files[0]), str(twice), "-o", str(tmp_path / "art2"))
+    assert "both hold plans for the grid 8 × 16 × 16 (2048 tokens)" in e.value.stderr
+    assert not (tmp_path / "art2").exists()
+
+
+def per_step_masks(seed=99):
+    """Independent random plans for every (step, layer, head), the steps at denoise's timesteps."""
+    masks = random_masks(seed, tokens=TOKENS, head_dim=HEAD_DIM, block=64, layers=LAYERS, heads=HEADS,
+                         timesteps=tuple(range(STEPS)), density=0.2)
+    masks.model_timesteps = [float(t) for t in TIMESTEPS]
+    return masks
+
+
+class Checking(CalibAttention):
+    """The processor, each call checked against the float64 plans of the step the library picks
+    for its timestep; `seen`: (step, error against those plans, error against dense)."""
+
+    def __init__(self, *args, masks, **kwargs):
+        self.masks, self.seen = masks, []
+        super().__init__(*args, compare=True, **kwargs)
+
+    def _attend_for(self, layer):
+        inner = super()._attend_for(layer)
+
+        def attend(original, query, key, value, *args, **kwargs):
+            out = inner(original, query, key, value, *args, **kwargs)
+            kernels = self.kernels.libraries[0]
+            step = kernels.steps[int(kernels.step_index(self.timesteps.current))]
+            patterns = [self.masks.pattern(step, layer, h) for h in range(HEADS)]
+            for b in range(query.shape[0]):
+                want = reference(patterns, query[b].transpose(0, 1), key[b].transpose(0, 1),
+                                 value[b].transpose(0, 1), 64).transpose(0, 1)
+                self.seen.append((step, relative_error(out[b], want), self.errors[(step, layer)]))
+            return out
+
+        return attend
+
+
+def test_steps_are_picked_by_timestep(model, tmp_path):
+    """The same plans whatever the guidance (batched, separate calls, none), a generation with
+    fewer steps runs the nearest calibrated ones, and a second generation in a row gives the same
+    output: the processor counts nothing."""
+    masks = per_step_masks()
+    kernels = compile_library(masks, tmp_path)
+    outputs = {}
+    for guidance in (None, "batched", "separate", None):
+        sparse = Checking(model, kernels, masks=masks)
+        try:
+            outputs.setdefault(guidance, []).append(denoise(model, prompt=4, guidance=guidance))
+        finally:
+            sparse.remove()
+        assert sparse.fallbacks == 0
+        assert [step for step, _, _ in sparse.seen[::2 if guidance == "batched" else 1]] == \
+               [s for s in range(STEPS) for _ in range(LAYERS) for _ in range(2 if guidance == "separate" else 1)]
+        assert max(e for _, e, _ in sparse.seen) < 2e-5
+    plain = outputs[None]
+    assert torch.equal(plain[0], plain[1]), "two generations in a row"
+    assert relative_error(outputs["batched"][0], plain[0]) < 1e-5
+    assert torch.equal(outputs["separate"][0], plain[0])
+    # Two steps (timesteps 999 and 500) run calibrated steps 0 and 2, the nearest.
+    sparse = Checking(model, kernels, masks=masks)
+    try:
+        denoise(model, prompt=4, steps=2)
+    finally:
+        sparse.remove()
+    assert [step for step, _, _ in sparse.seen] == [0] * LAYERS + [2] * LAYERS
+
+
+def test_step_index_is_the_nearest_model_timestep(tmp_path):
+    kernels = calibc.load(compile_masks(tmp_path, [0, 1, 2, 3], model_timesteps=[999, 750.5, 500, 250]))
+    assert kernels.timesteps == (999.0, 750.5, 500.0, 250.0)
+
+    def index(t, dtype=torch.float32):
+        return int(kernels.step_index(torch.tensor(t, dtype=dtype)))
+
+    assert [index(t) for t in ([999], [2000], [751], [625.25], [0.0], [260])] == [0, 0, 1, 1, 3, 3]
+    assert index([874.75]) == 0, "a tie goes to the earlier step"
+    assert index([500, 500], torch.int64) == 2, "a batch's timesteps"
+    assert index([[0.0] * 7 + [750.5] * 9]) == 1, "per-token timesteps: the conditioning tokens' 0 is not the step"
+    # Without model_timesteps the step values are the timesteps.
+    plain = calibc.load(compile_masks(tmp_path / "plain", [0, 10, 20]))
+    assert plain.timesteps == (0.0, 10.0, 20.0) and int(plain.step_index(torch.tensor([14]))) == 1
 
 
 def test_sparse_plans_run_per_head(model, tmp_path):
-    """Different random plans per head: the processor's output is the float64 plan of every head
-    (checked through the attention outputs it returns), and far from dense attention."""
-    masks = random_masks(99, tokens=TOKENS, head_dim=HEAD_DIM, block=64, layers=LAYERS, heads=HEADS,
-                         timesteps=tuple(range(STEPS)), density=0.2)
-    kernels = compile_library(masks, tmp_path)
-    needs_layer_entry(kernels)
-    seen = []
-
-    class Checking(CalibAttention):
-        def _attend_for(self, layer):
-            inner = super()._attend_for(layer)
-
-            def attend(original, query, key, value, *args, **kwargs):
-                out = inner(original, query, key, value, *args, **kwargs)
-                patterns = [masks.pattern(self.counter.step, layer, h) for h in range(HEADS)]
-                want = reference(patterns, query[0].transpose(0, 1), key[0].transpose(0, 1),
-                                 value[0].transpose(0, 1), 64).transpose(0, 1)
-                seen.append((relative_error(out[0], want), self.errors[(self.counter.step, layer)]))
-                return out
-
-            return attend
-
-    sparse = Checking(model, kernels, compare=True)
+    """Different random plans per head and step: the processor's output is the float64 plan of
+    every head (checked through the attention outputs it returns), and far from dense attention."""
+    masks = per_step_masks()
+    sparse = Checking(model, compile_library(masks, tmp_path), masks=masks)
     try:
         denoise(model, prompt=4)
     finally:
         sparse.remove()
-    assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0 and len(seen) == STEPS * LAYERS
-    assert max(e for e, _ in seen) < 2e-5  # fp32 rounding of large logits (the bias makes |q·k| big)
-    assert min(error for _, error in seen) > 1e-3, "random sparse plans should differ from dense attention"
+    assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0 and len(sparse.seen) == STEPS * LAYERS
+    assert max(e for _, e, _ in sparse.seen) < 2e-5  # fp32 rounding of large logits (the bias makes |q·k| big)
+    assert min(error for _, _, error in sparse.seen) > 1e-3, "random sparse plans should differ from dense attention"
 
 
 def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(model, tmp_path):
@@ -149,6 +248,7 @@ def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(mode
     run_calibc("calibrate", str(tmp_path / "r1.safetensors"), str(tmp_path / "r2.safetensors"), "--block", "64",
                "--mass", "0.9", "--reuse-tolerance", "0.05", "--stability-drop", "0.1", "-o", str(tmp_path / "recorded.json"))
     streamed, recorded = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("streamed", "recorded"))
+    assert streamed["model_timesteps"] == recorded["model_timesteps"] == TIMESTEPS
     assert len(calibrator.states) == STEPS * LAYERS
     assert read_header(str(tmp_path / "state.safetensors"))[0]["__metadata__"]["stability_drop"] == "0.1"
     assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]
@@ -159,22 +259,47 @@ def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(mode
 
 def test_compiled_model_runs_the_kernels(model, tmp_path):
     """Under torch.compile the processor is traced with the model: every call reaches the kernels
-    (before, a compiled model silently ran dense), the output equals eager's, and the attention
-    blocks compile once per step, with no graph break."""
+    (before, a compiled model silently ran dense), the output equals eager's, and the model
+    compiles once for a whole generation of 10 steps (the step is a tensor the kernel op reads),
+    with no graph break."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    library = compile_masks(tmp_path, list(range(STEPS)))
-    sparse = CalibAttention(model, library)
+    masks = per_step_masks()
+    kernels = compile_library(masks, tmp_path)
+    steps = 10
+    sparse = CalibAttention(model, kernels)
     try:
-        eager = denoise(model, prompt=4)
-        sparse.calls, sparse.counter.calls = 0, -1
+        eager = denoise(model, prompt=4, steps=steps)
+        sparse.calls = 0
         torch._dynamo.reset()
         counters.clear()
-        compiled = torch.compile(model)
-        out = denoise(compiled, prompt=4)
+        compiled = torch.compile(model, fullgraph=True)
+        out = denoise(compiled, prompt=4, steps=steps)
     finally:
         sparse.remove()
-    assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0
+    assert sparse.calls == steps * LAYERS and sparse.fallbacks == 0
     assert relative_error(out, eager) < 1e-5
-    assert counters["stats"]["unique_graphs"] <= STEPS and not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"], dict(counters["graph_break"])
+
+
+def test_compiled_fallback_says_so_without_a_graph_break(model, tmp_path):
+    """Plans for another token count under torch.compile: dense attention, said once while
+    compiling (fallbacks counts the compiled call sites), with no graph break."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    dense = denoise(torch.compile(model, fullgraph=True), prompt=2)
+    sparse = CalibAttention(model, compile_masks(tmp_path, list(range(STEPS)), tokens=TOKENS + 1))
+    try:
+        torch._dynamo.reset()
+        counters.clear()
+        with pytest.warns(UserWarning, match=r"calibc: attention runs dense: shape \(tokens 2048") as caught:
+            out = denoise(torch.compile(model, fullgraph=True), prompt=2)
+    finally:
+        sparse.remove()
+    assert torch.equal(out, dense)
+    assert sparse.calls == 0 and sparse.fallback_reasons == {"shape": LAYERS}
+    assert sum("calibc:" in str(w.message) for w in caught) == 1
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]

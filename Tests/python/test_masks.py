@@ -113,7 +113,7 @@ def test_pattern_lookups_refuse_what_the_masks_do_not_have(where, message):
     (lambda d: d["assignments"][0].update(layers="0-x"),
      '$.assignments[0].layers: expected "*", an integer, or a list like "0-3,8"; found "0-x"'),
     (lambda d: d.update(extra=1), '$.extra: unknown field "extra" (expected one of: format, model, tokens, head_dim, '
-                                  'block, layers, heads, timesteps, layout, patterns, assignments)'),
+                                  'block, layers, heads, timesteps, model_timesteps, layout, patterns, assignments)'),
     (lambda d: d.pop("model"), '$: missing required field "model"'),
     (lambda d: d.update(tokens=1 << 40), "$.tokens: expected an integer in 1...268435456, found 1099511627776"),
     (lambda d: d.update(tokens=1 << 28, block=1), "$.block: tokens / block gives 268435456 blocks per side, more than "

@@ -74,6 +74,26 @@ def test_custom_op_eager_and_compiled_without_graph_breaks(setup):
     assert torch._dynamo.utils.counters["graph_break"] == {}
 
 
+def test_op_by_timestep_compiles_once_for_every_step(setup):
+    """calibc.attention_at: the step nearest the timestep tensor, one graph for every timestep."""
+    masks, kernels = setup
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+    def block(q, k, v, timestep):
+        return calibc.attention_at(q * 1.0, k, v, kernels.path, timestep, 1) + 1.0
+
+    compiled = torch.compile(block, fullgraph=True)
+    for seed, (t, step) in enumerate([(0.0, 0), (7.0, 7), (3.4, 0), (3.5, 0), (3.6, 7), (100.0, 7), (-4.0, 0)]):
+        q, k, v = inputs(20 + seed)
+        got = compiled(q, k, v, torch.tensor([t]))
+        assert torch.equal(got, kernels.attention_layer(step, 1, q, k, v) + 1.0), (t, step)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    torch.library.opcheck(torch.ops.calibc.attention_at.default, (q, k, v, kernels.path, torch.tensor([7.0]), 0, 0,
+                                                                   "bshd"),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
 def test_custom_op_registration_passes_opcheck(setup):
     _, kernels = setup
     needs_layer_entry(kernels)

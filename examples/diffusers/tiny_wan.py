@@ -15,6 +15,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 STEPS, HEADS, HEAD_DIM, LAYERS = 4, 4, 64, 2
+TIMESTEPS = [999 - step * 999 // STEPS for step in range(STEPS)]  # what denoise gives the transformer: 999, 750, 500, 250
 LATENT = (1, 16, 8, 32, 32)  # B, C, F, H, W → 8 × 16 × 16 = 2048 tokens with patch (1, 2, 2)
 TOKENS = 2048
 
@@ -41,15 +42,26 @@ def tiny_wan(seed=0):
     return model
 
 
-def denoise(model, prompt, steps=STEPS, latent=LATENT):
-    """A fixed schedule of transformer calls; returns the last output."""
+def denoise(model, prompt, steps=STEPS, latent=LATENT, guidance=None):
+    """A fixed schedule of transformer calls (timesteps 999 down in `steps` equal strides); returns
+    the last output. guidance="batched" runs a second, unconditional batch element in the same
+    call and "separate" in a second call, as pipelines with classifier-free guidance do; the
+    output is then the conditional one."""
     g = torch.Generator().manual_seed(1000 + prompt)
     latents = torch.randn(latent, generator=g)
     text = torch.randn(latent[0], 16, 32, generator=g)
+    empty = torch.zeros_like(text)
     out = None
     with torch.no_grad():
         for step in range(steps):
             t = torch.tensor([999 - step * 999 // steps] * latent[0])
-            out = model(hidden_states=latents, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+            if guidance == "batched":
+                both = model(hidden_states=torch.cat([latents, latents]), timestep=torch.cat([t, t]),
+                             encoder_hidden_states=torch.cat([text, empty]), return_dict=False)[0]
+                out = both[:latent[0]]
+            else:
+                out = model(hidden_states=latents, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+                if guidance == "separate":
+                    model(hidden_states=latents, timestep=t, encoder_hidden_states=empty, return_dict=False)
             latents = latents - 0.2 * out
     return out

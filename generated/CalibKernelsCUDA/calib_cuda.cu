@@ -63,7 +63,11 @@ struct DeviceState {
     int mma_ctas_per_sm = 1;
     int32_t *row_first = nullptr;
     uint16_t *spans = nullptr;
+    /* Lists by the plans of their heads (-1: dense), so steps and layers that share plans share
+     * one list on the device. */
+    std::map<std::vector<int32_t>, LayerList> by_plans;
     std::map<std::tuple<int, int, int, int>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads) */
+    std::map<std::tuple<int, int, int>, StepWork *> by_step;   /* (layer, first_head, heads): a list per step */
 };
 
 std::mutex g_mutex;
@@ -78,24 +82,23 @@ template <typename X> int upload(X **dst, const X *src, size_t n) {
     return CALIB_OK;
 }
 
-/* The list of heads first_head ..< first_head + heads of one (step, layer) (dense when
- * step_index < 0), on the current device. */
-int upload_list(int step_index, int layer, int first_head, int heads, LayerList &out) {
-    std::vector<int32_t> targets;
-    const std::vector<int4> items = work_list(step_index, layer, first_head, heads, targets);
-    out.count = (int64_t)items.size();
-    int st = upload(&out.items, items.data(), items.size());
-    if (st == CALIB_OK) st = upload(&out.targets, targets.empty() ? nullptr : targets.data(), targets.size());
-    return st;
+/* Whether `stream` is being captured into a graph: nothing may be allocated or copied then. */
+bool capturing(void *stream) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(static_cast<cudaStream_t>(stream), &status) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return status != cudaStreamCaptureStatusNone;
 }
 
-/* The device state and the list for (step_index, layer, heads), created on first use. */
-int prepare(int step_index, int layer, int first_head, int heads, DeviceState **state, const LayerList **list) {
+/* The device state of the current device, created on first use (under g_mutex). */
+int device_state(void *stream, DeviceState **state) {
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return CALIB_ERR_CUDA;
-    std::lock_guard<std::mutex> lock(g_mutex);
     auto found = g_devices.find(dev);
     if (found == g_devices.end()) {
+        if (capturing(stream)) return CALIB_ERR_CAPTURE;
         DeviceState s;
         if (cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return CALIB_ERR_CUDA;
         const int nrows = rows_in_use();
@@ -113,17 +116,57 @@ int prepare(int step_index, int layer, int first_head, int heads, DeviceState **
         cudaGetLastError();
         found = g_devices.emplace(dev, std::move(s)).first;
     }
-    DeviceState &s = found->second;
+    *state = &found->second;
+    return CALIB_OK;
+}
+
+/* The list of heads first_head ..< first_head + heads of one (step, layer) (dense when
+ * step_index < 0) on the state's device, uploaded on first use (under g_mutex). */
+int layer_list(DeviceState &s, int step_index, int layer, int first_head, int heads, void *stream, const LayerList **out) {
     const auto key = step_index < 0 ? std::make_tuple(-1, 0, first_head, heads) : std::make_tuple(step_index, layer, first_head, heads);
     auto l = s.lists.find(key);
     if (l == s.lists.end()) {
-        LayerList list;
-        int st = upload_list(step_index, layer, first_head, heads, list);
-        if (st != CALIB_OK) return st;
-        l = s.lists.emplace(key, list).first;
+        std::vector<int32_t> plans((size_t)heads, -1);
+        if (step_index >= 0)
+            for (int h = 0; h < heads; ++h)
+                plans[h] = calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + first_head + h];
+        auto shared = s.by_plans.find(plans);
+        if (shared == s.by_plans.end()) {
+            if (capturing(stream)) return CALIB_ERR_CAPTURE;
+            LayerList list;
+            std::vector<int32_t> targets;
+            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, targets);
+            list.count = (int64_t)items.size();
+            int st = upload(&list.items, items.data(), items.size());
+            if (st == CALIB_OK) st = upload(&list.targets, targets.empty() ? nullptr : targets.data(), targets.size());
+            if (st != CALIB_OK) return st;
+            shared = s.by_plans.emplace(std::move(plans), list).first;
+        }
+        l = s.lists.emplace(key, shared->second).first;
     }
-    *state = &s;
-    *list = &l->second;
+    *out = &l->second;
+    return CALIB_OK;
+}
+
+/* Every step's list of (layer, heads) as one device array, for a step chosen on the device. */
+int step_lists(DeviceState &s, int layer, int first_head, int heads, void *stream, const StepWork **out) {
+    const auto key = std::make_tuple(layer, first_head, heads);
+    auto found = s.by_step.find(key);
+    if (found == s.by_step.end()) {
+        std::vector<StepWork> work(CALIB_STEPS);
+        for (int i = 0; i < CALIB_STEPS; ++i) {
+            const LayerList *l;
+            int st = layer_list(s, i, layer, first_head, heads, stream, &l);
+            if (st != CALIB_OK) return st;
+            work[i] = {l->items, l->targets, l->count};
+        }
+        if (capturing(stream)) return CALIB_ERR_CAPTURE;
+        StepWork *dev = nullptr;
+        int st = upload(&dev, work.data(), work.size());
+        if (st != CALIB_OK) return st;
+        found = s.by_step.emplace(key, dev).first;
+    }
+    *out = found->second;
     return CALIB_OK;
 }
 
@@ -196,8 +239,9 @@ bool shape_ok(int64_t tokens, int64_t first_head, int64_t heads, int64_t head_di
     return tokens == kTokens && head_dim == kDim && first_head >= 0 && heads >= 1 && heads <= CALIB_HEADS - first_head;
 }
 
-/* Every check, then the launch on `stream` of (step_index, layer) (dense when step_index < 0). */
-int launch(int step_index, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
+/* Every check, then the launch on `stream` of (step_index, layer) (dense when step_index < 0), or
+ * with `device_step` of the step whose index the device holds there. */
+int launch(int step_index, const int32_t *device_step, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
            void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs,
            const int64_t *ks, const int64_t *vs, const int64_t *os, void *stream) {
     if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
@@ -208,16 +252,31 @@ int launch(int step_index, int layer, int first_head, int32_t dtype, const void 
     if (!strides_ok(qs, batch, heads, 8) || !strides_ok(ks, batch, heads, 8) || !strides_ok(vs, batch, heads, 8) ||
         !strides_ok(os, batch, heads, 2) || !disjoint(os, batch, heads))
         return CALIB_ERR_ARGUMENT;
-    DeviceState *state;
-    const LayerList *list;
-    int st = prepare(step_index, layer, first_head, (int)heads, &state, &list);
-    if (st != CALIB_OK) return st;
     Params p;
-    p.items = list->items;
-    p.targets = list->targets;
+    DeviceState *state;
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        int st = device_state(stream, &state);
+        if (st != CALIB_OK) return st;
+        if (device_step) {
+            st = step_lists(*state, layer, first_head, (int)heads, stream, &p.by_step);
+            p.items = nullptr;
+            p.targets = nullptr;
+            p.total = (int64_t)state->sms * state->mma_ctas_per_sm; /* the grid; the kernel reads its work */
+        } else {
+            const LayerList *list = nullptr;
+            st = layer_list(*state, step_index, layer, first_head, (int)heads, stream, &list);
+            p.by_step = nullptr;
+            p.items = list ? list->items : nullptr;
+            p.targets = list ? list->targets : nullptr;
+            p.total = list ? list->count * batch : 0;
+        }
+        if (st != CALIB_OK) return st;
+    }
+    p.step_index = device_step;
+    p.step_count = CALIB_STEPS;
     p.row_first = state->row_first;
     p.spans = state->spans;
-    p.total = list->count * batch;
     p.batch = (int32_t)batch;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
@@ -248,7 +307,8 @@ int launch(int step_index, int layer, int first_head, int32_t dtype, const void 
 }
 
 const calib_info g_info = {CALIB_CUDA_ABI_VERSION, CALIB_TOKENS, CALIB_HEAD_DIM, CALIB_BLOCK, CALIB_LAYERS,
-                                CALIB_HEADS, CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256};
+                                CALIB_HEADS, CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256,
+                           calib_timesteps};
 
 } // namespace
 
@@ -267,8 +327,35 @@ int calib_cuda_attention_heads(int32_t step, int32_t layer, int32_t first_head, 
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (step_index < 0 || layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
-    return launch(step_index, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
+    return launch(step_index, nullptr, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
                   v_strides, out_strides, stream);
+}
+
+int calib_cuda_attention_indexed(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
+                                 const void *q, const void *k, const void *v, void *out, int64_t batch, int64_t tokens,
+                                 int64_t heads, int64_t head_dim, const int64_t q_strides[3], const int64_t k_strides[3],
+                                 const int64_t v_strides[3], const int64_t out_strides[3], void *stream) {
+    if (!step_index || !q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides)
+        return CALIB_ERR_ARGUMENT;
+    if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
+    if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
+    if (layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
+    return launch(-1, step_index, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides,
+                  k_strides, v_strides, out_strides, stream);
+}
+
+int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
+    if (first_head < 0 || heads < 1 || heads > CALIB_HEADS - first_head) return CALIB_ERR_SHAPE;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    DeviceState *state;
+    int st = device_state(stream, &state);
+    for (int layer = 0; st == CALIB_OK && layer < CALIB_LAYERS; ++layer) {
+        const StepWork *work;
+        st = step_lists(*state, layer, first_head, heads, stream, &work);
+    }
+    const LayerList *dense;
+    if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, stream, &dense);
+    return st;
 }
 
 int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void *q, const void *k, const void *v,
@@ -285,7 +372,7 @@ int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k
                                      const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3],
                                      void *stream) {
     if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
-    return launch(-1, 0, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
+    return launch(-1, nullptr, 0, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
                   stream);
 }
 

@@ -45,6 +45,7 @@ extern const calib_plan calib_plans[CALIB_PLANS] CALIB_HIDDEN;
 extern const calib_plan calib_dense_plan CALIB_HIDDEN; /* every tile: the baseline */
 extern const uint16_t calib_dispatch[CALIB_STEPS * CALIB_LAYERS * CALIB_HEADS] CALIB_HIDDEN;
 extern const int32_t calib_steps[CALIB_STEPS] CALIB_HIDDEN;
+extern const float calib_timesteps[CALIB_STEPS] CALIB_HIDDEN;
 extern const char calib_model[] CALIB_HIDDEN;
 extern const char calib_mask_sha256[] CALIB_HIDDEN;
 #ifdef __cplusplus

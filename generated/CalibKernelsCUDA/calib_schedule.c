@@ -9,6 +9,7 @@
 const char calib_model[] = "example-video-dit";
 const char calib_mask_sha256[] = "5316e5d337ee81292d6f227e0e808540b12c1f531d4a31c8d073957788b8e284";
 const int32_t calib_steps[CALIB_STEPS] = {0,25,49};
+const float calib_timesteps[CALIB_STEPS] = {0.0f,25.0f,49.0f};
 
 /* 21 distinct rows: row r keeps key blocks calib_spans[2i] ..< calib_spans[2i+1] for i in calib_row_first[r] ..< calib_row_first[r+1] */
 const int32_t calib_row_first[] = {

@@ -59,7 +59,8 @@ struct TileWalk {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(128) calib_mma_kernel(const Params p) {
+__global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
+    const Params p = with_step(given);
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *qs = reinterpret_cast<T *>(smem_raw);
     T *ks = qs + kMmaRows * kMmaPad;

@@ -7,7 +7,8 @@ parses the headers in `Sources/CalibKernelSources/kernels/include/` and fails wh
 differs from them, so a change of a header cannot go unnoticed.
 
 ABI 1 (libraries compiled before the layer entries) is still readable: its `calib_info` has a
-`threads` field after `plans`, and it has only the per-head entries.
+`threads` field after `plans`, and it has only the per-head entries. ABI 2's `calib_info` ends
+before `timesteps` (ABI 3), which is read only from libraries that have it.
 """
 
 import ctypes
@@ -15,7 +16,7 @@ import operator
 
 from .errors import ArgumentError
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # enum calib_status
 STATUS = {
@@ -25,6 +26,7 @@ STATUS = {
     "CALIB_ERR_ARGUMENT": 3,
     "CALIB_ERR_NO_MEMORY": 4,
     "CALIB_ERR_CUDA": 5,
+    "CALIB_ERR_CAPTURE": 6,
 }
 STATUS_TEXT = {
     1: "shape mismatch (tokens, heads or head_dim differ from the compiled shape)",
@@ -32,6 +34,8 @@ STATUS_TEXT = {
     3: "bad argument (null pointer, unknown dtype, or overlapping or overflowing strides)",
     4: "out of memory",
     5: "the CUDA runtime refused the launch",
+    6: "the kernel tables are not on the device and the stream is being captured into a CUDA graph "
+       "(prepare the library before capture)",
 }
 
 # enum calib_dtype
@@ -46,10 +50,10 @@ _strides = ctypes.POINTER(ctypes.c_int64)  # const int64_t x_strides[3]
 
 
 class Info(ctypes.Structure):
-    """struct calib_info (ABI 2)."""
+    """struct calib_info (ABI 3; `timesteps` is past the end of an ABI 2 library's)."""
     _fields_ = [("abi_version", _i32), ("tokens", _i32), ("head_dim", _i32), ("block", _i32), ("layers", _i32),
                 ("heads", _i32), ("plans", _i32), ("step_count", _i32), ("steps", ctypes.POINTER(_i32)),
-                ("model", _cp), ("mask_sha256", _cp)]
+                ("model", _cp), ("mask_sha256", _cp), ("timesteps", ctypes.POINTER(ctypes.c_float))]
 
 
 class InfoV1(ctypes.Structure):
@@ -109,10 +113,13 @@ CUDA_FUNCTIONS = {
     "calib_cuda_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_attention_indexed": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_prepare": (_int, [_i32, _i32, _vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
 }
-# Entries a CUDA ABI 1 library (compiled before them) lacks; it still loads without them.
-CUDA_SINCE_ABI_2 = {"calib_cuda_attention_heads"}
+# Entries libraries compiled before them lack (CUDA ABI 1: the head range; 2: the step chosen
+# on the device); they still load without them.
+CUDA_SINCE_ABI = {"calib_cuda_attention_heads": 2, "calib_cuda_attention_indexed": 3, "calib_cuda_prepare": 3}
 
 
 # ---- integers into C ----

@@ -31,6 +31,16 @@ class JSONSyntaxError(Exception):
         self.line, self.column, self.message = line, column, message
 
 
+def float_text(x):
+    """A C float as calibc writes it (Swift's Float description: the shortest digits that read
+    back to it, positional below 2^24)."""
+    x = np.float32(x)
+    text = str(x)
+    if "e+" in text and abs(x) < 2 ** 24:
+        text = np.format_float_positional(x, unique=True, trim="0")
+    return text
+
+
 class Number:
     """A JSON number that calibc does not read as an integer: a fraction or exponent, or an
     integral literal beyond Int64."""

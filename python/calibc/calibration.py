@@ -24,8 +24,10 @@ import functools
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
+from ._json import float_text
 from .safetensors import save_file
 
 __all__ = ["block_mass", "sampled_rows", "select_mass", "MassSchedule", "Selection", "State", "save"]
@@ -287,10 +289,11 @@ class State:
                 f"{name}.reuse": self.reuse.cpu()}
 
 
-def save(states, path, *, tokens, head_dim, block, scale=None, model="unknown", layout=None):
+def save(states, path, *, tokens, head_dim, block, scale=None, model="unknown", layout=None, timesteps=None):
     """Writes {(step, layer): State} as a calibc-state/3 file for `calibc calibrate --merge`:
     for the same inputs, the bytes `calibc calibrate --state-out` writes (metadata in key order,
-    tensors in name order), the states' selection recorded as calibc records it."""
+    tensors in name order), the states' selection recorded as calibc records it. `timesteps`
+    ({step: the model's timestep}) becomes metadata model_timesteps, and masks.json's."""
     steps = sorted({s for s, _ in states})
     layers = max(l for _, l in states) + 1
     first = next(iter(states.values()))
@@ -308,6 +311,8 @@ def save(states, path, *, tokens, head_dim, block, scale=None, model="unknown", 
                 "scale": repr(float(scale if scale is not None else 1 / math.sqrt(head_dim)))}
     if layout:
         metadata.update({k: str(v) for k, v in layout.items()})
+    if timesteps:
+        metadata["model_timesteps"] = ",".join(float_text(timesteps[s]) for s in steps)
     tensors = {}
     for (step, layer), state in states.items():
         tensors.update(state.tensors(step, layer))

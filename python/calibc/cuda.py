@@ -10,6 +10,8 @@ is DIR/include/calib_cuda.h; `_abi.CUDA_FUNCTIONS` is its only Python descriptio
 (Tests/python/test_abi.py checks it against the header).
 """
 
+import ctypes
+
 import torch
 
 from . import _abi
@@ -26,8 +28,8 @@ class CudaKernels(Library):
 
     def _bind(self, path):
         for name, (restype, argtypes) in _abi.CUDA_FUNCTIONS.items():
-            if name in _abi.CUDA_SINCE_ABI_2 and not hasattr(self.lib, name):
-                continue  # an ABI 1 library: everything but the head-range entry
+            if name in _abi.CUDA_SINCE_ABI and not hasattr(self.lib, name):
+                continue  # a library of an earlier ABI: it still loads without the later entries
             if not hasattr(self.lib, name):
                 raise CalibError(-1, f"{path}: not a calibc CUDA kernel library (it has no {name}; expected the "
                                      "libcalibcuda.so of `calibc compile --target cuda --shared`)")
@@ -40,10 +42,29 @@ class CudaKernels(Library):
         "mma.sync" (also where $CALIB_CUDA_KERNEL is "mma")."""
         return self.lib.calib_cuda_kernel_name(self.head_dim).decode()
 
+    def prepare(self, device=None, first_head=0, heads=None):
+        device = torch.device("cuda") if device is None else torch.device(device)
+        with torch.cuda.device(device):
+            super().prepare(torch.device("cuda", torch.cuda.current_device()))
+            heads = self.heads - first_head if heads is None else heads
+            status = self._entry("prepare")(_abi.int32("first_head", first_head), _abi.int32("heads", heads),
+                                            torch.cuda.current_stream().cuda_stream)
+        if status != 0:
+            raise CalibError(status)
+        return self
+
+    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd"):
+        """As the CPU target's, with the step chosen on the device (calib_cuda_attention_indexed):
+        no host synchronisation, and a captured CUDA graph replays whichever step `timestep`
+        holds at replay."""
+        index = self.step_index(timestep.to(q.device))
+        return self._layer("attention_indexed", (ctypes.cast(index.data_ptr(), ctypes.POINTER(ctypes.c_int32)), _abi.int32("layer", layer),
+                                                 _abi.int32("first_head", first_head)), q, k, v, out, layout)
+
     def _entry(self, name):
         if not hasattr(self.lib, "calib_cuda_" + name):
-            raise CalibError(-1, f"{self.path} has CUDA ABI {self.abi_version}: calib_cuda_{name} needs ABI 2 "
-                                 "(recompile the masks with a current calibc)")
+            raise CalibError(-1, f"{self.path} has CUDA ABI {self.abi_version}: calib_cuda_{name} needs ABI "
+                                 f"{_abi.CUDA_SINCE_ABI['calib_cuda_' + name]} (recompile the masks with a current calibc)")
         return getattr(self.lib, "calib_cuda_" + name)
 
     def _launch(self, fn, args, device):

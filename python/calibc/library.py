@@ -108,6 +108,11 @@ class Library:
         self.layers, self.heads, self.plans = info.layers, info.heads, info.plans
         self.steps = tuple(info.steps[i] for i in range(info.step_count))
         self.model, self.mask_sha256 = info.model.decode(), info.mask_sha256.decode()
+        # The model's timestep at each step: calib_info.timesteps from ABI 3 on (both targets);
+        # before it the step values, as masks without model_timesteps give.
+        self.timesteps = tuple(info.timesteps[i] if self.abi_version >= 3 else float(s) for i, s in enumerate(self.steps))
+        self._tables = {}
+        self.launches = 0  # layer calls run, counted at the launch (so under torch.compile too)
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.path!r}: ABI {self.abi_version}, {self.tokens} tokens, head_dim "
@@ -125,6 +130,31 @@ class Library:
     def has_plan(self, step, layer, head=0):
         ints = all(isinstance(x, int) and not isinstance(x, bool) for x in (step, layer, head))
         return ints and step in self.steps and 0 <= layer < self.layers and 0 <= head < self.heads
+
+    def step_index(self, timestep):
+        """The index into `steps` of the step that runs a call whose transformer received
+        `timestep` (a tensor of any shape: its largest element, as Wan 2.2 gives per-token
+        timesteps whose conditioning tokens are at 0): the step whose model timestep is nearest,
+        ties to the earlier step. A 0-d int32 tensor on timestep's device, computed there without
+        a host synchronisation, so it can be captured into a CUDA graph once the device's table
+        exists (`prepare`)."""
+        table = self._table(timestep.device)
+        t = timestep.detach().reshape(-1).amax().to(torch.float32)
+        return (table - t).abs().argmin().to(torch.int32)
+
+    def _table(self, device):
+        table = self._tables.get(device)
+        if table is None:
+            table = self._tables[device] = torch.tensor(self.timesteps, dtype=torch.float32, device=device)
+        return table
+
+    def prepare(self, device=None, first_head=0, heads=None):
+        """Puts on `device` (default: this target's current device) everything a call there reads
+        (the timesteps table; on CUDA every work list of heads first_head … first_head + heads - 1,
+        default all), so later calls only launch and can be captured into a CUDA graph."""
+        device = torch.device(self.device) if device is None else torch.device(device)
+        self._table(device)
+        return self
 
     def require_source(self, masks_path):
         """Raises CalibError unless these kernels were compiled from the file `masks_path`."""
@@ -151,6 +181,10 @@ class Library:
         `attention_layer`."""
         return self._layer("attention_heads", (_abi.int32("step", step), _abi.int32("layer", layer),
                                                _abi.int32("first_head", first_head)), q, k, v, out, layout)
+
+    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd"):
+        """`attention_heads` of the step `step_index(timestep)` chooses."""
+        return self.attention_heads(self.steps[int(self.step_index(timestep))], layer, first_head, q, k, v, out, layout)
 
     def dense_attention_layer(self, q, k, v, out=None, layout="bshd"):
         """Every tile computed, same arguments: the baseline of the sparse plans."""
@@ -188,6 +222,7 @@ class Library:
         status = self._launch(fn, args, q.device)
         if status != 0:
             raise CalibError(status)
+        self.launches += 1
         return out
 
 

@@ -27,7 +27,7 @@ from array import array
 import numpy as np
 
 from . import _json
-from ._json import INT64_MAX, INT64_MIN, JSONSyntaxError, Number, key_of
+from ._json import INT64_MAX, INT64_MIN, JSONSyntaxError, Number, float_text, key_of
 from ._unicode import is_alphabetic, visible
 from .errors import MasksError
 
@@ -49,7 +49,7 @@ MAX_DISTINCT_RANGES = 1 << 22
 MAX_PATTERNS = 65_536
 MAX_PATTERN_ROWS = 1 << 22
 
-_TOP = ["format", "model", "tokens", "head_dim", "block", "layers", "heads", "timesteps", "layout", "patterns",
+_TOP = ["format", "model", "tokens", "head_dim", "block", "layers", "heads", "timesteps", "model_timesteps", "layout", "patterns",
         "assignments"]
 _LAYOUT = ["frames", "height", "width", "text_tokens", "text_position"]
 _PATTERN = ["rows", "bitmap", "reuse"]
@@ -223,6 +223,18 @@ def _int(v, path, lo, hi):
     return v
 
 
+def _float(v, path):
+    """Node.float(): a number a C float holds, rounded to one."""
+    if not (type(v) is int or isinstance(v, Number)):
+        raise _expected(path, "a number", v)
+    x = float(v.text if isinstance(v, Number) else v)
+    with np.errstate(over="ignore"):
+        f = np.float32(x)
+    if not np.isfinite(f):
+        raise _Refused(path, f"expected a number a C float holds, found {x!r}")
+    return float(f)
+
+
 def _string(v, path):
     if not isinstance(v, str):
         raise _expected(path, "a string", v)
@@ -338,6 +350,19 @@ class _Decoder:
             steps.append(s)
         if not steps:
             raise _Refused(steps_path, "expected at least one timestep")
+        model_timesteps = []
+        if "model_timesteps" in top:
+            path = "$.model_timesteps"
+            items = _array(top["model_timesteps"], path)
+            if len(items) != len(steps):
+                raise _Refused(path, f"expected one model timestep per entry of timesteps ({len(steps)}), "
+                                     f"found {len(items)}")
+            model_timesteps = [_float(x, f"{path}[{i}]") for i, x in enumerate(items)]
+            repeated = sorted(model_timesteps)
+            for a, b in zip(repeated, repeated[1:]):
+                if a == b:
+                    raise _Refused(path, f"{float_text(a)} is the model timestep of two steps (a call could not "
+                                         "tell them apart)")
         dispatch = len(steps) * layers * heads
         if dispatch > MAX_DISPATCH:
             raise _Refused(steps_path, f"timesteps × layers × heads = {dispatch} exceeds {MAX_DISPATCH}")
@@ -365,7 +390,7 @@ class _Decoder:
 
         plan = self.assignments(*_required(top, "$", "assignments"), steps, layers, heads, blocks, names, patterns)
         return Masks(tokens, head_dim, block, layers, heads, steps, patterns, plan, names, model=model,
-                     layout=layout)
+                     layout=layout, model_timesteps=model_timesteps)
 
     def layout(self, v, path, tokens):
         m = _object(v, path, _LAYOUT)
@@ -640,9 +665,11 @@ class Masks:
     `plan[step_index, layer, head]` indexes `names`; `patterns[name]` is a Pattern."""
 
     def __init__(self, tokens, head_dim, block, layers, heads, timesteps, patterns, plan, names, model="",
-                 layout=None):
+                 layout=None, model_timesteps=()):
         self.tokens, self.head_dim, self.block = tokens, head_dim, block
         self.layers, self.heads, self.timesteps = layers, heads, list(timesteps)
+        # The timestep the model receives at each step (empty: the step values), as compiled.
+        self.model_timesteps = list(model_timesteps)
         self.patterns, self.names = dict(patterns), list(names)
         self.plan = np.asarray(plan)
         self.model, self.layout = model, layout
@@ -748,6 +775,8 @@ class Masks:
             assignments.append({"steps": steps, "layers": layers, "heads": heads, "pattern": self.names[p]})
         out = {"format": 1, "model": self.model, "tokens": self.tokens, "head_dim": self.head_dim,
                "block": self.block, "layers": self.layers, "heads": self.heads, "timesteps": self.timesteps}
+        if self.model_timesteps:
+            out["model_timesteps"] = self.model_timesteps
         if self.layout is not None:
             out["layout"] = self.layout
         out.update(patterns=patterns, assignments=assignments)

@@ -2,6 +2,7 @@
 
     out = calibc.attention_layer(q, k, v, "DIR/libcalibkernels.so", step, layer)             # (B, S, H, D)
     out = calibc.attention_layer(q, k, v, library, step, layer, layout="bhsd")               # (B, H, S, D)
+    out = calibc.attention_at(q, k, v, library, timestep, layer)      # the step nearest the model's timestep
     torch.compile(fn, fullgraph=True)   # traces through it: the fake kernel gives the output's shape
 
 q, k, v: 4D tensors of one dtype (float32 or bfloat16) and one shape; strided views are fine as
@@ -18,7 +19,7 @@ from .errors import ArgumentError
 from .kernels import Kernels
 from .library import DTYPES, LAYOUTS, loaded
 
-__all__ = ["attention_layer", "dense_attention_layer"]
+__all__ = ["attention_at", "attention_layer", "dense_attention_layer"]
 
 _CLASSES = {"cpu": Kernels, "cuda": CudaKernels}
 _by_path = {}
@@ -62,6 +63,22 @@ def attention_layer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: 
 @attention_layer.register_fake
 def _attention_layer_fake(q, k, v, library, step, layer, layout="bshd"):
     _check(q, k, v, layout, ("step", step), ("layer", layer))
+    return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+@torch.library.custom_op("calibc::attention_at", mutates_args=(), device_types=("cpu", "cuda"))
+def attention_at(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str, timestep: torch.Tensor, layer: int,
+                 first_head: int = 0, layout: str = "bshd") -> torch.Tensor:
+    """Heads first_head … of `layer` at the step the library's `step_index(timestep)` picks: the
+    step is a tensor, so one compiled graph (and one captured CUDA graph) serves every step."""
+    _check(q, k, v, layout, ("layer", layer), ("first_head", first_head))
+    return _kernels(library, q.device.type).attention_at(timestep, layer, q, k, v, first_head=first_head,
+                                                         layout=layout)
+
+
+@attention_at.register_fake
+def _attention_at_fake(q, k, v, library, timestep, layer, first_head=0, layout="bshd"):
+    _check(q, k, v, layout, ("layer", layer), ("first_head", first_head))
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 

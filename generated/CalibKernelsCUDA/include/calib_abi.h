@@ -23,7 +23,9 @@ enum calib_status {
     CALIB_ERR_ARGUMENT = 3,  /* a null pointer, an unknown dtype, misaligned pointers or strides (CUDA),
                                 strides that overlap (out) or overflow */
     CALIB_ERR_NO_MEMORY = 4, /* the tables (per device on CUDA) could not be allocated */
-    CALIB_ERR_CUDA = 5       /* CUDA only: the runtime refused the launch (see cudaGetLastError) */
+    CALIB_ERR_CUDA = 5,      /* CUDA only: the runtime refused the launch (see cudaGetLastError) */
+    CALIB_ERR_CAPTURE = 6    /* CUDA only: tables not yet on the device while the stream is being captured
+                                into a graph (call calib_cuda_prepare before capture) */
 };
 
 /* Element types of q, k, v and out in the layer entries. */
@@ -42,6 +44,10 @@ typedef struct calib_info {
     const int32_t *steps;     /* the step values the entries accept, ascending */
     const char *model;
     const char *mask_sha256;  /* of the masks.json these kernels were compiled from */
+    /* ABI 3 on: per step, the timestep the model's transformer receives there (masks.json's
+     * model_timesteps, or the step values when it has none), distinct. A caller that holds the
+     * model's timestep runs the step whose timestep is nearest (docs/python.md, "Steps"). */
+    const float *timesteps;
 } calib_info;
 
 #ifdef __cplusplus

@@ -5,8 +5,8 @@ and the calibrator.
 """
 
 from .calibrator import Calibrator
-from .hooks import Intercept, StepCounter, wrap_self_attention
+from .hooks import Intercept, Timesteps, wrap_self_attention
 from .processor import CalibAttention
 from .recorder import Recorder
 
-__all__ = ["CalibAttention", "Calibrator", "Intercept", "Recorder", "StepCounter", "wrap_self_attention"]
+__all__ = ["CalibAttention", "Calibrator", "Intercept", "Recorder", "Timesteps", "wrap_self_attention"]

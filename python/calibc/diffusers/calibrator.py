@@ -14,7 +14,7 @@ from:
 
 from ..calibration import Selection, State, block_mass
 from ..calibration import save as save_state
-from .hooks import StepCounter, heads_first, wrap_self_attention
+from .hooks import Timesteps, heads_first, wrap_self_attention
 
 __all__ = ["Calibrator"]
 
@@ -36,13 +36,14 @@ class Calibrator:
     section 8), beside 28 GB of weights on an 80 GB card."""
 
     def __init__(self, transformer, *, mass=0.95, schedule=None, block=128, sample_rows=1, reuse_tolerance=0.02,
-                 stability_drop=0.05, calls_per_step=1, steps=None, layers=None, state_device=None):
+                 stability_drop=0.05, steps=None, layers=None, state_device=None):
         self.selection = Selection(mass=mass, schedule=schedule, sample_rows=sample_rows)
         self.block, self.reuse_tolerance, self.stability_drop = block, reuse_tolerance, stability_drop
         self.steps = None if steps is None else set(steps)
         self.state_device = state_device
         self.states, self.shape, self.layout, self.seen = {}, None, {}, set()
-        self.counter = StepCounter(transformer, calls_per_step)
+        self.timesteps = {}  # step -> the model's timestep there, the same for every prompt
+        self.counter = Timesteps(transformer, track=True)
         self._restore = wrap_self_attention(transformer, self._attend_for, layers)
 
     def _attend_for(self, layer):
@@ -59,6 +60,10 @@ class Calibrator:
         if (step, layer) in self.seen:
             raise RuntimeError(f"step {step}, layer {layer} seen twice in one prompt: call next_prompt() between prompts")
         self.seen.add((step, layer))
+        value = self.counter.timesteps[step]
+        if self.timesteps.setdefault(step, value) != value:
+            raise ValueError(f"step {step} has timestep {value} in this prompt but {self.timesteps[step]} in earlier "
+                             "ones: calibrate every prompt with one scheduler and number of steps")
         q, k = heads_first(query), heads_first(key)
         heads, tokens, dim = q.shape
         if self.shape is None:
@@ -81,14 +86,15 @@ class Calibrator:
         if missing:
             raise RuntimeError(f"this prompt did not reach {len(missing)} (step, layer) states, e.g. {missing[0]}")
         self.seen = set()
-        self.counter.calls = -1  # the next prompt starts at step 0
+        self.counter.reset()  # the next prompt starts at step 0
 
     def save(self, path, model="unknown"):
         """Writes the state (calibc-state/3) for `calibc calibrate --merge`."""
         if self.seen:
             raise RuntimeError("a prompt is in progress: call next_prompt() first")
         _, tokens, dim = self.shape
-        save_state(self.states, path, tokens=tokens, head_dim=dim, block=self.block, model=model, layout=self.layout)
+        save_state(self.states, path, tokens=tokens, head_dim=dim, block=self.block, model=model, layout=self.layout,
+                   timesteps=self.timesteps)
 
     def remove(self):
         """Puts the original processors back."""

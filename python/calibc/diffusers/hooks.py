@@ -1,5 +1,6 @@
-"""What the recorder, the calibrator and the sparse processor share: counting diffusion steps
-and stepping in front of the attention function of diffusers' Wan self-attention.
+"""What the recorder, the calibrator and the sparse processor share: the timestep the
+transformer receives, and stepping in front of the attention function of diffusers' Wan
+self-attention.
 
 Both wrap the processor of `blocks[i].attn1` and step in front of
 `transformer_wan.dispatch_attention_fn` for the duration of its call, so they see Q, K, V exactly
@@ -13,30 +14,43 @@ the inlined processor before its own pending store, so a compiled model never re
 """
 
 import diffusers.models.transformers.transformer_wan as wan
+import numpy as np
 
 
-class StepCounter:
-    """Counts transformer calls; with classifier-free guidance as separate calls, pass
-    calls_per_step=2: `step` advances once per denoising step, `first_call` marks the first."""
+class Timesteps:
+    """What the transformer receives at each call: its `timestep` tensor (`current`, which the
+    sparse processor hands to the kernels as it is: no host read) and the latents' grid.
 
-    def __init__(self, transformer, calls_per_step=1):
-        self.calls, self.calls_per_step, self.latent_shape = -1, calls_per_step, None
+    With `track=True` (the recorder and the calibrator) it also numbers the steps of a generation:
+    a step begins where the timestep's value changes, so guidance as separate calls (the same
+    timestep twice) is one step and `first_call` marks its first call; `timesteps` maps each step
+    to its value, as masks.json's model_timesteps records it. `reset()` starts a generation."""
+
+    def __init__(self, transformer, track=False):
+        self.track, self.current, self.latent_shape = track, None, None
         self.patch = transformer.config.patch_size
+        self.reset()
 
-        def count(module, args, kwargs):
-            self.calls += 1
+        def seen(module, args, kwargs):
             latents = kwargs.get("hidden_states", args[0] if args else None)
             self.latent_shape = tuple(latents.shape)
+            self.current = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+            if self.track:
+                self._advance(self.current)
 
-        self._hook = transformer.register_forward_pre_hook(count, with_kwargs=True)
+        self._hook = transformer.register_forward_pre_hook(seen, with_kwargs=True)
 
-    @property
-    def step(self):
-        return self.calls // self.calls_per_step
+    def reset(self):
+        self.step, self.value, self.first_call, self.timesteps = -1, None, False, {}
 
-    @property
-    def first_call(self):
-        return self.calls % self.calls_per_step == 0
+    def _advance(self, timestep):
+        if timestep is None:
+            raise ValueError("the transformer was called without a timestep")
+        value = float_value(timestep.detach().reshape(-1).amax().float().item())
+        self.first_call = value != self.value
+        if self.first_call:
+            self.step, self.value = self.step + 1, value
+            self.timesteps[self.step] = value
 
     def recorded_step(self, steps=None):
         """The step, when this call is its step's first and `steps` (None: every step) holds it."""
@@ -50,6 +64,11 @@ class StepCounter:
 
     def remove(self):
         self._hook.remove()
+
+
+def float_value(x):
+    """`x` rounded to a C float, as calibc keeps model timesteps."""
+    return float(np.float32(x))
 
 
 class Intercept:
@@ -89,8 +108,11 @@ class Intercept:
 class _Dispatch:
     """The replacement of transformer_wan's attention function: `wrappers` installed Intercepts
     share it, `original` is the function it replaced, `intercept` the one whose processor call is
-    in progress (None outside one)."""
-    wrappers, original, intercept = 0, None, None
+    in progress (None outside one). Instance attributes from the start: dynamo guards on which
+    ones the instance holds, and one appearing later would recompile the model."""
+
+    def __init__(self):
+        self.wrappers, self.original, self.intercept = 0, None, None
 
 
 _state = _Dispatch()

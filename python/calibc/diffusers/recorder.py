@@ -1,16 +1,17 @@
 """Record what diffusers' WanTransformer3DModel self-attention sees, for `calibc calibrate`.
 
     from calibc.diffusers import Recorder
-    recorder = Recorder(pipe.transformer, "prompt0.safetensors", calls_per_step=2)
+    recorder = Recorder(pipe.transformer, "prompt0.safetensors")
     pipe(prompt=..., num_inference_steps=50)
     recorder.save()
 
 A processor wrapping each `blocks[i].attn1` intercepts the call to the attention function
 (hooks.py), so Q and K are recorded exactly as the kernel sees them (after the RMSNorm and
 the rotary embedding, (B, S, H, D) in diffusers' layout) and the model's output is untouched. Batch
-element 0 is recorded (the conditional branch when classifier-free guidance is batched); with
-CFG as two separate calls per step, pass calls_per_step=2 and the first call of each step is
-kept.
+element 0 is recorded (the conditional branch when classifier-free guidance is batched); a step
+is a timestep value, so with CFG as two separate calls per step the first call of each is kept,
+and metadata `model_timesteps` gives each recorded step's timestep for the compiled kernels to
+pick steps by.
 
 Raw Q/K/V at 480p with 81 frames is about 6 GB per step. With `block_mass=B` the recorder
 reduces on the fly to block attention mass (the softmax mass each query block of B tokens puts
@@ -23,21 +24,22 @@ calibration state while the model generates instead.
 
 import torch
 
+from .._json import float_text
 from ..calibration import block_mass
 from ..safetensors import save_file
-from .hooks import StepCounter, heads_first, wrap_self_attention
+from .hooks import Timesteps, heads_first, wrap_self_attention
 
 __all__ = ["Recorder"]
 
 
 class Recorder:
-    def __init__(self, transformer, path, calls_per_step=1, steps=None, layers=None, block_mass=None,
+    def __init__(self, transformer, path, steps=None, layers=None, block_mass=None,
                  record_values=False, dtype=torch.bfloat16):
         self.path, self.block, self.steps = path, block_mass, None if steps is None else set(steps)
         self.record_values, self.dtype = record_values, dtype
         self.tensors = {}
         self.metadata = {"format": "calibc-recording/1", "model": type(transformer).__name__, "text_tokens": "0"}
-        self.counter = StepCounter(transformer, calls_per_step)
+        self.counter = Timesteps(transformer, track=True)
         self._restore = wrap_self_attention(transformer, self._attend_for, layers)
 
     def _attend_for(self, layer):
@@ -70,4 +72,6 @@ class Recorder:
         self.counter.remove()
 
     def save(self):
-        save_file(self.tensors, self.path, self.metadata)
+        steps = sorted({int(name.split(".")[0][4:]) for name in self.tensors})
+        metadata = dict(self.metadata, model_timesteps=",".join(float_text(self.counter.timesteps[s]) for s in steps))
+        save_file(self.tensors, self.path, metadata)

@@ -488,7 +488,7 @@ const char *calib_isa(void) { return chosen_name; }
 const calib_info *calib_get_info(void) {
     static const calib_info info = {
         CALIB_ABI_VERSION, CALIB_TOKENS, CALIB_HEAD_DIM, CALIB_BLOCK, CALIB_LAYERS, CALIB_HEADS,
-        CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256,
+        CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256, calib_timesteps,
     };
     return &info;
 }

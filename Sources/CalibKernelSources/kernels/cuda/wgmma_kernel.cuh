@@ -206,9 +206,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
 template <typename T>
 __global__ void __launch_bounds__(384, 1)
 calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                   const __grid_constant__ CUtensorMap tv, const Params p) {
+                   const __grid_constant__ CUtensorMap tv, const Params given) {
 #if !defined(CALIB_NO_WGMMA)
     if constexpr (kWgmmaShape) {
+        const Params p = with_step(given);
         extern __shared__ unsigned char smem_raw[];
         const Ring r((smem_u32(smem_raw) + 1023u) & ~1023u);
         const int tid = threadIdx.x, wg = tid / 128;

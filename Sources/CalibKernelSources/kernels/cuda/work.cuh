@@ -20,11 +20,23 @@ constexpr int kDim = CALIB_HEAD_DIM;
 constexpr int kBlock = CALIB_BLOCK;
 constexpr int kBlocks = CALIB_BLOCKS;
 
+/* One step's list of a (layer, head range), for a step the device chooses. */
+struct StepWork {
+    const int4 *items;
+    const int32_t *targets;
+    int64_t count; /* items of one batch element */
+};
+
 /* One work item: x = head | (kept key blocks << 12), y = query block | (reuse target count << 16),
  * z = pooled row (-1: every key block), w = offset of its targets in the targets array. */
 struct Params {
     const int4 *items;
     const int32_t *targets;
+    /* Set when the step is chosen on the device (a captured graph replays any step): items,
+     * targets and total come from by_step[*step_index] (clamped to the steps), read at start. */
+    const StepWork *by_step;
+    const int32_t *step_index;
+    int32_t step_count;
     const int32_t *row_first;
     const uint16_t *spans;
     int64_t total;  /* items × batch */
@@ -37,6 +49,19 @@ struct Params {
 };
 
 /* ---- device: the grid's walk over the items ---- */
+
+/* p with the list of the step *p.step_index when the device chooses it, else p. */
+__device__ __forceinline__ Params with_step(const Params &p) {
+    Params w = p;
+    if (p.by_step) {
+        const int i = min(max(__ldg(p.step_index), 0), p.step_count - 1);
+        const StepWork s = p.by_step[i];
+        w.items = s.items;
+        w.targets = s.targets;
+        w.total = s.count * p.batch;
+    }
+    return w;
+}
 
 __device__ __forceinline__ int64_t item_index(int64_t round, int64_t grid, int64_t cta) {
     return round * grid + ((round & 1) ? grid - 1 - cta : cta);

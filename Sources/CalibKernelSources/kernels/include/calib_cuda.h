@@ -12,7 +12,8 @@
 extern "C" {
 #endif
 
-#define CALIB_CUDA_ABI_VERSION 2 /* 2: calib_cuda_attention_heads */
+#define CALIB_CUDA_ABI_VERSION 3 /* 2: calib_cuda_attention_heads; 3: calib_info.timesteps,
+                                    calib_cuda_attention_indexed, calib_cuda_prepare */
 
 const calib_info *calib_cuda_get_info(void);
 
@@ -24,7 +25,8 @@ const calib_info *calib_cuda_get_info(void);
  * {H*S*D, D, S*D}, with no copy. q, k and v must be 16-byte aligned with strides that are
  * multiples of 8 elements (the bulk tensor copy engine reads them); out must be 4-byte aligned
  * with even strides. fp32 accumulation. Every check is made before anything is launched. The
- * first call on a device uploads that device's tables (thread-safe); later calls launch only. */
+ * first call on a device uploads that device's tables, and the first of a (step, layer) its work
+ * list (thread-safe; calib_cuda_prepare does all of it at once); later calls launch only. */
 int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype,
                                const void *q, const void *k, const void *v, void *out,
                                int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
@@ -40,6 +42,24 @@ int calib_cuda_attention_heads(int32_t step, int32_t layer, int32_t first_head, 
                                const int64_t q_strides[3], const int64_t k_strides[3],
                                const int64_t v_strides[3], const int64_t out_strides[3],
                                void *stream);
+
+/* The same with the step chosen on the device: *step_index (a device int32_t, an index into
+ * calib_info.steps, clamped to them) is read when the kernel starts, so a CUDA graph captured
+ * once runs whichever step the index holds at replay. The launch's grid does not depend on the
+ * step. */
+int calib_cuda_attention_indexed(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
+                                 const void *q, const void *k, const void *v, void *out,
+                                 int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                                 const int64_t q_strides[3], const int64_t k_strides[3],
+                                 const int64_t v_strides[3], const int64_t out_strides[3],
+                                 void *stream);
+
+/* Uploads on the current device everything the entries read for heads first_head ..< first_head
+ * + heads (the dense list too when that is every head): every (step, layer)'s work list, shared
+ * where plans repeat. Entries called later only launch, so they can be captured into a CUDA graph;
+ * one that would upload while its stream is being captured returns CALIB_ERR_CAPTURE instead.
+ * `stream`: the stream the uploads must not happen under capture on. */
+int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream);
 
 /* The same with every tile computed: the baseline sparse plans are measured against. */
 int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v,

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define CALIB_ABI_VERSION 2
+#define CALIB_ABI_VERSION 3 /* 3: calib_info.timesteps */
 
 const calib_info *calib_get_info(void);
 
