@@ -8,7 +8,7 @@ OMP = -fopenmp -idirafter $(OMP_INCLUDE) -L$(LLVM_LIB) -lomp -Wl,-rpath,$(LLVM_L
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu cpu-scaling-sources cpu-scaling
+.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e cpu-scaling-sources cpu-scaling
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -188,6 +188,11 @@ bench-gpu:
 	sh Tests/GPU/build_sets.sh $(GPU_DIR) wan13b wan14b
 	PYTHONPATH=python$${PYTHONPATH:+:$$PYTHONPATH} python3 Tests/GPU/bench_gpu.py wan1.3B-480p=$(GPU_DIR)/wan13b/libcalibcuda.so:$(GPU_DIR)/wan13b.json \
 	    wan14B-720p=$(GPU_DIR)/wan14b/libcalibcuda.so:$(GPU_DIR)/wan14b.json $(BENCH_ARGS)
+
+# One Wan 2.1 transformer forward at real size, random weights: dense (eager, compiled) against
+# calibc (Tests/GPU/bench_e2e.py). E2E_MODELS=1.3b or 14b runs one; E2E_ARGS="--json F" saves it.
+bench-e2e:
+	sh Tests/GPU/bench_e2e.sh $(GPU_DIR) $(E2E_MODELS)
 
 # Calibration on the GPU (issue 16; docs/calibration.md section 8): `calibrate-gpu-sources` here
 # writes bf16 q/k recordings and the C kernel's block mass of the same q/k into .gpu/calib; on the
