@@ -8,7 +8,7 @@ OMP = -fopenmp -idirafter $(OMP_INCLUDE) -L$(LLVM_LIB) -lomp -Wl,-rpath,$(LLVM_L
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e cpu-scaling-sources cpu-scaling
+.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e cpu-scaling-sources cpu-scaling
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -147,6 +147,12 @@ diffusers: deps .venv/ok
 	$(SWIFT_BUILD) --product calibc
 	$(PY_INSTALL)
 	CALIBC=$(CALIBC_BIN) .venv/bin/python examples/diffusers/end_to_end.py
+
+# What running a step the calibration did not see costs (docs/calibration.md, section 5).
+held-out-steps: deps .venv/ok
+	$(SWIFT_BUILD) --product calibc
+	$(PY_INSTALL)
+	.venv/bin/python examples/held_out_steps.py $(CALIBC) out/held-out-steps
 
 # Our kernels beside torch's SDPA and flex_attention on the plans and held-out inputs of `make example`.
 bench-peers: example .venv/ok

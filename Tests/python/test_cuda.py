@@ -338,11 +338,12 @@ def test_diffusers_processor_runs_the_tiny_wan_on_the_gpu():
     assert all(0 < error < 0.25 for error in sparse.errors.values()), sparse.errors
 
 
-def test_processor_under_cuda_graphs_runs_the_sparse_plans_of_every_step():
+def test_processor_under_cuda_graphs_compiles_once_and_captures():
     """torch.compile(mode="reduce-overhead", fullgraph=True) of the tiny Wan with the processor:
-    one graph for every step (the step is a tensor), captured into CUDA graphs with no skip, and
-    each step's output is eager calibc's, not dense attention's. Replays run no Python, so the
-    kernels' own count cannot show it; the outputs do."""
+    one graph for every step (the step is a tensor), captured into CUDA graphs with no skip, the
+    kernels launched while capturing, no fallback, and eager calibc's output to within what
+    compiling changes in bf16. (Replays run no Python; that a replay runs the plans of the
+    timestep it is given is test_op_under_cuda_graphs_... below, bit for bit.)"""
     kernels = compiled(TINY_WAN_SET)
     pytest.importorskip("diffusers")
     from torch._dynamo.utils import counters
@@ -359,18 +360,35 @@ def test_processor_under_cuda_graphs_runs_the_sparse_plans_of_every_step():
             return [fn(hidden_states=latents, timestep=torch.tensor([t], device="cuda"), encoder_hidden_states=text,
                        return_dict=False)[0].float().clone() for t in TIMESTEPS * 2]
 
-    dense = generation(model)
     sparse = CalibAttention(model, cuda_library=kernels)  # the model is on the GPU: prepared here
     try:
         eager = generation(model)
+        sparse.calls = 0
         torch._dynamo.reset()
         counters.clear()
         graphed = generation(torch.compile(model, mode="reduce-overhead", fullgraph=True))
     finally:
         sparse.remove()
-    assert sparse.fallbacks == 0
+    assert sparse.fallbacks == 0 and sparse.calls > 0
     assert counters["stats"]["unique_graphs"] == 1 and not counters["inductor"].get("cudagraph_skips"), \
         (dict(counters["stats"]), dict(counters["inductor"]))
-    for step, (d, e, c) in enumerate(zip(dense, eager, graphed)):
-        masks_effect = ((e - d).norm() / d.norm()).item()
-        assert ((c - e).norm() / e.norm()).item() < 0.2 * masks_effect, step
+    for step, (e, c) in enumerate(zip(eager, graphed)):
+        assert ((c - e).norm() / e.norm()).item() < 2e-2, step  # 6.3e-3 on the H200 (run 23)
+
+
+def test_op_under_cuda_graphs_runs_the_step_of_each_replay(gpu_set):
+    """The op in torch.compile(mode="reduce-overhead"): one graph, replayed for every timestep,
+    each replay bit for bit the host call of the nearest step."""
+    kernels, _ = gpu_set
+    kernels.prepare()
+    torch.manual_seed(10)
+    layer = kernels.layers - 1
+    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
+                           dtype=torch.bfloat16) for _ in range(3))
+    torch._dynamo.reset()
+    graphed = torch.compile(lambda q, k, v, t: calibc.attention_at(q, k, v, kernels.path, t, layer),
+                            mode="reduce-overhead", fullgraph=True)
+    for _ in range(2):  # the first pass records, the second replays
+        for i, t in enumerate(kernels.timesteps):
+            got = graphed(q, k, v, torch.tensor([t], device="cuda")).clone()
+            assert torch.equal(got, kernels.attention_layer(kernels.steps[i], layer, q, k, v)), (t, i)
