@@ -120,8 +120,9 @@ public enum Driver {
                                report: (DriverEvent) -> Void = { _ in }) throws -> [Compilation] {
         let target = options.target
         var loaded: [(path: String, masks: Masks, name: String)] = []
+        var parsed: [DriverEvent] = []  // reported once every file is known good: bad input prints nothing else
         for path in paths {
-            let masks = try load(path, report: report)
+            let masks = try load(path) { parsed.append($0) }
             let shape = masks.program.shape
             let name = Artifact.shapeName(shape, masks.layout)
             if let first = loaded.first, first.masks.program.shape.layers != shape.layers || first.masks.program.shape.heads != shape.heads
@@ -134,6 +135,7 @@ public enum Driver {
             loaded.append((path, masks, name))
         }
         try OutputPaths.checkDirectory(output, inputs: paths, generated: Artifact.outputNames(loaded.map(\.name), target), force: options.force)
+        parsed.forEach(report)
         var compilations: [Compilation] = []
         var files: [GeneratedFile] = []
         for entry in loaded {

@@ -303,3 +303,59 @@ def test_compiled_fallback_says_so_without_a_graph_break(model, tmp_path):
     assert sparse.calls == 0 and sparse.fallback_reasons == {"shape": LAYERS}
     assert sum("calibc:" in str(w.message) for w in caught) == 1
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+
+
+def test_ltx_video_self_attention_is_reached_as_wan_is(tmp_path):
+    """LTXVideoTransformer3DModel (packed latents, the grid given as arguments, text only in the
+    cross-attention): the processor runs every attn1 call on the kernels (dense plans: SDPA's
+    output) and never touches attn2, and the recorder records the grid and the timesteps."""
+    from diffusers import LTXVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    ltx = LTXVideoTransformer3DModel(in_channels=16, out_channels=16, num_attention_heads=HEADS,
+                                     attention_head_dim=HEAD_DIM, cross_attention_dim=HEADS * HEAD_DIM, num_layers=LAYERS,
+                                     caption_channels=32).eval()
+    frames, height, width = 4, 8, 8
+    g = torch.Generator().manual_seed(5)
+    latents = torch.randn(1, frames * height * width, 16, generator=g)
+    text, text_mask = torch.randn(1, 8, 32, generator=g), torch.ones(1, 8)
+
+    def generation():
+        with torch.no_grad():
+            for t in TIMESTEPS:
+                ltx(latents, text, torch.tensor([float(t)]), text_mask, num_frames=frames, height=height, width=width)
+
+    doc = masks_json(list(range(STEPS)), tokens=frames * height * width, model_timesteps=TIMESTEPS,
+                     grid=(frames, height, width))
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    run_calibc("compile", str(tmp_path / "m.json"), "-o", str(tmp_path / "k"), "--shared")
+    sparse = CalibAttention(ltx, str(tmp_path / "k" / "libcalibkernels.so"), compare=True)
+    try:
+        generation()
+    finally:
+        sparse.remove()
+    assert sparse.fallbacks == 0 and sparse.calls == STEPS * LAYERS
+    assert sorted(sparse.errors) == [(s, layer) for s in range(STEPS) for layer in range(LAYERS)]
+    assert max(sparse.errors.values()) < 1e-5
+    recorder = Recorder(ltx, str(tmp_path / "r.safetensors"), block_mass=64)
+    try:
+        generation()
+    finally:
+        recorder.remove()
+    recorder.save()
+    meta = read_header(str(tmp_path / "r.safetensors"))[0]["__metadata__"]
+    assert (meta["frames"], meta["height"], meta["width"]) == ("4", "8", "8")
+    assert meta["model_timesteps"] == "999.0,750.0,500.0,250.0"
+
+
+def test_a_transformer_calibc_cannot_reach_is_refused_by_name(model, tmp_path):
+    from calibc.diffusers import ModelError
+
+    library = compile_masks(tmp_path, list(range(STEPS)))
+    mochi = type("MochiTransformer3DModel", (torch.nn.Module,), {})()
+    with pytest.raises(ModelError, match=r"MochiTransformer3DModel: its self-attention is joint text–video attention"):
+        CalibAttention(mochi, library)
+    with pytest.raises(ModelError, match=r"Linear: not a transformer calibc knows \(it reaches LTXVideoTransformer3DModel, "
+                                         r"WanTransformer3DModel\)"):
+        Recorder(torch.nn.Linear(2, 2), str(tmp_path / "r.safetensors"))
+    assert torch.equal(denoise(model, prompt=1), denoise(model, prompt=1)), "nothing was left installed"

@@ -67,7 +67,7 @@ class Calibrator:
         q, k = heads_first(query), heads_first(key)
         heads, tokens, dim = q.shape
         if self.shape is None:
-            self.shape, self.layout = (heads, tokens, dim), self.counter.grid
+            self.shape, self.layout = (heads, tokens, dim), dict(zip(("frames", "height", "width"), self.counter.grid))
         elif self.shape != (heads, tokens, dim):
             raise ValueError(f"(heads, tokens, head_dim) {(heads, tokens, dim)} differs from the first call's {self.shape}")
         m = block_mass(q, k, self.block, step=self.selection.sample_rows)

@@ -1,25 +1,30 @@
-"""What the recorder, the calibrator and the sparse processor share: the timestep the
-transformer receives, and stepping in front of the attention function of diffusers' Wan
-self-attention.
+"""What the recorder, the calibrator and the sparse processor share: the timestep and token
+grid the transformer receives, and stepping in front of the attention function of its
+self-attention (the models of models.py).
 
-Both wrap the processor of `blocks[i].attn1` and step in front of
-`transformer_wan.dispatch_attention_fn` for the duration of its call, so they see Q, K, V exactly
-as the kernel would (after the RMSNorm and the rotary embedding, (B, S, H, D)) and leave the rest
-of the processor — projections, output layer — untouched.
+All three wrap the processor of each block's `attn1` and step in front of the model module's
+`dispatch_attention_fn` for the duration of its call, so they see Q, K, V exactly as the kernel
+would (after the QK norm and the rotary embedding, (B, S, H, D)) and leave the rest of the
+processor — projections, output layer — untouched.
 
-The module's function is replaced once, while any wrapper is installed, by `_dispatch`, which
+The module's function is replaced once, while any wrapper is installed, by a replacement that
 hands the call to the wrapper whose processor is running or to the original (`_Dispatch`). Swapping
 the module global on every call instead is invisible to torch.compile: dynamo reads the global of
 the inlined processor before its own pending store, so a compiled model never reached calibc.
 """
 
-import diffusers.models.transformers.transformer_wan as wan
+import importlib
+import inspect
+
 import numpy as np
+
+from .models import CallArguments, grid_of, model_of
 
 
 class Timesteps:
     """What the transformer receives at each call: its `timestep` tensor (`current`, which the
-    sparse processor hands to the kernels as it is: no host read) and the latents' grid.
+    sparse processor hands to the kernels as it is: no host read) and the call's token grid
+    (`grid`: frames, height, width).
 
     With `track=True` (the recorder and the calibrator) it also numbers the steps of a generation:
     a step begins where the timestep's value changes, so guidance as separate calls (the same
@@ -27,14 +32,13 @@ class Timesteps:
     to its value, as masks.json's model_timesteps records it. `reset()` starts a generation."""
 
     def __init__(self, transformer, track=False):
-        self.track, self.current, self.latent_shape = track, None, None
-        self.patch = transformer.config.patch_size
+        self.track, self.current, self.grid = track, None, None
+        model, arguments = model_of(transformer), CallArguments(transformer)
         self.reset()
 
         def seen(module, args, kwargs):
-            latents = kwargs.get("hidden_states", args[0] if args else None)
-            self.latent_shape = tuple(latents.shape)
-            self.current = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+            self.grid = grid_of(model, transformer, arguments, args, kwargs)
+            self.current = arguments.value("timestep", args, kwargs)
             if self.track:
                 self._advance(self.current)
 
@@ -55,12 +59,6 @@ class Timesteps:
     def recorded_step(self, steps=None):
         """The step, when this call is its step's first and `steps` (None: every step) holds it."""
         return self.step if self.first_call and (steps is None or self.step in steps) else None
-
-    @property
-    def grid(self):
-        """The latents' frames, height and width in tokens (after patching)."""
-        _, _, frames, height, width = self.latent_shape
-        return {"frames": frames // self.patch[0], "height": height // self.patch[1], "width": width // self.patch[2]}
 
     def remove(self):
         self._hook.remove()
@@ -96,45 +94,75 @@ class Intercept:
     def _attention_backend(self, value):
         self.inner._attention_backend = value
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
+    def __call__(self, attn, *args, **kwargs):
         outer = _state.intercept
         _state.intercept = self
         try:
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+            return self.inner(attn, *args, **kwargs)
         finally:
             _state.intercept = outer
 
 
+def _intercept_of(inner):
+    """An Intercept of `inner` whose __call__ shows inner's signature: diffusers' attention
+    modules drop the keywords a processor's signature does not name (image_rotary_emb, say)."""
+    cls = type(inner)
+    made = _intercepts.get(cls)
+    if made is None:
+        def call(self, attn, *args, **kwargs):
+            return Intercept.__call__(self, attn, *args, **kwargs)
+
+        call.__signature__ = inspect.signature(cls.__call__)
+        made = _intercepts[cls] = type(f"Calib{cls.__name__}", (Intercept,), {"__call__": call})
+    return made
+
+
+_intercepts = {}
+
+
 class _Dispatch:
-    """The replacement of transformer_wan's attention function: `wrappers` installed Intercepts
-    share it, `original` is the function it replaced, `intercept` the one whose processor call is
-    in progress (None outside one). Instance attributes from the start: dynamo guards on which
-    ones the instance holds, and one appearing later would recompile the model."""
+    """The replacement of one model module's attention function: `wrappers` installed Intercepts
+    share it, `original` is the function it replaced, `replacement` the function put in its
+    place. Instance attributes from the start: dynamo guards on which ones an instance holds, and
+    one appearing later would recompile the model."""
+
+    def __init__(self, original):
+        self.wrappers, self.original = 0, original
+
+        def replacement(query, key, value, *args, **kw):
+            if _state.intercept is None:
+                return original(query, key, value, *args, **kw)
+            return _state.intercept.attend(original, query, key, value, *args, **kw)
+
+        self.replacement = replacement
+
+
+class _Running:
+    """The Intercept whose processor call is in progress (None outside one), for every module."""
 
     def __init__(self):
-        self.wrappers, self.original, self.intercept = 0, None, None
+        self.intercept = None
 
 
-_state = _Dispatch()
+_state = _Running()
+_dispatches = {}  # module name -> _Dispatch while any wrapper of that module's models is installed
 
 
-def _dispatch(query, key, value, *args, **kw):
-    if _state.intercept is None:
-        return _state.original(query, key, value, *args, **kw)
-    return _state.intercept.attend(_state.original, query, key, value, *args, **kw)
+def _install(module_name):
+    module = importlib.import_module(module_name)
+    d = _dispatches.get(module_name)
+    if d is None:
+        d = _dispatches[module_name] = _Dispatch(module.dispatch_attention_fn)
+        module.dispatch_attention_fn = d.replacement
+    d.wrappers += 1
 
 
-def _install():
-    if _state.wrappers == 0:
-        _state.original = wan.dispatch_attention_fn
-        wan.dispatch_attention_fn = _dispatch
-    _state.wrappers += 1
-
-
-def _uninstall():
-    _state.wrappers -= 1
-    if _state.wrappers == 0:
-        wan.dispatch_attention_fn = _state.original
+def _uninstall(module_name):
+    d = _dispatches[module_name]
+    d.wrappers -= 1
+    if d.wrappers == 0:
+        importlib.import_module(module_name).dispatch_attention_fn = d.original
+        del _dispatches[module_name]
 
 
 def heads_first(x):
@@ -143,17 +171,21 @@ def heads_first(x):
 
 
 def wrap_self_attention(transformer, make_attend, layers=None):
-    """Wraps blocks[i].attn1 for i in `layers` (default all); returns a function that undoes it."""
+    """Wraps the self-attention of block i for i in `layers` (default all); returns a function
+    that undoes it. Raises ModelError for a transformer calibc does not know."""
+    model = model_of(transformer)
+    blocks = getattr(transformer, model.blocks)
     originals = {}
-    _install()
-    for i, block in enumerate(transformer.blocks):
+    _install(model.module)
+    for i, block in enumerate(blocks):
         if layers is None or i in layers:
-            originals[i] = block.attn1.processor
-            block.attn1.set_processor(Intercept(block.attn1.processor, make_attend(i)))
+            attn = block.attn1
+            originals[i] = attn.processor
+            attn.set_processor(_intercept_of(attn.processor)(attn.processor, make_attend(i)))
 
     def restore():
         for i, processor in originals.items():
-            transformer.blocks[i].attn1.set_processor(processor)
-        _uninstall()
+            blocks[i].attn1.set_processor(processor)
+        _uninstall(model.module)
 
     return restore

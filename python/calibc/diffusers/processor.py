@@ -157,7 +157,7 @@ class CalibAttention:
             return "dtype", (f"dtype {query.dtype} (the {query.device.type} library takes "
                              f"{', '.join(map(str, artifact.dtypes))})")
         _, tokens, heads, dim = query.shape
-        grid = tuple(self.timesteps.grid.values()) if self.timesteps.latent_shape is not None else None
+        grid = self.timesteps.grid
         k = artifact.pick(tokens * world, grid)
         if not (key.shape == query.shape == value.shape and k is not None and dim == k.head_dim and heads == k.heads
                 and heads % world == 0):

@@ -53,7 +53,7 @@ class Recorder:
         step = self.counter.recorded_step(self.steps)
         if step is None:
             return
-        self.metadata.update({name: str(size) for name, size in self.counter.grid.items()})
+        self.metadata.update({name: str(size) for name, size in zip(("frames", "height", "width"), self.counter.grid)})
         q, k = heads_first(query), heads_first(key)
         self.metadata.update(tokens=str(q.shape[1]), head_dim=str(q.shape[2]))
         name = f"step{step}.layer{layer}"
