@@ -140,6 +140,16 @@ def main():
                 td.append(bench(fd, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
                 ts.append(bench(fs, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
             r["eff_interleaved"] = float(np.median(td)) * dens / float(np.median(ts))
+            # The path the diffusers processor runs: the step chosen on the device from a timestep
+            # tensor (step_index, then calib_cuda_attention_indexed), against the step given by
+            # the host, interleaved.
+            timestep = torch.tensor([lib.timesteps[0]], device=dev)
+            fi = lambda: lib.attention_at(timestep, layer, q, k, v, out=out, layout="bhsd")
+            ti, th = [], []
+            for _ in range(max(4, min(15, int(300 / max(r["calibc"], 0.1))))):
+                ti.append(bench(fi, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+                th.append(bench(fs, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+            r["by_timestep"] = float(np.median(ti)) / float(np.median(th))
             if kind == "reusex":  # the previous layer is the same plans with the reuses kept
                 fr = rows[-1]["reused"]
                 fp = lambda: layer_call(lib, step, layer - 1, q, k, v, out)
@@ -161,8 +171,8 @@ def main():
         t = row.get(key)
         return "—" if t is None or t != t else f"{t:.2f} / {row['flops'] / t / 1e9:.0f}"
 
-    print("\n| shape | set | density | cuDNN ms / TFLOP/s | FA2 | flex | calibc wgmma | calibc mma.sync | calibc / flex | efficiency | efficiency (interleaved) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| shape | set | density | cuDNN ms / TFLOP/s | FA2 | flex | calibc wgmma | calibc mma.sync | calibc / flex | efficiency | efficiency (interleaved) | by timestep ÷ by step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     dense_t = {r["shape"]: r["calibc"] for r in rows if r["set"] == "dense" and r["flex"] is None}
     pairs = [f"{r['shape']}: a reused block costs {r['reuse_cost']:.3f} of a computed one (density {r['density']:.2f})"
              for r in rows if "reuse_cost" in r]
@@ -172,7 +182,8 @@ def main():
         cud = tf(r, "cudnn") if r["flex"] is None else "—"
         fa2 = tf(r, "fa2") if r["flex"] is None else "—"
         print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {cud} | {fa2} | {tf(r, 'flex')} | {tf(r, 'calibc')} | "
-              f"{tf(r, 'calibc_mma')} | {ratio} | {eff:.2f} | {r.get('eff_interleaved', float('nan')):.2f} |")
+              f"{tf(r, 'calibc_mma')} | {ratio} | {eff:.2f} | {r.get('eff_interleaved', float('nan')):.2f} | "
+              f"{r.get('by_timestep', float('nan')):.3f} |")
     for line in pairs:
         print(line)
     if jpath:
