@@ -61,7 +61,7 @@ let package = Package(
             dependencies: ["CalibIR", "CalibJSON", "CalibPasses", "CalibKernelSources", "CClang"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I" + llvm["LLVM_INCLUDE"]!])]
         ),
-        .target(name: "CalibDriver", dependencies: ["CalibCodegen", "CalibFrontend", "CalibPasses", "CalibIR"]),
+        .target(name: "CalibDriver", dependencies: ["CalibCodegen", "CalibFrontend", "CalibJSON", "CalibPasses", "CalibIR"]),
         // The kernels of the bundled example, written by `make kernels`; never edited by hand.
         .target(
             name: "CalibKernels",

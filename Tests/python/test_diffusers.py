@@ -15,7 +15,7 @@ pytest.importorskip("diffusers")  # the GPU machine's Python has none (Tests/GPU
 from calibc.diffusers import CalibAttention, Calibrator, Recorder
 from calibc.safetensors import read_header
 from conftest import compile_library, needs_layer_entry, random_masks, reference, relative_error, run_calibc
-from tiny_wan import HEAD_DIM, HEADS, LAYERS, STEPS, TIMESTEPS, TOKENS, denoise, tiny_wan
+from tiny_wan import HEAD_DIM, HEADS, LATENT, LAYERS, STEPS, TIMESTEPS, TOKENS, denoise, tiny_wan
 
 
 def masks_json(timesteps, tokens=TOKENS, pattern="dense", model_timesteps=None, grid=None):
@@ -359,3 +359,49 @@ def test_a_transformer_calibc_cannot_reach_is_refused_by_name(model, tmp_path):
                                          r"WanTransformer3DModel\)"):
         Recorder(torch.nn.Linear(2, 2), str(tmp_path / "r.safetensors"))
     assert torch.equal(denoise(model, prompt=1), denoise(model, prompt=1)), "nothing was left installed"
+
+
+def test_wan22_experts_each_calibrate_and_run_their_own_steps(model, tmp_path):
+    """Wan 2.2 A14B's two experts, as WanPipeline runs them (transformer for timesteps at or above
+    the boundary, transformer_2 below): a Calibrator on each, a mask set per expert that knows its
+    own timesteps, and a processor on each that runs only its own plans, with no fallback."""
+    low = tiny_wan(seed=1)
+    experts = {"high": model, "low": low}
+
+    def generation(prompt):
+        g = torch.Generator().manual_seed(2000 + prompt)
+        latents, text = torch.randn(LATENT, generator=g), torch.randn(1, 16, 32, generator=g)
+        with torch.no_grad():
+            for t in TIMESTEPS:
+                expert = experts["high"] if t >= 875 else experts["low"]
+                out = expert(hidden_states=latents, timestep=torch.tensor([t]), encoder_hidden_states=text,
+                             return_dict=False)[0]
+                latents = latents - 0.2 * out
+
+    calibrators = {name: Calibrator(m, mass=0.9, block=64) for name, m in experts.items()}
+    try:
+        for prompt in (1, 2):
+            generation(prompt)
+            for c in calibrators.values():
+                c.next_prompt()
+    finally:
+        for c in calibrators.values():
+            c.remove()
+    libraries = {}
+    for name, c in calibrators.items():
+        c.save(str(tmp_path / f"{name}.safetensors"), model="tiny-wan-2.2")
+        run_calibc("calibrate", "--merge", str(tmp_path / f"{name}.safetensors"), "-o", str(tmp_path / f"{name}.json"))
+        run_calibc("compile", str(tmp_path / f"{name}.json"), "-o", str(tmp_path / name), "--shared")
+        libraries[name] = str(tmp_path / name / "libcalibkernels.so")
+    assert json.loads((tmp_path / "high.json").read_text())["model_timesteps"] == [999.0]
+    assert json.loads((tmp_path / "low.json").read_text())["model_timesteps"] == [750.0, 500.0, 250.0]
+    sparse = {name: CalibAttention(m, libraries[name], compare=True) for name, m in experts.items()}
+    try:
+        generation(3)
+    finally:
+        for s in sparse.values():
+            s.remove()
+    assert all(s.fallbacks == 0 for s in sparse.values())
+    assert sorted(sparse["high"].errors) == [(0, layer) for layer in range(LAYERS)]
+    assert sorted(sparse["low"].errors) == [(s, layer) for s in range(3) for layer in range(LAYERS)]
+    assert all(0 < e < 0.3 for s in sparse.values() for e in s.errors.values())
