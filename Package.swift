@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "CalibSynth", dependencies: ["CalibIR", "CalibSafetensors", "CalibSupport", "CCalibrate"]),
         .executableTarget(
             name: "calibc",
-            dependencies: ["CalibDriver", "CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibPictures", "CalibSupport", "CalibSynth"]
+            dependencies: ["CalibDriver", "CalibIR", "CalibFrontend", "CalibPasses", "CalibCodegen", "CalibCalibrate", "CalibKernelSources", "CalibPictures", "CalibSupport", "CalibSynth"]
         ),
         .target(name: "CBench", cSettings: openMPC, linkerSettings: openMPLink),
         .executableTarget(

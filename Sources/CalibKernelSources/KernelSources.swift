@@ -22,6 +22,15 @@ public enum KernelSources {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// The ABI version a header of kernels/include defines as `macro` (0 when it cannot be read).
+    public static func abiVersion(header: String, macro: String) -> Int {
+        let prefix = "#define \(macro) "
+        for line in ((try? text("include/" + header)) ?? "").split(separator: "\n") where line.hasPrefix(prefix) {
+            return Int(line.dropFirst(prefix.count).prefix { $0.isNumber }) ?? 0
+        }
+        return 0
+    }
+
     /// The LLVM 14 paths of kernels/llvm.mk (`NAME = value` lines), by name.
     public static let llvm: [String: String] = {
         var settings: [String: String] = [:]

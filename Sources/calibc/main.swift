@@ -6,13 +6,15 @@ import CalibCodegen
 import CalibDriver
 import CalibFrontend
 import CalibIR
+import CalibKernelSources
 import CalibPasses
 import CalibPictures
 import CalibSupport
 import CalibSynth
 import Foundation
 
-let version = "calibc 0.3.0 (kernel C ABI 2)"
+let version = "calibc 0.4.0 (kernel C ABI \(KernelSources.abiVersion(header: "calib_kernels.h", macro: "CALIB_ABI_VERSION")), "
+    + "CUDA ABI \(KernelSources.abiVersion(header: "calib_cuda.h", macro: "CALIB_CUDA_ABI_VERSION")))"
 
 func seconds(_ s: Double) -> String {
     s < 1 ? String(format: "%.1f ms", s * 1000) : String(format: "%.2f s", s)

@@ -214,3 +214,10 @@ def test_cuda_functions_match_the_cuda_header():
             assert restype._type_ is _abi.Info, name
         else:
             assert restype is ctype_of(ret), name
+
+
+def test_calibc_version_names_the_headers_abi_versions():
+    from conftest import run_calibc
+
+    cuda_version = parse_header(os.path.join(INCLUDE, "calib_cuda.h"), "CALIB_CUDA_ABI_VERSION")[0]
+    assert f"(kernel C ABI {HEADER_ABI[0]}, CUDA ABI {cuda_version})" in run_calibc("--version")
