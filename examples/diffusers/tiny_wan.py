@@ -65,3 +65,28 @@ def denoise(model, prompt, steps=STEPS, latent=LATENT, guidance=None):
                     model(hidden_states=latents, timestep=t, encoder_hidden_states=empty, return_dict=False)
             latents = latents - 0.2 * out
     return out
+
+
+class TinyWanPipeline:
+    """What calibc.pipeline needs of a diffusers pipeline, on the tiny Wan: `transformer` and a call
+    with prompt and num_inference_steps (timesteps 999 down in equal strides, guidance as a
+    second call per step); the prompt's text picks its noise and text embedding. `calls` counts
+    transformer calls."""
+
+    def __init__(self, transformer):
+        self.transformer, self.calls = transformer, 0
+
+    def __call__(self, prompt, num_inference_steps=STEPS, guidance_scale=5.0):
+        seed = sum(prompt.encode()) % 1000
+        g = torch.Generator().manual_seed(seed)
+        latents = torch.randn(LATENT, generator=g)
+        text = torch.randn(LATENT[0], 16, 32, generator=g)
+        with torch.no_grad():
+            for step in range(num_inference_steps):
+                t = torch.tensor([999 - step * 999 // num_inference_steps] * LATENT[0])
+                cond = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+                uncond = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=torch.zeros_like(text),
+                                          return_dict=False)[0]
+                self.calls += 2
+                latents = latents - 0.2 * (uncond + guidance_scale * (cond - uncond)) / guidance_scale
+        return latents

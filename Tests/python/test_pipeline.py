@@ -1,0 +1,77 @@
+"""calibc.pipeline on the tiny Wan's pipeline stand-in: calibrate on prompts into an artifact
+(resuming, in shards), enable and disable, and the checks made before any generation."""
+
+import json
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from calibc import pipeline
+from conftest import CALIBC
+from tiny_wan import LAYERS, TinyWanPipeline, tiny_wan
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TinyWanPipeline(tiny_wan())
+
+
+def test_calibrate_resume_enable_disable(pipe, tmp_path):
+    prompts = ["a red fox", "waves at dusk", "a city at night"]
+    out = str(tmp_path / "artifact")
+    settings = dict(steps=4, mass=0.9, sample_rows=1, block=64, targets=("cpu",), calibc=CALIBC, log=lambda _: None)
+    assert pipeline.calibrate(pipe, prompts, out, shard=(1, 2), **settings) is None, "the other shard is missing"
+    pipe.calls = 0
+    manifest = pipeline.calibrate(pipe, prompts, out, shard=(0, 2), **settings)
+    assert pipe.calls == 2 * 2 * 4, "prompts 0 and 2 only: prompt 1's states were kept"
+    entry = manifest["transformers"]["transformer"]
+    assert entry == {"class": "WanTransformer3DModel", "layers": LAYERS, "heads": 4, "head_dim": 64,
+                     "masks": "transformer/masks.json", "libraries": {"cpu": "transformer/cpu/libcalibkernels.so"}}
+    assert manifest["prompts"] == 3 and manifest["steps"] == 4 and "calibc" in manifest["versions"]
+    masks = json.loads((tmp_path / "artifact" / "transformer" / "masks.json").read_text())
+    assert masks["model_timesteps"] == [999.0, 750.0, 500.0, 250.0]
+    again = (tmp_path / "artifact" / "transformer" / "masks.json").read_bytes()
+    pipe.calls = 0
+    pipeline.calibrate(pipe, prompts, out, **settings)
+    assert pipe.calls == 0 and (tmp_path / "artifact" / "transformer" / "masks.json").read_bytes() == again
+
+    dense = pipe("a new prompt", num_inference_steps=6)
+    processors = pipeline.enable(pipe, out)
+    sparse = pipe("a new prompt", num_inference_steps=6)  # 6 steps against 4 calibrated: the nearest
+    assert processors["transformer"].calls == 2 * 6 * LAYERS and processors["transformer"].fallbacks == 0
+    assert not torch.equal(sparse, dense)
+    pipeline.disable(pipe)
+    assert torch.equal(pipe("a new prompt", num_inference_steps=6), dense), "disable put the model back"
+
+
+def test_what_cannot_work_is_said_before_generating(pipe, tmp_path, monkeypatch):
+    pipe.calls = 0
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(pipeline.PipelineError, match="nvcc not found"):
+        pipeline.calibrate(pipe, ["p"], str(tmp_path / "a"), targets=("cuda",), calibc=CALIBC)
+    with pytest.raises(pipeline.PipelineError, match="calibc not found"):
+        pipeline.calibrate(pipe, ["p"], str(tmp_path / "a"), targets=("cpu",), calibc=str(tmp_path / "none"))
+    from calibc.diffusers import ModelError
+
+    with pytest.raises(ModelError, match="Linear: not a transformer calibc knows"):
+        pipeline.calibrate(TinyWanPipeline(torch.nn.Linear(2, 2)), ["p"], str(tmp_path / "b"), targets=("cpu",),
+                           calibc=CALIBC)
+    assert pipe.calls == 0
+    with pytest.raises(pipeline.PipelineError, match="not a calibc pipeline artifact"):
+        pipeline.enable(pipe, str(tmp_path / "nothing"))
+
+
+def test_the_command_checks_its_tools_before_loading_a_model(tmp_path, monkeypatch, capsys):
+    (tmp_path / "prompts.txt").write_text("a red fox\n\nwaves at dusk\n")
+    monkeypatch.delenv("CALIBC", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    status = pipeline.main(["calibrate", "--model", str(tmp_path / "no-model"), "--prompts", str(tmp_path / "prompts.txt"),
+                            "-o", str(tmp_path / "out")])
+    assert status == 1 and "calibc not found" in capsys.readouterr().err
+    monkeypatch.setenv("CALIBC", CALIBC)
+    status = pipeline.main(["calibrate", "--model", str(tmp_path / "no-model"), "--prompts", str(tmp_path / "prompts.txt"),
+                            "-o", str(tmp_path / "out")])
+    assert status == 1 and "nvcc not found" in capsys.readouterr().err

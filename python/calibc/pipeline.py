@@ -1,0 +1,262 @@
+"""From a diffusers pipeline to a faster one (docs/python.md, "Pipelines").
+
+    python -m calibc.pipeline calibrate --model DIR --prompts prompts.txt --steps 50 -o artifact
+    python -m calibc.pipeline calibrate ... --shard 0/4        # a quarter of the prompts (another GPU)
+
+    pipe = DiffusionPipeline.from_pretrained(DIR, torch_dtype=torch.bfloat16).to("cuda")
+    calibc.pipeline.enable(pipe, "artifact")                   # every transformer's processor
+    pipe(prompt, num_inference_steps=50)                       # any step count: plans by timestep
+    calibc.pipeline.disable(pipe)
+
+`calibrate` runs the GPU Calibrator on each of the pipeline's transformers (`transformer`, and
+Wan 2.2's `transformer_2`) while the pipeline generates each prompt as the user would, and keeps
+one calibration state per prompt and transformer (artifact/states/): an interrupted run resumes
+where it stopped, and several machines can each take a shard of the prompts into one folder.
+Once every prompt has its states it merges them (`calibc calibrate --merge`), compiles for each
+target (`calibc compile --shared`: the GPU's sm_90a kernels, and the CPU's if asked) and writes
+artifact/manifest.json: the pipeline, its transformers' shapes, the settings and the versions.
+A missing calibc or nvcc, or a transformer calibc does not know, is said before any generation.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from .errors import ArgumentError
+
+__all__ = ["PipelineError", "calibrate", "disable", "enable"]
+
+FORMAT = "calibc-pipeline/1"
+TRANSFORMERS = ("transformer", "transformer_2")  # the pipeline attributes that may hold one
+LIBRARIES = {"cpu": "libcalibkernels.so", "cuda": "libcalibcuda.so"}
+
+
+class PipelineError(ArgumentError):
+    """What stops calibrating or enabling a pipeline, said before any GPU time is spent."""
+
+
+def transformers_of(pipe):
+    """{attribute: transformer} of the pipeline's transformers, each one calibc reaches."""
+    from .diffusers.models import model_of
+
+    found = {name: getattr(pipe, name) for name in TRANSFORMERS if getattr(pipe, name, None) is not None}
+    if not found:
+        raise PipelineError(f"{type(pipe).__name__} has no transformer (looked for {', '.join(TRANSFORMERS)})")
+    for t in found.values():
+        model_of(t)  # raises ModelError naming it
+    return found
+
+
+def _tool(calibc):
+    path = calibc or os.environ.get("CALIBC") or shutil.which("calibc")
+    if not path or not os.access(path, os.X_OK):
+        raise PipelineError("calibc not found: put it on PATH (`make install PREFIX=~/.local`) or set CALIBC")
+    return path
+
+
+def _preflight(calibc, targets):
+    """The tools calibrating for `targets` needs, checked before any model is loaded; calibc's path."""
+    tool = _tool(calibc)
+    for target in targets:
+        if target not in LIBRARIES:
+            raise PipelineError(f"unknown target {target!r} (cpu or cuda)")
+    if "cuda" in targets and not shutil.which(os.environ.get("NVCC", "nvcc")):
+        raise PipelineError("nvcc not found: the cuda target compiles with it (pip install nvidia-cuda-nvcc, or "
+                            "calibrate with targets=('cpu',) and compile on a machine with nvcc)")
+    return tool
+
+
+def _run(tool, *args):
+    done = subprocess.run([tool, *map(str, args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PipelineError(f"calibc {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _shard(text):
+    index, _, count = text.partition("/")
+    i, n = int(index), int(count)
+    if not 0 <= i < n:
+        raise PipelineError(f"--shard {text}: expected i/n with 0 <= i < n")
+    return i, n
+
+
+def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedule=None, sample_rows=8, block=128,
+              targets=("cuda",), shard=(0, 1), calibc=None, log=print):
+    """Calibrates `pipe` on `prompts` (generating each with num_inference_steps=`steps` and the
+    keyword arguments `generate`), into the artifact folder `out`; returns its manifest, or None
+    while prompts of other shards have no states yet."""
+    from .diffusers import Calibrator
+
+    tool = _preflight(calibc, targets)
+    transformers = transformers_of(pipe)
+    if not prompts:
+        raise PipelineError("no prompts")
+    generate = dict(generate or {})
+    states = {name: os.path.join(out, "states", name) for name in transformers}
+    for d in states.values():
+        os.makedirs(d, exist_ok=True)
+
+    def state(name, i):
+        return os.path.join(states[name], f"prompt{i:05d}.safetensors")
+
+    mine = [i for i in range(len(prompts)) if i % shard[1] == shard[0]]
+    todo = [i for i in mine if not all(os.path.exists(state(name, i)) for name in transformers)]
+    log(f"calibrating {len(todo)} of {len(mine)} prompts ({len(mine) - len(todo)} done before)")
+    start = time.perf_counter()
+    for n, i in enumerate(todo):
+        calibrators = {name: Calibrator(t, mass=mass, schedule=schedule, block=block, sample_rows=sample_rows)
+                       for name, t in transformers.items()}
+        try:
+            pipe(prompt=prompts[i], num_inference_steps=steps, **generate)
+            for name, c in calibrators.items():
+                if c.shape is None:
+                    raise PipelineError(f"{name} was never called while generating prompt {i}: no state to write")
+                c.next_prompt()
+                partial = state(name, i) + ".partial"
+                c.save(partial, model=type(transformers[name]).__name__)
+                os.replace(partial, state(name, i))  # a killed run leaves no half state behind
+        finally:
+            for c in calibrators.values():
+                c.remove()
+        elapsed = time.perf_counter() - start
+        log(f"prompt {n + 1}/{len(todo)} ({i}): {elapsed / (n + 1):.1f} s a prompt, "
+            f"{elapsed / (n + 1) * (len(todo) - n - 1):.0f} s to go")
+    missing = [i for i in range(len(prompts)) if not all(os.path.exists(state(name, i)) for name in transformers)]
+    if missing:
+        log(f"{len(missing)} prompts have no states yet (other shards): merge once they do")
+        return None
+    manifest = {"format": FORMAT, "pipeline": type(pipe).__name__, "prompts": len(prompts), "steps": steps,
+                "generate": {k: v for k, v in generate.items() if isinstance(v, (int, float, str, bool))},
+                "selection": {"mass": mass, "schedule": schedule, "sample_rows": sample_rows, "block": block},
+                "transformers": {}, "versions": _versions(tool)}
+    for name, t in transformers.items():
+        masks = os.path.join(out, name, "masks.json")
+        os.makedirs(os.path.dirname(masks), exist_ok=True)
+        _run(tool, "calibrate", "--merge", *(state(name, i) for i in range(len(prompts))), "-o", masks)
+        libraries = {}
+        for target in targets:
+            _run(tool, "compile", masks, "-o", os.path.join(out, name, target), "--target", target, "--shared", "--force")
+            libraries[target] = os.path.join(name, target, LIBRARIES[target])
+        heads, head_dim = _attention_shape(t)
+        manifest["transformers"][name] = {"class": type(t).__name__, "layers": len(_blocks(t)), "heads": heads,
+                                          "head_dim": head_dim, "masks": os.path.join(name, "masks.json"),
+                                          "libraries": libraries}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    log(f"wrote {out}: {', '.join(manifest['transformers'])} for {', '.join(targets)}")
+    return manifest
+
+
+def _blocks(transformer):
+    from .diffusers.models import model_of
+
+    return getattr(transformer, model_of(transformer).blocks)
+
+
+def _attention_shape(transformer):
+    attn = _blocks(transformer)[0].attn1
+    return attn.heads, attn.inner_dim // attn.heads
+
+
+def _versions(tool):
+    import torch
+
+    versions = {"calibc": _run(tool, "--version").strip(), "torch": torch.__version__}
+    try:
+        import diffusers
+        versions["diffusers"] = diffusers.__version__
+    except ModuleNotFoundError:
+        pass
+    return versions
+
+
+def enable(pipe, artifact):
+    """Installs the artifact's kernels on each of the pipeline's transformers it was calibrated
+    for, after checking each matches (class, layers, heads, head_dim); returns the processors.
+    `disable(pipe)` undoes it."""
+    from .diffusers import CalibAttention
+
+    path = os.path.join(artifact, "manifest.json")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"{path}: not a calibc pipeline artifact ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise PipelineError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    disable(pipe)
+    processors = {}
+    try:
+        for name, entry in manifest["transformers"].items():
+            t = getattr(pipe, name, None)
+            if t is None:
+                raise PipelineError(f"{artifact} holds kernels for {name}, which {type(pipe).__name__} does not have")
+            have = {"class": type(t).__name__, "layers": len(_blocks(t))}
+            have["heads"], have["head_dim"] = _attention_shape(t)
+            wanted = {k: entry[k] for k in have}
+            if have != wanted:
+                raise PipelineError(f"{artifact} was calibrated for a {name} of {wanted}, the pipeline's is {have}")
+            libraries = {target: os.path.join(artifact, p) for target, p in entry["libraries"].items()}
+            processors[name] = CalibAttention(t, libraries.get("cpu"), cuda_library=libraries.get("cuda"))
+    except BaseException:
+        for p in processors.values():
+            p.remove()
+        raise
+    pipe._calibc_processors = processors
+    return processors
+
+
+def disable(pipe):
+    """Removes what `enable` installed (nothing when it installed nothing)."""
+    for p in getattr(pipe, "_calibc_processors", {}).values():
+        p.remove()
+    pipe._calibc_processors = {}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m calibc.pipeline", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("calibrate", help="calibrate a diffusers pipeline on prompts into an artifact folder")
+    c.add_argument("--model", required=True, help="a diffusers pipeline directory (or hub name)")
+    c.add_argument("--prompts", required=True, help="a text file, one prompt a line")
+    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--guidance", type=float, help="guidance_scale, as you generate")
+    c.add_argument("--height", type=int)
+    c.add_argument("--width", type=int)
+    c.add_argument("--frames", type=int, help="num_frames")
+    c.add_argument("--mass", type=float, default=0.95)
+    c.add_argument("--sample-rows", type=int, default=8)
+    c.add_argument("--block", type=int, default=128)
+    c.add_argument("--target", action="append", choices=sorted(LIBRARIES), help="cuda (default), cpu; repeatable")
+    c.add_argument("--shard", default="0/1", help="i/n: the prompts with index % n == i")
+    c.add_argument("--dtype", default="bfloat16")
+    c.add_argument("--device", default="cuda")
+    c.add_argument("-o", required=True, help="the artifact folder")
+    a = ap.parse_args(argv)
+    try:
+        with open(a.prompts) as f:
+            prompts = [line.strip() for line in f if line.strip()]
+        targets = tuple(a.target or ["cuda"])
+        _preflight(None, targets)  # before loading a model: the checks that cost nothing
+        import torch
+        from diffusers import DiffusionPipeline
+
+        pipe = DiffusionPipeline.from_pretrained(a.model, torch_dtype=getattr(torch, a.dtype)).to(a.device)
+        generate = {k: v for k, v in (("guidance_scale", a.guidance), ("height", a.height), ("width", a.width),
+                                      ("num_frames", a.frames)) if v is not None}
+        calibrate(pipe, prompts, a.o, steps=a.steps, generate=generate, mass=a.mass, sample_rows=a.sample_rows,
+                  block=a.block, targets=targets, shard=_shard(a.shard))
+    except (ArgumentError, OSError) as e:
+        print(f"calibc.pipeline: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
