@@ -405,3 +405,23 @@ def test_wan22_experts_each_calibrate_and_run_their_own_steps(model, tmp_path):
     assert sorted(sparse["high"].errors) == [(0, layer) for layer in range(LAYERS)]
     assert sorted(sparse["low"].errors) == [(s, layer) for s in range(3) for layer in range(LAYERS)]
     assert all(0 < e < 0.3 for s in sparse.values() for e in s.errors.values())
+
+
+def test_a_processor_calibc_cannot_step_into_is_refused(model, tmp_path):
+    """A custom processor on a self-attention need not call the function calibc steps into: refused,
+    naming it, rather than running dense unnoticed."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    from calibc.diffusers import ModelError
+
+    library = compile_masks(tmp_path, list(range(STEPS)))
+    original = model.blocks[1].attn1.processor
+    model.blocks[1].attn1.set_processor(AttnProcessor2_0())
+    try:
+        with pytest.raises(ModelError, match=r"blocks\[1\]\.attn1 runs AttnProcessor2_0, not the model's own WanAttnProcessor"):
+            CalibAttention(model, library)
+    finally:
+        model.blocks[1].attn1.set_processor(original)
+    sparse = CalibAttention(model, library)
+    recorder = Recorder(model, str(tmp_path / "r.safetensors"))  # on top of another calibc wrapper: fine
+    recorder.remove()
+    sparse.remove()

@@ -18,7 +18,7 @@ import inspect
 
 import numpy as np
 
-from .models import CallArguments, grid_of, model_of
+from .models import CallArguments, ModelError, grid_of, model_of
 
 
 class Timesteps:
@@ -175,6 +175,15 @@ def wrap_self_attention(transformer, make_attend, layers=None):
     that undoes it. Raises ModelError for a transformer calibc does not know."""
     model = model_of(transformer)
     blocks = getattr(transformer, model.blocks)
+    for i, block in enumerate(blocks):
+        inner = block.attn1.processor
+        while isinstance(inner, Intercept):
+            inner = inner.inner
+        if type(inner).__name__ not in model.processors:
+            # Another processor need not call the function calibc steps into: calls would run
+            # without calibc and nothing would say so.
+            raise ModelError(f"{model.blocks}[{i}].attn1 runs {type(inner).__name__}, not the model's own "
+                             f"{model.processors[0]}, which calibc steps into; restore it (set_attn_processor) first")
     originals = {}
     _install(model.module)
     for i, block in enumerate(blocks):

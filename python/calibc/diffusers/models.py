@@ -25,13 +25,15 @@ class Model:
     module: str  # holds the dispatch_attention_fn the blocks' self-attention calls
     blocks: str  # the transformer's attribute listing its blocks; block.attn1 is self-attention
     grid_from: str  # "latents": (B, C, F, H, W) latents patchified by config.patch_size; "arguments": num_frames, height, width
+    processors: tuple  # the model's own attention processors (class names), the ones that call `module`'s function
 
 
 MODELS = {
     "WanTransformer3DModel": Model("WanTransformer3DModel", "diffusers.models.transformers.transformer_wan", "blocks",
-                                   "latents"),
+                                   "latents", ("WanAttnProcessor", "WanAttnProcessor2_0")),
     "LTXVideoTransformer3DModel": Model("LTXVideoTransformer3DModel", "diffusers.models.transformers.transformer_ltx",
-                                        "transformer_blocks", "arguments"),
+                                        "transformer_blocks", "arguments",
+                                        ("LTXVideoAttnProcessor", "LTXVideoAttentionProcessor2_0")),
 }
 
 # Models whose self-attention is joint text–video attention, which the kernels cannot take yet.
