@@ -75,3 +75,26 @@ def test_the_command_checks_its_tools_before_loading_a_model(tmp_path, monkeypat
     status = pipeline.main(["calibrate", "--model", str(tmp_path / "no-model"), "--prompts", str(tmp_path / "prompts.txt"),
                             "-o", str(tmp_path / "out")])
     assert status == 1 and "nvcc not found" in capsys.readouterr().err
+
+
+def test_evaluate_reports_dense_against_sparse_from_one_seed(pipe, tmp_path):
+    pytest.importorskip("torchmetrics")
+    out = str(tmp_path / "artifact")
+    pipeline.calibrate(pipe, ["a red fox", "waves at dusk"], out, steps=4, mass=0.9, sample_rows=1, block=64,
+                       targets=("cpu",), calibc=CALIBC, log=lambda _: None)
+    report = pipeline.evaluate(pipe, out, ["a <b>held-out</b> prompt"], str(tmp_path / "eval"), steps=4, seed=3,
+                               log=lambda _: None)
+    (entry,) = report["prompts"]
+    assert len(entry["drift"]) == 4 and entry["drift"][0] > 0, "the masks change every step's latents"
+    assert 0 < entry["latents_rel_l2"] < 1 and entry["latents_psnr"] > 10
+    # The stand-in's frames are a sigmoid of the latents: close, but not equal (equal frames give inf).
+    assert 30 < entry["psnr"] < float("inf") and 0.9 < entry["ssim"] <= 1
+    assert entry["dense_s"] > 0 and entry["sparse_s"] > 0
+    page = (tmp_path / "eval" / "report.html").read_text()
+    assert "a &lt;b&gt;held-out&lt;/b&gt; prompt" in page and 'src="prompt0-middle.png"' in page
+    assert json.loads((tmp_path / "eval" / "report.json").read_text()) == json.loads(json.dumps(report))
+    assert getattr(pipe, "_calibc_processors") == {}, "evaluate leaves the pipeline dense"
+    # The same seed, dense: the same output as without calibc ever installed.
+    again = pipeline.evaluate(pipe, out, ["a <b>held-out</b> prompt"], str(tmp_path / "eval2"), steps=4, seed=3,
+                              log=lambda _: None)
+    assert again["prompts"][0]["psnr"] == entry["psnr"]

@@ -70,17 +70,19 @@ def denoise(model, prompt, steps=STEPS, latent=LATENT, guidance=None):
 class TinyWanPipeline:
     """What calibc.pipeline needs of a diffusers pipeline, on the tiny Wan: `transformer` and a call
     with prompt and num_inference_steps (timesteps 999 down in equal strides, guidance as a
-    second call per step); the prompt's text picks its noise and text embedding. `calls` counts
-    transformer calls."""
+    second call per step), a generator for the noise (else the prompt's text picks it),
+    `callback_on_step_end` as diffusers pipelines call it, and output_type "np" giving `frames`
+    (the latents' first three channels through a sigmoid, as (F, H, W, 3) in [0, 1]) where
+    "latent" gives the latents. `calls` counts transformer calls."""
 
     def __init__(self, transformer):
         self.transformer, self.calls = transformer, 0
 
-    def __call__(self, prompt, num_inference_steps=STEPS, guidance_scale=5.0):
-        seed = sum(prompt.encode()) % 1000
-        g = torch.Generator().manual_seed(seed)
+    def __call__(self, prompt, num_inference_steps=STEPS, guidance_scale=5.0, generator=None, output_type="latent",
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",)):
+        g = generator or torch.Generator().manual_seed(sum(prompt.encode()) % 1000)
         latents = torch.randn(LATENT, generator=g)
-        text = torch.randn(LATENT[0], 16, 32, generator=g)
+        text = torch.randn(LATENT[0], 16, 32, generator=torch.Generator().manual_seed(sum(prompt.encode())))
         with torch.no_grad():
             for step in range(num_inference_steps):
                 t = torch.tensor([999 - step * 999 // num_inference_steps] * LATENT[0])
@@ -89,4 +91,13 @@ class TinyWanPipeline:
                                           return_dict=False)[0]
                 self.calls += 2
                 latents = latents - 0.2 * (uncond + guidance_scale * (cond - uncond)) / guidance_scale
+                if callback_on_step_end is not None:
+                    latents = callback_on_step_end(self, step, t, {"latents": latents})["latents"]
+        if output_type == "np":
+            return _Frames([torch.sigmoid(latents[0, :3]).permute(1, 2, 3, 0).numpy()])
         return latents
+
+
+class _Frames:
+    def __init__(self, frames):
+        self.frames = frames

@@ -28,7 +28,7 @@ import time
 
 from .errors import ArgumentError
 
-__all__ = ["PipelineError", "calibrate", "disable", "enable"]
+__all__ = ["PipelineError", "calibrate", "disable", "enable", "evaluate"]
 
 FORMAT = "calibc-pipeline/1"
 TRANSFORMERS = ("transformer", "transformer_2")  # the pipeline attributes that may hold one
@@ -219,6 +219,113 @@ def disable(pipe):
     pipe._calibc_processors = {}
 
 
+def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, log=print):
+    """Generates each prompt twice from the same seed, with dense attention and with the
+    artifact's kernels, and reports per prompt: the wall time of each, PSNR and SSIM of the
+    decoded frames (torchmetrics, over every frame; where the pipeline gives frames with
+    output_type="np"), relative L2 and PSNR of the final latents, and the latents' relative drift
+    after every step. Writes out/report.json and out/report.html (first, middle and last frames
+    side by side); returns the report."""
+    import inspect
+
+    import torch
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    accepts = set(inspect.signature(pipe.__call__).parameters)
+    if "callback_on_step_end" not in accepts:
+        raise PipelineError(f"{type(pipe).__name__} takes no callback_on_step_end: the drift per step cannot be read")
+    os.makedirs(out, exist_ok=True)
+    device = next(iter(transformers_of(pipe).values())).device
+    generate = dict(generate or {})
+    if "output_type" in accepts:
+        generate["output_type"] = "np"
+
+    def run(prompt):
+        latents = []
+
+        def step_end(pipeline, i, t, tensors):
+            latents.append(tensors["latents"].detach().float().cpu())
+            return tensors
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        synchronize()
+        start = time.perf_counter()
+        result = pipe(prompt=prompt, num_inference_steps=steps, generator=generator, callback_on_step_end=step_end,
+                      callback_on_step_end_tensor_inputs=["latents"], **generate)
+        synchronize()
+        frames = getattr(result, "frames", None)
+        frames = None if frames is None else torch.as_tensor(frames[0]).float()  # (F, H, W, 3) in [0, 1]
+        return time.perf_counter() - start, latents, frames
+
+    def relative(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    report = {"artifact": os.path.abspath(artifact), "steps": steps, "seed": seed, "prompts": []}
+    for n, prompt in enumerate(prompts):
+        disable(pipe)
+        dense_s, dense_lat, dense_frames = run(prompt)
+        enable(pipe, artifact)
+        try:
+            sparse_s, sparse_lat, sparse_frames = run(prompt)
+        finally:
+            disable(pipe)
+        final_d, final_s = dense_lat[-1], sparse_lat[-1]
+        entry = {"prompt": prompt, "dense_s": dense_s, "sparse_s": sparse_s, "speedup": dense_s / sparse_s,
+                 "latents_rel_l2": relative(final_s, final_d),
+                 "latents_psnr": peak_signal_noise_ratio(final_s, final_d, data_range=(final_d.max() - final_d.min()).item()).item(),
+                 "drift": [relative(s, d) for s, d in zip(sparse_lat, dense_lat)]}
+        if dense_frames is not None:
+            d, s = (f.permute(0, 3, 1, 2).clamp(0, 1) for f in (dense_frames, sparse_frames))
+            entry["psnr"] = peak_signal_noise_ratio(s, d, data_range=1.0).item()
+            entry["ssim"] = structural_similarity_index_measure(s, d, data_range=1.0).item()
+            entry["images"] = _pictures(out, n, dense_frames, sparse_frames)
+        report["prompts"].append(entry)
+        log(f"prompt {n + 1}/{len(prompts)}: {dense_s:.1f} s dense, {sparse_s:.1f} s sparse"
+            + (f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}" if "psnr" in entry else "")
+            + f", final latents relative L2 {entry['latents_rel_l2']:.2e}")
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    _write_html(os.path.join(out, "report.html"), report)
+    return report
+
+
+def _pictures(out, n, dense, sparse):
+    """The first, middle and last frame of each, side by side, as PNG files; their names."""
+    import torch
+    from PIL import Image
+
+    names = []
+    for which, i in (("first", 0), ("middle", dense.shape[0] // 2), ("last", dense.shape[0] - 1)):
+        pair = torch.cat([dense[i], torch.ones(dense.shape[1], 4, 3), sparse[i]], dim=1)  # a white gap between
+        name = f"prompt{n}-{which}.png"
+        Image.fromarray((pair.clamp(0, 1) * 255).round().byte().numpy()).save(os.path.join(out, name))
+        names.append(name)
+    return names
+
+
+def _write_html(path, report):
+    from html import escape
+
+    rows = []
+    for e in report["prompts"]:
+        quality = (f"<td>{e['psnr']:.2f}</td><td>{e['ssim']:.4f}</td>" if "psnr" in e else "<td>—</td><td>—</td>")
+        images = "".join(f'<img src="{escape(name)}" title="{escape(name)}: dense | calibc">' for name in e.get("images", []))
+        drift = ", ".join(f"{d:.1e}" for d in e["drift"])
+        rows.append(f"<tr><td>{escape(e['prompt'])}</td><td>{e['dense_s']:.2f}</td><td>{e['sparse_s']:.2f}</td>"
+                    f"<td>{e['speedup']:.2f}×</td>{quality}<td>{e['latents_rel_l2']:.2e}</td>"
+                    f"<td class=d>{drift}</td></tr><tr><td colspan=8>{images}</td></tr>")
+    with open(path, "w") as f:
+        f.write("<!doctype html><meta charset=utf-8><title>calibc: dense against sparse</title>"
+                "<style>body{font:14px sans-serif}td{padding:2px 8px;vertical-align:top}.d{font-size:11px}"
+                "img{height:180px;margin-right:8px}</style>"
+                f"<h1>Dense attention against calibc</h1><p>{escape(report['artifact'])}: {report['steps']} steps, "
+                f"seed {report['seed']}; frames are dense | calibc.</p><table><tr><th>prompt</th><th>dense s</th>"
+                "<th>calibc s</th><th>speedup</th><th>PSNR dB</th><th>SSIM</th><th>latents rel. L2</th>"
+                "<th>latent drift per step</th></tr>" + "".join(rows) + "</table>\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m calibc.pipeline", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -238,20 +345,40 @@ def main(argv=None):
     c.add_argument("--dtype", default="bfloat16")
     c.add_argument("--device", default="cuda")
     c.add_argument("-o", required=True, help="the artifact folder")
+    e = sub.add_parser("evaluate", help="generate held-out prompts dense and sparse from one seed; report quality")
+    e.add_argument("--model", required=True)
+    e.add_argument("--artifact", required=True, help="what calibrate wrote")
+    e.add_argument("--prompts", required=True, help="held-out prompts, one a line")
+    e.add_argument("--steps", type=int, default=50)
+    e.add_argument("--guidance", type=float)
+    e.add_argument("--height", type=int)
+    e.add_argument("--width", type=int)
+    e.add_argument("--frames", type=int, help="num_frames")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--dtype", default="bfloat16")
+    e.add_argument("--device", default="cuda")
+    e.add_argument("-o", required=True, help="the report folder (report.html, report.json, frames)")
     a = ap.parse_args(argv)
     try:
         with open(a.prompts) as f:
             prompts = [line.strip() for line in f if line.strip()]
-        targets = tuple(a.target or ["cuda"])
-        _preflight(None, targets)  # before loading a model: the checks that cost nothing
+        if a.command == "calibrate":
+            targets = tuple(a.target or ["cuda"])
+            _preflight(None, targets)  # before loading a model: the checks that cost nothing
+        else:
+            with open(os.path.join(a.artifact, "manifest.json")):
+                pass
         import torch
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(a.model, torch_dtype=getattr(torch, a.dtype)).to(a.device)
         generate = {k: v for k, v in (("guidance_scale", a.guidance), ("height", a.height), ("width", a.width),
                                       ("num_frames", a.frames)) if v is not None}
-        calibrate(pipe, prompts, a.o, steps=a.steps, generate=generate, mass=a.mass, sample_rows=a.sample_rows,
-                  block=a.block, targets=targets, shard=_shard(a.shard))
+        if a.command == "calibrate":
+            calibrate(pipe, prompts, a.o, steps=a.steps, generate=generate, mass=a.mass, sample_rows=a.sample_rows,
+                      block=a.block, targets=targets, shard=_shard(a.shard))
+        else:
+            evaluate(pipe, a.artifact, prompts, a.o, steps=a.steps, generate=generate, seed=a.seed)
     except (ArgumentError, OSError) as e:
         print(f"calibc.pipeline: {e}", file=sys.stderr)
         return 1
