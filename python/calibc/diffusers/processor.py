@@ -1,9 +1,10 @@
-"""Calibrated sparse self-attention for diffusers' WanTransformer3DModel, on CPU and CUDA.
+"""Calibrated sparse self-attention for diffusers' video transformers (models.py), on CPU and CUDA.
 
     from calibc.diffusers import CalibAttention
     sparse = CalibAttention(pipe.transformer, "kernels/libcalibkernels.so")
     sparse = CalibAttention(pipe.transformer, cuda_library="kernels-gpu/libcalibcuda.so")   # GPU
-    pipe(...)            # blocks[i].attn1 runs the compiled plans of (step, layer) in one layer call
+    sparse = CalibAttention(pipe.transformer, cuda_library="artifact/")   # several token grids
+    pipe(...)            # each block's attn1 runs the compiled plans of (step, layer) in one layer call
     sparse.remove()
 
 Steps: each call runs the step whose model timestep (masks.json's model_timesteps, recorded by
@@ -34,8 +35,8 @@ Context parallelism: under `transformer.enable_parallelism(config=ContextParalle
 ulysses_degree=W))` (before or after this processor is installed) each rank holds S/W tokens of
 every head; diffusers' own Ulysses all-to-all gives this rank all S tokens of heads
 r·H/W … (r+1)·H/W − 1 (r: its rank in the Ulysses mesh), which run with the plans of those
-global head indices (`calib_attention_heads` or `calib_cuda_attention_heads`, one call), and the
-all-to-all back returns the rank's tokens of every head.
+global head indices (one `attention_at` call with the rank's first head), and the all-to-all
+back returns the rank's tokens of every head.
 """
 
 import itertools
