@@ -90,6 +90,8 @@ def test_evaluate_reports_dense_against_sparse_from_one_seed(pipe, tmp_path):
     # The stand-in's frames are a sigmoid of the latents: close, but not equal (equal frames give inf).
     assert 30 < entry["psnr"] < float("inf") and 0.9 < entry["ssim"] <= 1
     assert entry["dense_s"] > 0 and entry["sparse_s"] > 0
+    errors = entry["attention_error_per_layer"]["transformer"]
+    assert len(errors) == LAYERS and all(0 < e < 0.5 for e in errors)
     page = (tmp_path / "eval" / "report.html").read_text()
     assert "a &lt;b&gt;held-out&lt;/b&gt; prompt" in page and 'src="prompt0-middle.png"' in page
     assert json.loads((tmp_path / "eval" / "report.json").read_text()) == json.loads(json.dumps(report))

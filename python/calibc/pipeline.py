@@ -176,9 +176,10 @@ def _versions(tool):
     return versions
 
 
-def enable(pipe, artifact):
+def enable(pipe, artifact, compare=False):
     """Installs the artifact's kernels on each of the pipeline's transformers it was calibrated
-    for, after checking each matches (class, layers, heads, head_dim); returns the processors.
+    for, after checking each matches (class, layers, heads, head_dim); returns the processors
+    (`compare`: the processor's, each sparse call also run dense and its error kept).
     `disable(pipe)` undoes it."""
     from .diffusers import CalibAttention
 
@@ -203,7 +204,7 @@ def enable(pipe, artifact):
             if have != wanted:
                 raise PipelineError(f"{artifact} was calibrated for a {name} of {wanted}, the pipeline's is {have}")
             libraries = {target: os.path.join(artifact, p) for target, p in entry["libraries"].items()}
-            processors[name] = CalibAttention(t, libraries.get("cpu"), cuda_library=libraries.get("cuda"))
+            processors[name] = CalibAttention(t, libraries.get("cpu"), cuda_library=libraries.get("cuda"), compare=compare)
     except BaseException:
         for p in processors.values():
             p.remove()
@@ -219,13 +220,15 @@ def disable(pipe):
     pipe._calibc_processors = {}
 
 
-def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, log=print):
+def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, attention_errors=True, log=print):
     """Generates each prompt twice from the same seed, with dense attention and with the
     artifact's kernels, and reports per prompt: the wall time of each, PSNR and SSIM of the
     decoded frames (torchmetrics, over every frame; where the pipeline gives frames with
     output_type="np"), relative L2 and PSNR of the final latents, and the latents' relative drift
-    after every step. Writes out/report.json and out/report.html (first, middle and last frames
-    side by side); returns the report."""
+    after every step; with `attention_errors`, a third generation runs every sparse call beside
+    the dense one (the processor's compare) for the relative error of each layer's attention
+    output, averaged over steps. Writes out/report.json and out/report.html (first,
+    middle and last frames side by side); returns the report."""
     import inspect
 
     import torch
@@ -270,11 +273,25 @@ def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, l
             sparse_s, sparse_lat, sparse_frames = run(prompt)
         finally:
             disable(pipe)
+        layers = {}
+        if attention_errors:
+            processors = enable(pipe, artifact, compare=True)
+            try:
+                run(prompt)
+            finally:
+                disable(pipe)
+            for name, p in processors.items():
+                per_layer = {}
+                for (_, layer), error in p.errors.items():
+                    per_layer.setdefault(layer, []).append(error)
+                layers[name] = [sum(per_layer[l]) / len(per_layer[l]) for l in sorted(per_layer)]
         final_d, final_s = dense_lat[-1], sparse_lat[-1]
         entry = {"prompt": prompt, "dense_s": dense_s, "sparse_s": sparse_s, "speedup": dense_s / sparse_s,
                  "latents_rel_l2": relative(final_s, final_d),
                  "latents_psnr": peak_signal_noise_ratio(final_s, final_d, data_range=(final_d.max() - final_d.min()).item()).item(),
                  "drift": [relative(s, d) for s, d in zip(sparse_lat, dense_lat)]}
+        if layers:
+            entry["attention_error_per_layer"] = layers
         if dense_frames is not None:
             d, s = (f.permute(0, 3, 1, 2).clamp(0, 1) for f in (dense_frames, sparse_frames))
             entry["psnr"] = peak_signal_noise_ratio(s, d, data_range=1.0).item()
@@ -313,6 +330,8 @@ def _write_html(path, report):
         quality = (f"<td>{e['psnr']:.2f}</td><td>{e['ssim']:.4f}</td>" if "psnr" in e else "<td>—</td><td>—</td>")
         images = "".join(f'<img src="{escape(name)}" title="{escape(name)}: dense | calibc">' for name in e.get("images", []))
         drift = ", ".join(f"{d:.1e}" for d in e["drift"])
+        for name, errors in e.get("attention_error_per_layer", {}).items():
+            drift += f"<br>{escape(name)} attention error per layer: " + ", ".join(f"{x:.1e}" for x in errors)
         rows.append(f"<tr><td>{escape(e['prompt'])}</td><td>{e['dense_s']:.2f}</td><td>{e['sparse_s']:.2f}</td>"
                     f"<td>{e['speedup']:.2f}×</td>{quality}<td>{e['latents_rel_l2']:.2e}</td>"
                     f"<td class=d>{drift}</td></tr><tr><td colspan=8>{images}</td></tr>")
@@ -323,7 +342,7 @@ def _write_html(path, report):
                 f"<h1>Dense attention against calibc</h1><p>{escape(report['artifact'])}: {report['steps']} steps, "
                 f"seed {report['seed']}; frames are dense | calibc.</p><table><tr><th>prompt</th><th>dense s</th>"
                 "<th>calibc s</th><th>speedup</th><th>PSNR dB</th><th>SSIM</th><th>latents rel. L2</th>"
-                "<th>latent drift per step</th></tr>" + "".join(rows) + "</table>\n")
+                "<th>latent drift per step; attention error per layer</th></tr>" + "".join(rows) + "</table>\n")
 
 
 def main(argv=None):
@@ -355,6 +374,7 @@ def main(argv=None):
     e.add_argument("--width", type=int)
     e.add_argument("--frames", type=int, help="num_frames")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-attention-errors", action="store_true", help="skip the third generation (per-layer errors)")
     e.add_argument("--dtype", default="bfloat16")
     e.add_argument("--device", default="cuda")
     e.add_argument("-o", required=True, help="the report folder (report.html, report.json, frames)")
@@ -378,7 +398,8 @@ def main(argv=None):
             calibrate(pipe, prompts, a.o, steps=a.steps, generate=generate, mass=a.mass, sample_rows=a.sample_rows,
                       block=a.block, targets=targets, shard=_shard(a.shard))
         else:
-            evaluate(pipe, a.artifact, prompts, a.o, steps=a.steps, generate=generate, seed=a.seed)
+            evaluate(pipe, a.artifact, prompts, a.o, steps=a.steps, generate=generate, seed=a.seed,
+                     attention_errors=not a.no_attention_errors)
     except (ArgumentError, OSError) as e:
         print(f"calibc.pipeline: {e}", file=sys.stderr)
         return 1
