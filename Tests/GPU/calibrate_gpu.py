@@ -128,19 +128,26 @@ def layer():
               f"(the model's attention alone: {r['SDPA'] * calls / 3.6e6:.2f} h)")
 
 
-def model(out):
+# Wan 2.1 T2V transformer configs (heads, ffn_dim, layers) and their 81-frame latents: 1.3B at
+# 480p (32,760 tokens), 14B at 720p (75,600 tokens).
+SIZES = {"1.3b": (12, 8960, 30, (1, 16, 21, 60, 104)), "14b": (40, 13824, 40, (1, 16, 21, 90, 160))}
+
+
+def model(out, size="1.3b", settings="8,8cpu,1"):
+    """One denoising step with and without the Calibrator; `settings`: comma-separated sample
+    rows, each optionally followed by "cpu" (states kept in host memory)."""
     from diffusers import WanTransformer3DModel
 
     from calibc.diffusers import Calibrator
 
     torch.manual_seed(0)
-    # Wan 2.1 T2V 1.3B's transformer config; 480p, 81 frames → latents 16 × 21 × 60 × 104 → 32,760 tokens.
+    heads, ffn, layers, shape = SIZES[size]
     with torch.device("cuda"):
         transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-            text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
+            patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=128, in_channels=16, out_channels=16,
+            text_dim=4096, freq_dim=256, ffn_dim=ffn, num_layers=layers, cross_attn_norm=True,
             qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024).to(torch.bfloat16).eval()
-    latents = torch.randn(1, 16, 21, 60, 104, device="cuda", dtype=torch.bfloat16)
+    latents = torch.randn(*shape, device="cuda", dtype=torch.bfloat16)
     text = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
 
     def step(t=999):
@@ -151,9 +158,11 @@ def model(out):
     torch.cuda.reset_peak_memory_stats()
     plain = timed(step, reps=3)
     plain_peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"Wan 2.1 1.3B (random weights), 480p, 32,760 tokens, one denoising step (a transformer forward): {plain:.1f} ms, "
+    tokens = shape[2] * shape[3] // 2 * shape[4] // 2
+    print(f"Wan 2.1 {size} (random weights), {tokens} tokens, one denoising step (a transformer forward): {plain:.1f} ms, "
           f"peak {plain_peak:.1f} GiB")
-    for rows, state_device in ((8, None), (8, "cpu"), (1, None)):
+    for setting in settings.split(","):
+        rows, state_device = int(setting.removesuffix("cpu")), "cpu" if setting.endswith("cpu") else None
         calibrator = Calibrator(transformer, mass=0.95, block=128, sample_rows=rows, reuse_tolerance=0.02,
                                 state_device=state_device)
         try:
@@ -173,7 +182,7 @@ def model(out):
             where = "host" if state_device else "GPU"
             print(f"  with Calibrator, every {rows} row(s), states in {where} memory: {later:.1f} ms a step after the first prompt "
                   f"(+{later - plain:.1f} ms, {later / plain:.3f}×), peak {peak:.1f} GiB, "
-                  f"state {state_bytes / 1e6:.1f} MB for {len(calibrator.states)} (step, layer) × 12 heads")
+                  f"state {state_bytes / 1e6:.1f} MB for {len(calibrator.states)} (step, layer) × {heads} heads")
             if rows == 8 and state_device is None:
                 calibrator.save(os.path.join(out, "state.safetensors"), model="WanTransformer3DModel (random weights)")
         finally:
@@ -197,4 +206,4 @@ def profile():
 
 if __name__ == "__main__":
     what = sys.argv[1]
-    {"check": lambda: check(sys.argv[2]), "layer": layer, "model": lambda: model(sys.argv[2]), "profile": profile}[what]()
+    {"check": lambda: check(sys.argv[2]), "layer": layer, "model": lambda: model(*sys.argv[2:]), "profile": profile}[what]()
