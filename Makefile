@@ -122,7 +122,7 @@ sanitize: deps
 # diffusers from PyPI (redone when this Makefile changes). The tests rely on these versions. CALIBC_BIN is the calibc the Python tests
 # and examples compile masks with.
 .PHONY: wheel
-PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 numpy==2.4.6 pytest==9.2.0 setuptools==84.2.1 torchmetrics==1.9.0
+PY_DEPS = torch==2.13.0+cpu diffusers==0.42.1 numpy==2.4.6 pytest==9.2.0 setuptools==84.2.1 torchmetrics==1.9.0 transformers==5.25.0
 CALIBC_BIN = $(CURDIR)/$(CALIBC)
 # pip builds in python/build, which keeps modules the package no longer has: cleared first.
 PY_INSTALL = rm -rf python/build && .venv/bin/pip install -q --no-deps --no-build-isolation --force-reinstall ./python

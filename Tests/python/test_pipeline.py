@@ -100,3 +100,52 @@ def test_evaluate_reports_dense_against_sparse_from_one_seed(pipe, tmp_path):
     again = pipeline.evaluate(pipe, out, ["a <b>held-out</b> prompt"], str(tmp_path / "eval2"), steps=4, seed=3,
                               log=lambda _: None)
     assert again["prompts"][0]["psnr"] == entry["psnr"]
+
+
+def test_a_real_wan_pipeline_calibrates_enables_and_evaluates(tmp_path):
+    """diffusers' WanPipeline (random VAE, the tiny Wan, prompt embeddings given directly): the
+    whole path, an interrupted calibration resumed to the same masks, and evaluate's figures on a
+    known answer (every plan dense: the frames equal dense attention's to rounding)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("torchmetrics")
+    from tiny_wan import PIPELINE_SIZE, prompt, tiny_wan_pipeline
+
+    wan = tiny_wan_pipeline()
+    out = str(tmp_path / "artifact")
+    settings = dict(steps=3, generate=dict(PIPELINE_SIZE, output_type="latent"), mass=0.9, sample_rows=1, block=64,
+                    targets=("cpu",), calibc=CALIBC, log=lambda _: None)
+    prompts = [prompt(0), prompt(1), prompt(3)]  # with two, leaving one out costs every head its stability
+    manifest = pipeline.calibrate(wan, prompts, out, **settings)
+    assert manifest["pipeline"] == "WanPipeline" and manifest["transformers"]["transformer"]["layers"] == LAYERS
+    masks = (tmp_path / "artifact" / "transformer" / "masks.json").read_bytes()
+    assert json.loads(masks)["model_timesteps"] == [999.0, 857.0, 600.0]  # UniPC with flow shift 3, 3 steps
+    assert "\"dense\"" not in json.loads(masks)["assignments"][0]["pattern"]
+    os.remove(tmp_path / "artifact" / "states" / "transformer" / "prompt00001.safetensors")  # killed after prompt 0
+    pipeline.calibrate(wan, prompts, out, **settings)
+    assert (tmp_path / "artifact" / "transformer" / "masks.json").read_bytes() == masks
+
+    report = pipeline.evaluate(wan, out, [prompt(2)], str(tmp_path / "eval"), steps=3, generate=PIPELINE_SIZE,
+                               log=lambda _: None)
+    (entry,) = report["prompts"]
+    assert entry["prompt"] == "prompt 0" and len(entry["drift"]) == 3 and entry["drift"][-1] > 0
+    assert 0 < entry["ssim"] <= 1 and entry["psnr"] < float("inf")
+    assert len(entry["attention_error_per_layer"]["transformer"]) == LAYERS
+
+    # Every plan dense: calibc's kernels compute what SDPA does, to float32 rounding. (Another
+    # folder: a process loads a library path once.)
+    dense = tmp_path / "dense"
+    (dense / "transformer").mkdir(parents=True)
+    dense_masks = json.loads(masks)
+    dense_masks["patterns"] = {}
+    dense_masks["assignments"] = [{"steps": "*", "layers": "*", "heads": "*", "pattern": "dense"}]
+    (dense / "transformer" / "masks.json").write_text(json.dumps(dense_masks))
+    (dense / "manifest.json").write_text(json.dumps(manifest))
+    import subprocess
+    subprocess.run([CALIBC, "compile", str(dense / "transformer" / "masks.json"), "-o", str(dense / "transformer" / "cpu"),
+                    "--shared"], check=True, capture_output=True)
+    known = pipeline.evaluate(wan, str(dense), [prompt(2)], str(tmp_path / "known"), steps=3, generate=PIPELINE_SIZE,
+                              attention_errors=False, log=lambda _: None)["prompts"][0]
+    # Above 60 dB the frames are within a tenth of an 8-bit level (48 dB) of dense attention's.
+    # The final latents differ by float32 rounding of each call, grown by guidance 5 over the steps.
+    assert known["psnr"] > 60 and known["ssim"] > 0.999 and known["latents_rel_l2"] < 1e-2, known
+    assert known["psnr"] > entry["psnr"] + 10 and known["latents_rel_l2"] < 0.1 * entry["latents_rel_l2"]

@@ -101,3 +101,27 @@ class TinyWanPipeline:
 class _Frames:
     def __init__(self, frames):
         self.frames = frames
+
+
+def tiny_wan_pipeline(transformer=None):
+    """diffusers' own WanPipeline around the tiny Wan, with a random Wan VAE and the UniPC flow
+    scheduler Wan ships, no tokenizer or text encoder (give prompt_embeds: `prompt(i)`): 29 frames
+    of 256 × 256 are latents of 8 × 32 × 32, the tiny Wan's 2048 tokens. Needs transformers."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+
+    torch.manual_seed(1)
+    vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=vae, transformer=transformer or tiny_wan(),
+                       scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+PIPELINE_SIZE = {"height": 256, "width": 256, "num_frames": 29}
+
+
+def prompt(i):
+    """A prompt of the tiny Wan's pipeline, as the keyword arguments it takes: text embeddings."""
+    g = torch.Generator().manual_seed(3000 + i)
+    return {"prompt_embeds": torch.randn(1, 16, 32, generator=g), "negative_prompt_embeds": torch.zeros(1, 16, 32)}

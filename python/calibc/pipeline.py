@@ -85,11 +85,26 @@ def _shard(text):
     return i, n
 
 
+def _call(pipe, prompt, steps, generate, **more):
+    """The pipeline on one prompt: a string, or a dict of the pipeline's own keyword arguments
+    (prompt_embeds given directly, say)."""
+    prompt_args = dict(prompt) if isinstance(prompt, dict) else {"prompt": prompt}
+    return pipe(**prompt_args, num_inference_steps=steps, **generate, **more)
+
+
+def _label(prompt, i):
+    return prompt if isinstance(prompt, str) else f"prompt {i}"
+
+
 def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedule=None, sample_rows=8, block=128,
-              targets=("cuda",), shard=(0, 1), calibc=None, log=print):
-    """Calibrates `pipe` on `prompts` (generating each with num_inference_steps=`steps` and the
-    keyword arguments `generate`), into the artifact folder `out`; returns its manifest, or None
-    while prompts of other shards have no states yet."""
+              stability_drop=0.05, targets=("cuda",), shard=(0, 1), seed=0, calibc=None, log=print):
+    """Calibrates `pipe` on `prompts` (strings, or dicts of the pipeline's keyword arguments;
+    generating each with num_inference_steps=`steps` and the keyword arguments `generate`), into
+    the artifact folder `out`; returns its manifest, or None while prompts of other shards have no
+    states yet. Prompt i generates from seed `seed` + i, so a prompt run again (a resumed run, an
+    overlapping shard) folds the same state."""
+    import torch
+
     from .diffusers import Calibrator
 
     tool = _preflight(calibc, targets)
@@ -109,10 +124,11 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     log(f"calibrating {len(todo)} of {len(mine)} prompts ({len(mine) - len(todo)} done before)")
     start = time.perf_counter()
     for n, i in enumerate(todo):
-        calibrators = {name: Calibrator(t, mass=mass, schedule=schedule, block=block, sample_rows=sample_rows)
-                       for name, t in transformers.items()}
+        calibrators = {name: Calibrator(t, mass=mass, schedule=schedule, block=block, sample_rows=sample_rows,
+                                        stability_drop=stability_drop) for name, t in transformers.items()}
         try:
-            pipe(prompt=prompts[i], num_inference_steps=steps, **generate)
+            device = next(iter(transformers.values())).device
+            _call(pipe, prompts[i], steps, generate, generator=torch.Generator(device=device).manual_seed(seed + i))
             for name, c in calibrators.items():
                 if c.shape is None:
                     raise PipelineError(f"{name} was never called while generating prompt {i}: no state to write")
@@ -130,9 +146,10 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     if missing:
         log(f"{len(missing)} prompts have no states yet (other shards): merge once they do")
         return None
-    manifest = {"format": FORMAT, "pipeline": type(pipe).__name__, "prompts": len(prompts), "steps": steps,
+    manifest = {"format": FORMAT, "pipeline": type(pipe).__name__, "prompts": len(prompts), "steps": steps, "seed": seed,
                 "generate": {k: v for k, v in generate.items() if isinstance(v, (int, float, str, bool))},
-                "selection": {"mass": mass, "schedule": schedule, "sample_rows": sample_rows, "block": block},
+                "selection": {"mass": mass, "schedule": schedule, "sample_rows": sample_rows, "block": block,
+                              "stability_drop": stability_drop},
                 "transformers": {}, "versions": _versions(tool)}
     for name, t in transformers.items():
         masks = os.path.join(out, name, "masks.json")
@@ -246,6 +263,7 @@ def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, a
     def run(prompt):
         latents = []
 
+
         def step_end(pipeline, i, t, tensors):
             latents.append(tensors["latents"].detach().float().cpu())
             return tensors
@@ -254,8 +272,8 @@ def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, a
         synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         synchronize()
         start = time.perf_counter()
-        result = pipe(prompt=prompt, num_inference_steps=steps, generator=generator, callback_on_step_end=step_end,
-                      callback_on_step_end_tensor_inputs=["latents"], **generate)
+        result = _call(pipe, prompt, steps, generate, generator=generator, callback_on_step_end=step_end,
+                       callback_on_step_end_tensor_inputs=["latents"])
         synchronize()
         frames = getattr(result, "frames", None)
         frames = None if frames is None else torch.as_tensor(frames[0]).float()  # (F, H, W, 3) in [0, 1]
@@ -286,7 +304,7 @@ def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, a
                     per_layer.setdefault(layer, []).append(error)
                 layers[name] = [sum(per_layer[l]) / len(per_layer[l]) for l in sorted(per_layer)]
         final_d, final_s = dense_lat[-1], sparse_lat[-1]
-        entry = {"prompt": prompt, "dense_s": dense_s, "sparse_s": sparse_s, "speedup": dense_s / sparse_s,
+        entry = {"prompt": _label(prompt, n), "dense_s": dense_s, "sparse_s": sparse_s, "speedup": dense_s / sparse_s,
                  "latents_rel_l2": relative(final_s, final_d),
                  "latents_psnr": peak_signal_noise_ratio(final_s, final_d, data_range=(final_d.max() - final_d.min()).item()).item(),
                  "drift": [relative(s, d) for s, d in zip(sparse_lat, dense_lat)]}
