@@ -29,7 +29,9 @@ def test_calibrate_resume_enable_disable(pipe, tmp_path):
     assert pipe.calls == 2 * 2 * 4, "prompts 0 and 2 only: prompt 1's states were kept"
     entry = manifest["transformers"]["transformer"]
     assert entry == {"class": "WanTransformer3DModel", "layers": LAYERS, "heads": 4, "head_dim": 64,
-                     "masks": "transformer/masks.json", "libraries": {"cpu": "transformer/cpu/libcalibkernels.so"}}
+                     "masks": "transformer/masks.json", "report": "transformer/report.html",
+                     "libraries": {"cpu": "transformer/cpu/libcalibkernels.so"}}
+    assert "<html" in (tmp_path / "artifact" / "transformer" / "report.html").read_text().lower()
     assert manifest["prompts"] == 3 and manifest["steps"] == 4 and "calibc" in manifest["versions"]
     masks = json.loads((tmp_path / "artifact" / "transformer" / "masks.json").read_text())
     assert masks["model_timesteps"] == [999.0, 750.0, 500.0, 250.0]

@@ -13,8 +13,9 @@ Wan 2.2's `transformer_2`) while the pipeline generates each prompt as the user 
 one calibration state per prompt and transformer (artifact/states/): an interrupted run resumes
 where it stopped, and several machines can each take a shard of the prompts into one folder.
 Once every prompt has its states it merges them (`calibc calibrate --merge`), compiles for each
-target (`calibc compile --shared`: the GPU's sm_90a kernels, and the CPU's if asked) and writes
-artifact/manifest.json: the pipeline, its transformers' shapes, the settings and the versions.
+target (`calibc compile --shared`: the GPU's sm_90a kernels, and the CPU's if asked), keeps the
+calibration report (every head's plans drawn) and writes artifact/manifest.json: the pipeline, its
+transformers' shapes, the settings and the versions.
 A missing calibc or nvcc, or a transformer calibc does not know, is said before any generation.
 """
 
@@ -154,7 +155,8 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     for name, t in transformers.items():
         masks = os.path.join(out, name, "masks.json")
         os.makedirs(os.path.dirname(masks), exist_ok=True)
-        _run(tool, "calibrate", "--merge", *(state(name, i) for i in range(len(prompts))), "-o", masks)
+        _run(tool, "calibrate", "--merge", *(state(name, i) for i in range(len(prompts))), "-o", masks,
+             "--report", os.path.join(out, name, "report.html"))
         libraries = {}
         for target in targets:
             _run(tool, "compile", masks, "-o", os.path.join(out, name, target), "--target", target, "--shared", "--force")
@@ -162,7 +164,7 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
         heads, head_dim = _attention_shape(t)
         manifest["transformers"][name] = {"class": type(t).__name__, "layers": len(_blocks(t)), "heads": heads,
                                           "head_dim": head_dim, "masks": os.path.join(name, "masks.json"),
-                                          "libraries": libraries}
+                                          "report": os.path.join(name, "report.html"), "libraries": libraries}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
