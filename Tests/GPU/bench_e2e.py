@@ -17,12 +17,12 @@ there (normal, std 0.02; norms at 1), so 14B takes seconds.
 usage: PYTHONPATH=python bench_e2e.py MODEL [NAME=LIB.so[:compiled] ...] [--reps N] [--json F]
        MODEL: 1.3b or 14b
 """
-import argparse, json, time
+import argparse, json
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-import calibc
+from bench_gpu import bench
 from calibc.diffusers import CalibAttention
 
 MODELS = {
@@ -55,18 +55,16 @@ def model_of(spec):
 
 
 def timed(fn, reps):
-    """Median of `reps` event-timed calls (the caller has warmed fn up)."""
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        fn()
-        e1.record()
-        torch.cuda.synchronize()
-        times.append(e0.elapsed_time(e1))
-    times.sort()
-    return times[len(times) // 2]
+    """Median of `reps` event-timed calls (the caller has warmed fn up): bench_gpu's timing."""
+    return bench(fn, min_reps=reps, warm_ms=0, run_ms=0, warm_min=0)[0]
+
+
+def cudnn_attention_ms(heads, tokens):
+    """One cuDNN self-attention call of (1, heads, tokens, 128)."""
+    q = torch.randn(1, heads, tokens, 128, device="cuda", dtype=torch.bfloat16)
+    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        return timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q), 5)
 
 
 def relative(a, b):
@@ -111,11 +109,7 @@ def main():
         row("dense FA2 eager", lambda: forward(model), reference="dense cuDNN eager")
     # One self-attention call of the model's shape: the attention share of the dense forward.
     tokens = spec["latent"][1] * spec["latent"][2] // 2 * spec["latent"][3] // 2
-    q = torch.randn(1, spec["heads"], tokens, 128, device="cuda", dtype=torch.bfloat16)
-    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-        torch.nn.functional.scaled_dot_product_attention(q, q, q)
-        attention_ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q), 5)
-    del q
+    attention_ms = cudnn_attention_ms(spec["heads"], tokens)
     torch._dynamo.reset()
     compiled = torch.compile(model)
     with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):

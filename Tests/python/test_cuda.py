@@ -72,6 +72,13 @@ def heads_first(t, layout):
     return t if layout == "bhsd" else t.permute(0, 2, 1, 3)
 
 
+def layer_inputs(kernels, seed, dtype=torch.bfloat16):
+    """Fresh random q, k, v of a whole layer, (BATCH, S, H, D) on the GPU."""
+    torch.manual_seed(seed)
+    return tuple(torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda", dtype=dtype)
+                 for _ in range(3))
+
+
 def rows(b, block, tokens):
     return slice(b * block, min(tokens, (b + 1) * block))
 
@@ -221,10 +228,8 @@ def test_a_range_of_heads_is_those_heads_of_the_layer_call(gpu_set):
     kernels, _ = gpu_set
     if kernels.heads < 2:
         pytest.skip("one head")
-    torch.manual_seed(7)
     step, layer = kernels.steps[-1], kernels.layers - 1
-    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
-                           dtype=torch.bfloat16) for _ in range(3))
+    q, k, v = layer_inputs(kernels, 7)
     whole = kernels.attention_layer(step, layer, q, k, v)
     part = kernels.attention_heads(step, layer, 1, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:])
     torch.cuda.synchronize()
@@ -240,10 +245,8 @@ def test_the_step_chosen_on_the_device_is_the_host_call_of_that_step(gpu_set):
     of them, on the whole layer and on a range of heads."""
     kernels, _ = gpu_set
     kernels.prepare()
-    torch.manual_seed(8)
     layer = kernels.layers - 1
-    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
-                           dtype=torch.bfloat16) for _ in range(3))
+    q, k, v = layer_inputs(kernels, 8)
     ts = kernels.timesteps
     probes = [(t, i) for i, t in enumerate(ts)] + [((ts[i] + ts[i + 1]) / 2 + 0.25 * (ts[i + 1] - ts[i]), i + 1)
                                                   for i in range(len(ts) - 1)]
@@ -262,10 +265,8 @@ def test_a_captured_cuda_graph_replays_whichever_step_its_timestep_holds(gpu_set
     under capture): each replay runs the step of the timestep written into its input."""
     kernels, _ = gpu_set
     kernels.prepare()
-    torch.manual_seed(9)
     layer = 0
-    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
-                           dtype=torch.bfloat16) for _ in range(3))
+    q, k, v = layer_inputs(kernels, 9)
     timestep = torch.tensor([kernels.timesteps[-1]], device="cuda")
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -286,10 +287,8 @@ def test_a_captured_cuda_graph_replays_whichever_step_its_timestep_holds(gpu_set
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
 def test_custom_op_eager_and_compiled_is_the_float64_reference(gpu_set, dtype):
     kernels, masks = gpu_set
-    torch.manual_seed(4321)
     step, layer = kernels.steps[0], kernels.layers - 1
-    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda", dtype=dtype)
-               for _ in range(3))
+    q, k, v = layer_inputs(kernels, 4321, dtype)
     patterns = patterns_of(kernels, masks, step, layer)
     want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block).transpose(0, 1)
                         for b in range(BATCH)])
@@ -381,10 +380,8 @@ def test_op_under_cuda_graphs_runs_the_step_of_each_replay(gpu_set):
     each replay bit for bit the host call of the nearest step."""
     kernels, _ = gpu_set
     kernels.prepare()
-    torch.manual_seed(10)
     layer = kernels.layers - 1
-    q, k, v = (torch.randn(BATCH, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda",
-                           dtype=torch.bfloat16) for _ in range(3))
+    q, k, v = layer_inputs(kernels, 10)
     torch._dynamo.reset()
     graphed = torch.compile(lambda q, k, v, t: calibc.attention_at(q, k, v, kernels.path, t, layer),
                             mode="reduce-overhead", fullgraph=True)

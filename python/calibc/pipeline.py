@@ -124,11 +124,11 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     todo = [i for i in mine if not all(os.path.exists(state(name, i)) for name in transformers)]
     log(f"calibrating {len(todo)} of {len(mine)} prompts ({len(mine) - len(todo)} done before)")
     start = time.perf_counter()
+    device = next(iter(transformers.values())).device
     for n, i in enumerate(todo):
         calibrators = {name: Calibrator(t, mass=mass, schedule=schedule, block=block, sample_rows=sample_rows,
                                         stability_drop=stability_drop) for name, t in transformers.items()}
         try:
-            device = next(iter(transformers.values())).device
             _call(pipe, prompts[i], steps, generate, generator=torch.Generator(device=device).manual_seed(seed + i))
             for name, c in calibrators.items():
                 if c.shape is None:
@@ -264,7 +264,6 @@ def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, a
 
     def run(prompt):
         latents = []
-
 
         def step_end(pipeline, i, t, tensors):
             latents.append(tensors["latents"].detach().float().cpu())
