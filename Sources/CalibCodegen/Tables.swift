@@ -27,6 +27,9 @@ enum Tables {
         #define CALIB_HEADS \(s.heads)
         #define CALIB_STEPS \(s.steps.count)
         #define CALIB_PLANS \(program.plans.count)
+        /* Joint text–video attention: text tokens in the sequence, and whether they come first. */
+        #define CALIB_TEXT_TOKENS \(s.textTokens)
+        #define CALIB_TEXT_FIRST \(s.textFirst ? 1 : 0)
 
         /* One plan: the pooled row (key spans) of each query block; the compute rows in locality
          * order, cut into chunks given as (first, end) pairs into `order`, heaviest chunk first;

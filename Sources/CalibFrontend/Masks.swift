@@ -176,12 +176,13 @@ private struct Decoder {
                 throw node.fail("\(repeated) is the model timestep of two steps (a call could not tell them apart)")
             }
         }
+        let layout = try top.optional("layout").map { try self.layout($0, tokens: tokens) }
         let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps,
-                          modelTimesteps: modelTimesteps)
+                          modelTimesteps: modelTimesteps, textTokens: layout?.textTokens ?? 0,
+                          textFirst: layout?.textFirst ?? false)
         guard shape.dispatchCount <= Frontend.maxDispatch else {
             throw stepsNode.fail("timesteps × layers × heads = \(shape.dispatchCount) exceeds \(Frontend.maxDispatch)")
         }
-        let layout = try top.optional("layout").map { try self.layout($0, tokens: tokens) }
 
         var plans: [Plan] = []
         var planIndex: [String: Int] = [:]

@@ -15,8 +15,14 @@ public struct Shape: Hashable, Sendable {
     /// themselves), distinct: the runtime picks the step whose timestep is nearest to the one a
     /// call receives, so no caller counts calls.
     public var modelTimesteps: [Float]
+    /// Text tokens in the sequence beside the video ones (joint text–video attention; 0: none),
+    /// the first `textTokens` of it or the last. Padded text at the end of a text-last segment
+    /// takes no part when a call gives the valid text lengths (docs/masks-format.md).
+    public var textTokens: Int
+    public var textFirst: Bool
 
-    public init(tokens: Int, headDim: Int, block: Int, layers: Int, heads: Int, steps: [Int], modelTimesteps: [Float] = []) {
+    public init(tokens: Int, headDim: Int, block: Int, layers: Int, heads: Int, steps: [Int], modelTimesteps: [Float] = [],
+                textTokens: Int = 0, textFirst: Bool = false) {
         self.tokens = tokens
         self.headDim = headDim
         self.block = block
@@ -24,6 +30,8 @@ public struct Shape: Hashable, Sendable {
         self.heads = heads
         self.steps = steps
         self.modelTimesteps = modelTimesteps
+        self.textTokens = textTokens
+        self.textFirst = textFirst
     }
 
     /// What a call's timestep is matched against, per step.

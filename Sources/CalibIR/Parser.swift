@@ -338,8 +338,21 @@ private struct Cursor {
                 throw fail("shape model_timesteps: \(repeated) is the timestep of two steps (a call could not tell them apart)", line: listLine)
             }
         }
+        var textTokens = 0, textFirst = false
+        if peek == .word("text") {
+            try advance()
+            let textLine = line
+            textTokens = try int("shape text", 1...Limits.maxTokens)
+            guard textTokens < tokens else {
+                throw fail("shape text: \(textTokens) text tokens leave no video tokens of the \(tokens)", line: textLine)
+            }
+            if peek == .word("first") { textFirst = true } else if peek != .word("last") {
+                throw fail("shape text: expected first or last after the text tokens", line: textLine)
+            }
+            try advance()
+        }
         let shape = Shape(tokens: tokens, headDim: headDim, block: block, layers: layers, heads: heads, steps: steps,
-                          modelTimesteps: timesteps)
+                          modelTimesteps: timesteps, textTokens: textTokens, textFirst: textFirst)
 
         var plans: [Plan] = []
         var index: [String: Int] = [:]

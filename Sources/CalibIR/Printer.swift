@@ -4,6 +4,7 @@
 //   calib.program "example" hash "9f2c…"
 //   shape tokens 2100 head_dim 64 block 64 layers 2 heads 4 steps [0, 25, 49]
 //   model_timesteps [999.0, 500.0, 20.0]             (when the masks give the model's timesteps)
+//   text 256 last                                    (joint attention: text tokens, first or last)
 //
 //   plan @spatial {
 //     q0: compute [0, 4) [16, 20)
@@ -24,6 +25,9 @@ extension Program {
         if !shape.modelTimesteps.isEmpty {
             // Float's description is the shortest text that reads back to the same value.
             out += "model_timesteps [\(shape.modelTimesteps.map { "\($0)" }.joined(separator: ", "))]\n"
+        }
+        if shape.textTokens > 0 {
+            out += "text \(shape.textTokens) \(shape.textFirst ? "first" : "last")\n"
         }
         for plan in plans {
             out += "\n" + plan.text

@@ -27,6 +27,9 @@ extension Program {
               shape.modelTimesteps.allSatisfy(\.isFinite), Shape.repeatedTimestep(shape.modelTimesteps) == nil else {
             throw fail("timesteps must be empty or one finite, distinct value per step")
         }
+        guard (0..<shape.tokens).contains(shape.textTokens) else {
+            throw fail("text tokens must be in 0..<tokens, got \(shape.textTokens)")
+        }
         guard dispatch.count == shape.dispatchCount else { throw fail("dispatch table has \(dispatch.count) entries, expected \(shape.dispatchCount)") }
         if let bad = dispatch.first(where: { $0 < 0 || $0 >= plans.count }) { throw fail("dispatch names plan \(bad) of \(plans.count)") }
         var names = Set<String>()

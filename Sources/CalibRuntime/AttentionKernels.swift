@@ -41,6 +41,9 @@ public struct KernelInfo: Equatable, Sendable {
     public var plans: Int
     public var model: String
     public var maskSHA256: String
+    /// Text tokens of a joint text–video sequence (0: video only), first or last in it.
+    public var textTokens: Int = 0
+    public var textFirst: Bool = false
 
     /// The step a call whose model received `timestep` runs: the one whose timestep is nearest,
     /// ties to the earlier step (as the Python package's `step_index`).
@@ -139,7 +142,8 @@ public final class AttentionKernels: @unchecked Sendable {
         info = KernelInfo(tokens: Int(i.tokens), headDim: Int(i.head_dim), block: Int(i.block), layers: Int(i.layers),
                           heads: Int(i.heads), steps: (0..<Int(i.step_count)).map { Int(i.steps[$0]) },
                           timesteps: (0..<Int(i.step_count)).map { i.timesteps[$0] }, plans: Int(i.plans),
-                          model: String(cString: i.model), maskSHA256: String(cString: i.mask_sha256))
+                          model: String(cString: i.model), maskSHA256: String(cString: i.mask_sha256),
+                          textTokens: Int(i.text_tokens), textFirst: i.text_first != 0)
     }
 
     deinit {
@@ -161,10 +165,23 @@ public final class AttentionKernels: @unchecked Sendable {
 
     /// Every batch × head of (step, layer) in one call, each head over its own plan; q, k, v and
     /// out are (batch, tokens, heads, head_dim) tensors laid out as their strides say.
+    /// `textLengths`: for kernels of a joint sequence with its text last, the valid text tokens of
+    /// each batch element; the rest of its text is padding, which no softmax sees and whose
+    /// output rows are zeros (calib_attention_joint).
     public func attentionLayer<T: KernelElement>(step: Int, layer: Int, batch: Int,
                                                  q: UnsafeBufferPointer<T>, k: UnsafeBufferPointer<T>, v: UnsafeBufferPointer<T>,
-                                                 out: UnsafeMutableBufferPointer<T>, strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
-        try layerCall(step: step, layer: layer, dense: false, batch: batch, q, k, v, out, strides)
+                                                 out: UnsafeMutableBufferPointer<T>, strides: (q: Strides, k: Strides, v: Strides, out: Strides),
+                                                 textLengths: [Int32]? = nil) throws {
+        if let textLengths {
+            guard info.textTokens > 0, !info.textFirst else {
+                throw CalibError.badArgument("text lengths need kernels of a sequence whose text comes last; these have \(info.textTokens) text tokens\(info.textFirst ? ", first" : "")")
+            }
+            guard textLengths.count == batch else {
+                throw CalibError.badArgument("text lengths: expected \(batch) (one per batch element), got \(textLengths.count)")
+            }
+            if let bad = textLengths.first(where: { !(0...Int32(info.textTokens)).contains($0) }) { throw CalibError.badArgument("text lengths: \(bad) is outside 0...\(info.textTokens), the text tokens") }
+        }
+        try layerCall(step: step, layer: layer, dense: false, batch: batch, q, k, v, out, strides, textLengths: textLengths)
     }
 
     /// The same with every tile computed: the dense baseline.
@@ -176,7 +193,8 @@ public final class AttentionKernels: @unchecked Sendable {
 
     private func layerCall<T: KernelElement>(step: Int, layer: Int, dense: Bool, batch: Int, _ q: UnsafeBufferPointer<T>,
                                              _ k: UnsafeBufferPointer<T>, _ v: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>,
-                                             _ strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
+                                             _ strides: (q: Strides, k: Strides, v: Strides, out: Strides),
+                                             textLengths: [Int32]? = nil) throws {
         let (n, h, d) = (info.tokens, info.heads, info.headDim)
         for (name, count, s) in [("q", q.count, strides.q), ("k", k.count, strides.k), ("v", v.count, strides.v), ("out", out.count, strides.out)] {
             guard let needed = s.span(batch: batch, tokens: n, heads: h, headDim: d) else {
@@ -191,8 +209,13 @@ public final class AttentionKernels: @unchecked Sendable {
                                                  Int64(n), Int64(h), Int64(d), qs, ks, vs, os)
         } else {
             guard let s = Int32(exactly: step), let l = Int32(exactly: layer) else { throw CalibError.noPlan(step: step, layer: layer, head: -1) }
-            status = entry.attention_layer(s, l, T.dtype, q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress, Int64(batch),
-                                           Int64(n), Int64(h), Int64(d), qs, ks, vs, os)
+            if let textLengths {
+                status = entry.attention_joint(s, l, 0, T.dtype, q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress,
+                                               Int64(batch), Int64(n), Int64(h), Int64(d), qs, ks, vs, os, textLengths)
+            } else {
+                status = entry.attention_layer(s, l, T.dtype, q.baseAddress, k.baseAddress, v.baseAddress, out.baseAddress, Int64(batch),
+                                               Int64(n), Int64(h), Int64(d), qs, ks, vs, os)
+            }
         }
         try check(status, tokens: n, headDim: d, step: step, layer: layer, head: -1)
     }

@@ -35,16 +35,22 @@ public enum Reference {
     }
 
     /// The exact answer of a plan: each computed query block attends only to its key spans,
-    /// and a reused block gets its source's rows.
+    /// and a reused block gets its source's rows. Tokens from `validEnd` on (padded text of a
+    /// joint sequence) are no key, and their rows are zeros, as is a row left with no key.
     public static func attention(of plan: Plan, q: [Float], k: [Float], v: [Float], tokens: Int, headDim: Int,
-                                 block: Int) -> [Double] {
+                                 block: Int, validEnd: Int? = nil) -> [Double] {
         var out = [Double](repeating: .nan, count: tokens * headDim)
         let scale = 1.0 / Double(headDim).squareRoot()
+        let end = validEnd ?? tokens
         for qb in plan.rows.indices {
             var source = qb
             while case .reuse(let next) = plan.rows[source] { source = next }
-            let keys = plan.rows[source].spans.flatMap { ($0.start * block)..<min(tokens, $0.end * block) }
+            let keys = plan.rows[source].spans.flatMap { ($0.start * block)..<max($0.start * block, min(end, $0.end * block)) }
             for r in 0..<min(block, tokens - qb * block) {
+                if qb * block + r >= end || keys.isEmpty {
+                    for d in 0..<headDim { out[(qb * block + r) * headDim + d] = 0 }
+                    continue
+                }
                 let i = source * block + r
                 var scores = keys.map { j -> Double in
                     var dot = 0.0

@@ -52,6 +52,19 @@ final class IRTests: XCTestCase {
         t.shape.modelTimesteps = (0..<p.shape.steps.count).map { [999, 0.1, 1e-5, 16_777_216, 979.2456][$0 % 5] }
         XCTAssertTrue(t.text.contains("model_timesteps [999.0"), t.text)
         XCTAssertEqual(try IRParser.parse(t.text), t)
+        // A joint sequence's text segment, either end.
+        for first in [false, true] {
+            var j = t
+            (j.shape.textTokens, j.shape.textFirst) = (56, first)
+            XCTAssertTrue(j.text.contains("text 56 \(first ? "first" : "last")\n"), j.text)
+            XCTAssertEqual(try IRParser.parse(j.text), j)
+        }
+        let timesteps = t.text.split(separator: "\n")[2]
+        for (line, message) in [("text 250 last", "line 4: shape text: 250 text tokens leave no video tokens of the 250"),
+                                ("text 5 middle", "line 4: shape text: expected first or last after the text tokens")] {
+            let bad = t.text.replacingOccurrences(of: timesteps + "\n", with: timesteps + "\n" + line + "\n")
+            XCTAssertThrowsError(try IRParser.parse(bad)) { XCTAssertEqual("\($0)", message) }
+        }
     }
 
     func testParseErrorsNameTheLine() {

@@ -51,6 +51,7 @@ typedef struct call {
     int64_t qs[3], ks[3], vs[3], os[3];
     int64_t batch, heads;
     const calib_plan *const *plans; /* per head */
+    const int32_t *text_lengths;    /* per batch element, or NULL: every text token valid */
 } call;
 
 /* The tensors of one (batch, head). */
@@ -195,7 +196,7 @@ AVX512BF16_BEGIN
 TARGET_END
 #endif
 
-typedef void (*block_fn)(const call *, scratch *, const slice *, int, const uint16_t *, int32_t);
+typedef void (*block_fn)(const call *, scratch *, const slice *, int, const uint16_t *, int32_t, int64_t);
 
 static block_fn chosen;
 static const char *chosen_name;
@@ -247,30 +248,33 @@ __attribute__((constructor)) static void choose_isa(void) {
 }
 
 /* Output rows of query block qb (acc / l), also stored as the rows of every block that reuses
- * it: reuse costs those stores, nothing else. */
-static void store(const call *c, const scratch *w, const slice *h, int qb, const int32_t *pairs, int32_t ntargets) {
+ * it: reuse costs those stores, nothing else. Rows at or past `end` (padded text) are zeros, and
+ * so is a row that no valid key reached (l = 0). */
+static void store(const call *c, const scratch *w, const slice *h, int qb, const int32_t *pairs, int32_t ntargets,
+                  int64_t end) {
     const int rows = qb == NB - 1 ? LAST_ROWS : B;
     const int64_t es = c->out_dtype == CALIB_BF16 ? 2 : 4;
     for (int i = 0; i < rows; i++) {
-        const float inv = 1.0f / w->l[i];
+        const float inv = w->l[i] > 0.0f ? 1.0f / w->l[i] : 0.0f;
         for (int32_t t = -1; t < ntargets; t++) {
             const int64_t target = t < 0 ? qb : pairs[2 * t + 1];
             /* A partial last block takes only its own rows. */
             if (target == NB - 1 && i >= LAST_ROWS) continue;
+            const float scale = target * B + i < end ? inv : 0.0f;
             char *o = h->out + (target * B + i) * c->os[1] * es;
             if (c->out_dtype == CALIB_BF16) {
                 uint16_t *ob = (uint16_t *)o;
-                for (int d = 0; d < D; d++) ob[d] = to_bf16(w->acc[i][d] * inv);
+                for (int d = 0; d < D; d++) ob[d] = scale == 0.0f ? 0 : to_bf16(w->acc[i][d] * scale);
             } else {
                 float *of = (float *)o;
-                for (int d = 0; d < D; d++) of[d] = w->acc[i][d] * inv;
+                for (int d = 0; d < D; d++) of[d] = scale == 0.0f ? 0.0f : w->acc[i][d] * scale;
             }
         }
     }
 }
 
 /* One query block of plan p for one (batch, head). */
-static void row(const call *c, scratch *w, const slice *h, const calib_plan *p, int qb) {
+static void row(const call *c, scratch *w, const slice *h, const calib_plan *p, int qb, int64_t valid_end) {
     const int32_t id = p->rows[qb], first = calib_row_first[id];
     /* The (source, target) pairs whose source is qb: a binary search in the sorted list. */
     int32_t lo = 0, hi = p->reuse_count;
@@ -280,8 +284,8 @@ static void row(const call *c, scratch *w, const slice *h, const calib_plan *p, 
     }
     int32_t end = lo;
     while (end < p->reuse_count && p->reuse[2 * end] == qb) end++;
-    chosen(c, w, h, qb, calib_spans + 2 * first, calib_row_first[id + 1] - first);
-    store(c, w, h, qb, p->reuse + 2 * lo, end - lo);
+    chosen(c, w, h, qb, calib_spans + 2 * first, calib_row_first[id + 1] - first, valid_end);
+    store(c, w, h, qb, p->reuse + 2 * lo, end - lo, valid_end);
 }
 
 /* A test that includes this file may count the work items each thread takes. */
@@ -321,7 +325,9 @@ static int run(const call *c) {
                 c->v + (b * c->vs[0] + hh * c->vs[2]) * (c->in == CALIB_BF16 ? 2 : 4),
                 c->out + (b * c->os[0] + hh * c->os[2]) * (c->out_dtype == CALIB_BF16 ? 2 : 4),
             };
-            for (int32_t r = p->chunks[2 * rank]; r < p->chunks[2 * rank + 1]; r++) row(c, w, &h, p, p->order[r]);
+            /* Tokens past the valid text of element b take no part: keys are never read, rows zero. */
+            const int64_t end = c->text_lengths ? CALIB_TOKENS - CALIB_TEXT_TOKENS + c->text_lengths[b] : CALIB_TOKENS;
+            for (int32_t r = p->chunks[2 * rank]; r < p->chunks[2 * rank + 1]; r++) row(c, w, &h, p, p->order[r], end);
         }
         free(w);
     }
@@ -392,13 +398,20 @@ static const calib_plan *plan_of(int s, int32_t layer, int32_t head) {
 /* Heads first_head ..< first_head + heads of (step, layer), or of the dense baseline. */
 static int layer_call(int32_t step, int32_t layer, int32_t first_head, int dense, int32_t dtype, const void *q, const void *k,
                       const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
-                      const int64_t qs[3], const int64_t ks[3], const int64_t vs[3], const int64_t os[3]) {
+                      const int64_t qs[3], const int64_t ks[3], const int64_t vs[3], const int64_t os[3],
+                      const int32_t *text_lengths) {
     if (!qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (first_head < 0 || heads < 1 || heads > CALIB_HEADS - first_head) return CALIB_ERR_SHAPE;
-    call c = {dtype, dtype, q, k, v, out, {0}, {0}, {0}, {0}, batch, heads, NULL};
+    call c = {dtype, dtype, q, k, v, out, {0}, {0}, {0}, {0}, batch, heads, NULL, text_lengths};
     memcpy(c.qs, qs, sizeof c.qs), memcpy(c.ks, ks, sizeof c.ks), memcpy(c.vs, vs, sizeof c.vs), memcpy(c.os, os, sizeof c.os);
     int status = check(&c, tokens, head_dim);
     if (status != CALIB_OK) return status;
+    if (text_lengths) {
+        /* Valid lengths only where padding is a suffix of the sequence: text last. */
+        if (CALIB_TEXT_TOKENS == 0 || CALIB_TEXT_FIRST) return CALIB_ERR_ARGUMENT;
+        for (int64_t b = 0; b < batch; b++)
+            if (text_lengths[b] < 0 || text_lengths[b] > CALIB_TEXT_TOKENS) return CALIB_ERR_ARGUMENT;
+    }
     const calib_plan *plans[CALIB_HEADS];
     if (dense) {
         for (int h = 0; h < heads; h++) plans[h] = &calib_dense_plan;
@@ -416,7 +429,7 @@ int calib_attention_layer(int32_t step, int32_t layer, int32_t dtype, const void
                           const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3]) {
     if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
     return layer_call(step, layer, 0, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
-                      out_strides);
+                      out_strides, NULL);
 }
 
 int calib_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32_t dtype, const void *q, const void *k,
@@ -424,7 +437,15 @@ int calib_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32
                           const int64_t q_strides[3], const int64_t k_strides[3], const int64_t v_strides[3],
                           const int64_t out_strides[3]) {
     return layer_call(step, layer, first_head, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
-                      v_strides, out_strides);
+                      v_strides, out_strides, NULL);
+}
+
+int calib_attention_joint(int32_t step, int32_t layer, int32_t first_head, int32_t dtype, const void *q, const void *k,
+                          const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                          const int64_t q_strides[3], const int64_t k_strides[3], const int64_t v_strides[3],
+                          const int64_t out_strides[3], const int32_t *text_lengths) {
+    return layer_call(step, layer, first_head, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
+                      v_strides, out_strides, text_lengths);
 }
 
 int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out, int64_t batch,
@@ -432,7 +453,7 @@ int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, con
                                 const int64_t k_strides[3], const int64_t v_strides[3], const int64_t out_strides[3]) {
     if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
     return layer_call(0, 0, 0, 1, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides,
-                      out_strides);
+                      out_strides, NULL);
 }
 
 /* One head: batch 1, heads 1, rows `*_stride` elements apart; rows of q, k, v may not overlap
@@ -444,7 +465,7 @@ static int head_call(int32_t step, int32_t layer, int32_t head, int dense, int32
         return tokens != CALIB_TOKENS || head_dim != D ? CALIB_ERR_SHAPE : CALIB_ERR_ARGUMENT;
     }
     call c = {in, CALIB_F32, q, k, v, (char *)out, {0, q_stride, 0}, {0, k_stride, 0}, {0, v_stride, 0},
-              {0, out_stride, 0}, 1, 1, NULL};
+              {0, out_stride, 0}, 1, 1, NULL, NULL};
     int status = check(&c, tokens, head_dim);
     if (status != CALIB_OK) return status;
     const calib_plan *plan = &calib_dense_plan;
@@ -495,6 +516,7 @@ const calib_info *calib_get_info(void) {
     static const calib_info info = {
         CALIB_ABI_VERSION, CALIB_TOKENS, CALIB_HEAD_DIM, CALIB_BLOCK, CALIB_LAYERS, CALIB_HEADS,
         CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256, calib_timesteps,
+        CALIB_TEXT_TOKENS, CALIB_TEXT_FIRST,
     };
     return &info;
 }
@@ -503,7 +525,7 @@ const calib_entry_points *calib_get_entry_points(void) {
     static const calib_entry_points entry = {
         CALIB_ABI_VERSION, calib_get_info, calib_attention_layer, calib_dense_attention_layer, calib_attention,
         calib_attention_bf16, calib_dense_attention, calib_dense_attention_bf16, calib_team_size, calib_isa,
-        calib_attention_heads,
+        calib_attention_heads, calib_attention_joint,
     };
     return &entry;
 }

@@ -17,6 +17,9 @@
 #define CALIB_HEADS 4
 #define CALIB_STEPS 3
 #define CALIB_PLANS 5
+/* Joint text–video attention: text tokens in the sequence, and whether they come first. */
+#define CALIB_TEXT_TOKENS 52
+#define CALIB_TEXT_FIRST 0
 
 /* One plan: the pooled row (key spans) of each query block; the compute rows in locality
  * order, cut into chunks given as (first, end) pairs into `order`, heaviest chunk first;

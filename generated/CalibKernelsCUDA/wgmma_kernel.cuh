@@ -39,7 +39,7 @@ constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 256 /* barriers */ + 10
 
 #ifndef CALIB_NO_WGMMA
 /* Shared memory (1024-byte aligned for the swizzle): Q (kDim/64 boxes of 128 rows × 128 bytes),
- * the K stages, the V stages, then the mbarriers and the key block of each stage. */
+ * the K stages, the V stages, then the mbarriers and the window of valid columns of each stage. */
 struct Ring {
     uint32_t sq, sk, sv, bars;
     __device__ __forceinline__ explicit Ring(uint32_t base)
@@ -49,12 +49,16 @@ struct Ring {
     __device__ __forceinline__ uint32_t k_full(int s) const { return bars + 16 + 8 * s; }
     __device__ __forceinline__ uint32_t v_full(int s) const { return bars + 16 + 8 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t kv_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t kb_slot(int s) const { return bars + 128 + 4 * s; }
+    __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 128 + 4 * s; }
 };
 
 /* The producer (one thread): for each item, Q into its slot once the consumers are done with the
- * previous one, then K and V of every kept key block into the ring, each stage's key block beside
- * it (the consumers never read the spans). */
+ * previous one, then K and V of every kept key block into the ring, each stage's window of valid
+ * columns beside it (the consumers never read the spans). A tile that reaches past the end of
+ * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
+ * into a batch element's padded text (calib_attention_joint) loads the 128 rows that end where
+ * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
+ * masks what is not its own. */
 __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CUtensorMap &tq, const CUtensorMap &tk,
                                         const CUtensorMap &tv) {
     uint32_t kv_it = 0, q_it = 0;
@@ -72,6 +76,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
 #pragma unroll
         for (int x = 0; x < kDim / 64; ++x) tma_load(r.sq + x * kHalfBytes, &tq, r.q_full(), 64 * x, qb * 128, h, b);
         ++q_it;
+        const int end = valid_end(p, b);
         int first, last;
         row_spans(p, it.z, first, last);
         for (int i = first; i < last || i == first; ++i) {
@@ -80,15 +85,24 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
             for (int kb = lo; kb < hi; ++kb) {
                 const int s = kv_it % kStages;
                 mbar_wait(r.kv_empty(s), ((kv_it / kStages) & 1) ^ 1);
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.kb_slot(s)), "r"(kb) : "memory");
+                int row0 = kb * 128, lo = 0, hi = 128;
+                if (row0 + 128 > end) {
+                    if (end == kTokens) {
+                        hi = end - row0;
+                    } else {
+                        row0 = end - 128;
+                        lo = min(kb * 128 - row0, 128);
+                    }
+                }
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.window_slot(s)), "r"(lo | hi << 8) : "memory");
                 mbar_expect_tx(r.k_full(s), kTileBytes);
 #pragma unroll
                 for (int x = 0; x < kDim / 64; ++x)
-                    tma_load(r.sk + s * kTileBytes + x * kHalfBytes, &tk, r.k_full(s), 64 * x, kb * 128, h, b);
+                    tma_load(r.sk + s * kTileBytes + x * kHalfBytes, &tk, r.k_full(s), 64 * x, row0, h, b);
                 mbar_expect_tx(r.v_full(s), kTileBytes);
 #pragma unroll
                 for (int x = 0; x < kDim / 64; ++x)
-                    tma_load(r.sv + s * kTileBytes + x * kHalfBytes, &tv, r.v_full(s), 64 * x, kb * 128, h, b);
+                    tma_load(r.sv + s * kTileBytes + x * kHalfBytes, &tv, r.v_full(s), 64 * x, row0, h, b);
                 ++kv_it;
             }
             if (i < 0) break;
@@ -109,7 +123,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
     const int me = wg, other = 3 - wg;
     if (wg == 2) named_arrive(1);
     uint32_t kv_it = 0, q_it = 0;
-    constexpr int kPartial = kTokens % 128;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
     int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
@@ -120,7 +133,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
         const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
         const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
-        const int nkb = it.x >> 12; /* the producer passes each tile's key block */
+        const int nkb = it.x >> 12; /* the producer passes each tile's window of valid columns */
         float o[kDim / 2];
 #pragma unroll
         for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
@@ -143,10 +156,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
             const int s = kv_it % kStages;
             const uint32_t ph = (kv_it / kStages) & 1;
-            int kb = 0;
+            int window = 0;
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
-                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(kb) : "r"(r.kb_slot(s)) : "memory");
+                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(window) : "r"(r.window_slot(s)) : "memory");
             }
             if constexpr (kPV) mbar_wait(r.v_full(sp), php);
             named_sync(me);
@@ -180,8 +193,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
             if constexpr (kQK) {
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == nkb) mbar_arrive(r.q_empty());
-                if (kPartial != 0 && kb == kBlocks - 1) OnlineSoftmax::mask_columns<16>(sc, c, kPartial);
-                sm.step<16, kDim / 2>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
+                if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
+                sm.step<16, kDim / 2, (kTextLast > 0)>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
                     pa[2 * g] = Pack<T>::two(e0, e1);
                     pa[2 * g + 1] = Pack<T>::two(e2, e3);
                 });

@@ -25,6 +25,8 @@ constexpr int kTokens = CALIB_TOKENS;
 constexpr int kDim = CALIB_HEAD_DIM;
 constexpr int kBlock = CALIB_BLOCK;
 constexpr int kBlocks = CALIB_BLOCKS;
+/* Text tokens at the end of the sequence whose padding a call may give (calib_attention_joint). */
+constexpr int kTextLast = CALIB_TEXT_FIRST ? 0 : CALIB_TEXT_TOKENS;
 
 /* One step's list of a (layer, head range), for a step the device chooses. */
 struct StepWork {
@@ -43,6 +45,9 @@ struct Params {
     const StepWork *by_step;
     const int32_t *step_index;
     int32_t step_count;
+    /* Valid text tokens per batch element (device memory), or null: tokens from kTokens - kTextLast
+     * + text_lengths[b] on are padding, which no softmax sees and whose rows are zeros. */
+    const int32_t *text_lengths;
     const int32_t *row_first;
     const uint16_t *spans;
     int64_t total;  /* items × batch */
@@ -67,6 +72,17 @@ __device__ __forceinline__ Params with_step(const Params &p) {
         w.total = s.count * p.batch;
     }
     return w;
+}
+
+/* Where batch element b's valid tokens end: the sequence's end, or where its padded text begins
+ * (a length outside 0 ..= kTextLast is clamped to it). */
+__device__ __forceinline__ int valid_end(const Params &p, int b) {
+    if constexpr (kTextLast == 0) {
+        return kTokens;
+    } else {
+        if (!p.text_lengths) return kTokens;
+        return kTokens - kTextLast + min(max(__ldg(p.text_lengths + b), 0), kTextLast);
+    }
 }
 
 __device__ __forceinline__ int64_t item_index(int64_t round, int64_t grid, int64_t cta) {

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define CALIB_ABI_VERSION 3 /* 3: calib_info.timesteps */
+#define CALIB_ABI_VERSION 4 /* 3: calib_info.timesteps; 4: calib_info.text_tokens, calib_attention_joint */
 
 const calib_info *calib_get_info(void);
 
@@ -38,6 +38,19 @@ int calib_attention_heads(int32_t step, int32_t layer, int32_t first_head, int32
                           int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                           const int64_t q_strides[3], const int64_t k_strides[3],
                           const int64_t v_strides[3], const int64_t out_strides[3]);
+
+/* calib_attention_heads for a joint text–video sequence whose text comes last (calib_info
+ * text_tokens > 0, text_first 0) and is padded: batch element b holds text_lengths[b] valid text
+ * tokens (0 ..= text_tokens), the rest of its text segment is padding. Padded keys take no part
+ * in any softmax (their k and v are never read, so they may hold anything) and padded query rows
+ * are written as zeros; a row left with no kept valid key is zeros too. text_lengths: `batch`
+ * values in host memory, checked before anything is computed (CALIB_ERR_ARGUMENT). */
+int calib_attention_joint(int32_t step, int32_t layer, int32_t first_head, int32_t dtype,
+                          const void *q, const void *k, const void *v, void *out,
+                          int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                          const int64_t q_strides[3], const int64_t k_strides[3],
+                          const int64_t v_strides[3], const int64_t out_strides[3],
+                          const int32_t *text_lengths);
 
 /* The same with every tile computed: the baseline sparse plans are measured against. */
 int calib_dense_attention_layer(int32_t dtype, const void *q, const void *k, const void *v, void *out,
@@ -96,6 +109,9 @@ typedef struct calib_entry_points {
     const char *(*isa)(void);
     int (*attention_heads)(int32_t, int32_t, int32_t, int32_t, const void *, const void *, const void *, void *, int64_t,
                            int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *);
+    int (*attention_joint)(int32_t, int32_t, int32_t, int32_t, const void *, const void *, const void *, void *, int64_t,
+                           int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *,
+                           const int32_t *);
 } calib_entry_points;
 
 const calib_entry_points *calib_get_entry_points(void);

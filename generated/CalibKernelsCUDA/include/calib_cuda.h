@@ -18,8 +18,9 @@
 extern "C" {
 #endif
 
-#define CALIB_CUDA_ABI_VERSION 3 /* 2: calib_cuda_attention_heads; 3: calib_info.timesteps,
-                                    calib_cuda_attention_indexed, calib_cuda_prepare */
+#define CALIB_CUDA_ABI_VERSION 4 /* 2: calib_cuda_attention_heads; 3: calib_info.timesteps,
+                                    calib_cuda_attention_indexed, calib_cuda_prepare;
+                                    4: calib_info.text_tokens, calib_cuda_attention_joint */
 
 const calib_info *calib_cuda_get_info(void);
 
@@ -59,6 +60,20 @@ int calib_cuda_attention_indexed(const int32_t *step_index, int32_t layer, int32
                                  const int64_t q_strides[3], const int64_t k_strides[3],
                                  const int64_t v_strides[3], const int64_t out_strides[3],
                                  void *stream);
+
+/* calib_cuda_attention_indexed for a joint text–video sequence whose text comes last (calib_info
+ * text_tokens > 0, text_first 0) and is padded: text_lengths (device memory, `batch` int32_t,
+ * 4-byte aligned) holds the valid text tokens of each batch element, read when the kernel starts,
+ * so a captured graph replays whatever lengths it holds then. Padded keys take no part in any
+ * softmax (their k and v are never read) and padded query rows are written as zeros; a row left
+ * with no kept valid key is zeros too. A length outside 0 ..= text_tokens is clamped to it (the
+ * host cannot read device memory without a synchronisation: check lengths before the call). */
+int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
+                               const void *q, const void *k, const void *v, void *out,
+                               int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                               const int64_t q_strides[3], const int64_t k_strides[3],
+                               const int64_t v_strides[3], const int64_t out_strides[3],
+                               const int32_t *text_lengths, void *stream);
 
 /* Uploads on the current device everything the entries read for heads first_head ..< first_head
  * + heads (the dense list too when that is every head): every (step, layer)'s work list, shared

@@ -9,7 +9,8 @@
  * The vectors are the compiler's vector extensions, so each instance is the same C compiled for
  * its registers. S is kept transposed (key-major, st[j][i]): queries run along the vector lanes,
  * so keys and values are read in place (any strides, no packing) and the softmax needs no
- * horizontal reduction. Only the partial last key block runs with cols < B.
+ * horizontal reduction. Only a key block that ends past the sequence's valid end (the partial
+ * last block, or the one where padded text begins) runs with cols < B.
  * DOT_BF16, where defined, is an AVX-512 BF16 instance: bf16 inputs take the pair dot products
  * below instead of being widened. */
 
@@ -270,7 +271,8 @@ static inline __attribute__((always_inline)) void NAME(tile)(const call *c, scra
 }
 
 static inline __attribute__((always_inline)) void NAME(block)(const call *c, scratch *w, const slice *h, int qb,
-                                                               const uint16_t *spans, int32_t nspans, const int bf16) {
+                                                               const uint16_t *spans, int32_t nspans, int64_t end,
+                                                               const int bf16) {
     const int rows = qb == NB - 1 ? LAST_ROWS : B;
     const char *q = h->q + (int64_t)qb * B * c->qs[1] * ES;
 #ifdef DOT_BF16
@@ -285,9 +287,12 @@ static inline __attribute__((always_inline)) void NAME(block)(const call *c, scr
     NAME(reset)(w);
     for (int32_t sp = 0; sp < nspans; sp++) {
         for (int32_t kb = spans[2 * sp]; kb < spans[2 * sp + 1]; kb++) {
+            /* Keys at or past `end` (the sequence's, or padded text's) are never read. */
+            const int64_t cols = end - (int64_t)kb * B;
+            if (cols <= 0) break;
             const char *k = h->k + (int64_t)kb * B * c->ks[1] * ES, *v = h->v + (int64_t)kb * B * c->vs[1] * ES;
-            if (kb == NB - 1 && LAST_ROWS != B) {
-                NAME(tile)(c, w, k, v, LAST_ROWS, bf16);
+            if (cols < B) {
+                NAME(tile)(c, w, k, v, (int)cols, bf16);
             } else {
                 NAME(tile)(c, w, k, v, B, bf16);
             }
@@ -296,11 +301,12 @@ static inline __attribute__((always_inline)) void NAME(block)(const call *c, scr
 }
 
 /* The entry calib_kernels.c dispatches to: one query block of one head, into w->acc and w->l. */
-static void NAME(query_block)(const call *c, scratch *w, const slice *h, int qb, const uint16_t *spans, int32_t nspans) {
+static void NAME(query_block)(const call *c, scratch *w, const slice *h, int qb, const uint16_t *spans, int32_t nspans,
+                              int64_t end) {
     if (c->in == CALIB_BF16) {
-        NAME(block)(c, w, h, qb, spans, nspans, 1);
+        NAME(block)(c, w, h, qb, spans, nspans, end, 1);
     } else {
-        NAME(block)(c, w, h, qb, spans, nspans, 0);
+        NAME(block)(c, w, h, qb, spans, nspans, end, 0);
     }
 }
 

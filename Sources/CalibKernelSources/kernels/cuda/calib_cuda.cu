@@ -11,8 +11,8 @@
  *                    (block 128, head_dim 64 or 128)
  *   mma_kernel.cuh   the portable mma.sync kernel: any block and head_dim (a multiple of 16, at
  *                    most 256); the fallback, and the wgmma kernel's reference in the tests
- * No per-element mask except in a key tile that ends inside a block (only the partial last block
- * when CALIB_BLOCK is a multiple of the tile). */
+ * No per-element mask except in a key tile that ends inside a block (the partial last block when
+ * CALIB_BLOCK is a multiple of the tile) or where a batch element's padded text begins. */
 #include <cuda_runtime.h>
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -237,7 +237,7 @@ bool shape_ok(int64_t tokens, int64_t first_head, int64_t heads, int64_t head_di
  * with `device_step` of the step whose index the device holds there. */
 int launch(int step_index, const int32_t *device_step, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
            void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs,
-           const int64_t *ks, const int64_t *vs, const int64_t *os, void *stream) {
+           const int64_t *ks, const int64_t *vs, const int64_t *os, const int32_t *text_lengths, void *stream) {
     if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
@@ -268,6 +268,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         if (st != CALIB_OK) return st;
     }
     p.step_index = device_step;
+    p.text_lengths = text_lengths;
     p.step_count = CALIB_STEPS;
     p.row_first = state->row_first;
     p.spans = state->spans;
@@ -301,8 +302,8 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
 }
 
 const calib_info g_info = {CALIB_CUDA_ABI_VERSION, CALIB_TOKENS, CALIB_HEAD_DIM, CALIB_BLOCK, CALIB_LAYERS,
-                                CALIB_HEADS, CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256,
-                           calib_timesteps};
+                           CALIB_HEADS, CALIB_PLANS, CALIB_STEPS, calib_steps, calib_model, calib_mask_sha256,
+                           calib_timesteps, CALIB_TEXT_TOKENS, CALIB_TEXT_FIRST};
 
 } // namespace
 
@@ -322,7 +323,7 @@ int calib_cuda_attention_heads(int32_t step, int32_t layer, int32_t first_head, 
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (step_index < 0 || layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
     return launch(step_index, nullptr, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides,
-                  v_strides, out_strides, stream);
+                  v_strides, out_strides, nullptr, stream);
 }
 
 int calib_cuda_attention_indexed(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
@@ -335,7 +336,22 @@ int calib_cuda_attention_indexed(const int32_t *step_index, int32_t layer, int32
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
     return launch(-1, step_index, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides,
-                  k_strides, v_strides, out_strides, stream);
+                  k_strides, v_strides, out_strides, nullptr, stream);
+}
+
+int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
+                               const void *q, const void *k, const void *v, void *out, int64_t batch, int64_t tokens,
+                               int64_t heads, int64_t head_dim, const int64_t q_strides[3], const int64_t k_strides[3],
+                               const int64_t v_strides[3], const int64_t out_strides[3], const int32_t *text_lengths,
+                               void *stream) {
+    if (!step_index || !text_lengths || (uintptr_t)text_lengths % 4) return CALIB_ERR_ARGUMENT;
+    if (kTextLast == 0) return CALIB_ERR_ARGUMENT; /* lengths need a text-last segment */
+    if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides) return CALIB_ERR_ARGUMENT;
+    if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
+    if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
+    if (layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
+    return launch(-1, step_index, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides,
+                  k_strides, v_strides, out_strides, text_lengths, stream);
 }
 
 int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
@@ -367,7 +383,7 @@ int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k
                                      void *stream) {
     if (heads != CALIB_HEADS) return CALIB_ERR_SHAPE;
     return launch(-1, nullptr, 0, 0, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides, k_strides, v_strides, out_strides,
-                  stream);
+                  nullptr, stream);
 }
 
 #ifdef CALIB_CUDA_TRACE

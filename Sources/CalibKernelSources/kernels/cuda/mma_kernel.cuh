@@ -28,20 +28,23 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t s_stride
     }
 }
 
-/* Walks the key tiles of a row: spans of blocks, each cut into tiles of kMmaKeys tokens. */
+/* Walks the key tiles of a row: spans of blocks, each cut into tiles of kMmaKeys tokens, up to
+ * the batch element's valid end (padded text is never read). false: no tile left. */
 struct TileWalk {
-    int span, span_end, k0, kend;
-    __device__ __forceinline__ bool start(const Params &p, int row) {
+    int span, span_end, k0, kend, end;
+    __device__ __forceinline__ bool start(const Params &p, int row, int valid) {
+        end = valid;
         row_spans(p, row, span, span_end);
         if (span >= span_end && span >= 0) return false;
         return open(p);
     }
+    /* Spans ascend, so one that starts past the end leaves none. */
     __device__ __forceinline__ bool open(const Params &p) {
         int lo, hi;
         span_at(p, span, lo, hi);
         k0 = lo * kBlock;
-        kend = min(hi * kBlock, kTokens);
-        return true;
+        kend = min(hi * kBlock, end);
+        return k0 < kend;
     }
     __device__ __forceinline__ bool next(const Params &p) {
         k0 += kMmaKeys;
@@ -77,10 +80,12 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
         const int qstart = qb * kBlock, qend = min(qstart + kBlock, kTokens);
         for (int c0 = qstart; c0 < qend; c0 += kMmaRows) {
             TileWalk walk;
-            walk.start(p, it.z);
+            const bool any = walk.start(p, it.z, valid_end(p, b));
             load_tile(qs, qh, p.qs1, c0, qend, tid);
-            load_tile(ks, kh, p.ks1, walk.k0, walk.kend, tid);
-            load_tile(vs, vh, p.vs1, walk.k0, walk.kend, tid);
+            if (any) {
+                load_tile(ks, kh, p.ks1, walk.k0, walk.kend, tid);
+                load_tile(vs, vh, p.vs1, walk.k0, walk.kend, tid);
+            }
             cp_async_commit();
             uint32_t qf[kDim / 16][4];
             float o[kDim / 8][4];
@@ -89,7 +94,7 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
             OnlineSoftmax sm;
             int stage = 0;
             bool first = true;
-            for (bool more = true; more;) {
+            for (bool more = any; more;) {
                 const int kn = min(kMmaKeys, walk.kend - walk.k0);
                 cp_async_wait_all();
                 __syncthreads();
@@ -121,7 +126,7 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
                         Mma<T>::m16n8k16(s[2 * j + 1], qf[kk], bf + 2);
                     }
                 }
-                if (kn < kMmaKeys) OnlineSoftmax::mask_columns<kMmaKeys / 8>(&s[0][0], c, kn);
+                if (kn < kMmaKeys) OnlineSoftmax::mask_columns<kMmaKeys / 8>(&s[0][0], c, 0, kn);
                 sm.step<kMmaKeys / 8, kDim / 2>(&s[0][0], p.scale_log2, &o[0][0], [&](int j, float e0, float e1, float e2, float e3) {
                     s[j][0] = e0; s[j][1] = e1; s[j][2] = e2; s[j][3] = e3;
                 });
@@ -142,6 +147,7 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
                 }
                 stage ^= 1;
             }
+            cp_async_wait_all(); /* a row with no valid tile left its Q load in flight */
             float inv0, inv1;
             sm.finish(inv0, inv1);
             store_rows<T, kDim>(p, b, h, qb, ntargets, it.w, c0 - qstart + warp * 16 + g, qend - qstart,

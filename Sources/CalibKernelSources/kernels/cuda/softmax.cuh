@@ -26,20 +26,23 @@ struct OnlineSoftmax {
     float m0 = -INFINITY, m1 = -INFINITY; /* running maxima (log2 domain) of the two rows */
     float l0 = 0.f, l1 = 0.f;             /* this thread's share of their running sums */
 
-    /* Scores of the tile's columns at or past `limit` take no part (a key tile that ends inside
-     * the sequence). */
-    template <int G> static __device__ __forceinline__ void mask_columns(float *s, int c, int limit) {
+    /* Scores of the tile's columns outside [lo, hi) take no part (a key tile that ends inside the
+     * sequence, or that holds padded text). */
+    template <int G> static __device__ __forceinline__ void mask_columns(float *s, int c, int lo, int hi) {
 #pragma unroll
         for (int j = 0; j < G; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e)
-                if (8 * j + 2 * c + (e & 1) >= limit) s[4 * j + e] = -INFINITY;
+            for (int e = 0; e < 4; ++e) {
+                const int col = 8 * j + 2 * c + (e & 1);
+                if (col < lo || col >= hi) s[4 * j + e] = -INFINITY;
+            }
     }
 
     /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
      * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
-     * them as the P operand of the next product. */
-    template <int G, int N, typename Emit>
+     * them as the P operand of the next product. kEmpty: a tile may have every column masked while
+     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf. */
+    template <int G, int N, bool kEmpty = false, typename Emit>
     __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
@@ -50,16 +53,17 @@ struct OnlineSoftmax {
         x0 = quad_max(x0);
         x1 = quad_max(x1);
         const float n0 = fmaxf(m0, x0 * scale_log2), n1 = fmaxf(m1, x1 * scale_log2);
-        const float f0 = fast_exp2(m0 - n0), f1 = fast_exp2(m1 - n1);
+        const float b0 = kEmpty && n0 == -INFINITY ? 0.f : n0, b1 = kEmpty && n1 == -INFINITY ? 0.f : n1;
+        const float f0 = fast_exp2(m0 - b0), f1 = fast_exp2(m1 - b1);
         m0 = n0;
         m1 = n1;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
-            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -n0));
-            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -n0));
-            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -n1));
-            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -n1));
+            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -b0));
+            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
+            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
+            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));
             sum0 += e0 + e1;
             sum1 += e2 + e3;
             emit(j, e0, e1, e2, e3);
@@ -76,8 +80,9 @@ struct OnlineSoftmax {
     __device__ __forceinline__ void finish(float &inv0, float &inv1) {
         l0 = quad_sum(l0);
         l1 = quad_sum(l1);
-        inv0 = 1.f / l0;
-        inv1 = 1.f / l1;
+        /* A row no valid key reached (padded text everywhere it looked) is zeros. */
+        inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
+        inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
     }
 };
 

@@ -42,6 +42,11 @@ typedef struct calib_info {
      * model_timesteps, or the step values when it has none), distinct. A caller that holds the
      * model's timestep runs the step whose timestep is nearest (docs/python.md, "Steps"). */
     const float *timesteps;
+    /* ABI 4 on: joint text–video attention. The sequence holds text_tokens text tokens (0: video
+     * only), its first ones when text_first is 1, else its last ones. Entries that take per-batch
+     * valid text lengths (text last only) give padded text keys no part in any softmax and write
+     * zeros to padded text rows. */
+    int32_t text_tokens, text_first;
 } calib_info;
 
 #ifdef __cplusplus
