@@ -16,11 +16,12 @@ layers sharing one layer's patterns (a whole model's worth of layers in a small 
 
 usage: make_masks.py -o masks.json --tokens N --heads H --head-dim D [--block 128]
                      [--layers dense,cal:0.5,reuse:0.2,...] [--frame-tokens F] [--seed S]
+                     [--text-tokens T [--text-position first|last]]
        make_masks.py --matrix DIR
 
 --matrix writes DIR/NAME.json for every set NAME of Tests/GPU/matrix.json, the one list of the
 sets the GPU tests and benchmarks run: each entry holds the options above (`head_dim` for
---head-dim, `frame_tokens` for --frame-tokens), or `copy`, a masks file of the repository taken
+--head-dim, `frame_tokens` for --frame-tokens, `text_tokens`, `text_position`), or `copy`, a masks file of the repository taken
 as it is, and `use`: "test" (Tests/python/test_cuda.py runs it), "bench" (bench_gpu.py) or "e2e"
 (bench_e2e.py: every layer of a model).
 """
@@ -83,8 +84,11 @@ def bitmap(m):
     return base64.b64encode(np.packbits(m, axis=1, bitorder="little").tobytes()).decode()
 
 
-def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, variants=4, seed=0, model="gpu-test"):
-    """The masks.json document of one set (the options of the usage, as keywords)."""
+def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, variants=4, seed=0, model="gpu-test",
+          text_tokens=0, text_position="last"):
+    """The masks.json document of one set (the options of the usage, as keywords). With
+    text_tokens, a joint text–video sequence: that many text tokens first or last
+    (text_position), the rest video frames of frame_tokens (layout: frames × 1 × frame_tokens)."""
     rng = np.random.default_rng(seed)
     nb = -(-tokens // block)
     patterns, assignments, last_reuse = {}, [], {}
@@ -123,8 +127,14 @@ def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, 
             patterns[pname] = pat
             hs = [h for h in range(heads) if h % nv == v]
             assignments.append({"steps": "0", "layers": span, "heads": ",".join(map(str, hs)), "pattern": pname})
-    return {"format": 1, "model": model, "tokens": tokens, "head_dim": head_dim, "block": block,
-            "layers": layer, "heads": heads, "timesteps": [0], "patterns": patterns, "assignments": assignments}
+    doc = {"format": 1, "model": model, "tokens": tokens, "head_dim": head_dim, "block": block,
+           "layers": layer, "heads": heads, "timesteps": [0], "patterns": patterns, "assignments": assignments}
+    if text_tokens:
+        video = tokens - text_tokens
+        frames = video // frame_tokens if video % frame_tokens == 0 else 1
+        doc["layout"] = {"frames": frames, "height": 1, "width": video // frames, "text_tokens": text_tokens,
+                         "text_position": text_position}
+    return doc
 
 
 def write(path, **options):
@@ -164,6 +174,8 @@ def main():
     ap.add_argument("--variants", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="gpu-test")
+    ap.add_argument("--text-tokens", type=int, default=0, help="joint text–video: text tokens in the sequence")
+    ap.add_argument("--text-position", choices=("first", "last"), default="last")
     a = ap.parse_args()
     if a.matrix:
         write_matrix(a.matrix)
@@ -171,7 +183,8 @@ def main():
     if not (a.o and a.tokens and a.heads and a.head_dim):
         ap.error("-o, --tokens, --heads and --head-dim are required (or --matrix DIR)")
     write(a.o, tokens=a.tokens, heads=a.heads, head_dim=a.head_dim, block=a.block, layers=a.layers,
-          frame_tokens=a.frame_tokens, variants=a.variants, seed=a.seed, model=a.model)
+          frame_tokens=a.frame_tokens, variants=a.variants, seed=a.seed, model=a.model, text_tokens=a.text_tokens,
+          text_position=a.text_position)
 
 
 if __name__ == "__main__":

@@ -77,21 +77,25 @@ def random_masks(seed, tokens=300, head_dim=32, block=64, layers=2, heads=3, tim
     return calibc.Masks.from_patterns(tokens, head_dim, block, list(timesteps), per, model="test")
 
 
-def reference(patterns, q, k, v, block):
+def reference(patterns, q, k, v, block, valid_end=None):
     """float64 attention of (H, S, D) q, k, v, head h over patterns[h]: computed query blocks attend
-    to their kept key blocks, reused ones copy their source block's output rows. On q's device."""
+    to their kept key blocks, reused ones copy their source block's output rows. On q's device.
+    valid_end: tokens from there on (a joint sequence's padded text) are no key (never read) and
+    their rows are zeros, as is a row left with no key."""
     q, k, v = q.double(), k.double(), v.double()
     heads, tokens, dim = q.shape
+    end = tokens if valid_end is None else valid_end
     out = torch.empty(heads, tokens, dim, dtype=torch.float64, device=q.device)
     for h, p in enumerate(patterns):
         kept = torch.from_numpy(p.kept).to(q.device).repeat_interleave(block, 0).repeat_interleave(block, 1)
-        kept = kept[:tokens, :tokens]
-        scores = (q[h] @ k[h].T) / dim ** 0.5
-        computed = torch.softmax(scores.masked_fill(~kept, float("-inf")), -1) @ v[h]
+        kept = kept[:tokens, :end]
+        scores = (q[h] @ k[h, :end].T) / dim ** 0.5
+        computed = (torch.softmax(scores.masked_fill(~kept, float("-inf")), -1) @ v[h, :end]).nan_to_num(0.0)
         for b in range(p.blocks):
             rows = slice(b * block, min(tokens, (b + 1) * block))
             s = p.source(b) * block
             out[h, rows] = computed[s:s + rows.stop - rows.start]
+        out[h, end:] = 0
     return out
 
 

@@ -8,7 +8,8 @@ differs from them, so a change of a header cannot go unnoticed.
 
 ABI 1 (libraries compiled before the layer entries) is still readable: its `calib_info` has a
 `threads` field after `plans`, and it has only the per-head entries. ABI 2's `calib_info` ends
-before `timesteps` (ABI 3), which is read only from libraries that have it.
+before `timesteps` (ABI 3), and ABI 3's before `text_tokens` (ABI 4); fields are read only from
+libraries that have them.
 """
 
 import ctypes
@@ -16,7 +17,7 @@ import operator
 
 from .errors import ArgumentError
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 # enum calib_status
 STATUS = {
@@ -50,10 +51,12 @@ _strides = ctypes.POINTER(ctypes.c_int64)  # const int64_t x_strides[3]
 
 
 class Info(ctypes.Structure):
-    """struct calib_info (ABI 3; `timesteps` is past the end of an ABI 2 library's)."""
+    """struct calib_info (ABI 4; `timesteps` is past the end of an ABI 2 library's, `text_tokens`
+    and `text_first` past an ABI 3 one's)."""
     _fields_ = [("abi_version", _i32), ("tokens", _i32), ("head_dim", _i32), ("block", _i32), ("layers", _i32),
                 ("heads", _i32), ("plans", _i32), ("step_count", _i32), ("steps", ctypes.POINTER(_i32)),
-                ("model", _cp), ("mask_sha256", _cp), ("timesteps", ctypes.POINTER(ctypes.c_float))]
+                ("model", _cp), ("mask_sha256", _cp), ("timesteps", ctypes.POINTER(ctypes.c_float)),
+                ("text_tokens", _i32), ("text_first", _i32)]
 
 
 class InfoV1(ctypes.Structure):
@@ -71,6 +74,7 @@ FUNCTIONS = {
     "calib_get_info": (ctypes.POINTER(Info), [], 1),
     "calib_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
     "calib_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
+    "calib_attention_joint": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp], 4),
     "calib_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
     "calib_attention": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
     "calib_attention_bf16": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
@@ -83,7 +87,7 @@ FUNCTIONS = {
 # struct calib_entry_points: the ABI version, then a pointer to each entry, in this order
 # (the field `x` is the function `calib_x` above).
 ENTRY_POINTS = ["get_info", "attention_layer", "dense_attention_layer", "attention", "attention_bf16",
-                "dense_attention", "dense_attention_bf16", "team_size", "isa", "attention_heads"]
+                "dense_attention", "dense_attention_bf16", "team_size", "isa", "attention_heads", "attention_joint"]
 
 
 class EntryPoints(ctypes.Structure):
@@ -114,12 +118,15 @@ CUDA_FUNCTIONS = {
     "calib_cuda_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_attention_indexed": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
+    "calib_cuda_attention_joint": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL
+                                   + [_vp, _vp]),
     "calib_cuda_prepare": (_int, [_i32, _i32, _vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
 }
 # Entries libraries compiled before them lack (CUDA ABI 1: the head range; 2: the step chosen
-# on the device); they still load without them.
-CUDA_SINCE_ABI = {"calib_cuda_attention_heads": 2, "calib_cuda_attention_indexed": 3, "calib_cuda_prepare": 3}
+# on the device; 3: padded text); they still load without them.
+CUDA_SINCE_ABI = {"calib_cuda_attention_heads": 2, "calib_cuda_attention_indexed": 3, "calib_cuda_prepare": 3,
+                  "calib_cuda_attention_joint": 4}
 
 
 # ---- integers into C ----

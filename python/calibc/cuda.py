@@ -53,13 +53,18 @@ class CudaKernels(Library):
             raise CalibError(status)
         return self
 
-    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd"):
-        """As the CPU target's, with the step chosen on the device (calib_cuda_attention_indexed):
-        no host synchronisation, and a captured CUDA graph replays whichever step `timestep`
-        holds at replay."""
+    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None):
+        """As the CPU target's, with the step chosen on the device (calib_cuda_attention_indexed,
+        or calib_cuda_attention_joint with `text_lengths`): no host synchronisation but the check
+        of the lengths' values (`text_lengths`), and a captured CUDA graph replays whichever step
+        `timestep` (and lengths) hold at replay."""
         index = self.step_index(timestep.to(q.device))
-        return self._layer("attention_indexed", (ctypes.cast(index.data_ptr(), ctypes.POINTER(ctypes.c_int32)), _abi.int32("layer", layer),
-                                                 _abi.int32("first_head", first_head)), q, k, v, out, layout)
+        lead = (ctypes.cast(index.data_ptr(), ctypes.POINTER(ctypes.c_int32)), _abi.int32("layer", layer),
+                _abi.int32("first_head", first_head))
+        if text_lengths is None:
+            return self._layer("attention_indexed", lead, q, k, v, out, layout)
+        lengths = self.text_lengths(text_lengths, q, layout)
+        return self._layer("attention_joint", lead, q, k, v, out, layout, (lengths.data_ptr(),))
 
     def _entry(self, name):
         if not hasattr(self.lib, "calib_cuda_" + name):

@@ -111,6 +111,9 @@ class Library:
         # The model's timestep at each step: calib_info.timesteps from ABI 3 on (both targets);
         # before it the step values, as masks without model_timesteps give.
         self.timesteps = tuple(info.timesteps[i] if self.abi_version >= 3 else float(s) for i, s in enumerate(self.steps))
+        # A joint text–video sequence's text tokens and where they are (ABI 4 on; before it, none).
+        self.text_tokens = info.text_tokens if self.abi_version >= 4 else 0
+        self.text_first = bool(info.text_first) if self.abi_version >= 4 else False
         self._tables = {}
         self.launches = 0  # layer calls run, counted at the launch (so under torch.compile too)
 
@@ -182,15 +185,49 @@ class Library:
         return self._layer("attention_heads", (_abi.int32("step", step), _abi.int32("layer", layer),
                                                _abi.int32("first_head", first_head)), q, k, v, out, layout)
 
-    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd"):
-        """`attention_heads` of the step `step_index(timestep)` chooses."""
-        return self.attention_heads(self.steps[int(self.step_index(timestep))], layer, first_head, q, k, v, out, layout)
+    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None):
+        """`attention_heads` of the step `step_index(timestep)` chooses. `text_lengths`: for a
+        library of a joint sequence with its text last, the valid text tokens of each batch
+        element (an integer tensor of shape (B,)); the rest of its text is padding, which takes
+        no part in any softmax (never read) and whose output rows are zeros."""
+        step = self.steps[int(self.step_index(timestep))]
+        if text_lengths is None:
+            return self.attention_heads(step, layer, first_head, q, k, v, out, layout)
+        lengths = self.text_lengths(text_lengths, q, layout)
+        return self._layer("attention_joint", (_abi.int32("step", step), _abi.int32("layer", layer),
+                                               _abi.int32("first_head", first_head)), q, k, v, out, layout,
+                           (lengths.data_ptr(),))
+
+    def text_lengths(self, lengths, q, layout):
+        """`lengths` checked against this library and q: a contiguous int32 tensor of shape (B,) on
+        q's device, each value in 0 … text_tokens; ArgumentError naming what was expected. The
+        values are read on the host (a synchronisation on a GPU) except while a CUDA graph is
+        being captured, when they are clamped on the device instead."""
+        if self.text_tokens == 0 or self.text_first:
+            where = "none" if self.text_tokens == 0 else f"{self.text_tokens}, first"
+            raise ArgumentError(f"text_lengths: {self.path} holds no text segment at the end of the sequence (text "
+                                f"tokens: {where}); valid lengths apply to text that comes last")
+        if not isinstance(lengths, torch.Tensor):
+            raise ArgumentError(f"text_lengths: expected an integer tensor, got {type(lengths).__name__}")
+        batch = dims(q, layout)[0] if isinstance(q, torch.Tensor) and q.dim() == 4 else None
+        if lengths.dim() != 1 or lengths.shape[0] != batch:
+            raise ArgumentError(f"text_lengths: expected shape ({batch},), one length per batch element, got "
+                                f"{tuple(lengths.shape)}")
+        if lengths.dtype not in (torch.int32, torch.int64):
+            raise ArgumentError(f"text_lengths: expected int32 or int64, got {lengths.dtype}")
+        if lengths.device != q.device:
+            raise ArgumentError(f"text_lengths: expected a tensor on q's device {q.device}, got one on {lengths.device}")
+        capturing = lengths.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if not capturing and lengths.numel() and not bool(((lengths >= 0) & (lengths <= self.text_tokens)).all()):
+            raise ArgumentError(f"text_lengths: expected values in 0…{self.text_tokens} (the text tokens), got "
+                                f"{lengths.tolist()}")
+        return lengths.to(torch.int32).contiguous()
 
     def dense_attention_layer(self, q, k, v, out=None, layout="bshd"):
         """Every tile computed, same arguments: the baseline of the sparse plans."""
         return self._layer("dense_attention_layer", (), q, k, v, out, layout)
 
-    def _layer(self, entry, lead, q, k, v, out, layout):
+    def _layer(self, entry, lead, q, k, v, out, layout, tail=()):
         fn = self._entry(entry)
         check_layout(layout)
         for name, t in zip("qkv", (q, k, v)):
@@ -218,7 +255,7 @@ class Library:
                                     f"{t.stride(3)}")
         check_output(out, {"q": q, "k": k, "v": v})
         args = (*lead, _abi.int32("dtype", self.dtypes[q.dtype]), *(t.data_ptr() for t in tensors), *sizes(q, layout),
-                *(strides(t, layout, name) for name, t in zip(("q", "k", "v", "out"), tensors)))
+                *(strides(t, layout, name) for name, t in zip(("q", "k", "v", "out"), tensors)), *tail)
         status = self._launch(fn, args, q.device)
         if status != 0:
             raise CalibError(status)

@@ -3,6 +3,7 @@
     out = calibc.attention_layer(q, k, v, "DIR/libcalibkernels.so", step, layer)             # (B, S, H, D)
     out = calibc.attention_layer(q, k, v, library, step, layer, layout="bhsd")               # (B, H, S, D)
     out = calibc.attention_at(q, k, v, library, timestep, layer)      # the step nearest the model's timestep
+    out = calibc.attention_at(q, k, v, library, timestep, layer, text_lengths=n)   # joint: n valid text tokens per element
     torch.compile(fn, fullgraph=True)   # traces through it: the fake kernel gives the output's shape
 
 q, k, v: 4D tensors of one dtype (float32 or bfloat16) and one shape; strided views are fine as
@@ -10,6 +11,8 @@ long as head_dim is contiguous. The output is a new contiguous tensor of q's sha
 op has no autograd formula (inference only). CUDA tensors (bfloat16 or float16) run the CUDA target's
 library (`library` is then its libcalibcuda.so) on the current stream.
 """
+
+from typing import Optional
 
 import torch
 
@@ -68,16 +71,18 @@ def _attention_layer_fake(q, k, v, library, step, layer, layout="bshd"):
 
 @torch.library.custom_op("calibc::attention_at", mutates_args=(), device_types=("cpu", "cuda"))
 def attention_at(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str, timestep: torch.Tensor, layer: int,
-                 first_head: int = 0, layout: str = "bshd") -> torch.Tensor:
+                 first_head: int = 0, layout: str = "bshd", text_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Heads first_head … of `layer` at the step the library's `step_index(timestep)` picks: the
-    step is a tensor, so one compiled graph (and one captured CUDA graph) serves every step."""
+    step is a tensor, so one compiled graph (and one captured CUDA graph) serves every step.
+    `text_lengths` (B,): valid text tokens per batch element of a library whose sequence ends in
+    text (`Library.attention_at`)."""
     _check(q, k, v, layout, ("layer", layer), ("first_head", first_head))
     return _kernels(library, q.device.type).attention_at(timestep, layer, q, k, v, first_head=first_head,
-                                                         layout=layout)
+                                                         layout=layout, text_lengths=text_lengths)
 
 
 @attention_at.register_fake
-def _attention_at_fake(q, k, v, library, timestep, layer, first_head=0, layout="bshd"):
+def _attention_at_fake(q, k, v, library, timestep, layer, first_head=0, layout="bshd", text_lengths=None):
     _check(q, k, v, layout, ("layer", layer), ("first_head", first_head))
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
