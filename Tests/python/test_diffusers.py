@@ -352,11 +352,12 @@ def test_a_transformer_calibc_cannot_reach_is_refused_by_name(model, tmp_path):
     from calibc.diffusers import ModelError
 
     library = compile_masks(tmp_path, list(range(STEPS)))
-    mochi = type("MochiTransformer3DModel", (torch.nn.Module,), {})()
-    with pytest.raises(ModelError, match=r"MochiTransformer3DModel: its self-attention is joint text–video attention"):
-        CalibAttention(mochi, library)
-    with pytest.raises(ModelError, match=r"Linear: not a transformer calibc knows \(it reaches LTXVideoTransformer3DModel, "
-                                         r"WanTransformer3DModel\)"):
+    flux = type("FluxTransformer2DModel", (torch.nn.Module,), {})()
+    with pytest.raises(ModelError, match=r"FluxTransformer2DModel: not a transformer calibc knows"):
+        CalibAttention(flux, library)
+    with pytest.raises(ModelError, match=r"Linear: not a transformer calibc knows \(it reaches CogVideoXTransformer3DModel, "
+                                         r"HunyuanVideoTransformer3DModel, LTXVideoTransformer3DModel, "
+                                         r"MochiTransformer3DModel, WanTransformer3DModel\)"):
         Recorder(torch.nn.Linear(2, 2), str(tmp_path / "r.safetensors"))
     assert torch.equal(denoise(model, prompt=1), denoise(model, prompt=1)), "nothing was left installed"
 

@@ -162,7 +162,7 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
             _run(tool, "compile", masks, "-o", os.path.join(out, name, target), "--target", target, "--shared", "--force")
             libraries[target] = os.path.join(name, target, LIBRARIES[target])
         heads, head_dim = _attention_shape(t)
-        manifest["transformers"][name] = {"class": type(t).__name__, "layers": len(_blocks(t)), "heads": heads,
+        manifest["transformers"][name] = {"class": type(t).__name__, "layers": len(_attention_modules(t)), "heads": heads,
                                           "head_dim": head_dim, "masks": os.path.join(name, "masks.json"),
                                           "report": os.path.join(name, "report.html"), "libraries": libraries}
     with open(os.path.join(out, "manifest.json"), "w") as f:
@@ -172,14 +172,14 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     return manifest
 
 
-def _blocks(transformer):
+def _attention_modules(transformer):
     from .diffusers.models import model_of
 
-    return getattr(transformer, model_of(transformer).blocks)
+    return model_of(transformer).attention_modules(transformer)
 
 
 def _attention_shape(transformer):
-    attn = _blocks(transformer)[0].attn1
+    attn = _attention_modules(transformer)[0][1]
     return attn.heads, attn.inner_dim // attn.heads
 
 
@@ -217,7 +217,7 @@ def enable(pipe, artifact, compare=False):
             t = getattr(pipe, name, None)
             if t is None:
                 raise PipelineError(f"{artifact} holds kernels for {name}, which {type(pipe).__name__} does not have")
-            have = {"class": type(t).__name__, "layers": len(_blocks(t))}
+            have = {"class": type(t).__name__, "layers": len(_attention_modules(t))}
             have["heads"], have["head_dim"] = _attention_shape(t)
             wanted = {k: entry[k] for k in have}
             if have != wanted:

@@ -15,6 +15,7 @@ from:
 from ..calibration import Selection, State, block_mass
 from ..calibration import save as save_state
 from .hooks import Timesteps, heads_first, wrap_self_attention
+from .models import model_of
 
 __all__ = ["Calibrator"]
 
@@ -43,11 +44,16 @@ class Calibrator:
         self.state_device = state_device
         self.states, self.shape, self.layout, self.seen = {}, None, {}, set()
         self.timesteps = {}  # step -> the model's timestep there, the same for every prompt
+        self.model = model_of(transformer)
         self.counter = Timesteps(transformer, track=True)
         self._restore = wrap_self_attention(transformer, self._attend_for, layers)
 
     def _attend_for(self, layer):
         def attend(original, query, key, value, *args, **kwargs):
+            if self.model.text == "last" and kwargs.get("attn_mask", args[0] if args else None) is not None:
+                # The Triton block mass has no key mask: padded keys would take mass.
+                raise NotImplementedError(f"{self.model.name}: the GPU calibrator cannot take padded text yet; record "
+                                          "q and k with calibc.diffusers.Recorder and run `calibc calibrate` on them")
             self._fold(layer, query, key)
             return original(query, key, value, *args, **kwargs)
 
@@ -67,7 +73,11 @@ class Calibrator:
         q, k = heads_first(query), heads_first(key)
         heads, tokens, dim = q.shape
         if self.shape is None:
-            self.shape, self.layout = (heads, tokens, dim), dict(zip(("frames", "height", "width"), self.counter.grid))
+            grid = self.counter.grid
+            self.shape, self.layout = (heads, tokens, dim), dict(zip(("frames", "height", "width"), grid))
+            text = tokens - grid[0] * grid[1] * grid[2]
+            if text:
+                self.layout.update(text_tokens=text, text_position="first" if self.model.text == "first" else "last")
         elif self.shape != (heads, tokens, dim):
             raise ValueError(f"(heads, tokens, head_dim) {(heads, tokens, dim)} differs from the first call's {self.shape}")
         m = block_mass(q, k, self.block, step=self.selection.sample_rows)

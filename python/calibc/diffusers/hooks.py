@@ -2,19 +2,26 @@
 grid the transformer receives, and stepping in front of the attention function of its
 self-attention (the models of models.py).
 
-All three wrap the processor of each block's `attn1` and step in front of the model module's
-`dispatch_attention_fn` for the duration of its call, so they see Q, K, V exactly as the kernel
-would (after the QK norm and the rotary embedding, (B, S, H, D)) and leave the rest of the
-processor — projections, output layer — untouched.
+All three wrap the processor of each self-attention module and step in front of the model
+module's attention function for the duration of its call, so they see Q, K, V exactly as the
+kernel would (after the QK norm and the rotary embedding) and leave the rest of the processor —
+projections, output layer — untouched. Whatever the model's layout, the wrapper's
+`attend(original, query, key, value, *args, **kwargs)` gets (B, S, H, D) views (no copy) and
+returns (B, S, H, D); `original` takes and returns the same.
 
 The module's function is replaced once, while any wrapper is installed, by a replacement that
 hands the call to the wrapper whose processor is running or to the original (`_Dispatch`). Swapping
 the module global on every call instead is invisible to torch.compile: dynamo reads the global of
-the inlined processor before its own pending store, so a compiled model never reached calibc.
+the inlined processor before its own pending store, so a compiled model never reached calibc. A
+model that calls `F.scaled_dot_product_attention` (attention_processor's `F`) gets a copy of
+torch.nn.functional as that module's `F`, with the replacement in it.
 """
 
 import importlib
 import inspect
+import types
+
+import torch
 
 import numpy as np
 
@@ -122,19 +129,35 @@ _intercepts = {}
 
 class _Dispatch:
     """The replacement of one model module's attention function: `wrappers` installed Intercepts
-    share it, `original` is the function it replaced, `replacement` the function put in its
-    place. Instance attributes from the start: dynamo guards on which ones an instance holds, and
-    one appearing later would recompile the model."""
+    share it, `original` is what the module held (its function, or attention_processor's `F`),
+    `replacement` what is put in its place. Instance attributes from the start: dynamo guards on
+    which ones an instance holds, and one appearing later would recompile the model."""
 
-    def __init__(self, original):
+    def __init__(self, original, function):
         self.wrappers, self.original = 0, original
+        if function == "dispatch_attention_fn":
+            def replacement(query, key, value, *args, **kw):
+                if _state.intercept is None:
+                    return original(query, key, value, *args, **kw)
+                return _state.intercept.attend(original, query, key, value, *args, **kw)
 
-        def replacement(query, key, value, *args, **kw):
+            self.replacement = replacement
+            return
+        sdpa = original.scaled_dot_product_attention
+
+        def heads_second(query, key, value, *args, **kw):  # (B, S, H, D) views in and out, as attend has them
+            return sdpa(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), *args, **kw).transpose(1, 2)
+
+        def scaled_dot_product_attention(query, key, value, *args, **kw):
             if _state.intercept is None:
-                return original(query, key, value, *args, **kw)
-            return _state.intercept.attend(original, query, key, value, *args, **kw)
+                return sdpa(query, key, value, *args, **kw)
+            return _state.intercept.attend(heads_second, query.transpose(1, 2), key.transpose(1, 2),
+                                           value.transpose(1, 2), *args, **kw).transpose(1, 2)
 
-        self.replacement = replacement
+        functional = types.ModuleType(original.__name__)
+        functional.__dict__.update(original.__dict__)
+        functional.scaled_dot_product_attention = scaled_dot_product_attention
+        self.replacement = functional
 
 
 class _Running:
@@ -145,24 +168,26 @@ class _Running:
 
 
 _state = _Running()
-_dispatches = {}  # module name -> _Dispatch while any wrapper of that module's models is installed
+_dispatches = {}  # (module name, function) -> _Dispatch while any wrapper of that module's models is installed
 
 
-def _install(module_name):
-    module = importlib.import_module(module_name)
-    d = _dispatches.get(module_name)
+def _install(model):
+    module = importlib.import_module(model.module)
+    name = model.function.split(".")[0]
+    d = _dispatches.get((model.module, name))
     if d is None:
-        d = _dispatches[module_name] = _Dispatch(module.dispatch_attention_fn)
-        module.dispatch_attention_fn = d.replacement
+        d = _dispatches[(model.module, name)] = _Dispatch(getattr(module, name), model.function)
+        setattr(module, name, d.replacement)
     d.wrappers += 1
 
 
-def _uninstall(module_name):
-    d = _dispatches[module_name]
+def _uninstall(model):
+    name = model.function.split(".")[0]
+    d = _dispatches[(model.module, name)]
     d.wrappers -= 1
     if d.wrappers == 0:
-        importlib.import_module(module_name).dispatch_attention_fn = d.original
-        del _dispatches[module_name]
+        setattr(importlib.import_module(model.module), name, d.original)
+        del _dispatches[(model.module, name)]
 
 
 def heads_first(x):
@@ -170,31 +195,57 @@ def heads_first(x):
     return x[0].transpose(0, 1).detach()
 
 
+def text_lengths(model, mask, tokens, text_tokens):
+    """The valid text tokens of each batch element, from the key mask a joint model's attention
+    call carries ((B, …, S) bool, True where a key takes part: a prefix of the sequence, as the
+    models build it), or None when the call has none. On the mask's device, no synchronisation."""
+    if model.text != "last" or mask is None:
+        return None
+    if mask.dtype != torch.bool or mask.shape[-1] != tokens:
+        raise ValueError(f"expected a boolean key mask of {tokens} keys, got {mask.dtype} {tuple(mask.shape)}")
+    return mask.reshape(mask.shape[0], -1, tokens)[:, 0].sum(-1) - (tokens - text_tokens)
+
+
+def _set_processor(attn, processor):
+    # MochiAttention holds its processor in a plain attribute, without Attention's setter.
+    if hasattr(attn, "set_processor"):
+        attn.set_processor(processor)
+    else:
+        attn.processor = processor
+
+
 def wrap_self_attention(transformer, make_attend, layers=None):
-    """Wraps the self-attention of block i for i in `layers` (default all); returns a function
-    that undoes it. Raises ModelError for a transformer calibc does not know."""
+    """Wraps the self-attention of layer i for i in `layers` (default all; models.py numbers the
+    layers); returns a function that undoes it. Raises ModelError for a transformer calibc does
+    not know."""
     model = model_of(transformer)
-    blocks = getattr(transformer, model.blocks)
-    for i, block in enumerate(blocks):
-        inner = block.attn1.processor
+    modules = model.attention_modules(transformer)
+    for path, attn in modules:
+        inner = attn.processor
         while isinstance(inner, Intercept):
             inner = inner.inner
-        if type(inner).__name__ not in model.processors:
+        if type(inner).__name__ not in model.processors + ((model.replacement,) if model.replacement else ()):
             # Another processor need not call the function calibc steps into: calls would run
             # without calibc and nothing would say so.
-            raise ModelError(f"{model.blocks}[{i}].attn1 runs {type(inner).__name__}, not the model's own "
-                             f"{model.processors[0]}, which calibc steps into; restore it (set_attn_processor) first")
+            raise ModelError(f"{path} runs {type(inner).__name__}, not the model's own {model.processors[0]}, which "
+                             "calibc steps into; restore it (set_attn_processor) first")
     originals = {}
-    _install(model.module)
-    for i, block in enumerate(blocks):
+    _install(model)
+    for i, (_, attn) in enumerate(modules):
         if layers is None or i in layers:
-            attn = block.attn1
-            originals[i] = attn.processor
-            attn.set_processor(_intercept_of(attn.processor)(attn.processor, make_attend(i)))
+            originals[i] = inner = attn.processor
+            base = inner
+            while isinstance(base, Intercept):
+                base = base.inner
+            if model.replacement and type(base).__name__ != model.replacement:
+                from . import joint
+
+                inner = getattr(joint, model.replacement)()
+            _set_processor(attn, _intercept_of(inner)(inner, make_attend(i)))
 
     def restore():
         for i, processor in originals.items():
-            blocks[i].attn1.set_processor(processor)
-        _uninstall(model.module)
+            _set_processor(modules[i][1], processor)
+        _uninstall(model)
 
     return restore

@@ -50,7 +50,8 @@ from ..artifact import Artifact
 from ..cuda import CudaKernels, load_cuda
 from ..kernels import Kernels, load
 from ..ops import attention_at
-from .hooks import Timesteps, wrap_self_attention
+from .hooks import Timesteps, text_lengths, wrap_self_attention
+from .models import model_of
 
 
 def _ulysses(parallel_config):
@@ -95,6 +96,7 @@ class CalibAttention:
             raise ValueError("give the CPU kernel library, the CUDA one (cuda_library=), or both")
         self.kernels = _artifact(library, Kernels, load)
         self.cuda_kernels = _artifact(cuda_library, CudaKernels, load_cuda)
+        self.model = model_of(transformer)
         self.timesteps = Timesteps(transformer)
         self.compare, self.fallbacks = compare, 0
         self.fallback_reasons = {}  # why calls ran dense: {kind: calls}, kinds as _fallback_reason names them
@@ -152,8 +154,11 @@ class CalibAttention:
                 return "ring", "ring attention (context parallelism other than Ulysses) is not supported"
             world = 1 if cp is None else cp.ulysses_degree
         mask = kwargs.get("attn_mask", args[0] if args else None)
-        if mask is not None or kwargs.get("is_causal", False) or kwargs.get("scale") is not None:
+        key_mask = self.model.text == "last" and mask is not None and mask.dtype == torch.bool
+        if (mask is not None and not key_mask) or kwargs.get("is_causal", False) or kwargs.get("scale") is not None:
             return "mask", "the call has an attention mask, is causal or sets its own scale"
+        if key_mask and world > 1:
+            return "ring", "context parallelism with padded text is not supported"
         if query.dtype not in artifact.dtypes or not query.dtype == key.dtype == value.dtype:
             return "dtype", (f"dtype {query.dtype} (the {query.device.type} library takes "
                              f"{', '.join(map(str, artifact.dtypes))})")
@@ -176,6 +181,17 @@ class CalibAttention:
             return "layer", f"layer {layer} is beyond the library's {k.layers} layers"
         if self.timesteps.current is None:
             return "timestep", "the transformer was called without a timestep"
+        # The text beside the video tokens must be where the library's plans put it.
+        text = tokens * world - grid[0] * grid[1] * grid[2] if grid else 0
+        want = (text, self.model.text == "first") if text else (0, False)
+        have = (k.text_tokens, k.text_first) if k.text_tokens else (0, False)
+        if want != have:
+            def words(n, first):
+                return f"{n} text tokens {'first' if first else 'last'}" if n else "no text"
+            return "text", (f"the call's sequence has {words(*want)} beside its {' × '.join(map(str, grid))} video "
+                            f"tokens; {k.path} was compiled for {words(*have)}")
+        if key_mask and not hasattr(k.lib, "calib_attention_joint") and not hasattr(k.lib, "calib_cuda_attention_joint"):
+            return "abi", f"{k.path} predates padded text (ABI 4; recompile it)"
         return k
 
     def _fell_back(self, kind, reason):
@@ -197,7 +213,9 @@ class CalibAttention:
             start = time.perf_counter() if self.compare else None
             cp = _ulysses(kwargs.get("parallel_config"))
             if cp is None:
-                out = attention_at(query, key, value, kernels.path, timestep, layer)
+                mask = kwargs.get("attn_mask", args[0] if args else None)
+                lengths = text_lengths(self.model, mask, query.shape[1], kernels.text_tokens)
+                out = attention_at(query, key, value, kernels.path, timestep, layer, text_lengths=lengths)
             else:
                 out = self._ulysses_attention(kernels, timestep, layer, query, key, value, kwargs["parallel_config"])
             if self.compare:
