@@ -74,7 +74,7 @@ FUNCTIONS = {
     "calib_get_info": (ctypes.POINTER(Info), [], 1),
     "calib_attention_layer": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
     "calib_attention_heads": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
-    "calib_attention_joint": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp], 4),
+    "calib_attention_joint": (_int, [_i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [ctypes.POINTER(_i32)], 4),
     "calib_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL, 2),
     "calib_attention": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
     "calib_attention_bf16": (_int, [_i32, _i32, _i32, _vp, _vp, _vp, _vp] + _HEAD_TAIL, 1),
@@ -119,7 +119,7 @@ CUDA_FUNCTIONS = {
     "calib_cuda_dense_attention_layer": (_int, [_i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_attention_indexed": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL + [_vp]),
     "calib_cuda_attention_joint": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL
-                                   + [_vp, _vp]),
+                                   + [ctypes.POINTER(_i32), _vp]),
     "calib_cuda_prepare": (_int, [_i32, _i32, _vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
 }

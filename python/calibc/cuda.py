@@ -64,7 +64,7 @@ class CudaKernels(Library):
         if text_lengths is None:
             return self._layer("attention_indexed", lead, q, k, v, out, layout)
         lengths = self.text_lengths(text_lengths, q, layout)
-        return self._layer("attention_joint", lead, q, k, v, out, layout, (lengths.data_ptr(),))
+        return self._layer("attention_joint", lead, q, k, v, out, layout, (ctypes.cast(lengths.data_ptr(), ctypes.POINTER(ctypes.c_int32)),))
 
     def _entry(self, name):
         if not hasattr(self.lib, "calib_cuda_" + name):

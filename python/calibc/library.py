@@ -196,7 +196,7 @@ class Library:
         lengths = self.text_lengths(text_lengths, q, layout)
         return self._layer("attention_joint", (_abi.int32("step", step), _abi.int32("layer", layer),
                                                _abi.int32("first_head", first_head)), q, k, v, out, layout,
-                           (lengths.data_ptr(),))
+                           (ctypes.cast(lengths.data_ptr(), ctypes.POINTER(ctypes.c_int32)),))
 
     def text_lengths(self, lengths, q, layout):
         """`lengths` checked against this library and q: a contiguous int32 tensor of shape (B,) on
