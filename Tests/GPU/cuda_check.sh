@@ -1,12 +1,13 @@
 #!/bin/sh
 # The CUDA kernels compiled for sm_90a by the sets' own recipe (`build.sh --check`: warnings as
 # errors, no link, so PyPI's nvcc suffices), failing on any spill or stack frame: the wgmma kernel
-# of t128 (block 128) and the mma.sync kernel of ex (block 64).
+# of t128 and of tj128 (block 128; tj128 with padded text) and the mma.sync kernel of ex (block 64).
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
 dir=$1
-for s in t128 ex; do
+for s in t128 tj128 ex; do
     sh "$dir/$s/build.sh" --check 2> "$dir/$s.ptxas.log" || { cat "$dir/$s.ptxas.log"; exit 1; }
 done
 python3 Tests/GPU/check_ptxas.py "$dir/t128.ptxas.log" calib_wgmma_kernel
+python3 Tests/GPU/check_ptxas.py "$dir/tj128.ptxas.log" calib_wgmma_kernel
 python3 Tests/GPU/check_ptxas.py "$dir/ex.ptxas.log" calib_mma_kernel

@@ -12,6 +12,7 @@ NAME/libcalibcuda.so: `Tests/GPU/make_masks.py --matrix .gpu` writes the masks, 
 library on the GPU machine; these tests only load it. Without a CUDA device, or without a set's
 library, they skip and say why."""
 
+import ctypes
 import json
 import os
 
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.gpu
 
 GPU_DIR = os.environ.get("CALIBC_GPU_DIR", os.path.join(ROOT, ".gpu"))
 with open(os.path.join(ROOT, "Tests", "GPU", "matrix.json")) as f:
-    SETS = [name for name, spec in json.load(f).items() if spec["use"] == "test"]
+    MATRIX = json.load(f)
+SETS = [name for name, spec in MATRIX.items() if spec["use"] == "test"]
 # The masks examples/diffusers/end_to_end.py calibrates for the tiny Wan, compiled for CUDA.
 TINY_WAN_SET = "tinywan"
 TOLERANCE = 1e-2  # relative L2 against float64: bf16 inputs and outputs, P rounded for P·V
@@ -389,3 +391,105 @@ def test_op_under_cuda_graphs_runs_the_step_of_each_replay(gpu_set):
         for i, t in enumerate(kernels.timesteps):
             got = graphed(q, k, v, torch.tensor([t], device="cuda")).clone()
             assert torch.equal(got, kernels.attention_layer(kernels.steps[i], layer, q, k, v)), (t, i)
+
+
+JOINT_SETS = [name for name in SETS if MATRIX.get(name, {}).get("text_tokens") and
+              MATRIX[name].get("text_position", "last") == "last"]
+
+
+@pytest.fixture(scope="module", params=JOINT_SETS)
+def joint_set(request):
+    kernels = compiled(request.param)
+    path = os.path.join(GPU_DIR, request.param + ".json")
+    kernels.require_source(path)
+    return kernels, calibc.Masks.read(path)
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("kernel", ["default", "mma"])
+def test_padded_text_is_the_float64_reference(joint_set, kernel, dtype, layout, monkeypatch):
+    """calib_cuda_attention_joint on a sequence whose text comes last: valid lengths 0, 1,
+    block − 1, block + 1 and all of it in one batch, NaN in the padded keys and values (which
+    must never be read), every layer against float64 with padded text no key and its rows zeros.
+    tj64's video (100 tokens) is shorter than a block: the wgmma kernel's tiles that end where
+    padding begins start before the sequence (rows the copy engine fills with zeros)."""
+    kernels, masks = joint_set
+    monkeypatch.setenv("CALIB_CUDA_KERNEL", "mma" if kernel == "mma" else "")
+    if kernel == "mma" and not kernels.kernel_name() == "mma.sync":
+        pytest.skip("no mma override")
+    text, tokens, block = kernels.text_tokens, kernels.tokens, kernels.block
+    video = tokens - text
+    lengths = torch.tensor([0, 1, block - 1, block + 1, text], device="cuda", dtype=torch.int32).clamp(max=text)
+    batch = len(lengths)
+    shape = (batch, tokens, kernels.heads, kernels.head_dim) if layout == "bshd" else (batch, kernels.heads, tokens,
+                                                                                      kernels.head_dim)
+    torch.manual_seed(77)
+    q, k, v = (torch.randn(shape, device="cuda").to(dtype) for _ in range(3))
+    for b, n in enumerate(lengths.tolist()):
+        heads_first(k, layout)[b, :, video + n:] = float("nan")
+        heads_first(v, layout)[b, :, video + n:] = float("nan")
+    failures = []
+    for i, step in enumerate(kernels.steps):
+        timestep = torch.tensor([kernels.timesteps[i]], device="cuda")
+        for layer in range(kernels.layers):
+            out = torch.full(shape, float("nan"), device="cuda", dtype=dtype)
+            kernels.attention_at(timestep, layer, q, k, v, out=out, layout=layout, text_lengths=lengths)
+            torch.cuda.synchronize()
+            patterns = patterns_of(kernels, masks, step, layer)
+            for b, n in enumerate(lengths.tolist()):
+                got = heads_first(out, layout)[b]
+                want = reference(patterns, *(heads_first(t, layout)[b] for t in (q, k, v)), block, video + n)
+                error = float((got.double().nan_to_num(7.0) - want).norm() / want.norm())
+                if error > TOLERANCE or got.isnan().any() or (got[:, video + n:] != 0).any():
+                    failures.append(f"{kernels.kernel_name()} step {step} layer {layer} length {n}: relative L2 "
+                                    f"{error:.2e}, NaN {int(got.isnan().sum())}")
+    assert not failures, "\n".join(failures)
+
+
+def test_padded_text_lengths_are_checked(joint_set):
+    kernels, _ = joint_set
+    q, k, v = layer_inputs(kernels, 3)
+    timestep = torch.tensor([kernels.timesteps[0]], device="cuda")
+    out = torch.full_like(q, float("nan"))
+    cases = [(torch.tensor([1], device="cuda"), "expected shape"),
+             (torch.tensor([1, 2]), "on q's device"),
+             (torch.tensor([1.0, 2.0], device="cuda"), "expected int32 or int64"),
+             (torch.tensor([1, kernels.text_tokens + 1], device="cuda"), "expected values in")]
+    for lengths, message in cases:
+        with pytest.raises(calibc.errors.ArgumentError, match=message):
+            kernels.attention_at(timestep, 0, q, k, v, out=out, text_lengths=lengths)
+    assert out.isnan().all()
+    # Captured into a graph, lengths are read when the kernel starts: each replay runs its own.
+    kernels.prepare()
+    lengths = torch.full((BATCH,), kernels.text_tokens, device="cuda", dtype=torch.int32)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        calibc.attention_at(q, k, v, kernels.path, timestep, 0, text_lengths=lengths)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = calibc.attention_at(q, k, v, kernels.path, timestep, 0, text_lengths=lengths)
+    for n in (kernels.text_tokens, 3):
+        lengths.fill_(n)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, kernels.attention_at(timestep, 0, q, k, v, text_lengths=lengths)), n
+
+
+def test_text_first_kernels_refuse_lengths():
+    kernels = compiled("tjf64")
+    q, k, v = layer_inputs(kernels, 5)
+    with pytest.raises(calibc.errors.ArgumentError, match="valid lengths apply to text that comes last"):
+        kernels.attention_at(torch.tensor([0.0], device="cuda"), 0, q, k, v,
+                             text_lengths=torch.ones(BATCH, device="cuda", dtype=torch.int32))
+    index = torch.zeros((), device="cuda", dtype=torch.int32)
+    lengths = torch.ones(BATCH, device="cuda", dtype=torch.int32)
+    out = torch.full_like(q, float("nan"))
+    s = _abi.int64_array("s", (q.stride(0), q.stride(1), q.stride(2)))
+    status = kernels.lib.calib_cuda_attention_joint(
+        ctypes.cast(index.data_ptr(), ctypes.POINTER(ctypes.c_int32)), 0, 0, _abi.DTYPE["CALIB_BF16"], q.data_ptr(),
+        k.data_ptr(), v.data_ptr(), out.data_ptr(), BATCH, kernels.tokens, kernels.heads, kernels.head_dim, s, s, s, s,
+        ctypes.cast(lengths.data_ptr(), ctypes.POINTER(ctypes.c_int32)), torch.cuda.current_stream().cuda_stream)
+    assert status == _abi.STATUS["CALIB_ERR_ARGUMENT"] and out.isnan().all()
