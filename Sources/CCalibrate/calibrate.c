@@ -71,11 +71,12 @@ static void scores_range(const float *q, const float *kt, int64_t row_end, int64
  * load (docs/calibration.md). */
 enum { CHUNK = 1024 };
 
-int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, int64_t block, int64_t row_step,
-                     float scale, float *mass) {
-    const int64_t blocks = (tokens + block - 1) / block, padded = (tokens + COLS - 1) / COLS * COLS;
-    if (d > 512 || row_step < 1 || row_step > block) return -1;
-    float *kt = transpose_keys(k, tokens, d, padded);
+int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t valid_tokens, int64_t d, int64_t block,
+                     int64_t row_step, float scale, float *mass) {
+    if (d > 512 || row_step < 1 || row_step > block || valid_tokens < 1 || valid_tokens > tokens) return -1;
+    /* Only the valid keys are transposed and scored, so padding is never read. */
+    const int64_t blocks = (tokens + block - 1) / block, padded = (valid_tokens + COLS - 1) / COLS * COLS;
+    float *kt = transpose_keys(k, valid_tokens, d, padded);
     if (!kt) return -1;
     int failed = 0;
     #pragma omp parallel
@@ -90,15 +91,20 @@ int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, 
         #pragma omp for schedule(static, 1)
         for (int64_t qb = 0; qb < blocks; qb++) {
             if (!s || !acc || !top) continue;
-            /* Rows first + i·row_step, i < rows: every row_step-th row from row_step/2 on (all rows
-             * when row_step is 1), or the first row of a last block too short to have one there. */
-            const int64_t last = qb * block + block < tokens ? qb * block + block : tokens;
+            /* Rows first + i·row_step, i < rows: every row_step-th valid row from row_step/2 on (all
+             * when row_step is 1), or the first row of a block whose valid rows are too few to have
+             * one there. A block wholly in padding has no rows: it measured nothing. */
+            const int64_t last = qb * block + block < valid_tokens ? qb * block + block : valid_tokens;
+            if (last <= qb * block) {
+                for (int64_t kb = 0; kb < blocks; kb++) mass[qb * blocks + kb] = 0.0f;
+                continue;
+            }
             const int64_t first = qb * block + row_step / 2 < last ? qb * block + row_step / 2 : qb * block;
             const int64_t rows = (last - first + row_step - 1) / row_step;
             for (int64_t i = 0; i < rows * blocks; i++) acc[i] = 0.0;
             for (int64_t r = 0; r < rows; r++) top[r] = -INFINITY;
             for (int64_t j0 = 0; j0 < padded; j0 += CHUNK) {
-                const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < tokens ? j1 : tokens) - j0;
+                const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < valid_tokens ? j1 : valid_tokens) - j0;
                 for (int64_t i0 = 0; i0 < rows; i0 += ROWS) {
                     scores_range(q, kt, last, row_step, d, padded, first + i0 * row_step, j0, j1, scale, s, CHUNK);
                     for (int r = 0; r < ROWS && i0 + r < rows; r++) {
@@ -143,12 +149,12 @@ int calib_block_mass(const float *q, const float *k, int64_t tokens, int64_t d, 
 /* Key chunks as in calib_block_mass: per row a running max, and the dense and sparse outputs
  * and their softmax sums rescaled when it grows (as FlashAttention does), so Kᵀ and V stay in
  * cache over a chunk instead of streaming from memory once per group of rows. */
-int calib_plan_error(const float *q, const float *k, const float *v, int64_t tokens, int64_t d, int64_t block,
-                     float scale, const int32_t *row_span, const int32_t *spans, const int32_t *reuse_source,
-                     double *squared_error, double *squared_norm) {
-    const int64_t blocks = (tokens + block - 1) / block, padded = (tokens + COLS - 1) / COLS * COLS;
-    if (d > 512) return -1;
-    float *kt = transpose_keys(k, tokens, d, padded);
+int calib_plan_error(const float *q, const float *k, const float *v, int64_t tokens, int64_t valid_tokens, int64_t d,
+                     int64_t block, float scale, const int32_t *row_span, const int32_t *spans,
+                     const int32_t *reuse_source, double *squared_error, double *squared_norm) {
+    if (d > 512 || valid_tokens < 1 || valid_tokens > tokens) return -1;
+    const int64_t blocks = (tokens + block - 1) / block, padded = (valid_tokens + COLS - 1) / COLS * COLS;
+    float *kt = transpose_keys(k, valid_tokens, d, padded);
     float *dense = malloc(sizeof(float) * (size_t)(tokens * d));
     float *sparse = malloc(sizeof(float) * (size_t)(tokens * d));
     if (!kt || !dense || !sparse) {
@@ -170,12 +176,14 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
         #pragma omp for schedule(static, 1)
         for (int64_t qb = 0; qb < blocks; qb++) {
             if (!ok) continue;
-            const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens, rows = last - first;
+            const int64_t first = qb * block, last = first + block < valid_tokens ? first + block : valid_tokens;
+            if (last <= first) continue;  /* wholly padding: neither output is compared */
+            const int64_t rows = last - first;
             const int computed = reuse_source[qb] < 0;
             for (int64_t i = 0; i < rows * d; i++) od[i] = os[i] = 0.0f;
             for (int64_t r = 0; r < rows; r++) ld[r] = ls[r] = 0.0, top[r] = -INFINITY;
             for (int64_t j0 = 0; j0 < padded; j0 += CHUNK) {
-                const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < tokens ? j1 : tokens) - j0;
+                const int64_t j1 = j0 + CHUNK < padded ? j0 + CHUNK : padded, valid = (j1 < valid_tokens ? j1 : valid_tokens) - j0;
                 for (int64_t i0 = 0; i0 < rows; i0 += ROWS) {
                     scores_range(q, kt, last, 1, d, padded, first + i0, j0, j1, scale, s, CHUNK);
                     for (int r = 0; r < ROWS && i0 + r < rows; r++) {
@@ -218,7 +226,8 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
             for (int64_t row = 0; row < rows; row++) {
                 for (int64_t c = 0; c < d; c++) {
                     dense[(first + row) * d + c] = (float)(od[row * d + c] / ld[row]);
-                    if (computed) sparse[(first + row) * d + c] = (float)(os[row * d + c] / ls[row]);
+                    /* No kept key valid (ls = 0): the kernels write a zero row. */
+                    if (computed) sparse[(first + row) * d + c] = ls[row] > 0 ? (float)(os[row * d + c] / ls[row]) : 0.0f;
                 }
             }
         }
@@ -227,7 +236,8 @@ int calib_plan_error(const float *q, const float *k, const float *v, int64_t tok
     double err = 0.0, norm = 0.0;
     for (int64_t qb = 0; qb < blocks; qb++) {
         const int64_t source = reuse_source[qb] >= 0 ? reuse_source[qb] : qb;
-        const int64_t first = qb * block, last = first + block < tokens ? first + block : tokens;
+        /* A valid row's source row is valid too: sources precede their targets. */
+        const int64_t first = qb * block, last = first + block < valid_tokens ? first + block : valid_tokens;
         for (int64_t i = first; i < last; i++) {
             const float *o = dense + i * d, *os = sparse + (source * block + (i - first)) * d;
             for (int64_t c = 0; c < d; c++) {

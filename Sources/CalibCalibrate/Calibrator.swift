@@ -152,8 +152,10 @@ public enum Calibrator {
         try checkCount(recordings.count)
         let first = recordings[0]
         let lastStep = shape.steps.last!
+        let whole = textBlocks(first.layout, block: shape.block)
+        // Inputs folded with text kept whole must not merge with inputs folded without.
         var state = CalibrationState(shape: shape, model: first.model, layout: first.layout, scale: first.scale,
-                                     selection: options.selectionText(lastRecordedStep: lastStep),
+                                     selection: options.selectionText(lastRecordedStep: lastStep) + (whole.isEmpty ? "" : "; text blocks whole"),
                                      reuseTolerance: options.reuseTolerance, stabilityDrop: options.stabilityDrop)
         let units = shape.dispatchCount * recordings.count
         var done = 0
@@ -164,7 +166,7 @@ public enum Calibrator {
                     let d = shape.dispatchIndex(stepIndex: s, layer: layer, head: head)
                     for (i, r) in recordings.enumerated() {
                         let m = try blockMass(r, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep)
-                        state.heads[d].fold(mass: m, chosen: chosen(m, blocks: shape.blocks, selection), input: i,
+                        state.heads[d].fold(mass: m, chosen: chosen(m, blocks: shape.blocks, selection, whole: whole), input: i,
                                             reuseTolerance: options.reuseTolerance, stabilityDrop: options.stabilityDrop)
                         done += 1
                         progress(done, units)
@@ -212,6 +214,16 @@ public enum Calibrator {
                            layout: state.layout, heads: reports)
     }
 
+    /// The blocks that hold text tokens of a joint layout (empty without text): every input keeps
+    /// their rows and columns whole, which beat calibrating them as video tiles on held-out error,
+    /// density and dense heads alike (docs/calibration.md, "Joint text–video sequences").
+    public static func textBlocks(_ layout: Layout?, block: Int) -> Range<Int> {
+        guard let layout, layout.textTokens > 0 else { return 0..<0 }
+        let video = layout.frames * layout.height * layout.width
+        let (lo, hi) = layout.textFirst ? (0, layout.textTokens) : (video, video + layout.textTokens)
+        return (lo / block)..<((hi + block - 1) / block)
+    }
+
     /// Unique plans in order of first use, each named by its first user.
     struct Plans {
         var plans: [Plan] = []
@@ -251,10 +263,10 @@ public enum Calibrator {
             report.density = 1
             return (Plan(name: "dense", rows: Array(repeating: .compute([Span(0, blocks)]), count: blocks)), report)
         }
-        var rows: [Row] = kept.map { .compute($0) }
+        var rows = rowsOrDense(kept, blocks: blocks)
         if options.reuseTolerance > 0 {
             var representatives: [Int] = []
-            for q in 0..<blocks {
+            for q in 0..<blocks where !kept[q].isEmpty {
                 if let source = representatives.first(where: { h.mayReuse($0, q) }) {
                     rows[q] = .reuse(source)
                 } else if !(partialLast && q == blocks - 1) {
@@ -302,6 +314,7 @@ public enum Calibrator {
         let shape = try shape(calibration, options: options)
         var plans = Plans()
         var reports: [HeadReport] = []
+        let whole = textBlocks(calibration[0].layout, block: options.block)
         for step in shape.steps {
             let selection = options.selection.at(step: step, lastRecordedStep: shape.steps.last!)
             for layer in 0..<shape.layers {
@@ -309,9 +322,10 @@ public enum Calibrator {
                     let masses = try calibration.map { try blockMass($0, step: step, layer: layer, head: head, block: options.block, rowStep: options.rowStep) }
                     var o = options
                     o.selection = selection
-                    var (plan, report) = decide(masses: masses, blocks: shape.blocks, partialLast: shape.tokens % options.block != 0, options: o)
+                    var (plan, report) = decide(masses: masses, blocks: shape.blocks, partialLast: shape.tokens % options.block != 0,
+                                                options: o, whole: whole)
                     (report.step, report.layer, report.head) = (step, layer, head)
-                    let selections = masses.map { select($0, blocks: shape.blocks, selection) }
+                    let selections = masses.map { select($0, blocks: shape.blocks, selection, whole: whole) }
                     let union = (0..<shape.blocks).map { q in selections.reduce(Set<Int>()) { $0.union($1[q]) } }
                     try check(plan, kept: union.map(Span.runs), holdout: holdout, step: step, layer: layer, head: head, block: options.block,
                               report: &report) {}
@@ -337,9 +351,11 @@ public enum Calibrator {
         return text
     }
 
-    /// The batch rules on one head's block masses (`options.selection` already resolved to its step).
-    public static func decide(masses: [[Float]], blocks: Int, partialLast: Bool, options: CalibrationOptions) -> (Plan, HeadReport) {
-        let selections = masses.map { select($0, blocks: blocks, options.selection) }
+    /// The batch rules on one head's block masses (`options.selection` already resolved to its
+    /// step); query and key blocks in `whole` are kept whole (`textBlocks`).
+    public static func decide(masses: [[Float]], blocks: Int, partialLast: Bool, options: CalibrationOptions,
+                              whole: Range<Int> = 0..<0) -> (Plan, HeadReport) {
+        let selections = masses.map { select($0, blocks: blocks, options.selection, whole: whole) }
         let union = (0..<blocks).map { q in selections.reduce(Set<Int>()) { $0.union($1[q]) } }
         var report = HeadReport(step: 0, layer: 0, head: 0, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0)
         if masses.count > 1 {
@@ -356,10 +372,10 @@ public enum Calibrator {
             report.density = 1
             return (Plan(name: "dense", rows: Array(repeating: .compute([Span(0, blocks)]), count: blocks)), report)
         }
-        var rows: [Row] = union.map { .compute(Span.runs($0)) }
+        var rows = rowsOrDense(union.map(Span.runs), blocks: blocks)
         if options.reuseTolerance > 0 {
             var representatives: [Int] = []
-            for q in 0..<blocks {
+            for q in 0..<blocks where !union[q].isEmpty {
                 let source = representatives.first { i in
                     masses.allSatisfy { m in l1(m, i, q, blocks: blocks) <= options.reuseTolerance }
                 }
@@ -376,40 +392,69 @@ public enum Calibrator {
         return (plan, report)
     }
 
-    /// Kept key blocks per query block on one input.
-    static func select(_ m: [Float], blocks: Int, _ selection: CalibrationOptions.Selection) -> [Set<Int>] {
-        let chosen = chosen(m, blocks: blocks, selection)
+    /// Each query block's kept spans as a row to compute; a query block no input measured (in
+    /// every input's text padding) keeps every key block, since nothing says what it needs, and
+    /// callers leave it out of reuse.
+    static func rowsOrDense(_ kept: [[Span]], blocks: Int) -> [Row] {
+        kept.map { .compute($0.isEmpty ? [Span(0, blocks)] : $0) }
+    }
+
+    /// Whether query block q measured anything on an input: a block wholly in a prompt's text
+    /// padding has a zero row of block mass (`calib_block_mass`), every other a row summing to 1.
+    static func measured(_ m: [Float], _ q: Int, blocks: Int) -> Bool {
+        m[(q * blocks)..<((q + 1) * blocks)].contains { $0 > 0 }
+    }
+
+    /// Kept key blocks per query block on one input; blocks in `whole` are kept whole as rows and
+    /// as columns, their mass counting towards each row's threshold.
+    static func select(_ m: [Float], blocks: Int, _ selection: CalibrationOptions.Selection, whole: Range<Int> = 0..<0) -> [Set<Int>] {
+        let chosen = chosen(m, blocks: blocks, selection, whole: whole)
         return (0..<blocks).map { q in Set((0..<blocks).filter { chosen[q * blocks + $0] }) }
     }
 
     /// `select` as one flag per tile (qb · blocks + kb): a byte a tile where sets of kept blocks
     /// take tens (2.7 GB more for a dense selection at B = 16,384).
-    static func chosen(_ m: [Float], blocks: Int, _ selection: CalibrationOptions.Selection) -> [Bool] {
+    static func chosen(_ m: [Float], blocks: Int, _ selection: CalibrationOptions.Selection, whole: Range<Int> = 0..<0) -> [Bool] {
         var chosen = [Bool](repeating: false, count: blocks * blocks)
         switch selection {
         case .mass(let tau):
             var order = [Int32](repeating: 0, count: blocks)
-            for q in 0..<blocks {
+            // A block the input did not measure selects nothing: the input has no evidence there.
+            for q in 0..<blocks where measured(m, q, blocks: blocks) {
                 let row = q * blocks
+                if whole.contains(q) {
+                    for k in 0..<blocks { chosen[row + k] = true }
+                    continue
+                }
+                var any = false, total = 0.0
+                for k in whole {
+                    chosen[row + k] = true
+                    any = true
+                    total += Double(m[row + k])
+                }
                 for k in 0..<blocks { order[k] = Int32(k) }
                 order.sort { m[row + Int($0)] > m[row + Int($1)] || (m[row + Int($0)] == m[row + Int($1)] && $0 < $1) }
-                var any = false, total = 0.0
-                // At least one block per row, even for tau = 0 or rows without positive mass:
-                // a query block that keeps nothing is not a valid mask.
-                for k in order where !any || total < tau {
+                // At least one block per row, even for tau = 0: a query block that keeps nothing
+                // is not a valid mask.
+                for k in order where !whole.contains(Int(k)) && (!any || total < tau) {
                     chosen[row + Int(k)] = true
                     any = true
                     total += Double(m[row + Int(k)])
                 }
             }
         case .density(let rho):
-            // Every row keeps its heaviest block; the rest of the budget goes to the heaviest tiles overall.
-            for q in 0..<blocks { chosen[q * blocks + (0..<blocks).max { m[q * blocks + $0] < m[q * blocks + $1] }!] = true }
+            // Every measured row keeps the whole blocks and its heaviest block; the rest of the
+            // budget goes to the heaviest tiles of measured rows overall.
+            let rows = (0..<blocks).map { measured(m, $0, blocks: blocks) }
+            for q in 0..<blocks where rows[q] {
+                for k in whole.contains(q) ? 0..<blocks : whole { chosen[q * blocks + k] = true }
+                chosen[q * blocks + (0..<blocks).max { m[q * blocks + $0] < m[q * blocks + $1] }!] = true
+            }
             let budget = Int((rho * Double(blocks * blocks)).rounded())
             var order = Array(0..<Int32(blocks * blocks))
             order.sort { m[Int($0)] > m[Int($1)] || (m[Int($0)] == m[Int($1)] && $0 < $1) }
-            var count = blocks
-            for t in order where count < budget && !chosen[Int(t)] {
+            var count = chosen.filter { $0 }.count
+            for t in order where count < budget && !chosen[Int(t)] && rows[Int(t) / blocks] {
                 chosen[Int(t)] = true
                 count += 1
             }
@@ -423,16 +468,17 @@ public enum Calibrator {
         (0..<blocks).reduce(0.0) { acc, q in acc + kept[q].reduce(0.0) { $0 + Double(m[q * blocks + $1]) } } / Double(blocks)
     }
 
-    /// Mass kept per query block, a reused block judged by its source's key blocks (summed over
-    /// the spans, in key order).
+    /// Mass kept per measured query block (blocks wholly in text padding have nothing to keep),
+    /// a reused block judged by its source's key blocks (summed over the spans, in key order).
     static func keptMass(_ plan: Plan, _ m: [Float], blocks: Int) -> Double {
-        var sum = 0.0
-        for q in plan.rows.indices {
+        var sum = 0.0, rows = 0
+        for q in plan.rows.indices where measured(m, q, blocks: blocks) {
             var r = plan.rows[q]
             while case .reuse(let s) = r { r = plan.rows[s] }
             for span in r.spans { for k in span.start..<span.end { sum += Double(m[q * blocks + k]) } }
+            rows += 1
         }
-        return sum / Double(blocks)
+        return sum / Double(max(rows, 1))
     }
 
     /// Each difference in double, summed in key-block order: `calib_row_distance`'s sum.
@@ -460,7 +506,8 @@ public enum Calibrator {
         let q = try r.head("q", step: step, layer: layer, head: head), k = try r.head("k", step: step, layer: layer, head: head)
         let blocks = (r.tokens + block - 1) / block
         var m = [Float](repeating: 0, count: blocks * blocks)
-        let status = calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), Int64(block), Int64(rowStep), Float(r.scale), &m)
+        let status = calib_block_mass(q, k, Int64(r.tokens), Int64(r.validTokens), Int64(r.headDim), Int64(block), Int64(rowStep),
+                                      Float(r.scale), &m)
         guard status == 0 else { throw CalibrationError(message: "out of memory measuring block mass") }
         return m
     }
@@ -483,8 +530,8 @@ public enum Calibrator {
             rowSpan.append(Int32(spans.count / 2))
         }
         var err = 0.0, norm = 0.0
-        let status = calib_plan_error(q, k, v, Int64(r.tokens), Int64(r.headDim), Int64(block), Float(r.scale),
-                                      rowSpan, spans, reuse, &err, &norm)
+        let status = calib_plan_error(q, k, v, Int64(r.tokens), Int64(r.validTokens), Int64(r.headDim), Int64(block),
+                                      Float(r.scale), rowSpan, spans, reuse, &err, &norm)
         guard status == 0 else { throw CalibrationError(message: "out of memory measuring plan error") }
         return (err / norm).squareRoot()
     }

@@ -25,6 +25,11 @@ public struct Recording: @unchecked Sendable {
     /// The block size of recorded block mass; nil when the file holds q and k.
     public let massBlock: Int?
     public let layout: Layout?
+    /// Of a joint sequence with text last, how many of its `text_tokens` slots hold this prompt's
+    /// text (metadata `text_valid`); the rest are padding. Nil when every token is valid.
+    public let textValid: Int?
+    /// The tokens that take part in attention: all but the text padding, which ends the sequence.
+    public let validTokens: Int
     /// The timestep the model's transformer received at each step (metadata `model_timesteps`),
     /// or empty when the file does not say.
     public let modelTimesteps: [Float]
@@ -143,6 +148,29 @@ public struct Recording: @unchecked Sendable {
         } else {
             layout = nil
         }
+        let text = try Self.textValid(file.metadata, tokens: tokens, fail: fail)
+        textValid = text?.valid
+        validTokens = tokens - (text.map { $0.tokens - $0.valid } ?? 0)
+    }
+
+    /// Metadata `text_valid` with the `text_tokens` it counts in. Only where text ends the
+    /// sequence, so that its padding is a suffix the kernels cut off by length (text first, as
+    /// CogVideoX's, is never padded).
+    static func textValid(_ metadata: [String: String], tokens: Int, fail: (String) -> any Error) throws -> (tokens: Int, valid: Int)? {
+        guard let given = metadata["text_valid"] else { return nil }
+        guard let text = metadata["text_tokens"].flatMap({ Int($0) }), text > 0 else {
+            let found = metadata["text_tokens"].map { "\"\(visible($0))\"" } ?? "missing"
+            throw fail("metadata text_valid is given, but text_tokens is \(found); expected text_tokens > 0 (text_valid counts the valid ones among them)")
+        }
+        guard text <= tokens else { throw fail("metadata text_tokens \(text) is more than the \(tokens) tokens the tensors hold") }
+        guard metadata["text_position"] != "first" else {
+            throw fail("metadata text_valid is given, but text_position is first; only text last (padding at the end of the sequence) has a valid length")
+        }
+        guard let valid = Int(given), (0...text).contains(valid) else {
+            throw fail("metadata text_valid \"\(visible(given))\" must be an integer in 0...\(text) (text_tokens)")
+        }
+        guard tokens - text + valid > 0 else { throw fail("metadata text_valid 0 leaves no valid token: every token is text") }
+        return (text, valid)
     }
 
     /// Metadata `model_timesteps`: one finite number per step in step order, comma-separated,
@@ -165,12 +193,13 @@ public struct Recording: @unchecked Sendable {
     }
 
     /// One head of one tensor (`tokens × headDim` floats, or blocks × blocks for "mass");
-    /// non-finite values are refused.
+    /// non-finite values are refused, except in the text padding, which nothing reads.
     public func head(_ kind: String, step: Int, layer: Int, head: Int) throws -> [Float] {
         let name = "step\(step).layer\(layer).\(kind)"
         let per = kind == "mass" ? file.tensors[name]!.shape[1] * file.tensors[name]!.shape[2] : tokens * headDim
         let values = try file.floats(name, elements: (head * per)..<((head + 1) * per))
-        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+        let read = kind == "mass" ? per : validTokens * headDim
+        if let bad = values[..<read].firstIndex(where: { !$0.isFinite }) {
             throw RecordingError(file: file.path, message: "tensor \(name) head \(head) holds \(values[bad]) at token \(bad / headDim), dim \(bad % headDim)")
         }
         return values

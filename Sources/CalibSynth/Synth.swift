@@ -13,7 +13,11 @@
 // - a sink head, whose queries all share one direction and attend to the first frame, so
 //   its attention rows repeat (reuse);
 // - an input-dependent head that sends most of its mass to a patch whose position changes
-//   per prompt: no static mask serves it, and calibration must find that out.
+//   per prompt: no static mask serves it, and calibration must find that out;
+// - optionally a text segment, first or last, as joint text–video models (Mochi 1,
+//   HunyuanVideo, CogVideoX) have: a few text keys draw mass from every video query, as
+//   attention sinks do, text queries attend broadly, and with text last each prompt has its own
+//   valid length (the rest padding).
 
 import CCalibrate
 import CalibIR
@@ -35,6 +39,9 @@ public struct SynthConfig: Sendable {
     /// docs/recordings.md) instead of raw q and k: what a recorder writes at full resolution.
     public var massBlock: Int?
     public var model = "synthetic-video-dit"
+    /// Text tokens in the sequence, after the video or (`textFirst`) before it; 0: video only, as Wan.
+    public var textTokens = 0
+    public var textFirst = false
 
     public init() {}
 
@@ -46,7 +53,18 @@ public struct SynthConfig: Sendable {
         return c
     }
 
-    public var tokens: Int { frames * height * width }
+    public var videoTokens: Int { frames * height * width }
+    public var tokens: Int { videoTokens + textTokens }
+
+    /// How many text tokens prompt p has, the rest being padding; nil where none is padding
+    /// (no text, or text first, which CogVideoX never pads). Prompt 0 has N/2 + N/8 + 1, so its
+    /// text ends inside a block at the usual block sizes; the others between N/2 and N.
+    public func textValid(prompt: Int, seed: UInt64) -> Int? {
+        guard textTokens > 0, !textFirst else { return nil }
+        if prompt == 0 { return min(textTokens, textTokens / 2 + textTokens / 8 + 1) }
+        var rng = SplitMix64(seed: seed ^ (UInt64(prompt + 1) &* 0x2545_F491_4F6C_DD1D))
+        return Int.random(in: (textTokens / 2)...textTokens, using: &rng)
+    }
 }
 
 public struct SynthError: Error, CustomStringConvertible {
@@ -75,8 +93,11 @@ public enum Synth {
         for p in first..<(first + prompts) {
             var writer = SafetensorsWriter()
             writer.metadata = ["format": "calibc-recording/1", "model": config.model, "frames": "\(config.frames)",
-                               "height": "\(config.height)", "width": "\(config.width)", "text_tokens": "0",
+                               "height": "\(config.height)", "width": "\(config.width)", "text_tokens": "\(config.textTokens)",
                                "prompt": "\(p)", "seed": "\(seed)"]
+            if config.textTokens > 0 { writer.metadata["text_position"] = config.textFirst ? "first" : "last" }
+            let valid = config.textValid(prompt: p, seed: seed)
+            if let valid { writer.metadata["text_valid"] = "\(valid)" }
             for (s, step) in config.steps.enumerated() {
                 for layer in 0..<config.layers {
                     let (q, k) = queriesAndKeys(config, prompt: p, seed: seed, stepIndex: s, layer: layer)
@@ -89,7 +110,8 @@ public enum Synth {
                             let qh = q[(h * per)..<((h + 1) * per)].map { BFloat16($0).float }
                             let kh = k[(h * per)..<((h + 1) * per)].map { BFloat16($0).float }
                             var m = [Float](repeating: 0, count: blocks * blocks)
-                            guard calib_block_mass(qh, kh, Int64(config.tokens), Int64(config.headDim), Int64(block), 1,
+                            let tokens = config.tokens - config.textTokens + (valid ?? config.textTokens)
+                            guard calib_block_mass(qh, kh, Int64(config.tokens), Int64(tokens), Int64(config.headDim), Int64(block), 1,
                                                    Float(1 / Double(config.headDim).squareRoot()), &m) == 0 else {
                                 throw SynthError(message: "out of memory measuring block mass")
                             }
@@ -119,6 +141,7 @@ public enum Synth {
     /// (heads, tokens, head_dim) queries and keys of one step and layer for one prompt.
     public static func queriesAndKeys(_ c: SynthConfig, prompt: Int, seed: UInt64, stepIndex: Int, layer: Int) -> ([Float], [Float]) {
         let n = c.tokens, d = c.headDim
+        let (video, videoStart) = (c.videoTokens, c.textFirst ? c.textTokens : 0)
         precondition(d % 6 == 2 || d % 6 == 4 || d % 6 == 0, "head_dim must split into three even RoPE sections")
         let content = contentField(c, prompt: prompt, seed: seed)
         var q = [Float](repeating: 0, count: c.heads * n * d), k = q
@@ -148,7 +171,8 @@ public enum Synth {
             // The patch the moving head's keys light up: 4×4 tokens at a prompt-dependent place.
             // Rows cycle with the prompt, so two prompts never light up the same block rows.
             let py = 4 * ((prompt + layer + h) % max(1, c.height / 4)), px = Int.random(in: 0...(c.width - 4), using: &input)
-            for t in 0..<n {
+            let text = c.textTokens > 0 ? Text(headDim: d, seed: seed, layer: layer, head: h) : nil
+            for t in 0..<video {
                 let f = t / (c.height * c.width), y = (t / c.width) % c.height, x = t % c.width
                 let rotated = rotate(base, f: f, y: y, x: x, headDim: d)
                 var qv = rotated, kv = rotated
@@ -175,13 +199,87 @@ public enum Synth {
                     }
                 default: break
                 }
+                if let text {
+                    text.project(&qv)
+                    text.project(&kv)
+                }
                 for i in 0..<d {
-                    q[(h * n + t) * d + i] = Float(qv[i])
-                    k[(h * n + t) * d + i] = Float(kv[i])
+                    q[(h * n + videoStart + t) * d + i] = Float(qv[i])
+                    k[(h * n + videoStart + t) * d + i] = Float(kv[i])
+                }
+            }
+            text?.join(c, prompt: prompt, seed: seed, layer: layer, head: h, q: &q, k: &k)
+        }
+        return (q, k)
+    }
+
+    /// One head's text tokens. Video queries and keys are projected off a per-head direction u
+    /// (which leaves video–video scores as they were but for one of head_dim dimensions); then
+    /// the video queries gain one fixed component along u and each text key lies along u, so a
+    /// text key scores about the same against every video query, as an attention sink does.
+    /// Scores are set against the head's video scores: with M the mean over video queries of
+    /// their largest video score (after the softmax scale), a few strong text tokens (the first,
+    /// and three placed per prompt within the valid text) score about M + 1 + b, the rest about
+    /// M − 5 + b, with b in [−4, 0] per head, so some heads send much of a video query's mass to
+    /// text and others little; noise in the text keys adds a position-dependent ±1. Text queries
+    /// are noise whose scores against video keys spread about ±1: they attend broadly.
+    struct Text {
+        let u: [Double]
+        let bias: Double
+
+        init(headDim d: Int, seed: UInt64, layer: Int, head: Int) {
+            // Fixed per (layer, head), as weights, and drawn apart from the video's streams, which
+            // stay what they are without text.
+            var weights = SplitMix64(seed: seed ^ 0x7E47_0000_7E47 &+ UInt64(layer * 1000 + head) &* 0x9E37_79B9)
+            let g = (0..<d).map { _ in weights.gaussian() }
+            let norm = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            u = g.map { $0 / norm }
+            bias = Double.random(in: -4...0, using: &weights)
+        }
+
+        func project(_ v: inout [Double]) {
+            let along = zip(v, u).reduce(0) { $0 + $1.0 * $1.1 }
+            for i in v.indices { v[i] -= along * u[i] }
+        }
+
+        /// Given head `h`'s video rows of q and k (projected off u), gives its video queries their
+        /// component along u and writes its text rows.
+        func join(_ c: SynthConfig, prompt: Int, seed: UInt64, layer: Int, head h: Int, q: inout [Float], k: inout [Float]) {
+            let n = c.tokens, d = c.headDim, scale = 1 / Double(d).squareRoot()
+            let (videoStart, textStart) = c.textFirst ? (c.textTokens, 0) : (0, c.videoTokens)
+            // M and the mean squared norms of video queries and keys, from 64 queries spread evenly.
+            let video = videoStart..<(videoStart + c.videoTokens)
+            let sample = (0..<64).map { videoStart + $0 * c.videoTokens / 64 }
+            var peak = 0.0, queryNorm = 0.0, keyNorm = 0.0
+            q.withUnsafeBufferPointer { q in
+                k.withUnsafeBufferPointer { k in
+                    func dot(_ a: UnsafeBufferPointer<Float>, _ i: Int, _ b: UnsafeBufferPointer<Float>, _ j: Int) -> Double {
+                        var sum = 0.0
+                        for x in 0..<d { sum += Double(a[(h * n + i) * d + x]) * Double(b[(h * n + j) * d + x]) }
+                        return sum
+                    }
+                    for t in sample {
+                        peak += video.reduce(-Double.infinity) { max($0, dot(q, t, k, $1) * scale) } / 64
+                        queryNorm += dot(q, t, q, t) / 64
+                        keyNorm += dot(k, t, k, t) / 64
+                    }
+                }
+            }
+            let along = queryNorm.squareRoot()
+            for t in video { for i in 0..<d { q[(h * n + t) * d + i] += Float(along * u[i]) } }
+            var input = SplitMix64(seed: seed ^ 0x7E47_7E47 &+ UInt64(prompt + 1) &* 0xD1B5_4A32_D192_ED03 &+ UInt64(layer * 1000 + h))
+            let valid = c.textValid(prompt: prompt, seed: seed) ?? c.textTokens
+            let strong = Set([0] + (0..<3).map { _ in Int.random(in: 0..<max(valid, 1), using: &input) })
+            for j in 0..<c.textTokens {
+                let score = peak + bias + (strong.contains(j) ? 1 + Double.random(in: 0...1, using: &input) : Double.random(in: -6 ... -4, using: &input))
+                let length = score / (scale * along)
+                for i in 0..<d {
+                    // Noise of these sizes gives dot products with a video query (key) spreading about ±1 after the scale.
+                    k[(h * n + textStart + j) * d + i] = Float(length * u[i] + input.gaussian() / (scale * along))
+                    q[(h * n + textStart + j) * d + i] = Float(input.gaussian() / (scale * keyNorm.squareRoot()))
                 }
             }
         }
-        return (q, k)
     }
 
     /// Wan's split of head_dim into t, h, w sections: h = w = 2·(d / 6), t the rest (44, 42, 42 at 128).
@@ -233,8 +331,8 @@ public enum Synth {
             (Double.random(in: 0..<Double(c.height), using: &rng), Double.random(in: 0..<Double(c.width), using: &rng),
              Double.random(in: -0.7...0.7, using: &rng), Double.random(in: -0.7...0.7, using: &rng))
         }
-        var values = [Double](repeating: 0, count: c.tokens * rank)
-        for t in 0..<c.tokens {
+        var values = [Double](repeating: 0, count: c.videoTokens * rank)
+        for t in 0..<c.videoTokens {
             let f = Double(t / (c.height * c.width)), y = Double((t / c.width) % c.height), x = Double(t % c.width)
             for (r, b) in blobs.enumerated() {
                 let dy = y - (b.0 + b.2 * f), dx = x - (b.1 + b.3 * f)

@@ -202,6 +202,13 @@ let synth = Command(
         Option(name: "--layers", value: "N", help: "layers (default 2 small, 1 wan1.3b-480p)"),
         Option(name: "--heads", value: "N", help: "heads per layer, cycling through the six kinds (default 6)"),
         Option(name: "--steps", value: "<t,t,…>", help: "step indices (default 0,20,40; step 0 attends more broadly)"),
+        Option(name: "--text", value: "N", help: """
+            N text tokens joined to the video (default 0), last as in Mochi 1 and
+            HunyuanVideo or first as in CogVideoX: a few text keys draw mass from every
+            video query, text queries attend broadly. Text last: each prompt has its own
+            valid length (metadata text_valid; prompt 0: N/2 + N/8 + 1, others N/2…N)
+            """),
+        Option(name: "--text-position", value: "first|last", help: "where the text goes (default last)"),
         Option(name: "--mass-block", value: "B", help: """
             write block mass in blocks of B tokens (docs/recordings.md) instead of q and k,
             as a recorder does at full resolution; calibrate with --block B
@@ -243,6 +250,12 @@ let synth = Command(
         }
         config.steps = steps.map { $0! }
         config.stepGain = config.steps.map { $0 == 0 ? 0.7 : 1.0 }
+    }
+    config.textTokens = try a.int("--text", default: 0, range: 0...100_000)
+    switch a.value("--text-position") ?? "last" {
+    case "last": config.textFirst = false
+    case "first": config.textFirst = true
+    case let other: throw UsageError(description: "--text-position expects first or last, got \(other)")
     }
     if a.value("--mass-block") != nil { config.massBlock = try a.int("--mass-block", default: 128, range: 1...1024) }
     try OutputPaths.checkFilesDirectory(out)

@@ -113,7 +113,7 @@ final class CalibrateTests: XCTestCase {
         let blocks = 5
         for step in [1, 7, 48] {
             var m = [Float](repeating: .nan, count: blocks * blocks)
-            XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), Int64(step), 0.3, &m), 0)
+            XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(n), Int64(d), Int64(block), Int64(step), 0.3, &m), 0)
             for qb in 0..<blocks {
                 var expected = [Double](repeating: 0, count: blocks)
                 let all = (qb * block)..<min(n, (qb + 1) * block)
@@ -131,7 +131,7 @@ final class CalibrateTests: XCTestCase {
             }
         }
         var m = [Float](repeating: 0, count: blocks * blocks)
-        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 49, 0.3, &m), -1, "row_step beyond the block")
+        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(n), Int64(d), Int64(block), 49, 0.3, &m), -1, "row_step beyond the block")
     }
 
     /// Held-out mass and error against a float64 brute force, on a held-out recording that
@@ -203,7 +203,7 @@ final class CalibrateTests: XCTestCase {
                 for head in 0..<r.heads {
                     var m = [Float](repeating: 0, count: 24 * 24)
                     let q = try r.head("q", step: step, layer: 0, head: head), k = try r.head("k", step: step, layer: 0, head: head)
-                    XCTAssertEqual(calib_block_mass(q, k, Int64(r.tokens), Int64(r.headDim), 16, 1, Float(r.scale), &m), 0)
+                    XCTAssertEqual(calib_block_mass(q, k, Int64(r.tokens), Int64(r.tokens), Int64(r.headDim), 16, 1, Float(r.scale), &m), 0)
                     all += m
                 }
                 w.add("step\(step).layer0.mass", all, shape: [r.heads, 24, 24], as: .f32)

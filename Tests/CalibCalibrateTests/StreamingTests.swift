@@ -21,14 +21,7 @@ enum ContentFixture {
     static var recordings: [Recording] { paths.map { try! Recording(path: $0) } }
 }
 
-final class StreamingTests: XCTestCase {
-    func options(_ change: (inout CalibrationOptions) -> Void = { _ in }) -> CalibrationOptions {
-        var o = CalibrationOptions()
-        o.block = 16
-        change(&o)
-        return o
-    }
-
+extension XCTestCase {
     /// `a` from a state, `b` from the batch path.
     func assertSame(_ a: Calibration, _ b: Calibration, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(a.program.plans, b.program.plans, label, file: file, line: line)
@@ -49,6 +42,15 @@ final class StreamingTests: XCTestCase {
             XCTAssertEqual(x.heldOutMass ?? -1, y.heldOutMass ?? -1, accuracy: 1e-12, label, file: file, line: line)
             XCTAssertEqual(x.heldOutError ?? -1, y.heldOutError ?? -1, accuracy: 1e-12, label, file: file, line: line)
         }
+    }
+}
+
+final class StreamingTests: XCTestCase {
+    func options(_ change: (inout CalibrationOptions) -> Void = { _ in }) -> CalibrationOptions {
+        var o = CalibrationOptions()
+        o.block = 16
+        change(&o)
+        return o
     }
 
     /// The streaming path (fold one input at a time, then decide) gives the batch path's masks
@@ -623,7 +625,7 @@ final class StreamingTests: XCTestCase {
         for c in 0..<d { k[2050 * d + c] = 4 * q[c] }  // query 0's heaviest key sits in the third chunk
         let blocks = 9
         var m = [Float](repeating: .nan, count: blocks * blocks)
-        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(d), Int64(block), 1, 0.5, &m), 0)
+        XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(n), Int64(d), Int64(block), 1, 0.5, &m), 0)
         for qb in 0..<blocks {
             var expected = [Double](repeating: 0, count: blocks)
             let rows = (qb * block)..<min(n, (qb + 1) * block)
@@ -665,7 +667,7 @@ final class StreamingTests: XCTestCase {
             rowSpan.append(Int32(spans.count / 2))
         }
         var err = 0.0, norm = 0.0
-        XCTAssertEqual(calib_plan_error(q, k, v, Int64(n), Int64(d), Int64(block), Float(1 / Double(d).squareRoot()),
+        XCTAssertEqual(calib_plan_error(q, k, v, Int64(n), Int64(n), Int64(d), Int64(block), Float(1 / Double(d).squareRoot()),
                                         rowSpan, spans, reuse, &err, &norm), 0)
         let dense = Reference.attention(q: q, k: k, v: v, tokens: n, headDim: d)
         let sparse = Reference.attention(of: plan, q: q, k: k, v: v, tokens: n, headDim: d, block: block)
