@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import calibc
-from calibc.diffusers import CalibAttention, Recorder, wrap_self_attention
+from calibc.diffusers import CalibAttention, Calibrator, Recorder, wrap_self_attention
 from calibc.diffusers.hooks import text_lengths
 from calibc.diffusers.models import model_of
 from calibc.safetensors import read_header
@@ -31,8 +31,8 @@ def mochi():
     latents = torch.randn(3, 4, 2, 8, 8)  # 2 × 4 × 4 = 32 video tokens, 16 text slots after them
     text, lengths = torch.randn(3, 16, 16), [11, 16, 3]
 
-    def forward(t):
-        mask = torch.arange(16)[None, :] < torch.tensor(lengths)[:, None]
+    def forward(t, prompt=0):  # prompt p: the lengths rotated by p (another valid length in element 0)
+        mask = torch.arange(16)[None, :] < torch.tensor(lengths[prompt:] + lengths[:prompt])[:, None]
         return model(hidden_states=latents, encoder_hidden_states=text, timestep=torch.full((3,), t),
                      encoder_attention_mask=mask, return_dict=False)[0]
 
@@ -50,8 +50,8 @@ def hunyuan():
     latents = torch.randn(3, 4, 2, 8, 8)  # 32 video tokens, 12 text slots after them
     text, pooled, lengths = torch.randn(3, 12, 16), torch.randn(3, 8), [7, 12, 1]
 
-    def forward(t):
-        mask = (torch.arange(12)[None, :] < torch.tensor(lengths)[:, None]).long()
+    def forward(t, prompt=0):
+        mask = (torch.arange(12)[None, :] < torch.tensor(lengths[prompt:] + lengths[:prompt])[:, None]).long()
         return model(hidden_states=latents, timestep=torch.full((3,), t), encoder_hidden_states=text,
                      encoder_attention_mask=mask, pooled_projections=pooled, guidance=torch.full((3,), 3500.0),
                      return_dict=False)[0]
@@ -69,8 +69,8 @@ def cogvideox():
     latents = torch.randn(2, 2, 4, 8, 8)  # (B, F, C, H, W): 32 video tokens after 8 text tokens
     text = torch.randn(2, 8, 16)
 
-    def forward(t):
-        return model(hidden_states=latents, encoder_hidden_states=text, timestep=torch.full((2,), int(t)),
+    def forward(t, prompt=0):
+        return model(hidden_states=latents + prompt, encoder_hidden_states=text, timestep=torch.full((2,), int(t)),
                      return_dict=False)[0]
 
     return model, forward, 8 + 32
@@ -79,9 +79,9 @@ def cogvideox():
 MODELS = {"mochi": mochi, "hunyuan": hunyuan, "cogvideox": cogvideox}
 
 
-def generate(forward):
+def generate(forward, prompt=0):
     with torch.no_grad():
-        return [forward(t) for t in TIMESTEPS]
+        return [forward(t, prompt) for t in TIMESTEPS]
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -153,3 +153,34 @@ def test_record_calibrate_compile_and_run_sparse(name, tmp_path):
     for step, (g, w, d) in enumerate(zip(got, want, dense)):
         assert relative_error(g, w) < 1e-4, f"step {step}"
     assert all(torch.equal(a, b) for a, b in zip(generate(forward), dense)), "calibc was left installed"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(name, tmp_path):
+    """The streaming Calibrator (block mass of the valid tokens in torch, text blocks whole) and
+    recordings of q and k through `calibc calibrate`, on prompts whose valid text lengths differ:
+    the same masks."""
+    model, forward, _ = MODELS[name]()
+    options = ["--block", BLOCK, "--mass", "0.6", "--reuse-tolerance", "0.05", "--stability-drop", "0.1"]
+    calibrator = Calibrator(model, mass=0.6, block=BLOCK, reuse_tolerance=0.05, stability_drop=0.1)
+    try:
+        for prompt in (0, 1, 2):
+            generate(forward, prompt)
+            calibrator.next_prompt()
+    finally:
+        calibrator.remove()
+    calibrator.save(str(tmp_path / "state.safetensors"), model="tiny")
+    recordings = []
+    for prompt in (0, 1, 2):
+        recordings.append(tmp_path / f"r{prompt}.safetensors")
+        recorder = Recorder(model, str(recordings[-1]), dtype=torch.float32)
+        try:
+            generate(forward, prompt)
+        finally:
+            recorder.remove()
+        recorder.save()
+    run_calibc("calibrate", "--merge", tmp_path / "state.safetensors", "-o", tmp_path / "streamed.json")
+    run_calibc("calibrate", *recordings, *options, "-o", tmp_path / "recorded.json")
+    streamed, recorded = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("streamed", "recorded"))
+    assert streamed["layout"] == recorded["layout"]
+    assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]

@@ -72,18 +72,27 @@ def block_mass(q, k, block, scale=None, rows=256, step=1):
     return (sums / counts.view(1, -1, 1)).float()
 
 
-def select_mass(mass, tau):
+def select_mass(mass, tau, whole=()):
     """Per query block, the fewest key blocks holding `tau` of its mass, heaviest first, ties to
-    the lower index (calibrate's `--mass`): a (H, B, B) bool mask."""
-    # A stable sort of the negated mass orders equal values by index, as calibrate does.
-    order = torch.sort(-mass, dim=-1, stable=True).indices
+    the lower index (calibrate's `--mass`): a (H, B, B) bool mask. `whole` = (first, end): the
+    text blocks of a joint sequence, kept whole as query and as key blocks, their mass counted
+    first (calibrate's rule for joint layouts, docs/calibration.md section 9). A query block
+    whose mass row is zero (wholly in an input's padded text: nothing measured) selects nothing."""
+    blocks = mass.shape[-1]
+    lo, hi = whole if whole else (0, 0)
+    text = torch.zeros(blocks, dtype=torch.bool, device=mass.device)
+    text[lo:hi] = True
+    # Text columns first in index order, then the rest heaviest first: a stable sort of the
+    # negated mass orders equal values by index, as calibrate does.
+    order = torch.sort(torch.where(text, -math.inf, -mass), dim=-1, stable=True).indices
     sorted_mass = torch.gather(mass, -1, order).double()
     total = torch.cumsum(sorted_mass, dim=-1)
     before = torch.cat([torch.zeros_like(total[..., :1]), total[..., :-1]], dim=-1)  # kept before this block
     keep_sorted = before < tau
     keep = torch.zeros_like(keep_sorted)
     keep.scatter_(-1, order, keep_sorted)
-    return keep
+    keep |= text | text[:, None]
+    return keep & (mass != 0).any(-1, keepdim=True)
 
 
 class MassSchedule(NamedTuple):
@@ -114,6 +123,7 @@ class Selection:
     mass: float = None
     schedule: MassSchedule = None
     sample_rows: int = 1
+    whole: tuple = ()  # (first, end) text blocks of a joint layout, kept whole (select_mass)
 
     def __post_init__(self):
         if (self.mass is None) == (self.schedule is None):
@@ -127,7 +137,9 @@ class Selection:
 
     def __str__(self):
         text = f"mass {float(self.mass)!r}" if self.schedule is None else f"mass-schedule {self.schedule}"
-        return text + (f"; rows 1/{self.sample_rows}" if self.sample_rows > 1 else "")
+        text += f"; rows 1/{self.sample_rows}" if self.sample_rows > 1 else ""
+        # calibc records the rule so that states folded with and without it never merge.
+        return text + ("; text blocks whole" if self.whole else "")
 
 
 def _pack(digits, base, per_byte):
@@ -231,7 +243,7 @@ class State:
         if self.inputs >= MAX_INPUTS:
             raise ValueError(f"a state numbers at most {MAX_INPUTS} inputs")
         heads, tiles = self.heads, self.blocks * self.blocks
-        selected = select_mass(mass, self.selection.threshold(step)).reshape(heads, tiles)
+        selected = select_mass(mass, self.selection.threshold(step), self.selection.whole).reshape(heads, tiles)
         codes = _unpack_codes(self.tiles, tiles)
         # The single owners spread back over their tiles, updated, and gathered again.
         owner = torch.zeros(heads, tiles, dtype=torch.int32, device=codes.device)

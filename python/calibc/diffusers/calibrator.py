@@ -12,9 +12,13 @@ from:
     calibrator.save("state.safetensors")
 """
 
+import dataclasses
+
+import torch
+
 from ..calibration import Selection, State, block_mass
 from ..calibration import save as save_state
-from .hooks import Timesteps, heads_first, wrap_self_attention
+from .hooks import Timesteps, heads_first, text_lengths, wrap_self_attention
 from .models import model_of
 
 __all__ = ["Calibrator"]
@@ -50,16 +54,12 @@ class Calibrator:
 
     def _attend_for(self, layer):
         def attend(original, query, key, value, *args, **kwargs):
-            if self.model.text == "last" and kwargs.get("attn_mask", args[0] if args else None) is not None:
-                # The Triton block mass has no key mask: padded keys would take mass.
-                raise NotImplementedError(f"{self.model.name}: the GPU calibrator cannot take padded text yet; record "
-                                          "q and k with calibc.diffusers.Recorder and run `calibc calibrate` on them")
-            self._fold(layer, query, key)
+            self._fold(layer, query, key, kwargs.get("attn_mask", args[0] if args else None))
             return original(query, key, value, *args, **kwargs)
 
         return attend
 
-    def _fold(self, layer, query, key):
+    def _fold(self, layer, query, key, mask):
         step = self.counter.recorded_step(self.steps)
         if step is None:
             return
@@ -77,10 +77,23 @@ class Calibrator:
             self.shape, self.layout = (heads, tokens, dim), dict(zip(("frames", "height", "width"), grid))
             text = tokens - grid[0] * grid[1] * grid[2]
             if text:
-                self.layout.update(text_tokens=text, text_position="first" if self.model.text == "first" else "last")
+                first = self.model.text == "first"
+                self.layout.update(text_tokens=text, text_position="first" if first else "last")
+                # calibrate's rule for joint layouts: text blocks kept whole (docs/calibration.md section 9).
+                lo, hi = (0, text) if first else (tokens - text, tokens)
+                self.selection = dataclasses.replace(self.selection, whole=(lo // self.block, -(-hi // self.block)))
         elif self.shape != (heads, tokens, dim):
             raise ValueError(f"(heads, tokens, head_dim) {(heads, tokens, dim)} differs from the first call's {self.shape}")
-        m = block_mass(q, k, self.block, step=self.selection.sample_rows)
+        lengths = text_lengths(self.model, mask, tokens, self.layout.get("text_tokens", 0))
+        if lengths is None:
+            m = block_mass(q, k, self.block, step=self.selection.sample_rows)
+        else:
+            # Padded text (element 0's prompt) is no key and no row: the mass of the valid tokens
+            # alone, zero rows and columns past them, as calibc's C kernel gives it.
+            valid = tokens - self.layout["text_tokens"] + int(lengths[0])
+            m = block_mass(q[:, :valid], k[:, :valid], self.block, step=self.selection.sample_rows)
+            blocks = -(-tokens // self.block)
+            m = torch.nn.functional.pad(m, (0, blocks - m.shape[-1], 0, blocks - m.shape[-2]))
         state = self.states.get((step, layer))
         if state is None:
             state = self.states[(step, layer)] = State(heads, m.shape[-1], self.selection, device=m.device,
