@@ -76,9 +76,11 @@ class Calibrator:
             grid = self.counter.grid
             self.shape, self.layout = (heads, tokens, dim), dict(zip(("frames", "height", "width"), grid))
             text = tokens - grid[0] * grid[1] * grid[2]
+            # calibc reads a layout only whole, text_tokens included (0 for video alone).
+            self.layout["text_tokens"] = text
             if text:
                 first = self.model.text == "first"
-                self.layout.update(text_tokens=text, text_position="first" if first else "last")
+                self.layout["text_position"] = "first" if first else "last"
                 # calibrate's rule for joint layouts: text blocks kept whole (docs/calibration.md section 9).
                 lo, hi = (0, text) if first else (tokens - text, tokens)
                 self.selection = dataclasses.replace(self.selection, whole=(lo // self.block, -(-hi // self.block)))

@@ -1,10 +1,12 @@
-"""Joint text–video models through calibc.diffusers on the CPU: tiny random configurations of
-diffusers' own MochiTransformer3DModel (text last, padded text dropped per sample),
+"""Every model calibc.diffusers reaches, on the CPU: tiny random configurations of diffusers' own
+WanTransformer3DModel and LTXVideoTransformer3DModel (video-only self-attention),
+MochiTransformer3DModel (text last, padded text dropped per sample),
 HunyuanVideoTransformer3DModel (text last, padded text masked; dual- and single-stream layers)
 and CogVideoXTransformer3DModel (text first, never padded) each run record → calibrate → compile
-→ a sparse forward with zero fallbacks, several valid text lengths in one batch, and the output
-equals the model run with the compiled masks applied as an explicit float64 attention (padded
-text no key, its rows zeros)."""
+→ a sparse forward with zero fallbacks, several valid text lengths in one batch where the model
+pads, and the output equals the model run with the compiled masks applied as an explicit
+float64 attention (padded text no key, its rows zeros); and the streaming Calibrator decides the
+masks the recordings do."""
 
 import json
 
@@ -76,7 +78,37 @@ def cogvideox():
     return model, forward, 8 + 32
 
 
-MODELS = {"mochi": mochi, "hunyuan": hunyuan, "cogvideox": cogvideox}
+def wan():
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(num_attention_heads=2, attention_head_dim=16, text_dim=16, freq_dim=16, ffn_dim=32,
+                                  num_layers=2, rope_max_seq_len=32).eval()
+    latents, text = torch.randn(2, 16, 2, 8, 8), torch.randn(2, 8, 16)  # 2 × 4 × 4 = 32 tokens
+
+    def forward(t, prompt=0):
+        return model(hidden_states=latents + prompt, timestep=torch.full((2,), t), encoder_hidden_states=text,
+                     return_dict=False)[0]
+
+    return model, forward, 32
+
+
+def ltx():
+    from diffusers import LTXVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    model = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=16,
+                                       cross_attention_dim=32, num_layers=2, caption_channels=16).eval()
+    latents, text, mask = torch.randn(2, 40, 8), torch.randn(2, 6, 16), torch.ones(2, 6)  # 2 × 4 × 5 = 40 tokens
+
+    def forward(t, prompt=0):
+        return model(latents + prompt, text, torch.full((2,), t), mask, num_frames=2, height=4, width=5,
+                     return_dict=False)[0]
+
+    return model, forward, 40
+
+
+MODELS = {"wan": wan, "ltx": ltx, "mochi": mochi, "hunyuan": hunyuan, "cogvideox": cogvideox}
 
 
 def generate(forward, prompt=0):
@@ -100,12 +132,13 @@ def test_record_calibrate_compile_and_run_sparse(name, tmp_path):
         assert torch.equal(a, b) if spec.replacement is None else relative_error(a, b) < 1e-5, "recording changed it"
     recorder.save()
     meta = read_header(str(tmp_path / "r.safetensors"))[0]["__metadata__"]
-    text = tokens - 32
-    assert (meta["tokens"], meta["text_tokens"], meta["text_position"]) == (str(tokens), str(text), spec.text)
+    text = tokens - {"ltx": 40}.get(name, 32)
+    assert (meta["tokens"], meta["text_tokens"], meta.get("text_position")) == (str(tokens), str(text), spec.text)
     assert meta.get("text_valid") == ({"mochi": "11", "hunyuan": "7"}.get(name))
     run_calibc("calibrate", tmp_path / "r.safetensors", "--block", BLOCK, "--mass", "0.5", "-o", tmp_path / "masks.json")
     doc = json.loads((tmp_path / "masks.json").read_text())
-    assert (doc["layout"]["text_tokens"], doc["layout"]["text_position"]) == (text, spec.text)
+    assert doc["layout"].get("text_tokens", 0) == text
+    assert doc["layout"].get("text_position") == spec.text or not text
     run_calibc("compile", tmp_path / "masks.json", "-o", tmp_path / "kernels", "--shared")
     library = str(tmp_path / "kernels" / "libcalibkernels.so")
     masks = calibc.Masks.read(str(tmp_path / "masks.json"))
@@ -182,5 +215,5 @@ def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(name
     run_calibc("calibrate", "--merge", tmp_path / "state.safetensors", "-o", tmp_path / "streamed.json")
     run_calibc("calibrate", *recordings, *options, "-o", tmp_path / "recorded.json")
     streamed, recorded = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("streamed", "recorded"))
-    assert streamed["layout"] == recorded["layout"]
+    assert streamed.get("layout") == recorded.get("layout"), (streamed.get("layout"), recorded.get("layout"))
     assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]
