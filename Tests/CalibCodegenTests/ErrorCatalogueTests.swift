@@ -443,6 +443,8 @@ final class ErrorCatalogueTests: XCTestCase {
             ("mt-more", ir(("steps [5]", "steps [5]\nmodel_timesteps [1, 2]"))),
             ("mt-count", ir(("steps [5]", "steps [5]\nmodel_timesteps []"))),
             ("mt-repeat", ir(("steps [5]", "steps [5, 6]\nmodel_timesteps [2, 2.0]"))),
+            ("text-tokens", ir(("steps [5]", "steps [5]\ntext 250 last"))),
+            ("text-where", ir(("steps [5]", "steps [5]\ntext 5 middle"))),
         ]
         for (name, text) in irs { f.append(Fixture("ir-\(name).ir", text)) }
         // Recordings
@@ -490,6 +492,12 @@ final class ErrorCatalogueTests: XCTestCase {
             ("timesteps-repeat", recording(metadata: ["model_timesteps": "1,1.0"])),
             ("timesteps-a", recording(metadata: ["model_timesteps": "999,500"])),
             ("timesteps-b", recording(seed: 2, metadata: ["model_timesteps": "999,400"])),
+            ("text-none", recording(metadata: ["frames": "1", "height": "1", "width": "64", "text_tokens": "0", "text_valid": "3"])),
+            ("text-first", recording(metadata: ["frames": "1", "height": "1", "width": "48", "text_tokens": "16",
+                                                "text_position": "first", "text_valid": "3"])),
+            ("text-valid", recording(metadata: ["frames": "1", "height": "1", "width": "48", "text_tokens": "16", "text_valid": "x"])),
+            ("text-more", recording(metadata: ["text_tokens": "300", "text_valid": "3"])),
+            ("text-nothing", recording(metadata: ["text_tokens": "64", "text_valid": "0"])),
         ]
         for (name, bytes) in records { f.append(Fixture("rec-\(name).safetensors", bytes)) }
         // Steps × layers × heads past 10^7: 2442 layers of 4096 heads, each (q, k) 4096 × 1 × 1.
@@ -638,7 +646,8 @@ final class ErrorCatalogueTests: XCTestCase {
             ("dispatched-twice", "dispatched twice"), ("no-plan", "no plan for entry"),
             ("mt-word", "shape model_timesteps: expected a number"), ("mt-float", "found 1e39"),
             ("mt-more", "more than the 1 steps"), ("mt-count", "0 timesteps for 1 steps"),
-            ("mt-repeat", "2.0 is the timestep of two steps"),
+            ("mt-repeat", "2.0 is the timestep of two steps"), ("text-tokens", "leave no video tokens"),
+            ("text-where", "expected first or last"),
         ] {
             add(["opt", "ir-\(name).ir", "--passes=dedupe"], 1, fragment)
         }
@@ -658,7 +667,9 @@ final class ErrorCatalogueTests: XCTestCase {
             ("model", "metadata model is 4096 bytes"), ("mass-tokens", "metadata tokens 268435457"),
             ("mass-block", "metadata mass_block 4096"), ("mass-needs", "needs metadata mass_block"), ("mass-only", "holds only .mass"),
             ("mass-shape", "mass tensors must all be"), ("timesteps", "one finite number per step (2)"),
-            ("timesteps-repeat", "1.0 is the timestep of two steps"),
+            ("timesteps-repeat", "1.0 is the timestep of two steps"), ("text-none", "but text_tokens is \"0\""),
+            ("text-first", "but text_position is first"), ("text-valid", "text_valid \"x\" must be"),
+            ("text-more", "text_tokens 300 is more"), ("text-nothing", "leaves no valid token"),
         ] {
             add(["calibrate", "rec-\(name).safetensors", "-o", "m.json"], 1, fragment)
         }

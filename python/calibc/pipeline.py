@@ -98,17 +98,19 @@ def _label(prompt, i):
 
 
 def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedule=None, sample_rows=8, block=128,
-              stability_drop=0.05, targets=("cuda",), shard=(0, 1), seed=0, calibc=None, log=print):
+              stability_drop=0.05, targets=("cuda",), shard=(0, 1), seed=0, calibc=None, states_only=False, log=print):
     """Calibrates `pipe` on `prompts` (strings, or dicts of the pipeline's keyword arguments;
     generating each with num_inference_steps=`steps` and the keyword arguments `generate`), into
     the artifact folder `out`; returns its manifest, or None while prompts of other shards have no
     states yet. Prompt i generates from seed `seed` + i, so a prompt run again (a resumed run, an
-    overlapping shard) folds the same state."""
+    overlapping shard) folds the same state. `states_only`: write this shard's states and stop,
+    so a GPU machine without calibc (or nvcc) can fill them; a later call where calibc is, with
+    every state there, merges and compiles without generating."""
     import torch
 
     from .diffusers import Calibrator
 
-    tool = _preflight(calibc, targets)
+    tool = None if states_only else _preflight(calibc, targets)
     transformers = transformers_of(pipe)
     if not prompts:
         raise PipelineError("no prompts")
@@ -143,6 +145,9 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
         elapsed = time.perf_counter() - start
         log(f"prompt {n + 1}/{len(todo)} ({i}): {elapsed / (n + 1):.1f} s a prompt, "
             f"{elapsed / (n + 1) * (len(todo) - n - 1):.0f} s to go")
+    if states_only:
+        log(f"wrote the states of {len(mine)} prompts under {os.path.join(out, 'states')}: merge where calibc is")
+        return None
     missing = [i for i in range(len(prompts)) if not all(os.path.exists(state(name, i)) for name in transformers)]
     if missing:
         log(f"{len(missing)} prompts have no states yet (other shards): merge once they do")
@@ -380,6 +385,8 @@ def main(argv=None):
     c.add_argument("--block", type=int, default=128)
     c.add_argument("--target", action="append", choices=sorted(LIBRARIES), help="cuda (default), cpu; repeatable")
     c.add_argument("--shard", default="0/1", help="i/n: the prompts with index % n == i")
+    c.add_argument("--states-only", action="store_true",
+                   help="write the states and stop (no calibc or nvcc needed); merge later where calibc is")
     c.add_argument("--dtype", default="bfloat16")
     c.add_argument("--device", default="cuda")
     c.add_argument("-o", required=True, help="the artifact folder")
@@ -403,7 +410,8 @@ def main(argv=None):
             prompts = [line.strip() for line in f if line.strip()]
         if a.command == "calibrate":
             targets = tuple(a.target or ["cuda"])
-            _preflight(None, targets)  # before loading a model: the checks that cost nothing
+            if not a.states_only:
+                _preflight(None, targets)  # before loading a model: the checks that cost nothing
         else:
             with open(os.path.join(a.artifact, "manifest.json")):
                 pass
@@ -415,7 +423,7 @@ def main(argv=None):
                                       ("num_frames", a.frames)) if v is not None}
         if a.command == "calibrate":
             calibrate(pipe, prompts, a.o, steps=a.steps, generate=generate, mass=a.mass, sample_rows=a.sample_rows,
-                      block=a.block, targets=targets, shard=_shard(a.shard))
+                      block=a.block, targets=targets, shard=_shard(a.shard), states_only=a.states_only)
         else:
             evaluate(pipe, a.artifact, prompts, a.o, steps=a.steps, generate=generate, seed=a.seed,
                      attention_errors=not a.no_attention_errors)
