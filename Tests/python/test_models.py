@@ -217,3 +217,26 @@ def test_calibrator_state_decides_the_masks_calibrating_the_recordings_does(name
     streamed, recorded = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("streamed", "recorded"))
     assert streamed.get("layout") == recorded.get("layout"), (streamed.get("layout"), recorded.get("layout"))
     assert streamed["patterns"] == recorded["patterns"] and streamed["assignments"] == recorded["assignments"]
+
+
+def test_kernels_whose_text_differs_from_the_calls_fall_back_and_say_so(tmp_path):
+    """CogVideoX's calls hold 8 text tokens first; kernels of the same 40 tokens compiled as video
+    alone must not run them (their tiles would be the wrong tokens): dense, with the reason."""
+    import numpy as np
+
+    model, forward, tokens = cogvideox()
+    blocks = -(-tokens // BLOCK)
+    dense = calibc.Pattern(np.ones((blocks, blocks), dtype=bool))
+    per = {(s, layer): [dense] * 2 for s in range(2) for layer in range(2)}
+    masks = calibc.Masks.from_patterns(tokens, 16, BLOCK, [0, 1], per, model="video-only",
+                                       layout={"frames": 2, "height": 4, "width": 5})
+    masks.write(str(tmp_path / "m.json"))
+    run_calibc("compile", tmp_path / "m.json", "-o", tmp_path / "k", "--shared")
+    sparse = CalibAttention(model, str(tmp_path / "k" / "libcalibkernels.so"))
+    try:
+        with pytest.warns(UserWarning, match=r"8 text tokens first beside its 2 × 4 × 4 video tokens; .* compiled for "
+                                             r"no text"):
+            generate(forward)
+    finally:
+        sparse.remove()
+    assert sparse.calls == 0 and sparse.fallback_reasons == {"text": 2 * len(TIMESTEPS)}

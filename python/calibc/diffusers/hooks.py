@@ -21,9 +21,8 @@ import importlib
 import inspect
 import types
 
-import torch
-
 import numpy as np
+import torch
 
 from .models import CallArguments, ModelError, grid_of, model_of
 
