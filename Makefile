@@ -8,7 +8,7 @@ OMP = -fopenmp -idirafter $(OMP_INCLUDE) -L$(LLVM_LIB) -lomp -Wl,-rpath,$(LLVM_L
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e cpu-scaling-sources cpu-scaling
+.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e fa4-wheels cpu-scaling-sources cpu-scaling
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -194,6 +194,20 @@ bench-gpu:
 	sh Tests/GPU/build_sets.sh $(GPU_DIR) wan13b wan14b
 	PYTHONPATH=python$${PYTHONPATH:+:$$PYTHONPATH} python3 Tests/GPU/bench_gpu.py wan1.3B-480p=$(GPU_DIR)/wan13b/libcalibcuda.so:$(GPU_DIR)/wan13b.json \
 	    wan14B-720p=$(GPU_DIR)/wan14b/libcalibcuda.so:$(GPU_DIR)/wan14b.json $(BENCH_ARGS)
+
+# FlashAttention-4 for bench-gpu's FA4 column (issue 29), as wheels for the GPU machine's Python
+# 3.12: .fa4/small, and the 88 MB CUTLASS library wheel split in halves into .fa4/a and .fa4/b so
+# that each device call carries under 64 MiB (Tests/GPU/install_fa4.sh joins them there).
+FA4_PIP = flash-attn-4==4.0.0b36 nvidia-cutlass-dsl==4.7.0 nvidia-cutlass-dsl-libs-core==4.7.0 \
+          nvidia-cutlass-dsl-libs-base==4.7.0 quack-kernels==0.5.3 apache-tvm-ffi==0.1.15.post2 \
+          torch-c-dlpack-ext==0.1.5 nvidia-cuda-nvdisasm==13.3.73
+FA4_PLATFORM = --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+               --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+fa4-wheels:
+	rm -rf .fa4 && mkdir -p .fa4/small .fa4/a .fa4/b
+	python3 -m pip download -q --no-deps $(FA4_PLATFORM) -d .fa4/small $(FA4_PIP)
+	python3 -m pip download -q --no-deps $(FA4_PLATFORM) -d .fa4/a nvidia-cutlass-dsl-libs-cu13==4.7.0
+	cd .fa4/a && split -n 2 -a 2 *.whl "$$(ls *.whl).part-" && rm *.whl && mv *.part-ab ../b/
 
 # One Wan 2.1 transformer forward at real size, random weights: dense (eager, compiled) against
 # calibc (Tests/GPU/bench_e2e.py). E2E_MODELS=1.3b or 14b runs one; E2E_ARGS="--json F" saves it.

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Issue 14 item 4: cuDNN SDPA, FlashAttention-2 SDPA, torch.compile(flex_attention) with a
 BlockMask of the same plans (kept blocks as full blocks; reused rows keep their source's key
-blocks) and calibc (wgmma and mma.sync kernels), side by side in one process, bf16, B = 1,
-(B, H, S, D). Effective TFLOP/s = 4·B·H·N²·d·density / time, density = computed tiles / all
-tiles (the same FLOP count for every column of a row, so ratios are time ratios).
+blocks), FlashAttention-4's block-sparse forward (issue 29: `flash_attn.cute`, where installed;
+the same plans as full blocks of 128 × 128) and calibc (wgmma and mma.sync kernels), side by
+side in one process, bf16, B = 1, (B, H, S, D). Effective TFLOP/s = 4·B·H·N²·d·density / time,
+density = computed tiles / all tiles (the same FLOP count for every column of a row, so ratios
+are time ratios).
 usage: PYTHONPATH=python bench_gpu.py NAME=DIR.so:masks.json ... [--json out.json]"""
 import json, os, sys, time
 import numpy as np
@@ -15,6 +17,38 @@ import calibc
 dev = "cuda"
 torch.manual_seed(0)
 flex = torch.compile(flex_attention, dynamic=False)
+try:
+    from flash_attn.cute import flash_attn_func as fa4_func
+    from flash_attn.cute.block_sparsity import BlockSparseTensorsTorch
+except ImportError as e:  # said once, in the table's FA4 column as "—"
+    fa4_func = None
+    print(f"FlashAttention-4 absent ({e}): no FA4 column", flush=True)
+
+
+def fa4(q, k, v, blocks=None):
+    """FA4 on (B, S, H, D) tensors; `blocks` (cnt, idx) of kept 128 × 128 tiles per query block."""
+    sparse = None
+    if blocks is not None:
+        cnt, idx = blocks
+        sparse = BlockSparseTensorsTorch(mask_block_cnt=torch.zeros_like(cnt), mask_block_idx=torch.zeros_like(idx),
+                                         full_block_cnt=cnt, full_block_idx=idx, block_size=(128, 128))
+    out = fa4_func(q, k, v, block_sparse_tensors=sparse) if sparse is not None else fa4_func(q, k, v)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def fa4_blocks(masks, step, layer, heads):
+    """The plans of (step, layer) as FA4's full-block tables: per head and query block the kept
+    key blocks (a reused block keeps its source's), (1, H, nq) counts and (1, H, nq, nk) indices."""
+    nb = masks.blocks
+    cnt = torch.zeros(1, heads, nb, dtype=torch.int32)
+    idx = torch.zeros(1, heads, nb, nb, dtype=torch.int32)
+    for h in range(heads):
+        p = masks.pattern(step, layer, h)
+        for qb in range(nb):
+            kept = np.flatnonzero(p.kept[p.source(qb)])
+            cnt[0, h, qb] = len(kept)
+            idx[0, h, qb, :len(kept)] = torch.from_numpy(kept.astype(np.int32))
+    return cnt.to(dev), idx.to(dev)
 
 
 def bench(f, min_reps=7, warm_ms=150.0, run_ms=400.0, warm_min=3):
@@ -79,6 +113,18 @@ def main():
                 print(f"{name} {key} failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
                 res[key] = float("nan")
         ref_dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # FA4 takes (B, S, H, D)
+        res["fa4"] = float("nan")
+        with_fa4 = fa4_func is not None and masks.block == 128
+        if with_fa4:
+            try:
+                err4 = float((fa4(q4, k4, v4).transpose(1, 2).float() - ref_dense.float()).norm() / ref_dense.float().norm())
+                res["fa4"] = bench(lambda: fa4(q4, k4, v4))[0]
+                print(f"{name} dense FA4 {res['fa4']:.2f} ms {full / res['fa4'] / 1e9:.0f} TFLOP/s (rel L2 vs SDPA "
+                      f"{err4:.1e})", flush=True)
+            except Exception as e:  # said, and the shape's FA4 column left empty
+                print(f"{name} FA4 failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+                with_fa4 = False
         for kern in ("", "mma"):
             os.environ["CALIB_CUDA_KERNEL"] = kern
             kname = lib.kernel_name()
@@ -92,7 +138,7 @@ def main():
         print(f"{name} H={H} N={N}: cuDNN {res['cudnn']:.2f} ms {full / res['cudnn'] / 1e9:.0f} TFLOP/s, "
               f"FA2 {res['fa2']:.2f} ms {full / res['fa2'] / 1e9:.0f} TFLOP/s", flush=True)
         rows.append(dict(shape=name, set="dense", density=1.0, cudnn=res["cudnn"], fa2=res["fa2"], flex=None,
-                         calibc=res["dense"], calibc_mma=res["dense_mma"],
+                         fa4=res["fa4"], calibc=res["dense"], calibc_mma=res["dense_mma"],
                          flops=full))
         step = lib.steps[0]
         for layer in range(lib.layers):
@@ -104,6 +150,14 @@ def main():
             t_flex = bench(lambda: flex(q, k, v, block_mask=bm))[0]
             frac = float(np.mean([len(masks.pattern(step, layer, h).reuse) for h in range(H)])) / masks.blocks
             r = dict(shape=name, set=kind, density=dens, reused=frac, cudnn=res["cudnn"], fa2=res["fa2"], flex=t_flex, flops=full * dens)
+            if with_fa4:
+                blocks = fa4_blocks(masks, step, layer, H)
+                o4 = fa4(q4, k4, v4, blocks).transpose(1, 2)
+                r["fa4"] = bench(lambda: fa4(q4, k4, v4, blocks))[0]
+                r["err_fa4"] = float((o4.float() - f_out.float()).norm() / f_out.float().norm())
+                print(f"{name} layer {layer} {kind}: FA4 {r['fa4']:.2f} ms {full * dens / r['fa4'] / 1e9:.0f} TFLOP/s "
+                      f"(rel L2 vs flex {r['err_fa4']:.1e})", flush=True)
+                del o4
             for kern in ("", "mma"):
                 os.environ["CALIB_CUDA_KERNEL"] = kern
                 kname = lib.kernel_name()
@@ -163,7 +217,7 @@ def main():
                       f"a reused block costs {r['reuse_cost']:.3f} of a computed one", flush=True)
             rows.append(r)
             del bm, f_out
-        del q, k, v, out, ref_dense
+        del q, k, v, out, ref_dense, q4, k4, v4
         torch.cuda.empty_cache()
     os.environ["CALIB_CUDA_KERNEL"] = ""
 
@@ -171,8 +225,8 @@ def main():
         t = row.get(key)
         return "—" if t is None or t != t else f"{t:.2f} / {row['flops'] / t / 1e9:.0f}"
 
-    print("\n| shape | set | density | cuDNN ms / TFLOP/s | FA2 | flex | calibc wgmma | calibc mma.sync | calibc / flex | efficiency | efficiency (interleaved) | by timestep ÷ by step |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| shape | set | density | cuDNN ms / TFLOP/s | FA2 | flex | FA4 | calibc wgmma | calibc mma.sync | calibc / flex | calibc / FA4 | efficiency | efficiency (interleaved) | by timestep ÷ by step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     dense_t = {r["shape"]: r["calibc"] for r in rows if r["set"] == "dense" and r["flex"] is None}
     pairs = [f"{r['shape']}: a reused block costs {r['reuse_cost']:.3f} of a computed one (density {r['density']:.2f})"
              for r in rows if "reuse_cost" in r]
@@ -181,9 +235,10 @@ def main():
         eff = dense_t[r["shape"]] * r["density"] / r["calibc"] if r.get("calibc") else float("nan")
         cud = tf(r, "cudnn") if r["flex"] is None else "—"
         fa2 = tf(r, "fa2") if r["flex"] is None else "—"
-        print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {cud} | {fa2} | {tf(r, 'flex')} | {tf(r, 'calibc')} | "
-              f"{tf(r, 'calibc_mma')} | {ratio} | {eff:.2f} | {r.get('eff_interleaved', float('nan')):.2f} | "
-              f"{r.get('by_timestep', float('nan')):.3f} |")
+        ratio4 = f"{r['calibc'] / r['fa4']:.2f}" if r.get("fa4") == r.get("fa4") and r.get("fa4") else "—"
+        print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {cud} | {fa2} | {tf(r, 'flex')} | {tf(r, 'fa4')} | "
+              f"{tf(r, 'calibc')} | {tf(r, 'calibc_mma')} | {ratio} | {ratio4} | {eff:.2f} | "
+              f"{r.get('eff_interleaved', float('nan')):.2f} | {r.get('by_timestep', float('nan')):.3f} |")
     for line in pairs:
         print(line)
     if jpath:
