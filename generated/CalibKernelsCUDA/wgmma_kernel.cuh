@@ -85,16 +85,16 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
             for (int kb = lo; kb < hi; ++kb) {
                 const int s = kv_it % kStages;
                 mbar_wait(r.kv_empty(s), ((kv_it / kStages) & 1) ^ 1);
-                int row0 = kb * 128, lo = 0, hi = 128;
+                int row0 = kb * 128, first_col = 0, end_col = 128;
                 if (row0 + 128 > end) {
                     if (end == kTokens) {
-                        hi = end - row0;
+                        end_col = end - row0;
                     } else {
                         row0 = end - 128;
-                        lo = min(kb * 128 - row0, 128);
+                        first_col = min(kb * 128 - row0, 128);
                     }
                 }
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.window_slot(s)), "r"(lo | hi << 8) : "memory");
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.window_slot(s)), "r"(first_col | end_col << 8) : "memory");
                 mbar_expect_tx(r.k_full(s), kTileBytes);
 #pragma unroll
                 for (int x = 0; x < kDim / 64; ++x)
