@@ -518,6 +518,17 @@ public enum Calibrator {
         let q = try r.head("q", step: step, layer: layer, head: head), k = try r.head("k", step: step, layer: layer, head: head)
         var rng = SplitMix64(seed: seed &* 7919 &+ UInt64(step * 1_000_000 + layer * 1000 + head))
         let v = r.hasValues ? try r.head("v", step: step, layer: layer, head: head) : rng.floats(r.tokens * r.headDim)
+        let t = planTables(plan)
+        var err = 0.0, norm = 0.0
+        let status = calib_plan_error(q, k, v, Int64(r.tokens), Int64(r.validTokens), Int64(r.headDim), Int64(block),
+                                      Float(r.scale), t.rowSpan, t.spans, t.reuse, &err, &norm)
+        guard status == 0 else { throw CalibrationError(message: "out of memory measuring plan error") }
+        return (err / norm).squareRoot()
+    }
+
+    /// A plan as `calib_plan_error` takes it: per query block its first span (`rowSpan`, one past
+    /// the last entry closing the list), the spans as (start, end) pairs, and its reuse source or -1.
+    public static func planTables(_ plan: Plan) -> (rowSpan: [Int32], spans: [Int32], reuse: [Int32]) {
         var rowSpan: [Int32] = [0], spans: [Int32] = [], reuse: [Int32] = []
         for row in plan.rows {
             switch row {
@@ -529,10 +540,6 @@ public enum Calibrator {
             }
             rowSpan.append(Int32(spans.count / 2))
         }
-        var err = 0.0, norm = 0.0
-        let status = calib_plan_error(q, k, v, Int64(r.tokens), Int64(r.validTokens), Int64(r.headDim), Int64(block),
-                                      Float(r.scale), rowSpan, spans, reuse, &err, &norm)
-        guard status == 0 else { throw CalibrationError(message: "out of memory measuring plan error") }
-        return (err / norm).squareRoot()
+        return (rowSpan, spans, reuse)
     }
 }

@@ -145,14 +145,7 @@ final class JointCalibrationTests: XCTestCase {
         for i in (valid * d)..<(n * d) { (q[i], k[i], v[i]) = (.nan, .nan, .nan) }
         let plan = Plan(name: "p", rows: [.compute([Span(0, 2)]), .compute([Span(1, 2), Span(3, 5)]), .compute([Span(4, 5)]),
                                           .reuse(0), .compute([Span(0, 5)])])
-        var rowSpan: [Int32] = [0], spans: [Int32] = [], reuse: [Int32] = []
-        for row in plan.rows {
-            switch row {
-            case .compute(let ss): spans += ss.flatMap { [Int32($0.start), Int32($0.end)] }; reuse.append(-1)
-            case .reuse(let source): reuse.append(Int32(source))
-            }
-            rowSpan.append(Int32(spans.count / 2))
-        }
+        let (rowSpan, spans, reuse) = Calibrator.planTables(plan)
         var err = 0.0, norm = 0.0
         XCTAssertEqual(calib_plan_error(q, k, v, Int64(n), Int64(valid), Int64(d), Int64(block), Float(1 / Double(d).squareRoot()),
                                         rowSpan, spans, reuse, &err, &norm), 0)

@@ -658,14 +658,7 @@ final class StreamingTests: XCTestCase {
         }
         rows[5] = .reuse(3)
         let plan = Plan(name: "p", rows: rows)
-        var rowSpan: [Int32] = [0], spans: [Int32] = [], reuse: [Int32] = []
-        for row in plan.rows {
-            switch row {
-            case .compute(let ss): spans += ss.flatMap { [Int32($0.start), Int32($0.end)] }; reuse.append(-1)
-            case .reuse(let source): reuse.append(Int32(source))
-            }
-            rowSpan.append(Int32(spans.count / 2))
-        }
+        let (rowSpan, spans, reuse) = Calibrator.planTables(plan)
         var err = 0.0, norm = 0.0
         XCTAssertEqual(calib_plan_error(q, k, v, Int64(n), Int64(n), Int64(d), Int64(block), Float(1 / Double(d).squareRoot()),
                                         rowSpan, spans, reuse, &err, &norm), 0)

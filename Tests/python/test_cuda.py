@@ -47,12 +47,17 @@ def compiled(name):
     return calibc.load_cuda(library)
 
 
-@pytest.fixture(scope="module", params=SETS)
-def gpu_set(request):
-    kernels = compiled(request.param)
-    path = os.path.join(GPU_DIR, request.param + ".json")
+def with_masks(name):
+    """The CudaKernels of set `name` and the Masks it was compiled from."""
+    kernels = compiled(name)
+    path = os.path.join(GPU_DIR, name + ".json")
     kernels.require_source(path)
     return kernels, calibc.Masks.read(path)
+
+
+@pytest.fixture(scope="module", params=SETS)
+def gpu_set(request):
+    return with_masks(request.param)
 
 
 def patterns_of(kernels, masks, step, layer):
@@ -399,10 +404,7 @@ JOINT_SETS = [name for name in SETS if MATRIX.get(name, {}).get("text_tokens") a
 
 @pytest.fixture(scope="module", params=JOINT_SETS)
 def joint_set(request):
-    kernels = compiled(request.param)
-    path = os.path.join(GPU_DIR, request.param + ".json")
-    kernels.require_source(path)
-    return kernels, calibc.Masks.read(path)
+    return with_masks(request.param)
 
 
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])

@@ -18,7 +18,7 @@ import torch
 
 from ..calibration import Selection, State, block_mass
 from ..calibration import save as save_state
-from .hooks import Timesteps, heads_first, text_lengths, wrap_self_attention
+from .hooks import Timesteps, heads_first, layout_of, text_lengths, wrap_self_attention
 from .models import model_of
 
 __all__ = ["Calibrator"]
@@ -73,20 +73,16 @@ class Calibrator:
         q, k = heads_first(query), heads_first(key)
         heads, tokens, dim = q.shape
         if self.shape is None:
-            grid = self.counter.grid
-            self.shape, self.layout = (heads, tokens, dim), dict(zip(("frames", "height", "width"), grid))
-            text = tokens - grid[0] * grid[1] * grid[2]
             # calibc reads a layout only whole, text_tokens included (0 for video alone).
-            self.layout["text_tokens"] = text
+            self.shape, self.layout = (heads, tokens, dim), layout_of(self.model, self.counter.grid, tokens)
+            text = self.layout["text_tokens"]
             if text:
-                first = self.model.text == "first"
-                self.layout["text_position"] = "first" if first else "last"
                 # calibrate's rule for joint layouts: text blocks kept whole (docs/calibration.md section 9).
-                lo, hi = (0, text) if first else (tokens - text, tokens)
+                lo, hi = (0, text) if self.model.text == "first" else (tokens - text, tokens)
                 self.selection = dataclasses.replace(self.selection, whole=(lo // self.block, -(-hi // self.block)))
         elif self.shape != (heads, tokens, dim):
             raise ValueError(f"(heads, tokens, head_dim) {(heads, tokens, dim)} differs from the first call's {self.shape}")
-        lengths = text_lengths(self.model, mask, tokens, self.layout.get("text_tokens", 0))
+        lengths = text_lengths(self.model, mask, tokens, self.layout["text_tokens"])
         if lengths is None:
             m = block_mass(q, k, self.block, step=self.selection.sample_rows)
         else:

@@ -194,6 +194,17 @@ def heads_first(x):
     return x[0].transpose(0, 1).detach()
 
 
+def layout_of(model, grid, tokens):
+    """A call's layout as masks.json and recordings give it: the video grid (frames, height,
+    width), text_tokens (the rest of its `tokens`; 0 for video alone) and, where there is text,
+    text_position."""
+    layout = dict(zip(("frames", "height", "width"), grid))
+    layout["text_tokens"] = tokens - grid[0] * grid[1] * grid[2]
+    if layout["text_tokens"]:
+        layout["text_position"] = "first" if model.text == "first" else "last"
+    return layout
+
+
 def text_lengths(model, mask, tokens, text_tokens):
     """The valid text tokens of each batch element, from the key mask a joint model's attention
     call carries ((B, …, S) bool, True where a key takes part: a prefix of the sequence, as the

@@ -154,7 +154,9 @@ class CalibAttention:
                 return "ring", "ring attention (context parallelism other than Ulysses) is not supported"
             world = 1 if cp is None else cp.ulysses_degree
         mask = kwargs.get("attn_mask", args[0] if args else None)
-        key_mask = self.model.text == "last" and mask is not None and mask.dtype == torch.bool
+        # A joint model's key mask over the call's sequence: the padded text, which the kernels take as lengths.
+        key_mask = (self.model.text == "last" and mask is not None and mask.dtype == torch.bool
+                    and mask.shape[-1] == query.shape[1])
         if (mask is not None and not key_mask) or kwargs.get("is_causal", False) or kwargs.get("scale") is not None:
             return "mask", "the call has an attention mask, is causal or sets its own scale"
         if key_mask and world > 1:

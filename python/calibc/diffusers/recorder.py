@@ -29,7 +29,7 @@ import torch
 from .._json import float_text
 from ..calibration import block_mass
 from ..safetensors import save_file
-from .hooks import Timesteps, heads_first, text_lengths, wrap_self_attention
+from .hooks import Timesteps, heads_first, layout_of, text_lengths, wrap_self_attention
 from .models import model_of
 
 __all__ = ["Recorder"]
@@ -57,14 +57,12 @@ class Recorder:
         step = self.counter.recorded_step(self.steps)
         if step is None:
             return
-        grid = self.counter.grid
-        self.metadata.update({name: str(size) for name, size in zip(("frames", "height", "width"), grid)})
         q, k = heads_first(query), heads_first(key)
         tokens = q.shape[1]
-        text = tokens - grid[0] * grid[1] * grid[2]
-        self.metadata.update(tokens=str(tokens), head_dim=str(q.shape[2]), text_tokens=str(text))
-        if text:
-            self.metadata["text_position"] = "first" if self.model.text == "first" else "last"
+        layout = layout_of(self.model, self.counter.grid, tokens)
+        self.metadata.update({name: str(value) for name, value in layout.items()})
+        self.metadata.update(tokens=str(tokens), head_dim=str(q.shape[2]))
+        text = layout["text_tokens"]
         lengths = text_lengths(self.model, mask, tokens, text)
         valid = text if lengths is None else int(lengths[0])
         if valid < text:  # padded text: calibrate reads the valid length of element 0's prompt
