@@ -8,7 +8,7 @@ OMP = -fopenmp -idirafter $(OMP_INCLUDE) -L$(LLVM_LIB) -lomp -Wl,-rpath,$(LLVM_L
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e fa4-wheels cpu-scaling-sources cpu-scaling
+.PHONY: deps install dist example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e fa4-wheels cpu-scaling-sources cpu-scaling
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -27,6 +27,20 @@ install: deps
 		[ -d "$$bundle" ] || continue; rm -rf "$(DESTDIR)$(PREFIX)/bin/$$(basename $$bundle)"; cp -R "$$bundle" $(DESTDIR)$(PREFIX)/bin/; \
 	done
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/calibc"; command -v calibc >/dev/null || echo "add $(PREFIX)/bin to PATH"
+
+# calibc for another x86-64 Linux machine without Swift or LLVM (the GPU machine where
+# `python -m calibc.pipeline calibrate` merges and compiles for CUDA): the Swift runtime linked in
+# statically, instruction sets limited to x86-64-v3 (AVX2), the kernel sources and libomp's runtime
+# beside the binary (RUNPATH $$ORIGIN). libclang is opened only if present; without it compile says
+# it skipped its check of the C. Unpack anywhere: `tar xzf calibc-linux-x86_64.tar.gz`.
+DIST = .build/dist
+dist: deps
+	CALIBC_DIST=1 swift build -c release --product calibc --static-swift-stdlib --scratch-path $(DIST)/build \
+		-Xlinker -rpath -Xlinker '$$ORIGIN'
+	rm -rf $(DIST)/calibc && mkdir -p $(DIST)/calibc
+	cp -R $(DIST)/build/release/calibc $(DIST)/build/release/*.resources $(LLVM_LIB)/libomp.so.5 $(DIST)/calibc/
+	tar czf $(DIST)/calibc-linux-x86_64.tar.gz -C $(DIST) calibc
+	@ls -l $(DIST)/calibc-linux-x86_64.tar.gz
 
 # The whole pipeline on synthetic video attention: record (synth) → calibrate on two prompts,
 # check on a third → compile → run the kernels on the held-out prompt against dense.

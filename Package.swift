@@ -17,7 +17,9 @@ let llvm: [String: String] = {
 }()
 let ompInclude = llvm["OMP_INCLUDE"]!
 let llvmLib = llvm["LLVM_LIB"]!
-let openMPC: [CSetting] = [.unsafeFlags(["-O3", "-march=native", "-fopenmp", "-idirafter", ompInclude])]
+/// `make dist` builds calibc for other machines: AVX2 at most, instead of this machine's best.
+let march = Context.environment["CALIBC_DIST"] != nil ? "-march=x86-64-v3" : "-march=native"
+let openMPC: [CSetting] = [.unsafeFlags(["-O3", march, "-fopenmp", "-idirafter", ompInclude])]
 /// Generated kernels choose their instruction set at load time, so they are built for any x86-64.
 let kernelC: [CSetting] = [.unsafeFlags(["-O3", "-fopenmp", "-idirafter", ompInclude])]
 let openMPLink: [LinkerSetting] = [.unsafeFlags(["-L\(llvmLib)", "-lomp", "-Xlinker", "-rpath", "-Xlinker", llvmLib])]
@@ -50,7 +52,8 @@ let package = Package(
         .target(name: "CalibFrontend", dependencies: ["CalibIR", "CalibJSON", "CalibSupport"]),
         .target(name: "CalibPasses", dependencies: ["CalibIR"]),
         .target(name: "CalibPictures", dependencies: ["CalibIR", "CalibSupport"]),
-        .systemLibrary(name: "CClang", path: "Sources/CClang"),
+        // libclang, opened at run time (dlopen) for the check of generated C.
+        .target(name: "CClang", cSettings: [.unsafeFlags(["-I" + llvm["LLVM_INCLUDE"]!])], linkerSettings: [.linkedLibrary("dl")]),
         // The kernels themselves (kernels/include, cpu, cuda), read by the targets through one accessor.
         .target(name: "CalibKernelSources", resources: [.copy("kernels")]),
         // Their public headers as a C module: the ABI for the runtime, calib_exp2.h for calibration.

@@ -29,6 +29,8 @@ public enum DriverEvent {
     case pass(name: String, seconds: Double, before: Program, after: Program)
     case emitted(seconds: Double)
     case checked(seconds: Double)
+    /// The generated C was written without libclang's check (`reason`).
+    case checkSkipped(reason: String)
     case built(library: String, seconds: Double)
     /// The target's build tool is not installed: the sources are written, this command builds them.
     case buildSkipped(tool: String, command: String)
@@ -72,8 +74,12 @@ public enum Driver {
         files.append(Codegen.manifest(optimized, provenance, target: options.target.name, files: listed + [Codegen.manifestName]))
         report(.emitted(seconds: elapsed(since: start)))
         start = DispatchTime.now()
-        try options.target.check(files)
-        report(.checked(seconds: elapsed(since: start)))
+        do {
+            try options.target.check(files)
+            report(.checked(seconds: elapsed(since: start)))
+        } catch let e as CheckUnavailable {
+            report(.checkSkipped(reason: e.reason))
+        }
         return Compilation(program: optimized, files: files)
     }
 

@@ -25,6 +25,31 @@ final class CommandLineTests: XCTestCase {
         try runProcess(try builtCalibc(), args, in: sandbox)
     }
 
+    /// Where libclang cannot be opened (a calibc copied to a GPU machine without LLVM), compile
+    /// still writes what it writes with the check, and says once that the C went unparsed.
+    func testCompileWithoutLibclangSaysItsCheckWasSkipped() throws {
+        let broken = sandbox.appendingPathComponent("lib")
+        try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: broken.appendingPathComponent("libclang-14.so.1").path, contents: Data())
+        for target in ["cpu", "cuda"] {
+            let checked = try calibc("compile", "masks.json", "-o", "checked-\(target)", "--target", target)
+            XCTAssertEqual(checked.status, 0, checked.err)
+            XCTAssertFalse(checked.out.contains("skipped"), checked.out)
+            let unchecked = try runProcess(try builtCalibc(), ["compile", "masks.json", "-o", "unchecked-\(target)", "--target", target],
+                                           in: sandbox, environment: ["LD_LIBRARY_PATH": broken.path])
+            XCTAssertEqual(unchecked.status, 0, unchecked.err)
+            let lines = unchecked.out.split(separator: "\n").filter { $0.contains("libclang") }
+            XCTAssertEqual(lines.count, 1, unchecked.out)
+            XCTAssertTrue(lines[0].hasPrefix("check       skipped: libclang-14 could not be opened (") && lines[0].contains("libclang1-14"),
+                          unchecked.out)
+            let names = try FileManager.default.contentsOfDirectory(atPath: sandbox.appendingPathComponent("checked-\(target)").path).sorted()
+            for name in names {
+                XCTAssertEqual(FileManager.default.contents(atPath: sandbox.appendingPathComponent("checked-\(target)/\(name)").path),
+                               FileManager.default.contents(atPath: sandbox.appendingPathComponent("unchecked-\(target)/\(name)").path), name)
+            }
+        }
+    }
+
     /// No command is a usage error (status 2, usage on stderr); --help is not.
     func testNoCommandIsAUsageError() throws {
         let none = try calibc()

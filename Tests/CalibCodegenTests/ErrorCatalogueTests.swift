@@ -19,10 +19,12 @@ func builtCalibc() throws -> String {
 }
 
 /// Runs `tool` with `args` in `directory`: exit status, stdout, stderr.
-func runProcess(_ tool: String, _ args: [String], in directory: URL) throws -> (status: Int32, out: String, err: String) {
+func runProcess(_ tool: String, _ args: [String], in directory: URL,
+                environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: tool)
     p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     p.currentDirectoryURL = directory
     let out = Pipe(), err = Pipe()
     (p.standardOutput, p.standardError) = (out, err)
