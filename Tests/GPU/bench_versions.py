@@ -1,29 +1,51 @@
 #!/usr/bin/env python3
-"""Times calibc builds side by side (e.g. kernel versions of docs/gpu.md) on the same masks:
-the dense entry and every layer of step 0, bf16, B = 1, (B, H, S, D).
-usage: PYTHONPATH=python bench_versions.py LABEL=DIR.so:masks.json ..."""
+"""Times calibc builds side by side (kernel versions of docs/gpu.md) on the same masks, and
+FlashAttention-4's block-sparse forward on the same plans where it is installed: the dense entry
+and every layer of step 0, bf16, B = 1. Builds of one masks file are interleaved (a round of
+each, `--rounds` times, medians), so clock drift falls on all alike; ratios are to the first
+label.
+usage: PYTHONPATH=python bench_versions.py LABEL=DIR.so:masks.json ... [--rounds N]"""
 import sys
+from collections import defaultdict
+
+import numpy as np
 import torch
+
 import calibc
-from bench_gpu import bench, density, layer_call
+from bench_gpu import bench, density, fa4, fa4_blocks, fa4_func, layer_call
 
 dev = "cuda"
 torch.manual_seed(0)
-for arg in sys.argv[1:]:
+rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
+groups = defaultdict(list)  # masks.json → [(label, library)]
+for arg in (a for a in sys.argv[1:] if "=" in a):
     label, rest = arg.split("=", 1)
     so, mj = rest.split(":")
-    lib, masks = calibc.load_cuda(so), calibc.Masks.read(mj)
-    B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
+    groups[mj].append((label, calibc.load_cuda(so)))
+
+for mj, builds in groups.items():
+    masks, lib0 = calibc.Masks.read(mj), builds[0][1]
+    B, H, N, D = 1, lib0.heads, lib0.tokens, lib0.head_dim
     q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))
     out = torch.empty_like(q)
     full = 4 * B * H * N * N * D
-    row = [("dense", 1.0, bench(lambda: layer_call(lib, None, 0, q, k, v, out))[0])]
-    step = lib.steps[0]
-    for layer in range(lib.layers):
-        kind = masks.pattern_name(step, layer, 0)
-        kind = "dense plan" if kind == "dense" else kind.split("_")[1]
-        row.append((kind, density(masks, step, layer), bench(lambda: layer_call(lib, step, layer, q, k, v, out))[0]))
-    for kind, dens, t in row:
-        print(f"{label} {kind} density {dens:.3f}: {t:.2f} ms {full * dens / t / 1e9:.0f} TFLOP/s", flush=True)
-    del q, k, v, out
+    step = lib0.steps[0]
+    rows = [("dense", 1.0, None)] + [(masks.pattern_name(step, l, 0), density(masks, step, l), l) for l in range(lib0.layers)]
+    for kind, dens, layer in rows:
+        kind = "dense" if layer is None else ("dense plan" if kind == "dense" else kind.split("_")[1])
+        runs = {label: (lambda lib=lib: layer_call(lib, None if layer is None else step, layer or 0, q, k, v, out))
+                for label, lib in builds}
+        if fa4_func is not None and masks.block == 128:
+            blocks = None if layer is None else fa4_blocks(masks, step, layer, H)
+            runs["FA4"] = lambda blocks=blocks: fa4(q4, k4, v4, blocks)
+        times = defaultdict(list)
+        for _ in range(rounds):
+            for label, f in runs.items():
+                times[label].append(bench(f, min_reps=3, warm_ms=20, run_ms=60)[0])
+        ms = {label: float(np.median(t)) for label, t in times.items()}
+        first = builds[0][0]
+        print(f"{mj} {kind} density {dens:.3f}: " + ", ".join(
+            f"{label} {t:.3f} ms {full * dens / t / 1e9:.0f} TFLOP/s ({t / ms[first]:.3f})" for label, t in ms.items()), flush=True)
+    del q, k, v, q4, k4, v4, out
     torch.cuda.empty_cache()
