@@ -355,7 +355,14 @@ let calibrate = Command(
     }
     guard let out else { return }
     let folded = a.flag("--merge") ? 0 : state.heads.count * state.inputs
-    let result = try Calibrator.finish(state, holdout: holdout, options: options) { done, units in progress.update(folded + done, folded + units) }
+    let finished = try Calibrator.finish(state, holdout: holdout, options: options) { done, units in progress.update(folded + done, folded + units) }
+    let (result, gap) = Calibrator.fitDistinctRanges(finished)
+    if gap > 0 {
+        print(String(format: "note: the plans' distinct rows held more key-block ranges than compile's tables take (%d): "
+                     + "runs of up to %d skipped blocks between kept ones are kept too, mean density %.4f → %.4f "
+                     + "(the figures below are of the plans before)", Limits.maxDistinctRanges, gap,
+                     finished.program.meanDensity(), result.program.meanDensity()))
+    }
     let text = try Calibrator.masksJSON(result, file: out)
     try OutputPaths.write(Data(text.utf8), to: out)
     print(CalibrationReport.text(result, calibrationInputs: state.inputs, holdoutInputs: holdout.count))

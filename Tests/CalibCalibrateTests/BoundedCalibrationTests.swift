@@ -3,8 +3,10 @@
 // pictures and counts do not grow with B² or with the table squared.
 
 @testable import CalibCalibrate
+import CalibFrontend
 import CalibIR
 import CalibSafetensors
+import CalibSupport
 import Foundation
 import XCTest
 
@@ -128,5 +130,48 @@ final class BoundedCalibrationTests: XCTestCase {
             return Int(png[16]) << 24 | Int(png[17]) << 16 | Int(png[18]) << 8 | Int(png[19])
         }
         XCTAssertEqual(widths.dropFirst(), [200, 200])
+    }
+
+    /// Plans whose distinct rows hold more key-block ranges than compile's tables take (random
+    /// weights' selections) are fitted by keeping the shortest gaps too: the smallest gap length
+    /// that fits, every kept block still kept, nothing added but gaps of at most that length, and
+    /// a file the frontend takes under that limit where it refused the plans as they were.
+    func testPlansBeyondTheTablesLimitAreFittedByKeepingShortGaps() throws {
+        var rng = SplitMix64(seed: 7)
+        let n = 64
+        let plans = (0..<6).map { i in
+            Plan(name: "p\(i)", rows: (0..<n).map { _ in .compute(Span.runs(Set((0..<n).filter { _ in Bool.random(using: &rng) }))) })
+        }
+        let shape = Shape(tokens: n * 4, headDim: 8, block: 4, layers: 2, heads: 3, steps: [0])
+        let heads = (0..<6).map { HeadReport(step: 0, layer: $0 / 3, head: $0 % 3, density: 0, leaveOneOutDrop: nil, dense: false, reusedBlocks: 0) }
+        let c = Calibration(program: Program(model: "m", shape: shape, plans: plans, dispatch: Array(0..<6), sourceHash: ""),
+                            layout: nil, heads: heads)
+        let before = Calibrator.distinctRanges(c.program)
+        XCTAssertEqual(Calibrator.fitDistinctRanges(c, limit: before).gap, 0)
+        XCTAssertEqual(Calibrator.fitDistinctRanges(c, limit: before).0.program, c.program)
+
+        let limit = before / 3
+        let (fitted, gap) = Calibrator.fitDistinctRanges(c, limit: limit)
+        XCTAssertGreaterThan(gap, 1)
+        XCTAssertLessThanOrEqual(Calibrator.distinctRanges(fitted.program), limit)
+        var short = c.program
+        short.plans = plans.map { Calibrator.closingGaps($0, upTo: gap - 1) }
+        XCTAssertGreaterThan(Calibrator.distinctRanges(short), limit)
+        for (p, f) in zip(plans, fitted.program.plans) {
+            for (row, fittedRow) in zip(p.rows, f.rows) {
+                let kept = Set(row.spans.flatMap { $0.start..<$0.end }), now = Set(fittedRow.spans.flatMap { $0.start..<$0.end })
+                XCTAssertTrue(kept.isSubset(of: now))
+                // What was added fills gaps between kept blocks, none longer than `gap`.
+                for (a, b) in zip(row.spans, row.spans.dropFirst()) {
+                    let filled = (a.end..<b.start).filter { now.contains($0) }
+                    XCTAssertTrue(filled.isEmpty || (filled.count == b.start - a.end && filled.count <= gap))
+                }
+                XCTAssertEqual(now.subtracting(kept).allSatisfy { k in row.spans.contains { $0.start > k } && row.spans.contains { $0.end <= k } }, true)
+            }
+        }
+        var limits = TableLimits()
+        limits.distinctRanges = limit
+        XCTAssertThrowsError(try Frontend.parse(Array(MaskWriter.json(c.program, layout: nil).utf8), file: "m.json", limits: limits))
+        XCTAssertNoThrow(try Frontend.parse(Array(MaskWriter.json(fitted.program, layout: nil).utf8), file: "m.json", limits: limits))
     }
 }
