@@ -74,7 +74,7 @@ def main():
     compile_s, manifest = timed(lambda: pipeline.calibrate(pipe, prompts, artifact, **settings))
     states = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(artifact, "states")) for f in fs)
     masks = os.path.join(artifact, "transformer", "masks.json")
-    stats = pipeline._run(os.environ["CALIBC"], "stats", masks)
+    stats = "\n".join(l for l in pipeline._run(os.environ["CALIBC"], "stats", masks).splitlines() if not l.startswith("  @"))
     print(f"calibrating {a.prompts} prompts: {states_s:.1f} s ({states_s / a.prompts / plain_s:.3f}× a plain prompt), "
           f"states {states / 2**20:.0f} MiB; merge + compile: {compile_s:.1f} s\n{stats}", flush=True)
     evaluation = os.path.join(a.out, "eval")

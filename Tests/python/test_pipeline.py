@@ -19,7 +19,7 @@ def pipe():
     return TinyWanPipeline(tiny_wan())
 
 
-def test_calibrate_resume_enable_disable(pipe, tmp_path):
+def test_calibrate_resume_enable_disable(pipe, tmp_path, monkeypatch):
     prompts = ["a red fox", "waves at dusk", "a city at night"]
     out = str(tmp_path / "artifact")
     settings = dict(steps=4, mass=0.9, sample_rows=1, block=64, targets=("cpu",), calibc=CALIBC, log=lambda _: None)
@@ -39,9 +39,18 @@ def test_calibrate_resume_enable_disable(pipe, tmp_path):
     masks = json.loads((tmp_path / "artifact" / "transformer" / "masks.json").read_text())
     assert masks["model_timesteps"] == [999.0, 750.0, 500.0, 250.0]
     again = (tmp_path / "artifact" / "transformer" / "masks.json").read_bytes()
-    pipe.calls = 0
-    pipeline.calibrate(pipe, prompts, out, **settings)
+    # Again where libclang cannot be opened (a calibc copied to a GPU machine): no generation,
+    # the same masks, and what calibc said about its skipped check reaches the log.
+    broken = tmp_path / "lib"
+    broken.mkdir()
+    (broken / "libclang-14.so.1").write_bytes(b"")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(broken))
+    pipe.calls, said = 0, []
+    pipeline.calibrate(pipe, prompts, out, **dict(settings, log=said.append))
     assert pipe.calls == 0 and (tmp_path / "artifact" / "transformer" / "masks.json").read_bytes() == again
+    assert [line for line in said if "libclang" in line] == [
+        next(line for line in said if line.startswith("transformer (cpu): calibc check       skipped: libclang-14 could not be opened"))]
+    monkeypatch.delenv("LD_LIBRARY_PATH")
 
     dense = pipe("a new prompt", num_inference_steps=6)
     processors = pipeline.enable(pipe, out)

@@ -78,6 +78,13 @@ def _run(tool, *args):
     return done.stdout
 
 
+def _relay_notes(log, what, output):
+    """What calibc said the user should know (a plan changed to fit, a check skipped), logged."""
+    for line in output.splitlines():
+        if line.startswith("note:") or " skipped: " in line:
+            log(f"{what}: calibc {line.strip()}")
+
+
 def _shard(text):
     index, _, count = text.partition("/")
     i, n = int(index), int(count)
@@ -160,11 +167,12 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     for name, t in transformers.items():
         masks = os.path.join(out, name, "masks.json")
         os.makedirs(os.path.dirname(masks), exist_ok=True)
-        _run(tool, "calibrate", "--merge", *(state(name, i) for i in range(len(prompts))), "-o", masks,
-             "--report", os.path.join(out, name, "report.html"))
+        _relay_notes(log, name, _run(tool, "calibrate", "--merge", *(state(name, i) for i in range(len(prompts))), "-o", masks,
+                                     "--report", os.path.join(out, name, "report.html")))
         libraries = {}
         for target in targets:
-            _run(tool, "compile", masks, "-o", os.path.join(out, name, target), "--target", target, "--shared", "--force")
+            _relay_notes(log, f"{name} ({target})", _run(tool, "compile", masks, "-o", os.path.join(out, name, target),
+                                                         "--target", target, "--shared", "--force"))
             libraries[target] = os.path.join(name, target, LIBRARIES[target])
         heads, head_dim = _attention_shape(t)
         manifest["transformers"][name] = {"class": type(t).__name__, "layers": len(_attention_modules(t)), "heads": heads,
