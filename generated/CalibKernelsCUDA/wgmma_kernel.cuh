@@ -11,9 +11,8 @@
  * guarded by mbarriers; warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of
  * each item: S = Q Kᵀ (wgmma, both operands in shared memory), the online softmax in registers
  * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
- * (ping-pong) so one's softmax hides under the other's products, each warpgroup's exponentials
- * also run under its own P V (intra-warpgroup overlap), and a block's output is stored while the
- * next block's first Q Kᵀ runs. docs/gpu.md is the lab notebook. */
+ * (ping-pong) so one's softmax hides under the other's products, and a block's output is stored
+ * while the next block's first Q Kᵀ runs. docs/gpu.md is the lab notebook. */
 #pragma once
 
 #include "epilogue.cuh"
@@ -148,14 +147,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
         ++q_it;
 
-        /* One turn at the tensor cores: S(j) = Q K(j)ᵀ (with_qk), then O += P(j-1) V(j-1) (with_pv),
-         * issued as two groups; then, while the other warpgroup has its turn, the softmax of S(j)
-         * in two halves: its probabilities as soon as S(j) is done, under this warpgroup's own
-         * P V, and, once that is done, the rescaling of O and the packing of P(j), which the
-         * P V reads from registers until it ends. The first turn has no P V and stores the
-         * previous block's output under its Q K(0)ᵀ; the last has no Q Kᵀ. The turns are
-         * instances of this one body, so each compiles to straight-line code with no run-time
-         * test of which turn it is. */
+        /* One turn at the tensor cores: O += P(j-1) V(j-1) (with_pv) and S(j) = Q K(j)ᵀ (with_qk)
+         * issued together, then, while the other warpgroup has its turn, the softmax of S(j). The
+         * first turn has no P V and stores the previous block's output under its Q K(0)ᵀ; the
+         * last has no Q Kᵀ. The turns are instances of this one body, so each compiles to
+         * straight-line code with no run-time test of which turn it is. */
         auto turn = [&](auto with_pv, auto with_qk, const int j) {
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
             const int s = kv_it % kStages;
@@ -169,6 +165,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
             named_sync(me);
             if constexpr (kPV) fence_regs<kDim / 2>(o);
             wgmma_fence();
+            if constexpr (kPV) {
+#pragma unroll
+                for (int kk = 0; kk < 8; ++kk)
+                    Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
+            }
             if constexpr (kQK) {
 #pragma unroll
                 for (int kk = 0; kk < kDim / 16; ++kk) {
@@ -176,40 +177,27 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
                     Wgmma<T>::ss_n128(sc, gmma_desc(r.sq + off + (wg - 1) * 64 * 128, 16, 1024),
                                       gmma_desc(r.sk + s * kTileBytes + off, 16, 1024), kk > 0);
                 }
-                wgmma_commit();
             }
-            if constexpr (kPV) {
-#pragma unroll
-                for (int kk = 0; kk < 8; ++kk)
-                    Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
-                wgmma_commit();
-            }
+            wgmma_commit();
             named_arrive(other);
             if constexpr (!kPV) {
                 if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
                 pv_b = -1;
             }
-            float f0, f1;
-            if constexpr (kQK) {
-                if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
-                fence_regs<64>(sc);
-                if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
-                if (j + 1 == nkb) mbar_arrive(r.q_empty());
-                if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
-                sm.exponentiate<16, (kTextLast > 0)>(sc, p.scale_log2, f0, f1);
-            }
+            wgmma_wait0();
+            if constexpr (kQK) fence_regs<64>(sc);
             if constexpr (kPV) {
-                wgmma_wait0();
                 fence_regs<kDim / 2>(o);
                 mbar_arrive(r.kv_empty(sp));
             }
             if constexpr (kQK) {
-                OnlineSoftmax::rescale<kDim / 2>(o, f0, f1);
-#pragma unroll
-                for (int g = 0; g < 16; ++g) {
-                    pa[2 * g] = Pack<T>::two(sc[4 * g], sc[4 * g + 1]);
-                    pa[2 * g + 1] = Pack<T>::two(sc[4 * g + 2], sc[4 * g + 3]);
-                }
+                if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
+                if (j + 1 == nkb) mbar_arrive(r.q_empty());
+                if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
+                sm.step<16, kDim / 2, (kTextLast > 0)>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
+                    pa[2 * g] = Pack<T>::two(e0, e1);
+                    pa[2 * g + 1] = Pack<T>::two(e2, e3);
+                });
                 sp = s;
                 php = ph;
                 ++kv_it;

@@ -38,14 +38,12 @@ struct OnlineSoftmax {
             }
     }
 
-    /* The first half of folding in a key tile of scores s (G groups): the new maxima, the
-     * probabilities written over the scores and their sums; f0 and f1 are what o must then be
-     * scaled by (rescale). It touches neither o nor P, so the wgmma kernel runs it while the
-     * previous tile's P V still reads P and writes o. kEmpty: a tile may have every column masked
-     * while no earlier tile had a valid one (maxima still -inf), where exponents would be
-     * -inf - -inf. */
-    template <int G, bool kEmpty = false>
-    __device__ __forceinline__ void exponentiate(float *s, float scale_log2, float &f0, float &f1) {
+    /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
+     * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
+     * them as the P operand of the next product. kEmpty: a tile may have every column masked while
+     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf. */
+    template <int G, int N, bool kEmpty = false, typename Emit>
+    __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
@@ -56,41 +54,26 @@ struct OnlineSoftmax {
         x1 = quad_max(x1);
         const float n0 = fmaxf(m0, x0 * scale_log2), n1 = fmaxf(m1, x1 * scale_log2);
         const float b0 = kEmpty && n0 == -INFINITY ? 0.f : n0, b1 = kEmpty && n1 == -INFINITY ? 0.f : n1;
-        f0 = fast_exp2(m0 - b0);
-        f1 = fast_exp2(m1 - b1);
+        const float f0 = fast_exp2(m0 - b0), f1 = fast_exp2(m1 - b1);
         m0 = n0;
         m1 = n1;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
-            s[4 * j] = fast_exp2(fmaf(s[4 * j], scale_log2, -b0));
-            s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
-            s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
-            s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));
-            sum0 += s[4 * j] + s[4 * j + 1];
-            sum1 += s[4 * j + 2] + s[4 * j + 3];
+            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -b0));
+            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
+            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
+            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));
+            sum0 += e0 + e1;
+            sum1 += e2 + e3;
+            emit(j, e0, e1, e2, e3);
         }
         l0 = l0 * f0 + sum0;
         l1 = l1 * f1 + sum1;
-    }
-
-    /* The second half: the N accumulators of o scaled by the change of the maxima. */
-    template <int N> static __device__ __forceinline__ void rescale(float *o, float f0, float f1) {
 #pragma unroll
         for (int j = 0; j < N / 4; ++j) {
             o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
         }
-    }
-
-    /* Both halves, then each group's probabilities handed to emit(j, e0, e1, e2, e3), which
-     * packs them as the P operand of the next product. */
-    template <int G, int N, bool kEmpty = false, typename Emit>
-    __device__ __forceinline__ void step(float *s, float scale_log2, float *o, Emit emit) {
-        float f0, f1;
-        exponentiate<G, kEmpty>(s, scale_log2, f0, f1);
-        rescale<N>(o, f0, f1);
-#pragma unroll
-        for (int j = 0; j < G; ++j) emit(j, s[4 * j], s[4 * j + 1], s[4 * j + 2], s[4 * j + 3]);
     }
 
     /* After the last tile: the reciprocals of the two rows' sums, which normalize o. */

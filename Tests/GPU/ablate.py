@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Stage removal for the lab notebook (issue 29: what bounds the wgmma kernel's loop, where
+Nsight Compute cannot run): copies of a compiled set whose wgmma kernel leaves one stage out,
+each timed beside the set itself by bench_versions.py. Their outputs are wrong by design; only
+their times mean anything.
+
+  no-softmax   P = S packed as it is: no maxima, exponentials, sums or rescaling
+  no-pv        no P V products
+  no-qk        no Q Kᵀ products (S left at zero)
+  softmax-only neither product: the softmax alone, with its waits and turns
+  no-pingpong  the warpgroups issue their products without taking turns
+
+usage: python3 Tests/GPU/ablate.py SET_DIR    (writes SET_DIR-<variant>/ beside it and prints
+       the bench_versions.py arguments for the set and every variant)"""
+import os
+import shutil
+import sys
+
+SOFTMAX = """                sm.step<16, kDim / 2, (kTextLast > 0)>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
+                    pa[2 * g] = Pack<T>::two(e0, e1);
+                    pa[2 * g + 1] = Pack<T>::two(e2, e3);
+                });"""
+PACK_ONLY = """                for (int g = 0; g < 16; ++g) {
+                    pa[2 * g] = Pack<T>::two(sc[4 * g], sc[4 * g + 1]);
+                    pa[2 * g + 1] = Pack<T>::two(sc[4 * g + 2], sc[4 * g + 3]);
+                }"""
+PV = """#pragma unroll
+                for (int kk = 0; kk < 8; ++kk)
+                    Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));"""
+QK = """#pragma unroll
+                for (int kk = 0; kk < kDim / 16; ++kk) {
+                    const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
+                    Wgmma<T>::ss_n128(sc, gmma_desc(r.sq + off + (wg - 1) * 64 * 128, 16, 1024),
+                                      gmma_desc(r.sk + s * kTileBytes + off, 16, 1024), kk > 0);
+                }"""
+ZERO_S = """                for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
+TURNS = [("    if (wg == 2) named_arrive(1);\n", ""), ("            named_sync(me);\n", ""),
+         ("            named_arrive(other);\n", ""), ("    if (wg == 1) named_sync(1);", "    if (false) named_sync(1);")]
+
+VARIANTS = {
+    "no-softmax": [(SOFTMAX, PACK_ONLY)],
+    "no-pv": [(PV, "")],
+    "no-qk": [(QK, ZERO_S)],
+    "softmax-only": [(PV, ""), (QK, ZERO_S)],
+    "no-pingpong": TURNS,
+}
+
+
+def main():
+    src = sys.argv[1].rstrip("/")
+    name = os.path.basename(src)
+    kernel = open(os.path.join(src, "wgmma_kernel.cuh")).read()
+    args = [f"{name}={src}/libcalibcuda.so:{src}.json"]
+    for variant, edits in VARIANTS.items():
+        text = kernel
+        for old, new in edits:
+            if old not in text:
+                sys.exit(f"{variant}: the kernel no longer has the code this variant removes:\n{old}")
+            text = text.replace(old, new)
+        dst = f"{src}-{variant}"
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.so"))
+        with open(os.path.join(dst, "wgmma_kernel.cuh"), "w") as f:
+            f.write(text)
+        args.append(f"{name}-{variant}={dst}/libcalibcuda.so:{src}.json")
+    print(" ".join(args))
+
+
+if __name__ == "__main__":
+    main()
