@@ -9,9 +9,11 @@ their times mean anything.
   no-qk        no Q Kᵀ products (S left at zero)
   softmax-only neither product: the softmax alone, with its waits and turns
   no-pingpong  the warpgroups issue their products without taking turns
+  always-rescale  O rescaled on every tile, as before v10 (correct output)
 
-usage: python3 Tests/GPU/ablate.py SET_DIR    (writes SET_DIR-<variant>/ beside it and prints
-       the bench_versions.py arguments for the set and every variant)"""
+usage: python3 Tests/GPU/ablate.py SET_DIR [VARIANT ...]   (default: every variant; writes
+       SET_DIR-<variant>/ beside it and prints the bench_versions.py arguments for the set and
+       each variant)"""
 import os
 import shutil
 import sys
@@ -37,31 +39,36 @@ ZERO_S = """                for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
 TURNS = [("    if (wg == 2) named_arrive(1);\n", ""), ("            named_sync(me);\n", ""),
          ("            named_arrive(other);\n", ""), ("    if (wg == 1) named_sync(1);", "    if (false) named_sync(1);")]
 
+RESCALE_IF_MOVED = "        if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) {"
+
 VARIANTS = {
     "no-softmax": [(SOFTMAX, PACK_ONLY)],
     "no-pv": [(PV, "")],
     "no-qk": [(QK, ZERO_S)],
     "softmax-only": [(PV, ""), (QK, ZERO_S)],
     "no-pingpong": TURNS,
+    "always-rescale": [(RESCALE_IF_MOVED, "        {")],
 }
 
 
 def main():
     src = sys.argv[1].rstrip("/")
     name = os.path.basename(src)
-    kernel = open(os.path.join(src, "wgmma_kernel.cuh")).read()
+    files = {f: open(os.path.join(src, f)).read() for f in ("wgmma_kernel.cuh", "softmax.cuh")}
     args = [f"{name}={src}/libcalibcuda.so:{src}.json"]
-    for variant, edits in VARIANTS.items():
-        text = kernel
-        for old, new in edits:
-            if old not in text:
+    for variant in sys.argv[2:] or VARIANTS:
+        texts = dict(files)
+        for old, new in VARIANTS[variant]:
+            where = [f for f, text in texts.items() if old in text]
+            if not where:
                 sys.exit(f"{variant}: the kernel no longer has the code this variant removes:\n{old}")
-            text = text.replace(old, new)
+            texts[where[0]] = texts[where[0]].replace(old, new)
         dst = f"{src}-{variant}"
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.so"))
-        with open(os.path.join(dst, "wgmma_kernel.cuh"), "w") as f:
-            f.write(text)
+        for f, text in texts.items():
+            with open(os.path.join(dst, f), "w") as out:
+                out.write(text)
         args.append(f"{name}-{variant}={dst}/libcalibcuda.so:{src}.json")
     print(" ".join(args))
 
