@@ -9,7 +9,9 @@ their times mean anything.
   no-qk        no Q Kᵀ products (S left at zero)
   softmax-only neither product: the softmax alone, with its waits and turns
   no-pingpong  the warpgroups issue their products without taking turns
-  always-rescale  O rescaled on every tile, as before v10 (correct output)
+  pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
+               (F2FP): is the conversion on the special-function unit's path?
+  half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
 
 usage: python3 Tests/GPU/ablate.py SET_DIR [VARIANT ...]   (default: every variant; writes
        SET_DIR-<variant>/ beside it and prints the bench_versions.py arguments for the set and
@@ -39,7 +41,14 @@ ZERO_S = """                for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
 TURNS = [("    if (wg == 2) named_arrive(1);\n", ""), ("            named_sync(me);\n", ""),
          ("            named_arrive(other);\n", ""), ("    if (wg == 1) named_sync(1);", "    if (false) named_sync(1);")]
 
-RESCALE_IF_MOVED = "        if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) {"
+PACK = """                    pa[2 * g] = Pack<T>::two(e0, e1);
+                    pa[2 * g + 1] = Pack<T>::two(e2, e3);"""
+TRUNC = """                    pa[2 * g] = __byte_perm(__float_as_uint(e0), __float_as_uint(e1), 0x7632);
+                    pa[2 * g + 1] = __byte_perm(__float_as_uint(e2), __float_as_uint(e3), 0x7632);"""
+EX2 = """            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));"""
+EX2_HALF = """            const float e1 = e0 * s[4 * j + 1];"""
+EX2_3 = """            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));"""
+EX2_3_HALF = """            const float e3 = e2 * s[4 * j + 3];"""
 
 VARIANTS = {
     "no-softmax": [(SOFTMAX, PACK_ONLY)],
@@ -47,7 +56,8 @@ VARIANTS = {
     "no-qk": [(QK, ZERO_S)],
     "softmax-only": [(PV, ""), (QK, ZERO_S)],
     "no-pingpong": TURNS,
-    "always-rescale": [(RESCALE_IF_MOVED, "        {")],
+    "pack-trunc": [(PACK, TRUNC)],
+    "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
 }
 
 

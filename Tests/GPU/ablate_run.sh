@@ -1,15 +1,15 @@
 #!/bin/bash
-# `bash Tests/GPU/ablate_run.sh DIR SET` on the GPU machine (carry DIR, e.g. .gpu): the set and
+# `bash Tests/GPU/ablate_run.sh DIR SET [VARIANT ...]` on the GPU machine (carry DIR, e.g. .gpu): the set and
 # its stage-removal variants (Tests/GPU/ablate.py) built plain and with -DCALIB_CUDA_TRACE, all at
 # once; then their times interleaved (bench_versions.py) and CTA 0's cycles per item of layers 0
 # (the dense plan) and 3 (trace.py), which the clock does not scale. Logs go to $OUT.
 set -u
-dir=$1 set=$2
+dir=$1 set=$2; shift 2
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-args=$(python3 Tests/GPU/ablate.py "$dir/$set") || exit 1
-variants="$set $(cd "$dir" && ls -d "$set"-* | grep -v -e '-trace$' -e '\.' | tr '\n' ' ')"
+args=$(python3 Tests/GPU/ablate.py "$dir/$set" "$@") || exit 1
+variants="$set $(for a in $args; do a=${a%%=*}; [ "$a" = "$set" ] || echo "$a"; done | tr '\n' ' ')"
 for v in $variants; do
     rm -rf "$dir/$v-trace" && cp -r "$dir/$v" "$dir/$v-trace"
     (sh "$dir/$v/build.sh" > "$dir/$v.build.log" 2>&1 || cat "$dir/$v.build.log") &

@@ -47,51 +47,38 @@ struct OnlineSoftmax {
     /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
      * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
      * them as the P operand of the next product. kEmpty: a tile may have every column masked while
-     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf.
-     *
-     * In the wgmma kernel one warp per scheduler runs this while the other warpgroup has the
-     * tensor cores, so its latency, not its throughput, sets the loop's pace (docs/gpu.md, the
-     * stage-removal study): the maxima are reduced as trees and the sums in four chains, and a
-     * warp skips the rescaling when no row's maximum moved (f = 1: the same result). */
+     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf. */
     template <int G, int N, bool kEmpty = false, typename Emit>
     __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
-        float x0[G], x1[G];
+        float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
-            x0[j] = fmaxf(s[4 * j], s[4 * j + 1]);
-            x1[j] = fmaxf(s[4 * j + 2], s[4 * j + 3]);
+            x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
+            x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
         }
-#pragma unroll
-        for (int w = 1; w < G; w *= 2)
-#pragma unroll
-            for (int j = 0; j + w < G; j += 2 * w) {
-                x0[j] = fmaxf(x0[j], x0[j + w]);
-                x1[j] = fmaxf(x1[j], x1[j + w]);
-            }
-        const float r0 = quad_max(x0[0]), r1 = quad_max(x1[0]);
-        const float n0 = fmaxf(m0, r0 * scale_log2), n1 = fmaxf(m1, r1 * scale_log2);
+        x0 = quad_max(x0);
+        x1 = quad_max(x1);
+        const float n0 = fmaxf(m0, x0 * scale_log2), n1 = fmaxf(m1, x1 * scale_log2);
         const float b0 = kEmpty && n0 == -INFINITY ? 0.f : n0, b1 = kEmpty && n1 == -INFINITY ? 0.f : n1;
         const float f0 = fast_exp2(m0 - b0), f1 = fast_exp2(m1 - b1);
         m0 = n0;
         m1 = n1;
-        float sum0[4] = {0.f, 0.f, 0.f, 0.f}, sum1[4] = {0.f, 0.f, 0.f, 0.f};
+        float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
             const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -b0));
             const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
             const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
             const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));
-            sum0[j % 4] += e0 + e1;
-            sum1[j % 4] += e2 + e3;
+            sum0 += e0 + e1;
+            sum1 += e2 + e3;
             emit(j, e0, e1, e2, e3);
         }
-        l0 = l0 * f0 + ((sum0[0] + sum0[1]) + (sum0[2] + sum0[3]));
-        l1 = l1 * f1 + ((sum1[0] + sum1[1]) + (sum1[2] + sum1[3]));
-        if (__any_sync(0xffffffffu, f0 != 1.f || f1 != 1.f)) {
+        l0 = l0 * f0 + sum0;
+        l1 = l1 * f1 + sum1;
 #pragma unroll
-            for (int j = 0; j < N / 4; ++j) {
-                o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
-            }
+        for (int j = 0; j < N / 4; ++j) {
+            o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
         }
     }
 
