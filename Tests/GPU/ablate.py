@@ -12,6 +12,10 @@ their times mean anything.
   pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
+  fma-exp2-quarter, fma-exp2-half
+               a quarter (half) of the exponentials computed on the FMA units (a degree-3
+               polynomial of the fraction, the integer part added to the exponent bits; relative
+               error 1.0e-4) instead of the special-function unit: correct output
 
 usage: python3 Tests/GPU/ablate.py SET_DIR [VARIANT ...]   (default: every variant; writes
        SET_DIR-<variant>/ beside it and prints the bench_versions.py arguments for the set and
@@ -50,6 +54,19 @@ EX2_HALF = """            const float e1 = e0 * s[4 * j + 1];"""
 EX2_3 = """            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));"""
 EX2_3_HALF = """            const float e3 = e2 * s[4 * j + 3];"""
 
+FMA_EXP2 = """__device__ __forceinline__ float fma_exp2(float x) {
+    const float xc = fmaxf(x, -127.f);
+    const float t = xc + 12582912.f; /* 1.5 * 2^23: xc rounded to an integer j, held in t's low bits */
+    const float f = xc - (t - 12582912.f);
+    const float p = fmaf(fmaf(fmaf(0.05592203512787819f, f, 0.24264007806777954f), f, 0.6931210160255432f), f,
+                         0.9999244809150696f);
+    return x < -127.f ? 0.f : __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
+}
+
+struct OnlineSoftmax {"""
+FMA_E1 = """            const float e1 = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));"""
+FMA_E3 = """            const float e3 = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));"""
+
 VARIANTS = {
     "no-softmax": [(SOFTMAX, PACK_ONLY)],
     "no-pv": [(PV, "")],
@@ -58,6 +75,8 @@ VARIANTS = {
     "no-pingpong": TURNS,
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
+    "fma-exp2-quarter": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1)],
+    "fma-exp2-half": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1), (EX2_3, FMA_E3)],
 }
 
 
