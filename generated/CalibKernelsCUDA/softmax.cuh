@@ -47,10 +47,8 @@ struct OnlineSoftmax {
     /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
      * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
      * them as the P operand of the next product. kEmpty: a tile may have every column masked while
-     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf.
-     * kSums false: the caller sums the probabilities itself (the wgmma kernel, on the tensor
-     * cores, in accumulators among o's N, which the rescaling then covers). */
-    template <int G, int N, bool kEmpty = false, bool kSums = true, typename Emit>
+     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf. */
+    template <int G, int N, bool kEmpty = false, typename Emit>
     __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
@@ -72,16 +70,12 @@ struct OnlineSoftmax {
             const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
             const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
             const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));
-            if constexpr (kSums) {
-                sum0 += e0 + e1;
-                sum1 += e2 + e3;
-            }
+            sum0 += e0 + e1;
+            sum1 += e2 + e3;
             emit(j, e0, e1, e2, e3);
         }
-        if constexpr (kSums) {
-            l0 = l0 * f0 + sum0;
-            l1 = l1 * f1 + sum1;
-        }
+        l0 = l0 * f0 + sum0;
+        l1 = l1 * f1 + sum1;
 #pragma unroll
         for (int j = 0; j < N / 4; ++j) {
             o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;

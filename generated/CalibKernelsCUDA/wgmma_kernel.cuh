@@ -35,13 +35,11 @@ constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kStages = 3; /* K/V ring depth: a stage frees only after both warpgroups' P V */
 constexpr int kTileBytes = 128 * kDim * 2; /* one 128-row tile of Q, K or V */
 constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns: one swizzled TMA box */
-constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 256 /* barriers */ + 256 /* ones */ + 1024 /* alignment */;
-constexpr int kAcc = kDim / 2 + 4; /* a thread's accumulators: its share of O, then of P 1 (the row sums) */
+constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
 
 #ifndef CALIB_NO_WGMMA
 /* Shared memory (1024-byte aligned for the swizzle): Q (kDim/64 boxes of 128 rows × 128 bytes),
- * the K stages, the V stages, then the mbarriers and the window of valid columns of each stage,
- * and a tile of ones. */
+ * the K stages, the V stages, then the mbarriers and the window of valid columns of each stage. */
 struct Ring {
     uint32_t sq, sk, sv, bars;
     __device__ __forceinline__ explicit Ring(uint32_t base)
@@ -52,8 +50,6 @@ struct Ring {
     __device__ __forceinline__ uint32_t v_full(int s) const { return bars + 16 + 8 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t kv_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 128 + 4 * s; }
-    /* 16 × 8 ones, the B operand of P 1: two core matrices of 128 bytes. */
-    __device__ __forceinline__ uint32_t ones() const { return bars + 256; }
 };
 
 /* The producer (one thread): for each item, Q into its slot once the consumers are done with the
@@ -138,9 +134,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
         const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         const int nkb = it.x >> 12; /* the producer passes each tile's window of valid columns */
-        float o[kAcc];
+        float o[kDim / 2];
 #pragma unroll
-        for (int j = 0; j < kAcc; ++j) o[j] = 0.f;
+        for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
         OnlineSoftmax sm;
         uint32_t pa[32]; /* P of the last tile: the A operand of its P V */
         float sc[64];    /* S of the current tile */
@@ -167,16 +163,12 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
             }
             if constexpr (kPV) mbar_wait(r.v_full(sp), php);
             named_sync(me);
-            if constexpr (kPV) fence_regs<kAcc>(o);
+            if constexpr (kPV) fence_regs<kDim / 2>(o);
             wgmma_fence();
             if constexpr (kPV) {
 #pragma unroll
                 for (int kk = 0; kk < 8; ++kk)
                     Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
-                /* The row sums of P on the tensor cores, not in a thread's instruction stream: the
-                 * softmax's issue latency paces the loop (docs/gpu.md, v11). */
-#pragma unroll
-                for (int kk = 0; kk < 8; ++kk) Wgmma<T>::rs_n8(o + kDim / 2, pa + 4 * kk, gmma_desc_plain(r.ones(), 128, 128));
             }
             if constexpr (kQK) {
 #pragma unroll
@@ -195,14 +187,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
             wgmma_wait0();
             if constexpr (kQK) fence_regs<64>(sc);
             if constexpr (kPV) {
-                fence_regs<kAcc>(o);
+                fence_regs<kDim / 2>(o);
                 mbar_arrive(r.kv_empty(sp));
             }
             if constexpr (kQK) {
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == nkb) mbar_arrive(r.q_empty());
                 if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
-                sm.step<16, kAcc, (kTextLast > 0), false>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
+                sm.step<16, kDim / 2, (kTextLast > 0)>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
                     pa[2 * g] = Pack<T>::two(e0, e1);
                     pa[2 * g + 1] = Pack<T>::two(e2, e3);
                 });
@@ -216,10 +208,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
         turn(std::true_type{}, std::false_type{}, nkb);
 
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
-        /* Each thread's P 1 accumulators hold its rows' whole sums (every column of a row alike).
-         * A row no valid key reached (padded text everywhere it looked) is zeros. */
-        const float l0 = o[kDim / 2], l1 = o[kDim / 2 + 2];
-        pack_rows<T, kDim>(o, l0 > 0.f ? 1.f / l0 : 0.f, l1 > 0.f ? 1.f / l1 : 0.f, pk);
+        float inv0, inv1;
+        sm.finish(inv0, inv1);
+        pack_rows<T, kDim>(o, inv0, inv1, pk);
         pv_b = b; pv_h = h; pv_qb = qb; pv_nt = ntargets; pv_toff = it.w;
         CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
         idx = nidx;
@@ -250,10 +241,6 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                 mbar_init(r.kv_empty(s), 256);
             }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        }
-        if (tid < 64) { /* the ones, seen by the tensor cores (the async proxy) after the barrier */
-            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.ones() + 4 * tid), "r"(Pack<T>::kOnes) : "memory");
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         }
         __syncthreads();
         if (wg == 0) {

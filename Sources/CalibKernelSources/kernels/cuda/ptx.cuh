@@ -13,14 +13,12 @@ namespace calib_cuda_detail {
 /* Two floats rounded to one 32-bit register of T. */
 template <typename T> struct Pack;
 template <> struct Pack<__nv_bfloat16> {
-    static constexpr uint32_t kOnes = 0x3f803f80u; /* 1.0, 1.0 */
     static __device__ __forceinline__ uint32_t two(float a, float b) {
         __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
         return *reinterpret_cast<uint32_t *>(&h);
     }
 };
 template <> struct Pack<__half> {
-    static constexpr uint32_t kOnes = 0x3c003c00u; /* 1.0, 1.0 */
     static __device__ __forceinline__ uint32_t two(float a, float b) {
         __half2 h = __floats2half2_rn(a, b);
         return *reinterpret_cast<uint32_t *>(&h);
@@ -117,11 +115,6 @@ __device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint3
            (1ull << 62);
 }
 
-/* The same without swizzling (core matrices of 8 rows × 16 bytes): for the tile of ones. */
-__device__ __forceinline__ uint64_t gmma_desc_plain(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((addr & 0x3ffff) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32);
-}
-
 /* The accumulator operands of a 64-row wgmma: N/2 fp32 registers per thread (d) and their PTX list. */
 #define CALIB_ACC32 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 #define CALIB_ACC64 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
@@ -130,8 +123,7 @@ __device__ __forceinline__ uint64_t gmma_desc_plain(uint32_t addr, uint32_t lbo,
 
 /* The two products of attention, fp32 accumulation:
  *   ss_n128: d (64 × 128) = a bᵀ (+ d unless scale_d is 0), both operands in shared memory (Q Kᵀ);
- *   rs<N>:   d (64 × N) += a b, a in registers (P), b in shared memory, N 64 or 128 (P V);
- *   rs_n8:   d (64 × 8) += a b, b a tile of ones (P 1: the row sums, on the tensor cores). */
+ *   rs<N>:   d (64 × N) += a b, a in registers (P), b in shared memory, N 64 or 128 (P V). */
 template <typename T> struct Wgmma;
 #define CALIB_WGMMA_FOR(T, PTX_TYPE)                                                                              \
     template <> struct Wgmma<T> {                                                                                 \
@@ -154,12 +146,6 @@ template <typename T> struct Wgmma;
                              ", {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"                                           \
                              : CALIB_ACC32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));         \
             }                                                                                                     \
-        }                                                                                                         \
-        static __device__ __forceinline__ void rs_n8(float *d, const uint32_t *a, uint64_t db) {                  \
-            asm volatile("wgmma.mma_async.sync.aligned.m64n8k16.f32." PTX_TYPE "." PTX_TYPE                         \
-                         " {%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, 1, 1, 1, 0;\n"                                         \
-                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                         \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));                                   \
         }                                                                                                         \
     };
 CALIB_WGMMA_FOR(__nv_bfloat16, "bf16")
