@@ -9,10 +9,11 @@ import CalibIR
 extension Calibrator {
     /// `c` with every run of at most `gap` skipped key blocks between two kept ranges kept too,
     /// for the smallest `gap` (0: `c` as it is) that brings the key-block ranges of the distinct
-    /// rows within `limit`.
+    /// rows within `limit`, or every row one range (then only the pattern-rows limit, which the
+    /// rows themselves exceed, can still refuse it).
     public static func fitDistinctRanges(_ c: Calibration, limit: Int = Limits.maxDistinctRanges) -> (Calibration, gap: Int) {
         var fitted = c, gap = 0
-        while distinctRanges(fitted.program) > limit {
+        while distinctRanges(fitted.program) > limit && gap < c.program.shape.blocks {
             gap += 1
             fitted.program.plans = c.program.plans.map { closingGaps($0, upTo: gap) }
         }

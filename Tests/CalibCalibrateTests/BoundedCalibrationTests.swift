@@ -169,6 +169,10 @@ final class BoundedCalibrationTests: XCTestCase {
                 XCTAssertEqual(now.subtracting(kept).allSatisfy { k in row.spans.contains { $0.start > k } && row.spans.contains { $0.end <= k } }, true)
             }
         }
+        // A limit no gap length reaches (fewer ranges than distinct rows): every row one range.
+        let (whole, wholeGap) = Calibrator.fitDistinctRanges(c, limit: 1)
+        XCTAssertEqual(wholeGap, n)
+        XCTAssertTrue(whole.program.plans.allSatisfy { $0.rows.allSatisfy { $0.spans.count <= 1 } })
         var limits = TableLimits()
         limits.distinctRanges = limit
         XCTAssertThrowsError(try Frontend.parse(Array(MaskWriter.json(c.program, layout: nil).utf8), file: "m.json", limits: limits))
