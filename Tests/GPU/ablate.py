@@ -12,6 +12,8 @@ their times mean anything.
   pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
+  head-major   the work list ordered head by head (heaviest first within a head) instead of in
+               16 cost classes across heads: does each class re-read every head's K and V?
   fma-exp2-quarter, fma-exp2-half
                a quarter (half) of the exponentials computed on the FMA units (a degree-3
                polynomial of the fraction, the integer part added to the exponent bits; relative
@@ -67,6 +69,12 @@ struct OnlineSoftmax {"""
 FMA_E1 = """            const float e1 = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));"""
 FMA_E3 = """            const float e3 = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));"""
 
+CLASSES = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });"""
+BY_HEAD = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
+        const int ha = a.item.x & 0xfff, hb = b.item.x & 0xfff;
+        return ha != hb ? ha < hb : a.cost > b.cost;
+    });"""
+
 VARIANTS = {
     "no-softmax": [(SOFTMAX, PACK_ONLY)],
     "no-pv": [(PV, "")],
@@ -75,6 +83,7 @@ VARIANTS = {
     "no-pingpong": TURNS,
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
+    "head-major": [(CLASSES, BY_HEAD)],
     "fma-exp2-quarter": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1)],
     "fma-exp2-half": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1), (EX2_3, FMA_E3)],
 }
@@ -83,7 +92,7 @@ VARIANTS = {
 def main():
     src = sys.argv[1].rstrip("/")
     name = os.path.basename(src)
-    files = {f: open(os.path.join(src, f)).read() for f in ("wgmma_kernel.cuh", "softmax.cuh")}
+    files = {f: open(os.path.join(src, f)).read() for f in ("wgmma_kernel.cuh", "softmax.cuh", "work.cuh")}
     args = [f"{name}={src}/libcalibcuda.so:{src}.json"]
     for variant in sys.argv[2:] or VARIANTS:
         texts = dict(files)
