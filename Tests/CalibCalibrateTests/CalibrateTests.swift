@@ -115,18 +115,11 @@ final class CalibrateTests: XCTestCase {
             var m = [Float](repeating: .nan, count: blocks * blocks)
             XCTAssertEqual(calib_block_mass(q, k, Int64(n), Int64(n), Int64(d), Int64(block), Int64(step), 0.3, &m), 0)
             for qb in 0..<blocks {
-                var expected = [Double](repeating: 0, count: blocks)
                 let all = (qb * block)..<min(n, (qb + 1) * block)
                 let sampled = all.filter { ($0 - all.lowerBound) % step == step / 2 }
                 let rows = sampled.isEmpty ? [all.lowerBound] : sampled
                 XCTAssertEqual(rows.count, step == 1 ? all.count : qb == 4 ? 1 : step == 7 ? 7 : 1)
-                for i in rows {
-                    let s = (0..<n).map { j in 0.3 * (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(k[j * d + $1]) } }
-                    let top = s.max()!
-                    let e = s.map { exp($0 - top) }
-                    let total = e.reduce(0, +)
-                    for j in 0..<n { expected[j / block] += e[j] / total / Double(rows.count) }
-                }
+                let expected = referenceBlockMass(q, k, d: d, rows: rows, keys: n, block: block, blocks: blocks)
                 for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "step \(step) M[\(qb)][\(kb)]") }
             }
         }
@@ -353,4 +346,18 @@ final class CalibrateTests: XCTestCase {
         let text = try Calibrator.masksJSON(c, file: "zero.json")
         XCTAssertNoThrow(try Frontend.parse(Array(text.utf8), file: "zero.json"))
     }
+}
+
+/// The float64 reference of one query block's mass: the softmax (scale 0.3) of each of `rows`
+/// over keys 0 ..< `keys`, summed per key block and averaged over the rows.
+func referenceBlockMass(_ q: [Float], _ k: [Float], d: Int, rows: [Int], keys: Int, block: Int, blocks: Int) -> [Double] {
+    var mass = [Double](repeating: 0, count: blocks)
+    for i in rows {
+        let s = (0..<keys).map { j in 0.3 * (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(k[j * d + $1]) } }
+        let top = s.max()!
+        let e = s.map { exp($0 - top) }
+        let total = e.reduce(0, +)
+        for j in 0..<keys { mass[j / block] += e[j] / total / Double(rows.count) }
+    }
+    return mass
 }

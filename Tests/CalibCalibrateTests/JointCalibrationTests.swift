@@ -112,13 +112,7 @@ final class JointCalibrationTests: XCTestCase {
                 if !all.isEmpty {
                     let sampled = all.filter { ($0 - all.lowerBound) % step == step / 2 }
                     let rows = sampled.isEmpty ? [all.lowerBound] : sampled
-                    for i in rows {
-                        let s = (0..<valid).map { j in 0.3 * (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(k[j * d + $1]) } }
-                        let top = s.max()!
-                        let e = s.map { exp($0 - top) }
-                        let total = e.reduce(0, +)
-                        for j in 0..<valid { expected[j / block] += e[j] / total / Double(rows.count) }
-                    }
+                    expected = referenceBlockMass(q, k, d: d, rows: rows, keys: valid, block: block, blocks: blocks)
                 }
                 for kb in 0..<blocks { XCTAssertEqual(Double(m[qb * blocks + kb]), expected[kb], accuracy: 2e-6, "step \(step) M[\(qb)][\(kb)]") }
             }
@@ -276,27 +270,14 @@ final class JointCalibrationTests: XCTestCase {
 
     /// `calibc synth --text` writes what its help says, and a bad position is a usage error.
     func testSynthCommandLine() throws {
-        // The calibc of this build, beside the test runner (not whatever an earlier build left in .build/debug).
-        let calibc = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("calibc").path
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: calibc), "needs the calibc binary beside the tests")
-        func run(_ args: [String]) throws -> (Int32, String, String) {
-            let p = Process(), out = Pipe(), err = Pipe()
-            p.executableURL = URL(fileURLWithPath: calibc)
-            p.arguments = args
-            (p.standardOutput, p.standardError) = (out, err)
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
-        let help = try run(["synth", "--help"]).1
+        let help = try runCalibc(["synth", "--help"]).1
         XCTAssertTrue(help.contains("--text N ") && help.contains("--text-position first|last"), help)
         let dir = JointFixture.dir + "/cli"
-        XCTAssertEqual(try run(["synth", "-o", dir, "--prompts", "1", "--layers", "1", "--heads", "1", "--steps", "0", "--text", "16"]).0, 0)
+        XCTAssertEqual(try runCalibc(["synth", "-o", dir, "--prompts", "1", "--layers", "1", "--heads", "1", "--steps", "0", "--text", "16"]).0, 0)
         let r = try Recording(path: dir + "/prompt0.safetensors")
         XCTAssertEqual(r.layout, Layout(frames: 12, height: 16, width: 16, textTokens: 16, textFirst: false))
         XCTAssertEqual(r.textValid, 11)
-        let bad = try run(["synth", "-o", dir + "2", "--text", "16", "--text-position", "middle"])
+        let bad = try runCalibc(["synth", "-o", dir + "2", "--text", "16", "--text-position", "middle"])
         XCTAssertEqual(bad.0, 2)
         XCTAssertTrue(bad.2.hasPrefix("calibc: --text-position expects first or last, got middle\n"), bad.2)
     }

@@ -548,19 +548,6 @@ final class StreamingTests: XCTestCase {
     /// The command line: usage errors exit 2 with their message; a merge through files writes
     /// the masks of one run over all prompts.
     func testCommandLine() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
-        let calibc = root.appendingPathComponent(".build/debug/calibc").path
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: calibc), "needs the calibc binary of `swift build`")
-        func run(_ args: [String]) throws -> (Int32, String, String) {
-            let p = Process(), out = Pipe(), err = Pipe()
-            p.executableURL = URL(fileURLWithPath: calibc)
-            p.arguments = args
-            (p.standardOutput, p.standardError) = (out, err)
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
         let rec = ContentFixture.paths, dir = ContentFixture.dir
         for (args, message) in [
             (["calibrate", rec[0]], "missing -o <masks.json> (or --state-out <state>)"),
@@ -575,20 +562,20 @@ final class StreamingTests: XCTestCase {
             (["synth", "-o", dir + "/x", "--shape", "big"], "unknown --shape big (known: small, wan1.3b-480p)"),
             (["synth", "-o", dir + "/x", "--steps", "5,1"], "--steps expects strictly ascending step indices like 0,20,40, got 5,1"),
         ] {
-            let (status, _, err) = try run(args)
+            let (status, _, err) = try runCalibc(args)
             XCTAssertEqual(status, 2, args.joined(separator: " "))
             XCTAssertEqual(err.split(separator: "\n").first.map(String.init), "calibc: " + message)
         }
         // Two states from two runs, merged, give the masks of one run over both prompts.
         for i in 0..<2 {
-            let (status, out, err) = try run(["calibrate", rec[i], "--block", "16", "--state-out", "\(dir)/cli\(i).safetensors"])
+            let (status, out, err) = try runCalibc(["calibrate", rec[i], "--block", "16", "--state-out", "\(dir)/cli\(i).safetensors"])
             XCTAssertEqual(status, 0, err)
             XCTAssertTrue(out.hasPrefix("wrote \(dir)/cli\(i).safetensors: the state of 1 inputs, 18 (step, layer, head)"), out)
         }
-        XCTAssertEqual(try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/cli1.safetensors", "-o", "\(dir)/merged.json"]).0, 0)
-        XCTAssertEqual(try run(["calibrate", rec[0], rec[1], "--block", "16", "-o", "\(dir)/one.json"]).0, 0)
+        XCTAssertEqual(try runCalibc(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/cli1.safetensors", "-o", "\(dir)/merged.json"]).0, 0)
+        XCTAssertEqual(try runCalibc(["calibrate", rec[0], rec[1], "--block", "16", "-o", "\(dir)/one.json"]).0, 0)
         XCTAssertEqual(try String(contentsOfFile: "\(dir)/merged.json", encoding: .utf8), try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8))
-        let (status, _, err) = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", rec[1], "-o", "\(dir)/x.json"])
+        let (status, _, err) = try runCalibc(["calibrate", "--merge", "\(dir)/cli0.safetensors", rec[1], "-o", "\(dir)/x.json"])
         XCTAssertEqual(status, 1)
         XCTAssertEqual(err, "calibc: error: \(rec[1]): not a calibration state (metadata format is \"calibc-recording/1\", expected \"calibc-state/3\")\n")
 
@@ -597,19 +584,19 @@ final class StreamingTests: XCTestCase {
         let merge = ["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/cli1.safetensors", "-o", "\(dir)/x.json"]
         for (option, name, folded, other) in [("--reuse-tolerance", "reuse tolerance", "0.02", "0.1"),
                                               ("--stability-drop", "stability drop", "0.05", "0.2")] {
-            XCTAssertEqual(try run(merge + [option, folded]).0, 0)
-            let refused = try run(merge + [option, other])
+            XCTAssertEqual(try runCalibc(merge + [option, folded]).0, 0)
+            let refused = try runCalibc(merge + [option, other])
             XCTAssertEqual(refused.0, 1)
             XCTAssertEqual(refused.2, "calibc: error: \(dir)/cli0.safetensors: \(option) \(other) differs from the state's \(folded), which was fixed when its inputs were folded (omit \(option) to use it)\n")
             for i in 0..<2 {
-                XCTAssertEqual(try run(["calibrate", rec[i], "--block", "16", option, other, "--state-out", "\(dir)/other\(i).safetensors"]).0, 0)
+                XCTAssertEqual(try runCalibc(["calibrate", rec[i], "--block", "16", option, other, "--state-out", "\(dir)/other\(i).safetensors"]).0, 0)
             }
-            XCTAssertEqual(try run(["calibrate", "--merge", "\(dir)/other0.safetensors", "\(dir)/other1.safetensors", "-o", "\(dir)/other.json"]).0, 0)
-            XCTAssertEqual(try run(["calibrate", rec[0], rec[1], "--block", "16", option, other, "-o", "\(dir)/other-one.json"]).0, 0)
+            XCTAssertEqual(try runCalibc(["calibrate", "--merge", "\(dir)/other0.safetensors", "\(dir)/other1.safetensors", "-o", "\(dir)/other.json"]).0, 0)
+            XCTAssertEqual(try runCalibc(["calibrate", rec[0], rec[1], "--block", "16", option, other, "-o", "\(dir)/other-one.json"]).0, 0)
             let masks = try String(contentsOfFile: "\(dir)/other.json", encoding: .utf8)
             XCTAssertEqual(masks, try String(contentsOfFile: "\(dir)/other-one.json", encoding: .utf8), option)
             XCTAssertNotEqual(masks, try String(contentsOfFile: "\(dir)/one.json", encoding: .utf8), option)  // the value mattered
-            let mixed = try run(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/other1.safetensors", "-o", "\(dir)/x.json"])
+            let mixed = try runCalibc(["calibrate", "--merge", "\(dir)/cli0.safetensors", "\(dir)/other1.safetensors", "-o", "\(dir)/x.json"])
             XCTAssertEqual(mixed.0, 1)
             XCTAssertEqual(mixed.2, "calibc: error: \(dir)/other1.safetensors: \(name) \(other) differs from \(dir)/cli0.safetensors's \(folded)\n")
         }

@@ -13,7 +13,7 @@ their times mean anything.
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
   head-major   the work list ordered head by head (heaviest first within a head) instead of in
-               16 cost classes across heads: does each class re-read every head's K and V?
+               16 cost classes across heads: does each class re-read every head's K and V? (correct output)
   fma-exp2-quarter, fma-exp2-half
                a quarter (half) of the exponentials computed on the FMA units (a degree-3
                polynomial of the fraction, the integer part added to the exponent bits; relative

@@ -235,8 +235,9 @@ def test_kernels_whose_text_differs_from_the_calls_fall_back_and_say_so(tmp_path
     sparse = CalibAttention(model, str(tmp_path / "k" / "libcalibkernels.so"))
     try:
         with pytest.warns(UserWarning, match=r"8 text tokens first beside its 2 × 4 × 4 video tokens; .* compiled for "
-                                             r"no text"):
+                                             r"no text") as caught:
             generate(forward)
     finally:
         sparse.remove()
     assert sparse.calls == 0 and sparse.fallback_reasons == {"text": 2 * len(TIMESTEPS)}
+    assert sum("calibc" in str(w.message) for w in caught) == 1, "said once, not once a call"
