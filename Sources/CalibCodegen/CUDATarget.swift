@@ -18,7 +18,7 @@ public struct CUDATarget: Target {
 
     /// The translation unit calib_cuda.cu and the pieces it includes, copied verbatim (after a banner).
     static let kernelFiles: [(source: String, output: String)] =
-        ["calib_cuda.cu", "ptx.cuh", "work.cuh", "softmax.cuh", "epilogue.cuh", "mma_kernel.cuh", "wgmma_kernel.cuh"]
+        ["calib_cuda.cu", "ptx.cuh", "work.cuh", "softmax.cuh", "epilogue.cuh", "mma_kernel.cuh", "quantize.cuh", "wgmma_kernel.cuh"]
             .map { ("cuda/" + $0, $0) }
         + [("include/calib_abi.h", "include/calib_abi.h"), ("include/calib_cuda.h", "include/calib_cuda.h")]
 

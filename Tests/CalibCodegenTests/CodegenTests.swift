@@ -236,7 +236,7 @@ final class CUDATargetTests: XCTestCase {
         let cpu = try exampleFiles(), cuda = try exampleFiles(target: CUDATarget())
         XCTAssertEqual(cuda.map(\.path).sorted(), ["build.sh", "calib_cuda.cu", "calib_internal.h", "calib_schedule.c", "calibc-manifest.json",
                                                    "epilogue.cuh", "include/calib_abi.h", "include/calib_cuda.h", "mma_kernel.cuh",
-                                                   "ptx.cuh", "softmax.cuh", "wgmma_kernel.cuh", "work.cuh"])
+                                                   "ptx.cuh", "quantize.cuh", "softmax.cuh", "wgmma_kernel.cuh", "work.cuh"])
         // The same header and the same row pool and dispatch table; the CPU target's chunks differ.
         let body = { (files: [GeneratedFile], path: String) in files.first { $0.path == path }!.contents.components(separatedBy: "*/").dropFirst() }
         XCTAssertEqual(body(cpu, "calib_internal.h"), body(cuda, "calib_internal.h"))

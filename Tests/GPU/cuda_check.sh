@@ -1,13 +1,16 @@
 #!/bin/sh
 # The CUDA kernels compiled for sm_90a by the sets' own recipe (`build.sh --check`: warnings as
 # errors, no link, so PyPI's nvcc suffices), failing on any spill or stack frame: the wgmma kernel
-# of t128 and of tj128 (block 128; tj128 with padded text) and the mma.sync kernel of ex (block 64).
+# (bf16/f16 and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128
+# and 64; tj128 with padded text) and the mma.sync kernel of ex (block 64).
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
 dir=$1
-for s in t128 tj128 ex; do
+for s in t128 t64 tj128 ex; do
     sh "$dir/$s/build.sh" --check 2> "$dir/$s.ptxas.log" || { cat "$dir/$s.ptxas.log"; exit 1; }
 done
 python3 Tests/GPU/check_ptxas.py "$dir/t128.ptxas.log" calib_wgmma_kernel
 python3 Tests/GPU/check_ptxas.py "$dir/tj128.ptxas.log" calib_wgmma_kernel
+python3 Tests/GPU/check_ptxas.py "$dir/t64.ptxas.log" calib_wgmma_kernel
+for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$dir/$s.ptxas.log" calib_fp8_; done
 python3 Tests/GPU/check_ptxas.py "$dir/ex.ptxas.log" calib_mma_kernel

@@ -82,6 +82,22 @@ def test_recorder_leaves_the_output_bit_identical(model, tmp_path):
     assert recorder.metadata["frames"] == "8" and recorder.metadata["height"] == "16"
 
 
+def test_precision_is_checked_when_the_processor_is_installed(model, tmp_path):
+    """FP8 is asked for by name and runs on CUDA only: a bad precision, or FP8 without a CUDA
+    library, is refused before any attention is wrapped (test_cuda.py runs FP8 per layer)."""
+    library = compile_masks(tmp_path, list(range(STEPS)))
+    with pytest.raises(ValueError, match="precision 'fp8' runs on the CUDA target: give cuda_library="):
+        CalibAttention(model, library, precision="fp8")
+    with pytest.raises(ValueError, match="precision: expected None, 'fp8' or a function"):
+        CalibAttention(model, library, precision="fp16")
+    sparse = CalibAttention(model, library, compare=True)  # nothing was left wrapped
+    try:
+        denoise(model, prompt=5)
+    finally:
+        sparse.remove()
+    assert sparse.calls == STEPS * LAYERS and sparse.fallbacks == 0
+
+
 def test_missing_plans_fall_back_to_sdpa(model, tmp_path):
     reference = denoise(model, prompt=2)
     # Plans for another sequence length: every call falls back, and the output is untouched.

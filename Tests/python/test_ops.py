@@ -157,3 +157,28 @@ def test_a_subset_of_heads_uses_their_global_plans(setup):
     with pytest.raises(calibc.CalibError, match="shape mismatch") as e:  # heads 2 and 3 of 3
         kernels.attention_heads(7, 0, 2, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:])
     assert e.value.status == 1
+
+
+def test_the_cpu_target_refuses_fp8_and_unknown_precisions(setup):
+    """FP8 products are the CUDA target's (docs/gpu.md "FP8"): every CPU entry and op refuses
+    precision "fp8" saying where it runs, before anything is written; an unknown precision names
+    the ones there are."""
+    _, kernels = setup
+    needs_layer_entry(kernels)
+    q, k, v = inputs(11)
+    out = torch.full_like(q, float("nan"))
+    timestep = torch.tensor([float(STEPS[0])])
+    calls = [lambda p: kernels.attention_layer(0, 0, q, k, v, out=out, precision=p),
+             lambda p: kernels.attention_heads(0, 0, 0, q, k, v, out=out, precision=p),
+             lambda p: kernels.attention_at(timestep, 0, q, k, v, out=out, precision=p),
+             lambda p: kernels.dense_attention_layer(q, k, v, out=out, precision=p),
+             lambda p: calibc.attention_layer(q, k, v, kernels.path, 0, 0, precision=p),
+             lambda p: calibc.attention_at(q, k, v, kernels.path, timestep, 0, precision=p),
+             lambda p: calibc.dense_attention_layer(q, k, v, kernels.path, precision=p)]
+    for call in calls:
+        with pytest.raises(calibc.errors.ArgumentError, match="precision 'fp8': .*CUDA"):
+            call("fp8")
+        with pytest.raises(calibc.errors.ArgumentError, match=r"precision: expected None .* or 'fp8', got 'int8'"):
+            call("int8")
+    assert out.isnan().all()
+    assert torch.equal(kernels.attention_layer(0, 0, q, k, v, precision=None), kernels.attention_layer(0, 0, q, k, v))

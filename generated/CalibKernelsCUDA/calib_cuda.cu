@@ -14,7 +14,8 @@
  *   softmax.cuh      the online softmax both kernels run
  *   epilogue.cuh     normalizing and storing a block's output to it and its reuse targets
  *   wgmma_kernel.cuh the Hopper kernel: TMA producer, two ping-pong wgmma consumers
- *                    (block 128, head_dim 64 or 128)
+ *                    (block 128, head_dim 64 or 128), on bf16/f16 or e4m3 operands
+ *   quantize.cuh     the pass that writes e4m3 q, k and vᵀ and their scales (FP8 launches)
  *   mma_kernel.cuh   the portable mma.sync kernel: any block and head_dim (a multiple of 16, at
  *                    most 256); the fallback, and the wgmma kernel's reference in the tests
  * No per-element mask except in a key tile that ends inside a block (the partial last block when
@@ -110,8 +111,14 @@ int device_state(void *stream, DeviceState **state) {
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.mma_ctas_per_sm, calib_mma_kernel<__nv_bfloat16>, 128, kMmaSmem);
         if (s.mma_ctas_per_sm < 1) s.mma_ctas_per_sm = 1;
         if (kWgmmaShape) {
-            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kWgSmem);
-            cudaFuncSetAttribute(calib_wgmma_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, kWgSmem);
+            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16, Operands16<__nv_bfloat16>>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Operands16<__nv_bfloat16>>());
+            cudaFuncSetAttribute(calib_wgmma_kernel<__half, Operands16<__half>>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 wg_smem<Operands16<__half>>());
+            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16, OperandsE4m3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 wg_smem<OperandsE4m3>());
+            cudaFuncSetAttribute(calib_wgmma_kernel<__half, OperandsE4m3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 wg_smem<OperandsE4m3>());
         }
         cudaGetLastError();
         found = g_devices.emplace(dev, std::move(s)).first;
@@ -205,6 +212,26 @@ bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, i
     return r == CUDA_SUCCESS;
 }
 
+/* A tensor map over one section of the FP8 workspace: bytes, `dims` innermost first, rows of
+ * dims[0] bytes, boxes of box0 × box1, rows swizzled by their width (64 or 128 bytes). */
+bool make_map8(CUtensorMap *map, void *ptr, const int64_t dims4[4], int box0, int box1) {
+    PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
+    if (!enc) return false;
+    cuuint64_t dims[4], strides[3];
+    int64_t stride = 1;
+    for (int i = 0; i < 4; ++i) {
+        dims[i] = (cuuint64_t)dims4[i];
+        stride *= dims4[i];
+        if (i < 3) strides[i] = (cuuint64_t)stride;
+    }
+    cuuint32_t box[4] = {(cuuint32_t)box0, (cuuint32_t)box1, 1, 1};
+    cuuint32_t estr[4] = {1, 1, 1, 1};
+    CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, ptr, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     box0 == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS;
+}
+
 bool mul_add(int64_t a, int64_t b, int64_t &acc) {
     int64_t m;
     if (__builtin_mul_overflow(a, b, &m)) return false;
@@ -239,11 +266,39 @@ bool shape_ok(int64_t tokens, int64_t first_head, int64_t heads, int64_t head_di
     return tokens == kTokens && head_dim == kDim && first_head >= 0 && heads >= 1 && heads <= CALIB_HEADS - first_head;
 }
 
+/* The FP8 launches' workspace, or null for products in the inputs' dtype. */
+struct Fp8Request {
+    void *workspace;
+    int64_t bytes;
+};
+
+/* The FP8 pass and kernel on `stream` (the checks made). */
+template <typename T>
+int launch_fp8(Params &p, const Fp8Request &fp8, int64_t batch, int64_t heads, int grid, cudaStream_t s) {
+    Fp8Work w;
+    fp8_layout(batch, heads, fp8.workspace, &w);
+    CUtensorMap tq, tk, tv;
+    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, vt_dims[4] = {kPadTokens, kDim, heads, batch};
+    if (!make_map8(&tq, w.q, qk_dims, kDim, 128) || !make_map8(&tk, w.k, qk_dims, kDim, 128) ||
+        !make_map8(&tv, w.vt, vt_dims, 128, kDim))
+        return CALIB_ERR_CUDA;
+    p.qscale = w.qscale;
+    p.kscale = w.kscale;
+    p.vscale = w.vscale;
+    calib_fp8_stats<T><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_fp8_combine<<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
+    calib_fp8_quantize<T><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_wgmma_kernel<T, OperandsE4m3><<<grid, 384, wg_smem<OperandsE4m3>(), s>>>(tq, tk, tv, p);
+    return CALIB_OK;
+}
+
 /* Every check, then the launch on `stream` of (step_index, layer) (dense when step_index < 0), or
- * with `device_step` of the step whose index the device holds there. */
+ * with `device_step` of the step whose index the device holds there; with fp8.workspace, the
+ * products on e4m3 (the wgmma kernel only). */
 int launch(int step_index, const int32_t *device_step, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
            void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs,
-           const int64_t *ks, const int64_t *vs, const int64_t *os, const int32_t *text_lengths, void *stream) {
+           const int64_t *ks, const int64_t *vs, const int64_t *os, const int32_t *text_lengths, void *stream,
+           const Fp8Request &fp8 = {nullptr, 0}) {
     if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
@@ -252,6 +307,10 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     if (!strides_ok(qs, batch, heads, 8) || !strides_ok(ks, batch, heads, 8) || !strides_ok(vs, batch, heads, 8) ||
         !strides_ok(os, batch, heads, 2) || !disjoint(os, batch, heads))
         return CALIB_ERR_ARGUMENT;
+    if (fp8.workspace) {
+        if (!kWgmmaShape || want_mma()) return CALIB_ERR_UNSUPPORTED;
+        if ((uintptr_t)fp8.workspace % 256 || fp8.bytes < fp8_layout(batch, heads, nullptr, nullptr)) return CALIB_ERR_ARGUMENT;
+    }
     Params p;
     DeviceState *state;
     {
@@ -279,6 +338,8 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.row_first = state->row_first;
     p.spans = state->spans;
     p.batch = (int32_t)batch;
+    p.heads = (int32_t)heads;
+    p.qscale = p.kscale = p.vscale = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
     p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];
@@ -290,6 +351,13 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
                   !(store && strcmp(store, "4") == 0);
     if (p.total == 0) return CALIB_OK;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (fp8.workspace) {
+        const int grid = (int)std::min<int64_t>(state->sms, p.total);
+        const int st = dtype == CALIB_BF16 ? launch_fp8<__nv_bfloat16>(p, fp8, batch, heads, grid, s)
+                                           : launch_fp8<__half>(p, fp8, batch, heads, grid, s);
+        if (st != CALIB_OK) return st;
+        return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
+    }
     bool wgmma = kWgmmaShape && !want_mma();
     CUtensorMap tq, tk, tv;
     if (wgmma)
@@ -297,8 +365,10 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
                 make_map(&tv, dtype, v, batch, heads, vs);
     if (wgmma) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
-        if (dtype == CALIB_BF16) calib_wgmma_kernel<__nv_bfloat16><<<grid, 384, kWgSmem, s>>>(tq, tk, tv, p);
-        else calib_wgmma_kernel<__half><<<grid, 384, kWgSmem, s>>>(tq, tk, tv, p);
+        if (dtype == CALIB_BF16)
+            calib_wgmma_kernel<__nv_bfloat16, Operands16<__nv_bfloat16>><<<grid, 384, wg_smem<Operands16<__nv_bfloat16>>(), s>>>(tq, tk, tv, p);
+        else
+            calib_wgmma_kernel<__half, Operands16<__half>><<<grid, 384, wg_smem<Operands16<__half>>(), s>>>(tq, tk, tv, p);
     } else {
         const int grid = (int)std::min<int64_t>((int64_t)state->sms * state->mma_ctas_per_sm, p.total);
         if (dtype == CALIB_BF16) calib_mma_kernel<__nv_bfloat16><<<grid, 128, kMmaSmem, s>>>(p);
@@ -358,6 +428,28 @@ int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t
     if (layer < 0 || layer >= CALIB_LAYERS) return CALIB_ERR_NO_PLAN;
     return launch(-1, step_index, layer, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim, q_strides,
                   k_strides, v_strides, out_strides, text_lengths, stream);
+}
+
+int calib_cuda_fp8_workspace_size(int64_t batch, int64_t heads, int64_t *bytes) {
+    if (!bytes || batch < 1 || batch > 65535 || heads < 1 || heads > CALIB_HEADS) return CALIB_ERR_ARGUMENT;
+    if (!kWgmmaShape) return CALIB_ERR_UNSUPPORTED;
+    *bytes = fp8_layout(batch, heads, nullptr, nullptr);
+    return CALIB_OK;
+}
+
+int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype, const void *q,
+                             const void *k, const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads,
+                             int64_t head_dim, const int64_t q_strides[3], const int64_t k_strides[3],
+                             const int64_t v_strides[3], const int64_t out_strides[3], const int32_t *text_lengths,
+                             void *workspace, int64_t workspace_bytes, void *stream) {
+    if (!workspace || (text_lengths && (uintptr_t)text_lengths % 4)) return CALIB_ERR_ARGUMENT;
+    if (text_lengths && kTextLast == 0) return CALIB_ERR_ARGUMENT;
+    if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides) return CALIB_ERR_ARGUMENT;
+    if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
+    if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
+    if (step_index && (layer < 0 || layer >= CALIB_LAYERS)) return CALIB_ERR_NO_PLAN;
+    return launch(-1, step_index, step_index ? layer : 0, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim,
+                  q_strides, k_strides, v_strides, out_strides, text_lengths, stream, {workspace, workspace_bytes});
 }
 
 int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {

@@ -12,11 +12,14 @@
  * each item: S = Q Kᵀ (wgmma, both operands in shared memory), the online softmax in registers
  * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
  * (ping-pong) so one's softmax hides under the other's products, and a block's output is stored
- * while the next block's first Q Kᵀ runs. docs/gpu.md is the lab notebook. */
+ * while the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives
+ * them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsE4m3). docs/gpu.md is the lab
+ * notebook. */
 #pragma once
 
 #include "epilogue.cuh"
 #include "ptx.cuh"
+#include "quantize.cuh"
 #include "softmax.cuh"
 #include "work.cuh"
 
@@ -33,14 +36,87 @@ __device__ long long calib_trace[1024];
 
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kStages = 3; /* K/V ring depth: a stage frees only after both warpgroups' P V */
-constexpr int kTileBytes = 128 * kDim * 2; /* one 128-row tile of Q, K or V */
-constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns: one swizzled TMA box */
-constexpr int kWgSmem = (1 + 2 * kStages) * kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
+constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns of 16 bits: one swizzled TMA box */
 
 #ifndef CALIB_NO_WGMMA
-/* Shared memory (1024-byte aligned for the swizzle): Q (kDim/64 boxes of 128 rows × 128 bytes),
- * the K stages, the V stages, then the mbarriers and the window of valid columns of each stage. */
-struct Ring {
+/* The operands as the caller gives them (bf16 or f16, T): tiles of 128 rows × kDim in kDim/64
+ * boxes of 128-byte rows; V row-major, which the P V product reads transposed. */
+template <typename T> struct Operands16 {
+    static constexpr bool kFp8 = false;
+    static constexpr int kTileBytes = 128 * kDim * 2; /* one tile of Q, K or V */
+    static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
+    static constexpr int kPRegs = 32;                 /* P of one key tile, packed for P V */
+    static constexpr int kLog2Gain = 0;
+    static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+#pragma unroll
+        for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kHalfBytes, map, bar, 64 * x, row0, h, b);
+    }
+    static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+        load_rows(dst, map, bar, row0, h, b);
+    }
+    static __device__ __forceinline__ void qk(float *sc, uint32_t sq, uint32_t sk) {
+#pragma unroll
+        for (int kk = 0; kk < kDim / 16; ++kk) {
+            const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
+            Wgmma<T>::ss_n128(sc, gmma_desc(sq + off, 16, 1024), gmma_desc(sk + off, 16, 1024), kk > 0);
+        }
+    }
+    static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint32_t sv) {
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(sv + kk * 2048, kHalfBytes, 1024));
+    }
+    static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
+        pa[2 * g] = Pack<T>::two(e0, e1);
+        pa[2 * g + 1] = Pack<T>::two(e2, e3);
+    }
+};
+
+/* e4m3 operands from quantize.cuh's workspace: Q and K tiles of 128 rows × kDim bytes (one box,
+ * swizzled by the row's width), vᵀ tiles of kDim rows × 128 keys; P packed four keys a register
+ * in the order vᵀ holds them (key_position), scaled by 2^8 (kLog2Gain) into e4m3's normal range. */
+struct OperandsE4m3 {
+    static constexpr bool kFp8 = true;
+    static constexpr int kTileBytes = 128 * kDim;
+    static constexpr int kQHalf = 64 * kDim;
+    static constexpr int kPRegs = 16;
+    static constexpr int kLog2Gain = 8;
+    static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+        tma_load(dst, map, bar, 0, row0, h, b);
+    }
+    static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+        tma_load(dst, map, bar, row0, 0, h, b);
+    }
+    static __device__ __forceinline__ void qk(float *sc, uint32_t sq, uint32_t sk) {
+#pragma unroll
+        for (int kk = 0; kk < kDim / 32; ++kk)
+            WgmmaE4m3::ss_n128(sc, gmma_desc<kDim>(sq + 32 * kk, 16, 8 * kDim), gmma_desc<kDim>(sk + 32 * kk, 16, 8 * kDim), kk > 0);
+    }
+    static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint32_t sv) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) WgmmaE4m3::rs<kDim>(o, pa + 4 * kk, gmma_desc(sv + 32 * kk, 16, 1024));
+    }
+    /* Group g holds keys 8g + 2c, +1 of rows r (e0, e1) and r + 8 (e2, e3); register 4(g/4) +
+     * 2((g%4)/2) takes row r of groups g and g^1, the next one row r + 8. */
+    static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
+        const int r = 4 * (g >> 2) + 2 * ((g & 3) >> 1), shift = 16 * (g & 1);
+        const uint32_t lo = e4m3x2(e0, e1) << shift, hi = e4m3x2(e2, e3) << shift;
+        if (g & 1) {
+            pa[r] |= lo;
+            pa[r + 1] |= hi;
+        } else {
+            pa[r] = lo;
+            pa[r + 1] = hi;
+        }
+    }
+};
+
+template <typename Ops> constexpr int wg_smem() {
+    return (1 + 2 * kStages) * Ops::kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
+}
+
+/* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
+ * the mbarriers and the window of valid columns of each stage. */
+template <int kTileBytes> struct Ring {
     uint32_t sq, sk, sv, bars;
     __device__ __forceinline__ explicit Ring(uint32_t base)
         : sq(base), sk(base + kTileBytes), sv(base + (1 + kStages) * kTileBytes), bars(base + (1 + 2 * kStages) * kTileBytes) {}
@@ -58,9 +134,12 @@ struct Ring {
  * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
  * into a batch element's padded text (calib_attention_joint) loads the 128 rows that end where
  * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
- * masks what is not its own. */
-__device__ __forceinline__ void produce(const Params &p, const Ring &r, const CUtensorMap &tq, const CUtensorMap &tk,
-                                        const CUtensorMap &tv) {
+ * masks what is not its own. quantize.cuh writes padded text as zeros, so e4m3 tiles are always
+ * the aligned 128 rows, masked past the valid end. */
+template <typename Ops>
+__device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBytes> &r, const CUtensorMap &tq,
+                                        const CUtensorMap &tk, const CUtensorMap &tv) {
+    constexpr int kTileBytes = Ops::kTileBytes;
     uint32_t kv_it = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
@@ -73,8 +152,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         mbar_expect_tx(r.q_full(), kTileBytes);
-#pragma unroll
-        for (int x = 0; x < kDim / 64; ++x) tma_load(r.sq + x * kHalfBytes, &tq, r.q_full(), 64 * x, qb * 128, h, b);
+        Ops::load_rows(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b);
         int first, last;
@@ -87,8 +165,8 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
                 mbar_wait(r.kv_empty(s), ((kv_it / kStages) & 1) ^ 1);
                 int row0 = kb * 128, first_col = 0, end_col = 128;
                 if (row0 + 128 > end) {
-                    if (end == kTokens) {
-                        end_col = end - row0;
+                    if (Ops::kFp8 || end == kTokens) {
+                        end_col = max(end - row0, 0);
                     } else {
                         row0 = end - 128;
                         first_col = min(kb * 128 - row0, 128);
@@ -96,13 +174,9 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
                 }
                 asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.window_slot(s)), "r"(first_col | end_col << 8) : "memory");
                 mbar_expect_tx(r.k_full(s), kTileBytes);
-#pragma unroll
-                for (int x = 0; x < kDim / 64; ++x)
-                    tma_load(r.sk + s * kTileBytes + x * kHalfBytes, &tk, r.k_full(s), 64 * x, row0, h, b);
+                Ops::load_rows(r.sk + s * kTileBytes, &tk, r.k_full(s), row0, h, b);
                 mbar_expect_tx(r.v_full(s), kTileBytes);
-#pragma unroll
-                for (int x = 0; x < kDim / 64; ++x)
-                    tma_load(r.sv + s * kTileBytes + x * kHalfBytes, &tv, r.v_full(s), 64 * x, row0, h, b);
+                Ops::load_v(r.sv + s * kTileBytes, &tv, r.v_full(s), row0, h, b);
                 ++kv_it;
             }
             if (i < 0) break;
@@ -114,8 +188,9 @@ __device__ __forceinline__ void produce(const Params &p, const Ring &r, const CU
 }
 
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
-template <typename T>
-__device__ __forceinline__ void consume(const Params &p, const Ring &r, const int wg, const int t) {
+template <typename T, typename Ops>
+__device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBytes> &r, const int wg, const int t) {
+    constexpr int kTileBytes = Ops::kTileBytes;
     const int w = t / 32, lane = t % 32, c = lane % 4;
     const int rloc0 = 64 * (wg - 1) + 16 * w + lane / 4; /* this thread's rows: rloc0, rloc0 + 8 */
     /* Ping-pong: the two warpgroups take turns at the tensor cores (named barriers 1 and 2).
@@ -134,11 +209,17 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
         const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         const int nkb = it.x >> 12; /* the producer passes each tile's window of valid columns */
+        float scale = p.scale_log2, vscale = 1.f; /* e4m3: the quantization's scales undone */
+        if constexpr (Ops::kFp8) {
+            const int bh = b * p.heads + h;
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            vscale = __ldg(p.vscale + bh);
+        }
         float o[kDim / 2];
 #pragma unroll
         for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
         OnlineSoftmax sm;
-        uint32_t pa[32]; /* P of the last tile: the A operand of its P V */
+        uint32_t pa[Ops::kPRegs]; /* P of the last tile: the A operand of its P V */
         float sc[64];    /* S of the current tile */
         int sp = 0;      /* the stage and phase of the tile whose P V is pending */
         uint32_t php = 0;
@@ -165,19 +246,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
             named_sync(me);
             if constexpr (kPV) fence_regs<kDim / 2>(o);
             wgmma_fence();
-            if constexpr (kPV) {
-#pragma unroll
-                for (int kk = 0; kk < 8; ++kk)
-                    Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));
-            }
-            if constexpr (kQK) {
-#pragma unroll
-                for (int kk = 0; kk < kDim / 16; ++kk) {
-                    const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
-                    Wgmma<T>::ss_n128(sc, gmma_desc(r.sq + off + (wg - 1) * 64 * 128, 16, 1024),
-                                      gmma_desc(r.sk + s * kTileBytes + off, 16, 1024), kk > 0);
-                }
-            }
+            if constexpr (kPV) Ops::pv(o, pa, r.sv + sp * kTileBytes);
+            if constexpr (kQK) Ops::qk(sc, r.sq + (wg - 1) * Ops::kQHalf, r.sk + s * kTileBytes);
             wgmma_commit();
             named_arrive(other);
             if constexpr (!kPV) {
@@ -194,10 +264,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == nkb) mbar_arrive(r.q_empty());
                 if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
-                sm.step<16, kDim / 2, (kTextLast > 0)>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
-                    pa[2 * g] = Pack<T>::two(e0, e1);
-                    pa[2 * g + 1] = Pack<T>::two(e2, e3);
-                });
+                sm.step<16, kDim / 2, (kTextLast > 0), Ops::kLog2Gain>(
+                    sc, scale, o, [&](int g, float e0, float e1, float e2, float e3) { Ops::pack(pa, g, e0, e1, e2, e3); });
                 sp = s;
                 php = ph;
                 ++kv_it;
@@ -210,6 +278,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
         float inv0, inv1;
         sm.finish(inv0, inv1);
+        inv0 *= vscale;
+        inv1 *= vscale;
         pack_rows<T, kDim>(o, inv0, inv1, pk);
         pv_b = b; pv_h = h; pv_qb = qb; pv_nt = ntargets; pv_toff = it.w;
         CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
@@ -222,7 +292,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring &r, const in
 }
 #endif /* CALIB_NO_WGMMA */
 
-template <typename T>
+template <typename T, typename Ops>
 __global__ void __launch_bounds__(384, 1)
 calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                    const __grid_constant__ CUtensorMap tv, const Params given) {
@@ -230,7 +300,7 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
     if constexpr (kWgmmaShape) {
         const Params p = with_step(given);
         extern __shared__ unsigned char smem_raw[];
-        const Ring r((smem_u32(smem_raw) + 1023u) & ~1023u);
+        const Ring<Ops::kTileBytes> r((smem_u32(smem_raw) + 1023u) & ~1023u);
         const int tid = threadIdx.x, wg = tid / 128;
         if (tid == 0) {
             mbar_init(r.q_full(), 1);
@@ -245,10 +315,10 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         __syncthreads();
         if (wg == 0) {
             asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-            if (tid == 0) produce(p, r, tq, tk, tv);
+            if (tid == 0) produce<Ops>(p, r, tq, tk, tv);
         } else {
             asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-            consume<T>(p, r, wg, tid - 128 * wg);
+            consume<T, Ops>(p, r, wg, tid - 128 * wg);
         }
     }
 #endif

@@ -28,6 +28,7 @@ STATUS = {
     "CALIB_ERR_NO_MEMORY": 4,
     "CALIB_ERR_CUDA": 5,
     "CALIB_ERR_CAPTURE": 6,
+    "CALIB_ERR_UNSUPPORTED": 7,
 }
 STATUS_TEXT = {
     1: "shape mismatch (tokens, heads or head_dim differ from the compiled shape)",
@@ -37,6 +38,8 @@ STATUS_TEXT = {
     5: "the CUDA runtime refused the launch",
     6: "the kernel tables are not on the device and the stream is being captured into a CUDA graph "
        "(prepare the library before capture)",
+    7: "FP8 needs the wgmma kernel: a library compiled for block 128 and head_dim 64 or 128, with "
+       "CALIB_CUDA_KERNEL not set to mma",
 }
 
 # enum calib_dtype
@@ -122,11 +125,14 @@ CUDA_FUNCTIONS = {
                                    + [ctypes.POINTER(_i32), _vp]),
     "calib_cuda_prepare": (_int, [_i32, _i32, _vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
+    "calib_cuda_attention_fp8": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL
+                                 + [ctypes.POINTER(_i32), _vp, _i64, _vp]),
+    "calib_cuda_fp8_workspace_size": (_int, [_i64, _i64, ctypes.POINTER(_i64)]),
 }
 # Entries libraries compiled before them lack (CUDA ABI 1: the head range; 2: the step chosen
-# on the device; 3: padded text); they still load without them.
+# on the device; 3: padded text; 4: FP8); they still load without them.
 CUDA_SINCE_ABI = {"calib_cuda_attention_heads": 2, "calib_cuda_attention_indexed": 3, "calib_cuda_prepare": 3,
-                  "calib_cuda_attention_joint": 4}
+                  "calib_cuda_attention_joint": 4, "calib_cuda_attention_fp8": 5, "calib_cuda_fp8_workspace_size": 5}
 
 
 # ---- integers into C ----

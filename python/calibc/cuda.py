@@ -4,6 +4,7 @@ head, on torch's current CUDA stream.
 
     kernels = calibc.load_cuda("DIR/libcalibcuda.so")
     out = kernels.attention_layer(step, layer, q, k, v)    # (B, S, H, D) CUDA tensors, bf16 or fp16
+    out = kernels.attention_layer(step, layer, q, k, v, precision="fp8")   # the products on e4m3
 
 The layer call and what it checks are library.py's, shared with the CPU target. The C interface
 is DIR/include/calib_cuda.h; `_abi.CUDA_FUNCTIONS` is its only Python description
@@ -16,7 +17,7 @@ import torch
 
 from . import _abi
 from .errors import CalibError
-from .library import Library, loaded
+from .library import Library, check_precision, dims, loaded
 
 __all__ = ["CudaKernels", "load_cuda"]
 
@@ -53,18 +54,76 @@ class CudaKernels(Library):
             raise CalibError(status)
         return self
 
-    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None):
+    def attention_layer(self, step, layer, q, k, v, out=None, layout="bshd", precision=None):
+        if precision == "fp8":
+            if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
+                raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
+            return self.attention_heads(step, layer, 0, q, k, v, out, layout, precision)
+        return super().attention_layer(step, layer, q, k, v, out, layout, precision)
+
+    def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd", precision=None):
+        if precision == "fp8":
+            if _abi.int32("step", step) not in self.steps:
+                raise CalibError(_abi.STATUS["CALIB_ERR_NO_PLAN"])
+            return self._fp8(self._step_tensor(self.steps.index(step), q), layer, first_head, q, k, v, out, layout)
+        return super().attention_heads(step, layer, first_head, q, k, v, out, layout, precision)
+
+    def dense_attention_layer(self, q, k, v, out=None, layout="bshd", precision=None):
+        if precision == "fp8":
+            if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
+                raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
+            return self._fp8(None, 0, 0, q, k, v, out, layout)
+        return super().dense_attention_layer(q, k, v, out, layout, precision)
+
+    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None,
+                     precision=None):
         """As the CPU target's, with the step chosen on the device (calib_cuda_attention_indexed,
         or calib_cuda_attention_joint with `text_lengths`): no host synchronisation but the check
         of the lengths' values (`text_lengths`), and a captured CUDA graph replays whichever step
         `timestep` (and lengths) hold at replay."""
+        check_precision(precision)
         index = self.step_index(timestep.to(q.device))
+        if precision == "fp8":
+            lengths = None if text_lengths is None else self.text_lengths(text_lengths, q, layout)
+            return self._fp8(index, layer, first_head, q, k, v, out, layout, lengths)
         lead = (ctypes.cast(index.data_ptr(), ctypes.POINTER(ctypes.c_int32)), _abi.int32("layer", layer),
                 _abi.int32("first_head", first_head))
         if text_lengths is None:
             return self._layer("attention_indexed", lead, q, k, v, out, layout)
         lengths = self.text_lengths(text_lengths, q, layout)
         return self._layer("attention_joint", lead, q, k, v, out, layout, (ctypes.cast(lengths.data_ptr(), ctypes.POINTER(ctypes.c_int32)),))
+
+    def _step_tensor(self, index, q):
+        """The device int32 holding step index `index` on q's device, made once (a host step runs
+        through the device-step entry with no copy per call)."""
+        device = q.device if isinstance(q, torch.Tensor) else torch.device("cuda")
+        made = self.__dict__.setdefault("_step_tensors", {})
+        if (device, index) not in made:
+            made[(device, index)] = torch.tensor(index, dtype=torch.int32, device=device)
+        return made[(device, index)]
+
+    def _fp8(self, index, layer, first_head, q, k, v, out, layout, lengths=None):
+        """calib_cuda_attention_fp8 of the step whose index the device int32 `index` holds (None:
+        every tile), with a workspace from torch's allocator on q's device (so on the call's stream,
+        and in a CUDA graph's pool while one is captured)."""
+        self._entry("attention_fp8")  # a library before ABI 5 says so before anything is allocated
+        as_ptr = lambda t: None if t is None else ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int32))
+        lead = (as_ptr(index), _abi.int32("layer", layer), _abi.int32("first_head", first_head))
+
+        kept = []  # the workspace lives until the launch is queued; torch's allocator orders reuse after it
+
+        def workspace(q):
+            batch, _, heads, _ = dims(q, layout)
+            size = ctypes.c_int64()
+            status = self._entry("fp8_workspace_size")(_abi.int64("batch", batch), _abi.int64("heads", heads),
+                                                       ctypes.byref(size))
+            if status != 0:
+                raise CalibError(status)
+            kept.append(torch.empty(size.value, dtype=torch.uint8, device=q.device))
+            space = kept[0]
+            return as_ptr(lengths), space.data_ptr(), size.value
+
+        return self._layer("attention_fp8", lead, q, k, v, out, layout, workspace)
 
     def _entry(self, name):
         if not hasattr(self.lib, "calib_cuda_" + name):

@@ -71,10 +71,11 @@ class Kernels(Library):
         name = "calib_dense_attention_bf16" if getattr(q, "dtype", None) == torch.bfloat16 else "calib_dense_attention"
         return self._head(getattr(self.lib, name), (), q, k, v, out)
 
-    def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd"):
+    def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd", precision=None):
         """As Library.attention_heads. An ABI 1 library has no layer entries: there a subset runs
         through the per-head entries, one call per (batch, head)."""
         check_layout(layout)
+        self._no_fp8(precision)
         if self.has_layer_entry:
             return super().attention_heads(step, layer, first_head, q, k, v, out, layout)
         step, layer, first_head = (_abi.int32(n, x).value for n, x in

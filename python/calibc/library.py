@@ -20,7 +20,8 @@ import torch
 from . import _abi
 from .errors import ArgumentError, CalibError
 
-__all__ = ["DTYPES", "LAYOUTS", "Library", "check_layout", "check_output", "dims", "loaded"]
+__all__ = ["DTYPES", "LAYOUTS", "PRECISIONS", "Library", "check_layout", "check_output", "check_precision", "dims",
+           "loaded"]
 
 # The dtypes each target's kernels take (torch device type -> {torch dtype: enum calib_dtype}), in
 # the order messages list them. Everything that asks "does this target take this dtype" reads this.
@@ -29,11 +30,19 @@ DTYPES = {
     "cuda": {torch.bfloat16: _abi.DTYPE["CALIB_BF16"], torch.float16: _abi.DTYPE["CALIB_F16"]},
 }
 LAYOUTS = ("bshd", "bhsd")
+# What the products run on: None, the inputs' dtype; "fp8", e4m3 with fp32 accumulation (CUDA,
+# the wgmma kernel; docs/gpu.md "FP8").
+PRECISIONS = (None, "fp8")
 
 
 def check_layout(layout):
     if layout not in LAYOUTS:
         raise ArgumentError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+
+
+def check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ArgumentError(f"precision: expected None (products in the inputs' dtype) or 'fp8', got {precision!r}")
 
 
 def strides(x, layout, name="x"):
@@ -170,26 +179,31 @@ class Library:
             raise CalibError(-1, f"{self.path} was compiled from masks with SHA-256 {self.mask_sha256}, "
                                  f"not {masks_path} ({digest})")
 
-    def attention_layer(self, step, layer, q, k, v, out=None, layout="bshd"):
+    def attention_layer(self, step, layer, q, k, v, out=None, layout="bshd", precision=None):
         """Sparse attention of every (batch, head) of (step, layer). q, k, v: 4D tensors on this
         target's device, of one of its dtypes (`dtypes`), in `layout` ("bshd" = (B, S, H, D),
         "bhsd" = (B, H, S, D)), any strides with the last dimension contiguous. Returns `out`
-        (allocated contiguous in q's shape, dtype and device when None)."""
+        (allocated contiguous in q's shape, dtype and device when None). `precision`: None, or
+        "fp8" for products on e4m3 (the CUDA target; ArgumentError elsewhere)."""
+        self._no_fp8(precision)
         return self._layer("attention_layer", (_abi.int32("step", step), _abi.int32("layer", layer)),
                            q, k, v, out, layout)
 
-    def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd"):
+    def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd", precision=None):
         """Heads first_head … first_head + H - 1 of (step, layer) for 4D tensors holding H of the
         compiled heads (a context-parallel rank's share), in one call; otherwise as
         `attention_layer`."""
+        self._no_fp8(precision)
         return self._layer("attention_heads", (_abi.int32("step", step), _abi.int32("layer", layer),
                                                _abi.int32("first_head", first_head)), q, k, v, out, layout)
 
-    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None):
+    def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None,
+                     precision=None):
         """`attention_heads` of the step `step_index(timestep)` chooses. `text_lengths`: for a
         library of a joint sequence with its text last, the valid text tokens of each batch
         element (an integer tensor of shape (B,)); the rest of its text is padding, which takes
         no part in any softmax (never read) and whose output rows are zeros."""
+        self._no_fp8(precision)
         step = self.steps[int(self.step_index(timestep))]
         if text_lengths is None:
             return self.attention_heads(step, layer, first_head, q, k, v, out, layout)
@@ -223,9 +237,18 @@ class Library:
                                 f"{lengths.tolist()}")
         return lengths.to(torch.int32).contiguous()
 
-    def dense_attention_layer(self, q, k, v, out=None, layout="bshd"):
+    def dense_attention_layer(self, q, k, v, out=None, layout="bshd", precision=None):
         """Every tile computed, same arguments: the baseline of the sparse plans."""
+        self._no_fp8(precision)
         return self._layer("dense_attention_layer", (), q, k, v, out, layout)
+
+    def _no_fp8(self, precision):
+        """The entries of a target without FP8 products refuse them (CudaKernels overrides the
+        entries for "fp8")."""
+        check_precision(precision)
+        if precision == "fp8":
+            raise ArgumentError(f"precision 'fp8': the {self.device} target has no FP8 kernels; FP8 products run "
+                                "on CUDA tensors with a library of `calibc compile --target cuda` (calibc.load_cuda)")
 
     def _layer(self, entry, lead, q, k, v, out, layout, tail=()):
         fn = self._entry(entry)
@@ -254,6 +277,8 @@ class Library:
                 raise ArgumentError(f"{name}: the head dimension must be contiguous (stride 1), got stride "
                                     f"{t.stride(3)}")
         check_output(out, {"q": q, "k": k, "v": v})
+        if callable(tail):  # arguments that depend on the checked tensors (the FP8 workspace)
+            tail = tail(q)
         args = (*lead, _abi.int32("dtype", self.dtypes[q.dtype]), *(t.data_ptr() for t in tensors), *sizes(q, layout),
                 *(strides(t, layout, name) for name, t in zip(("q", "k", "v", "out"), tensors)), *tail)
         status = self._launch(fn, args, q.device)

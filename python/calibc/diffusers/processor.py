@@ -4,6 +4,9 @@
     sparse = CalibAttention(pipe.transformer, "kernels/libcalibkernels.so")
     sparse = CalibAttention(pipe.transformer, cuda_library="kernels-gpu/libcalibcuda.so")   # GPU
     sparse = CalibAttention(pipe.transformer, cuda_library="artifact/")   # several token grids
+    sparse = CalibAttention(pipe.transformer, cuda_library=..., precision="fp8")   # products on e4m3
+    sparse = CalibAttention(pipe.transformer, cuda_library=...,
+                            precision=lambda layer: None if layer in (0, 39) else "fp8")   # per layer
     pipe(...)            # each block's attn1 runs the compiled plans of (step, layer) in one layer call
     sparse.remove()
 
@@ -31,6 +34,10 @@ may be uploaded while a CUDA graph is captured. With `compare=True` every sparse
 the original and records the relative error per (step, layer) in `errors` (reading the step on
 the host), and `seconds` accumulates the wall time of both.
 
+Precision: None (the default) runs the products in the tensors' dtype; "fp8" runs them on e4m3
+with fp32 accumulation (the CUDA target; docs/gpu.md "FP8" measures what it costs in accuracy),
+for every layer, or for the layers where a function of the layer index says so.
+
 Context parallelism: under `transformer.enable_parallelism(config=ContextParallelConfig(
 ulysses_degree=W))` (before or after this processor is installed) each rank holds S/W tokens of
 every head; diffusers' own Ulysses all-to-all gives this rank all S tokens of heads
@@ -49,6 +56,7 @@ import torch
 from ..artifact import Artifact
 from ..cuda import CudaKernels, load_cuda
 from ..kernels import Kernels, load
+from ..library import PRECISIONS
 from ..ops import attention_at
 from .hooks import Timesteps, text_lengths, wrap_self_attention
 from .models import model_of
@@ -91,9 +99,15 @@ def _artifact(given, cls, load_path):
 
 
 class CalibAttention:
-    def __init__(self, transformer, library=None, compare=False, cuda_library=None):
+    def __init__(self, transformer, library=None, compare=False, cuda_library=None, precision=None):
         if library is None and cuda_library is None:
             raise ValueError("give the CPU kernel library, the CUDA one (cuda_library=), or both")
+        if not (precision in PRECISIONS or callable(precision)):
+            raise ValueError(f"precision: expected None, 'fp8' or a function of the layer index returning one of "
+                             f"them, got {precision!r}")
+        if precision is not None and cuda_library is None:
+            raise ValueError("precision 'fp8' runs on the CUDA target: give cuda_library=")
+        self.precision = precision
         self.kernels = _artifact(library, Kernels, load)
         self.cuda_kernels = _artifact(cuda_library, CudaKernels, load_cuda)
         self.model = model_of(transformer)
@@ -204,7 +218,15 @@ class CalibAttention:
         if self.fallback_reasons[kind] == 1:
             warnings.warn(f"calibc: attention runs dense: {reason}", stacklevel=5)
 
+    def _precision_of(self, layer):
+        precision = self.precision(layer) if callable(self.precision) else self.precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision({layer}): expected None or 'fp8', got {precision!r}")
+        return precision
+
     def _attend_for(self, layer):
+        precision = self._precision_of(layer)
+
         def attend(original, query, key, value, *args, **kwargs):
             kernels, reason = self._fallback_reason(layer, query, key, value, args, kwargs)
             if reason is not None:
@@ -217,9 +239,11 @@ class CalibAttention:
             if cp is None:
                 mask = kwargs.get("attn_mask", args[0] if args else None)
                 lengths = text_lengths(self.model, mask, query.shape[1], kernels.text_tokens)
-                out = attention_at(query, key, value, kernels.path, timestep, layer, text_lengths=lengths)
+                out = attention_at(query, key, value, kernels.path, timestep, layer, text_lengths=lengths,
+                                   precision=precision)
             else:
-                out = self._ulysses_attention(kernels, timestep, layer, query, key, value, kwargs["parallel_config"])
+                out = self._ulysses_attention(kernels, timestep, layer, query, key, value, kwargs["parallel_config"],
+                                              precision)
             if self.compare:
                 step = kernels.steps[int(kernels.step_index(timestep))]
                 self.seconds["sparse"] += time.perf_counter() - start
@@ -232,7 +256,7 @@ class CalibAttention:
 
         return attend
 
-    def _ulysses_attention(self, kernels, timestep, layer, query, key, value, parallel_config):
+    def _ulysses_attention(self, kernels, timestep, layer, query, key, value, parallel_config, precision):
         from diffusers.models.attention_dispatch import TemplatedUlyssesAttention
 
         cp = parallel_config.context_parallel_config
@@ -241,7 +265,7 @@ class CalibAttention:
         def forward_op(ctx, q, k, v, *args, **kwargs):
             # q, k, v: (B, S, H / W, D), every token of this rank's heads.
             first_head = cp._ulysses_local_rank * q.shape[2]
-            return attention_at(q, k, v, path, timestep, layer, first_head)
+            return attention_at(q, k, v, path, timestep, layer, first_head, precision=precision)
 
         return TemplatedUlyssesAttention.apply(query, key, value, None, 0.0, False, None, False, False, forward_op,
                                                None, parallel_config)

@@ -25,6 +25,13 @@ template <> struct Pack<__half> {
     }
 };
 
+/* Two floats rounded to e4m3 (saturating at ±448) in 16 bits, a in the low byte. */
+__device__ __forceinline__ uint32_t e4m3x2(float a, float b) {
+    unsigned short h;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(h) : "f"(b), "f"(a));
+    return h;
+}
+
 __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -108,11 +115,13 @@ template <int N> __device__ __forceinline__ void fence_regs(float *r) {
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
-/* Shared-memory matrix descriptor, 128-byte swizzle: start address, leading and stride byte
- * offsets (all >> 4). */
+/* Shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4) and
+ * the swizzle of the rows (128 bytes, or 64 for FP8 tiles of head_dim 64). */
+template <int kSwizzle = 128>
 __device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+    static_assert(kSwizzle == 128 || kSwizzle == 64, "128- or 64-byte swizzle");
     return (uint64_t)((addr & 0x3ffff) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
-           (1ull << 62);
+           ((kSwizzle == 128 ? 1ull : 2ull) << 62);
 }
 
 /* The accumulator operands of a 64-row wgmma: N/2 fp32 registers per thread (d) and their PTX list. */
@@ -151,6 +160,31 @@ template <typename T> struct Wgmma;
 CALIB_WGMMA_FOR(__nv_bfloat16, "bf16")
 CALIB_WGMMA_FOR(__half, "f16")
 #undef CALIB_WGMMA_FOR
+
+/* The same products on FP8 (e4m3) operands, k = 32 per instruction. FP8 operands must both be
+ * K-major (no transpose), so V arrives transposed (quantize.cuh writes it so), and P's A fragment
+ * holds columns 4c..4c+3 and 16+4c..16+4c+3 of each 32-column slice (bytes low to high). */
+struct WgmmaE4m3 {
+    static __device__ __forceinline__ void ss_n128(float *d, uint64_t da, uint64_t db, int scale_d) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " CALIB_D64 ", %64, %65, p, 1, 1;\n}\n"
+                     : CALIB_ACC64 : "l"(da), "l"(db), "r"(scale_d));
+    }
+    template <int N> static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t db) {
+        if constexpr (N == 128) {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " CALIB_D64
+                         ", {%64,%65,%66,%67}, %68, p, 1, 1;\n}\n"
+                         : CALIB_ACC64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+        } else {
+            static_assert(N == 64, "P V products of 64 or 128 columns");
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 " CALIB_D32
+                         ", {%32,%33,%34,%35}, %36, p, 1, 1;\n}\n"
+                         : CALIB_ACC32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+        }
+    }
+};
 #endif /* CALIB_NO_WGMMA */
 
 } // namespace calib_cuda_detail

@@ -41,8 +41,11 @@ struct OnlineSoftmax {
     /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
      * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
      * them as the P operand of the next product. kEmpty: a tile may have every column masked while
-     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf. */
-    template <int G, int N, bool kEmpty = false, typename Emit>
+     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf.
+     * kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times larger, which
+     * costs nothing here and puts FP8 P's small values above its subnormals; finish divides it
+     * out with the sums. */
+    template <int G, int N, bool kEmpty = false, int kLog2Gain = 0, typename Emit>
     __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
@@ -57,13 +60,14 @@ struct OnlineSoftmax {
         const float f0 = fast_exp2(m0 - b0), f1 = fast_exp2(m1 - b1);
         m0 = n0;
         m1 = n1;
+        const float g0 = b0 - (float)kLog2Gain, g1 = b1 - (float)kLog2Gain;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
-            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -b0));
-            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
-            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
-            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));
+            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -g0));
+            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));
+            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -g1));
+            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));
             sum0 += e0 + e1;
             sum1 += e2 + e3;
             emit(j, e0, e1, e2, e3);

@@ -12,9 +12,10 @@
 extern "C" {
 #endif
 
-#define CALIB_CUDA_ABI_VERSION 4 /* 2: calib_cuda_attention_heads; 3: calib_info.timesteps,
+#define CALIB_CUDA_ABI_VERSION 5 /* 2: calib_cuda_attention_heads; 3: calib_info.timesteps,
                                     calib_cuda_attention_indexed, calib_cuda_prepare;
-                                    4: calib_info.text_tokens, calib_cuda_attention_joint */
+                                    4: calib_info.text_tokens, calib_cuda_attention_joint;
+                                    5: calib_cuda_attention_fp8, calib_cuda_fp8_workspace_size */
 
 const calib_info *calib_cuda_get_info(void);
 
@@ -68,6 +69,29 @@ int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t
                                const int64_t q_strides[3], const int64_t k_strides[3],
                                const int64_t v_strides[3], const int64_t out_strides[3],
                                const int32_t *text_lengths, void *stream);
+
+/* Attention with both products on FP8 (e4m3) operands and fp32 accumulation; q, k, v and out stay
+ * `dtype` (bf16 or f16) as in the entries above. On `stream`, a pass first writes e4m3 copies of
+ * q, k and v into `workspace` (device memory, 256-byte aligned, at least the bytes
+ * calib_cuda_fp8_workspace_size gives for batch and heads; nothing else may use it until the
+ * call's work on `stream` is done) with their scales: q per block of 128 tokens, k (less its mean
+ * over tokens, which no softmax sees) and v per head; then the kernel runs the plans on them.
+ * step_index: as calib_cuda_attention_indexed, or NULL for every tile (the dense baseline; layer
+ * is then ignored). text_lengths: NULL, or as calib_cuda_attention_joint. Unlike the bf16 entries
+ * this reads every valid key and value, skipped tiles too (the scales and the mean are over the
+ * head), so a non-finite k or v anywhere valid reaches every output row of its head.
+ * CALIB_ERR_UNSUPPORTED where the shape needs the mma.sync kernel (docs/gpu.md, "FP8"). */
+int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
+                             const void *q, const void *k, const void *v, void *out,
+                             int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                             const int64_t q_strides[3], const int64_t k_strides[3],
+                             const int64_t v_strides[3], const int64_t out_strides[3],
+                             const int32_t *text_lengths, void *workspace, int64_t workspace_bytes,
+                             void *stream);
+
+/* The workspace calib_cuda_attention_fp8 needs for `batch` elements of `heads` heads, in *bytes
+ * (a little over one byte per element of q, k and v). */
+int calib_cuda_fp8_workspace_size(int64_t batch, int64_t heads, int64_t *bytes);
 
 /* Uploads on the current device everything the entries read for heads first_head ..< first_head
  * + heads (the dense list too when that is every head): every (step, layer)'s work list, shared

@@ -1,0 +1,249 @@
+/* quantize.cuh: the pass before an FP8 launch, which writes q, k and v as e4m3 into the caller's
+ * workspace (calib_cuda_attention_fp8), on the device, in three launches on the caller's stream:
+ *
+ *   stats     per (batch, head, chunk of 1024 tokens): k's per-channel sum, minimum and maximum
+ *             and v's largest magnitude, over the valid tokens (padded text excluded)
+ *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
+ *             k's mean over tokens, and the scales of k − mean and of v (largest magnitude / 448)
+ *   quantize  per (batch, head, block of 128 tokens): q's scale for the block (its largest
+ *             magnitude / 448) and q / scale; (k − mean) / scale; v / scale, transposed
+ *
+ * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
+ * scale's granularity matters only for range, not for relative precision; a per-head k scale lets
+ * a key tile be any 128 rows (the joint sequence's last tile). Subtracting k's mean over tokens
+ * (SageAttention's smoothing) changes every score of a query row by the same amount, which the
+ * softmax ignores, and removes the large constant channels real models' keys carry, which would
+ * otherwise set the scale and round the rest. FP8 wgmma wants both operands K-major, so P V's B
+ * operand is vᵀ: this pass writes it transposed, which costs nothing extra since it writes v
+ * anyway, and with the keys of each group of 16 in the order P's A fragment holds them
+ * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.
+ * Padded text and the rows past the sequence are written as zeros, so the attention kernel reads
+ * aligned tiles and masks columns as it does at the sequence's end. */
+#pragma once
+
+#include "ptx.cuh"
+#include "work.cuh"
+
+namespace calib_cuda_detail {
+
+constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
+constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* vᵀ's row length */
+constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
+constexpr int kStatChunk = 1024;                               /* tokens per stats CTA */
+constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
+constexpr int kStatFloats = 3 * kDim + 1;                      /* sum, min, max per channel; v's max */
+
+/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, d, s padded
+ * to kPadTokens), then the fp32 scales, k's mean and the stats' partial results. */
+struct Fp8Work {
+    uint8_t *q, *k, *vt;
+    float *qscale, *kscale, *vscale, *kmean, *partial;
+};
+
+/* Lays out the sections from `base` (null: only measures) and returns the bytes they take. */
+inline int64_t fp8_layout(int64_t batch, int64_t heads, void *base, Fp8Work *w) {
+    const int64_t bh = batch * heads;
+    int64_t at = 0;
+    auto take = [&](int64_t bytes) {
+        const int64_t here = at;
+        at += (bytes + 255) / 256 * 256;
+        return here;
+    };
+    const int64_t q = take(bh * kTokens * kDim), k = take(bh * kTokens * kDim), vt = take(bh * kDim * kPadTokens);
+    const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
+    const int64_t part = take(bh * kStatChunks * kStatFloats * 4);
+    if (base) {
+        uint8_t *b = static_cast<uint8_t *>(base);
+        *w = {b + q, b + k, b + vt, reinterpret_cast<float *>(b + qs), reinterpret_cast<float *>(b + ks),
+              reinterpret_cast<float *>(b + vs), reinterpret_cast<float *>(b + km), reinterpret_cast<float *>(b + part)};
+    }
+    return at;
+}
+
+/* Where key kk of a group of 16 sits in vᵀ: P's A fragment gives lane c the positions 4c .. 4c+3
+ * of each group of 16, and the softmax holds keys 2c, 2c+1, 8+2c, 9+2c there. */
+__host__ __device__ constexpr int key_position(int kk) { return 4 * ((kk & 7) >> 1) + (kk & 1) + 2 * (kk >> 3); }
+
+/* Eight consecutive elements of T (16 bytes) as floats. */
+template <typename T> __device__ __forceinline__ void load8(const T *src, float *f) {
+    const uint4 raw = *reinterpret_cast<const uint4 *>(src);
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (std::is_same<T, __half>::value) {
+            const float2 x = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+            f[2 * i] = x.x; f[2 * i + 1] = x.y;
+        } else {
+            const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w[i]));
+            f[2 * i] = x.x; f[2 * i + 1] = x.y;
+        }
+    }
+}
+
+template <typename T> __device__ __forceinline__ const T *row_of(const void *base, int64_t s0, int64_t s1, int64_t s2, int b, int t, int h) {
+    return static_cast<const T *>(base) + (int64_t)b * s0 + (int64_t)t * s1 + (int64_t)h * s2;
+}
+
+/* The largest of every thread's x in a CTA of 256 threads (`red`: 8 floats of shared memory). */
+__device__ __forceinline__ float cta_max(float x, float *red) {
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
+    __syncthreads();
+    float m = red[0];
+#pragma unroll
+    for (int i = 1; i < 8; ++i) m = fmaxf(m, red[i]);
+    return m;
+}
+
+constexpr int kLanes = kDim / 8;      /* threads per token row, 8 channels each */
+constexpr int kRowsPer = 256 / kLanes; /* token rows a CTA of 256 threads covers at once */
+
+template <typename T>
+__global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8Work w) {
+    __shared__ float red[kRowsPer][kDim];
+    __shared__ float vred[8];
+    const int chunk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+    const int lane = tid % kLanes, r0 = tid / kLanes;
+    const int end = min(valid_end(p, b), (chunk + 1) * kStatChunk);
+    float sum[8], lo[8], hi[8], vmax = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) { sum[i] = 0.f; lo[i] = INFINITY; hi[i] = -INFINITY; }
+#pragma unroll 4
+    for (int t = chunk * kStatChunk + r0; t < end; t += kRowsPer) {
+        float kf[8], vf[8];
+        load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, kf);
+        load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, vf);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            sum[i] += kf[i];
+            lo[i] = fminf(lo[i], kf[i]);
+            hi[i] = fmaxf(hi[i], kf[i]);
+            vmax = fmaxf(vmax, fabsf(vf[i]));
+        }
+    }
+    float *out = w.partial + ((int64_t)(b * p.heads + h) * kStatChunks + chunk) * kStatFloats;
+    /* Per channel, the row groups in a fixed order: the same bits whatever the schedule. */
+    for (int which = 0; which < 3; ++which) {
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = which == 0 ? sum[i] : which == 1 ? lo[i] : hi[i];
+        __syncthreads();
+        if (tid < kDim) {
+            float x = red[0][tid];
+            for (int r = 1; r < kRowsPer; ++r) x = which == 0 ? x + red[r][tid] : which == 1 ? fminf(x, red[r][tid]) : fmaxf(x, red[r][tid]);
+            out[which * kDim + tid] = x;
+        }
+    }
+    const float v = cta_max(vmax, vred);
+    if (tid == 0) out[3 * kDim] = v;
+}
+
+/* One CTA of kDim threads per (batch, head). */
+__global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const Fp8Work w) {
+    __shared__ float red[128];
+    const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
+    const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
+    const int valid = valid_end(p, b);
+    float sum = 0.f, lo = INFINITY, hi = -INFINITY, vmax = 0.f;
+    for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
+        const float *x = part + i * kStatFloats;
+        sum += x[c];
+        lo = fminf(lo, x[kDim + c]);
+        hi = fmaxf(hi, x[2 * kDim + c]);
+        vmax = fmaxf(vmax, x[3 * kDim]);
+    }
+    const float mean = valid > 0 ? sum / (float)valid : 0.f;
+    red[c] = valid > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
+    __syncthreads();
+    float kmax = 0.f;
+    for (int i = 0; i < kDim; ++i) kmax = fmaxf(kmax, red[i]);
+    w.kmean[(int64_t)bh * kDim + c] = mean;
+    if (c == 0) {
+        w.kscale[bh] = kmax > 0.f ? kmax / kFp8Max : 1.f;
+        w.vscale[bh] = vmax > 0.f ? vmax / kFp8Max : 1.f;
+    }
+}
+
+/* One CTA of 256 threads per (batch, head, block of 128 tokens). */
+template <typename T>
+__global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
+    __shared__ float red[8];
+    __shared__ __align__(16) uint8_t vt[kDim][128];
+    const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
+    const int lane = tid % kLanes, r0 = tid / kLanes;
+    const int end = valid_end(p, b);
+    constexpr int kIters = 128 / kRowsPer;
+    float x[kIters][8];
+
+    /* q: the block's own scale. */
+    float amax = 0.f;
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+        const int t = blk * 128 + it * kRowsPer + r0;
+        if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x[it]);
+        else for (int i = 0; i < 8; ++i) x[it][i] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[it][i]));
+    }
+    amax = cta_max(amax, red);
+    const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
+    if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+        const int t = blk * 128 + it * kRowsPer + r0;
+        if (t >= kTokens) continue;
+        uint2 packed;
+        packed.x = e4m3x2(x[it][0] * qinv, x[it][1] * qinv) | e4m3x2(x[it][2] * qinv, x[it][3] * qinv) << 16;
+        packed.y = e4m3x2(x[it][4] * qinv, x[it][5] * qinv) | e4m3x2(x[it][6] * qinv, x[it][7] * qinv) << 16;
+        *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
+    }
+
+    /* k: its mean over tokens subtracted, the head's scale. */
+    float mean[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) mean[i] = w.kmean[(int64_t)bh * kDim + 8 * lane + i];
+    const float kinv = 1.f / w.kscale[bh];
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+        const int t = blk * 128 + it * kRowsPer + r0;
+        if (t >= kTokens) continue;
+        float f[8];
+        if (t < end) {
+            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
+            for (int i = 0; i < 8; ++i) f[i] = (f[i] - mean[i]) * kinv;
+        } else {
+            for (int i = 0; i < 8; ++i) f[i] = 0.f;
+        }
+        uint2 packed;
+        packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
+        packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
+        *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
+    }
+
+    /* v: the head's scale, transposed through shared memory, keys in P's fragment order. */
+    const float vinv = 1.f / w.vscale[bh];
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+        const int tl = it * kRowsPer + r0, t = blk * 128 + tl;
+        float f[8];
+        if (t < end) load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
+        else for (int i = 0; i < 8; ++i) f[i] = 0.f;
+        const int col = (tl & ~15) | key_position(tl & 15);
+#pragma unroll
+        for (int i = 0; i < 8; i += 2) {
+            const uint32_t two = e4m3x2(f[i] * vinv, f[i + 1] * vinv);
+            vt[8 * lane + i][col] = (uint8_t)two;
+            vt[8 * lane + i + 1][col] = (uint8_t)(two >> 8);
+        }
+    }
+    __syncthreads();
+    uint8_t *dst = w.vt + (int64_t)bh * kDim * kPadTokens + blk * 128;
+    for (int i = tid; i < kDim * 8; i += 256) {
+        const int row = i / 8, part = i % 8;
+        *reinterpret_cast<uint4 *>(dst + (int64_t)row * kPadTokens + 16 * part) = *reinterpret_cast<const uint4 *>(&vt[row][16 * part]);
+    }
+}
+
+} // namespace calib_cuda_detail
