@@ -11,6 +11,9 @@ Wan 2.1 (1.3B at 480p, 14B at 720p, 81 frames, bf16, B = 1, one text of 512 toke
   what the masks change (and that calibc ran); compiled against eager calibc, that compiling
   changed nothing beyond bf16 rounding.
 
+A set marked fp8 also runs with precision="fp8" (issue 27): its output against the same plans in
+bf16 says what FP8 attention changes in the whole forward.
+
 Mochi 1, HunyuanVideo, CogVideoX 5B and LTX-Video 2B at their published shapes (B = 1; Mochi's
 and HunyuanVideo's text padded: 200 of 256 slots valid): dense eager (the model's own attention:
 Mochi's per-sample loop, HunyuanVideo's masked call) against calibc eager, no compiled rows.
@@ -18,7 +21,7 @@ Mochi's per-sample loop, HunyuanVideo's masked call) against calibc eager, no co
 Weights: the diffusers class built on the meta device, then to_empty on the GPU and initialised
 there (normal, std 0.02; norms at 1), so 14B takes seconds.
 
-usage: PYTHONPATH=python bench_e2e.py MODEL [NAME=LIB.so[:compiled] ...] [--reps N] [--json F]
+usage: PYTHONPATH=python bench_e2e.py MODEL [NAME=LIB.so[:compiled][,fp8] ...] [--reps N] [--json F]
        MODEL: 1.3b, 14b, mochi, hunyuan, cogvideox or ltx
 """
 import argparse, json
@@ -140,7 +143,7 @@ def relative(a, b):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model", choices=sorted(MODELS))
-    ap.add_argument("sets", nargs="*", help="NAME=LIB.so[:compiled]: a calibc library for this model")
+    ap.add_argument("sets", nargs="*", help="NAME=LIB.so[:compiled][,fp8]: a calibc library for this model")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -183,18 +186,26 @@ def main():
     for item in a.sets:
         name, _, rest = item.partition("=")
         library, _, mode = rest.partition(":")
+        modes = mode.split(",")
         sparse = CalibAttention(model, cuda_library=library)
         try:
             with sdpa_kernel(BACKENDS, set_priority=True):
                 row(f"calibc {name} eager", lambda: forward(model), reference="dense cuDNN eager")
             assert sparse.fallbacks == 0 and sparse.calls > 0, (sparse.fallback_reasons, sparse.calls)
-            if mode == "compiled":
+            if "compiled" in modes:
                 torch._dynamo.reset()
                 compiled = torch.compile(model)
                 row(f"calibc {name} compiled", lambda: forward(compiled), compiled=True,
                     reference=f"calibc {name} eager")
         finally:
             sparse.remove()
+        if "fp8" in modes:
+            sparse = CalibAttention(model, cuda_library=library, precision="fp8")
+            try:
+                row(f"calibc {name} FP8 eager", lambda: forward(model), reference=f"calibc {name} eager")
+                assert sparse.fallbacks == 0 and sparse.calls > 0, (sparse.fallback_reasons, sparse.calls)
+            finally:
+                sparse.remove()
     label = "dense cuDNN compiled" if wan_model else "dense cuDNN eager"
     base = next(r["ms"] for r in rows if r["variant"] == label)
     eager = next(r["ms"] for r in rows if r["variant"] == "dense cuDNN eager")

@@ -3,9 +3,11 @@
 BlockMask of the same plans (kept blocks as full blocks; reused rows keep their source's key
 blocks), FlashAttention-4's block-sparse forward (issue 29: `flash_attn.cute`, where installed;
 the same plans as full blocks of 128 × 128) and calibc (wgmma and mma.sync kernels), side by
-side in one process, bf16, B = 1, (B, H, S, D). Effective TFLOP/s = 4·B·H·N²·d·density / time,
-density = computed tiles / all tiles (the same FLOP count for every column of a row, so ratios
-are time ratios).
+side in one process, bf16, B = 1, (B, H, S, D); and calibc with precision="fp8" (issue 27: the
+quantizing pass included), its speed over calibc bf16 from interleaved runs, and where its time
+goes (torch.profiler, per kernel). Effective TFLOP/s = 4·B·H·N²·d·density / time, density =
+computed tiles / all tiles (the same FLOP count for every column of a row, so ratios are time
+ratios).
 usage: PYTHONPATH=python bench_gpu.py NAME=DIR.so:masks.json ... [--json out.json]"""
 import json, os, sys, time
 import numpy as np
@@ -70,11 +72,56 @@ def bench(f, min_reps=7, warm_ms=150.0, run_ms=400.0, warm_min=3):
     return float(np.median(times)), float(np.min(times)), float(np.max(times))
 
 
-def layer_call(lib, step, layer, q, k, v, out):
+def layer_call(lib, step, layer, q, k, v, out, precision=None):
     """One (step, layer) (step None: dense) of (B, H, S, D) tensors into `out`."""
     if step is None:
-        return lib.dense_attention_layer(q, k, v, out=out, layout="bhsd")
-    return lib.attention_layer(step, layer, q, k, v, out=out, layout="bhsd")
+        return lib.dense_attention_layer(q, k, v, out=out, layout="bhsd", precision=precision)
+    return lib.attention_layer(step, layer, q, k, v, out=out, layout="bhsd", precision=precision)
+
+
+def interleaved(fa, fb, total_ms):
+    """Median times of fa and fb run alternately (clock drift cancels in their ratio)."""
+    ta, tb = [], []
+    for _ in range(max(4, min(15, int(total_ms)))):
+        ta.append(bench(fa, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+        tb.append(bench(fb, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+    return float(np.median(ta)), float(np.median(tb))
+
+
+def fp8_row(lib, step, layer, q, k, v, out, want, r, label):
+    """calibc FP8 beside calibc bf16 on one row: its time, its rel L2 against `want` and its
+    speed over bf16, interleaved."""
+    os.environ["CALIB_CUDA_KERNEL"] = ""
+    out.fill_(float("nan"))
+    layer_call(lib, step, layer, q, k, v, out, "fp8")
+    torch.cuda.synchronize()
+    r["err_fp8"] = float((out.float() - want.float()).norm() / want.float().norm())
+    r["fp8"] = bench(lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"))[0]
+    t16, t8 = interleaved(lambda: layer_call(lib, step, layer, q, k, v, out),
+                          lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"), 600 / max(r["fp8"], 0.5))
+    r["fp8_speedup"] = t16 / t8
+    print(f"{label}: calibc FP8 {r['fp8']:.2f} ms {r['flops'] / r['fp8'] / 1e9:.0f} TFLOP/s, "
+          f"{r['fp8_speedup']:.2f}× bf16 (interleaved), rel L2 {r['err_fp8']:.1e}", flush=True)
+
+
+def fp8_profile(lib, q, k, v, out, name):
+    """Where a dense FP8 call's time goes, per kernel (the pass's three and the attention)."""
+    from torch.profiler import profile, ProfilerActivity
+    for _ in range(3):
+        layer_call(lib, None, 0, q, k, v, out, "fp8")
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            layer_call(lib, None, 0, q, k, v, out, "fp8")
+        torch.cuda.synchronize()
+    times = {}
+    for e in prof.key_averages():
+        if "calib" in e.key:
+            short = e.key.split("(")[0].split("<")[0].split("::")[-1]
+            times[short] = times.get(short, 0.0) + e.device_time_total / 5 / 1e3
+    total = sum(times.values())
+    print(f"{name} dense FP8 per call: " + ", ".join(f"{k} {t:.3f} ms ({t / total:.0%})" for k, t in times.items()),
+          flush=True)
 
 
 def call_status(lib, step, layer, q, k, v, out):
@@ -135,11 +182,14 @@ def main():
             ms = bench(lambda: layer_call(lib, None, 0, q, k, v, out))[0]
             res["dense_mma" if kern else "dense"] = ms
             print(f"{name} dense calibc[{kname}] {ms:.2f} ms {full / ms / 1e9:.0f} TFLOP/s (status {s}, rel L2 vs SDPA {err:.1e})", flush=True)
+        dense8 = {"flops": full}
+        fp8_row(lib, None, 0, q, k, v, out, ref_dense, dense8, f"{name} dense")
+        fp8_profile(lib, q, k, v, out, name)
         print(f"{name} H={H} N={N}: cuDNN {res['cudnn']:.2f} ms {full / res['cudnn'] / 1e9:.0f} TFLOP/s, "
               f"FA2 {res['fa2']:.2f} ms {full / res['fa2'] / 1e9:.0f} TFLOP/s", flush=True)
         rows.append(dict(shape=name, set="dense", density=1.0, cudnn=res["cudnn"], fa2=res["fa2"], flex=None,
                          fa4=res["fa4"], calibc=res["dense"], calibc_mma=res["dense_mma"],
-                         flops=full))
+                         flops=full, fp8=dense8["fp8"], err_fp8=dense8["err_fp8"], fp8_speedup=dense8["fp8_speedup"]))
         step = lib.steps[0]
         for layer in range(lib.layers):
             kind = masks.pattern_name(step, layer, 0)
@@ -183,6 +233,10 @@ def main():
                 print(f"{name} layer {layer} {kind} density {dens:.3f}: calibc[{kname}] {t:.2f} ms "
                       f"{full * dens / t / 1e9:.0f} TFLOP/s (status {s}, rel L2 vs flex {err:.1e}); "
                       f"flex {t_flex:.2f} ms {full * dens / t_flex / 1e9:.0f}", flush=True)
+            # Reused rows differ from flex by design: FP8 is held against calibc bf16 there.
+            layer_call(lib, step, layer, q, k, v, out)
+            fp8_row(lib, step, layer, q, k, v, out, f_out if kind != "reuse" else out.clone(), r,
+                    f"{name} layer {layer} {kind}")
             r["set"] = {"dense": "dense plan", "cal": "calibrated-like", "reusex": "reuse pair: all computed"}.get(
                 kind, f"reuse {frac:.0%}" if kind == "reuse" else kind)
             # efficiency from interleaved runs (dense, sparse, dense, ...), so clock drift cancels
@@ -241,6 +295,13 @@ def main():
               f"{r.get('eff_interleaved', float('nan')):.2f} | {r.get('by_timestep', float('nan')):.3f} |")
     for line in pairs:
         print(line)
+    print("\n| shape | set | density | calibc bf16 ms / TFLOP/s | calibc FP8 ms / TFLOP/s | FP8 ÷ bf16 speed (interleaved) | FP8 efficiency | FP8 rel L2 |")
+    print("|---|---|---|---|---|---|---|---|")
+    dense_fp8 = {r["shape"]: r["fp8"] for r in rows if r["set"] == "dense" and r["flex"] is None}
+    for r in rows:
+        eff8 = dense_fp8[r["shape"]] * r["density"] / r["fp8"]
+        print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {tf(r, 'calibc')} | {tf(r, 'fp8')} | "
+              f"{r['fp8_speedup']:.2f} | {eff8:.2f} | {r['err_fp8']:.1e} |")
     if jpath:
         with open(jpath, "w") as f:
             json.dump(rows, f, indent=1)

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Issue 27's device call (the `run` tool, .gpu and .whl carried): the GPU tests with FP8 among
+# them (-s: the FP8 errors they measured), compute-sanitizer memcheck on the FP8 path, and the
+# accuracy study (fp8_accuracy.py, SageAttention from .whl). Logs go to $OUT.
+# usage: bash Tests/GPU/fp8_run.sh
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+G=.gpu
+(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader; nvcc --version | tail -1;
+ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)") | tee "$OUT/machine.log"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl > /dev/null 2>&1
+export PYTHONPATH=$(pwd)/python:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+sh Tests/GPU/build_sets.sh "$G" t128 t64 tj128 tj64 tjf64 ex tinywan wan13b fp8synth || exit 1
+set -o pipefail
+CALIBC_GPU_DIR=$(pwd)/$G timeout 330 python3 -m pytest -q -s -m gpu Tests/python 2>&1 | tee "$OUT/test.log" | grep -v "^\.*$" | tail -40
+echo "test-gpu rc=$?"
+CALIBC_GPU_DIR=$(pwd)/$G timeout 120 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+    -k "fp8_every_plan and (t128 or tj64) and bfloat16 and bhsd" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
+echo "compute-sanitizer rc=$?"; tail -3 "$OUT/sanitizer.log"
+timeout 150 python3 Tests/GPU/fp8_accuracy.py "$G" --json "$OUT/accuracy.json" 2>&1 | tee "$OUT/accuracy.log" | tail -20
+exit 0
