@@ -35,7 +35,7 @@ TINY_WAN_SET = "tinywan"
 TOLERANCE = 1e-2  # relative L2 against float64: bf16 inputs and outputs, P rounded for P·V
 # FP8 (e4m3: 3 mantissa bits, so about 2.5% RMS per rounded element) on N(0, 1) inputs: q, k, v
 # and P each rounded once; docs/gpu.md "FP8" has the measured figures.
-FP8_TOLERANCE = 6e-2
+FP8_TOLERANCE = 7e-2  # measured 5.4e-2 on every dense check of run 42 (H200)
 FP8_ERRORS = []  # every FP8 check's error, printed by the last FP8 test (pytest -s)
 BATCH = 2
 
@@ -612,10 +612,11 @@ def test_text_first_kernels_refuse_lengths():
     assert status == _abi.STATUS["CALIB_ERR_ARGUMENT"] and out.isnan().all()
 
 
-def test_fp8_errors_are_reported():
-    """Runs last: the FP8 errors the tests above measured, for the tolerance's comment and the
-    notebook (pytest -s shows them)."""
+def test_fp8_tolerance_stays_near_the_measured_error():
+    """Runs last: the FP8 errors the tests above measured (pytest -s prints them) must come
+    within 1.5× of FP8_TOLERANCE, so the tolerance cannot drift far above what the kernel does."""
     if not FP8_ERRORS:
         pytest.skip("no FP8 test ran")
     e = sorted(FP8_ERRORS)
     print(f"\nFP8 relative L2 against float64 over {len(e)} checks: median {e[len(e) // 2]:.2e}, max {e[-1]:.2e}")
+    assert FP8_TOLERANCE < 1.5 * e[-1], (FP8_TOLERANCE, e[-1])

@@ -63,7 +63,7 @@ class CudaKernels(Library):
 
     def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd", precision=None):
         if precision == "fp8":
-            if _abi.int32("step", step) not in self.steps:
+            if _abi.int32("step", step).value not in self.steps:
                 raise CalibError(_abi.STATUS["CALIB_ERR_NO_PLAN"])
             return self._fp8(self._step_tensor(self.steps.index(step), q), layer, first_head, q, k, v, out, layout)
         return super().attention_heads(step, layer, first_head, q, k, v, out, layout, precision)
