@@ -79,49 +79,45 @@ def layer_call(lib, step, layer, q, k, v, out, precision=None):
     return lib.attention_layer(step, layer, q, k, v, out=out, layout="bhsd", precision=precision)
 
 
-def interleaved(fa, fb, total_ms):
-    """Median times of fa and fb run alternately (clock drift cancels in their ratio)."""
+def interleaved(fa, fb, rounds):
+    """Median times of fa and fb measured in alternation (three timed runs after two warm ones,
+    each in turn), so clock and power drift fall on both."""
     ta, tb = [], []
-    for _ in range(max(4, min(15, int(total_ms)))):
-        ta.append(bench(fa, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
-        tb.append(bench(fb, min_reps=1, warm_ms=0, run_ms=0, warm_min=1)[0])
+    for _ in range(rounds):
+        ta.append(bench(fa, min_reps=3, warm_ms=0, run_ms=0, warm_min=2)[0])
+        tb.append(bench(fb, min_reps=3, warm_ms=0, run_ms=0, warm_min=2)[0])
     return float(np.median(ta)), float(np.median(tb))
 
 
+# The FP8 variants: P·V on e4m3 with Q·Kᵀ on the inputs' bf16 (the default), or on e4m3 too.
+FP8_VARIANTS = (("fp8", ""), ("fp8_qk8", "e4m3"))
+
+
 def fp8_row(lib, step, layer, q, k, v, out, want, r, label):
-    """calibc FP8 beside calibc bf16 on one row: its time, its rel L2 against `want` and its
-    speed over bf16, interleaved."""
+    """calibc FP8 (both variants) beside calibc bf16 on one row: time, rel L2 against `want`,
+    speed over bf16 in alternation."""
     os.environ["CALIB_CUDA_KERNEL"] = ""
-    out.fill_(float("nan"))
-    layer_call(lib, step, layer, q, k, v, out, "fp8")
-    torch.cuda.synchronize()
-    r["err_fp8"] = float((out.float() - want.float()).norm() / want.float().norm())
-    r["fp8"] = bench(lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"))[0]
-    t16, t8 = interleaved(lambda: layer_call(lib, step, layer, q, k, v, out),
-                          lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"), 600 / max(r["fp8"], 0.5))
-    r["fp8_speedup"] = t16 / t8
-    print(f"{label}: calibc FP8 {r['fp8']:.2f} ms {r['flops'] / r['fp8'] / 1e9:.0f} TFLOP/s, "
-          f"{r['fp8_speedup']:.2f}× bf16 (interleaved), rel L2 {r['err_fp8']:.1e}", flush=True)
-
-
-def fp8_profile(lib, q, k, v, out, name):
-    """Where a dense FP8 call's time goes, per kernel (the pass's three and the attention)."""
-    from torch.profiler import profile, ProfilerActivity
-    for _ in range(3):
-        layer_call(lib, None, 0, q, k, v, out, "fp8")
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(5):
-            layer_call(lib, None, 0, q, k, v, out, "fp8")
+    for key, qk in FP8_VARIANTS:
+        os.environ["CALIB_CUDA_FP8_QK"] = qk
+        out.fill_(float("nan"))
+        layer_call(lib, step, layer, q, k, v, out, "fp8")
         torch.cuda.synchronize()
-    times = {}
-    for e in prof.key_averages():
-        if "calib" in e.key:
-            short = e.key.split("(")[0].split("<")[0].split("::")[-1]
-            times[short] = times.get(short, 0.0) + e.device_time_total / 5 / 1e3
-    total = sum(times.values())
-    print(f"{name} dense FP8 per call: " + ", ".join(f"{k} {t:.3f} ms ({t / total:.0%})" for k, t in times.items()),
-          flush=True)
+        r["err_" + key] = float((out.float() - want.float()).norm() / want.float().norm())
+        r[key] = bench(lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"))[0]
+        t16, t8 = interleaved(lambda: layer_call(lib, step, layer, q, k, v, out),
+                              lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"), 5)
+        r[key + "_speedup"] = t16 / t8
+        print(f"{label}: calibc {key} {r[key]:.2f} ms {r['flops'] / r[key] / 1e9:.0f} TFLOP/s; alternating: bf16 "
+              f"{t16:.2f} ms, {key} {t8:.2f} ms ({t16 / t8:.2f}×); rel L2 {r['err_' + key]:.1e}", flush=True)
+    os.environ["CALIB_CUDA_FP8_QK"] = ""
+
+
+def fit(rows, key):
+    """Least-squares time = fixed + per_density · density over a shape's rows without reuse."""
+    x = np.array([r["density"] for r in rows])
+    y = np.array([r[key] for r in rows])
+    per, fixed = np.polyfit(x, y, 1)
+    return fixed, per
 
 
 def call_status(lib, step, layer, q, k, v, out):
@@ -184,12 +180,11 @@ def main():
             print(f"{name} dense calibc[{kname}] {ms:.2f} ms {full / ms / 1e9:.0f} TFLOP/s (status {s}, rel L2 vs SDPA {err:.1e})", flush=True)
         dense8 = {"flops": full}
         fp8_row(lib, None, 0, q, k, v, out, ref_dense, dense8, f"{name} dense")
-        fp8_profile(lib, q, k, v, out, name)
         print(f"{name} H={H} N={N}: cuDNN {res['cudnn']:.2f} ms {full / res['cudnn'] / 1e9:.0f} TFLOP/s, "
               f"FA2 {res['fa2']:.2f} ms {full / res['fa2'] / 1e9:.0f} TFLOP/s", flush=True)
         rows.append(dict(shape=name, set="dense", density=1.0, cudnn=res["cudnn"], fa2=res["fa2"], flex=None,
                          fa4=res["fa4"], calibc=res["dense"], calibc_mma=res["dense_mma"],
-                         flops=full, fp8=dense8["fp8"], err_fp8=dense8["err_fp8"], fp8_speedup=dense8["fp8_speedup"]))
+                         flops=full, **{k: x for k, x in dense8.items() if k != "flops"}))
         step = lib.steps[0]
         for layer in range(lib.layers):
             kind = masks.pattern_name(step, layer, 0)
@@ -295,13 +290,23 @@ def main():
               f"{r.get('eff_interleaved', float('nan')):.2f} | {r.get('by_timestep', float('nan')):.3f} |")
     for line in pairs:
         print(line)
-    print("\n| shape | set | density | calibc bf16 ms / TFLOP/s | calibc FP8 ms / TFLOP/s | FP8 ÷ bf16 speed (interleaved) | FP8 efficiency | FP8 rel L2 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| shape | set | density | calibc bf16 ms / TFLOP/s | FP8 ms / TFLOP/s | FP8 ÷ bf16 speed (alternating) | "
+          "FP8 efficiency | FP8 rel L2 | FP8 with e4m3 Q·Kᵀ ms / TFLOP/s | its speed ÷ bf16 | its rel L2 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     dense_fp8 = {r["shape"]: r["fp8"] for r in rows if r["set"] == "dense" and r["flex"] is None}
     for r in rows:
         eff8 = dense_fp8[r["shape"]] * r["density"] / r["fp8"]
         print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {tf(r, 'calibc')} | {tf(r, 'fp8')} | "
-              f"{r['fp8_speedup']:.2f} | {eff8:.2f} | {r['err_fp8']:.1e} |")
+              f"{r['fp8_speedup']:.2f} | {eff8:.2f} | {r['err_fp8']:.1e} | {tf(r, 'fp8_qk8')} | "
+              f"{r['fp8_qk8_speedup']:.2f} | {r['err_fp8_qk8']:.1e} |")
+    # What a call costs whatever the density (the FP8 pass, launches) and per unit of density.
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        plain = [r for r in rows if r["shape"] == shape and r.get("reused", 0) == 0]
+        fits = {key: fit(plain, key) for key in ("calibc", "fp8", "fp8_qk8")}
+        print(f"{shape}: time = fixed + per·density over {len(plain)} rows: " + "; ".join(
+            f"{key} {a:.3f} + {b:.2f}·d ms" for key, (a, b) in fits.items()) +
+            f"; the loop's speed over bf16: FP8 {fits['calibc'][1] / fits['fp8'][1]:.2f}×, "
+            f"with e4m3 Q·Kᵀ {fits['calibc'][1] / fits['fp8_qk8'][1]:.2f}×")
     if jpath:
         with open(jpath, "w") as f:
             json.dump(rows, f, indent=1)

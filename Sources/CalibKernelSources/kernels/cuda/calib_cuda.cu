@@ -87,6 +87,10 @@ bool capturing(void *stream) {
     return status != cudaStreamCaptureStatusNone;
 }
 
+template <typename Ops> void allow_smem() {
+    cudaFuncSetAttribute(calib_wgmma_kernel<typename Ops::Wide::Elem, Ops>, cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Ops>());
+}
+
 /* The device state of the current device, created on first use (under g_mutex). */
 int device_state(void *stream, DeviceState **state) {
     int dev = 0;
@@ -105,14 +109,12 @@ int device_state(void *stream, DeviceState **state) {
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.mma_ctas_per_sm, calib_mma_kernel<__nv_bfloat16>, 128, kMmaSmem);
         if (s.mma_ctas_per_sm < 1) s.mma_ctas_per_sm = 1;
         if (kWgmmaShape) {
-            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16, Operands16<__nv_bfloat16>>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Operands16<__nv_bfloat16>>());
-            cudaFuncSetAttribute(calib_wgmma_kernel<__half, Operands16<__half>>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<Operands16<__half>>());
-            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16, OperandsE4m3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<OperandsE4m3>());
-            cudaFuncSetAttribute(calib_wgmma_kernel<__half, OperandsE4m3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<OperandsE4m3>());
+            allow_smem<Operands16<__nv_bfloat16>>();
+            allow_smem<Operands16<__half>>();
+            allow_smem<OperandsFp8<__nv_bfloat16, false>>();
+            allow_smem<OperandsFp8<__half, false>>();
+            allow_smem<OperandsFp8<__nv_bfloat16, true>>();
+            allow_smem<OperandsFp8<__half, true>>();
         }
         cudaGetLastError();
         found = g_devices.emplace(dev, std::move(s)).first;
@@ -266,23 +268,25 @@ struct Fp8Request {
     int64_t bytes;
 };
 
-/* The FP8 pass and kernel on `stream` (the checks made). */
-template <typename T>
-int launch_fp8(Params &p, const Fp8Request &fp8, int64_t batch, int64_t heads, int grid, cudaStream_t s) {
+/* The FP8 pass and kernel on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
+template <typename T, bool kQK>
+int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, int64_t heads, const int64_t *qs,
+               const int64_t *ks, int grid, cudaStream_t s) {
     Fp8Work w;
     fp8_layout(batch, heads, fp8.workspace, &w);
     CUtensorMap tq, tk, tv;
     const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, vt_dims[4] = {kPadTokens, kDim, heads, batch};
-    if (!make_map8(&tq, w.q, qk_dims, kDim, 128) || !make_map8(&tk, w.k, qk_dims, kDim, 128) ||
-        !make_map8(&tv, w.vt, vt_dims, 128, kDim))
-        return CALIB_ERR_CUDA;
+    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, 128)
+                          : make_map(&tq, dtype, p.q, batch, heads, qs) && make_map(&tk, dtype, p.k, batch, heads, ks);
+    if (!maps || !make_map8(&tv, w.vt, vt_dims, 128, kDim)) return CALIB_ERR_CUDA;
     p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
-    calib_fp8_stats<T><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
-    calib_fp8_combine<<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
-    calib_fp8_quantize<T><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
-    calib_wgmma_kernel<T, OperandsE4m3><<<grid, 384, wg_smem<OperandsE4m3>(), s>>>(tq, tk, tv, p);
+    calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
+    calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    using Ops = OperandsFp8<T, kQK>;
+    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
     return CALIB_OK;
 }
 
@@ -347,8 +351,13 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (fp8.workspace) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
-        const int st = dtype == CALIB_BF16 ? launch_fp8<__nv_bfloat16>(p, fp8, batch, heads, grid, s)
-                                           : launch_fp8<__half>(p, fp8, batch, heads, grid, s);
+        const char *qk = getenv("CALIB_CUDA_FP8_QK"); /* "e4m3": Q Kᵀ on e4m3 too (docs/gpu.md, "FP8") */
+        const bool qk8 = qk && strcmp(qk, "e4m3") == 0;
+        const int st = dtype == CALIB_BF16
+                           ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s))
+                           : (qk8 ? launch_fp8<__half, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__half, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s));
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
