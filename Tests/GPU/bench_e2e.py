@@ -11,8 +11,8 @@ Wan 2.1 (1.3B at 480p, 14B at 720p, 81 frames, bf16, B = 1, one text of 512 toke
   what the masks change (and that calibc ran); compiled against eager calibc, that compiling
   changed nothing beyond bf16 rounding.
 
-A set marked fp8 also runs with precision="fp8" (issue 27): its output against the same plans in
-bf16 says what FP8 attention changes in the whole forward.
+A set marked fp8 (or fp8-pv) also runs with that precision (issue 27): its output against the same
+plans in bf16 says what FP8 attention changes in the whole forward.
 
 Mochi 1, HunyuanVideo, CogVideoX 5B and LTX-Video 2B at their published shapes (B = 1; Mochi's
 and HunyuanVideo's text padded: 200 of 256 slots valid): dense eager (the model's own attention:
@@ -21,7 +21,7 @@ Mochi's per-sample loop, HunyuanVideo's masked call) against calibc eager, no co
 Weights: the diffusers class built on the meta device, then to_empty on the GPU and initialised
 there (normal, std 0.02; norms at 1), so 14B takes seconds.
 
-usage: PYTHONPATH=python bench_e2e.py MODEL [NAME=LIB.so[:compiled][,fp8] ...] [--reps N] [--json F]
+usage: PYTHONPATH=python bench_e2e.py MODEL [NAME=LIB.so[:compiled][,fp8][,fp8-pv] ...] [--reps N] [--json F]
        MODEL: 1.3b, 14b, mochi, hunyuan, cogvideox or ltx
 """
 import argparse, json
@@ -143,7 +143,7 @@ def relative(a, b):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model", choices=sorted(MODELS))
-    ap.add_argument("sets", nargs="*", help="NAME=LIB.so[:compiled][,fp8]: a calibc library for this model")
+    ap.add_argument("sets", nargs="*", help="NAME=LIB.so[:compiled][,fp8][,fp8-pv]: a calibc library for this model")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -199,10 +199,10 @@ def main():
                     reference=f"calibc {name} eager")
         finally:
             sparse.remove()
-        if "fp8" in modes:
-            sparse = CalibAttention(model, cuda_library=library, precision="fp8")
+        for precision in [m for m in modes if m in ("fp8", "fp8-pv")]:
+            sparse = CalibAttention(model, cuda_library=library, precision=precision)
             try:
-                row(f"calibc {name} FP8 eager", lambda: forward(model), reference=f"calibc {name} eager")
+                row(f"calibc {name} {precision} eager", lambda: forward(model), reference=f"calibc {name} eager")
                 assert sparse.fallbacks == 0 and sparse.calls > 0, (sparse.fallback_reasons, sparse.calls)
             finally:
                 sparse.remove()

@@ -3,9 +3,9 @@
 BlockMask of the same plans (kept blocks as full blocks; reused rows keep their source's key
 blocks), FlashAttention-4's block-sparse forward (issue 29: `flash_attn.cute`, where installed;
 the same plans as full blocks of 128 × 128) and calibc (wgmma and mma.sync kernels), side by
-side in one process, bf16, B = 1, (B, H, S, D); and calibc with precision="fp8" (issue 27: the
-quantizing pass included), its speed over calibc bf16 from interleaved runs, and where its time
-goes (torch.profiler, per kernel). Effective TFLOP/s = 4·B·H·N²·d·density / time, density =
+side in one process, bf16, B = 1, (B, H, S, D); and calibc with precision "fp8" and "fp8-pv" (issue
+27: the quantizing pass included), their speed over calibc bf16 measured in alternation, and a
+fit of time against density that separates what a call costs whatever its plans (the pass). Effective TFLOP/s = 4·B·H·N²·d·density / time, density =
 computed tiles / all tiles (the same FLOP count for every column of a row, so ratios are time
 ratios).
 usage: PYTHONPATH=python bench_gpu.py NAME=DIR.so:masks.json ... [--json out.json]"""
@@ -89,27 +89,25 @@ def interleaved(fa, fb, rounds):
     return float(np.median(ta)), float(np.median(tb))
 
 
-# The FP8 variants: P·V on e4m3 with Q·Kᵀ on the inputs' bf16 (the default), or on e4m3 too.
-FP8_VARIANTS = (("fp8", ""), ("fp8_qk8", "e4m3"))
+# The FP8 precisions (row keys): both products on e4m3, or P·V only.
+FP8_VARIANTS = (("fp8", "fp8"), ("fp8_pv", "fp8-pv"))
 
 
 def fp8_row(lib, step, layer, q, k, v, out, want, r, label):
     """calibc FP8 (both variants) beside calibc bf16 on one row: time, rel L2 against `want`,
     speed over bf16 in alternation."""
     os.environ["CALIB_CUDA_KERNEL"] = ""
-    for key, qk in FP8_VARIANTS:
-        os.environ["CALIB_CUDA_FP8_QK"] = qk
+    for key, precision in FP8_VARIANTS:
         out.fill_(float("nan"))
-        layer_call(lib, step, layer, q, k, v, out, "fp8")
+        layer_call(lib, step, layer, q, k, v, out, precision)
         torch.cuda.synchronize()
         r["err_" + key] = float((out.float() - want.float()).norm() / want.float().norm())
-        r[key] = bench(lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"))[0]
+        r[key] = bench(lambda: layer_call(lib, step, layer, q, k, v, out, precision))[0]
         t16, t8 = interleaved(lambda: layer_call(lib, step, layer, q, k, v, out),
-                              lambda: layer_call(lib, step, layer, q, k, v, out, "fp8"), 5)
+                              lambda: layer_call(lib, step, layer, q, k, v, out, precision), 5)
         r[key + "_speedup"] = t16 / t8
         print(f"{label}: calibc {key} {r[key]:.2f} ms {r['flops'] / r[key] / 1e9:.0f} TFLOP/s; alternating: bf16 "
               f"{t16:.2f} ms, {key} {t8:.2f} ms ({t16 / t8:.2f}×); rel L2 {r['err_' + key]:.1e}", flush=True)
-    os.environ["CALIB_CUDA_FP8_QK"] = ""
 
 
 def fit(rows, key):
@@ -290,23 +288,23 @@ def main():
               f"{r.get('eff_interleaved', float('nan')):.2f} | {r.get('by_timestep', float('nan')):.3f} |")
     for line in pairs:
         print(line)
-    print("\n| shape | set | density | calibc bf16 ms / TFLOP/s | FP8 ms / TFLOP/s | FP8 ÷ bf16 speed (alternating) | "
-          "FP8 efficiency | FP8 rel L2 | FP8 with e4m3 Q·Kᵀ ms / TFLOP/s | its speed ÷ bf16 | its rel L2 |")
+    print("\n| shape | set | density | calibc bf16 ms / TFLOP/s | fp8 ms / TFLOP/s | fp8 ÷ bf16 speed (alternating) | "
+          "fp8 efficiency | fp8 rel L2 | fp8-pv ms / TFLOP/s | fp8-pv ÷ bf16 speed | fp8-pv rel L2 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     dense_fp8 = {r["shape"]: r["fp8"] for r in rows if r["set"] == "dense" and r["flex"] is None}
     for r in rows:
         eff8 = dense_fp8[r["shape"]] * r["density"] / r["fp8"]
         print(f"| {r['shape']} | {r['set']} | {r['density']:.3f} | {tf(r, 'calibc')} | {tf(r, 'fp8')} | "
-              f"{r['fp8_speedup']:.2f} | {eff8:.2f} | {r['err_fp8']:.1e} | {tf(r, 'fp8_qk8')} | "
-              f"{r['fp8_qk8_speedup']:.2f} | {r['err_fp8_qk8']:.1e} |")
+              f"{r['fp8_speedup']:.2f} | {eff8:.2f} | {r['err_fp8']:.1e} | {tf(r, 'fp8_pv')} | "
+              f"{r['fp8_pv_speedup']:.2f} | {r['err_fp8_pv']:.1e} |")
     # What a call costs whatever the density (the FP8 pass, launches) and per unit of density.
     for shape in dict.fromkeys(r["shape"] for r in rows):
         plain = [r for r in rows if r["shape"] == shape and r.get("reused", 0) == 0]
-        fits = {key: fit(plain, key) for key in ("calibc", "fp8", "fp8_qk8")}
+        fits = {key: fit(plain, key) for key in ("calibc", "fp8", "fp8_pv")}
         print(f"{shape}: time = fixed + per·density over {len(plain)} rows: " + "; ".join(
             f"{key} {a:.3f} + {b:.2f}·d ms" for key, (a, b) in fits.items()) +
-            f"; the loop's speed over bf16: FP8 {fits['calibc'][1] / fits['fp8'][1]:.2f}×, "
-            f"with e4m3 Q·Kᵀ {fits['calibc'][1] / fits['fp8_qk8'][1]:.2f}×")
+            f"; the loop's speed over bf16: fp8 {fits['calibc'][1] / fits['fp8'][1]:.2f}×, "
+            f"fp8-pv {fits['calibc'][1] / fits['fp8_pv'][1]:.2f}×")
     if jpath:
         with open(jpath, "w") as f:
             json.dump(rows, f, indent=1)

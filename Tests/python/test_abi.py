@@ -199,7 +199,7 @@ def test_cuda_functions_match_the_cuda_header():
     """_abi.CUDA_FUNCTIONS against include/calib_cuda.h of the CUDA target; its statuses, dtypes
     and info struct are calib_abi.h's, which the tests above check through the CPU header."""
     _, enums, fields, functions, _ = parse_header(os.path.join(INCLUDE, "calib_cuda.h"), "CALIB_CUDA_ABI_VERSION")
-    assert set(enums) == set(_abi.STATUS) | set(_abi.DTYPE)
+    assert set(enums) == set(_abi.STATUS) | set(_abi.DTYPE) | set(_abi.FP8)
     assert [name for name, _ in fields] == [name for name, _ in _abi.Info._fields_]
     assert set(functions) == set(_abi.CUDA_FUNCTIONS)
     for name, (ret, args) in functions.items():

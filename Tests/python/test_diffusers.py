@@ -88,7 +88,7 @@ def test_precision_is_checked_when_the_processor_is_installed(model, tmp_path):
     library = compile_masks(tmp_path, list(range(STEPS)))
     with pytest.raises(ValueError, match="precision 'fp8' runs on the CUDA target: give cuda_library="):
         CalibAttention(model, library, precision="fp8")
-    with pytest.raises(ValueError, match="precision: expected None, 'fp8' or a function"):
+    with pytest.raises(ValueError, match="precision: expected None, 'fp8', 'fp8-pv' or a function"):
         CalibAttention(model, library, precision="fp16")
     sparse = CalibAttention(model, library, compare=True)  # nothing was left wrapped
     try:

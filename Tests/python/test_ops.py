@@ -161,7 +161,7 @@ def test_a_subset_of_heads_uses_their_global_plans(setup):
 
 def test_the_cpu_target_refuses_fp8_and_unknown_precisions(setup):
     """FP8 products are the CUDA target's (docs/gpu.md "FP8"): every CPU entry and op refuses
-    precision "fp8" saying where it runs, before anything is written; an unknown precision names
+    precision "fp8" or "fp8-pv" saying where it runs, before anything is written; an unknown precision names
     the ones there are."""
     _, kernels = setup
     needs_layer_entry(kernels)
@@ -176,9 +176,10 @@ def test_the_cpu_target_refuses_fp8_and_unknown_precisions(setup):
              lambda p: calibc.attention_at(q, k, v, kernels.path, timestep, 0, precision=p),
              lambda p: calibc.dense_attention_layer(q, k, v, kernels.path, precision=p)]
     for call in calls:
-        with pytest.raises(calibc.errors.ArgumentError, match="precision 'fp8': .*CUDA"):
-            call("fp8")
-        with pytest.raises(calibc.errors.ArgumentError, match=r"precision: expected None .* or 'fp8', got 'int8'"):
+        for fp8 in ("fp8", "fp8-pv"):
+            with pytest.raises(calibc.errors.ArgumentError, match=f"precision '{fp8}': .*CUDA"):
+                call(fp8)
+        with pytest.raises(calibc.errors.ArgumentError, match=r"precision: expected None .*, 'fp8' or 'fp8-pv', got 'int8'"):
             call("int8")
     assert out.isnan().all()
     assert torch.equal(kernels.attention_layer(0, 0, q, k, v, precision=None), kernels.attention_layer(0, 0, q, k, v))

@@ -42,6 +42,12 @@ STATUS_TEXT = {
        "CALIB_CUDA_KERNEL not set to mma",
 }
 
+# enum calib_fp8 (calib_cuda.h): the products calib_cuda_attention_fp8 runs on e4m3
+FP8 = {
+    "CALIB_FP8_PV": 1,
+    "CALIB_FP8_ALL": 2,
+}
+
 # enum calib_dtype
 DTYPE = {
     "CALIB_F32": 0,
@@ -125,7 +131,7 @@ CUDA_FUNCTIONS = {
                                    + [ctypes.POINTER(_i32), _vp]),
     "calib_cuda_prepare": (_int, [_i32, _i32, _vp]),
     "calib_cuda_kernel_name": (_cp, [_i64]),
-    "calib_cuda_attention_fp8": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL
+    "calib_cuda_attention_fp8": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL
                                  + [ctypes.POINTER(_i32), _vp, _i64, _vp]),
     "calib_cuda_fp8_workspace_size": (_int, [_i64, _i64, ctypes.POINTER(_i64)]),
 }

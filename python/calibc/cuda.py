@@ -4,7 +4,8 @@ head, on torch's current CUDA stream.
 
     kernels = calibc.load_cuda("DIR/libcalibcuda.so")
     out = kernels.attention_layer(step, layer, q, k, v)    # (B, S, H, D) CUDA tensors, bf16 or fp16
-    out = kernels.attention_layer(step, layer, q, k, v, precision="fp8")   # the products on e4m3
+    out = kernels.attention_layer(step, layer, q, k, v, precision="fp8")   # Q·Kᵀ and P·V on e4m3
+    out = kernels.attention_layer(step, layer, q, k, v, precision="fp8-pv")   # P·V only: more accurate
 
 The layer call and what it checks are library.py's, shared with the CPU target. The C interface
 is DIR/include/calib_cuda.h; `_abi.CUDA_FUNCTIONS` is its only Python description
@@ -20,6 +21,9 @@ from .errors import CalibError
 from .library import Library, check_precision, dims, loaded
 
 __all__ = ["CudaKernels", "load_cuda"]
+
+# library.PRECISIONS' FP8 entries as calib_cuda_attention_fp8's enum calib_fp8
+_FP8_PRODUCTS = {"fp8": _abi.FP8["CALIB_FP8_ALL"], "fp8-pv": _abi.FP8["CALIB_FP8_PV"]}
 
 
 class CudaKernels(Library):
@@ -55,24 +59,25 @@ class CudaKernels(Library):
         return self
 
     def attention_layer(self, step, layer, q, k, v, out=None, layout="bshd", precision=None):
-        if precision == "fp8":
+        if precision in _FP8_PRODUCTS:
             if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
                 raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
             return self.attention_heads(step, layer, 0, q, k, v, out, layout, precision)
         return super().attention_layer(step, layer, q, k, v, out, layout, precision)
 
     def attention_heads(self, step, layer, first_head, q, k, v, out=None, layout="bshd", precision=None):
-        if precision == "fp8":
+        if precision in _FP8_PRODUCTS:
             if _abi.int32("step", step).value not in self.steps:
                 raise CalibError(_abi.STATUS["CALIB_ERR_NO_PLAN"])
-            return self._fp8(self._step_tensor(self.steps.index(step), q), layer, first_head, q, k, v, out, layout)
+            return self._fp8(precision, self._step_tensor(self.steps.index(step), q), layer, first_head, q, k, v, out,
+                             layout)
         return super().attention_heads(step, layer, first_head, q, k, v, out, layout, precision)
 
     def dense_attention_layer(self, q, k, v, out=None, layout="bshd", precision=None):
-        if precision == "fp8":
+        if precision in _FP8_PRODUCTS:
             if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
                 raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
-            return self._fp8(None, 0, 0, q, k, v, out, layout)
+            return self._fp8(precision, None, 0, 0, q, k, v, out, layout)
         return super().dense_attention_layer(q, k, v, out, layout, precision)
 
     def attention_at(self, timestep, layer, q, k, v, out=None, first_head=0, layout="bshd", text_lengths=None,
@@ -83,9 +88,9 @@ class CudaKernels(Library):
         `timestep` (and lengths) hold at replay."""
         check_precision(precision)
         index = self.step_index(timestep.to(q.device))
-        if precision == "fp8":
+        if precision in _FP8_PRODUCTS:
             lengths = None if text_lengths is None else self.text_lengths(text_lengths, q, layout)
-            return self._fp8(index, layer, first_head, q, k, v, out, layout, lengths)
+            return self._fp8(precision, index, layer, first_head, q, k, v, out, layout, lengths)
         lead = (ctypes.cast(index.data_ptr(), ctypes.POINTER(ctypes.c_int32)), _abi.int32("layer", layer),
                 _abi.int32("first_head", first_head))
         if text_lengths is None:
@@ -102,13 +107,14 @@ class CudaKernels(Library):
             made[(device, index)] = torch.tensor(index, dtype=torch.int32, device=device)
         return made[(device, index)]
 
-    def _fp8(self, index, layer, first_head, q, k, v, out, layout, lengths=None):
-        """calib_cuda_attention_fp8 of the step whose index the device int32 `index` holds (None:
-        every tile), with a workspace from torch's allocator on q's device (so on the call's stream,
-        and in a CUDA graph's pool while one is captured)."""
+    def _fp8(self, precision, index, layer, first_head, q, k, v, out, layout, lengths=None):
+        """calib_cuda_attention_fp8 with the products `precision` names, of the step whose index
+        the device int32 `index` holds (None: every tile), with a workspace from torch's allocator
+        on q's device (so on the call's stream, and in a CUDA graph's pool while one is captured)."""
         self._entry("attention_fp8")  # a library before ABI 5 says so before anything is allocated
         as_ptr = lambda t: None if t is None else ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int32))
-        lead = (as_ptr(index), _abi.int32("layer", layer), _abi.int32("first_head", first_head))
+        lead = (as_ptr(index), _abi.int32("layer", layer), _abi.int32("first_head", first_head),
+                _abi.int32("products", _FP8_PRODUCTS[precision]))
 
         kept = []  # the workspace lives until the launch is queued; torch's allocator orders reuse after it
 

@@ -30,9 +30,10 @@ DTYPES = {
     "cuda": {torch.bfloat16: _abi.DTYPE["CALIB_BF16"], torch.float16: _abi.DTYPE["CALIB_F16"]},
 }
 LAYOUTS = ("bshd", "bhsd")
-# What the products run on: None, the inputs' dtype; "fp8", e4m3 with fp32 accumulation (CUDA,
-# the wgmma kernel; docs/gpu.md "FP8").
-PRECISIONS = (None, "fp8")
+# What the products run on (docs/gpu.md "FP8"): None, the inputs' dtype; "fp8", Q·Kᵀ and P·V on
+# e4m3 with fp32 accumulation (the faster); "fp8-pv", P·V only (the more accurate). FP8 is the
+# CUDA target's, on the wgmma kernel.
+PRECISIONS = (None, "fp8", "fp8-pv")
 
 
 def check_layout(layout):
@@ -42,7 +43,8 @@ def check_layout(layout):
 
 def check_precision(precision):
     if precision not in PRECISIONS:
-        raise ArgumentError(f"precision: expected None (products in the inputs' dtype) or 'fp8', got {precision!r}")
+        raise ArgumentError(f"precision: expected None (products in the inputs' dtype), 'fp8' or 'fp8-pv', got "
+                            f"{precision!r}")
 
 
 def strides(x, layout, name="x"):
@@ -184,7 +186,7 @@ class Library:
         target's device, of one of its dtypes (`dtypes`), in `layout` ("bshd" = (B, S, H, D),
         "bhsd" = (B, H, S, D)), any strides with the last dimension contiguous. Returns `out`
         (allocated contiguous in q's shape, dtype and device when None). `precision`: None, or
-        "fp8" for products on e4m3 (the CUDA target; ArgumentError elsewhere)."""
+        "fp8" or "fp8-pv" for products on e4m3 (PRECISIONS; the CUDA target, ArgumentError elsewhere)."""
         self._no_fp8(precision)
         return self._layer("attention_layer", (_abi.int32("step", step), _abi.int32("layer", layer)),
                            q, k, v, out, layout)
@@ -244,10 +246,10 @@ class Library:
 
     def _no_fp8(self, precision):
         """The entries of a target without FP8 products refuse them (CudaKernels overrides the
-        entries for "fp8")."""
+        entries for FP8)."""
         check_precision(precision)
-        if precision == "fp8":
-            raise ArgumentError(f"precision 'fp8': the {self.device} target has no FP8 kernels; FP8 products run "
+        if precision is not None:
+            raise ArgumentError(f"precision {precision!r}: the {self.device} target has no FP8 kernels; FP8 products run "
                                 "on CUDA tensors with a library of `calibc compile --target cuda` (calibc.load_cuda)")
 
     def _layer(self, entry, lead, q, k, v, out, layout, tail=()):

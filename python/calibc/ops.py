@@ -4,7 +4,7 @@
     out = calibc.attention_layer(q, k, v, library, step, layer, layout="bhsd")               # (B, H, S, D)
     out = calibc.attention_at(q, k, v, library, timestep, layer)      # the step nearest the model's timestep
     out = calibc.attention_at(q, k, v, library, timestep, layer, text_lengths=n)   # joint: n valid text tokens per element
-    out = calibc.attention_at(q, k, v, library, timestep, layer, precision="fp8")  # CUDA: the products on e4m3
+    out = calibc.attention_at(q, k, v, library, timestep, layer, precision="fp8")  # CUDA: Q·Kᵀ and P·V on e4m3
     torch.compile(fn, fullgraph=True)   # traces through it: the fake kernel gives the output's shape
 
 q, k, v: 4D tensors of one dtype (float32 or bfloat16) and one shape; strided views are fine as
@@ -46,9 +46,10 @@ def _check(q, k, v, layout, precision, *integers):
     checked where they are plain ints (under torch.compile they may be symbolic)."""
     torch._check_with(ArgumentError, layout in LAYOUTS, lambda: f"layout: expected one of {LAYOUTS}, got {layout!r}")
     torch._check_with(ArgumentError, precision in PRECISIONS,
-                      lambda: f"precision: expected None (products in the inputs' dtype) or 'fp8', got {precision!r}")
+                      lambda: f"precision: expected None (products in the inputs' dtype), 'fp8' or 'fp8-pv', got "
+                              f"{precision!r}")
     torch._check_with(ArgumentError, precision is None or q.device.type == "cuda",
-                      lambda: f"precision 'fp8': FP8 products run on CUDA tensors only, got {q.device.type} ones")
+                      lambda: f"precision {precision!r}: FP8 products run on CUDA tensors only, got {q.device.type} ones")
     torch._check_with(ArgumentError, q.dim() == 4, lambda: f"q: expected a 4D tensor, got {q.dim()}D")
     torch._check_with(ArgumentError, q.shape == k.shape and q.shape == v.shape,
                       lambda: f"q, k and v must have one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
@@ -81,7 +82,7 @@ def attention_at(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, library: str
     """Heads first_head … of `layer` at the step the library's `step_index(timestep)` picks: the
     step is a tensor, so one compiled graph (and one captured CUDA graph) serves every step.
     `text_lengths` (B,): valid text tokens per batch element of a library whose sequence ends in
-    text (`Library.attention_at`). `precision` "fp8": the products on e4m3 (CUDA)."""
+    text (`Library.attention_at`). `precision` "fp8" or "fp8-pv": products on e4m3 (CUDA; PRECISIONS)."""
     _check(q, k, v, layout, precision, ("layer", layer), ("first_head", first_head))
     return _kernels(library, q.device.type).attention_at(timestep, layer, q, k, v, first_head=first_head,
                                                          layout=layout, text_lengths=text_lengths, precision=precision)

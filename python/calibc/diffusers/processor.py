@@ -34,9 +34,10 @@ may be uploaded while a CUDA graph is captured. With `compare=True` every sparse
 the original and records the relative error per (step, layer) in `errors` (reading the step on
 the host), and `seconds` accumulates the wall time of both.
 
-Precision: None (the default) runs the products in the tensors' dtype; "fp8" runs them on e4m3
-with fp32 accumulation (the CUDA target; docs/gpu.md "FP8" measures what it costs in accuracy),
-for every layer, or for the layers where a function of the layer index says so.
+Precision: None (the default) runs the products in the tensors' dtype; "fp8" runs Q·Kᵀ and P·V
+on e4m3 with fp32 accumulation, "fp8-pv" P·V only (the CUDA target; docs/gpu.md "FP8" measures
+what each costs in accuracy and gives in speed), for every layer, or for the layers where a
+function of the layer index says so.
 
 Context parallelism: under `transformer.enable_parallelism(config=ContextParallelConfig(
 ulysses_degree=W))` (before or after this processor is installed) each rank holds S/W tokens of
@@ -103,10 +104,10 @@ class CalibAttention:
         if library is None and cuda_library is None:
             raise ValueError("give the CPU kernel library, the CUDA one (cuda_library=), or both")
         if not (precision in PRECISIONS or callable(precision)):
-            raise ValueError(f"precision: expected None, 'fp8' or a function of the layer index returning one of "
-                             f"them, got {precision!r}")
+            raise ValueError(f"precision: expected None, 'fp8', 'fp8-pv' or a function of the layer index returning "
+                             f"one of them, got {precision!r}")
         if precision is not None and cuda_library is None:
-            raise ValueError("precision 'fp8' runs on the CUDA target: give cuda_library=")
+            raise ValueError(f"precision {precision!r} runs on the CUDA target: give cuda_library=")
         self.precision = precision
         self.kernels = _artifact(library, Kernels, load)
         self.cuda_kernels = _artifact(cuda_library, CudaKernels, load_cuda)
@@ -221,7 +222,7 @@ class CalibAttention:
     def _precision_of(self, layer):
         precision = self.precision(layer) if callable(self.precision) else self.precision
         if precision not in PRECISIONS:
-            raise ValueError(f"precision({layer}): expected None or 'fp8', got {precision!r}")
+            raise ValueError(f"precision({layer}): expected None, 'fp8' or 'fp8-pv', got {precision!r}")
         return precision
 
     def _attend_for(self, layer):

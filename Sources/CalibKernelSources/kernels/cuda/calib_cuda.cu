@@ -266,6 +266,7 @@ bool shape_ok(int64_t tokens, int64_t first_head, int64_t heads, int64_t head_di
 struct Fp8Request {
     void *workspace;
     int64_t bytes;
+    int32_t products; /* enum calib_fp8 */
 };
 
 /* The FP8 pass and kernel on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
@@ -296,7 +297,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
 int launch(int step_index, const int32_t *device_step, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
            void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs,
            const int64_t *ks, const int64_t *vs, const int64_t *os, const int32_t *text_lengths, void *stream,
-           const Fp8Request &fp8 = {nullptr, 0}) {
+           const Fp8Request &fp8 = {nullptr, 0, 0}) {
     if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
@@ -351,8 +352,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (fp8.workspace) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
-        const char *qk = getenv("CALIB_CUDA_FP8_QK"); /* "e4m3": Q Kᵀ on e4m3 too (docs/gpu.md, "FP8") */
-        const bool qk8 = qk && strcmp(qk, "e4m3") == 0;
+        const bool qk8 = fp8.products == CALIB_FP8_ALL;
         const int st = dtype == CALIB_BF16
                            ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
                                   : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s))
@@ -440,19 +440,20 @@ int calib_cuda_fp8_workspace_size(int64_t batch, int64_t heads, int64_t *bytes) 
     return CALIB_OK;
 }
 
-int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype, const void *q,
+int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t products, int32_t dtype, const void *q,
                              const void *k, const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads,
                              int64_t head_dim, const int64_t q_strides[3], const int64_t k_strides[3],
                              const int64_t v_strides[3], const int64_t out_strides[3], const int32_t *text_lengths,
                              void *workspace, int64_t workspace_bytes, void *stream) {
     if (!workspace || (text_lengths && (uintptr_t)text_lengths % 4)) return CALIB_ERR_ARGUMENT;
+    if (products != CALIB_FP8_PV && products != CALIB_FP8_ALL) return CALIB_ERR_ARGUMENT;
     if (text_lengths && kTextLast == 0) return CALIB_ERR_ARGUMENT;
     if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (step_index && (layer < 0 || layer >= CALIB_LAYERS)) return CALIB_ERR_NO_PLAN;
     return launch(-1, step_index, step_index ? layer : 0, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim,
-                  q_strides, k_strides, v_strides, out_strides, text_lengths, stream, {workspace, workspace_bytes});
+                  q_strides, k_strides, v_strides, out_strides, text_lengths, stream, {workspace, workspace_bytes, products});
 }
 
 int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
