@@ -19,6 +19,6 @@ CALIBC_GPU_DIR=$(pwd)/$G timeout 120 compute-sanitizer --tool memcheck --print-l
     -k "fp8_every_plan and (t128 or tj64) and bfloat16 and bhsd" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
 echo "compute-sanitizer rc=$?"; tail -3 "$OUT/sanitizer.log"
 timeout 150 python3 Tests/GPU/fp8_accuracy.py "$G" --json "$OUT/accuracy.json" 2>&1 | tee "$OUT/accuracy.log" | tail -20
-[ -z "${FP8_BENCH:-}" ] || timeout 300 python3 Tests/GPU/bench_gpu.py $FP8_BENCH --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
+[ -z "${FP8_BENCH:-}" ] || timeout 330 python3 Tests/GPU/bench_gpu.py $FP8_BENCH --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 [ -z "${FP8_BENCH:-}" ] || sed -n "/^| shape | set | density | calibc bf16/,\$p" "$OUT/bench.log"
 exit 0
