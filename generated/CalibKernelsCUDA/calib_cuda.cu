@@ -93,6 +93,10 @@ bool capturing(void *stream) {
     return status != cudaStreamCaptureStatusNone;
 }
 
+template <typename Ops> void allow_smem() {
+    cudaFuncSetAttribute(calib_wgmma_kernel<typename Ops::Wide::Elem, Ops>, cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Ops>());
+}
+
 /* The device state of the current device, created on first use (under g_mutex). */
 int device_state(void *stream, DeviceState **state) {
     int dev = 0;
@@ -111,14 +115,12 @@ int device_state(void *stream, DeviceState **state) {
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.mma_ctas_per_sm, calib_mma_kernel<__nv_bfloat16>, 128, kMmaSmem);
         if (s.mma_ctas_per_sm < 1) s.mma_ctas_per_sm = 1;
         if (kWgmmaShape) {
-            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16, Operands16<__nv_bfloat16>>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Operands16<__nv_bfloat16>>());
-            cudaFuncSetAttribute(calib_wgmma_kernel<__half, Operands16<__half>>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<Operands16<__half>>());
-            cudaFuncSetAttribute(calib_wgmma_kernel<__nv_bfloat16, OperandsE4m3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<OperandsE4m3>());
-            cudaFuncSetAttribute(calib_wgmma_kernel<__half, OperandsE4m3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<OperandsE4m3>());
+            allow_smem<Operands16<__nv_bfloat16>>();
+            allow_smem<Operands16<__half>>();
+            allow_smem<OperandsFp8<__nv_bfloat16, false>>();
+            allow_smem<OperandsFp8<__half, false>>();
+            allow_smem<OperandsFp8<__nv_bfloat16, true>>();
+            allow_smem<OperandsFp8<__half, true>>();
         }
         cudaGetLastError();
         found = g_devices.emplace(dev, std::move(s)).first;
@@ -270,25 +272,28 @@ bool shape_ok(int64_t tokens, int64_t first_head, int64_t heads, int64_t head_di
 struct Fp8Request {
     void *workspace;
     int64_t bytes;
+    int32_t products; /* enum calib_fp8 */
 };
 
-/* The FP8 pass and kernel on `stream` (the checks made). */
-template <typename T>
-int launch_fp8(Params &p, const Fp8Request &fp8, int64_t batch, int64_t heads, int grid, cudaStream_t s) {
+/* The FP8 pass and kernel on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
+template <typename T, bool kQK>
+int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, int64_t heads, const int64_t *qs,
+               const int64_t *ks, int grid, cudaStream_t s) {
     Fp8Work w;
     fp8_layout(batch, heads, fp8.workspace, &w);
     CUtensorMap tq, tk, tv;
     const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, vt_dims[4] = {kPadTokens, kDim, heads, batch};
-    if (!make_map8(&tq, w.q, qk_dims, kDim, 128) || !make_map8(&tk, w.k, qk_dims, kDim, 128) ||
-        !make_map8(&tv, w.vt, vt_dims, 128, kDim))
-        return CALIB_ERR_CUDA;
+    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, 128)
+                          : make_map(&tq, dtype, p.q, batch, heads, qs) && make_map(&tk, dtype, p.k, batch, heads, ks);
+    if (!maps || !make_map8(&tv, w.vt, vt_dims, 128, kDim)) return CALIB_ERR_CUDA;
     p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
-    calib_fp8_stats<T><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
-    calib_fp8_combine<<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
-    calib_fp8_quantize<T><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
-    calib_wgmma_kernel<T, OperandsE4m3><<<grid, 384, wg_smem<OperandsE4m3>(), s>>>(tq, tk, tv, p);
+    calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
+    calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    using Ops = OperandsFp8<T, kQK>;
+    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
     return CALIB_OK;
 }
 
@@ -298,7 +303,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int64_t batch, int64_t heads, i
 int launch(int step_index, const int32_t *device_step, int layer, int first_head, int32_t dtype, const void *q, const void *k, const void *v,
            void *out, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t *qs,
            const int64_t *ks, const int64_t *vs, const int64_t *os, const int32_t *text_lengths, void *stream,
-           const Fp8Request &fp8 = {nullptr, 0}) {
+           const Fp8Request &fp8 = {nullptr, 0, 0}) {
     if (!q || !k || !v || !out || !qs || !ks || !vs || !os) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
@@ -353,8 +358,12 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (fp8.workspace) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
-        const int st = dtype == CALIB_BF16 ? launch_fp8<__nv_bfloat16>(p, fp8, batch, heads, grid, s)
-                                           : launch_fp8<__half>(p, fp8, batch, heads, grid, s);
+        const bool qk8 = fp8.products == CALIB_FP8_ALL;
+        const int st = dtype == CALIB_BF16
+                           ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s))
+                           : (qk8 ? launch_fp8<__half, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__half, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s));
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
@@ -437,19 +446,20 @@ int calib_cuda_fp8_workspace_size(int64_t batch, int64_t heads, int64_t *bytes) 
     return CALIB_OK;
 }
 
-int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype, const void *q,
+int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t products, int32_t dtype, const void *q,
                              const void *k, const void *v, void *out, int64_t batch, int64_t tokens, int64_t heads,
                              int64_t head_dim, const int64_t q_strides[3], const int64_t k_strides[3],
                              const int64_t v_strides[3], const int64_t out_strides[3], const int32_t *text_lengths,
                              void *workspace, int64_t workspace_bytes, void *stream) {
     if (!workspace || (text_lengths && (uintptr_t)text_lengths % 4)) return CALIB_ERR_ARGUMENT;
+    if (products != CALIB_FP8_PV && products != CALIB_FP8_ALL) return CALIB_ERR_ARGUMENT;
     if (text_lengths && kTextLast == 0) return CALIB_ERR_ARGUMENT;
     if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides || !out_strides) return CALIB_ERR_ARGUMENT;
     if (dtype != CALIB_BF16 && dtype != CALIB_F16) return CALIB_ERR_ARGUMENT;
     if (!shape_ok(tokens, first_head, heads, head_dim)) return CALIB_ERR_SHAPE;
     if (step_index && (layer < 0 || layer >= CALIB_LAYERS)) return CALIB_ERR_NO_PLAN;
     return launch(-1, step_index, step_index ? layer : 0, first_head, dtype, q, k, v, out, batch, tokens, heads, head_dim,
-                  q_strides, k_strides, v_strides, out_strides, text_lengths, stream, {workspace, workspace_bytes});
+                  q_strides, k_strides, v_strides, out_strides, text_lengths, stream, {workspace, workspace_bytes, products});
 }
 
 int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {

@@ -4,19 +4,20 @@
  * passes: merge-runs, collapse-reuse, dedupe, reorder
  * plans: 5 unique for 24 (step, layer, head)
  */
-/* quantize.cuh: the pass before an FP8 launch, which writes q, k and v as e4m3 into the caller's
- * workspace (calib_cuda_attention_fp8), on the device, in three launches on the caller's stream:
+/* quantize.cuh: the pass before an FP8 launch, which writes v (and, for CALIB_FP8_ALL, q and k;
+ * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
+ * three launches on the caller's stream:
  *
- *   stats     per (batch, head, chunk of 1024 tokens): k's per-channel sum, minimum and maximum
- *             and v's largest magnitude, over the valid tokens (padded text excluded)
+ *   stats     per (batch, head, chunk of 1024 tokens): v's largest magnitude and k's per-channel
+ *             sum, minimum and maximum, over the valid tokens (padded text excluded)
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
- *             k's mean over tokens, and the scales of k − mean and of v (largest magnitude / 448)
- *   quantize  per (batch, head, block of 128 tokens): q's scale for the block (its largest
- *             magnitude / 448) and q / scale; (k − mean) / scale; v / scale, transposed
+ *             the scale of v (largest magnitude / 448), k's mean over tokens, the scale of k − mean
+ *   quantize  per (batch, head, block of 128 tokens): v / scale, transposed; q's scale for the
+ *             block (its largest magnitude / 448) and q / scale; (k − mean) / scale
  *
  * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
- * scale's granularity matters only for range, not for relative precision; a per-head k scale lets
- * a key tile be any 128 rows (the joint sequence's last tile). Subtracting k's mean over tokens
+ * scale's granularity matters only for range, not for relative precision, and per-head scales
+ * keep a tile's scale one number. Subtracting k's mean over tokens
  * (SageAttention's smoothing) changes every score of a query row by the same amount, which the
  * softmax ignores, and removes the large constant channels real models' keys carry, which would
  * otherwise set the scale and round the rest. FP8 wgmma wants both operands K-major, so P V's B
@@ -106,7 +107,8 @@ __device__ __forceinline__ float cta_max(float x, float *red) {
 constexpr int kLanes = kDim / 8;      /* threads per token row, 8 channels each */
 constexpr int kRowsPer = 256 / kLanes; /* token rows a CTA of 256 threads covers at once */
 
-template <typename T>
+/* kQK: the launch runs Q Kᵀ on e4m3 too, so k's statistics are needed (else only v's). */
+template <typename T, bool kQK>
 __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8Work w) {
     __shared__ float red[kRowsPer][kDim];
     __shared__ float vred[8];
@@ -118,20 +120,24 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
     for (int i = 0; i < 8; ++i) { sum[i] = 0.f; lo[i] = INFINITY; hi[i] = -INFINITY; }
 #pragma unroll 4
     for (int t = chunk * kStatChunk + r0; t < end; t += kRowsPer) {
-        float kf[8], vf[8];
-        load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, kf);
+        float vf[8];
         load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, vf);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            sum[i] += kf[i];
-            lo[i] = fminf(lo[i], kf[i]);
-            hi[i] = fmaxf(hi[i], kf[i]);
-            vmax = fmaxf(vmax, fabsf(vf[i]));
+        for (int i = 0; i < 8; ++i) vmax = fmaxf(vmax, fabsf(vf[i]));
+        if constexpr (kQK) {
+            float kf[8];
+            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, kf);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                sum[i] += kf[i];
+                lo[i] = fminf(lo[i], kf[i]);
+                hi[i] = fmaxf(hi[i], kf[i]);
+            }
         }
     }
     float *out = w.partial + ((int64_t)(b * p.heads + h) * kStatChunks + chunk) * kStatFloats;
     /* Per channel, the row groups in a fixed order: the same bits whatever the schedule. */
-    for (int which = 0; which < 3; ++which) {
+    for (int which = 0; kQK && which < 3; ++which) {
         __syncthreads();
 #pragma unroll
         for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = which == 0 ? sum[i] : which == 1 ? lo[i] : hi[i];
@@ -147,6 +153,7 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
 }
 
 /* One CTA of kDim threads per (batch, head). */
+template <bool kQK>
 __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const Fp8Work w) {
     __shared__ float red[128];
     const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
@@ -155,9 +162,11 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
     float sum = 0.f, lo = INFINITY, hi = -INFINITY, vmax = 0.f;
     for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
         const float *x = part + i * kStatFloats;
-        sum += x[c];
-        lo = fminf(lo, x[kDim + c]);
-        hi = fmaxf(hi, x[2 * kDim + c]);
+        if constexpr (kQK) {
+            sum += x[c];
+            lo = fminf(lo, x[kDim + c]);
+            hi = fmaxf(hi, x[2 * kDim + c]);
+        }
         vmax = fmaxf(vmax, x[3 * kDim]);
     }
     const float mean = valid > 0 ? sum / (float)valid : 0.f;
@@ -173,7 +182,7 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
 }
 
 /* One CTA of 256 threads per (batch, head, block of 128 tokens). */
-template <typename T>
+template <typename T, bool kQK>
 __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
     __shared__ float red[8];
     __shared__ __align__(16) uint8_t vt[kDim][128];
@@ -181,51 +190,52 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = valid_end(p, b);
     constexpr int kIters = 128 / kRowsPer;
-    float x[kIters][8];
 
-    /* q: the block's own scale. */
-    float amax = 0.f;
+    if constexpr (kQK) {
+        /* q: the block's own scale. */
+        float x[kIters][8], amax = 0.f;
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-        const int t = blk * 128 + it * kRowsPer + r0;
-        if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x[it]);
-        else for (int i = 0; i < 8; ++i) x[it][i] = 0.f;
+        for (int it = 0; it < kIters; ++it) {
+            const int t = blk * 128 + it * kRowsPer + r0;
+            if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x[it]);
+            else for (int i = 0; i < 8; ++i) x[it][i] = 0.f;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[it][i]));
-    }
-    amax = cta_max(amax, red);
-    const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
-    if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-        const int t = blk * 128 + it * kRowsPer + r0;
-        if (t >= kTokens) continue;
-        uint2 packed;
-        packed.x = e4m3x2(x[it][0] * qinv, x[it][1] * qinv) | e4m3x2(x[it][2] * qinv, x[it][3] * qinv) << 16;
-        packed.y = e4m3x2(x[it][4] * qinv, x[it][5] * qinv) | e4m3x2(x[it][6] * qinv, x[it][7] * qinv) << 16;
-        *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
-    }
-
-    /* k: its mean over tokens subtracted, the head's scale. */
-    float mean[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) mean[i] = w.kmean[(int64_t)bh * kDim + 8 * lane + i];
-    const float kinv = 1.f / w.kscale[bh];
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-        const int t = blk * 128 + it * kRowsPer + r0;
-        if (t >= kTokens) continue;
-        float f[8];
-        if (t < end) {
-            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
-            for (int i = 0; i < 8; ++i) f[i] = (f[i] - mean[i]) * kinv;
-        } else {
-            for (int i = 0; i < 8; ++i) f[i] = 0.f;
+            for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[it][i]));
         }
-        uint2 packed;
-        packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
-        packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
-        *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
+        amax = cta_max(amax, red);
+        const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
+        if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+            const int t = blk * 128 + it * kRowsPer + r0;
+            if (t >= kTokens) continue;
+            uint2 packed;
+            packed.x = e4m3x2(x[it][0] * qinv, x[it][1] * qinv) | e4m3x2(x[it][2] * qinv, x[it][3] * qinv) << 16;
+            packed.y = e4m3x2(x[it][4] * qinv, x[it][5] * qinv) | e4m3x2(x[it][6] * qinv, x[it][7] * qinv) << 16;
+            *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
+        }
+
+        /* k: its mean over tokens subtracted, the head's scale. */
+        float mean[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) mean[i] = w.kmean[(int64_t)bh * kDim + 8 * lane + i];
+        const float kinv = 1.f / w.kscale[bh];
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+            const int t = blk * 128 + it * kRowsPer + r0;
+            if (t >= kTokens) continue;
+            float f[8];
+            if (t < end) {
+                load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
+                for (int i = 0; i < 8; ++i) f[i] = (f[i] - mean[i]) * kinv;
+            } else {
+                for (int i = 0; i < 8; ++i) f[i] = 0.f;
+            }
+            uint2 packed;
+            packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
+            packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
+            *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
+        }
     }
 
     /* v: the head's scale, transposed through shared memory, keys in P's fragment order. */

@@ -13,7 +13,7 @@
  * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
  * (ping-pong) so one's softmax hides under the other's products, and a block's output is stored
  * while the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives
- * them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsE4m3). docs/gpu.md is the lab
+ * them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8). docs/gpu.md is the lab
  * notebook. */
 #pragma once
 
@@ -42,8 +42,11 @@ constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns of 16 bits:
 /* The operands as the caller gives them (bf16 or f16, T): tiles of 128 rows × kDim in kDim/64
  * boxes of 128-byte rows; V row-major, which the P V product reads transposed. */
 template <typename T> struct Operands16 {
-    static constexpr bool kFp8 = false;
+    using Elem = T;
+    using Wide = Operands16<T>;
+    static constexpr bool kFp8 = false, kQkFp8 = false;
     static constexpr int kTileBytes = 128 * kDim * 2; /* one tile of Q, K or V */
+    static constexpr int kQKBytes = kTileBytes, kVBytes = kTileBytes;
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
     static constexpr int kPRegs = 32;                 /* P of one key tile, packed for P V */
     static constexpr int kLog2Gain = 0;
@@ -71,25 +74,34 @@ template <typename T> struct Operands16 {
     }
 };
 
-/* e4m3 operands from quantize.cuh's workspace: Q and K tiles of 128 rows × kDim bytes (one box,
- * swizzled by the row's width), vᵀ tiles of kDim rows × 128 keys; P packed four keys a register
- * in the order vᵀ holds them (key_position), scaled by 2^8 (kLog2Gain) into e4m3's normal range. */
-struct OperandsE4m3 {
-    static constexpr bool kFp8 = true;
-    static constexpr int kTileBytes = 128 * kDim;
-    static constexpr int kQHalf = 64 * kDim;
+/* P V on e4m3: vᵀ tiles of kDim rows × 128 keys from quantize.cuh's workspace, P packed four keys
+ * a register in the order vᵀ holds them (key_position), scaled by 2^8 (kLog2Gain) into e4m3's
+ * normal range. Q Kᵀ on e4m3 too (kQkE4m3: tiles of 128 rows × kDim bytes from the workspace, one
+ * box swizzled by the row's width), or on the caller's T as Operands16 does. */
+template <typename T, bool kQkE4m3> struct OperandsFp8 {
+    using Wide = Operands16<T>;
+    static constexpr bool kFp8 = true, kQkFp8 = kQkE4m3;
+    static constexpr int kQKBytes = kQkE4m3 ? 128 * kDim : Wide::kTileBytes;
+    static constexpr int kVBytes = 128 * kDim;
+    static constexpr int kTileBytes = kQKBytes; /* a ring slot */
+    static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
     static constexpr int kPRegs = 16;
     static constexpr int kLog2Gain = 8;
     static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
-        tma_load(dst, map, bar, 0, row0, h, b);
+        if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
+        else Wide::load_rows(dst, map, bar, row0, h, b);
     }
     static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         tma_load(dst, map, bar, row0, 0, h, b);
     }
     static __device__ __forceinline__ void qk(float *sc, uint32_t sq, uint32_t sk) {
+        if constexpr (kQkE4m3) {
 #pragma unroll
-        for (int kk = 0; kk < kDim / 32; ++kk)
-            WgmmaE4m3::ss_n128(sc, gmma_desc<kDim>(sq + 32 * kk, 16, 8 * kDim), gmma_desc<kDim>(sk + 32 * kk, 16, 8 * kDim), kk > 0);
+            for (int kk = 0; kk < kDim / 32; ++kk)
+                WgmmaE4m3::ss_n128(sc, gmma_desc<kDim>(sq + 32 * kk, 16, 8 * kDim), gmma_desc<kDim>(sk + 32 * kk, 16, 8 * kDim), kk > 0);
+        } else {
+            Wide::qk(sc, sq, sk);
+        }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint32_t sv) {
 #pragma unroll
@@ -134,8 +146,8 @@ template <int kTileBytes> struct Ring {
  * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
  * into a batch element's padded text (calib_attention_joint) loads the 128 rows that end where
  * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
- * masks what is not its own. quantize.cuh writes padded text as zeros, so e4m3 tiles are always
- * the aligned 128 rows, masked past the valid end. */
+ * masks what is not its own. FP8 launches read aligned tiles, masked past the valid end: their
+ * vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
 template <typename Ops>
 __device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBytes> &r, const CUtensorMap &tq,
                                         const CUtensorMap &tk, const CUtensorMap &tv) {
@@ -151,7 +163,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBy
         CALIB_MARK(512 + round * 4, round < 64);
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
-        mbar_expect_tx(r.q_full(), kTileBytes);
+        mbar_expect_tx(r.q_full(), Ops::kQKBytes);
         Ops::load_rows(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b);
@@ -173,9 +185,9 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBy
                     }
                 }
                 asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.window_slot(s)), "r"(first_col | end_col << 8) : "memory");
-                mbar_expect_tx(r.k_full(s), kTileBytes);
+                mbar_expect_tx(r.k_full(s), Ops::kQKBytes);
                 Ops::load_rows(r.sk + s * kTileBytes, &tk, r.k_full(s), row0, h, b);
-                mbar_expect_tx(r.v_full(s), kTileBytes);
+                mbar_expect_tx(r.v_full(s), Ops::kVBytes);
                 Ops::load_v(r.sv + s * kTileBytes, &tv, r.v_full(s), row0, h, b);
                 ++kv_it;
             }
@@ -212,7 +224,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         float scale = p.scale_log2, vscale = 1.f; /* e4m3: the quantization's scales undone */
         if constexpr (Ops::kFp8) {
             const int bh = b * p.heads + h;
-            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            if constexpr (Ops::kQkFp8) scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
             vscale = __ldg(p.vscale + bh);
         }
         float o[kDim / 2];

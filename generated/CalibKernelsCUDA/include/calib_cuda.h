@@ -76,18 +76,27 @@ int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t
                                const int64_t v_strides[3], const int64_t out_strides[3],
                                const int32_t *text_lengths, void *stream);
 
-/* Attention with both products on FP8 (e4m3) operands and fp32 accumulation; q, k, v and out stay
- * `dtype` (bf16 or f16) as in the entries above. On `stream`, a pass first writes e4m3 copies of
- * q, k and v into `workspace` (device memory, 256-byte aligned, at least the bytes
+/* Which products calib_cuda_attention_fp8 runs on e4m3 (docs/gpu.md, "FP8", measures both). */
+enum calib_fp8 {
+    CALIB_FP8_PV = 1, /* P·V; Q·Kᵀ stays on dtype: about 3.5e-2 relative L2, also on outlier keys */
+    CALIB_FP8_ALL = 2 /* Q·Kᵀ too: the faster loop, 5e-2 on N(0, 1) keys and 0.15 on outlier ones */
+};
+
+/* Attention with `products` (enum calib_fp8) on FP8 (e4m3) operands and fp32 accumulation; q, k,
+ * v and out stay `dtype` (bf16 or f16) as in the entries above. On `stream`, a pass first writes
+ * e4m3 copies into `workspace` (device memory, 256-byte aligned, at least the bytes
  * calib_cuda_fp8_workspace_size gives for batch and heads; nothing else may use it until the
- * call's work on `stream` is done) with their scales: q per block of 128 tokens, k (less its mean
- * over tokens, which no softmax sees) and v per head; then the kernel runs the plans on them.
+ * call's work on `stream` is done) with their scales: v per head, and for CALIB_FP8_ALL q per
+ * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head; then the
+ * kernel runs the plans on them.
  * step_index: as calib_cuda_attention_indexed, or NULL for every tile (the dense baseline; layer
  * is then ignored). text_lengths: NULL, or as calib_cuda_attention_joint. Unlike the bf16 entries
- * this reads every valid key and value, skipped tiles too (the scales and the mean are over the
- * head), so a non-finite k or v anywhere valid reaches every output row of its head.
+ * this reads every valid value (and key, CALIB_FP8_ALL), skipped tiles too (the scales and the
+ * mean are over the head), so a non-finite one anywhere valid reaches every output row of its
+ * head; CALIB_FP8_PV also reads the keys of a tile's rows past a padded text's valid end, whose
+ * scores it masks.
  * CALIB_ERR_UNSUPPORTED where the shape needs the mma.sync kernel (docs/gpu.md, "FP8"). */
-int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t dtype,
+int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t first_head, int32_t products, int32_t dtype,
                              const void *q, const void *k, const void *v, void *out,
                              int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                              const int64_t q_strides[3], const int64_t k_strides[3],

@@ -1,16 +1,17 @@
-/* quantize.cuh: the pass before an FP8 launch, which writes q, k and v as e4m3 into the caller's
- * workspace (calib_cuda_attention_fp8), on the device, in three launches on the caller's stream:
+/* quantize.cuh: the pass before an FP8 launch, which writes v (and, for CALIB_FP8_ALL, q and k;
+ * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
+ * three launches on the caller's stream:
  *
- *   stats     per (batch, head, chunk of 1024 tokens): k's per-channel sum, minimum and maximum
- *             and v's largest magnitude, over the valid tokens (padded text excluded)
+ *   stats     per (batch, head, chunk of 1024 tokens): v's largest magnitude and k's per-channel
+ *             sum, minimum and maximum, over the valid tokens (padded text excluded)
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
- *             k's mean over tokens, and the scales of k − mean and of v (largest magnitude / 448)
- *   quantize  per (batch, head, block of 128 tokens): q's scale for the block (its largest
- *             magnitude / 448) and q / scale; (k − mean) / scale; v / scale, transposed
+ *             the scale of v (largest magnitude / 448), k's mean over tokens, the scale of k − mean
+ *   quantize  per (batch, head, block of 128 tokens): v / scale, transposed; q's scale for the
+ *             block (its largest magnitude / 448) and q / scale; (k − mean) / scale
  *
  * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
- * scale's granularity matters only for range, not for relative precision; a per-head k scale lets
- * a key tile be any 128 rows (the joint sequence's last tile). Subtracting k's mean over tokens
+ * scale's granularity matters only for range, not for relative precision, and per-head scales
+ * keep a tile's scale one number. Subtracting k's mean over tokens
  * (SageAttention's smoothing) changes every score of a query row by the same amount, which the
  * softmax ignores, and removes the large constant channels real models' keys carry, which would
  * otherwise set the scale and round the rest. FP8 wgmma wants both operands K-major, so P V's B

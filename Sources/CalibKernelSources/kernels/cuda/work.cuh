@@ -46,15 +46,16 @@ struct Params {
     const uint16_t *spans;
     int64_t total;  /* items × batch */
     int32_t batch;
-    int32_t heads;  /* of the caller's tensors */
     int32_t out_vec16; /* out 16-byte aligned with strides multiples of 8: 16-byte stores */
     float scale_log2;
     const void *q, *k, *v;
     void *out;
-    /* FP8 launches: the scales quantize.cuh wrote (q per (batch, head, block of 128), k and v
-     * per (batch, head)); null otherwise. */
-    const float *qscale, *kscale, *vscale;
     int64_t qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2, os0, os1, os2;
+    /* FP8 launches: the scales quantize.cuh wrote (q per (batch, head, block of 128), k and v
+     * per (batch, head)), and the heads of the caller's tensors; null otherwise. Last, so the
+     * fields above keep the offsets the bf16/f16 kernels were measured with. */
+    const float *qscale, *kscale, *vscale;
+    int32_t heads;
 };
 
 /* ---- device: the grid's walk over the items ---- */
