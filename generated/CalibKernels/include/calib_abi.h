@@ -24,8 +24,10 @@ enum calib_status {
                                 strides that overlap (out) or overflow */
     CALIB_ERR_NO_MEMORY = 4, /* the tables (per device on CUDA) could not be allocated */
     CALIB_ERR_CUDA = 5,      /* CUDA only: the runtime refused the launch (see cudaGetLastError) */
-    CALIB_ERR_CAPTURE = 6    /* CUDA only: tables not yet on the device while the stream is being captured
+    CALIB_ERR_CAPTURE = 6,   /* CUDA only: tables not yet on the device while the stream is being captured
                                 into a graph (call calib_cuda_prepare before capture) */
+    CALIB_ERR_UNSUPPORTED = 7 /* CUDA only: FP8 products need the wgmma kernel (block 128, head_dim 64 or
+                                 128, CALIB_CUDA_KERNEL not "mma") */
 };
 
 /* Element types of q, k, v and out in the layer entries. */
