@@ -313,19 +313,23 @@ def test_bad_arguments_get_their_status_and_launch_nothing(gpu_set):
         assert e.value.status == status[want], (want, str(e.value))
 
 
-def test_a_range_of_heads_is_those_heads_of_the_layer_call(gpu_set):
-    """What a context-parallel rank runs (calib_cuda_attention_heads): heads 1 … H - 1 alone."""
+@pytest.mark.parametrize("precision", [None] + FP8)
+def test_a_range_of_heads_is_those_heads_of_the_layer_call(gpu_set, precision):
+    """What a context-parallel rank runs (calib_cuda_attention_heads): heads 1 … H - 1 alone, bit
+    for bit (FP8's scales are per head, so a range quantizes its heads as the whole layer does)."""
     kernels, _ = gpu_set
     if kernels.heads < 2:
         pytest.skip("one head")
+    if precision and not fp8_capable(kernels):
+        pytest.skip("no FP8 for this set's shape")
     step, layer = kernels.steps[-1], kernels.layers - 1
     q, k, v = layer_inputs(kernels, 7)
-    whole = kernels.attention_layer(step, layer, q, k, v)
-    part = kernels.attention_heads(step, layer, 1, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:])
+    whole = kernels.attention_layer(step, layer, q, k, v, precision=precision)
+    part = kernels.attention_heads(step, layer, 1, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:], precision=precision)
     torch.cuda.synchronize()
     assert torch.equal(part, whole[:, :, 1:])
     with pytest.raises(calibc.CalibError) as e:  # heads 2 … H of H
-        kernels.attention_heads(step, layer, 2, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:])
+        kernels.attention_heads(step, layer, 2, q[:, :, 1:], k[:, :, 1:], v[:, :, 1:], precision=precision)
     assert e.value.status == _abi.STATUS["CALIB_ERR_SHAPE"]
 
 
