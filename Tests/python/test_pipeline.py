@@ -53,6 +53,9 @@ def test_calibrate_resume_enable_disable(pipe, tmp_path, monkeypatch):
     monkeypatch.delenv("LD_LIBRARY_PATH")
 
     dense = pipe("a new prompt", num_inference_steps=6)
+    with pytest.raises(ValueError, match="precision 'fp8' runs on the CUDA target"):  # a CPU artifact
+        pipeline.enable(pipe, out, precision="fp8")
+    assert torch.equal(pipe("a new prompt", num_inference_steps=6), dense), "a refused enable installed nothing"
     processors = pipeline.enable(pipe, out)
     sparse = pipe("a new prompt", num_inference_steps=6)  # 6 steps against 4 calibrated: the nearest
     assert processors["transformer"].calls == 2 * 6 * LAYERS and processors["transformer"].fallbacks == 0

@@ -208,10 +208,11 @@ def _versions(tool):
     return versions
 
 
-def enable(pipe, artifact, compare=False):
+def enable(pipe, artifact, compare=False, precision=None):
     """Installs the artifact's kernels on each of the pipeline's transformers it was calibrated
     for, after checking each matches (class, layers, heads, head_dim); returns the processors
-    (`compare`: the processor's, each sparse call also run dense and its error kept).
+    (`compare`: the processor's, each sparse call also run dense and its error kept;
+    `precision`: the processor's, None or "fp8"/"fp8-pv" on CUDA, or a function of the layer).
     `disable(pipe)` undoes it."""
     from .diffusers import CalibAttention
 
@@ -236,7 +237,8 @@ def enable(pipe, artifact, compare=False):
             if have != wanted:
                 raise PipelineError(f"{artifact} was calibrated for a {name} of {wanted}, the pipeline's is {have}")
             libraries = {target: os.path.join(artifact, p) for target, p in entry["libraries"].items()}
-            processors[name] = CalibAttention(t, libraries.get("cpu"), cuda_library=libraries.get("cuda"), compare=compare)
+            processors[name] = CalibAttention(t, libraries.get("cpu"), cuda_library=libraries.get("cuda"), compare=compare,
+                                              precision=precision)
     except BaseException:
         for p in processors.values():
             p.remove()
@@ -252,15 +254,17 @@ def disable(pipe):
     pipe._calibc_processors = {}
 
 
-def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, attention_errors=True, log=print):
+def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, attention_errors=True, precision=None,
+             log=print):
     """Generates each prompt twice from the same seed, with dense attention and with the
     artifact's kernels, and reports per prompt: the wall time of each, PSNR and SSIM of the
     decoded frames (torchmetrics, over every frame; where the pipeline gives frames with
     output_type="np"), relative L2 and PSNR of the final latents, and the latents' relative drift
     after every step; with `attention_errors`, a third generation runs every sparse call beside
     the dense one (the processor's compare) for the relative error of each layer's attention
-    output, averaged over steps. Writes out/report.json and out/report.html (first,
-    middle and last frames side by side); returns the report."""
+    output, averaged over steps. `precision` runs the sparse generations so (`enable`). Writes
+    out/report.json and out/report.html (first, middle and last frames side by side); returns
+    the report."""
     import inspect
 
     import torch
@@ -296,18 +300,18 @@ def evaluate(pipe, artifact, prompts, out, *, steps=50, generate=None, seed=0, a
     def relative(a, b):
         return ((a - b).norm() / b.norm()).item()
 
-    report = {"artifact": os.path.abspath(artifact), "steps": steps, "seed": seed, "prompts": []}
+    report = {"artifact": os.path.abspath(artifact), "steps": steps, "seed": seed, "precision": precision, "prompts": []}
     for n, prompt in enumerate(prompts):
         disable(pipe)
         dense_s, dense_lat, dense_frames = run(prompt)
-        enable(pipe, artifact)
+        enable(pipe, artifact, precision=precision)
         try:
             sparse_s, sparse_lat, sparse_frames = run(prompt)
         finally:
             disable(pipe)
         layers = {}
         if attention_errors:
-            processors = enable(pipe, artifact, compare=True)
+            processors = enable(pipe, artifact, compare=True, precision=precision)
             try:
                 run(prompt)
             finally:
@@ -409,6 +413,7 @@ def main(argv=None):
     e.add_argument("--frames", type=int, help="num_frames")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-attention-errors", action="store_true", help="skip the third generation (per-layer errors)")
+    e.add_argument("--precision", choices=["fp8", "fp8-pv"], help="the sparse generations' products on e4m3 (CUDA)")
     e.add_argument("--dtype", default="bfloat16")
     e.add_argument("--device", default="cuda")
     e.add_argument("-o", required=True, help="the report folder (report.html, report.json, frames)")
@@ -434,7 +439,7 @@ def main(argv=None):
                       block=a.block, targets=targets, shard=_shard(a.shard), states_only=a.states_only)
         else:
             evaluate(pipe, a.artifact, prompts, a.o, steps=a.steps, generate=generate, seed=a.seed,
-                     attention_errors=not a.no_attention_errors)
+                     attention_errors=not a.no_attention_errors, precision=a.precision)
     except (ArgumentError, OSError) as e:
         print(f"calibc.pipeline: {e}", file=sys.stderr)
         return 1
