@@ -259,6 +259,34 @@ def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     assert errors[1] <= FP8_TOLERANCE[precision] and errors[1] < 1.25 * errors[0], errors
 
 
+def test_fp8_workspace_holds_what_each_precision_writes(gpu_set):
+    """calib_cuda_fp8_workspace_size: "fp8-pv" needs vᵀ only, "fp8" q and k too (a byte an
+    element each, plus scales); an unknown product set is refused, by it and by the entry."""
+    kernels, _ = gpu_set
+    if not fp8_capable(kernels):
+        pytest.skip("no FP8 for this set's shape")
+    size = ctypes.c_int64()
+    sizes = {}
+    for name, products in _abi.FP8.items():
+        assert kernels.lib.calib_cuda_fp8_workspace_size(products, BATCH, kernels.heads, ctypes.byref(size)) == 0
+        sizes[name] = size.value
+    elements = BATCH * kernels.heads * kernels.tokens * kernels.head_dim
+    # vᵀ rows are padded to a multiple of 128 tokens: tj64 (300 tokens) pays 28% for it
+    assert elements <= sizes["CALIB_FP8_PV"] < 1.5 * elements and 3 * elements <= sizes["CALIB_FP8_ALL"] < 3.5 * elements
+    assert kernels.lib.calib_cuda_fp8_workspace_size(0, BATCH, kernels.heads, ctypes.byref(size)) == \
+        _abi.STATUS["CALIB_ERR_ARGUMENT"]
+    q, k, v = layer_inputs(kernels, 15)
+    out = torch.full_like(q, float("nan"))
+    space = torch.empty(sizes["CALIB_FP8_ALL"], dtype=torch.uint8, device="cuda")
+    s = _abi.int64_array("s", (q.stride(0), q.stride(1), q.stride(2)))
+    status = kernels.lib.calib_cuda_attention_fp8(
+        None, 0, 0, 3, _abi.DTYPE["CALIB_BF16"], q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), BATCH,
+        kernels.tokens, kernels.heads, kernels.head_dim, s, s, s, s, None, space.data_ptr(), space.numel(),
+        torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    assert status == _abi.STATUS["CALIB_ERR_ARGUMENT"] and out.isnan().all()
+
+
 def raw_layer_call(kernels, tensors, **replaced):
     """calib_cuda_attention_layer of (B, H, S, D) bf16 tensors (q, k, v, out) through the
     binding's own prototype, with some arguments replaced: what the C checks see, past the

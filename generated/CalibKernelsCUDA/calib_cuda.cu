@@ -280,7 +280,7 @@ template <typename T, bool kQK>
 int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, int64_t heads, const int64_t *qs,
                const int64_t *ks, int grid, cudaStream_t s) {
     Fp8Work w;
-    fp8_layout(batch, heads, fp8.workspace, &w);
+    fp8_layout(batch, heads, kQK, fp8.workspace, &w);
     CUtensorMap tq, tk, tv;
     const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, vt_dims[4] = {kPadTokens, kDim, heads, batch};
     const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, 128)
@@ -314,7 +314,8 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         return CALIB_ERR_ARGUMENT;
     if (fp8.workspace) {
         if (!kWgmmaShape || want_mma()) return CALIB_ERR_UNSUPPORTED;
-        if ((uintptr_t)fp8.workspace % 256 || fp8.bytes < fp8_layout(batch, heads, nullptr, nullptr)) return CALIB_ERR_ARGUMENT;
+        if ((uintptr_t)fp8.workspace % 256 || fp8.bytes < fp8_layout(batch, heads, fp8.products == CALIB_FP8_ALL, nullptr, nullptr))
+            return CALIB_ERR_ARGUMENT;
     }
     Params p;
     DeviceState *state;
@@ -439,10 +440,11 @@ int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t
                   k_strides, v_strides, out_strides, text_lengths, stream);
 }
 
-int calib_cuda_fp8_workspace_size(int64_t batch, int64_t heads, int64_t *bytes) {
+int calib_cuda_fp8_workspace_size(int32_t products, int64_t batch, int64_t heads, int64_t *bytes) {
     if (!bytes || batch < 1 || batch > 65535 || heads < 1 || heads > CALIB_HEADS) return CALIB_ERR_ARGUMENT;
+    if (products != CALIB_FP8_PV && products != CALIB_FP8_ALL) return CALIB_ERR_ARGUMENT;
     if (!kWgmmaShape) return CALIB_ERR_UNSUPPORTED;
-    *bytes = fp8_layout(batch, heads, nullptr, nullptr);
+    *bytes = fp8_layout(batch, heads, products == CALIB_FP8_ALL, nullptr, nullptr);
     return CALIB_OK;
 }
 

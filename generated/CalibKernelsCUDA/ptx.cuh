@@ -83,10 +83,10 @@ CALIB_MMA_FOR(__half, "f16")
 /* ---- sm_90a: mbarriers, TMA, named barriers, wgmma (the wgmma kernel) ---- */
 
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define CALIB_NO_WGMMA 1 /* device pass for another target: the wgmma kernel has an empty body */
+#define CALIB_NO_WGMMA 1 /* device pass for another target: the wgmma kernel and the FP8 pass have
+                            empty bodies, so nothing below is used (or emitted) there */
 #endif
 
-#ifndef CALIB_NO_WGMMA
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
 }
@@ -191,6 +191,5 @@ struct WgmmaE4m3 {
         }
     }
 };
-#endif /* CALIB_NO_WGMMA */
 
 } // namespace calib_cuda_detail

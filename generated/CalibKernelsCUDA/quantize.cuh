@@ -47,8 +47,9 @@ struct Fp8Work {
     float *qscale, *kscale, *vscale, *kmean, *partial;
 };
 
-/* Lays out the sections from `base` (null: only measures) and returns the bytes they take. */
-inline int64_t fp8_layout(int64_t batch, int64_t heads, void *base, Fp8Work *w) {
+/* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
+k's are empty unless kQK (CALIB_FP8_ALL). */
+inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp8Work *w) {
     const int64_t bh = batch * heads;
     int64_t at = 0;
     auto take = [&](int64_t bytes) {
@@ -56,7 +57,8 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, void *base, Fp8Work *w) 
         at += (bytes + 255) / 256 * 256;
         return here;
     };
-    const int64_t q = take(bh * kTokens * kDim), k = take(bh * kTokens * kDim), vt = take(bh * kDim * kPadTokens);
+    const int64_t qk = kQK ? bh * kTokens * kDim : 0;
+    const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t part = take(bh * kStatChunks * kStatFloats * 4);
     if (base) {
@@ -110,6 +112,7 @@ constexpr int kRowsPer = 256 / kLanes; /* token rows a CTA of 256 threads covers
 /* kQK: the launch runs Q Kᵀ on e4m3 too, so k's statistics are needed (else only v's). */
 template <typename T, bool kQK>
 __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[kRowsPer][kDim];
     __shared__ float vred[8];
     const int chunk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
@@ -150,11 +153,13 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
     }
     const float v = cta_max(vmax, vred);
     if (tid == 0) out[3 * kDim] = v;
+#endif
 }
 
 /* One CTA of kDim threads per (batch, head). */
 template <bool kQK>
 __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[128];
     const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
@@ -179,11 +184,13 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         w.kscale[bh] = kmax > 0.f ? kmax / kFp8Max : 1.f;
         w.vscale[bh] = vmax > 0.f ? vmax / kFp8Max : 1.f;
     }
+#endif
 }
 
 /* One CTA of 256 threads per (batch, head, block of 128 tokens). */
 template <typename T, bool kQK>
 __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[8];
     __shared__ __align__(16) uint8_t vt[kDim][128];
     const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
@@ -260,6 +267,7 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         const int row = i / 8, part = i % 8;
         *reinterpret_cast<uint4 *>(dst + (int64_t)row * kPadTokens + 16 * part) = *reinterpret_cast<const uint4 *>(&vt[row][16 * part]);
     }
+#endif
 }
 
 } // namespace calib_cuda_detail

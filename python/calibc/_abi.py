@@ -133,7 +133,7 @@ CUDA_FUNCTIONS = {
     "calib_cuda_kernel_name": (_cp, [_i64]),
     "calib_cuda_attention_fp8": (_int, [ctypes.POINTER(_i32), _i32, _i32, _i32, _i32, _vp, _vp, _vp, _vp] + _LAYER_TAIL
                                  + [ctypes.POINTER(_i32), _vp, _i64, _vp]),
-    "calib_cuda_fp8_workspace_size": (_int, [_i64, _i64, ctypes.POINTER(_i64)]),
+    "calib_cuda_fp8_workspace_size": (_int, [_i32, _i64, _i64, ctypes.POINTER(_i64)]),
 }
 # Entries libraries compiled before them lack (CUDA ABI 1: the head range; 2: the step chosen
 # on the device; 3: padded text; 4: FP8); they still load without them.

@@ -113,15 +113,15 @@ class CudaKernels(Library):
         on q's device (so on the call's stream, and in a CUDA graph's pool while one is captured)."""
         self._entry("attention_fp8")  # a library before ABI 5 says so before anything is allocated
         as_ptr = lambda t: None if t is None else ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int32))
-        lead = (as_ptr(index), _abi.int32("layer", layer), _abi.int32("first_head", first_head),
-                _abi.int32("products", _FP8_PRODUCTS[precision]))
+        products = _abi.int32("products", _FP8_PRODUCTS[precision])
+        lead = (as_ptr(index), _abi.int32("layer", layer), _abi.int32("first_head", first_head), products)
 
         kept = []  # the workspace lives until the launch is queued; torch's allocator orders reuse after it
 
         def workspace(q):
             batch, _, heads, _ = dims(q, layout)
             size = ctypes.c_int64()
-            status = self._entry("fp8_workspace_size")(_abi.int64("batch", batch), _abi.int64("heads", heads),
+            status = self._entry("fp8_workspace_size")(products, _abi.int64("batch", batch), _abi.int64("heads", heads),
                                                        ctypes.byref(size))
             if status != 0:
                 raise CalibError(status)

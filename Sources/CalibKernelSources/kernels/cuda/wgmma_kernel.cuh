@@ -32,7 +32,6 @@ constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kStages = 3; /* K/V ring depth: a stage frees only after both warpgroups' P V */
 constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns of 16 bits: one swizzled TMA box */
 
-#ifndef CALIB_NO_WGMMA
 /* The operands as the caller gives them (bf16 or f16, T): tiles of 128 rows × kDim in kDim/64
  * boxes of 128-byte rows; V row-major, which the P V product reads transposed. */
 template <typename T> struct Operands16 {
@@ -120,6 +119,7 @@ template <typename Ops> constexpr int wg_smem() {
     return (1 + 2 * kStages) * Ops::kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
 }
 
+#ifndef CALIB_NO_WGMMA
 /* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
  * the mbarriers and the window of valid columns of each stage. */
 template <int kTileBytes> struct Ring {

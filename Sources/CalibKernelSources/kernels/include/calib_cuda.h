@@ -79,7 +79,7 @@ enum calib_fp8 {
 /* Attention with `products` (enum calib_fp8) on FP8 (e4m3) operands and fp32 accumulation; q, k,
  * v and out stay `dtype` (bf16 or f16) as in the entries above. On `stream`, a pass first writes
  * e4m3 copies into `workspace` (device memory, 256-byte aligned, at least the bytes
- * calib_cuda_fp8_workspace_size gives for batch and heads; nothing else may use it until the
+ * calib_cuda_fp8_workspace_size gives for them; nothing else may use it until the
  * call's work on `stream` is done) with their scales: v per head, and for CALIB_FP8_ALL q per
  * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head; then the
  * kernel runs the plans on them.
@@ -98,9 +98,9 @@ int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t f
                              const int32_t *text_lengths, void *workspace, int64_t workspace_bytes,
                              void *stream);
 
-/* The workspace calib_cuda_attention_fp8 needs for `batch` elements of `heads` heads, in *bytes
- * (a little over one byte per element of q, k and v). */
-int calib_cuda_fp8_workspace_size(int64_t batch, int64_t heads, int64_t *bytes);
+/* The workspace calib_cuda_attention_fp8 needs for `products` over `batch` elements of `heads`
+ * heads, in *bytes (a little over a byte per element of v, and of q and k for CALIB_FP8_ALL). */
+int calib_cuda_fp8_workspace_size(int32_t products, int64_t batch, int64_t heads, int64_t *bytes);
 
 /* Uploads on the current device everything the entries read for heads first_head ..< first_head
  * + heads (the dense list too when that is every head): every (step, layer)'s work list, shared
