@@ -60,8 +60,7 @@ class CudaKernels(Library):
 
     def attention_layer(self, step, layer, q, k, v, out=None, layout="bshd", precision=None):
         if precision in _FP8_PRODUCTS:
-            if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
-                raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
+            self._every_head(q, layout)
             return self.attention_heads(step, layer, 0, q, k, v, out, layout, precision)
         return super().attention_layer(step, layer, q, k, v, out, layout, precision)
 
@@ -75,8 +74,7 @@ class CudaKernels(Library):
 
     def dense_attention_layer(self, q, k, v, out=None, layout="bshd", precision=None):
         if precision in _FP8_PRODUCTS:
-            if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
-                raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
+            self._every_head(q, layout)
             return self._fp8(precision, None, 0, 0, q, k, v, out, layout)
         return super().dense_attention_layer(q, k, v, out, layout, precision)
 
@@ -97,6 +95,11 @@ class CudaKernels(Library):
             return self._layer("attention_indexed", lead, q, k, v, out, layout)
         lengths = self.text_lengths(text_lengths, q, layout)
         return self._layer("attention_joint", lead, q, k, v, out, layout, (ctypes.cast(lengths.data_ptr(), ctypes.POINTER(ctypes.c_int32)),))
+
+    def _every_head(self, q, layout):
+        """The whole-layer entries' check of heads, which FP8 (one entry for any range) makes here."""
+        if isinstance(q, torch.Tensor) and q.dim() == 4 and dims(q, layout)[2] != self.heads:
+            raise CalibError(_abi.STATUS["CALIB_ERR_SHAPE"])
 
     def _step_tensor(self, index, q):
         """The device int32 holding step index `index` on q's device, made once (a host step runs
@@ -126,8 +129,7 @@ class CudaKernels(Library):
             if status != 0:
                 raise CalibError(status)
             kept.append(torch.empty(size.value, dtype=torch.uint8, device=q.device))
-            space = kept[0]
-            return as_ptr(lengths), space.data_ptr(), size.value
+            return as_ptr(lengths), kept[0].data_ptr(), size.value
 
         return self._layer("attention_fp8", lead, q, k, v, out, layout, workspace)
 
