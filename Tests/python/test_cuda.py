@@ -235,6 +235,31 @@ def test_fp8_needs_the_wgmma_kernel(gpu_set, precision, monkeypatch):
     assert e.value.status == _abi.STATUS["CALIB_ERR_UNSUPPORTED"] and out.isnan().all()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_maxima_that_rise_along_the_keys(gpu_set, dtype, monkeypatch):
+    """Keys scaled up along the sequence (×1 to ×8) raise a row's maximum by more than the
+    softmax's slack (2^8, softmax.cuh) several times within the row, so O is rescaled late in a
+    row and not only after its first tile; random keys almost never do. Dense and a plan, both
+    kernels, against float64, outputs poisoned."""
+    kernels, masks = gpu_set
+    q, k, v = layer_inputs(kernels, 21, dtype)
+    ramp = torch.linspace(1, 8, kernels.tokens, device="cuda")
+    k = (k.float() * ramp[None, :, None, None]).to(dtype)
+    failures = []
+    for kernel in ("", "mma"):
+        monkeypatch.setenv("CALIB_CUDA_KERNEL", kernel)
+        for step, layer in ((None, 0), (kernels.steps[0], kernels.layers - 1)):
+            out = torch.full_like(q, float("nan"))
+            run(kernels, step, layer, q, k, v, out, "bshd")
+            patterns = patterns_of(kernels, masks, step, layer)
+            want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
+                                .transpose(0, 1) for b in range(BATCH)])
+            error = float((out.double() - want).norm() / want.norm())
+            if not error <= TOLERANCE:
+                failures.append(f"{kernels.kernel_name()} step {step} layer {layer}: relative L2 {error:.2e}")
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("precision", FP8)
 def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     """Real models' keys carry a few channels far larger than the rest and nearly constant over

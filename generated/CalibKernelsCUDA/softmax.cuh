@@ -44,15 +44,16 @@ struct OnlineSoftmax {
             }
     }
 
-    /* Folds in one key tile of scores s (G groups): rescales the N accumulators of o by the change
-     * of the maxima and hands each group's probabilities to emit(j, e0, e1, e2, e3), which packs
-     * them as the P operand of the next product. kEmpty: a tile may have every column masked while
-     * no earlier tile had a valid one (maxima still -inf), where exponents would be -inf - -inf.
-     * kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times larger, which
-     * costs nothing here and puts FP8 P's small values above its subnormals; finish divides it
-     * out with the sums. */
-    template <int G, int N, bool kEmpty = false, int kLog2Gain = 0, typename Emit>
-    __device__ __forceinline__ void step(const float *s, float scale_log2, float *o, Emit emit) {
+    /* The first half of folding in a key tile of scores s (G groups): the new maxima, the
+     * probabilities written over the scores, and the sums; f0 and f1 are what o must then be
+     * scaled by (rescale), which the wgmma kernel does later, under its next product; it returns
+     * whether any f may differ from 1. kEmpty: a tile may have every column masked
+     * while no earlier tile had a valid one (maxima still -inf), where exponents would be
+     * -inf - -inf. kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times
+     * larger, which costs nothing here and puts FP8 P's small values above its subnormals; finish
+     * divides it out with the sums. */
+    template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0>
+    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1) {
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
@@ -61,29 +62,51 @@ struct OnlineSoftmax {
         }
         x0 = quad_max(x0);
         x1 = quad_max(x1);
-        const float n0 = fmaxf(m0, x0 * scale_log2), n1 = fmaxf(m1, x1 * scale_log2);
+        /* kSlack: a row's reference maximum moves only when the tile's exceeds it by more than
+         * kSlack (log2 units), so probabilities reach 2^kSlack, which 16-bit P holds exactly as
+         * well, and after the first tiles O is seldom rescaled (f = 1); moved reports whether
+         * any row of this thread moved. */
+        const float x0s = x0 * scale_log2, x1s = x1 * scale_log2;
+        const bool up0 = x0s > m0 + (float)kSlack, up1 = x1s > m1 + (float)kSlack;
+        const float n0 = up0 ? x0s : m0, n1 = up1 ? x1s : m1;
         const float b0 = kEmpty && n0 == -INFINITY ? 0.f : n0, b1 = kEmpty && n1 == -INFINITY ? 0.f : n1;
-        const float f0 = fast_exp2(m0 - b0), f1 = fast_exp2(m1 - b1);
+        f0 = fast_exp2(m0 - b0);
+        f1 = fast_exp2(m1 - b1);
         m0 = n0;
         m1 = n1;
         const float g0 = b0 - (float)kLog2Gain, g1 = b1 - (float)kLog2Gain;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
-            const float e0 = fast_exp2(fmaf(s[4 * j], scale_log2, -g0));
-            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));
-            const float e2 = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -g1));
-            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));
-            sum0 += e0 + e1;
-            sum1 += e2 + e3;
-            emit(j, e0, e1, e2, e3);
+            s[4 * j] = fast_exp2(fmaf(s[4 * j], scale_log2, -g0));
+            s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));
+            s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -g1));
+            s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));
+            sum0 += s[4 * j] + s[4 * j + 1];
+            sum1 += s[4 * j + 2] + s[4 * j + 3];
         }
         l0 = l0 * f0 + sum0;
         l1 = l1 * f1 + sum1;
+        return up0 || up1;
+    }
+
+    /* The second half: the N accumulators of o scaled by the change of the maxima. */
+    template <int N> static __device__ __forceinline__ void rescale(float *o, float f0, float f1) {
 #pragma unroll
         for (int j = 0; j < N / 4; ++j) {
             o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
         }
+    }
+
+    /* Both halves, then each group's probabilities handed to emit(j, e0, e1, e2, e3), which
+     * packs them as the P operand of the next product. */
+    template <int G, int N, typename Emit>
+    __device__ __forceinline__ void step(float *s, float scale_log2, float *o, Emit emit) {
+        float f0, f1;
+        exponentiate<G>(s, scale_log2, f0, f1);
+        rescale<N>(o, f0, f1);
+#pragma unroll
+        for (int j = 0; j < G; ++j) emit(j, s[4 * j], s[4 * j + 1], s[4 * j + 2], s[4 * j + 3]);
     }
 
     /* After the last tile: the reciprocals of the two rows' sums, which normalize o. */

@@ -43,6 +43,7 @@ template <typename T> struct Operands16 {
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
     static constexpr int kPRegs = 32;                 /* P of one key tile, packed for P V */
     static constexpr int kLog2Gain = 0;
+    static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
         for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kHalfBytes, map, bar, 64 * x, row0, h, b);
@@ -50,16 +51,20 @@ template <typename T> struct Operands16 {
     static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         load_rows(dst, map, bar, row0, h, b);
     }
-    static __device__ __forceinline__ void qk(float *sc, uint32_t sq, uint32_t sk) {
+    /* The products take descriptors of a tile's first byte (made once; see consume) and step
+     * them by constant byte offsets, so no descriptor is rebuilt between two instructions. */
+    static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
+    static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kHalfBytes, 1024); }
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
-            const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
-            Wgmma<T>::ss_n128(sc, gmma_desc(sq + off, 16, 1024), gmma_desc(sk + off, 16, 1024), kk > 0);
+            const uint32_t off = ((kk / 4) * kHalfBytes + (kk % 4) * 32) >> 4;
+            Wgmma<T>::ss_n128(sc, dq + off, dk + off, kk > 0);
         }
     }
-    static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint32_t sv) {
+    static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
 #pragma unroll
-        for (int kk = 0; kk < 8; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(sv + kk * 2048, kHalfBytes, 1024));
+        for (int kk = 0; kk < 8; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, dv + ((kk * 2048) >> 4));
     }
     static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
         pa[2 * g] = Pack<T>::two(e0, e1);
@@ -80,6 +85,7 @@ template <typename T, bool kQkE4m3> struct OperandsFp8 {
     static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
     static constexpr int kPRegs = 16;
     static constexpr int kLog2Gain = 8;
+    static constexpr int kSlack = 0; /* e4m3 P, already 2^8 larger, has no headroom */
     static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
         else Wide::load_rows(dst, map, bar, row0, h, b);
@@ -87,18 +93,22 @@ template <typename T, bool kQkE4m3> struct OperandsFp8 {
     static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         tma_load(dst, map, bar, row0, 0, h, b);
     }
-    static __device__ __forceinline__ void qk(float *sc, uint32_t sq, uint32_t sk) {
+    static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) {
+        if constexpr (kQkE4m3) return gmma_desc<kDim>(tile, 16, 8 * kDim);
+        else return Wide::qk_desc(tile);
+    }
+    static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
         if constexpr (kQkE4m3) {
 #pragma unroll
-            for (int kk = 0; kk < kDim / 32; ++kk)
-                WgmmaE4m3::ss_n128(sc, gmma_desc<kDim>(sq + 32 * kk, 16, 8 * kDim), gmma_desc<kDim>(sk + 32 * kk, 16, 8 * kDim), kk > 0);
+            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss_n128(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
         } else {
-            Wide::qk(sc, sq, sk);
+            Wide::qk(sc, dq, dk);
         }
     }
-    static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint32_t sv) {
+    static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) WgmmaE4m3::rs<kDim>(o, pa + 4 * kk, gmma_desc(sv + 32 * kk, 16, 1024));
+        for (int kk = 0; kk < 4; ++kk) WgmmaE4m3::rs<kDim>(o, pa + 4 * kk, dv + 2 * kk);
     }
     /* Group g holds keys 8g + 2c, +1 of rows r (e0, e1) and r + 8 (e2, e3); register 4(g/4) +
      * 2((g%4)/2) takes row r of groups g and g^1, the next one row r + 8. */
@@ -203,7 +213,13 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
      * Warpgroup 1 goes first. */
     const int me = wg, other = 3 - wg;
     if (wg == 2) named_arrive(1);
-    uint32_t kv_it = 0, q_it = 0;
+    /* The tiles' descriptors, made once from a warpgroup index the compiler knows is the same in
+     * every lane (a broadcast), so they live in uniform registers; a stage is a constant step. */
+    const int wgu = __shfl_sync(0xffffffffu, wg, 0);
+    const uint64_t dq = Ops::qk_desc(r.sq + (wgu - 1) * Ops::kQHalf), dk0 = Ops::qk_desc(r.sk), dv0 = Ops::v_desc(r.sv);
+    constexpr uint32_t kStageDesc = kTileBytes >> 4;
+    int stage = 0;      /* the ring slot and phase of the next K/V tile */
+    uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
     int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
@@ -229,20 +245,27 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         float sc[64];    /* S of the current tile */
         int sp = 0;      /* the stage and phase of the tile whose P V is pending */
         uint32_t php = 0;
+        float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
+        bool moved = false;       /* whether a maximum of this thread's rows moved */
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
         ++q_it;
 
-        /* One turn at the tensor cores: O += P(j-1) V(j-1) (with_pv) and S(j) = Q K(j)ᵀ (with_qk)
-         * issued together, then, while the other warpgroup has its turn, the softmax of S(j). The
-         * first turn has no P V and stores the previous block's output under its Q K(0)ᵀ; the
-         * last has no Q Kᵀ. The turns are instances of this one body, so each compiles to
-         * straight-line code with no run-time test of which turn it is. */
+        /* One turn at the tensor cores: S(j) = Q K(j)ᵀ (with_qk), then O rescaled for the maxima
+         * of tile j-1 while the tensor cores run it (at the end of the softmax the multiplies
+         * would delay the turn; with the slack of softmax.cuh a warp seldom needs them), then
+         * O += P(j-1) V(j-1) (with_pv); then, while the other warpgroup has its turn, the softmax
+         * of S(j) and the packing of P(j). The packing waits for the P V, which reads P(j-1)
+         * from the same registers (there are none to spare for a second P), so the compiler
+         * starts the softmax after both products. The first turn has no P V and stores the
+         * previous block's output under its Q K(0)ᵀ; the last has no Q Kᵀ. The turns are
+         * instances of this one body, so each compiles to straight-line code with no run-time
+         * test of which turn it is. docs/gpu.md (v12) has the measurements. */
         auto turn = [&](auto with_pv, auto with_qk, const int j) {
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
-            const int s = kv_it % kStages;
-            const uint32_t ph = (kv_it / kStages) & 1;
+            const int s = stage;
+            const uint32_t ph = phase;
             int window = 0;
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
@@ -252,29 +275,43 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
             named_sync(me);
             if constexpr (kPV) fence_regs<kDim / 2>(o);
             wgmma_fence();
-            if constexpr (kPV) Ops::pv(o, pa, r.sv + sp * kTileBytes);
-            if constexpr (kQK) Ops::qk(sc, r.sq + (wg - 1) * Ops::kQHalf, r.sk + s * kTileBytes);
-            wgmma_commit();
+            if constexpr (kQK) {
+                Ops::qk(sc, dq, dk0 + s * kStageDesc);
+                wgmma_commit();
+            }
+            if constexpr (kPV) {
+                if (__any_sync(0xffffffffu, moved)) OnlineSoftmax::rescale<kDim / 2>(o, f0, f1);
+                wgmma_fence();
+                Ops::pv(o, pa, dv0 + sp * kStageDesc);
+                wgmma_commit();
+            }
             named_arrive(other);
             if constexpr (!kPV) {
                 if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
                 pv_b = -1;
             }
-            wgmma_wait0();
-            if constexpr (kQK) fence_regs<64>(sc);
+            if constexpr (kQK) {
+                if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
+                fence_regs<64>(sc);
+                if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
+                if (j + 1 == nkb) mbar_arrive(r.q_empty());
+                if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
+                moved = sm.exponentiate<16, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
+            }
             if constexpr (kPV) {
+                wgmma_wait0();
                 fence_regs<kDim / 2>(o);
                 mbar_arrive(r.kv_empty(sp));
             }
             if constexpr (kQK) {
-                if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
-                if (j + 1 == nkb) mbar_arrive(r.q_empty());
-                if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
-                sm.step<16, kDim / 2, (kTextLast > 0), Ops::kLog2Gain>(
-                    sc, scale, o, [&](int g, float e0, float e1, float e2, float e3) { Ops::pack(pa, g, e0, e1, e2, e3); });
+#pragma unroll
+                for (int g = 0; g < 16; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
                 sp = s;
                 php = ph;
-                ++kv_it;
+                if (++stage == kStages) {
+                    stage = 0;
+                    phase ^= 1;
+                }
             }
         };
         turn(std::false_type{}, std::true_type{}, 0);

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Issue 29: is FlashAttention-4's lead over calibc cycles or clock? Each kernel runs the dense
+attention of a Wan shape back to back for a few seconds while nvidia-smi samples the SM clock and
+the board power every 50 ms; the samples of the middle of each interval give the clock the kernel
+ran at, and time × clock ÷ (128 × 128 tiles a CTA) gives cycles a tile, the figure the per-item
+trace (trace.py) measures for calibc with clock64. Kernels alternate (calibc, FA4, cuDNN, twice)
+so the card's temperature falls on all alike.
+usage: PYTHONPATH=python clocks.py LABEL=DIR.so:masks.json ... [--seconds S]  (builds of one masks file
+are compared with each other, cuDNN and FA4 at its shape)"""
+import subprocess, sys, threading, time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.nn.attention import sdpa_kernel, SDPBackend
+
+import calibc
+from bench_gpu import fa4, fa4_func, layer_call
+
+dev = "cuda"
+seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 3.0
+samples = []  # (host time, SM MHz, W)
+
+
+def sampler(stop):
+    p = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits", "-lms", "50"],
+                         stdout=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if stop.is_set():
+            break
+        mhz, w = (float(x) for x in line.split(","))
+        samples.append((time.perf_counter(), mhz, w))
+    p.kill()
+
+
+def sustained(f):
+    """Runs f back to back for `seconds`; returns ms a call (events over the whole interval) and
+    the median clock and power of the samples of its middle 60%."""
+    for _ in range(3):
+        f()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    n = 0
+    while time.perf_counter() - t0 < seconds:
+        f()
+        n += 1
+        if n % 4 == 0:
+            torch.cuda.synchronize()
+    e1.record()
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    mid = [(mhz, w) for t, mhz, w in samples if t0 + 0.2 * (t1 - t0) <= t <= t0 + 0.8 * (t1 - t0)]
+    mhz, w = (float(np.median([s[i] for s in mid])) if mid else float("nan") for i in range(2))
+    return e0.elapsed_time(e1) / n, mhz, w, len(mid)
+
+
+def main():
+    ev = threading.Event()
+    threading.Thread(target=sampler, args=(ev,), daemon=True).start()
+    time.sleep(1.0)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    groups = defaultdict(list)  # masks.json → [(label, library)]
+    for arg in (a for a in sys.argv[1:] if "=" in a):
+        label, rest = arg.split("=", 1)
+        so, mj = rest.split(":")
+        groups[mj].append((label, calibc.load_cuda(so)))
+    for mj, builds in groups.items():
+        lib0 = builds[0][1]
+        B, H, N, D = 1, lib0.heads, lib0.tokens, lib0.head_dim
+        q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+        q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+        out = torch.empty_like(q)
+        nb = -(-N // 128)
+        tiles_per_sm = B * H * nb * nb / sms
+
+        def cudnn():
+            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+        runs = {label: (lambda lib=lib: layer_call(lib, None, 0, q, k, v, out)) for label, lib in builds}
+        runs["cuDNN"] = cudnn
+        if fa4_func is not None:
+            runs["FA4"] = lambda: fa4(q4, k4, v4)
+        for rnd in range(2):
+            for name, f in runs.items():
+                ms, mhz, w, n = sustained(f)
+                cycles = ms * 1e-3 * mhz * 1e6 / tiles_per_sm
+                print(f"{mj} round {rnd} {name}: {ms:.3f} ms, {4 * B * H * N * N * D / ms / 1e9:.0f} TFLOP/s, "
+                      f"SM {mhz:.0f} MHz, {w:.0f} W ({n} samples), {cycles:.0f} cycles a tile", flush=True)
+        del q, k, v, q4, k4, v4, out
+        torch.cuda.empty_cache()
+    ev.set()
+
+
+if __name__ == "__main__":
+    main()
