@@ -3,8 +3,8 @@
 FlashAttention-4's block-sparse forward on the same plans where it is installed: the dense entry
 and every layer of step 0, bf16, B = 1. Builds of one masks file are interleaved (a round of
 each, `--rounds` times, medians), so clock drift falls on all alike; ratios are to the first
-label.
-usage: PYTHONPATH=python bench_versions.py LABEL=DIR.so:masks.json ... [--rounds N]"""
+label. --precision fp8 or fp8-pv times the builds' FP8 calls instead (FA4 stays bf16).
+usage: PYTHONPATH=python bench_versions.py LABEL=DIR.so:masks.json ... [--rounds N] [--precision P]"""
 import sys
 from collections import defaultdict
 
@@ -17,6 +17,7 @@ from bench_gpu import bench, density, fa4, fa4_blocks, fa4_func, layer_call
 dev = "cuda"
 torch.manual_seed(0)
 rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
+precision = sys.argv[sys.argv.index("--precision") + 1] if "--precision" in sys.argv else None
 groups = defaultdict(list)  # masks.json → [(label, library)]
 for arg in (a for a in sys.argv[1:] if "=" in a):
     label, rest = arg.split("=", 1)
@@ -34,7 +35,7 @@ for mj, builds in groups.items():
     rows = [("dense", 1.0, None)] + [(masks.pattern_name(step, l, 0), density(masks, step, l), l) for l in range(lib0.layers)]
     for kind, dens, layer in rows:
         kind = "dense" if layer is None else ("dense plan" if kind == "dense" else kind.split("_")[1])
-        runs = {label: (lambda lib=lib: layer_call(lib, None if layer is None else step, layer or 0, q, k, v, out))
+        runs = {label: (lambda lib=lib: layer_call(lib, None if layer is None else step, layer or 0, q, k, v, out, precision))
                 for label, lib in builds}
         if fa4_func is not None and masks.block == 128:
             blocks = None if layer is None else fa4_blocks(masks, step, layer, H)

@@ -11,8 +11,8 @@
  * guarded by mbarriers; warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of
  * each item: S = Q Kᵀ (wgmma, both operands in shared memory), the online softmax in registers
  * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
- * (ping-pong) so one's softmax hides under the other's products, and a block's output is stored
- * while the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives
+ * (ping-pong) so one's softmax hides under the other's products and its own P V, and a block's
+ * output is stored while the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives
  * them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8). docs/gpu.md is the lab
  * notebook. */
 #pragma once
@@ -248,9 +248,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
         OnlineSoftmax sm;
         uint32_t pa[Ops::kPRegs]; /* P of the last tile: the A operand of its P V */
-        float sc[64];    /* S of the current tile */
-        int sp = 0;      /* the stage and phase of the tile whose P V is pending */
+        float sc[64];             /* S of the current tile, then its probabilities */
+        int sp = 0;               /* the stage and phase of the tile whose P V is next */
         uint32_t php = 0;
+        int done = -1;            /* the stage of the P V in flight from the last turn */
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
@@ -258,16 +259,17 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
         ++q_it;
 
-        /* One turn at the tensor cores: S(j) = Q K(j)ᵀ (with_qk), then O rescaled for the maxima
-         * of tile j-1 while the tensor cores run it (at the end of the softmax the multiplies
-         * would delay the turn; with the slack of softmax.cuh a warp seldom needs them), then
-         * O += P(j-1) V(j-1) (with_pv); then, while the other warpgroup has its turn, the softmax
-         * of S(j) and the packing of P(j). The packing waits for the P V, which reads P(j-1)
-         * from the same registers (there are none to spare for a second P), so the compiler
-         * starts the softmax after both products. The first turn has no P V and stores the
-         * previous block's output under its Q K(0)ᵀ; the last has no Q Kᵀ. The turns are
-         * instances of this one body, so each compiles to straight-line code with no run-time
-         * test of which turn it is. docs/gpu.md (v12) has the measurements. */
+        /* One turn at the tensor cores (tile j). Before it, while the other warpgroup holds the
+         * tensor cores, P(j-1) is packed from the probabilities the last turn left in S's
+         * registers, once P(j-2) V(j-2) has ended (it has: it ran under the last turn's softmax).
+         * The turn issues S(j) = Q K(j)ᵀ (with_qk), rescales O for tile j-1's maxima while the
+         * tensor cores run it (seldom: the slack of softmax.cuh), and issues O += P(j-1) V(j-1)
+         * (with_pv). Then, while the other warpgroup has its turn, the softmax of S(j) runs as
+         * soon as S(j) is done, under this warpgroup's own P V: it writes neither P nor O, so
+         * nothing in it waits for that product. The first turn has no P V and stores the previous
+         * block's output under its Q K(0)ᵀ; the last has no Q Kᵀ and waits for its P V. The turns
+         * are instances of this one body, so each compiles to straight-line code with no run-time
+         * test of which turn it is. docs/gpu.md (v12, v14) has the measurements. */
         auto turn = [&](auto with_pv, auto with_qk, const int j) {
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
             const int s = stage;
@@ -277,9 +279,15 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
                 mbar_wait(r.k_full(s), ph);
                 asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(window) : "r"(r.window_slot(s)) : "memory");
             }
-            if constexpr (kPV) mbar_wait(r.v_full(sp), php);
+            if constexpr (kPV) {
+                mbar_wait(r.v_full(sp), php);
+                wgmma_wait0();
+                fence_regs<kDim / 2>(o);
+                if (done >= 0) mbar_arrive(r.kv_empty(done));
+#pragma unroll
+                for (int g = 0; g < 16; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
+            }
             named_sync(me);
-            if constexpr (kPV) fence_regs<kDim / 2>(o);
             wgmma_fence();
             if constexpr (kQK) {
                 Ops::qk(sc, dq, dk0 + s * kStageDesc);
@@ -290,6 +298,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
                 wgmma_fence();
                 Ops::pv(o, pa, dv0 + sp * kStageDesc);
                 wgmma_commit();
+                done = sp;
             }
             named_arrive(other);
             if constexpr (!kPV) {
@@ -303,21 +312,16 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
                 if (j + 1 == nkb) mbar_arrive(r.q_empty());
                 if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
                 moved = sm.exponentiate<16, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
-            }
-            if constexpr (kPV) {
-                wgmma_wait0();
-                fence_regs<kDim / 2>(o);
-                mbar_arrive(r.kv_empty(sp));
-            }
-            if constexpr (kQK) {
-#pragma unroll
-                for (int g = 0; g < 16; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
                     stage = 0;
                     phase ^= 1;
                 }
+            } else {
+                wgmma_wait0();
+                fence_regs<kDim / 2>(o);
+                mbar_arrive(r.kv_empty(done));
             }
         };
         turn(std::false_type{}, std::true_type{}, 0);
