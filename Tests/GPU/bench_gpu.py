@@ -38,6 +38,25 @@ def fa4(q, k, v, blocks=None):
     return out[0] if isinstance(out, tuple) else out
 
 
+def builds_by_masks(args):
+    """The LABEL=DIR.so:masks.json arguments, grouped by masks file: {masks.json: [(label, library)]}
+    (bench_versions.py and clocks.py compare the builds of one masks file with each other)."""
+    groups = {}
+    for arg in (a for a in args if "=" in a):
+        label, rest = arg.split("=", 1)
+        so, mj = rest.split(":")
+        groups.setdefault(mj, []).append((label, calibc.load_cuda(so)))
+    return groups
+
+
+def dense_inputs(lib):
+    """Fresh bf16 q, k, v at a library's shape, B = 1: (B, H, S, D), their (B, S, H, D) copies for
+    FA4, and an output."""
+    q, k, v = (torch.randn(1, lib.heads, lib.tokens, lib.head_dim, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+    return q, k, v, q4, k4, v4, torch.empty_like(q)
+
+
 def fa4_blocks(masks, step, layer, heads):
     """The plans of (step, layer) as FA4's full-block tables: per head and query block the kept
     key blocks (a reused block keeps its source's), (1, H, nq) counts and (1, H, nq, nk) indices."""

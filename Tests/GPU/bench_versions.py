@@ -12,24 +12,16 @@ import numpy as np
 import torch
 
 import calibc
-from bench_gpu import bench, density, fa4, fa4_blocks, fa4_func, layer_call
+from bench_gpu import bench, builds_by_masks, density, dense_inputs, fa4, fa4_blocks, fa4_func, layer_call
 
 dev = "cuda"
 torch.manual_seed(0)
 rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
 precision = sys.argv[sys.argv.index("--precision") + 1] if "--precision" in sys.argv else None
-groups = defaultdict(list)  # masks.json → [(label, library)]
-for arg in (a for a in sys.argv[1:] if "=" in a):
-    label, rest = arg.split("=", 1)
-    so, mj = rest.split(":")
-    groups[mj].append((label, calibc.load_cuda(so)))
-
-for mj, builds in groups.items():
+for mj, builds in builds_by_masks(sys.argv[1:]).items():
     masks, lib0 = calibc.Masks.read(mj), builds[0][1]
     B, H, N, D = 1, lib0.heads, lib0.tokens, lib0.head_dim
-    q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
-    q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))
-    out = torch.empty_like(q)
+    q, k, v, q4, k4, v4, out = dense_inputs(lib0)
     full = 4 * B * H * N * N * D
     step = lib0.steps[0]
     rows = [("dense", 1.0, None)] + [(masks.pattern_name(step, l, 0), density(masks, step, l), l) for l in range(lib0.layers)]

@@ -8,16 +8,13 @@ so the card's temperature falls on all alike.
 usage: PYTHONPATH=python clocks.py LABEL=DIR.so:masks.json ... [--seconds S]  (builds of one masks file
 are compared with each other, cuDNN and FA4 at its shape)"""
 import subprocess, sys, threading, time
-from collections import defaultdict
 
 import numpy as np
 import torch
 from torch.nn.attention import sdpa_kernel, SDPBackend
 
-import calibc
-from bench_gpu import fa4, fa4_func, layer_call
+from bench_gpu import builds_by_masks, dense_inputs, fa4, fa4_func, layer_call
 
-dev = "cuda"
 seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 3.0
 samples = []  # (host time, SM MHz, W)
 
@@ -61,17 +58,10 @@ def main():
     threading.Thread(target=sampler, args=(ev,), daemon=True).start()
     time.sleep(1.0)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    groups = defaultdict(list)  # masks.json → [(label, library)]
-    for arg in (a for a in sys.argv[1:] if "=" in a):
-        label, rest = arg.split("=", 1)
-        so, mj = rest.split(":")
-        groups[mj].append((label, calibc.load_cuda(so)))
-    for mj, builds in groups.items():
+    for mj, builds in builds_by_masks(sys.argv[1:]).items():
         lib0 = builds[0][1]
         B, H, N, D = 1, lib0.heads, lib0.tokens, lib0.head_dim
-        q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
-        q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))
-        out = torch.empty_like(q)
+        q, k, v, q4, k4, v4, out = dense_inputs(lib0)
         nb = -(-N // 128)
         tiles_per_sm = B * H * nb * nb / sms
 
