@@ -8,7 +8,7 @@ OMP = -fopenmp -idirafter $(OMP_INCLUDE) -L$(LLVM_LIB) -lomp -Wl,-rpath,$(LLVM_L
 DEPS = libclang-dev libomp-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps install dist example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e fa4-wheels cpu-scaling-sources cpu-scaling
+.PHONY: deps install dist example bundled test test-fast products kernels golden bench bench-calibrate bench-state bench-scale fuzz sanitize test-python diffusers bench-peers held-out-steps calibrate-gpu-sources gpu-sources cuda-check gpu-sources-torch test-gpu bench-gpu bench-e2e fa4-wheels sass-loops cpu-scaling-sources cpu-scaling
 
 deps:
 	@dpkg -s $(DEPS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -222,6 +222,26 @@ fa4-wheels:
 	python3 -m pip download -q --no-deps $(FA4_PLATFORM) -d .fa4/small $(FA4_PIP)
 	python3 -m pip download -q --no-deps $(FA4_PLATFORM) -d .fa4/a nvidia-cutlass-dsl-libs-cu13==4.7.0
 	cd .fa4/a && split -n 2 -a 2 *.whl "$$(ls *.whl).part-" && rm *.whl && mv *.part-ab ../b/
+
+# The loop bodies of FA4's Hopper forward and of calibc's wgmma kernel (bf16, the Wan 1.3B set) as
+# SASS, side by side, without a GPU (issue 29; docs/gpu.md "FA4's loop beside calibc's"): FA4
+# through the CUTLASS DSL with wheels for this machine's Python, unpacked into .fa4-sass.
+FA4_SASS_PIP = $(FA4_PIP) nvidia-cutlass-dsl-libs-cu13==4.7.0 cuda-bindings==13.5.0 cuda-python==13.4.4 \
+               cuda-pathfinder==1.9.1 einops==0.8.2
+.fa4-sass/ok:
+	rm -rf .fa4-sass && mkdir -p .fa4-sass/wheels
+	python3 -m pip download -q --no-deps --only-binary=:all: -d .fa4-sass/wheels $(FA4_SASS_PIP)
+	for w in .fa4-sass/wheels/*.whl; do python3 -m zipfile -e $$w .fa4-sass/site; done
+	chmod +x .fa4-sass/site/nvidia/cu13/bin/nvdisasm
+	touch $@
+sass-loops: .venv/ok .cuda/ok .fa4-sass/ok gpu-sources
+	cd $(GPU_DIR)/wan13b && $(CURDIR)/.cuda/nvidia/cu13/bin/nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a \
+	    -I include -cubin calib_cuda.cu -o ../calibc.cubin
+	CUTE_DSL_CACHE_DIR=$(CURDIR)/.fa4-sass/cache \
+	    PYTHONPATH=.fa4-sass/site:.fa4-sass/site/nvidia_cutlass_dsl/dsl_packages .venv/bin/python Tests/GPU/fa4_sass.py $(GPU_DIR)/fa4.cubin
+	for k in calibc fa4; do .fa4-sass/site/nvidia/cu13/bin/nvdisasm -c $(GPU_DIR)/$$k.cubin > $(GPU_DIR)/$$k.sass; done
+	python3 Tests/GPU/sass_loop.py $(GPU_DIR)/fa4.sass
+	python3 Tests/GPU/sass_loop.py $(GPU_DIR)/calibc.sass I13__nv_bfloat16NS_10Operands16
 
 # One Wan 2.1 transformer forward at real size, random weights: dense (eager, compiled) against
 # calibc (Tests/GPU/bench_e2e.py). E2E_MODELS=1.3b or 14b runs one; E2E_ARGS="--json F" saves it.
