@@ -26,35 +26,23 @@ import os
 import shutil
 import sys
 
-SOFTMAX = """                sm.step<16, kDim / 2, (kTextLast > 0)>(sc, p.scale_log2, o, [&](int g, float e0, float e1, float e2, float e3) {
-                    pa[2 * g] = Pack<T>::two(e0, e1);
-                    pa[2 * g + 1] = Pack<T>::two(e2, e3);
-                });"""
-PACK_ONLY = """                for (int g = 0; g < 16; ++g) {
-                    pa[2 * g] = Pack<T>::two(sc[4 * g], sc[4 * g + 1]);
-                    pa[2 * g + 1] = Pack<T>::two(sc[4 * g + 2], sc[4 * g + 3]);
-                }"""
-PV = """#pragma unroll
-                for (int kk = 0; kk < 8; ++kk)
-                    Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, gmma_desc(r.sv + sp * kTileBytes + kk * 2048, kHalfBytes, 1024));"""
-QK = """#pragma unroll
-                for (int kk = 0; kk < kDim / 16; ++kk) {
-                    const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
-                    Wgmma<T>::ss_n128(sc, gmma_desc(r.sq + off + (wg - 1) * 64 * 128, 16, 1024),
-                                      gmma_desc(r.sk + s * kTileBytes + off, 16, 1024), kk > 0);
-                }"""
-ZERO_S = """                for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
+SOFTMAX = """                moved = sm.exponentiate<16, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);"""
+NO_SOFTMAX = """                moved = false;"""
+PV = """                Ops::pv(o, pa, dv0 + sp * kStageDesc);"""
+QK = """                Ops::qk(sc, dq, dk0 + s * kStageDesc);"""
+ZERO_S = """#pragma unroll
+                for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
 TURNS = [("    if (wg == 2) named_arrive(1);\n", ""), ("            named_sync(me);\n", ""),
          ("            named_arrive(other);\n", ""), ("    if (wg == 1) named_sync(1);", "    if (false) named_sync(1);")]
 
-PACK = """                    pa[2 * g] = Pack<T>::two(e0, e1);
-                    pa[2 * g + 1] = Pack<T>::two(e2, e3);"""
-TRUNC = """                    pa[2 * g] = __byte_perm(__float_as_uint(e0), __float_as_uint(e1), 0x7632);
-                    pa[2 * g + 1] = __byte_perm(__float_as_uint(e2), __float_as_uint(e3), 0x7632);"""
-EX2 = """            const float e1 = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));"""
-EX2_HALF = """            const float e1 = e0 * s[4 * j + 1];"""
-EX2_3 = """            const float e3 = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));"""
-EX2_3_HALF = """            const float e3 = e2 * s[4 * j + 3];"""
+PACK = """        pa[2 * g] = Pack<T>::two(e0, e1);
+        pa[2 * g + 1] = Pack<T>::two(e2, e3);"""
+TRUNC = """        pa[2 * g] = __byte_perm(__float_as_uint(e0), __float_as_uint(e1), 0x7632);
+        pa[2 * g + 1] = __byte_perm(__float_as_uint(e2), __float_as_uint(e3), 0x7632);"""
+EX2 = """            s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
+EX2_HALF = """            s[4 * j + 1] = s[4 * j] * s[4 * j + 1];"""
+EX2_3 = """            s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));"""
+EX2_3_HALF = """            s[4 * j + 3] = s[4 * j + 2] * s[4 * j + 3];"""
 
 FMA_EXP2 = """__device__ __forceinline__ float fma_exp2(float x) {
     const float xc = fmaxf(x, -127.f);
@@ -66,8 +54,8 @@ FMA_EXP2 = """__device__ __forceinline__ float fma_exp2(float x) {
 }
 
 struct OnlineSoftmax {"""
-FMA_E1 = """            const float e1 = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));"""
-FMA_E3 = """            const float e3 = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -b1));"""
+FMA_E1 = """            s[4 * j + 1] = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
+FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));"""
 
 CLASSES = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });"""
 BY_HEAD = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
@@ -76,7 +64,7 @@ BY_HEAD = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry
     });"""
 
 VARIANTS = {
-    "no-softmax": [(SOFTMAX, PACK_ONLY)],
+    "no-softmax": [(SOFTMAX, NO_SOFTMAX)],
     "no-pv": [(PV, "")],
     "no-qk": [(QK, ZERO_S)],
     "softmax-only": [(PV, ""), (QK, ZERO_S)],
