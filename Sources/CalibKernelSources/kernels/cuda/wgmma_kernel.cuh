@@ -6,9 +6,9 @@
  * each item: S = Q Kᵀ (wgmma, both operands in shared memory), the online softmax in registers
  * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
  * (ping-pong) so one's softmax hides under the other's products and its own P V, and a block's
- * output is stored while the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives
- * them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8). docs/gpu.md is the lab
- * notebook. */
+ * output is stored while the next block's first Q Kᵀ runs. The products take bf16/f16 operands
+ * as the caller gives them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8).
+ * docs/gpu.md is the lab notebook. */
 #pragma once
 
 #include "epilogue.cuh"
