@@ -127,9 +127,9 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
                     }
                 }
                 if (kn < kMmaKeys) OnlineSoftmax::mask_columns<kMmaKeys / 8>(&s[0][0], c, 0, kn);
-                sm.step<kMmaKeys / 8, kDim / 2>(&s[0][0], p.scale_log2, &o[0][0], [&](int j, float e0, float e1, float e2, float e3) {
-                    s[j][0] = e0; s[j][1] = e1; s[j][2] = e2; s[j][3] = e3;
-                });
+                float f0, f1;
+                sm.exponentiate<kMmaKeys / 8>(&s[0][0], p.scale_log2, f0, f1);
+                OnlineSoftmax::rescale<kDim / 2>(&o[0][0], f0, f1);
 #pragma unroll
                 for (int kk = 0; kk < kMmaKeys / 16; ++kk) {
                     uint32_t a[4];

@@ -40,10 +40,10 @@ struct OnlineSoftmax {
 
     /* The first half of folding in a key tile of scores s (G groups): the new maxima, the
      * probabilities written over the scores, and the sums; f0 and f1 are what o must then be
-     * scaled by (rescale), which the wgmma kernel does later, under its next product; it returns
-     * whether any f may differ from 1. kEmpty: a tile may have every column masked
-     * while no earlier tile had a valid one (maxima still -inf), where exponents would be
-     * -inf - -inf. kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times
+     * scaled by (rescale: the mma.sync kernel does it at once, the wgmma kernel later, under its
+     * next product); it returns whether any f may differ from 1. kEmpty: a tile may have every
+     * column masked while no earlier tile had a valid one (maxima still -inf), where exponents
+     * would be -inf - -inf. kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times
      * larger, which costs nothing here and puts FP8 P's small values above its subnormals; finish
      * divides it out with the sums. */
     template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0>
@@ -90,17 +90,6 @@ struct OnlineSoftmax {
         for (int j = 0; j < N / 4; ++j) {
             o[4 * j] *= f0; o[4 * j + 1] *= f0; o[4 * j + 2] *= f1; o[4 * j + 3] *= f1;
         }
-    }
-
-    /* Both halves, then each group's probabilities handed to emit(j, e0, e1, e2, e3), which
-     * packs them as the P operand of the next product. */
-    template <int G, int N, typename Emit>
-    __device__ __forceinline__ void step(float *s, float scale_log2, float *o, Emit emit) {
-        float f0, f1;
-        exponentiate<G>(s, scale_log2, f0, f1);
-        rescale<N>(o, f0, f1);
-#pragma unroll
-        for (int j = 0; j < G; ++j) emit(j, s[4 * j], s[4 * j + 1], s[4 * j + 2], s[4 * j + 3]);
     }
 
     /* After the last tile: the reciprocals of the two rows' sums, which normalize o. */
