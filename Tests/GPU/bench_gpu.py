@@ -161,8 +161,7 @@ def main():
         so, mj = rest.split(":")
         lib, masks = calibc.load_cuda(so), calibc.Masks.read(mj)
         B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
-        q, k, v = (torch.randn(B, H, N, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
-        out = torch.empty_like(q)
+        q, k, v, q4, k4, v4, out = dense_inputs(lib)  # FA4 takes the (B, S, H, D) copies
         full = 4 * B * H * N * N * D
         res = {}
         for be, key in ((SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "fa2")):
@@ -173,7 +172,6 @@ def main():
                 print(f"{name} {key} failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
                 res[key] = float("nan")
         ref_dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        q4, k4, v4 = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # FA4 takes (B, S, H, D)
         res["fa4"] = float("nan")
         with_fa4 = fa4_func is not None and masks.block == 128
         if with_fa4:
