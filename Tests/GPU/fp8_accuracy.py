@@ -6,6 +6,7 @@ the same inputs, relative L2 = ‖out − ref‖ / ‖ref‖ over the whole laye
   N(0, 1)            q, k, v standard normal (bf16)
   K offset channels  four channels of k at 20 ± 1: large and nearly constant over tokens
   K scaled channels  four channels of k ×10: large and varying
+  V mean 1           v + 1 in every channel: O grows over a row's tiles as its sums do
   synthetic recording  q and k of `calibc synth` (docs/recordings.md; the set DIR/fp8synth,
                      calibrated on it), v standard normal
 
@@ -63,6 +64,8 @@ def inputs(kind, heads, tokens, dim, recording=None):
         k[..., :4] += 20.0
     elif kind == "K scaled channels":
         k[..., :4] *= 10.0
+    elif kind == "V mean 1":
+        v += 1.0
     elif kind == "synthetic recording":
         q, k = recording
     return tuple(t.to(torch.bfloat16) for t in (q, k, v))
@@ -98,7 +101,7 @@ def main():
         print(json.dumps(r), flush=True)
 
     dim, tokens, heads = wan.head_dim, wan.tokens, wan.heads
-    for kind in ("N(0, 1)", "K offset channels", "K scaled channels"):
+    for kind in ("N(0, 1)", "K offset channels", "K scaled channels", "V mean 1"):
         q, k, v = inputs(kind, heads, tokens, dim)
         step = wan.steps[0]
         for layer in (None, 2, 5):

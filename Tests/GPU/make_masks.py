@@ -22,8 +22,8 @@ usage: make_masks.py -o masks.json --tokens N --heads H --head-dim D [--block 12
 --matrix writes DIR/NAME.json for every set NAME of Tests/GPU/matrix.json, the one list of the
 sets the GPU tests and benchmarks run: each entry holds the options above (`head_dim` for
 --head-dim, `frame_tokens` for --frame-tokens, `text_tokens`, `text_position`), or `copy`, a masks file of the repository taken
-as it is, and `use`: "test" (Tests/python/test_cuda.py runs it), "bench" (bench_gpu.py) or "e2e"
-(bench_e2e.py: every layer of a model).
+as it is, and `use`: "test" (Tests/python/test_cuda.py runs it), "test-long" (test_cuda.py's
+rows of many key tiles), "bench" (bench_gpu.py) or "e2e" (bench_e2e.py: every layer of a model).
 """
 import argparse, base64, json, os, shutil
 import numpy as np
