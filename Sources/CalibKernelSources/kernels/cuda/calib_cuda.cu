@@ -283,6 +283,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
+    p.vmean = w.vmean;
     calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
     calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
@@ -339,7 +340,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.spans = state->spans;
     p.batch = (int32_t)batch;
     p.heads = (int32_t)heads;
-    p.qscale = p.kscale = p.vscale = nullptr;
+    p.qscale = p.kscale = p.vscale = p.vmean = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
     p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];

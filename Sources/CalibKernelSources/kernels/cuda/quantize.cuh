@@ -2,19 +2,24 @@
  * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
  * three launches on the caller's stream:
  *
- *   stats     per (batch, head, chunk of 1024 tokens): v's largest magnitude and k's per-channel
- *             sum, minimum and maximum, over the valid tokens (padded text excluded)
+ *   stats     per (batch, head, chunk of 1024 tokens): v's and k's per-channel sum, minimum and
+ *             maximum, over the valid tokens (padded text excluded)
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
- *             the scale of v (largest magnitude / 448), k's mean over tokens, the scale of k − mean
- *   quantize  per (batch, head, block of 128 tokens): v / scale, transposed; q's scale for the
- *             block (its largest magnitude / 448) and q / scale; (k − mean) / scale
+ *             v's and k's means over tokens, the scales of v − mean and k − mean (largest
+ *             magnitude / 448)
+ *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed; q's scale
+ *             for the block (its largest magnitude / 448) and q / scale; (k − mean) / scale
  *
  * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
  * scale's granularity matters only for range, not for relative precision, and per-head scales
- * keep a tile's scale one number. Subtracting k's mean over tokens
- * (SageAttention's smoothing) changes every score of a query row by the same amount, which the
- * softmax ignores, and removes the large constant channels real models' keys carry, which would
- * otherwise set the scale and round the rest. FP8 wgmma wants both operands K-major, so P V's B
+ * keep a tile's scale one number. Subtracting k's mean over tokens (SageAttention's smoothing)
+ * changes every score of a query row by the same amount, which the softmax ignores, and removes
+ * the large constant channels real models' keys carry, which would otherwise set the scale and
+ * round the rest. v's mean goes for another reason: the tensor cores accumulate FP8 products at
+ * less than fp32, so O, which grows over a row's tiles with v's mean as the row sums do, lost the
+ * late tiles' share (relative L2 3e-1 with v ~ N(1, 1) over 256 key tiles, docs/gpu.md run 62);
+ * without it O wanders instead of growing, and the kernel adds it back to each normalized row in
+ * fp32 (a row's probabilities sum to 1). FP8 wgmma wants both operands K-major, so P V's B
  * operand is vᵀ: this pass writes it transposed, which costs nothing extra since it writes v
  * anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.
@@ -32,13 +37,13 @@ constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* vᵀ's row len
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kStatChunk = 1024;                               /* tokens per stats CTA */
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
-constexpr int kStatFloats = 3 * kDim + 1;                      /* sum, min, max per channel; v's max */
+constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 
 /* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, d, s padded
- * to kPadTokens), then the fp32 scales, k's mean and the stats' partial results. */
+ * to kPadTokens), then the fp32 scales, k's and v's means and the stats' partial results. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
-    float *qscale, *kscale, *vscale, *kmean, *partial;
+    float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
 };
 
 /* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
@@ -54,11 +59,11 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t qk = kQK ? bh * kTokens * kDim : 0;
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
-    const int64_t part = take(bh * kStatChunks * kStatFloats * 4);
+    const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
-        *w = {b + q, b + k, b + vt, reinterpret_cast<float *>(b + qs), reinterpret_cast<float *>(b + ks),
-              reinterpret_cast<float *>(b + vs), reinterpret_cast<float *>(b + km), reinterpret_cast<float *>(b + part)};
+        auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
+        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part)};
     }
     return at;
 }
@@ -108,45 +113,47 @@ template <typename T, bool kQK>
 __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8Work w) {
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[kRowsPer][kDim];
-    __shared__ float vred[8];
     const int chunk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = min(valid_end(p, b), (chunk + 1) * kStatChunk);
-    float sum[8], lo[8], hi[8], vmax = 0.f;
+    float st[2][3][8]; /* k's (unless kQK is false), then v's: sum, minimum, maximum per channel */
 #pragma unroll
-    for (int i = 0; i < 8; ++i) { sum[i] = 0.f; lo[i] = INFINITY; hi[i] = -INFINITY; }
+    for (int x = 0; x < 2; ++x)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) { st[x][0][i] = 0.f; st[x][1][i] = INFINITY; st[x][2][i] = -INFINITY; }
+    auto gather = [&](float (*s)[8], const float *f) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            s[0][i] += f[i];
+            s[1][i] = fminf(s[1][i], f[i]);
+            s[2][i] = fmaxf(s[2][i], f[i]);
+        }
+    };
 #pragma unroll 4
     for (int t = chunk * kStatChunk + r0; t < end; t += kRowsPer) {
-        float vf[8];
-        load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, vf);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) vmax = fmaxf(vmax, fabsf(vf[i]));
+        float f[8];
+        load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
+        gather(st[1], f);
         if constexpr (kQK) {
-            float kf[8];
-            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, kf);
-#pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                sum[i] += kf[i];
-                lo[i] = fminf(lo[i], kf[i]);
-                hi[i] = fmaxf(hi[i], kf[i]);
-            }
+            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
+            gather(st[0], f);
         }
     }
     float *out = w.partial + ((int64_t)(b * p.heads + h) * kStatChunks + chunk) * kStatFloats;
     /* Per channel, the row groups in a fixed order: the same bits whatever the schedule. */
-    for (int which = 0; kQK && which < 3; ++which) {
+#pragma unroll
+    for (int which = kQK ? 0 : 3; which < 6; ++which) {
+        const int x = which / 3, kind = which % 3;
         __syncthreads();
 #pragma unroll
-        for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = which == 0 ? sum[i] : which == 1 ? lo[i] : hi[i];
+        for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = x ? st[1][kind][i] : st[0][kind][i];
         __syncthreads();
         if (tid < kDim) {
-            float x = red[0][tid];
-            for (int r = 1; r < kRowsPer; ++r) x = which == 0 ? x + red[r][tid] : which == 1 ? fminf(x, red[r][tid]) : fmaxf(x, red[r][tid]);
-            out[which * kDim + tid] = x;
+            float y = red[0][tid];
+            for (int r = 1; r < kRowsPer; ++r) y = kind == 0 ? y + red[r][tid] : kind == 1 ? fminf(y, red[r][tid]) : fmaxf(y, red[r][tid]);
+            out[which * kDim + tid] = y;
         }
     }
-    const float v = cta_max(vmax, vred);
-    if (tid == 0) out[3 * kDim] = v;
 #endif
 }
 
@@ -158,25 +165,23 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
     const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
     const int valid = valid_end(p, b);
-    float sum = 0.f, lo = INFINITY, hi = -INFINITY, vmax = 0.f;
-    for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
-        const float *x = part + i * kStatFloats;
-        if constexpr (kQK) {
-            sum += x[c];
-            lo = fminf(lo, x[kDim + c]);
-            hi = fmaxf(hi, x[2 * kDim + c]);
+    /* x = 0: k (when kQK), 1: v. Channel c's mean, and the head's scale of x − mean. */
+    for (int x = kQK ? 0 : 1; x < 2; ++x) {
+        float sum = 0.f, lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
+            const float *s = part + i * kStatFloats + 3 * kDim * x;
+            sum += s[c];
+            lo = fminf(lo, s[kDim + c]);
+            hi = fmaxf(hi, s[2 * kDim + c]);
         }
-        vmax = fmaxf(vmax, x[3 * kDim]);
-    }
-    const float mean = valid > 0 ? sum / (float)valid : 0.f;
-    red[c] = valid > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
-    __syncthreads();
-    float kmax = 0.f;
-    for (int i = 0; i < kDim; ++i) kmax = fmaxf(kmax, red[i]);
-    w.kmean[(int64_t)bh * kDim + c] = mean;
-    if (c == 0) {
-        w.kscale[bh] = kmax > 0.f ? kmax / kFp8Max : 1.f;
-        w.vscale[bh] = vmax > 0.f ? vmax / kFp8Max : 1.f;
+        const float mean = valid > 0 ? sum / (float)valid : 0.f;
+        __syncthreads();
+        red[c] = valid > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
+        __syncthreads();
+        float most = 0.f;
+        for (int i = 0; i < kDim; ++i) most = fmaxf(most, red[i]);
+        (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
+        if (c == 0) (x ? w.vscale : w.kscale)[bh] = most > 0.f ? most / kFp8Max : 1.f;
     }
 #endif
 }
@@ -239,14 +244,22 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         }
     }
 
-    /* v: the head's scale, transposed through shared memory, keys in P's fragment order. */
+    /* v: its mean over tokens subtracted, the head's scale, transposed through shared memory,
+     * keys in P's fragment order. */
+    float vmean[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) vmean[i] = w.vmean[(int64_t)bh * kDim + 8 * lane + i];
     const float vinv = 1.f / w.vscale[bh];
 #pragma unroll
     for (int it = 0; it < kIters; ++it) {
         const int tl = it * kRowsPer + r0, t = blk * 128 + tl;
         float f[8];
-        if (t < end) load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
-        else for (int i = 0; i < 8; ++i) f[i] = 0.f;
+        if (t < end) {
+            load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
+            for (int i = 0; i < 8; ++i) f[i] -= vmean[i];
+        } else {
+            for (int i = 0; i < 8; ++i) f[i] = 0.f;
+        }
         const int col = (tl & ~15) | key_position(tl & 15);
 #pragma unroll
         for (int i = 0; i < 8; i += 2) {

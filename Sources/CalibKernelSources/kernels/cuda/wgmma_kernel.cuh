@@ -327,6 +327,20 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         sm.finish(inv0, inv1);
         inv0 *= vscale;
         inv1 *= vscale;
+        if constexpr (Ops::kFp8) {
+            /* v's mean, which quantize.cuh took out of v, back into each row (not into a row no
+             * key reached: zeros). This thread's columns 8j + 2c, +1 are float2 4j + c. */
+            const float2 *mean = reinterpret_cast<const float2 *>(p.vmean + (int64_t)(b * p.heads + h) * kDim) + c;
+#pragma unroll
+            for (int j = 0; j < kDim / 8; ++j) {
+                const float2 m = __ldg(mean + 4 * j);
+                o[4 * j] = fmaf(o[4 * j], inv0, inv0 != 0.f ? m.x : 0.f);
+                o[4 * j + 1] = fmaf(o[4 * j + 1], inv0, inv0 != 0.f ? m.y : 0.f);
+                o[4 * j + 2] = fmaf(o[4 * j + 2], inv1, inv1 != 0.f ? m.x : 0.f);
+                o[4 * j + 3] = fmaf(o[4 * j + 3], inv1, inv1 != 0.f ? m.y : 0.f);
+            }
+            inv0 = inv1 = 1.f;
+        }
         pack_rows<T, kDim>(o, inv0, inv1, pk);
         pv_b = b; pv_h = h; pv_qb = qb; pv_nt = ntargets; pv_toff = it.w;
         CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
