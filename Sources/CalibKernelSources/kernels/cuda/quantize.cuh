@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
         const int x = which / 3, kind = which % 3;
         __syncthreads();
 #pragma unroll
-        for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = x ? st[1][kind][i] : st[0][kind][i];
+        for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = st[x][kind][i];
         __syncthreads();
         if (tid < kDim) {
             float y = red[0][tid];
