@@ -290,9 +290,9 @@ def test_rows_that_run_long(precision, values):
     """Rows of 188 key tiles (the set tlong, dense): whatever the kernel accumulates across a
     row's tiles has to keep its precision over all of them, which rows of the test sets' 16 tiles
     cannot show. FP8 products accumulate in the tensor cores at less than fp32, so a sum there
-    that only grows loses the late tiles' share: a build that summed P on them failed with a
-    relative L2 of 6e-1 (docs/gpu.md, run 61), and O with v ~ N(1, 1), before quantize.cuh took
-    v's mean out, with 2.5e-1 (run 62). Three query blocks (first, middle, last and partial) of
+    that only grows loses the late tiles' share: a build that summed P on them measured a
+    relative L2 of 6e-1 on a 256-tile layer (docs/gpu.md, run 61), and this test failed with
+    v ~ N(1, 1) at 2.5e-1 before quantize.cuh took v's mean out (run 62). Three query blocks (first, middle, last and partial) of
     both batch elements against float64."""
     kernels = compiled("tlong")
     if precision and not fp8_capable(kernels):
