@@ -14,10 +14,13 @@ their times mean anything.
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
   head-major   the work list ordered head by head (heaviest first within a head) instead of in
                16 cost classes across heads: does each class re-read every head's K and V? (correct output)
-  fma-exp2-quarter, fma-exp2-half
-               a quarter (half) of the exponentials computed on the FMA units (a degree-3
-               polynomial of the fraction, the integer part added to the exponent bits; relative
-               error 1.0e-4) instead of the special-function unit: correct output
+  fma-exp2-eighth, fma-exp2-quarter, fma-exp2-half
+               an eighth (a quarter, half) of the exponentials computed on the FMA units (a
+               degree-3 polynomial of the fraction, the integer part added to the exponent bits;
+               relative error 1.0e-4) instead of the special-function unit: correct output
+  fma2-exp2-quarter
+               a quarter so with a degree-2 polynomial (relative error 1.7e-3: below e4m3's
+               rounding of P, so correct for the FP8 instances, not for bf16)
 
 usage: python3 Tests/GPU/ablate.py SET_DIR [VARIANT ...]   (default: every variant; writes
        SET_DIR-<variant>/ beside it and prints the bench_versions.py arguments for the set and
@@ -54,6 +57,10 @@ FMA_EXP2 = """__device__ __forceinline__ float fma_exp2(float x) {
 }
 
 struct OnlineSoftmax {"""
+FMA2_EXP2 = FMA_EXP2.replace(
+    "fmaf(fmaf(fmaf(0.05592203512787819f, f, 0.24264007806777954f), f, 0.6931210160255432f), f,\n                         0.9999244809150696f)",
+    "fmaf(fmaf(0.23841807f, f, 0.70342755f), f, 1.0004423f)")
+FMA_E1_EIGHTH = """            s[4 * j + 1] = (j & 1) ? fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0)) : fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
 FMA_E1 = """            s[4 * j + 1] = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
 FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));"""
 
@@ -72,6 +79,8 @@ VARIANTS = {
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
     "head-major": [(CLASSES, BY_HEAD)],
+    "fma-exp2-eighth": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1_EIGHTH)],
+    "fma2-exp2-quarter": [("struct OnlineSoftmax {", FMA2_EXP2), (EX2, FMA_E1)],
     "fma-exp2-quarter": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1)],
     "fma-exp2-half": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1), (EX2_3, FMA_E3)],
 }

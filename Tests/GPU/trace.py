@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
 """Per-item timeline of CTA 0 of the wgmma kernel, from a build with -DCALIB_CUDA_TRACE
 (Tests/GPU/build.sh DIR -DCALIB_CUDA_TRACE): where the time of one query block goes.
-usage: PYTHONPATH=python trace.py DIR.so:masks.json LAYER..."""
+usage: PYTHONPATH=python trace.py DIR.so:masks.json LAYER... [--precision fp8|fp8-pv]"""
 import ctypes, sys
 import numpy as np
 import torch
 import calibc
 
+precision = sys.argv[sys.argv.index("--precision") + 1] if "--precision" in sys.argv else None
+layers = [int(a) for a in sys.argv[2:sys.argv.index("--precision") if precision else None]]
 so, mj = sys.argv[1].split(":")
 lib = calibc.load_cuda(so)
 buf = (ctypes.c_longlong * 1024)()
 B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
 q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
 out = torch.empty_like(q)
-for layer in map(int, sys.argv[2:]):
+for layer in layers:
     for _ in range(3):
-        lib.attention_layer(lib.steps[0], layer, q, k, v, out=out, layout="bhsd")
+        lib.attention_layer(lib.steps[0], layer, q, k, v, out=out, layout="bhsd", precision=precision)
     torch.cuda.synchronize()
     lib.lib.calib_cuda_trace_read(buf)
     t = np.array(buf[:], dtype=np.int64)
