@@ -19,5 +19,5 @@ done
 wait
 timeout 240 python3 Tests/GPU/bench_versions.py $args ${PRECISION:+--precision $PRECISION} 2>&1 | tee "$OUT/ablate.log"
 for v in $variants; do
-    echo "== $v"; timeout 60 python3 Tests/GPU/trace.py "$dir/$v-trace/libcalibcuda.so:$dir/$set.json" 0 3
+    echo "== $v"; timeout 60 python3 Tests/GPU/trace.py "$dir/$v-trace/libcalibcuda.so:$dir/$set.json" 0 3 ${PRECISION:+--precision $PRECISION}
 done 2>&1 | tee "$OUT/trace.log"

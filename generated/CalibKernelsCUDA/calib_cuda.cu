@@ -275,6 +275,16 @@ struct Fp8Request {
     int32_t products; /* enum calib_fp8 */
 };
 
+#ifdef CALIB_CUDA_TRACE /* events between the launches of the last FP8 call (Tests/GPU/fp8_pass_profile.py) */
+cudaEvent_t calib_pass_events[5];
+#define CALIB_PASS_MARK(i, s) do { \
+        if (!calib_pass_events[i]) cudaEventCreate(&calib_pass_events[i]); \
+        cudaEventRecord(calib_pass_events[i], s); \
+    } while (0)
+#else
+#define CALIB_PASS_MARK(i, s) do { } while (0)
+#endif
+
 /* The FP8 pass and kernel on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
 template <typename T, bool kQK>
 int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, int64_t heads, const int64_t *qs,
@@ -290,11 +300,16 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.kscale = w.kscale;
     p.vscale = w.vscale;
     p.vmean = w.vmean;
+    CALIB_PASS_MARK(0, s);
     calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    CALIB_PASS_MARK(1, s);
     calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
+    CALIB_PASS_MARK(2, s);
     calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    CALIB_PASS_MARK(3, s);
     using Ops = OperandsFp8<T, kQK>;
     calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
+    CALIB_PASS_MARK(4, s);
     return CALIB_OK;
 }
 
@@ -500,6 +515,14 @@ int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k
 #ifdef CALIB_CUDA_TRACE
 int calib_cuda_trace_read(long long *dst) {
     return cudaMemcpyFromSymbol(dst, calib_cuda_detail::calib_trace, sizeof(long long) * 1024) == cudaSuccess ? 0 : 5;
+}
+
+/* Milliseconds of the last FP8 call's stats, combine, quantize and attention launches. */
+int calib_cuda_pass_read(float *ms) {
+    if (!calib_pass_events[4] || cudaEventSynchronize(calib_pass_events[4]) != cudaSuccess) return 5;
+    for (int i = 0; i < 4; ++i)
+        if (cudaEventElapsedTime(&ms[i], calib_pass_events[i], calib_pass_events[i + 1]) != cudaSuccess) return 5;
+    return 0;
 }
 #endif
 
