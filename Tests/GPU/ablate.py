@@ -8,8 +8,7 @@ their times mean anything.
   no-pv        no P V products
   no-qk        no Q Kᵀ products (S left at zero)
   softmax-only neither product: the softmax alone, with its waits and turns
-  no-pingpong  the warpgroups issue their products without taking turns (bf16/f16; the FP8
-               instances take none)
+  no-pingpong  the warpgroups issue their products without taking turns
   pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
@@ -36,7 +35,8 @@ PV = """                Ops::pv(o, pa, dv0 + sp * kStageDesc);"""
 QK = """                Ops::qk(sc, dq, dk0 + s * kStageDesc);"""
 ZERO_S = """#pragma unroll
                 for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
-TURNS = [("static constexpr bool kTurns = true;", "static constexpr bool kTurns = false;")]
+TURNS = [("    if (wg == 2) named_arrive(1);\n", ""), ("            named_sync(me);\n", ""),
+         ("            named_arrive(other);\n", ""), ("    if (wg == 1) named_sync(1);", "    if (false) named_sync(1);")]
 
 PACK = """        pa[2 * g] = Pack<T>::two(e0, e1);
         pa[2 * g + 1] = Pack<T>::two(e2, e3);"""
