@@ -285,18 +285,22 @@ def test_fp8_keys_with_outlier_channels(gpu_set, precision):
 
 
 @pytest.mark.parametrize("values", ["N(0, 1)", "N(1, 1)"])
-@pytest.mark.parametrize("precision", [None] + FP8)
-def test_rows_that_run_long(precision, values):
+@pytest.mark.parametrize("precision, kernel", [(None, ""), (None, "mma")] + [(p, "") for p in FP8],
+                         ids=["bf16", "bf16-mma.sync"] + FP8)
+def test_rows_that_run_long(precision, kernel, values, monkeypatch):
     """Rows of 188 key tiles (the set tlong, dense): whatever the kernel accumulates across a
     row's tiles has to keep its precision over all of them, which rows of the test sets' 16 tiles
     cannot show. FP8 products accumulate in the tensor cores at less than fp32, so a sum there
     that only grows loses the late tiles' share: a build that summed P on them measured a
     relative L2 of 6e-1 on a 256-tile layer (docs/gpu.md, run 61), and this test failed with
-    v ~ N(1, 1) at 2.5e-1 before quantize.cuh took v's mean out (run 62). Three query blocks (first, middle, last and partial) of
-    both batch elements against float64."""
+    v ~ N(1, 1) at 2.5e-1 before quantize.cuh took v's mean out (run 62). bf16 on both kernels
+    (the mma.sync one forced), FP8 on the wgmma one; three query blocks (first, middle, last and
+    partial) of both batch elements against float64."""
     kernels = compiled("tlong")
     if precision and not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
+    monkeypatch.setenv("CALIB_CUDA_KERNEL", kernel)
+    assert kernels.kernel_name() == ("mma.sync" if kernel else "wgmma")
     q, k, v = layer_inputs(kernels, 31)
     if values == "N(1, 1)":
         v = v + 1
