@@ -190,7 +190,7 @@ gpu-sources: deps
 	$(SWIFT_BUILD) --product calibc
 	sh Tests/GPU/sources.sh $(CALIBC) $(GPU_DIR)
 
-# The kernels for sm_90a with warnings as errors; fails on any spill.
+# The kernels for sm_90a with warnings as errors; fails on any spill or serialized wgmma.
 cuda-check: .cuda/ok gpu-sources
 	NVCC=$(CURDIR)/.cuda/nvidia/cu13/bin/nvcc sh Tests/GPU/cuda_check.sh $(GPU_DIR)
 
