@@ -3,8 +3,8 @@
 quantizing pass's stats, combine and quantize, then the attention kernel) timed apart by the
 events a -DCALIB_CUDA_TRACE build records between them (the profiler's CUPTI does not start on
 the GPU machine), with each pass launch's bandwidth for the bytes it must move; for the dense
-entry and the sparsest layer of step 0, `fp8` and `fp8-pv`. "call" is the time of back-to-back
-calls with no events read, so call − the launches' sum is what launching costs.
+entry and the sparsest layer of step 0, `fp8` and `fp8-pv`. "call" is one call's time (bench_gpu's
+median), so call − the launches' sum is what launching costs.
 usage: PYTHONPATH=python:Tests/GPU fp8_pass_profile.py TRACE_DIR.so:masks.json ..."""
 import ctypes
 import sys
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import calibc
-from bench_gpu import builds_by_masks, density, dense_inputs, layer_call
+from bench_gpu import bench, builds_by_masks, density, dense_inputs, layer_call
 
 CALLS = 20
 ROLES = ("stats", "combine", "quantize", "attention")
@@ -29,15 +29,7 @@ for mj, builds in builds_by_masks(sys.argv[1:]).items():
     for where, layer in (("dense", None), (f"layer {sparsest} density {density(masks, step, sparsest):.3f}", sparsest)):
         for precision in ("fp8", "fp8-pv"):
             call = lambda: layer_call(lib, None if layer is None else step, layer or 0, q, k, v, out, precision)
-            for _ in range(5):
-                call()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(CALLS):
-                call()
-            end.record()
-            torch.cuda.synchronize()
-            wall = start.elapsed_time(end) * 1e3 / CALLS
+            wall = bench(call, min_reps=5, warm_ms=20, run_ms=60)[0] * 1e3
             each = []
             for _ in range(CALLS):
                 call()
