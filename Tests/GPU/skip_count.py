@@ -6,46 +6,31 @@ below 2^-T and a vote could leave them out. Counted on CPU over the calibrated p
 of the synthetic recording (`Tests/GPU/sources.sh` writes DIR/fp8synth-rec and DIR/fp8synth.json),
 walking each row's tiles in order as the kernel does. Random inputs skip nothing (their scores
 span a few units).
-usage: python3 Tests/GPU/skip_count.py DIR"""
-import base64
-import json
+usage: PYTHONPATH=python .venv/bin/python Tests/GPU/skip_count.py DIR"""
 import os
-import struct
 import sys
 
 import numpy as np
 
+import calibc
+from calibc.safetensors import read_tensor
+
 THRESHOLDS = (8, 16, 24)
-
-
-def read_bf16(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header, base = json.loads(raw[8:8 + n]), 8 + n
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        s, e = h["data_offsets"]
-        bits = np.frombuffer(raw[base + s:base + e], dtype=np.uint16).astype(np.uint32) << 16
-        out[name] = bits.view(np.float32).reshape(h["shape"]).astype(np.float64)
-    return out
 
 
 def main():
     root = sys.argv[1]
-    masks = json.load(open(os.path.join(root, "fp8synth.json")))
-    (step,) = masks["timesteps"]
-    tensors = read_bf16(os.path.join(root, "fp8synth-rec", "prompt0.safetensors"))
-    q, k = tensors[f"step{step}.layer0.q"], tensors[f"step{step}.layer0.k"]
+    masks = calibc.Masks.read(os.path.join(root, "fp8synth.json"))
+    (step,) = masks.timesteps
+    recording = os.path.join(root, "fp8synth-rec", "prompt0.safetensors")
+    q, k = (read_tensor(recording, f"step{step}.layer0.{x}").double().numpy() for x in "qk")
     heads, tokens, dim = q.shape
-    nb, scale = tokens // 128, np.log2(np.e) / np.sqrt(dim)
+    scale = np.log2(np.e) / np.sqrt(dim)
     skipped, groups = np.zeros(len(THRESHOLDS)), 0
     for h in range(heads):
-        bitmap = base64.b64decode(masks["patterns"][f"s{step}_l0_h{h}"]["bitmap"])
-        kept = np.unpackbits(np.frombuffer(bitmap, np.uint8), bitorder="little")[:nb * nb].reshape(nb, nb)
+        kept = masks.pattern(step, 0, h).kept
         x = (q[h] @ k[h].T) * scale
-        for qb in range(nb):
+        for qb in range(kept.shape[0]):
             ref = np.full(128, -np.inf)
             for kb in np.nonzero(kept[qb])[0]:
                 tile = x[qb * 128:(qb + 1) * 128, kb * 128:(kb + 1) * 128]
