@@ -11,6 +11,9 @@ Each layer of one step holds one plan kind, the same for every run (seeded):
   reusex:<d>:<f>     the previous reuse layer's plans with every reused block computed instead
                      (it keeps its source's key blocks): the pair measures what a reuse costs
   rand:<d>           scattered random tiles (diagonal kept), as in anchors.py
+  counts:<n>         query block q keeps q % n + 1 key blocks (the diagonal and others at random),
+                     so rows of every length from 1 to n blocks: a key tile wider than a block
+                     (the wgmma kernel's) ends a row with each number of its sub-blocks missing
 Heads cycle over `--variants` distinct patterns per layer (keeps the tables small). KIND*N is N
 layers sharing one layer's patterns (a whole model's worth of layers in a small file).
 
@@ -57,6 +60,14 @@ def structured(nb, density, frame_blocks, rng):
 def random_mask(nb, density, rng):
     m = rng.random((nb, nb)) < density
     m |= np.eye(nb, dtype=bool)
+    return m
+
+
+def counted_mask(nb, n, rng):
+    m = np.eye(nb, dtype=bool)
+    for q in range(nb):
+        others = rng.permutation([b for b in range(nb) if b != q])[:q % n]
+        m[q, others] = True
     return m
 
 
@@ -108,6 +119,8 @@ def masks(tokens, heads, head_dim, block=128, layers=LAYERS, frame_tokens=1560, 
         for v in range(nv):
             if name == "rand":
                 m, pairs = random_mask(nb, dens, rng), []
+            elif name == "counts":  # its own generator: the layers after it keep their plans
+                m, pairs = counted_mask(nb, int(dens), np.random.default_rng([seed, layer, v])), []
             elif name == "reusex":
                 m, pairs = last_reuse[v]
                 m = m.copy()
