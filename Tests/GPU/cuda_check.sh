@@ -1,7 +1,7 @@
 #!/bin/sh
 # The CUDA kernels compiled for sm_90a by the sets' own recipe (`build.sh --check`: warnings as
-# errors, no link, so PyPI's nvcc suffices), failing on any spill, stack frame or serialized
-# wgmma: the wgmma kernel (bf16/f16 and e4m3 instances) and the FP8 pass of t128, t64 and tj128
+# errors, no link, so PyPI's nvcc suffices), failing on any spill, stack frame, serialized
+# wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16 and e4m3 instances) and the FP8 pass of t128, t64 and tj128
 # (block 128, head_dim 128 and 64; tj128 with padded text) and the mma.sync kernel of ex (block 64).
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
@@ -14,8 +14,8 @@ done
 for s in t128 t64 tj128 ex; do
     [ ! -e "$dir/$s.failed" ] || { rm -f "$dir/$s.failed"; cat "$dir/$s.ptxas.log"; exit 1; }
 done
-python3 Tests/GPU/check_ptxas.py "$dir/t128.ptxas.log" calib_wgmma_kernel
-python3 Tests/GPU/check_ptxas.py "$dir/tj128.ptxas.log" calib_wgmma_kernel
-python3 Tests/GPU/check_ptxas.py "$dir/t64.ptxas.log" calib_wgmma_kernel
+for s in t128 tj128 t64; do
+    python3 Tests/GPU/check_ptxas.py "$dir/$s.ptxas.log" calib_wgmma_kernel --setmaxnreg "$dir/$s/wgmma_kernel.cuh"
+done
 for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$dir/$s.ptxas.log" calib_fp8_; done
 python3 Tests/GPU/check_ptxas.py "$dir/ex.ptxas.log" calib_mma_kernel
