@@ -57,9 +57,9 @@ FMA_EXP2 = """__device__ __forceinline__ float fma_exp2(float x) {
 }
 
 struct OnlineSoftmax {"""
-FMA2_EXP2 = FMA_EXP2.replace(
-    "fmaf(fmaf(fmaf(0.05592203512787819f, f, 0.24264007806777954f), f, 0.6931210160255432f), f,\n                         0.9999244809150696f)",
-    "fmaf(fmaf(0.23841807f, f, 0.70342755f), f, 1.0004423f)")
+CUBIC = "fmaf(fmaf(fmaf(0.05592203512787819f, f, 0.24264007806777954f), f, 0.6931210160255432f), f,\n                         0.9999244809150696f)"
+assert CUBIC in FMA_EXP2  # the degree-2 variant below is the degree-3 one with this replaced
+FMA2_EXP2 = FMA_EXP2.replace(CUBIC, "fmaf(fmaf(0.23841807f, f, 0.70342755f), f, 1.0004423f)")
 FMA_E1_EIGHTH = """            s[4 * j + 1] = (j & 1) ? fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0)) : fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
 FMA_E1 = """            s[4 * j + 1] = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
 FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));"""

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The CUDA kernels compiled for sm_90a by the sets' own recipe (`build.sh --check`: warnings as
 # errors, no link, so PyPI's nvcc suffices), failing on any spill, stack frame, serialized
-# wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16 and e4m3 instances) and the FP8 pass of t128, t64 and tj128
-# (block 128, head_dim 128 and 64; tj128 with padded text) and the mma.sync kernel of ex (block 64).
+# wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16
+# and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
+# tj128 with padded text) and the mma.sync kernel of ex (block 64).
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
 dir=$1
