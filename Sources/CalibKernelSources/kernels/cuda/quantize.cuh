@@ -33,14 +33,15 @@
 namespace calib_cuda_detail {
 
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
-constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* vᵀ's row length */
+constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kStatChunk = 1024;                               /* tokens per stats CTA */
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 
-/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, d, s padded
- * to kPadTokens), then the fp32 scales, k's and v's means and the stats' partial results. */
+/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, panel of 32
+ * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means and the stats'
+ * partial results. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
@@ -274,10 +275,13 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         }
     }
     __syncthreads();
-    uint8_t *dst = w.vt + (int64_t)bh * kDim * kPadTokens + blk * 128;
+    /* Out as four panels of 32 keys (kDim rows of 32 bytes each, contiguous), the two 16-byte
+     * halves of a row swapped in rows 4-7 of every 8: the 32-byte swizzle the product reads, so
+     * the kernel brings a panel with one plain copy. */
+    uint8_t *dst = w.vt + ((int64_t)bh * kPadTokens + blk * 128) * kDim;
     for (int i = tid; i < kDim * 8; i += 256) {
-        const int row = i / 8, part = i % 8;
-        *reinterpret_cast<uint4 *>(dst + (int64_t)row * kPadTokens + 16 * part) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
+        const int row = i / 8, part = i % 8, panel = part / 2, half = (part % 2) ^ ((row >> 2) & 1);
+        *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
     }
 #endif
 }
