@@ -21,6 +21,9 @@ their times mean anything.
   fma2-exp2-quarter
                a quarter so with a degree-2 polynomial (relative error 1.7e-3: below e4m3's
                rounding of P, so correct for the FP8 instances, not for bf16)
+  stale-max    the exponentials taken against the row's reference before the tile, so they need
+               not wait for the tile's maxima (wrong where a maximum moves: what exponentials
+               ahead of the maxima would gain before the corrections they need; docs/gpu.md)
 
 usage: python3 Tests/GPU/ablate.py SET_DIR [VARIANT ...]   (default: every variant; writes
        SET_DIR-<variant>/ beside it and prints the bench_versions.py arguments for the set and
@@ -64,6 +67,12 @@ FMA_E1_EIGHTH = """            s[4 * j + 1] = (j & 1) ? fast_exp2(fmaf(s[4 * j +
 FMA_E1 = """            s[4 * j + 1] = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
 FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));"""
 
+REFERENCE = """        f0 = fast_exp2(m0 - b0);"""
+STALE_REFERENCE = """        const float r0 = m0 == -INFINITY ? 0.f : m0, r1 = m1 == -INFINITY ? 0.f : m1;
+        f0 = fast_exp2(m0 - b0);"""
+GAIN = """        const float g0 = b0 - (float)kLog2Gain, g1 = b1 - (float)kLog2Gain;"""
+STALE_GAIN = """        const float g0 = r0 - (float)kLog2Gain, g1 = r1 - (float)kLog2Gain;"""
+
 CLASSES = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });"""
 BY_HEAD = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
         const int ha = a.item.x & 0xfff, hb = b.item.x & 0xfff;
@@ -83,6 +92,7 @@ VARIANTS = {
     "fma2-exp2-quarter": [("struct OnlineSoftmax {", FMA2_EXP2), (EX2, FMA_E1)],
     "fma-exp2-quarter": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1)],
     "fma-exp2-half": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1), (EX2_3, FMA_E3)],
+    "stale-max": [(REFERENCE, STALE_REFERENCE), (GAIN, STALE_GAIN)],
 }
 
 
