@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where an FP8 call's time goes (issue 27, docs/gpu.md "FP8"): the launches of one call (the
-quantizing pass's stats, combine and quantize, then the attention kernel) timed apart by the
-events a -DCALIB_CUDA_TRACE build records between them (the profiler's CUPTI does not start on
+quantizing pass's, then the attention kernel; the library names them, calib_cuda_pass_roles)
+timed apart by the events a -DCALIB_CUDA_TRACE build records between them (the profiler's CUPTI does not start on
 the GPU machine), with each pass launch's bandwidth for the bytes it must move; for the dense
 entry and the sparsest layer of step 0, `fp8` and `fp8-pv`. "call" is one call's time (bench_gpu's
 median), so call − the launches' sum is what launching costs.
@@ -16,16 +16,18 @@ import calibc
 from bench_gpu import bench, builds_by_masks, density, dense_inputs, layer_call
 
 CALLS = 20
-ROLES = ("stats", "combine", "quantize", "attention")
 
 for mj, builds in builds_by_masks(sys.argv[1:]).items():
     lib = builds[0][1]
+    roles_of = lib.lib.calib_cuda_pass_roles
+    roles_of.restype = ctypes.c_char_p
+    ROLES = roles_of().decode().split(",")
     masks = calibc.Masks.read(mj)
     q, k, v, _, _, _, out = dense_inputs(lib)
     bhnd = lib.heads * lib.tokens * lib.head_dim
     step = lib.steps[0]
     sparsest = min(range(lib.layers), key=lambda l: density(masks, step, l))
-    ms = (ctypes.c_float * 4)()
+    ms = (ctypes.c_float * len(ROLES))()
     for where, layer in (("dense", None), (f"layer {sparsest} density {density(masks, step, sparsest):.3f}", sparsest)):
         for precision in ("fp8", "fp8-pv"):
             call = lambda: layer_call(lib, None if layer is None else step, layer or 0, q, k, v, out, precision)
@@ -37,9 +39,10 @@ for mj, builds in builds_by_masks(sys.argv[1:]).items():
                 each.append([x * 1e3 for x in ms])
             med = np.median(np.array(each), axis=0)
             # Bytes each pass launch must move (bf16 in, e4m3 out): stats reads k (fp8) and v;
-            # quantize reads q, k (fp8) and v and writes each as a byte an element.
+            # quantize, or the pass as one launch, reads q, k (fp8) and v once from memory and
+            # writes each as a byte an element.
             n = 3 if precision == "fp8" else 1
-            need = {"stats": (2 if precision == "fp8" else 1) * 2 * bhnd, "quantize": n * 3 * bhnd}
+            need = {"stats": (2 if precision == "fp8" else 1) * 2 * bhnd, "quantize": n * 3 * bhnd, "pass": n * 3 * bhnd}
             parts = [f"{r} {d:.1f} µs" + (f" ({need[r] / d / 1e6:.2f} TB/s)" if r in need else "") for r, d in zip(ROLES, med)]
             print(f"{mj} {where} {precision}: call {wall:.1f} µs, launches {med.sum():.1f}: " + "; ".join(parts), flush=True)
     del q, k, v, out

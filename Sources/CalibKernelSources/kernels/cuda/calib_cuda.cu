@@ -511,7 +511,8 @@ int calib_cuda_trace_read(long long *dst) {
     return cudaMemcpyFromSymbol(dst, calib_cuda_detail::calib_trace, sizeof(long long) * 1024) == cudaSuccess ? 0 : 5;
 }
 
-/* Milliseconds of the last FP8 call's stats, combine, quantize and attention launches. */
+/* What the last FP8 call's launches were, in order, and their milliseconds (ms: one a role). */
+const char *calib_cuda_pass_roles(void) { return "stats,combine,quantize,attention"; }
 int calib_cuda_pass_read(float *ms) {
     if (!calib_pass_events[4] || cudaEventSynchronize(calib_pass_events[4]) != cudaSuccess) return 5;
     for (int i = 0; i < 4; ++i)
