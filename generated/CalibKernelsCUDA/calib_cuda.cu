@@ -115,12 +115,12 @@ int device_state(void *stream, DeviceState **state) {
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.mma_ctas_per_sm, calib_mma_kernel<__nv_bfloat16>, 128, kMmaSmem);
         if (s.mma_ctas_per_sm < 1) s.mma_ctas_per_sm = 1;
         if (kWgmmaShape) {
-            allow_smem<Ops16<__nv_bfloat16>>();
-            allow_smem<Ops16<__half>>();
-            allow_smem<OpsFp8<__nv_bfloat16, false>>();
-            allow_smem<OpsFp8<__half, false>>();
-            allow_smem<OpsFp8<__nv_bfloat16, true>>();
-            allow_smem<OpsFp8<__half, true>>();
+            allow_smem<Operands16<__nv_bfloat16>>();
+            allow_smem<Operands16<__half>>();
+            allow_smem<OperandsFp8<__nv_bfloat16, false>>();
+            allow_smem<OperandsFp8<__half, false>>();
+            allow_smem<OperandsFp8<__nv_bfloat16, true>>();
+            allow_smem<OperandsFp8<__half, true>>();
         }
         cudaGetLastError();
         found = g_devices.emplace(dev, std::move(s)).first;
@@ -198,15 +198,15 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder() {
     return g_encode;
 }
 
-/* A tensor map over (d, s, h, b) of one input, boxes of 64 columns × `rows`, 128-byte swizzle. */
-bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, int64_t heads, const int64_t *st, int rows) {
+/* A tensor map over (d, s, h, b) of one input, boxes of 64 columns × 128 rows, 128-byte swizzle. */
+bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, int64_t heads, const int64_t *st) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
     if (!enc) return false;
     cuuint64_t dims[4] = {(cuuint64_t)kDim, (cuuint64_t)kTokens, (cuuint64_t)heads, (cuuint64_t)batch};
     cuuint64_t strides[3] = {(cuuint64_t)st[1] * 2, (cuuint64_t)st[2] * 2, (cuuint64_t)st[0] * 2};
     for (int i = 0; i < 3; ++i)
         if (strides[i] == 0 || strides[i] >= (1ull << 40)) return false;
-    cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1};
+    cuuint32_t box[4] = {64, 128, 1, 1};
     cuuint32_t estr[4] = {1, 1, 1, 1};
     CUresult r = enc(map, dtype == CALIB_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
                      const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -276,7 +276,7 @@ struct Fp8Request {
 };
 
 #ifdef CALIB_CUDA_TRACE /* events between the launches of the last FP8 call (Tests/GPU/fp8_pass_profile.py) */
-cudaEvent_t calib_pass_events[4];
+cudaEvent_t calib_pass_events[5];
 #define CALIB_PASS_MARK(i, s) do { \
         if (!calib_pass_events[i]) cudaEventCreate(&calib_pass_events[i]); \
         cudaEventRecord(calib_pass_events[i], s); \
@@ -288,31 +288,28 @@ cudaEvent_t calib_pass_events[4];
 /* The FP8 pass and kernel on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
 template <typename T, bool kQK>
 int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, int64_t heads, const int64_t *qs,
-               const int64_t *ks, int sms, cudaStream_t s) {
+               const int64_t *ks, int grid, cudaStream_t s) {
     Fp8Work w;
     fp8_layout(batch, heads, kQK, fp8.workspace, &w);
-    using Ops = OpsFp8<T, kQK>;
-    /* vᵀ comes by bulk copies of its panels (already swizzled), not through a map: the kernel's
-     * V map is unused, and K's stands in for it. */
-    CUtensorMap tq, tk;
-    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch};
-    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, Ops::kSubBlock)
-                          : make_map(&tq, dtype, p.q, batch, heads, qs, 128) && make_map(&tk, dtype, p.k, batch, heads, ks, Ops::kSubBlock);
-    if (!maps) return CALIB_ERR_CUDA;
+    CUtensorMap tq, tk, tv;
+    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, vt_dims[4] = {kPadTokens, kDim, heads, batch};
+    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, 128)
+                          : make_map(&tq, dtype, p.q, batch, heads, qs) && make_map(&tk, dtype, p.k, batch, heads, ks);
+    if (!maps || !make_map8(&tv, w.vt, vt_dims, 128, kDim)) return CALIB_ERR_CUDA;
     p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
     p.vmean = w.vmean;
-    p.vt = w.vt;
     CALIB_PASS_MARK(0, s);
-    if (cudaMemsetAsync(w.sync, 0, fp8_sync_bytes(batch * heads), s) != cudaSuccess) return CALIB_ERR_CUDA;
+    calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(1, s);
-    /* Any grid is safe (quantize.cuh); CTAs past those an SM holds find the items taken and end. */
-    const int64_t items = batch * heads * (kStatChunks + kQuantBlocks);
-    calib_fp8_pass<T, kQK><<<(unsigned)std::min<int64_t>(items, 4 * (int64_t)sms), 256, 0, s>>>(p, w);
+    calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
     CALIB_PASS_MARK(2, s);
-    calib_wgmma_kernel<T, Ops><<<(unsigned)std::min<int64_t>(sms, p.total), 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
+    calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(3, s);
+    using Ops = OperandsFp8<T, kQK>;
+    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
+    CALIB_PASS_MARK(4, s);
     return CALIB_OK;
 }
 
@@ -365,7 +362,6 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.batch = (int32_t)batch;
     p.heads = (int32_t)heads;
     p.qscale = p.kscale = p.vscale = p.vmean = nullptr;
-    p.vt = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
     p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];
@@ -378,27 +374,27 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     if (p.total == 0) return CALIB_OK;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (fp8.workspace) {
-        const int sms = state->sms;
+        const int grid = (int)std::min<int64_t>(state->sms, p.total);
         const bool qk8 = fp8.products == CALIB_FP8_ALL;
         const int st = dtype == CALIB_BF16
-                           ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, sms, s)
-                                  : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, sms, s))
-                           : (qk8 ? launch_fp8<__half, true>(p, fp8, dtype, batch, heads, qs, ks, sms, s)
-                                  : launch_fp8<__half, false>(p, fp8, dtype, batch, heads, qs, ks, sms, s));
+                           ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s))
+                           : (qk8 ? launch_fp8<__half, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__half, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s));
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
     bool wgmma = kWgmmaShape && !want_mma();
     CUtensorMap tq, tk, tv;
     if (wgmma)
-        wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
-                make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
+        wgmma = make_map(&tq, dtype, q, batch, heads, qs) && make_map(&tk, dtype, k, batch, heads, ks) &&
+                make_map(&tv, dtype, v, batch, heads, vs);
     if (wgmma) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
         if (dtype == CALIB_BF16)
-            calib_wgmma_kernel<__nv_bfloat16, Ops16<__nv_bfloat16>><<<grid, 384, wg_smem<Ops16<__nv_bfloat16>>(), s>>>(tq, tk, tv, p);
+            calib_wgmma_kernel<__nv_bfloat16, Operands16<__nv_bfloat16>><<<grid, 384, wg_smem<Operands16<__nv_bfloat16>>(), s>>>(tq, tk, tv, p);
         else
-            calib_wgmma_kernel<__half, Ops16<__half>><<<grid, 384, wg_smem<Ops16<__half>>(), s>>>(tq, tk, tv, p);
+            calib_wgmma_kernel<__half, Operands16<__half>><<<grid, 384, wg_smem<Operands16<__half>>(), s>>>(tq, tk, tv, p);
     } else {
         const int grid = (int)std::min<int64_t>((int64_t)state->sms * state->mma_ctas_per_sm, p.total);
         if (dtype == CALIB_BF16) calib_mma_kernel<__nv_bfloat16><<<grid, 128, kMmaSmem, s>>>(p);
@@ -522,10 +518,10 @@ int calib_cuda_trace_read(long long *dst) {
 }
 
 /* What the last FP8 call's launches were, in order, and their milliseconds (ms: one a role). */
-const char *calib_cuda_pass_roles(void) { return "memset,pass,attention"; }
+const char *calib_cuda_pass_roles(void) { return "stats,combine,quantize,attention"; }
 int calib_cuda_pass_read(float *ms) {
-    if (!calib_pass_events[3] || cudaEventSynchronize(calib_pass_events[3]) != cudaSuccess) return 5;
-    for (int i = 0; i < 3; ++i)
+    if (!calib_pass_events[4] || cudaEventSynchronize(calib_pass_events[4]) != cudaSuccess) return 5;
+    for (int i = 0; i < 4; ++i)
         if (cudaEventElapsedTime(&ms[i], calib_pass_events[i], calib_pass_events[i + 1]) != cudaSuccess) return 5;
     return 0;
 }

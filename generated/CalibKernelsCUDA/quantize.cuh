@@ -5,24 +5,16 @@
  * plans: 5 unique for 24 (step, layer, head)
  */
 /* quantize.cuh: the pass before an FP8 launch, which writes v (and, for CALIB_FP8_ALL, q and k;
- * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in one
- * launch on the caller's stream (calib_fp8_pass) after a memset of its counters. Its items:
+ * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
+ * three launches on the caller's stream:
  *
  *   stats     per (batch, head, chunk of 1024 tokens): v's and k's per-channel sum, minimum and
- *             maximum, over the valid tokens (padded text excluded); the last chunk of a (batch,
- *             head) to finish then combines them:
- *   combine   in chunk order (so the result does not depend on scheduling): v's and k's means over
- *             tokens, the scales of v − mean and k − mean (largest magnitude / 448)
- *   quantize  per (batch, head, block of 128 tokens), once its statistics are ready: (v − mean) /
- *             scale, transposed; q's scale for the block (its largest magnitude / 448) and q /
- *             scale; (k − mean) / scale
- *
- * The items are claimed in order from a counter, a head's quantizing one head behind its
- * statistics: S(0), S(1) Q(0), S(2) Q(1), ... A CTA waits only for statistics whose chunks were
- * all claimed before its item, by CTAs that are running and wait for nothing, so the launch cannot
- * deadlock however many of its CTAs are resident; and a head's k and v, read for the statistics,
- * are read again for the quantizing while they are still in L2 (three launches read them twice
- * from memory: docs/gpu.md, "Not done").
+ *             maximum, over the valid tokens (padded text excluded)
+ *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
+ *             v's and k's means over tokens, the scales of v − mean and k − mean (largest
+ *             magnitude / 448)
+ *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed; q's scale
+ *             for the block (its largest magnitude / 448) and q / scale; (k − mean) / scale
  *
  * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
  * scale's granularity matters only for range, not for relative precision, and per-head scales
@@ -47,23 +39,18 @@
 namespace calib_cuda_detail {
 
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
-constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
+constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* vᵀ's row length */
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kStatChunk = 1024;                               /* tokens per stats CTA */
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 
-/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, panel of 32
- * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means and the stats'
- * partial results. */
+/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, d, s padded
+ * to kPadTokens), then the fp32 scales, k's and v's means and the stats' partial results. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
-    int *sync; /* calib_fp8_pass's counters: 1 + 2 a (batch, head) */
 };
-
-/* The bytes of calib_fp8_pass's counters for `pairs` (batch, head) pairs. */
-inline int64_t fp8_sync_bytes(int64_t pairs) { return (1 + 2 * pairs) * 4; }
 
 /* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
 k's are empty unless kQK (CALIB_FP8_ALL). */
@@ -78,11 +65,11 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t qk = kQK ? bh * kTokens * kDim : 0;
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
-    const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4), sync = take(fp8_sync_bytes(bh));
+    const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
-        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), reinterpret_cast<int *>(b + sync)};
+        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part)};
     }
     return at;
 }
@@ -129,9 +116,10 @@ constexpr int kRowsPer = 256 / kLanes; /* token rows a CTA of 256 threads covers
 
 /* kQK: the launch runs Q Kᵀ on e4m3 too, so k's statistics are needed (else only v's). */
 template <typename T, bool kQK>
-__device__ __forceinline__ void fp8_stats(const Params &p, const Fp8Work &w, int chunk, int h, int b) {
+__global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[kRowsPer][kDim];
-    const int tid = threadIdx.x;
+    const int chunk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = min(valid_end(p, b), (chunk + 1) * kStatChunk);
     float st[2][3][8]; /* k's (unless kQK is false), then v's: sum, minimum, maximum per channel */
@@ -147,7 +135,7 @@ __device__ __forceinline__ void fp8_stats(const Params &p, const Fp8Work &w, int
             s[2][i] = fmaxf(s[2][i], f[i]);
         }
     };
-#pragma unroll (kQK ? 2 : 4) /* k and v: as many loads in flight as v alone, in fewer registers */
+#pragma unroll 4
     for (int t = chunk * kStatChunk + r0; t < end; t += kRowsPer) {
         float f[8];
         load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
@@ -172,45 +160,45 @@ __device__ __forceinline__ void fp8_stats(const Params &p, const Fp8Work &w, int
             out[which * kDim + tid] = y;
         }
     }
+#endif
 }
 
-/* The CTA's threads below kDim, one a channel (every thread reaches its barriers). The partial
- * results were written by other CTAs: read from L2. */
+/* One CTA of kDim threads per (batch, head). */
 template <bool kQK>
-__device__ __forceinline__ void fp8_combine(const Params &p, const Fp8Work &w, int h, int b) {
-    __shared__ float red[kDim];
-    const int c = threadIdx.x, bh = b * p.heads + h;
-    const bool mine = c < kDim;
+__global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
+    __shared__ float red[128];
+    const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
     const int valid = valid_end(p, b);
     /* x = 0: k (when kQK), 1: v. Channel c's mean, and the head's scale of x − mean. */
     for (int x = kQK ? 0 : 1; x < 2; ++x) {
         float sum = 0.f, lo = INFINITY, hi = -INFINITY;
-        for (int i = 0; mine && i < kStatChunks && i * kStatChunk < valid; ++i) {
+        for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
             const float *s = part + i * kStatFloats + 3 * kDim * x;
-            sum += __ldcg(s + c);
-            lo = fminf(lo, __ldcg(s + kDim + c));
-            hi = fmaxf(hi, __ldcg(s + 2 * kDim + c));
+            sum += s[c];
+            lo = fminf(lo, s[kDim + c]);
+            hi = fmaxf(hi, s[2 * kDim + c]);
         }
         const float mean = valid > 0 ? sum / (float)valid : 0.f;
         __syncthreads();
-        if (mine) red[c] = valid > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
+        red[c] = valid > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
         __syncthreads();
-        if (!mine) continue;
         float most = 0.f;
         for (int i = 0; i < kDim; ++i) most = fmaxf(most, red[i]);
         (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
         if (c == 0) (x ? w.vscale : w.kscale)[bh] = most > 0.f ? most / kFp8Max : 1.f;
     }
+#endif
 }
 
-/* One block of 128 tokens of a (batch, head), by the CTA's 256 threads; the statistics were
- * written by another CTA: read from L2. */
+/* One CTA of 256 threads per (batch, head, block of 128 tokens). */
 template <typename T, bool kQK>
-__device__ __forceinline__ void fp8_quantize(const Params &p, const Fp8Work &w, int blk, int h, int b) {
+__global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[8];
-    __shared__ __align__(16) uint32_t vt[kDim][32]; /* vᵀ of the block: kDim rows of 128 keys */
-    const int tid = threadIdx.x, bh = b * p.heads + h;
+    __shared__ __align__(16) uint8_t vt[kDim][128];
+    const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = valid_end(p, b);
     constexpr int kIters = 128 / kRowsPer;
@@ -242,8 +230,8 @@ __device__ __forceinline__ void fp8_quantize(const Params &p, const Fp8Work &w, 
         /* k: its mean over tokens subtracted, the head's scale. */
         float mean[8];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) mean[i] = __ldcg(w.kmean + (int64_t)bh * kDim + 8 * lane + i);
-        const float kinv = 1.f / __ldcg(w.kscale + bh);
+        for (int i = 0; i < 8; ++i) mean[i] = w.kmean[(int64_t)bh * kDim + 8 * lane + i];
+        const float kinv = 1.f / w.kscale[bh];
 #pragma unroll
         for (int it = 0; it < kIters; ++it) {
             const int t = blk * 128 + it * kRowsPer + r0;
@@ -262,107 +250,35 @@ __device__ __forceinline__ void fp8_quantize(const Params &p, const Fp8Work &w, 
         }
     }
 
-    /* v: its mean over tokens subtracted, the head's scale, transposed through shared memory. A
-     * thread takes the four keys that one lane's P fragment holds at positions 4c .. 4c+3 of a
-     * group of 16 (key_position) and 16 channels, so it writes each channel's four bytes as one
-     * word; a warp's 32 threads are the block's 32 such quads of one channel range, so each of
-     * its stores fills 32 banks of one row once. */
-    /* Keeps v's loads below q's and k's work (inlined into calib_fp8_pass's loop, hoisted they
-     * raised it past 128 registers and spilled). */
-    if constexpr (kQK) __syncthreads();
-    constexpr int kVTasks = 32 * (kDim / 16);
-    if (tid < kVTasks) {
-        const int quad = tid % 32, ch0 = 16 * (tid / 32), c4 = quad % 4;
-        const int keys[4] = {2 * c4, 2 * c4 + 1, 8 + 2 * c4, 9 + 2 * c4};
-        float f[4][16];
-        bool valid[4];
+    /* v: its mean over tokens subtracted, the head's scale, transposed through shared memory,
+     * keys in P's fragment order. */
+    float vmean[8];
 #pragma unroll
-        for (int x = 0; x < 4; ++x) { /* the loads first, all in flight at once */
-            const int t = blk * 128 + 16 * (quad / 4) + keys[x];
-            valid[x] = t < end;
-            const T *src = row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, valid[x] ? t : 0, h) + ch0;
-            load8(src, f[x]);
-            load8(src + 8, f[x] + 8);
+    for (int i = 0; i < 8; ++i) vmean[i] = w.vmean[(int64_t)bh * kDim + 8 * lane + i];
+    const float vinv = 1.f / w.vscale[bh];
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+        const int tl = it * kRowsPer + r0, t = blk * 128 + tl;
+        float f[8];
+        if (t < end) {
+            load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
+            for (int i = 0; i < 8; ++i) f[i] -= vmean[i];
+        } else {
+            for (int i = 0; i < 8; ++i) f[i] = 0.f;
         }
-        const float vinv = 1.f / __ldcg(w.vscale + bh);
+        const int col = (tl & ~15) | key_position(tl & 15);
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
-            const float mean = __ldcg(w.vmean + (int64_t)bh * kDim + ch0 + i);
-            float e[4]; /* padding and the rows past the sequence as zeros */
-#pragma unroll
-            for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
-            vt[ch0 + i][quad] = e4m3x2(e[0], e[1]) | e4m3x2(e[2], e[3]) << 16;
+        for (int i = 0; i < 8; i += 2) {
+            const uint32_t two = e4m3x2(f[i] * vinv, f[i + 1] * vinv);
+            vt[8 * lane + i][col] = (uint8_t)two;
+            vt[8 * lane + i + 1][col] = (uint8_t)(two >> 8);
         }
     }
     __syncthreads();
-    /* Out as four panels of 32 keys (kDim rows of 32 bytes each, contiguous), the two 16-byte
-     * halves of a row swapped in rows 4-7 of every 8: the 32-byte swizzle the product reads, so
-     * the kernel brings a panel with one plain copy. */
-    uint8_t *dst = w.vt + ((int64_t)bh * kPadTokens + blk * 128) * kDim;
+    uint8_t *dst = w.vt + (int64_t)bh * kDim * kPadTokens + blk * 128;
     for (int i = tid; i < kDim * 8; i += 256) {
-        const int row = i / 8, part = i % 8, panel = part / 2, half = (part % 2) ^ ((row >> 2) & 1);
-        *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
-    }
-}
-
-/* The pass's items, claimed in order (the file's header): the counters in w.sync, zeroed before
- * the launch, are the next item, then per (batch, head) its finished chunks and whether its
- * statistics are ready. */
-template <typename T, bool kQK>
-__global__ void __launch_bounds__(256) calib_fp8_pass(const Params p, const Fp8Work w) {
-#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
-    __shared__ int claimed, last;
-    const int tid = threadIdx.x, pairs = p.batch * p.heads;
-    int *next = w.sync, *done = w.sync + 1, *ready = w.sync + 1 + pairs;
-    constexpr int kA = kStatChunks, kB = kQuantBlocks;
-    const int64_t total = (int64_t)pairs * (kA + kB);
-    for (;;) {
-        if (tid == 0) claimed = atomicAdd(next, 1);
-        __syncthreads();
-        const int64_t item = claimed;
-        __syncthreads(); /* claimed is read by every thread before thread 0 writes it again */
-        if (item >= total) break;
-        /* S(0) | S(g) Q(g-1) for g = 1 .. pairs-1 | Q(pairs-1) */
-        int bh, sub;
-        bool stats;
-        if (item < kA) {
-            bh = 0; sub = (int)item; stats = true;
-        } else {
-            const int64_t g = (item - kA) / (kA + kB) + 1, r = (item - kA) % (kA + kB);
-            stats = g < pairs && r < kA;
-            bh = (int)(stats ? g : g - 1);
-            sub = (int)(stats ? r : r - (g < pairs ? kA : 0));
-        }
-        const int b = bh / p.heads, h = bh % p.heads;
-        if (stats) {
-            fp8_stats<T, kQK>(p, w, sub, h, b);
-            __syncthreads();
-            if (tid == 0) {
-                __threadfence(); /* this chunk's partial results before its count */
-                last = atomicAdd(done + bh, 1) == kA - 1;
-                __threadfence(); /* the others' partial results after theirs */
-            }
-            __syncthreads();
-            if (last) {
-                fp8_combine<kQK>(p, w, h, b);
-                __syncthreads();
-                if (tid == 0) {
-                    __threadfence();
-                    asm volatile("st.release.gpu.global.u32 [%0], 1;\n" ::"l"(ready + bh) : "memory");
-                }
-            }
-        } else {
-            if (tid == 0) {
-                uint32_t up = 0;
-                for (;;) {
-                    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(up) : "l"(ready + bh) : "memory");
-                    if (up) break;
-                    __nanosleep(256);
-                }
-            }
-            __syncthreads();
-            fp8_quantize<T, kQK>(p, w, sub, h, b);
-        }
+        const int row = i / 8, part = i % 8;
+        *reinterpret_cast<uint4 *>(dst + (int64_t)row * kPadTokens + 16 * part) = *reinterpret_cast<const uint4 *>(&vt[row][16 * part]);
     }
 #endif
 }
