@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Where an FP8 call's time goes (issue 27, docs/gpu.md "FP8"): the launches of one call (the
 quantizing pass's, then the attention kernel; the library names them, calib_cuda_pass_roles)
-timed apart by the events a -DCALIB_CUDA_TRACE build records between them (the profiler's CUPTI does not start on
-the GPU machine), with each pass launch's bandwidth for the bytes it must move; for the dense
-entry and the sparsest layer of step 0, `fp8` and `fp8-pv`. "call" is one call's time (bench_gpu's
+timed apart by the events a -DCALIB_CUDA_TRACE build records between them (the profiler's CUPTI
+does not start on the GPU machine), with each pass launch's bandwidth for the bytes it must
+move; for the dense entry and the sparsest layer of step 0, `fp8` and `fp8-pv`. "call" is one call's time (bench_gpu's
 median), so call − the launches' sum is what launching costs.
 usage: PYTHONPATH=python:Tests/GPU fp8_pass_profile.py TRACE_DIR.so:masks.json ..."""
 import ctypes
@@ -21,15 +21,15 @@ for mj, builds in builds_by_masks(sys.argv[1:]).items():
     lib = builds[0][1]
     if hasattr(lib.lib, "calib_cuda_pass_roles"):
         lib.lib.calib_cuda_pass_roles.restype = ctypes.c_char_p
-        ROLES = lib.lib.calib_cuda_pass_roles().decode().split(",")
+        roles = lib.lib.calib_cuda_pass_roles().decode().split(",")
     else:  # the kernels of 3516f59 and debe826 (docs/gpu.md, queue) predate the names
-        ROLES = ["stats", "combine", "quantize", "attention"]
+        roles = ["stats", "combine", "quantize", "attention"]
     masks = calibc.Masks.read(mj)
     q, k, v, _, _, _, out = dense_inputs(lib)
     bhnd = lib.heads * lib.tokens * lib.head_dim
     step = lib.steps[0]
     sparsest = min(range(lib.layers), key=lambda l: density(masks, step, l))
-    ms = (ctypes.c_float * len(ROLES))()
+    ms = (ctypes.c_float * len(roles))()
     for where, layer in (("dense", None), (f"layer {sparsest} density {density(masks, step, sparsest):.3f}", sparsest)):
         for precision in ("fp8", "fp8-pv"):
             call = lambda: layer_call(lib, None if layer is None else step, layer or 0, q, k, v, out, precision)
@@ -45,7 +45,7 @@ for mj, builds in builds_by_masks(sys.argv[1:]).items():
             # writes each as a byte an element.
             n = 3 if precision == "fp8" else 1
             need = {"stats": (2 if precision == "fp8" else 1) * 2 * bhnd, "quantize": n * 3 * bhnd, "pass": n * 3 * bhnd}
-            parts = [f"{r} {d:.1f} µs" + (f" ({need[r] / d / 1e6:.2f} TB/s)" if r in need else "") for r, d in zip(ROLES, med)]
+            parts = [f"{r} {d:.1f} µs" + (f" ({need[r] / d / 1e6:.2f} TB/s)" if r in need else "") for r, d in zip(roles, med)]
             print(f"{mj} {where} {precision}: call {wall:.1f} µs, launches {med.sum():.1f}: " + "; ".join(parts), flush=True)
     del q, k, v, out
     torch.cuda.empty_cache()
