@@ -39,14 +39,15 @@
 namespace calib_cuda_detail {
 
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
-constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* vᵀ's row length */
+constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kStatChunk = 1024;                               /* tokens per stats CTA */
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 
-/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, d, s padded
- * to kPadTokens), then the fp32 scales, k's and v's means and the stats' partial results. */
+/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, panel of 32
+ * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means and the stats'
+ * partial results. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
@@ -197,7 +198,7 @@ template <typename T, bool kQK>
 __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[8];
-    __shared__ __align__(16) uint8_t vt[kDim][128];
+    __shared__ __align__(16) uint32_t vt[kDim][32]; /* vᵀ of the block: kDim rows of 128 keys */
     const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = valid_end(p, b);
@@ -250,35 +251,43 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         }
     }
 
-    /* v: its mean over tokens subtracted, the head's scale, transposed through shared memory,
-     * keys in P's fragment order. */
-    float vmean[8];
+    /* v: its mean over tokens subtracted, the head's scale, transposed through shared memory. A
+     * thread takes the four keys that one lane's P fragment holds at positions 4c .. 4c+3 of a
+     * group of 16 (key_position) and 16 channels, so it writes each channel's four bytes as one
+     * word; a warp's 32 threads are the block's 32 such quads of one channel range, so each of
+     * its stores fills 32 banks of one row once. */
+    constexpr int kVTasks = 32 * (kDim / 16);
+    if (tid < kVTasks) {
+        const int quad = tid % 32, ch0 = 16 * (tid / 32), c4 = quad % 4;
+        const int keys[4] = {2 * c4, 2 * c4 + 1, 8 + 2 * c4, 9 + 2 * c4};
+        float f[4][16];
+        bool valid[4];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) vmean[i] = w.vmean[(int64_t)bh * kDim + 8 * lane + i];
-    const float vinv = 1.f / w.vscale[bh];
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-        const int tl = it * kRowsPer + r0, t = blk * 128 + tl;
-        float f[8];
-        if (t < end) {
-            load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
-            for (int i = 0; i < 8; ++i) f[i] -= vmean[i];
-        } else {
-            for (int i = 0; i < 8; ++i) f[i] = 0.f;
+        for (int x = 0; x < 4; ++x) { /* the loads first, all in flight at once */
+            const int t = blk * 128 + 16 * (quad / 4) + keys[x];
+            valid[x] = t < end;
+            const T *src = row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, valid[x] ? t : 0, h) + ch0;
+            load8(src, f[x]);
+            load8(src + 8, f[x] + 8);
         }
-        const int col = (tl & ~15) | key_position(tl & 15);
+        const float vinv = 1.f / w.vscale[bh];
 #pragma unroll
-        for (int i = 0; i < 8; i += 2) {
-            const uint32_t two = e4m3x2(f[i] * vinv, f[i + 1] * vinv);
-            vt[8 * lane + i][col] = (uint8_t)two;
-            vt[8 * lane + i + 1][col] = (uint8_t)(two >> 8);
+        for (int i = 0; i < 16; ++i) {
+            const float mean = w.vmean[(int64_t)bh * kDim + ch0 + i];
+            float e[4]; /* padding and the rows past the sequence as zeros */
+#pragma unroll
+            for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
+            vt[ch0 + i][quad] = e4m3x2(e[0], e[1]) | e4m3x2(e[2], e[3]) << 16;
         }
     }
     __syncthreads();
-    uint8_t *dst = w.vt + (int64_t)bh * kDim * kPadTokens + blk * 128;
+    /* Out as four panels of 32 keys (kDim rows of 32 bytes each, contiguous), the two 16-byte
+     * halves of a row swapped in rows 4-7 of every 8: the 32-byte swizzle the product reads, so
+     * the kernel brings a panel with one plain copy. */
+    uint8_t *dst = w.vt + ((int64_t)bh * kPadTokens + blk * 128) * kDim;
     for (int i = tid; i < kDim * 8; i += 256) {
-        const int row = i / 8, part = i % 8;
-        *reinterpret_cast<uint4 *>(dst + (int64_t)row * kPadTokens + 16 * part) = *reinterpret_cast<const uint4 *>(&vt[row][16 * part]);
+        const int row = i / 8, part = i % 8, panel = part / 2, half = (part % 2) ^ ((row >> 2) & 1);
+        *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
     }
 #endif
 }

@@ -109,12 +109,12 @@ int device_state(void *stream, DeviceState **state) {
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.mma_ctas_per_sm, calib_mma_kernel<__nv_bfloat16>, 128, kMmaSmem);
         if (s.mma_ctas_per_sm < 1) s.mma_ctas_per_sm = 1;
         if (kWgmmaShape) {
-            allow_smem<Operands16<__nv_bfloat16>>();
-            allow_smem<Operands16<__half>>();
-            allow_smem<OperandsFp8<__nv_bfloat16, false>>();
-            allow_smem<OperandsFp8<__half, false>>();
-            allow_smem<OperandsFp8<__nv_bfloat16, true>>();
-            allow_smem<OperandsFp8<__half, true>>();
+            allow_smem<Ops16<__nv_bfloat16>>();
+            allow_smem<Ops16<__half>>();
+            allow_smem<OpsFp8<__nv_bfloat16, false>>();
+            allow_smem<OpsFp8<__half, false>>();
+            allow_smem<OpsFp8<__nv_bfloat16, true>>();
+            allow_smem<OpsFp8<__half, true>>();
         }
         cudaGetLastError();
         found = g_devices.emplace(dev, std::move(s)).first;
@@ -192,15 +192,15 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder() {
     return g_encode;
 }
 
-/* A tensor map over (d, s, h, b) of one input, boxes of 64 columns × 128 rows, 128-byte swizzle. */
-bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, int64_t heads, const int64_t *st) {
+/* A tensor map over (d, s, h, b) of one input, boxes of 64 columns × `rows`, 128-byte swizzle. */
+bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, int64_t heads, const int64_t *st, int rows) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
     if (!enc) return false;
     cuuint64_t dims[4] = {(cuuint64_t)kDim, (cuuint64_t)kTokens, (cuuint64_t)heads, (cuuint64_t)batch};
     cuuint64_t strides[3] = {(cuuint64_t)st[1] * 2, (cuuint64_t)st[2] * 2, (cuuint64_t)st[0] * 2};
     for (int i = 0; i < 3; ++i)
         if (strides[i] == 0 || strides[i] >= (1ull << 40)) return false;
-    cuuint32_t box[4] = {64, 128, 1, 1};
+    cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1};
     cuuint32_t estr[4] = {1, 1, 1, 1};
     CUresult r = enc(map, dtype == CALIB_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
                      const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -285,15 +285,19 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
                const int64_t *ks, int grid, cudaStream_t s) {
     Fp8Work w;
     fp8_layout(batch, heads, kQK, fp8.workspace, &w);
-    CUtensorMap tq, tk, tv;
-    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, vt_dims[4] = {kPadTokens, kDim, heads, batch};
-    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, 128)
-                          : make_map(&tq, dtype, p.q, batch, heads, qs) && make_map(&tk, dtype, p.k, batch, heads, ks);
-    if (!maps || !make_map8(&tv, w.vt, vt_dims, 128, kDim)) return CALIB_ERR_CUDA;
+    using Ops = OpsFp8<T, kQK>;
+    /* vᵀ comes by bulk copies of its panels (already swizzled), not through a map: the kernel's
+     * V map is unused, and K's stands in for it. */
+    CUtensorMap tq, tk;
+    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch};
+    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, Ops::kSubBlock)
+                          : make_map(&tq, dtype, p.q, batch, heads, qs, 128) && make_map(&tk, dtype, p.k, batch, heads, ks, Ops::kSubBlock);
+    if (!maps) return CALIB_ERR_CUDA;
     p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
     p.vmean = w.vmean;
+    p.vt = w.vt;
     CALIB_PASS_MARK(0, s);
     calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(1, s);
@@ -301,8 +305,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     CALIB_PASS_MARK(2, s);
     calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(3, s);
-    using Ops = OperandsFp8<T, kQK>;
-    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
+    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
     CALIB_PASS_MARK(4, s);
     return CALIB_OK;
 }
@@ -356,6 +359,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.batch = (int32_t)batch;
     p.heads = (int32_t)heads;
     p.qscale = p.kscale = p.vscale = p.vmean = nullptr;
+    p.vt = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
     p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];
@@ -381,14 +385,14 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     bool wgmma = kWgmmaShape && !want_mma();
     CUtensorMap tq, tk, tv;
     if (wgmma)
-        wgmma = make_map(&tq, dtype, q, batch, heads, qs) && make_map(&tk, dtype, k, batch, heads, ks) &&
-                make_map(&tv, dtype, v, batch, heads, vs);
+        wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
+                make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
     if (wgmma) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
         if (dtype == CALIB_BF16)
-            calib_wgmma_kernel<__nv_bfloat16, Operands16<__nv_bfloat16>><<<grid, 384, wg_smem<Operands16<__nv_bfloat16>>(), s>>>(tq, tk, tv, p);
+            calib_wgmma_kernel<__nv_bfloat16, Ops16<__nv_bfloat16>><<<grid, 384, wg_smem<Ops16<__nv_bfloat16>>(), s>>>(tq, tk, tv, p);
         else
-            calib_wgmma_kernel<__half, Operands16<__half>><<<grid, 384, wg_smem<Operands16<__half>>(), s>>>(tq, tk, tv, p);
+            calib_wgmma_kernel<__half, Ops16<__half>><<<grid, 384, wg_smem<Ops16<__half>>(), s>>>(tq, tk, tv, p);
     } else {
         const int grid = (int)std::min<int64_t>((int64_t)state->sms * state->mma_ctas_per_sm, p.total);
         if (dtype == CALIB_BF16) calib_mma_kernel<__nv_bfloat16><<<grid, 128, kMmaSmem, s>>>(p);

@@ -102,6 +102,13 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, u
                  ::"r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
                  : "memory");
 }
+/* A contiguous copy of `bytes` (a multiple of 16) from global to shared memory, counted on `bar`. */
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+                 ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+/* Orders this thread's earlier shared-memory stores before the tensor cores' reads of them. */
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 /* Named barriers 1 and 2 over the 256 consumer threads. */
 __device__ __forceinline__ void named_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
@@ -117,31 +124,47 @@ template <int N> __device__ __forceinline__ void fence_regs(float *r) {
 }
 
 /* Shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4) and
- * the swizzle of the rows (128 bytes, or 64 for FP8 tiles of head_dim 64). */
+ * the swizzle of the rows (128 bytes; 64 for FP8 tiles of head_dim 64; 32 for FP8 vᵀ's panels of
+ * 32 keys). */
 template <int kSwizzle = 128>
 __device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-    static_assert(kSwizzle == 128 || kSwizzle == 64, "128- or 64-byte swizzle");
+    static_assert(kSwizzle == 128 || kSwizzle == 64 || kSwizzle == 32, "128-, 64- or 32-byte swizzle");
     return (uint64_t)((addr & 0x3ffff) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
-           ((kSwizzle == 128 ? 1ull : 2ull) << 62);
+           ((uint64_t)(kSwizzle == 128 ? 1 : kSwizzle == 64 ? 2 : 3) << 62);
 }
 
 /* The accumulator operands of a 64-row wgmma: N/2 fp32 registers per thread (d) and their PTX list. */
 #define CALIB_ACC32 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define CALIB_ACC36 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
 #define CALIB_ACC64 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define CALIB_ACC68 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
+#define CALIB_ACC80 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
 #define CALIB_D32 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+#define CALIB_D36 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35}"
 #define CALIB_D64 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
+#define CALIB_D68 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67}"
+#define CALIB_D80 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79}"
 
 /* The two products of attention, fp32 accumulation:
- *   ss_n128: d (64 × 128) = a bᵀ (+ d unless scale_d is 0), both operands in shared memory (Q Kᵀ);
+ *   ss<N>:   d (64 × N) = a bᵀ (+ d unless scale_d is 0), both operands in shared memory (Q Kᵀ),
+ *            N 128 or 160 keys;
  *   rs<N>:   d (64 × N) += a b, a in registers (P), b in shared memory, N 64 or 128 (P V). */
 template <typename T> struct Wgmma;
 #define CALIB_WGMMA_FOR(T, PTX_TYPE)                                                                              \
     template <> struct Wgmma<T> {                                                                                 \
-        static __device__ __forceinline__ void ss_n128(float *d, uint64_t da, uint64_t db, int scale_d) {         \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                             \
-                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " " CALIB_D64        \
-                         ", %64, %65, p, 1, 1, 0, 0;\n}\n"                                                          \
-                         : CALIB_ACC64 : "l"(da), "l"(db), "r"(scale_d));                                          \
+        template <int N> static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, int scale_d) { \
+            if constexpr (N == 128) {                                                                             \
+                asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                         \
+                             "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " " CALIB_D64    \
+                             ", %64, %65, p, 1, 1, 0, 0;\n}\n"                                                      \
+                             : CALIB_ACC64 : "l"(da), "l"(db), "r"(scale_d));                                      \
+            } else {                                                                                              \
+                static_assert(N == 160, "Q Kᵀ products of 128 or 160 keys");                                      \
+                asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"                                         \
+                             "wgmma.mma_async.sync.aligned.m64n160k16.f32." PTX_TYPE "." PTX_TYPE " " CALIB_D80    \
+                             ", %80, %81, p, 1, 1, 0, 0;\n}\n"                                                      \
+                             : CALIB_ACC80 : "l"(da), "l"(db), "r"(scale_d));                                      \
+            }                                                                                                     \
         }                                                                                                         \
         template <int N> static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t db) {    \
             if constexpr (N == 128) {                                                                             \
@@ -166,19 +189,37 @@ CALIB_WGMMA_FOR(__half, "f16")
  * K-major (no transpose), so V arrives transposed (quantize.cuh writes it so), and P's A fragment
  * holds columns 4c..4c+3 and 16+4c..16+4c+3 of each 32-column slice (bytes low to high). */
 struct WgmmaE4m3 {
-    static __device__ __forceinline__ void ss_n128(float *d, uint64_t da, uint64_t db, int scale_d) {
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " CALIB_D64 ", %64, %65, p, 1, 1;\n}\n"
-                     : CALIB_ACC64 : "l"(da), "l"(db), "r"(scale_d));
-    }
-    template <int N> static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t db) {
+    template <int N> static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, int scale_d) {
         if constexpr (N == 128) {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " CALIB_D64 ", %64, %65, p, 1, 1;\n}\n"
+                         : CALIB_ACC64 : "l"(da), "l"(db), "r"(scale_d));
+        } else {
+            static_assert(N == 160, "Q Kᵀ products of 128 or 160 keys");
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n160k32.f32.e4m3.e4m3 " CALIB_D80 ", %80, %81, p, 1, 1;\n}\n"
+                         : CALIB_ACC80 : "l"(da), "l"(db), "r"(scale_d));
+        }
+    }
+    /* N is head_dim, + 8 where 8 more rows of vᵀ hold ones, so the product also sums P's rows. */
+    template <int N> static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t db) {
+        if constexpr (N == 136) {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n136k32.f32.e4m3.e4m3 " CALIB_D68
+                         ", {%68,%69,%70,%71}, %72, p, 1, 1;\n}\n"
+                         : CALIB_ACC68 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+        } else if constexpr (N == 128) {
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " CALIB_D64
                          ", {%64,%65,%66,%67}, %68, p, 1, 1;\n}\n"
                          : CALIB_ACC64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+        } else if constexpr (N == 72) {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %41, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n72k32.f32.e4m3.e4m3 " CALIB_D36
+                         ", {%36,%37,%38,%39}, %40, p, 1, 1;\n}\n"
+                         : CALIB_ACC36 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
         } else {
-            static_assert(N == 64, "P V products of 64 or 128 columns");
+            static_assert(N == 64, "P V products of 64, 72, 128 or 136 columns");
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 " CALIB_D32
                          ", {%32,%33,%34,%35}, %36, p, 1, 1;\n}\n"

@@ -38,6 +38,16 @@ struct OnlineSoftmax {
             }
     }
 
+    /* A key tile gathered from kSubs sub-blocks of kSub keys, each with its own window [lo, hi)
+     * of valid columns: 16 bits lo | hi << 8, two a word of w. */
+    template <int kSub, int kSubs> static __device__ __forceinline__ void mask_windows(float *s, int c, const uint32_t *w) {
+#pragma unroll
+        for (int k = 0; k < kSubs; ++k) {
+            const uint32_t x = w[k / 2] >> (16 * (k & 1));
+            mask_columns<kSub / 8>(s + kSub / 2 * k, c, x & 0xff, (x >> 8) & 0xff);
+        }
+    }
+
     /* The first half of folding in a key tile of scores s (G groups): the new maxima, the
      * probabilities written over the scores, and the sums; f0 and f1 are what o must then be
      * scaled by (rescale: the mma.sync kernel does it at once, the wgmma kernel later, under its
@@ -45,8 +55,9 @@ struct OnlineSoftmax {
      * column masked while no earlier tile had a valid one (maxima still -inf), where exponents
      * would be -inf - -inf. kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times
      * larger, which costs nothing here and puts FP8 P's small values above its subnormals; finish
-     * divides it out with the sums. */
-    template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0>
+     * divides it out with the sums. kSums false: the caller sums the rows itself (the FP8 P V
+     * product does, against a row of ones) and scales l with o. */
+    template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0, bool kSums = true>
     __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1) {
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
@@ -76,11 +87,15 @@ struct OnlineSoftmax {
             s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));
             s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -g1));
             s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));
-            sum0 += s[4 * j] + s[4 * j + 1];
-            sum1 += s[4 * j + 2] + s[4 * j + 3];
+            if constexpr (kSums) {
+                sum0 += s[4 * j] + s[4 * j + 1];
+                sum1 += s[4 * j + 2] + s[4 * j + 3];
+            }
         }
-        l0 = l0 * f0 + sum0;
-        l1 = l1 * f1 + sum1;
+        if constexpr (kSums) {
+            l0 = l0 * f0 + sum0;
+            l1 = l1 * f1 + sum1;
+        }
         return up0 || up1;
     }
 
@@ -92,10 +107,13 @@ struct OnlineSoftmax {
         }
     }
 
-    /* After the last tile: the reciprocals of the two rows' sums, which normalize o. */
-    __device__ __forceinline__ void finish(float &inv0, float &inv1) {
-        l0 = quad_sum(l0);
-        l1 = quad_sum(l1);
+    /* After the last tile: the reciprocals of the two rows' sums, which normalize o (kQuad: l
+     * holds this thread's share, summed over the quad here). */
+    template <bool kQuad = true> __device__ __forceinline__ void finish(float &inv0, float &inv1) {
+        if constexpr (kQuad) {
+            l0 = quad_sum(l0);
+            l1 = quad_sum(l1);
+        }
         /* A row no valid key reached (padded text everywhere it looked) is zeros. */
         inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
         inv1 = l1 > 0.f ? 1.f / l1 : 0.f;

@@ -1,13 +1,15 @@
 /* wgmma_kernel.cuh: the Hopper kernel (sm_90a) for blocks of 128 and head_dim 64 or 128.
  *
- * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q, K and V tiles
- * with the bulk tensor copy engine (TMA, 128-byte swizzle) into a ring of three K/V stages
- * guarded by mbarriers; warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of
- * each item: S = Q Kᵀ (wgmma, both operands in shared memory), the online softmax in registers
- * and O += P V (wgmma, P from registers). The consumers take turns at the tensor cores
- * (ping-pong) so one's softmax hides under the other's products and its own P V, and a block's
- * output is stored while the next block's first Q Kᵀ runs. The products take bf16/f16 operands
- * as the caller gives them, or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8).
+ * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q and the key
+ * tiles with the bulk copy engine (TMA, 128-byte swizzle) into a ring of two or three K/V stages
+ * guarded by mbarriers, K and V of a stage freed apart; a key tile is 160 keys gathered from
+ * sub-blocks of 32 wherever the row's kept blocks are. Warpgroups 1 and 2 (the consumers) compute
+ * query rows 0-63 and 64-127 of each item: S = Q Kᵀ (wgmma, both operands in shared memory), the
+ * online softmax in registers and O += P V (wgmma, P from registers). The bf16/f16 consumers take
+ * turns at the tensor cores (ping-pong) so one's softmax hides under the other's products and its
+ * own P V, and a block's output is stored while the next block's first Q Kᵀ runs. The products
+ * take bf16/f16 operands as the caller gives them, or e4m3 ones that quantize.cuh wrote
+ * (Operands16, OperandsFp8), where P V also sums P's rows against a row of ones.
  * docs/gpu.md is the lab notebook. */
 #pragma once
 
@@ -29,42 +31,64 @@ __device__ long long calib_trace[1024];
 #endif
 
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
-constexpr int kStages = 3; /* K/V ring depth: a stage frees only after both warpgroups' P V */
-constexpr int kHalfBytes = 128 * 128;      /* 128 rows × 64 columns of 16 bits: one swizzled TMA box */
+constexpr int kQHalfBytes = 128 * 128; /* Q: 128 rows × 64 columns of 16 bits, one swizzled TMA box */
 
-/* The operands as the caller gives them (bf16 or f16, T): tiles of 128 rows × kDim in kDim/64
- * boxes of 128-byte rows; V row-major, which the P V product reads transposed. */
-template <typename T> struct Operands16 {
+/* The ring's depth: three K/V stages where they fit in shared memory beside Q, else two (bf16 at
+ * head_dim 128 with tiles of 160 keys). K and V of a stage free apart, so with two the producer
+ * still loads the next K while the last P V runs. */
+constexpr int ring_stages(int q_bytes, int k_bytes, int v_bytes) {
+    return q_bytes + 3 * (k_bytes + v_bytes) + 256 + 1024 <= 227 * 1024 ? 3 : 2;
+}
+
+/* A key tile is kSubs sub-blocks of kSub keys, each loaded from wherever the row's kept blocks
+ * put it (a block of 128 is 128 / kSub of them, in order), so one tile may span blocks that are
+ * not adjacent; a row's last tile loads copies of its first sub-block where it has no more, and
+ * masks them. */
+
+/* The operands as the caller gives them (bf16 or f16, T): tiles of kDim/64 boxes of 128-byte
+ * rows (Q: 128 rows; K, V: a box of kSub rows per sub-block); V row-major, which the P V product
+ * reads transposed. */
+template <typename T, int kSub, int kSubs> struct Operands16 {
     using Elem = T;
-    using Wide = Operands16<T>;
+    using Wide = Operands16<T, kSub, kSubs>;
     static constexpr bool kFp8 = false, kQkFp8 = false;
-    static constexpr int kTileBytes = 128 * kDim * 2; /* one tile of Q, K or V */
-    static constexpr int kQKBytes = kTileBytes, kVBytes = kTileBytes;
+    static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
+    static constexpr int kQBytes = 128 * kDim * 2, kKBytes = kKeys * kDim * 2, kVBytes = kKBytes, kVStage = kVBytes;
+    static constexpr int kKHalf = kKeys * 128;        /* a K or V tile's 64-column box */
+    static constexpr int kORegs = kDim / 2;           /* O's accumulators */
+    static constexpr bool kTensorSums = false;
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
-    static constexpr int kPRegs = 32;                 /* P of one key tile, packed for P V */
+    static constexpr int kPRegs = kKeys / 4;          /* P of one key tile, packed for P V */
+    static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     static constexpr int kLog2Gain = 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
-    static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+    static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
+    static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
-        for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kHalfBytes, map, bar, 64 * x, row0, h, b);
+        for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
     }
-    static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
-        load_rows(dst, map, bar, row0, h, b);
+    /* Sub-block `slot` of a K (or V) tile at `dst`, from key row0. */
+    static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+#pragma unroll
+        for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kKHalf + slot * kSub * 128, map, bar, 64 * x, row0, h, b);
+    }
+    static __device__ __forceinline__ void load_v(uint32_t dst, int slot, const CUtensorMap *map, const Params &, uint32_t bar, int row0, int h, int b) {
+        load_k(dst, slot, map, bar, row0, h, b);
     }
     /* The products take descriptors of a tile's first byte (made once; see consume) and step
      * them by constant byte offsets, so no descriptor is rebuilt between two instructions. */
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
-    static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kHalfBytes, 1024); }
+    static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kKHalf, 1024); }
     static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
-            const uint32_t off = ((kk / 4) * kHalfBytes + (kk % 4) * 32) >> 4;
-            Wgmma<T>::ss_n128(sc, dq + off, dk + off, kk > 0);
+            const uint32_t offq = ((kk / 4) * kQHalfBytes + (kk % 4) * 32) >> 4, offk = ((kk / 4) * kKHalf + (kk % 4) * 32) >> 4;
+            Wgmma<T>::template ss<kKeys>(sc, dq + offq, dk + offk, kk > 0);
         }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
 #pragma unroll
-        for (int kk = 0; kk < 8; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, dv + ((kk * 2048) >> 4));
+        for (int kk = 0; kk < kKeys / 16; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, dv + ((kk * 2048) >> 4));
     }
     static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
         pa[2 * g] = Pack<T>::two(e0, e1);
@@ -72,43 +96,78 @@ template <typename T> struct Operands16 {
     }
 };
 
-/* P V on e4m3: vᵀ tiles of kDim rows × 128 keys from quantize.cuh's workspace, P packed four keys
- * a register in the order vᵀ holds them (key_position), scaled by 2^8 (kLog2Gain) into e4m3's
- * normal range. Q Kᵀ on e4m3 too (kQkE4m3: tiles of 128 rows × kDim bytes from the workspace, one
- * box swizzled by the row's width), or on the caller's T as Operands16 does. */
-template <typename T, bool kQkE4m3> struct OperandsFp8 {
-    using Wide = Operands16<T>;
+/* P V on e4m3: vᵀ tiles of kDim rows × kKeys from quantize.cuh's workspace, which holds them as
+ * panels of 32 keys (kDim rows of 32 bytes) already in the 32-byte swizzle, so a sub-block is one
+ * contiguous bulk copy and a panel one k step of the product; P packed four keys a register in
+ * the order vᵀ holds them (key_position), scaled by 2^6 (kLog2Gain) into e4m3's normal range.
+ * Q Kᵀ on e4m3 too (kQkE4m3: rows of kDim bytes from the workspace, swizzled by the row's
+ * width), or on the caller's T as Operands16 does. */
+template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
+    using Wide = Operands16<T, kSub, kSubs>;
     static constexpr bool kFp8 = true, kQkFp8 = kQkE4m3;
-    static constexpr int kQKBytes = kQkE4m3 ? 128 * kDim : Wide::kTileBytes;
-    static constexpr int kVBytes = 128 * kDim;
-    static constexpr int kTileBytes = kQKBytes; /* a ring slot */
+    static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
+    static constexpr int kQBytes = kQkE4m3 ? 128 * kDim : Wide::kQBytes;
+    static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim : Wide::kKBytes;
+    /* A panel in shared memory: vᵀ's kDim rows of 32 keys, then 8 rows of ones (written once, at
+     * the start), so P V at n = kDim + 8 also sums each row of P into 4 more accumulators (FP8 P
+     * into an fp32 accumulator: the softmax's additions, the bound of the FP8 loop, go to the
+     * tensor cores). Each turn adds them to l and zeroes them, so no sum runs long at the FP8
+     * products' reduced accumulation precision (docs/gpu.md, "Long rows"). */
+    static constexpr int kPanel = (kDim + 8) * 32;
+    static constexpr int kVBytes = kKeys * kDim, kVStage = kKeys / 32 * kPanel;
+    static constexpr int kORegs = kDim / 2 + 4;
+    static constexpr bool kTensorSums = true;
     static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
-    static constexpr int kPRegs = 16;
-    static constexpr int kLog2Gain = 8;
-    static constexpr int kSlack = 0; /* e4m3 P, already 2^8 larger, has no headroom */
-    static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+    static constexpr int kPRegs = kKeys / 8;
+    static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
+    /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
+     * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
+     * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
+    static constexpr int kLog2Gain = 6;
+    static constexpr int kSlack = 2;
+    /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
+     * delays them: 3% slower with turns (docs/gpu.md, run 64). */
+    static constexpr bool kTurns = false;
+    static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
-        else Wide::load_rows(dst, map, bar, row0, h, b);
+        else Wide::load_q(dst, map, bar, row0, h, b);
     }
-    static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
-        tma_load(dst, map, bar, row0, 0, h, b);
+    static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+        if constexpr (kQkE4m3) tma_load(dst + slot * kSub * kDim, map, bar, 0, row0, h, b);
+        else Wide::load_k(dst, slot, map, bar, row0, h, b);
+    }
+    /* vᵀ's panels of keys row0 .. row0 + kSub, contiguous in the workspace (quantize.cuh). */
+    static __device__ __forceinline__ void load_v(uint32_t dst, int slot, const CUtensorMap *, const Params &p, uint32_t bar, int row0, int h, int b) {
+        const uint8_t *src = p.vt + ((int64_t)(b * p.heads + h) * kPadTokens + row0) * kDim;
+#pragma unroll
+        for (int x = 0; x < kSub / 32; ++x) bulk_load(dst + (slot * kSub / 32 + x) * kPanel, src + x * 32 * kDim, 32 * kDim, bar);
+    }
+    /* The ones beneath every panel of every stage (e4m3 1.0 is 0x38), by the CTA's `threads`. */
+    static __device__ __forceinline__ void write_ones(uint32_t sv, int t, int threads) {
+        constexpr int kPanels = kStages * (kKeys / 32);
+        for (int i = t; i < kPanels * 16; i += threads) {
+            const int panel = i / 16, stage = panel / (kKeys / 32);
+            const uint32_t at = sv + stage * kVStage + (panel % (kKeys / 32)) * kPanel + kDim * 32 + 16 * (i % 16);
+            asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(at), "r"(0x38383838u) : "memory");
+        }
+        fence_proxy_async();
     }
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) {
         if constexpr (kQkE4m3) return gmma_desc<kDim>(tile, 16, 8 * kDim);
         else return Wide::qk_desc(tile);
     }
-    static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
+    static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
     static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
         if constexpr (kQkE4m3) {
 #pragma unroll
-            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss_n128(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
+            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss<kKeys>(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
         } else {
             Wide::qk(sc, dq, dk);
         }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) WgmmaE4m3::rs<kDim>(o, pa + 4 * kk, dv + 2 * kk);
+        for (int kk = 0; kk < kKeys / 32; ++kk) WgmmaE4m3::rs<kDim + 8>(o, pa + 4 * kk, dv + ((kk * kPanel) >> 4));
     }
     /* Group g holds keys 8g + 2c, +1 of rows r (e0, e1) and r + 8 (e2, e3); register 4(g/4) +
      * 2((g%4)/2) takes row r of groups g and g^1, the next one row r + 8. */
@@ -125,38 +184,67 @@ template <typename T, bool kQkE4m3> struct OperandsFp8 {
     }
 };
 
+/* Every instance's key tile: 160 keys gathered from sub-blocks of 32 (docs/gpu.md, "Wide key
+ * tiles"); Operands16<T, 128, 1> is the tile of one block. */
+template <typename T> using Ops16 = Operands16<T, 32, 5>;
+template <typename T, bool kQkE4m3> using OpsFp8 = OperandsFp8<T, kQkE4m3, 32, 5>;
+
 template <typename Ops> constexpr int wg_smem() {
-    return (1 + 2 * kStages) * Ops::kTileBytes + 256 /* barriers */ + 1024 /* alignment */;
+    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
 }
 
 #ifndef CALIB_NO_WGMMA
 /* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
- * the mbarriers and the window of valid columns of each stage. */
-template <int kTileBytes> struct Ring {
+ * the mbarriers and each stage's windows of valid columns (16 bytes: a word that is 0 when no
+ * column of the tile is masked, then the sub-blocks' windows, 16 bits each). */
+template <typename Ops> struct Ring {
+    static constexpr int kStages = Ops::kStages;
     uint32_t sq, sk, sv, bars;
     __device__ __forceinline__ explicit Ring(uint32_t base)
-        : sq(base), sk(base + kTileBytes), sv(base + (1 + kStages) * kTileBytes), bars(base + (1 + 2 * kStages) * kTileBytes) {}
+        : sq(base), sk(base + Ops::kQBytes), sv(sk + kStages * Ops::kKBytes), bars(sv + kStages * Ops::kVStage) {}
     __device__ __forceinline__ uint32_t q_full() const { return bars; }
     __device__ __forceinline__ uint32_t q_empty() const { return bars + 8; }
     __device__ __forceinline__ uint32_t k_full(int s) const { return bars + 16 + 8 * s; }
     __device__ __forceinline__ uint32_t v_full(int s) const { return bars + 16 + 8 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t kv_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 128 + 4 * s; }
+    __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
+    __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
+    __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 128 + 16 * s; }
+};
+
+/* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
+ * next one (the caller asks for no more than the row has). Empty spans are stepped over. */
+template <int kSub> struct SubBlocks {
+    int i, last, kb, hi, sub = 0;
+    __device__ __forceinline__ SubBlocks(const Params &p, int row) {
+        row_spans(p, row, i, last);
+        span_at(p, i, kb, hi);
+    }
+    __device__ __forceinline__ int next(const Params &p) {
+        while (kb >= hi) span_at(p, ++i, kb, hi);
+        const int first = kb * 128 + sub * kSub;
+        if (++sub == 128 / kSub) {
+            sub = 0;
+            ++kb;
+        }
+        return first;
+    }
 };
 
 /* The producer (one thread): for each item, Q into its slot once the consumers are done with the
- * previous one, then K and V of every kept key block into the ring, each stage's window of valid
- * columns beside it (the consumers never read the spans). A tile that reaches past the end of
- * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
- * into a batch element's padded text (calib_attention_joint) loads the 128 rows that end where
- * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
- * masks what is not its own. FP8 launches read aligned tiles, masked past the valid end: their
- * vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
+ * previous one, then the row's key tiles into the ring, K once both warpgroups' Q Kᵀ on the stage
+ * has ended and V once their P V has, each tile's windows of valid columns beside it (the
+ * consumers never read the spans). A sub-block that reaches past the end of the sequence loads
+ * the rows the copy engine fills with zeros and masks them; one that reaches into a batch
+ * element's padded text (calib_attention_joint) loads the kSub rows that end where the padding
+ * begins instead, so no padded key or value is ever read (0 · NaN would spread), and masks what
+ * is not its own. FP8 launches read aligned sub-blocks, masked past the valid end: their vᵀ
+ * holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
 template <typename Ops>
-__device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBytes> &r, const CUtensorMap &tq,
-                                        const CUtensorMap &tk, const CUtensorMap &tv) {
-    constexpr int kTileBytes = Ops::kTileBytes;
-    uint32_t kv_it = 0, q_it = 0;
+__device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, const CUtensorMap &tq, const CUtensorMap &tk,
+                                        const CUtensorMap &tv) {
+    constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
+    uint32_t q_it = 0, phase = 0;
+    int stage = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
     int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
@@ -167,35 +255,49 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBy
         CALIB_MARK(512 + round * 4, round < 64);
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
-        mbar_expect_tx(r.q_full(), Ops::kQKBytes);
-        Ops::load_rows(r.sq, &tq, r.q_full(), qb * 128, h, b);
+        mbar_expect_tx(r.q_full(), Ops::kQBytes);
+        Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
-        const int end = valid_end(p, b);
-        int first, last;
-        row_spans(p, it.z, first, last);
-        for (int i = first; i < last || i == first; ++i) {
-            int lo, hi;
-            span_at(p, i, lo, hi);
-            for (int kb = lo; kb < hi; ++kb) {
-                const int s = kv_it % kStages;
-                mbar_wait(r.kv_empty(s), ((kv_it / kStages) & 1) ^ 1);
-                int row0 = kb * 128, first_col = 0, end_col = 128;
-                if (row0 + 128 > end) {
-                    if (Ops::kFp8 || end == kTokens) {
-                        end_col = max(end - row0, 0);
-                    } else {
-                        row0 = end - 128;
-                        first_col = min(kb * 128 - row0, 128);
+        const int end = valid_end(p, b), nsub = (it.x >> 12) * (128 / kSub);
+        SubBlocks<kSub> walk(p, it.z);
+        for (int first = 0; first < nsub; first += kSubs) {
+            int row0[kSubs] = {};
+            uint32_t win[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+            for (int k = 0; k < kSubs; ++k) {
+                int lo = 0, hi = 0; /* a row's last tile: copies of its first sub-block, masked */
+                if (first + k >= nsub) {
+                    row0[k] = row0[0];
+                } else {
+                    const int key = walk.next(p);
+                    row0[k] = key;
+                    hi = kSub;
+                    if (key + kSub > end) {
+                        if (Ops::kFp8 || end == kTokens) {
+                            hi = max(end - key, 0);
+                        } else {
+                            row0[k] = end - kSub;
+                            lo = min(key - row0[k], kSub);
+                        }
                     }
                 }
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.window_slot(s)), "r"(first_col | end_col << 8) : "memory");
-                mbar_expect_tx(r.k_full(s), Ops::kQKBytes);
-                Ops::load_rows(r.sk + s * kTileBytes, &tk, r.k_full(s), row0, h, b);
-                mbar_expect_tx(r.v_full(s), Ops::kVBytes);
-                Ops::load_v(r.sv + s * kTileBytes, &tv, r.v_full(s), row0, h, b);
-                ++kv_it;
+                win[1 + k / 2] |= (uint32_t)(lo | hi << 8) << (16 * (k & 1));
+                if (lo != 0 || hi != kSub) win[0] = 1;
             }
-            if (i < 0) break;
+            mbar_wait(r.k_empty(stage), phase ^ 1);
+            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
+                         "r"(win[2]), "r"(win[3]) : "memory");
+            mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
+#pragma unroll
+            for (int k = 0; k < kSubs; ++k) Ops::load_k(r.sk + stage * Ops::kKBytes, k, &tk, r.k_full(stage), row0[k], h, b);
+            mbar_wait(r.v_empty(stage), phase ^ 1);
+            mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
+#pragma unroll
+            for (int k = 0; k < kSubs; ++k) Ops::load_v(r.sv + stage * Ops::kVStage, k, &tv, p, r.v_full(stage), row0[k], h, b);
+            if (++stage == kStages) {
+                stage = 0;
+                phase ^= 1;
+            }
         }
         idx = nidx;
         it = nit;
@@ -205,19 +307,20 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops::kTileBy
 
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
 template <typename T, typename Ops>
-__device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBytes> &r, const int wg, const int t) {
-    constexpr int kTileBytes = Ops::kTileBytes;
+__device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, const int wg, const int t) {
+    constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks, kGroups = Ops::kKeys / 8;
     const int w = t / 32, lane = t % 32, c = lane % 4;
     const int rloc0 = 64 * (wg - 1) + 16 * w + lane / 4; /* this thread's rows: rloc0, rloc0 + 8 */
-    /* Ping-pong: the two warpgroups take turns at the tensor cores (named barriers 1 and 2).
-     * Warpgroup 1 goes first. */
+    /* Ping-pong (Ops::kTurns): the two warpgroups take turns at the tensor cores (named barriers
+     * 1 and 2). Warpgroup 1 goes first. */
     const int me = wg, other = 3 - wg;
-    if (wg == 2) named_arrive(1);
+    if (Ops::kTurns && wg == 2) named_arrive(1);
     /* The tiles' descriptors, made once from a warpgroup index the compiler knows is the same in
      * every lane (a broadcast), so they live in uniform registers; a stage is a constant step. */
     const int wgu = __shfl_sync(0xffffffffu, wg, 0);
     const uint64_t dq = Ops::qk_desc(r.sq + (wgu - 1) * Ops::kQHalf), dk0 = Ops::qk_desc(r.sk), dv0 = Ops::v_desc(r.sv);
-    constexpr uint32_t kStageDesc = kTileBytes >> 4;
+    constexpr uint32_t kKDesc = Ops::kKBytes >> 4, kVDesc = Ops::kVStage >> 4;
+    constexpr int kSumTiles = 8;
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -230,19 +333,19 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
         const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
-        const int nkb = it.x >> 12; /* the producer passes each tile's window of valid columns */
-        float scale = p.scale_log2, vscale = 1.f; /* e4m3: the quantization's scales undone */
-        if constexpr (Ops::kFp8) {
+        /* The row's key tiles (the producer passes each one's windows of valid columns). */
+        const int ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;
+        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
+        if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
-            if constexpr (Ops::kQkFp8) scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
-            vscale = __ldg(p.vscale + bh);
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
         }
-        float o[kDim / 2];
+        float o[Ops::kORegs];
 #pragma unroll
-        for (int j = 0; j < kDim / 2; ++j) o[j] = 0.f;
+        for (int j = 0; j < Ops::kORegs; ++j) o[j] = 0.f;
         OnlineSoftmax sm;
         uint32_t pa[Ops::kPRegs]; /* P of the last tile: the A operand of its P V */
-        float sc[64];             /* S of the current tile, then its probabilities */
+        float sc[Ops::kKeys / 2]; /* S of the current tile, then its probabilities */
         int sp = 0;               /* the stage and phase of the tile whose P V is next */
         uint32_t php = 0;
         int done = -1;            /* the stage of the P V in flight from the last turn */
@@ -268,44 +371,59 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
             const int s = stage;
             const uint32_t ph = phase;
-            int window = 0;
+            uint32_t win[4];
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
-                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(window) : "r"(r.window_slot(s)) : "memory");
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(win[0]), "=r"(win[1]), "=r"(win[2]), "=r"(win[3]) : "r"(r.window_slot(s)) : "memory");
             }
             if constexpr (kPV) {
                 mbar_wait(r.v_full(sp), php);
                 wgmma_wait0();
-                fence_regs<kDim / 2>(o);
-                if (done >= 0) mbar_arrive(r.kv_empty(done));
+                fence_regs<Ops::kORegs>(o);
+                if (done >= 0) mbar_arrive(r.v_empty(done));
 #pragma unroll
-                for (int g = 0; g < 16; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
+                for (int g = 0; g < kGroups; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
             }
-            named_sync(me);
+            if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
-                Ops::qk(sc, dq, dk0 + s * kStageDesc);
+                Ops::qk(sc, dq, dk0 + s * kKDesc);
                 wgmma_commit();
             }
             if constexpr (kPV) {
-                if (__any_sync(0xffffffffu, moved)) OnlineSoftmax::rescale<kDim / 2>(o, f0, f1);
+                /* FP8: the row sums that P V adds up against the ones (the last 4 accumulators:
+                 * rows r, r, r + 8, r + 8; the quad's lanes hold the same) are taken into l and
+                 * zeroed whenever O is rescaled, and at least every kSumTiles tiles, so none runs
+                 * long at the FP8 products' reduced accumulation precision. Zeroed apart from O's
+                 * rescaling, they made ptxas serialize every wgmma (C7511). */
+                if (__any_sync(0xffffffffu, moved) || (Ops::kTensorSums && j % kSumTiles == 0)) {
+                    if constexpr (Ops::kTensorSums) {
+                        sm.l0 = (sm.l0 + o[kDim / 2]) * f0;
+                        sm.l1 = (sm.l1 + o[kDim / 2 + 2]) * f1;
+#pragma unroll
+                        for (int x = kDim / 2; x < Ops::kORegs; ++x) o[x] = 0.f;
+                    }
+                    OnlineSoftmax::rescale<kDim / 2>(o, f0, f1);
+                }
                 wgmma_fence();
-                Ops::pv(o, pa, dv0 + sp * kStageDesc);
+                Ops::pv(o, pa, dv0 + sp * kVDesc);
                 wgmma_commit();
                 done = sp;
             }
-            named_arrive(other);
+            if constexpr (Ops::kTurns) named_arrive(other);
             if constexpr (!kPV) {
                 if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
                 pv_b = -1;
             }
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
-                fence_regs<64>(sc);
+                fence_regs<Ops::kKeys / 2>(sc);
+                mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
-                if (j + 1 == nkb) mbar_arrive(r.q_empty());
-                if (window != 128 << 8) OnlineSoftmax::mask_columns<16>(sc, c, window & 0xff, window >> 8);
-                moved = sm.exponentiate<16, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
+                if (j + 1 == ntiles) mbar_arrive(r.q_empty());
+                if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
+                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums>(sc, scale, f0, f1);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
@@ -314,20 +432,25 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
                 }
             } else {
                 wgmma_wait0();
-                fence_regs<kDim / 2>(o);
-                mbar_arrive(r.kv_empty(done));
+                fence_regs<Ops::kORegs>(o);
+                mbar_arrive(r.v_empty(done));
+                if constexpr (Ops::kTensorSums) {
+                    sm.l0 += o[kDim / 2];
+                    sm.l1 += o[kDim / 2 + 2];
+                }
             }
         };
         turn(std::false_type{}, std::true_type{}, 0);
-        for (int j = 1; j < nkb; ++j) turn(std::true_type{}, std::true_type{}, j);
-        turn(std::true_type{}, std::false_type{}, nkb);
+        for (int j = 1; j < ntiles; ++j) turn(std::true_type{}, std::true_type{}, j);
+        turn(std::true_type{}, std::false_type{}, ntiles);
 
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
         float inv0, inv1;
-        sm.finish(inv0, inv1);
-        inv0 *= vscale;
-        inv1 *= vscale;
+        sm.finish<!Ops::kTensorSums>(inv0, inv1);
         if constexpr (Ops::kFp8) {
+            const float vscale = __ldg(p.vscale + b * p.heads + h);
+            inv0 *= vscale;
+            inv1 *= vscale;
             /* v's mean, which quantize.cuh took out of v, back into each row (not into a row no
              * key reached: zeros). This thread's columns 8j + 2c, +1 are float2 4j + c. */
             const float2 *mean = reinterpret_cast<const float2 *>(p.vmean + (int64_t)(b * p.heads + h) * kDim) + c;
@@ -349,7 +472,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops::kTileBy
         b = nb;
     }
     if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
-    if (wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */
+    if (Ops::kTurns && wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */
 }
 #endif /* CALIB_NO_WGMMA */
 
@@ -359,27 +482,32 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
                    const __grid_constant__ CUtensorMap tv, const Params given) {
 #if !defined(CALIB_NO_WGMMA)
     if constexpr (kWgmmaShape) {
-        const Params p = with_step(given);
         extern __shared__ unsigned char smem_raw[];
-        const Ring<Ops::kTileBytes> r((smem_u32(smem_raw) + 1023u) & ~1023u);
+        const Ring<Ops> r((smem_u32(smem_raw) + 1023u) & ~1023u);
         const int tid = threadIdx.x, wg = tid / 128;
         if (tid == 0) {
             mbar_init(r.q_full(), 1);
             mbar_init(r.q_empty(), 256);
-            for (int s = 0; s < kStages; ++s) {
+            for (int s = 0; s < Ops::kStages; ++s) {
                 mbar_init(r.k_full(s), 1);
                 mbar_init(r.v_full(s), 1);
-                mbar_init(r.kv_empty(s), 256);
+                mbar_init(r.k_empty(s), 256);
+                mbar_init(r.v_empty(s), 256);
             }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         }
+        if constexpr (Ops::kTensorSums) Ops::write_ones(r.sv, tid, 384);
         __syncthreads();
         if (wg == 0) {
+            /* The registers move within the CTA's allotment (384 × 168): 128 × 24 + 256 × 240
+             * (make cuda-check fails a split that asks for more, which would hang the launch). */
             asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-            if (tid == 0) produce<Ops>(p, r, tq, tk, tv);
+            if (tid == 0) produce<Ops>(with_step(given), r, tq, tk, tv);
         } else {
             asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-            consume<T, Ops>(p, r, wg, tid - 128 * wg);
+            /* The step is read after the registers moved, so nothing is live across (else ptxas
+             * may spill what crosses). */
+            consume<T, Ops>(with_step(given), r, wg, tid - 128 * wg);
         }
     }
 #endif

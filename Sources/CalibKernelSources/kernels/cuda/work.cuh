@@ -52,10 +52,11 @@ struct Params {
     void *out;
     int64_t qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2, os0, os1, os2;
     /* FP8 launches: the scales quantize.cuh wrote (q per (batch, head, block of 128), k and v
-     * per (batch, head)), v's mean (per (batch, head, channel)), and the heads of the caller's
-     * tensors; null otherwise. Last, so the fields above keep the offsets the bf16/f16 kernels
-     * were measured with. */
+     * per (batch, head)), v's mean (per (batch, head, channel)), its vᵀ panels, and the heads
+     * of the caller's tensors; null otherwise. Last, so the fields above keep the offsets the
+     * bf16/f16 kernels were measured with. */
     const float *qscale, *kscale, *vscale, *vmean;
+    const uint8_t *vt;
     int32_t heads;
 };
 
