@@ -1,15 +1,16 @@
 /* wgmma_kernel.cuh: the Hopper kernel (sm_90a) for blocks of 128 and head_dim 64 or 128.
  *
  * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q and the key
- * tiles with the bulk copy engine (TMA, 128-byte swizzle) into a ring of two or three K/V stages
- * guarded by mbarriers, K and V of a stage freed apart; a key tile is 160 keys gathered from
- * sub-blocks of 32 wherever the row's kept blocks are. Warpgroups 1 and 2 (the consumers) compute
- * query rows 0-63 and 64-127 of each item: S = Q Kᵀ (wgmma, both operands in shared memory), the
- * online softmax in registers and O += P V (wgmma, P from registers). The bf16/f16 consumers take
- * turns at the tensor cores (ping-pong) so one's softmax hides under the other's products and its
- * own P V, and a block's output is stored while the next block's first Q Kᵀ runs. The products
- * take bf16/f16 operands as the caller gives them, or e4m3 ones that quantize.cuh wrote
- * (Operands16, OperandsFp8), where P V also sums P's rows against a row of ones.
+ * tiles with the bulk copy engine (TMA, 128-byte swizzle) into a ring of K/V stages guarded by
+ * mbarriers, K and V of a stage freed apart; a key tile is one block of 128 (bf16/f16) or, for
+ * FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are. Warpgroups 1
+ * and 2 (the consumers) compute query rows 0-63 and 64-127 of each item: S = Q Kᵀ (wgmma, both
+ * operands in shared memory), the online softmax in registers and O += P V (wgmma, P from
+ * registers). The bf16/f16 consumers take turns at the tensor cores (ping-pong) so one's softmax
+ * hides under the other's products and its own P V, and a block's output is stored while the
+ * next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them, or
+ * e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
+ * against a row of ones.
  * docs/gpu.md is the lab notebook. */
 #pragma once
 
@@ -34,8 +35,9 @@ constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kQHalfBytes = 128 * 128; /* Q: 128 rows × 64 columns of 16 bits, one swizzled TMA box */
 
 /* The ring's depth: three K/V stages where they fit in shared memory beside Q, else two (bf16 at
- * head_dim 128 with tiles of 160 keys). K and V of a stage free apart, so with two the producer
- * still loads the next K while the last P V runs. */
+ * head_dim 128 would need two with tiles of 160 keys, which measured 5-12% slower than three of
+ * 128: docs/gpu.md, run 66). K and V of a stage free apart, so with two the producer still loads
+ * the next K while the last P V runs. */
 constexpr int ring_stages(int q_bytes, int k_bytes, int v_bytes) {
     return q_bytes + 3 * (k_bytes + v_bytes) + 256 + 1024 <= 227 * 1024 ? 3 : 2;
 }
@@ -184,9 +186,11 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     }
 };
 
-/* Every instance's key tile: 160 keys gathered from sub-blocks of 32 (docs/gpu.md, "Wide key
- * tiles"); Operands16<T, 128, 1> is the tile of one block. */
-template <typename T> using Ops16 = Operands16<T, 32, 5>;
+/* The key tiles (docs/gpu.md, "Wide key tiles", runs 66-67): FP8 takes 160 keys gathered from
+ * sub-blocks of 32 (0-7% faster than 128 with the same loop: its softmax's fixed part a turn
+ * spread over more keys); bf16/f16 one block of 128 (at 160 its ring has two stages only, and it
+ * ran 5-12% slower). */
+template <typename T> using Ops16 = Operands16<T, 128, 1>;
 template <typename T, bool kQkE4m3> using OpsFp8 = OperandsFp8<T, kQkE4m3, 32, 5>;
 
 template <typename Ops> constexpr int wg_smem() {
