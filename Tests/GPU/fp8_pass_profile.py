@@ -5,7 +5,7 @@ timed apart by the events a -DCALIB_CUDA_TRACE build records between them (the p
 does not start on the GPU machine), with each pass launch's bandwidth for the bytes it must
 move; for the dense entry and the sparsest layer of step 0, `fp8` and `fp8-pv`. "call" is one call's time (bench_gpu's
 median), so call − the launches' sum is what launching costs.
-usage: PYTHONPATH=python:Tests/GPU fp8_pass_profile.py TRACE_DIR.so:masks.json ..."""
+usage: PYTHONPATH=python:Tests/GPU fp8_pass_profile.py LABEL=TRACE_DIR.so:masks.json ..."""
 import ctypes
 import sys
 
@@ -17,7 +17,10 @@ from bench_gpu import bench, builds_by_masks, density, dense_inputs, layer_call
 
 CALLS = 20
 
-for mj, builds in builds_by_masks(sys.argv[1:]).items():
+groups = builds_by_masks(sys.argv[1:])
+if not groups:  # run 68 gave a bare DIR.so:masks.json and this printed nothing
+    sys.exit(__doc__)
+for mj, builds in groups.items():
     lib = builds[0][1]
     if hasattr(lib.lib, "calib_cuda_pass_roles"):
         lib.lib.calib_cuda_pass_roles.restype = ctypes.c_char_p
