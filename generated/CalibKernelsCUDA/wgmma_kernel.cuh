@@ -8,14 +8,14 @@
  *
  * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q and the key
  * tiles with the bulk copy engine (TMA, 128-byte swizzle) into a ring of K/V stages guarded by
- * mbarriers (for FP8, K and V of a stage freed apart); a key tile is one block of 128 (bf16/f16)
- * or, for FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are.
- * Warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of each item: S = Q Kᵀ
- * (wgmma, both operands in shared memory), the online softmax in registers and O += P V (wgmma, P
- * from registers). The bf16/f16 consumers take turns at the tensor cores (ping-pong) so one's
- * softmax hides under the other's products and its own P V, and a block's output is stored while
- * the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them,
- * or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
+ * mbarriers, K and V of a stage freed apart; a key tile is one block of 128 (bf16/f16) or, for
+ * FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are. Warpgroups 1
+ * and 2 (the consumers) compute query rows 0-63 and 64-127 of each item: S = Q Kᵀ (wgmma, both
+ * operands in shared memory), the online softmax in registers and O += P V (wgmma, P from
+ * registers). The bf16/f16 consumers take turns at the tensor cores (ping-pong) so one's softmax
+ * hides under the other's products and its own P V, and a block's output is stored while the
+ * next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them, or
+ * e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
  * against a row of ones.
  * docs/gpu.md is the lab notebook. */
 #pragma once
@@ -68,9 +68,6 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
     static constexpr int kPRegs = kKeys / 4;          /* P of one key tile, packed for P V */
     static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
-    /* K freed once both Q Kᵀ on it have ended, before V (FA4's order): what lets two stages
-     * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59; tiles of 128 in run 67). */
-    static constexpr bool kFreeKEarly = kStages < 3;
     static constexpr int kLog2Gain = 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
@@ -131,7 +128,6 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
     static constexpr int kPRegs = kKeys / 8;
     static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
-    static constexpr bool kFreeKEarly = true; /* as measured in runs 66-67 */
     /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
      * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
      * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
@@ -245,8 +241,8 @@ template <int kSub> struct SubBlocks {
 };
 
 /* The producer (one thread): for each item, Q into its slot once the consumers are done with the
- * previous one, then the row's key tiles into the ring, V once both warpgroups' P V on the stage
- * has ended and K then too or, with kFreeKEarly, once their Q Kᵀ has, each tile's windows of valid columns beside it (the
+ * previous one, then the row's key tiles into the ring, K once both warpgroups' Q Kᵀ on the stage
+ * has ended and V once their P V has, each tile's windows of valid columns beside it (the
  * consumers never read the spans). A sub-block that reaches past the end of the sequence loads
  * the rows the copy engine fills with zeros and masks them; one that reaches into a batch
  * element's padded text (calib_attention_joint) loads the kSub rows that end where the padding
@@ -298,7 +294,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 win[1 + k / 2] |= (uint32_t)(lo | hi << 8) << (16 * (k & 1));
                 if (lo != 0 || hi != kSub) win[0] = 1;
             }
-            mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
+            mbar_wait(r.k_empty(stage), phase ^ 1);
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
             mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
@@ -433,7 +429,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
                 fence_regs<Ops::kKeys / 2>(sc);
-                if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
+                mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
