@@ -260,6 +260,36 @@ def test_maxima_that_rise_along_the_keys(gpu_set, dtype, monkeypatch):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("precision", [None] + FP8)
+def test_maxima_that_jump_far_within_a_row(gpu_set, precision):
+    """One key in the middle of the sequence lifts half the query rows' scores by ≈150 (log2)
+    above the rest and drops the other half's as far. FP8 takes a tile's exponentials against the
+    row's maximum from before the tile (softmax.cuh, exponentiate_ahead), and these overflow
+    fp32: the launch flags such items and a second launch computes them again with exponentials
+    after the maxima. Dense and the last layer's plan, against float64, outputs poisoned; bf16
+    (exponentials after the maxima) alike."""
+    kernels, masks = gpu_set
+    if precision and not fp8_capable(kernels):
+        pytest.skip("no FP8 for this set's shape")
+    q, k, v = layer_inputs(kernels, 41)
+    torch.manual_seed(42)
+    sign = torch.where(torch.rand(BATCH, kernels.tokens, kernels.heads, device="cuda") < 0.5, -1.0, 1.0)
+    q[..., 0] = (3 * sign).to(q.dtype)
+    k[:, kernels.tokens // 2, :, 0] = 400.0
+    failures = []
+    for step, layer in ((None, 0), (kernels.steps[0], kernels.layers - 1)):
+        out = torch.full_like(q, float("nan"))
+        run(kernels, step, layer, q, k, v, out, "bshd", precision)
+        patterns = patterns_of(kernels, masks, step, layer)
+        want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
+                            .transpose(0, 1) for b in range(BATCH)])
+        got = out.double()
+        error = float((got.nan_to_num(0) - want).norm() / want.norm())
+        if got.isnan().any() or not error <= (FP8_TOLERANCE[precision] if precision else TOLERANCE):
+            failures.append(f"step {step} layer {layer}: relative L2 {error:.2e}, NaN {int(got.isnan().sum())}")
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("precision", FP8)
 def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     """Real models' keys carry a few channels far larger than the rest and nearly constant over
