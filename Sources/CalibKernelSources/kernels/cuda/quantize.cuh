@@ -6,7 +6,7 @@
  *             maximum, over the valid tokens (padded text excluded)
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
  *             v's and k's means over tokens, the scales of v − mean and k − mean (largest
- *             magnitude / 448)
+ *             magnitude / 448); the attention launch's redo flags cleared
  *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed; q's scale
  *             for the block (its largest magnitude / 448) and q / scale; (k − mean) / scale
  *
@@ -45,6 +45,8 @@ constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's 
 struct Fp8Work {
     uint8_t *q, *k, *vt;
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
+    uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
+    int32_t *redo_list;   /* the count, then as many items */
 };
 
 /* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
@@ -61,10 +63,12 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
+    const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
-        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part)};
+        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), reinterpret_cast<uint32_t *>(b + flags),
+              reinterpret_cast<int32_t *>(b + list)};
     }
     return at;
 }
@@ -184,6 +188,9 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
         if (c == 0) (x ? w.vscale : w.kscale)[bh] = most > 0.f ? most / kFp8Max : 1.f;
     }
+    /* The attention launch's redo flags start cleared (the workspace is the caller's memory). */
+    for (int i = c; i < kQuantBlocks; i += kDim) w.redo_flags[(int64_t)bh * kQuantBlocks + i] = 0u;
+    if (bh == 0 && c == 0) *w.redo_list = 0;
 #endif
 }
 

@@ -2,14 +2,14 @@
  *
  * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q and the key
  * tiles with the bulk copy engine (TMA, 128-byte swizzle) into a ring of K/V stages guarded by
- * mbarriers, K and V of a stage freed apart; a key tile is one block of 128 (bf16/f16) or, for
- * FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are. Warpgroups 1
- * and 2 (the consumers) compute query rows 0-63 and 64-127 of each item: S = Q Kᵀ (wgmma, both
- * operands in shared memory), the online softmax in registers and O += P V (wgmma, P from
- * registers). The bf16/f16 consumers take turns at the tensor cores (ping-pong) so one's softmax
- * hides under the other's products and its own P V, and a block's output is stored while the
- * next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them, or
- * e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
+ * mbarriers (for FP8, K and V of a stage freed apart); a key tile is one block of 128 (bf16/f16)
+ * or, for FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are.
+ * Warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of each item: S = Q Kᵀ
+ * (wgmma, both operands in shared memory), the online softmax in registers and O += P V (wgmma, P
+ * from registers). The bf16/f16 consumers take turns at the tensor cores (ping-pong) so one's
+ * softmax hides under the other's products and its own P V, and a block's output is stored while
+ * the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them,
+ * or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
  * against a row of ones.
  * docs/gpu.md is the lab notebook. */
 #pragma once
@@ -62,9 +62,14 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
     static constexpr int kPRegs = kKeys / 4;          /* P of one key tile, packed for P V */
     static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
+    /* K freed once both Q Kᵀ on it have ended, before V (FA4's order): what lets two stages
+     * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
+     * Wan 14B than with K freed with V (runs 67, 69). */
+    static constexpr bool kFreeKEarly = kStages < 3;
     static constexpr int kLog2Gain = 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
+    static constexpr bool kAhead = false; /* exponentials after the maxima (softmax.cuh) */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
         for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
@@ -122,6 +127,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
     static constexpr int kPRegs = kKeys / 8;
     static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
+    static constexpr bool kFreeKEarly = true; /* as measured in runs 66-67 */
     /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
      * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
      * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
@@ -130,6 +136,10 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
      * delays them: 3% slower with turns (docs/gpu.md, run 64). */
     static constexpr bool kTurns = false;
+    /* Exponentials ahead of the maxima (softmax.cuh, exponentiate_ahead), for the same reason:
+     * 0.95 of the time dense with Q Kᵀ on e4m3 (run 69); with Q Kᵀ on 16 bits the products take
+     * longer and it ran 1-3% slower. */
+    static constexpr bool kAhead = kQkE4m3;
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
         else Wide::load_q(dst, map, bar, row0, h, b);
@@ -234,16 +244,28 @@ template <int kSub> struct SubBlocks {
     }
 };
 
+/* The launch's parameters for a role: the redo launch (kRedo) walks the list of the items the
+ * attention launch flagged (exponentiate_ahead), not the work list. */
+template <bool kRedo> __device__ __forceinline__ Params role_params(const Params &given) {
+    Params p = with_step(given);
+    if constexpr (kRedo) p.total = __ldg(p.redo_list);
+    return p;
+}
+
+template <bool kRedo> __device__ __forceinline__ int4 item_at(const Params &p, int64_t idx, int &b) {
+    return load_item(p, kRedo ? __ldg(p.redo_list + 1 + idx) : idx, b);
+}
+
 /* The producer (one thread): for each item, Q into its slot once the consumers are done with the
- * previous one, then the row's key tiles into the ring, K once both warpgroups' Q Kᵀ on the stage
- * has ended and V once their P V has, each tile's windows of valid columns beside it (the
- * consumers never read the spans). A sub-block that reaches past the end of the sequence loads
- * the rows the copy engine fills with zeros and masks them; one that reaches into a batch
- * element's padded text (calib_attention_joint) loads the kSub rows that end where the padding
- * begins instead, so no padded key or value is ever read (0 · NaN would spread), and masks what
- * is not its own. FP8 launches read aligned sub-blocks, masked past the valid end: their vᵀ
- * holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
-template <typename Ops>
+ * previous one, then the row's key tiles into the ring, V once both warpgroups' P V on the stage
+ * has ended and K then too or, with kFreeKEarly, once their Q Kᵀ has, each tile's windows of valid
+ * columns beside it (the consumers never read the spans). A sub-block that reaches past the end of
+ * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
+ * into a batch element's padded text (calib_attention_joint) loads the kSub rows that end where
+ * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
+ * masks what is not its own. FP8 launches read aligned sub-blocks, masked past the valid end:
+ * their vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
+template <typename Ops, bool kRedo>
 __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, const CUtensorMap &tq, const CUtensorMap &tk,
                                         const CUtensorMap &tv) {
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
@@ -251,10 +273,10 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
     int stage = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
-    int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
+    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     for (int64_t round = 0; idx < p.total; ++round) {
         const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
+        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
@@ -288,7 +310,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 win[1 + k / 2] |= (uint32_t)(lo | hi << 8) << (16 * (k & 1));
                 if (lo != 0 || hi != kSub) win[0] = 1;
             }
-            mbar_wait(r.k_empty(stage), phase ^ 1);
+            mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
             mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
@@ -310,7 +332,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
 }
 
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
-template <typename T, typename Ops>
+template <typename T, typename Ops, bool kRedo>
 __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, const int wg, const int t) {
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks, kGroups = Ops::kKeys / 8;
     const int w = t / 32, lane = t % 32, c = lane % 4;
@@ -325,17 +347,19 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     const uint64_t dq = Ops::qk_desc(r.sq + (wgu - 1) * Ops::kQHalf), dk0 = Ops::qk_desc(r.sk), dv0 = Ops::v_desc(r.sv);
     constexpr uint32_t kKDesc = Ops::kKBytes >> 4, kVDesc = Ops::kVStage >> 4;
     constexpr int kSumTiles = 8;
+    constexpr bool kAhead = Ops::kAhead && !kRedo; /* the redo launch takes them after the maxima */
+    static_assert(!kAhead || Ops::kTensorSums, "exponentiate_ahead leaves the row sums to the tensor cores");
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
-    int4 it = idx < p.total ? load_item(p, idx, b) : make_int4(0, 0, 0, 0);
+    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     /* The previous query block's packed output, stored under this block's first product. */
     uint32_t pk[kDim / 4];
     int pv_b = -1, pv_h = 0, pv_qb = 0, pv_nt = 0, pv_toff = 0;
     for (int64_t round = 0; idx < p.total; ++round) {
         const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = nidx < p.total ? load_item(p, nidx, nb) : it;
+        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;
@@ -354,7 +378,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         uint32_t php = 0;
         int done = -1;            /* the stage of the P V in flight from the last turn */
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
+        float c0 = 1.f, c1 = 1.f; /* kAhead: what P is to be scaled by before it is packed */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
+        bool redo = false;        /* kAhead: whether an exponential may have overflowed */
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
@@ -386,8 +412,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 wgmma_wait0();
                 fence_regs<Ops::kORegs>(o);
                 if (done >= 0) mbar_arrive(r.v_empty(done));
+                if (kAhead && __any_sync(0xffffffffu, moved)) { /* P to the moved references (exponentiate_ahead) */
 #pragma unroll
-                for (int g = 0; g < kGroups; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
+                    for (int g = 0; g < kGroups; ++g)
+                        Ops::pack(pa, g, sc[4 * g] * c0, sc[4 * g + 1] * c0, sc[4 * g + 2] * c1, sc[4 * g + 3] * c1);
+                } else {
+#pragma unroll
+                    for (int g = 0; g < kGroups; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
+                }
             }
             if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
@@ -423,11 +455,15 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
                 fence_regs<Ops::kKeys / 2>(sc);
-                mbar_arrive(r.k_empty(s));
+                if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
-                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums>(sc, scale, f0, f1);
+                /* A row's first tile has no reference to take its exponentials against. */
+                if constexpr (kAhead && kPV)
+                    moved = sm.exponentiate_ahead<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1, c0, c1, redo);
+                else
+                    moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums>(sc, scale, f0, f1);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
@@ -447,6 +483,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         turn(std::false_type{}, std::true_type{}, 0);
         for (int j = 1; j < ntiles; ++j) turn(std::true_type{}, std::true_type{}, j);
         turn(std::true_type{}, std::false_type{}, ntiles);
+        if constexpr (kAhead) {
+            /* Flagged once (the first warp to flag it lists it); its output is written again. */
+            if (__any_sync(0xffffffffu, redo) && lane == 0 && atomicExch(p.redo_flags + idx, 1u) == 0u)
+                p.redo_list[1 + atomicAdd(p.redo_list, 1)] = (int32_t)idx;
+        }
 
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
         float inv0, inv1;
@@ -480,7 +521,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
 }
 #endif /* CALIB_NO_WGMMA */
 
-template <typename T, typename Ops>
+/* kRedo: the FP8 redo launch (exponentiate_ahead), over the items the launch before it flagged. */
+template <typename T, typename Ops, bool kRedo = false>
 __global__ void __launch_bounds__(384, 1)
 calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                    const __grid_constant__ CUtensorMap tv, const Params given) {
@@ -506,12 +548,12 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
             /* The registers move within the CTA's allotment (384 × 168): 128 × 24 + 256 × 240
              * (make cuda-check fails a split that asks for more, which would hang the launch). */
             asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-            if (tid == 0) produce<Ops>(with_step(given), r, tq, tk, tv);
+            if (tid == 0) produce<Ops, kRedo>(role_params<kRedo>(given), r, tq, tk, tv);
         } else {
             asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
             /* The step is read after the registers moved, so nothing is live across (else ptxas
              * may spill what crosses). */
-            consume<T, Ops>(with_step(given), r, wg, tid - 128 * wg);
+            consume<T, Ops, kRedo>(role_params<kRedo>(given), r, wg, tid - 128 * wg);
         }
     }
 #endif
