@@ -54,6 +54,21 @@ struct OnlineSoftmax {
         }
     }
 
+    /* exponentiate's exponentials taken ahead of the maxima (kAhead; the FP8 instances with Q Kᵀ on
+     * e4m3, whose row sums come from the tensor cores): against the rows' references from before
+     * the tile, so they need not wait for its maxima, whose latency paces that loop (docs/gpu.md:
+     * 0.87 of the time dense without the corrections below, run 68; 0.95 with them, run 69). A
+     * row whose maximum moved past the slack has its probabilities brought to the new reference
+     * by one multiply, c = 2^(a - b), which the caller applies as it packs P; one whose maximum
+     * moved more than kLimit may have overflowed fp32 (or, from no reference yet, flushed to zero)
+     * and sets redo: the item is computed again by a launch that takes exponentials after the
+     * maxima (wgmma_kernel.cuh). */
+    struct Ahead {
+        static constexpr float kLimit = 96.f; /* 2^(96 + kLog2Gain) is far from fp32's 2^128 */
+        float c0 = 1.f, c1 = 1.f;
+        bool redo = false;
+    };
+
     /* The first half of folding in a key tile of scores s (G groups): the new maxima, the
      * probabilities written over the scores, and the sums; f0 and f1 are what o must then be
      * scaled by (rescale: the mma.sync kernel does it at once, the wgmma kernel later, under its
@@ -62,9 +77,11 @@ struct OnlineSoftmax {
      * would be -inf - -inf. kLog2Gain: the probabilities (and so the sums) come out 2^kLog2Gain times
      * larger, which costs nothing here and puts FP8 P's small values above its subnormals; finish
      * divides it out with the sums. kSums false: the caller sums the rows itself (the FP8 P V
-     * product does, against a row of ones) and scales l with o. */
-    template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0, bool kSums = true>
-    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1) {
+     * product does, against a row of ones) and scales l with o. kAhead: see Ahead. */
+    template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0, bool kSums = true, bool kAhead = false>
+    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1, Ahead &ahead) {
+        static_assert(!(kAhead && kSums), "ahead, the sums would need the same correction as P");
+        const float a0 = kEmpty && m0 == -INFINITY ? 0.f : m0, a1 = kEmpty && m1 == -INFINITY ? 0.f : m1;
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
@@ -85,7 +102,10 @@ struct OnlineSoftmax {
         f1 = fast_exp2(m1 - b1);
         m0 = n0;
         m1 = n1;
-        const float g0 = b0 - (float)kLog2Gain, g1 = b1 - (float)kLog2Gain;
+        /* Ahead, the exponentials depend only on the old reference: written after the maxima, as
+         * here, the scheduler still interleaves them (written before, ptxas serialized every
+         * wgmma of the FP8 loop, C7511). */
+        const float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
@@ -102,53 +122,18 @@ struct OnlineSoftmax {
             l0 = l0 * f0 + sum0;
             l1 = l1 * f1 + sum1;
         }
+        if constexpr (kAhead) {
+            ahead.c0 = fast_exp2(a0 - b0);
+            ahead.c1 = fast_exp2(a1 - b1);
+            ahead.redo |= (up0 && fabsf(b0 - a0) > Ahead::kLimit) || (up1 && fabsf(b1 - a1) > Ahead::kLimit);
+        }
         return up0 || up1;
     }
 
-    /* exponentiate for the FP8 instances with Q Kᵀ on e4m3 (their row sums come from the tensor
-     * cores), with the exponentials taken against the rows' references from before the tile, so
-     * they need not wait for its maxima, whose latency paces that loop (docs/gpu.md: 0.87 of the
-     * time dense without the corrections below, run 68; 0.95 with them, run 69). A row whose
-     * maximum moved past the slack has its probabilities brought to the new reference by one
-     * multiply, 2^(a - b); one whose maximum moved more than kAheadLimit may have overflowed fp32
-     * (or, from no reference yet, flushed to zero) and sets redo: the item is computed again by a
-     * launch that takes exponentials after the maxima (wgmma_kernel.cuh). */
-    static constexpr float kAheadLimit = 96.f; /* 2^(96 + kLog2Gain) is far from fp32's 2^128 */
-    template <int G, bool kEmpty, int kLog2Gain, int kSlack>
-    __device__ __forceinline__ bool exponentiate_ahead(float *s, float scale_log2, float &f0, float &f1, float &c0, float &c1,
-                                                       bool &redo) {
-        const float a0 = kEmpty && m0 == -INFINITY ? 0.f : m0, a1 = kEmpty && m1 == -INFINITY ? 0.f : m1;
-        float x0 = -INFINITY, x1 = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < G; ++j) {
-            x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
-            x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
-        }
-        x0 = quad_max(x0);
-        x1 = quad_max(x1);
-        const float x0s = x0 * scale_log2, x1s = x1 * scale_log2;
-        const bool up0 = x0s > m0 + (float)kSlack, up1 = x1s > m1 + (float)kSlack;
-        const float n0 = up0 ? x0s : m0, n1 = up1 ? x1s : m1;
-        const float b0 = kEmpty && n0 == -INFINITY ? 0.f : n0, b1 = kEmpty && n1 == -INFINITY ? 0.f : n1;
-        f0 = fast_exp2(m0 - b0);
-        f1 = fast_exp2(m1 - b1);
-        m0 = n0;
-        m1 = n1;
-        /* Written after the maxima as exponentiate is; nothing below waits for them but c and redo,
-         * so the exponentials issue beside the maxima's tree and shuffles. */
-        const float g0 = a0 - (float)kLog2Gain, g1 = a1 - (float)kLog2Gain;
-#pragma unroll
-        for (int j = 0; j < G; ++j) {
-            s[4 * j] = fast_exp2(fmaf(s[4 * j], scale_log2, -g0));
-            s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));
-            s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -g1));
-            s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));
-        }
-        /* What the caller multiplies P by before packing it where a maximum moved. */
-        c0 = fast_exp2(a0 - b0);
-        c1 = fast_exp2(a1 - b1);
-        redo |= (up0 && fabsf(b0 - a0) > kAheadLimit) || (up1 && fabsf(b1 - a1) > kAheadLimit);
-        return up0 || up1;
+    template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0, bool kSums = true>
+    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1) {
+        Ahead unused;
+        return exponentiate<G, kEmpty, kLog2Gain, kSlack, kSums>(s, scale_log2, f0, f1, unused);
     }
 
     /* The second half: the N accumulators of o scaled by the change of the maxima. */

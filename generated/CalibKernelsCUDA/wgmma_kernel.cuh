@@ -142,7 +142,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
      * delays them: 3% slower with turns (docs/gpu.md, run 64). */
     static constexpr bool kTurns = false;
-    /* Exponentials ahead of the maxima (softmax.cuh, exponentiate_ahead), for the same reason:
+    /* Exponentials ahead of the maxima (softmax.cuh, OnlineSoftmax::Ahead), for the same reason:
      * 0.95 of the time dense with Q Kᵀ on e4m3 (run 69); with Q Kᵀ on 16 bits the products take
      * longer and it ran 1-3% slower. */
     static constexpr bool kAhead = kQkE4m3;
@@ -251,7 +251,7 @@ template <int kSub> struct SubBlocks {
 };
 
 /* The launch's parameters for a role: the redo launch (kRedo) walks the list of the items the
- * attention launch flagged (exponentiate_ahead), not the work list. */
+ * attention launch flagged (OnlineSoftmax::Ahead), not the work list. */
 template <bool kRedo> __device__ __forceinline__ Params role_params(const Params &given) {
     Params p = with_step(given);
     if constexpr (kRedo) p.total = __ldg(p.redo_list);
@@ -354,7 +354,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr uint32_t kKDesc = Ops::kKBytes >> 4, kVDesc = Ops::kVStage >> 4;
     constexpr int kSumTiles = 8;
     constexpr bool kAhead = Ops::kAhead && !kRedo; /* the redo launch takes them after the maxima */
-    static_assert(!kAhead || Ops::kTensorSums, "exponentiate_ahead leaves the row sums to the tensor cores");
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -384,9 +383,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         uint32_t php = 0;
         int done = -1;            /* the stage of the P V in flight from the last turn */
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
-        float c0 = 1.f, c1 = 1.f; /* kAhead: what P is to be scaled by before it is packed */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
-        bool redo = false;        /* kAhead: whether an exponential may have overflowed */
+        OnlineSoftmax::Ahead ahead; /* kAhead: P's scales for packing, and whether to redo the item */
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
@@ -418,10 +416,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 wgmma_wait0();
                 fence_regs<Ops::kORegs>(o);
                 if (done >= 0) mbar_arrive(r.v_empty(done));
-                if (kAhead && __any_sync(0xffffffffu, moved)) { /* P to the moved references (exponentiate_ahead) */
+                if (kAhead && __any_sync(0xffffffffu, moved)) { /* P to the moved references (softmax.cuh, Ahead) */
 #pragma unroll
                     for (int g = 0; g < kGroups; ++g)
-                        Ops::pack(pa, g, sc[4 * g] * c0, sc[4 * g + 1] * c0, sc[4 * g + 2] * c1, sc[4 * g + 3] * c1);
+                        Ops::pack(pa, g, sc[4 * g] * ahead.c0, sc[4 * g + 1] * ahead.c0, sc[4 * g + 2] * ahead.c1,
+                                  sc[4 * g + 3] * ahead.c1);
                 } else {
 #pragma unroll
                     for (int g = 0; g < kGroups; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
@@ -466,10 +465,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
-                if constexpr (kAhead && kPV)
-                    moved = sm.exponentiate_ahead<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1, c0, c1, redo);
-                else
-                    moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums>(sc, scale, f0, f1);
+                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
+                    sc, scale, f0, f1, ahead);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
@@ -491,7 +488,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         turn(std::true_type{}, std::false_type{}, ntiles);
         if constexpr (kAhead) {
             /* Flagged once (the first warp to flag it lists it); its output is written again. */
-            if (__any_sync(0xffffffffu, redo) && lane == 0 && atomicExch(p.redo_flags + idx, 1u) == 0u)
+            if (__any_sync(0xffffffffu, ahead.redo) && lane == 0 && atomicExch(p.redo_flags + idx, 1u) == 0u)
                 p.redo_list[1 + atomicAdd(p.redo_list, 1)] = (int32_t)idx;
         }
 
@@ -527,7 +524,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
 }
 #endif /* CALIB_NO_WGMMA */
 
-/* kRedo: the FP8 redo launch (exponentiate_ahead), over the items the launch before it flagged. */
+/* kRedo: the FP8 redo launch (OnlineSoftmax::Ahead), over the items the launch before it flagged. */
 template <typename T, typename Ops, bool kRedo = false>
 __global__ void __launch_bounds__(384, 1)
 calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,

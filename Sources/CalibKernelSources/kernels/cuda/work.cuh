@@ -60,7 +60,7 @@ struct Params {
     int32_t heads;
     /* FP8 launches: a flag per item and the list of the flagged ones (its count first): items
      * whose exponentials, taken ahead of their maxima, may have overflowed (softmax.cuh,
-     * exponentiate_ahead), which the redo launch computes again. */
+     * OnlineSoftmax::Ahead), which the redo launch computes again. */
     uint32_t *redo_flags;
     int32_t *redo_list;
 };
