@@ -88,7 +88,10 @@ enum calib_fp8 {
  * calib_cuda_fp8_workspace_size gives for them; nothing else may use it until the
  * call's work on `stream` is done) with their scales: v per head, and for CALIB_FP8_ALL q per
  * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head; then the
- * kernel runs the plans on them.
+ * kernel runs the plans on them (CALIB_FP8_ALL: and a second launch computes again any query
+ * block a row of which saw its maximum jump by more than 2^96 within the row, where the first
+ * one's exponentials, taken ahead of the maxima, may overflow; it ends at once when there is
+ * none).
  * step_index: as calib_cuda_attention_indexed, or NULL for every tile (the dense baseline; layer
  * is then ignored). text_lengths: NULL, or as calib_cuda_attention_joint. Unlike the bf16 entries
  * this reads every valid value (and key, CALIB_FP8_ALL), skipped tiles too (the scales and the
