@@ -8,7 +8,7 @@ their times mean anything.
   no-pv        no P V products
   no-qk        no Q Kᵀ products (S left at zero)
   softmax-only neither product: the softmax alone, with its waits and turns
-  no-pingpong  the warpgroups issue their products without taking turns
+  no-pingpong  the bf16/f16 warpgroups issue their products without taking turns (FP8 takes none)
   pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
@@ -23,7 +23,8 @@ their times mean anything.
                rounding of P, so correct for the FP8 instances, not for bf16)
   stale-max    the exponentials taken against the row's reference before the tile, so they need
                not wait for the tile's maxima (wrong where a maximum moves: what exponentials
-               ahead of the maxima would gain before the corrections they need; docs/gpu.md)
+               ahead of the maxima would gain before the corrections they need; docs/gpu.md; `fp8`
+               takes them so already, with the corrections)
 
 usage: python3 Tests/GPU/ablate.py SET_DIR [VARIANT ...]   (default: every variant; writes
        SET_DIR-<variant>/ beside it and prints the bench_versions.py arguments for the set and
@@ -32,14 +33,15 @@ import os
 import shutil
 import sys
 
-SOFTMAX = """                moved = sm.exponentiate<16, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);"""
+SOFTMAX = """                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
+                    sc, scale, f0, f1, ahead);"""
 NO_SOFTMAX = """                moved = false;"""
-PV = """                Ops::pv(o, pa, dv0 + sp * kStageDesc);"""
-QK = """                Ops::qk(sc, dq, dk0 + s * kStageDesc);"""
+PV = """                Ops::pv(o, pa, dv0 + sp * kVDesc);"""
+QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc);"""
 ZERO_S = """#pragma unroll
                 for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
-TURNS = [("    if (wg == 2) named_arrive(1);\n", ""), ("            named_sync(me);\n", ""),
-         ("            named_arrive(other);\n", ""), ("    if (wg == 1) named_sync(1);", "    if (false) named_sync(1);")]
+TURNS = """    static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */"""
+NO_TURNS = """    static constexpr bool kTurns = false;"""
 
 PACK = """        pa[2 * g] = Pack<T>::two(e0, e1);
         pa[2 * g + 1] = Pack<T>::two(e2, e3);"""
@@ -67,11 +69,8 @@ FMA_E1_EIGHTH = """            s[4 * j + 1] = (j & 1) ? fast_exp2(fmaf(s[4 * j +
 FMA_E1 = """            s[4 * j + 1] = fma_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));"""
 FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));"""
 
-REFERENCE = """        f0 = fast_exp2(m0 - b0);"""
-STALE_REFERENCE = """        const float r0 = m0 == -INFINITY ? 0.f : m0, r1 = m1 == -INFINITY ? 0.f : m1;
-        f0 = fast_exp2(m0 - b0);"""
-GAIN = """        const float g0 = b0 - (float)kLog2Gain, g1 = b1 - (float)kLog2Gain;"""
-STALE_GAIN = """        const float g0 = r0 - (float)kLog2Gain, g1 = r1 - (float)kLog2Gain;"""
+GAIN = """        const float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;"""
+STALE_GAIN = """        const float g0 = a0 - (float)kLog2Gain, g1 = a1 - (float)kLog2Gain;"""
 
 CLASSES = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });"""
 BY_HEAD = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
@@ -84,7 +83,7 @@ VARIANTS = {
     "no-pv": [(PV, "")],
     "no-qk": [(QK, ZERO_S)],
     "softmax-only": [(PV, ""), (QK, ZERO_S)],
-    "no-pingpong": TURNS,
+    "no-pingpong": [(TURNS, NO_TURNS)],
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
     "head-major": [(CLASSES, BY_HEAD)],
@@ -92,7 +91,7 @@ VARIANTS = {
     "fma2-exp2-quarter": [("struct OnlineSoftmax {", FMA2_EXP2), (EX2, FMA_E1)],
     "fma-exp2-quarter": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1)],
     "fma-exp2-half": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1), (EX2_3, FMA_E3)],
-    "stale-max": [(REFERENCE, STALE_REFERENCE), (GAIN, STALE_GAIN)],
+    "stale-max": [(GAIN, STALE_GAIN)],
 }
 
 

@@ -22,11 +22,8 @@ if not groups:  # run 68 gave a bare DIR.so:masks.json and this printed nothing
     sys.exit(__doc__)
 for mj, builds in groups.items():
     lib = builds[0][1]
-    if hasattr(lib.lib, "calib_cuda_pass_roles"):
-        lib.lib.calib_cuda_pass_roles.restype = ctypes.c_char_p
-        roles = lib.lib.calib_cuda_pass_roles().decode().split(",")
-    else:  # the kernels of 3516f59 and debe826 (docs/gpu.md, queue) predate the names
-        roles = ["stats", "combine", "quantize", "attention"]
+    lib.lib.calib_cuda_pass_roles.restype = ctypes.c_char_p
+    roles = lib.lib.calib_cuda_pass_roles().decode().split(",")
     masks = calibc.Masks.read(mj)
     q, k, v, _, _, _, out = dense_inputs(lib)
     bhnd = lib.heads * lib.tokens * lib.head_dim

@@ -369,6 +369,8 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.heads = (int32_t)heads;
     p.qscale = p.kscale = p.vscale = p.vmean = nullptr;
     p.vt = nullptr;
+    p.redo_flags = nullptr;
+    p.redo_list = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
     p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];
