@@ -66,7 +66,11 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
      * Wan 14B than with K freed with V (runs 67, 69). */
     static constexpr bool kFreeKEarly = kStages < 3;
-    static constexpr int kLog2Gain = 0;
+    /* After a row's first tile, no maxima (softmax.cuh, by_sums), in bf16, whose P holds 2^-86 as
+     * exactly as 1: the gain is the headroom for a row's scores jumping above its reference (f16's
+     * P would flush it to zero, so f16 keeps the maxima). */
+    static constexpr bool kSumRef = std::is_same<T, __nv_bfloat16>::value;
+    static constexpr int kLog2Gain = kSumRef ? -86 : 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
     static constexpr bool kAhead = false; /* exponentials after the maxima (softmax.cuh) */
@@ -133,6 +137,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
     static constexpr int kLog2Gain = 6;
     static constexpr int kSlack = 2;
+    static constexpr bool kSumRef = false; /* its sums are the tensor cores' */
     /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
      * delays them: 3% slower with turns (docs/gpu.md, run 64). */
     static constexpr bool kTurns = false;
@@ -348,6 +353,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr uint32_t kKDesc = Ops::kKBytes >> 4, kVDesc = Ops::kVStage >> 4;
     constexpr int kSumTiles = 8;
     constexpr bool kAhead = Ops::kAhead && !kRedo; /* the redo launch takes them after the maxima */
+    constexpr bool kSumRef = Ops::kSumRef && kTextLast == 0; /* padded text: a row's first tile may have no reference */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -459,8 +465,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
-                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
-                    sc, scale, f0, f1, ahead);
+                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
+                                        kSumRef && kPV>(sc, scale, f0, f1, ahead);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
