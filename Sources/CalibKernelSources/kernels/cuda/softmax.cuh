@@ -60,7 +60,7 @@ struct OnlineSoftmax {
     struct Ahead {
         static constexpr float kLimit = 96.f; /* 2^(96 + kLog2Gain) is far from fp32's 2^128 */
         float c0 = 1.f, c1 = 1.f;
-        bool redo = false;
+        bool redo = false; /* (by_sums: the tile's scores were lost, for the caller to take again) */
     };
 
     /* The first half of folding in a key tile of scores s (G groups): the new maxima, the
@@ -76,7 +76,7 @@ struct OnlineSoftmax {
               bool kSumRef = false>
     __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1, Ahead &ahead) {
         static_assert(!(kAhead && kSums), "ahead, the sums would need the same correction as P");
-        if constexpr (kSumRef) return by_sums<G, kLog2Gain, kSlack>(s, scale_log2, f0, f1);
+        if constexpr (kSumRef) return by_sums<G, kLog2Gain, kSlack>(s, scale_log2, f0, f1, ahead.redo);
         const float a0 = kEmpty && m0 == -INFINITY ? 0.f : m0, a1 = kEmpty && m1 == -INFINITY ? 0.f : m1;
         float x0 = -INFINITY, x1 = -INFINITY;
 #pragma unroll
@@ -135,9 +135,10 @@ struct OnlineSoftmax {
      * tile (the softmax's issue slots bound the loop: docs/gpu.md) become two comparisons and a
      * vote. The references need not be the maxima: they stay within log2(32) above them; and
      * kLog2Gain (negative) keeps a row's scores that jump up to 128 - kLog2Gain (log2) above its
-     * reference finite in fp32. */
+     * reference finite in fp32. Past that a share is infinite, the scores are lost, and `lost`
+     * asks the caller to take the tile again with its maxima (nothing here is changed then). */
     template <int G, int kLog2Gain, int kSlack>
-    __device__ __forceinline__ bool by_sums(float *s, float scale_log2, float &f0, float &f1) {
+    __device__ __forceinline__ bool by_sums(float *s, float scale_log2, float &f0, float &f1, bool &lost) {
         const float g0 = m0 - (float)kLog2Gain, g1 = m1 - (float)kLog2Gain;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
@@ -157,6 +158,8 @@ struct OnlineSoftmax {
             return false;
         }
         const float y0 = quad_max(sum0), y1 = quad_max(sum1);
+        lost = __any_sync(0xffffffffu, !(y0 < INFINITY && y1 < INFINITY));
+        if (lost) return false;
         const bool up0 = y0 > lim, up1 = y1 > lim;
         const float d0 = up0 ? fast_log2(y0) - (float)kLog2Gain : 0.f, d1 = up1 ? fast_log2(y1) - (float)kLog2Gain : 0.f;
 #pragma unroll

@@ -315,6 +315,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 win[1 + k / 2] |= (uint32_t)(lo | hi << 8) << (16 * (k & 1));
                 if (lo != 0 || hi != kSub) win[0] = 1;
             }
+            if constexpr (Ops::kSumRef) win[3] = row0[0]; /* the tile's first key, for consume's rescore */
             mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
@@ -385,6 +386,29 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
         OnlineSoftmax::Ahead ahead; /* kAhead: P's scales for packing, and whether to redo the item */
+        /* by_sums's way out, seldom taken: a row's scores jumped so far above its reference that
+         * probabilities overflowed and their scores are lost, so this thread's scores of the tile
+         * (one block of keys from key0) are computed again from q and k in global memory. */
+        auto rescore = [&](const int key0) {
+            const int t0 = qb * 128 + rloc0;
+#pragma unroll
+            for (int e = 0; e < Ops::kKeys / 2; ++e) {
+                const int row = t0 + 8 * ((e >> 1) & 1), key = key0 + 8 * (e >> 2) + 2 * c + (e & 1);
+                float acc = 0.f;
+                if (row < kTokens && key < kTokens) {
+                    const T *qr = row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, row, h), *kr = row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, key, h);
+#pragma unroll 1
+                    for (int d = 0; d < kDim; d += 8) {
+                        float x[8], y[8];
+                        load8(qr + d, x);
+                        load8(kr + d, y);
+#pragma unroll
+                        for (int i = 0; i < 8; ++i) acc = fmaf(x[i], y[i], acc);
+                    }
+                }
+                sc[e] = acc;
+            }
+        };
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
@@ -467,6 +491,12 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
                                         kSumRef && kPV>(sc, scale, f0, f1, ahead);
+                if (kSumRef && kPV && ahead.redo) {
+                    ahead.redo = false;
+                    rescore(win[3]);
+                    if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
+                    moved = sm.exponentiate<kGroups, false, Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
+                }
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
