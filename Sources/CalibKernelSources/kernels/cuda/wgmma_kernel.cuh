@@ -66,11 +66,11 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
      * Wan 14B than with K freed with V (runs 67, 69). */
     static constexpr bool kFreeKEarly = kStages < 3;
-    /* After a row's first tile, no maxima (softmax.cuh, by_sums), in bf16, whose P holds 2^-86 as
-     * exactly as 1: the gain is the headroom for a row's scores jumping above its reference (f16's
-     * P would flush it to zero, so f16 keeps the maxima). */
-    static constexpr bool kSumRef = std::is_same<T, __nv_bfloat16>::value;
-    static constexpr int kLog2Gain = kSumRef ? -86 : 0;
+    /* After a row's first tile, no maxima (softmax.cuh, by_sums). The gain is the headroom for a
+     * row's scores jumping above its reference before they must be scored again: bf16 P holds
+     * 2^-86 as exactly as 1; f16 P would flush it to zero, so f16 takes none. */
+    static constexpr bool kSumRef = true;
+    static constexpr int kLog2Gain = std::is_same<T, __nv_bfloat16>::value ? -86 : 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
     static constexpr bool kAhead = false; /* exponentials after the maxima (softmax.cuh) */
