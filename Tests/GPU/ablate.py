@@ -33,8 +33,8 @@ import os
 import shutil
 import sys
 
-SOFTMAX = """                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
-                    sc, scale, f0, f1, ahead);"""
+SOFTMAX = """                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
+                                        kSumRef && kPV>(sc, scale, f0, f1, ahead);"""
 NO_SOFTMAX = """                moved = false;"""
 PV = """                Ops::pv(o, pa, dv0 + sp * kVDesc);"""
 QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc);"""
