@@ -6,7 +6,8 @@
 # then bench_versions.py interleaves them with DIR's own in bf16, fp8 and fp8-pv (FA4 beside,
 # where installed). TEST=LABEL also copies the whole of DIR for that version and runs
 # test_cuda.py on it (TEST_K narrows it to a pytest -k expression); SETS=wan14b times one set
-# (a 10-minute device call holds about one set's three precisions). Logs go to $OUT.
+# (a 10-minute device call holds about one set's three precisions); PRECISIONS=bf16 times only
+# those (default "bf16 fp8 fp8-pv"). Logs go to $OUT.
 set -u
 dir=$1; shift
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
@@ -31,7 +32,7 @@ fi
 for s in ${SETS:-wan13b wan14b}; do
     args="main=$dir/$s/libcalibcuda.so:$dir/$s.json"
     for arg in "$@"; do args="$args ${arg%%=*}=$dir-${arg%%=*}/$s/libcalibcuda.so:$dir/$s.json"; done
-    for precision in bf16 fp8 fp8-pv; do
+    for precision in ${PRECISIONS:-bf16 fp8 fp8-pv}; do
         flag=$([ $precision = bf16 ] || echo "--precision $precision")
         echo "== $s $precision"
         timeout 200 python3 Tests/GPU/bench_versions.py $args --rounds 3 $flag
