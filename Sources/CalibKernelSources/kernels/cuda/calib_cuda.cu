@@ -55,7 +55,6 @@ struct LayerList {
 
 struct DeviceState {
     int sms = 0;
-    int l2_bytes = 0;
     int mma_ctas_per_sm = 1;
     int32_t *row_first = nullptr;
     uint16_t *spans = nullptr;
@@ -103,9 +102,7 @@ int device_state(void *stream, DeviceState **state) {
     if (found == g_devices.end()) {
         if (capturing(stream)) return CALIB_ERR_CAPTURE;
         DeviceState s;
-        if (cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&s.l2_bytes, cudaDevAttrL2CacheSize, dev) != cudaSuccess)
-            return CALIB_ERR_CUDA;
+        if (cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return CALIB_ERR_CUDA;
         const int nrows = rows_in_use();
         int st = upload(&s.row_first, calib_row_first, (size_t)nrows + 1);
         if (st == CALIB_OK) st = upload(&s.spans, calib_spans, (size_t)calib_row_first[nrows] * 2);
@@ -144,7 +141,7 @@ int layer_list(DeviceState &s, int step_index, int layer, int first_head, int he
             if (capturing(stream)) return CALIB_ERR_CAPTURE;
             LayerList list;
             std::vector<int32_t> targets;
-            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, s.l2_bytes, targets);
+            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, targets);
             list.count = (int64_t)items.size();
             int st = upload(&list.items, items.data(), items.size());
             if (st == CALIB_OK) st = upload(&list.targets, targets.empty() ? nullptr : targets.data(), targets.size());
