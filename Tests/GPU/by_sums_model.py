@@ -62,7 +62,6 @@ def ref(x, v):
     w = np.exp(z - z.max()); return (w / w.sum()) @ v
 rng = np.random.default_rng(0)
 N, D = 128 * 74, 128
-worst = {}
 for case in ["random", "rising", "jump150", "jump300", "jump460", "drop150", "first-big", "sparse-peaks"]:
     errs = []
     for trial in range(6):

@@ -264,7 +264,7 @@ def test_maxima_that_rise_along_the_keys(gpu_set, dtype, monkeypatch):
 def test_maxima_that_jump_far_within_a_row(gpu_set, precision):
     """One key in the middle of the sequence lifts half the query rows' scores by ≈150 (log2)
     above the rest and drops the other half's as far. FP8 takes a tile's exponentials against the
-    row's maximum from before the tile (softmax.cuh, exponentiate_ahead), and these overflow
+    row's maximum from before the tile (softmax.cuh, OnlineSoftmax::Ahead), and these overflow
     fp32: the launch flags such items and a second launch computes them again with exponentials
     after the maxima. Dense and the last layer's plan, against float64, outputs poisoned; bf16
     (exponentials after the maxima) alike."""
