@@ -314,6 +314,35 @@ def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     assert errors[1] <= FP8_TOLERANCE[precision] and errors[1] < 1.25 * errors[0], errors
 
 
+def sampled_tokens(tokens):
+    """The tokens quantize.cuh's statistics read (sampled_token): one of each 16, by a hash."""
+    return {16 * m + (((m * 0x9E3779B9) & 0xFFFFFFFF) >> 28) for m in range(-(-tokens // 16))}
+
+
+@pytest.mark.parametrize("precision", FP8)
+def test_fp8_a_token_past_the_sampled_range(gpu_set, precision):
+    """The pass scales k and v from a sample of one token in 16, with room for 8 times its range;
+    a key ×30 and a value ×100 that the sample does not read pass that, so the quantize launch
+    must find them and the fixup quantize their heads again at their scale. Clipped instead, the
+    float64 model (Tests/GPU/sampled_stats_model.py, dense 2,000 keys) measures 0.40 (the key,
+    `fp8`) and 0.67 (the value); with the fixup, 8.4e-2 and 3.5–4.9e-2, about what the whole's
+    statistics give: the bound is twice the tolerance of N(0, 1) inputs."""
+    kernels, masks = gpu_set
+    if not fp8_capable(kernels):
+        pytest.skip("no FP8 for this set's shape")
+    q, k, v = layer_inputs(kernels, 17)
+    unread = sorted(set(range(kernels.tokens // 2, kernels.tokens)) - sampled_tokens(kernels.tokens))
+    k[:, unread[0]] *= 30
+    v[:, unread[1]] *= 100
+    out = torch.full_like(q, float("nan"))
+    run(kernels, None, 0, q, k, v, out, "bshd", precision)
+    patterns = patterns_of(kernels, masks, None, 0)
+    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
+                        .transpose(0, 1) for b in range(BATCH)])
+    error = float((out.double() - want).norm() / want.norm())
+    assert error <= 2 * FP8_TOLERANCE[precision], error
+
+
 @pytest.mark.parametrize("values", ["N(0, 1)", "N(1, 1)"])
 @pytest.mark.parametrize("precision, kernel", [(None, ""), (None, "mma")] + [(p, "") for p in FP8],
                          ids=["bf16", "bf16-mma.sync"] + FP8)
