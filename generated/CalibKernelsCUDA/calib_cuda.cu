@@ -311,11 +311,10 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.redo_list = w.redo_list;
     CALIB_PASS_MARK(0, s);
     calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
-    calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
     CALIB_PASS_MARK(1, s);
-    calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
     CALIB_PASS_MARK(2, s);
-    calib_fp8_fixup<T, kQK><<<dim3(kFixCtas, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(3, s);
     calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
     CALIB_PASS_MARK(4, s);
@@ -534,7 +533,7 @@ int calib_cuda_trace_read(long long *dst) {
 }
 
 /* What the last FP8 call's launches were, in order, and their milliseconds (ms: one a role). */
-const char *calib_cuda_pass_roles(void) { return "stats,quantize,fixup,attention,redo"; }
+const char *calib_cuda_pass_roles(void) { return "stats,combine,quantize,attention,redo"; }
 int calib_cuda_pass_read(float *ms) {
     if (!calib_pass_events[5] || cudaEventSynchronize(calib_pass_events[5]) != cudaSuccess) return 5;
     for (int i = 0; i < 5; ++i)
