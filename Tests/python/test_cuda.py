@@ -315,18 +315,18 @@ def test_fp8_keys_with_outlier_channels(gpu_set, precision):
 
 
 def sampled_tokens(tokens):
-    """The tokens quantize.cuh's statistics read (sampled_token): one of each 16, by a hash."""
+    """The tokens a sampled pass reads (sampled_token of docs/gpu.md's queue item 4): one of each 16, by a hash."""
     return {16 * m + (((m * 0x9E3779B9) & 0xFFFFFFFF) >> 28) for m in range(-(-tokens // 16))}
 
 
 @pytest.mark.parametrize("precision", FP8)
 def test_fp8_a_token_past_the_sampled_range(gpu_set, precision):
-    """The pass scales k and v from a sample of one token in 16, with room for 8 times its range;
-    a key ×30 and a value ×100 that the sample does not read pass that, so the quantize launch
-    must find them and the fixup quantize their heads again at their scale. Clipped instead, the
-    float64 model (Tests/GPU/sampled_stats_model.py, dense 2,000 keys) measures 0.40 (the key,
-    `fp8`) and 0.67 (the value); with the fixup, 8.4e-2 and 3.5–4.9e-2, about what the whole's
-    statistics give: the bound is twice the tolerance of N(0, 1) inputs."""
+    """The pass's scales of k and v must cover every valid token. A pass that takes them from a
+    sample (docs/gpu.md queue item 4: one token in 16, room for 8 times its range) must find a key
+    ×30 and a value ×100 its sample does not read and quantize their heads again at their scale.
+    Clipped instead, the float64 model (Tests/GPU/sampled_stats_model.py, dense 2,000 keys)
+    measures 0.40 (the key, `fp8`) and 0.67 (the value); covered, 8.4e-2 and 3.5–4.9e-2, as the
+    whole's statistics give: the bound is twice the tolerance of N(0, 1) inputs."""
     kernels, masks = gpu_set
     if not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
