@@ -49,11 +49,11 @@ final class JointTests: XCTestCase {
             }
             for kernels in instances {
                 var out = [Float](repeating: .nan, count: count)
-                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: buffer(q), k: buffer(kp), v: buffer(vp),
-                                           out: out.withUnsafeMutableBufferPointer { $0 }, strides: (s, s, s, s), textLengths: lengths)
+                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: q, k: kp, v: vp,
+                                           out: &out, strides: (s, s, s, s), textLengths: lengths)
                 var outh = [BFloat16](repeating: BFloat16(.nan), count: count)
-                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: buffer(qh), k: buffer(kh), v: buffer(vh),
-                                           out: outh.withUnsafeMutableBufferPointer { $0 }, strides: (s, s, s, s), textLengths: lengths)
+                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: qh, k: kh, v: vh,
+                                           out: &outh, strides: (s, s, s, s), textLengths: lengths)
                 XCTAssertFalse(out.contains { !$0.isFinite } || outh.contains { !$0.float.isFinite },
                                "\(kernels.isa) \(layout): NaN reached an output or a row was left unwritten")
                 for b in 0..<batch {
@@ -85,15 +85,13 @@ final class JointTests: XCTestCase {
             var out = [Float](repeating: .nan, count: x.count)
             let s = Strides.bshd(tokens: tokens, heads: 1, headDim: d)
             for lengths: [Int32] in first ? [[3, 4]] : [[3], [3, 21], [-1, 0]] {
-                XCTAssertThrowsError(try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: buffer(x), k: buffer(x), v: buffer(x),
-                                                                out: out.withUnsafeMutableBufferPointer { $0 }, strides: (s, s, s, s),
+                XCTAssertThrowsError(try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: x, k: x, v: x,
+                                                                out: &out, strides: (s, s, s, s),
                                                                 textLengths: lengths), "\(lengths) first \(first)")
                 XCTAssertTrue(out.allSatisfy(\.isNaN), "a refused call wrote its output")
             }
         }
     }
-
-    private func buffer<T>(_ x: [T]) -> UnsafeBufferPointer<T> { x.withUnsafeBufferPointer { $0 } }
 
     /// The relative error, or, where the answer is all zeros (a random plan whose valid rows keep
     /// only padded key blocks: every row zero), the largest magnitude `a` holds.

@@ -102,3 +102,35 @@ func runHeadBF16(_ kernels: AttentionKernels, step: Int, head: Int, q: [BFloat16
     }
     return out
 }
+
+/// The layer calls on arrays, each buffer used only inside its `withUnsafe…BufferPointer`: a
+/// pointer returned out of one dangles once the optimizer ends its array's life, which an
+/// optimized test build showed (a layout check read another array's values).
+extension AttentionKernels {
+    func attentionLayer<T: KernelElement>(step: Int, layer: Int, batch: Int, q: [T], k: [T], v: [T], out: inout [T],
+                                          strides: (q: Strides, k: Strides, v: Strides, out: Strides), textLengths: [Int32]? = nil) throws {
+        try q.withUnsafeBufferPointer { qp in
+            try k.withUnsafeBufferPointer { kp in
+                try v.withUnsafeBufferPointer { vp in
+                    try out.withUnsafeMutableBufferPointer { op in
+                        try attentionLayer(step: step, layer: layer, batch: batch, q: qp, k: kp, v: vp, out: op, strides: strides,
+                                           textLengths: textLengths)
+                    }
+                }
+            }
+        }
+    }
+
+    func denseAttentionLayer<T: KernelElement>(batch: Int, q: [T], k: [T], v: [T], out: inout [T],
+                                               strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
+        try q.withUnsafeBufferPointer { qp in
+            try k.withUnsafeBufferPointer { kp in
+                try v.withUnsafeBufferPointer { vp in
+                    try out.withUnsafeMutableBufferPointer { op in
+                        try denseAttentionLayer(batch: batch, q: qp, k: kp, v: vp, out: op, strides: strides)
+                    }
+                }
+            }
+        }
+    }
+}

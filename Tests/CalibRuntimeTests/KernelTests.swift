@@ -246,11 +246,11 @@ final class LayerCallTests: XCTestCase {
             return y
         }
         var outA = [Float](repeating: .nan, count: count), outB = outA
-        try kernels.denseAttentionLayer(batch: 1, q: q.withUnsafeBufferPointer { $0 }, k: k.withUnsafeBufferPointer { $0 },
-                                        v: v.withUnsafeBufferPointer { $0 }, out: outA.withUnsafeMutableBufferPointer { $0 }, strides: (a, a, a, a))
+        try kernels.denseAttentionLayer(batch: 1, q: q, k: k,
+                                        v: v, out: &outA, strides: (a, a, a, a))
         let (qb, kb, vb) = (relayout(q), relayout(k), relayout(v))
-        try kernels.attentionLayer(step: 0, layer: 0, batch: 1, q: qb.withUnsafeBufferPointer { $0 }, k: kb.withUnsafeBufferPointer { $0 },
-                                   v: vb.withUnsafeBufferPointer { $0 }, out: outB.withUnsafeMutableBufferPointer { $0 }, strides: (b, b, b, b))
+        try kernels.attentionLayer(step: 0, layer: 0, batch: 1, q: qb, k: kb,
+                                   v: vb, out: &outB, strides: (b, b, b, b))
         XCTAssertEqual(relayout(outA), outB)
         for h in 0..<heads {
             let pick = { (x: [Float]) in self.head(x, a, b: 0, h: h, tokens: tokens, headDim: d) }
@@ -278,8 +278,8 @@ final class LayerCallTests: XCTestCase {
             calib_bench_set_threads(Int32(threads))
             XCTAssertEqual(kernels.teamSize, threads)
             var out = [Float](repeating: .nan, count: count)
-            try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: q.withUnsafeBufferPointer { $0 }, k: k.withUnsafeBufferPointer { $0 },
-                                       v: v.withUnsafeBufferPointer { $0 }, out: out.withUnsafeMutableBufferPointer { $0 }, strides: (s, s, s, s))
+            try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: q, k: k,
+                                       v: v, out: &out, strides: (s, s, s, s))
             results.append(out)
         }
         for (i, r) in results.enumerated().dropFirst() { XCTAssertEqual(r, results[0], "team \([1, 3, 7, 16][i]) differs from 1 thread") }
@@ -296,8 +296,8 @@ final class LayerCallTests: XCTestCase {
         func call(step: Int = 0, layer: Int = 0, batch: Int = 2, q: Strides? = nil, out o: Strides? = nil, short: Bool = false) -> CalibError? {
             let qx = short ? Array(x.dropLast()) : x
             do {
-                try kernels.attentionLayer(step: step, layer: layer, batch: batch, q: qx.withUnsafeBufferPointer { $0 }, k: x.withUnsafeBufferPointer { $0 },
-                                           v: x.withUnsafeBufferPointer { $0 }, out: out.withUnsafeMutableBufferPointer { $0 },
+                try kernels.attentionLayer(step: step, layer: layer, batch: batch, q: qx, k: x,
+                                           v: x, out: &out,
                                            strides: (q ?? good, good, good, o ?? good))
                 return nil
             } catch { return error as? CalibError }
