@@ -2,8 +2,8 @@
 import Foundation
 import XCTest
 
-private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
-private let calibc = root.appendingPathComponent(".build/debug/calibc").path
+/// The calibc of this build, beside the test runner (not whatever an earlier build left in .build/debug).
+private let calibc = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("calibc").path
 
 /// `calibc compile` stopped at each of its file-system steps in turn (CALIBC_KILL_AT_STEP, see
 /// OutputWriter.step) leaves the old complete output or the new one, never neither; the next
@@ -12,7 +12,7 @@ final class InterruptedCompileTests: XCTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: calibc), "needs the calibc binary of `swift build`")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: calibc), "needs the calibc binary beside the tests")
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibc-kill-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
