@@ -62,26 +62,20 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr bool kFp8 = false, kQkFp8 = false;
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
     static constexpr int kQBytes = 128 * kDim * 2, kKBytes = kKeys * kDim * 2, kVBytes = kKBytes, kVStage = kVBytes;
-    static constexpr int kQStage = 0;                 /* Q lands where the products read it */
     static constexpr int kKHalf = kKeys * 128;        /* a K or V tile's 64-column box */
     static constexpr int kORegs = kDim / 2;           /* O's accumulators */
     static constexpr bool kTensorSums = false;
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
     static constexpr int kPRegs = kKeys / 4;          /* P of one key tile, packed for P V */
-    static constexpr int kStages = ring_stages(kQBytes + kQStage, kKBytes, kVStage);
+    static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     /* K freed once both Q Kᵀ on it have ended, before V (FA4's order): what lets two stages
      * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
      * Wan 14B than with K freed with V (runs 67, 69). */
     static constexpr bool kFreeKEarly = kStages < 3;
-    /* After a row's first tile, no maxima (softmax.cuh, by_sums). The gain is the headroom for a
-     * row's scores jumping above its reference before they must be scored again: bf16 P holds
-     * 2^-86 as exactly as 1; f16 P would flush it to zero, so f16 takes none. */
-    static constexpr bool kSumRef = true;
-    static constexpr int kLog2Gain = std::is_same<T, __nv_bfloat16>::value ? -86 : 0;
+    static constexpr int kLog2Gain = 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
     static constexpr bool kAhead = false; /* exponentials after the maxima (softmax.cuh) */
-    static constexpr bool kCodes = false; /* P as probabilities (softmax.cuh, ExpCode: FP8's) */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
         for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
@@ -109,12 +103,10 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, dv + ((kk * 2048) >> 4));
     }
-    template <bool kCodes> static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
+    static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
         pa[2 * g] = Pack<T>::two(e0, e1);
         pa[2 * g + 1] = Pack<T>::two(e2, e3);
     }
-    /* A probability brought to a moved reference (Ahead's factor c). */
-    template <bool kCodes> static __device__ __forceinline__ float scaled(float p, float c) { return p * c; }
 };
 
 /* P V on e4m3: vᵀ tiles of kDim rows × kKeys from quantize.cuh's workspace, which holds them as
@@ -128,10 +120,6 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr bool kFp8 = true, kQkFp8 = kQkE4m3;
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
     static constexpr int kQBytes = kQkE4m3 ? 128 * kDim : Wide::kQBytes;
-    /* kQkE4m3: Q comes as the caller gives it, into a staging tile of Wide's layout, and each
-     * warpgroup quantizes its 64 rows into the e4m3 tile once an item (quantize_q): q's rows are
-     * read by one item only, so the pass before the launch would only copy them. */
-    static constexpr int kQStage = kQkE4m3 ? Wide::kQBytes : 0;
     static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim : Wide::kKBytes;
     /* A panel in shared memory: vᵀ's kDim rows of 32 keys, then 8 rows of ones (written once, at
      * the start), so P V at n = kDim + 8 also sums each row of P into 4 more accumulators (FP8 P
@@ -144,14 +132,13 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr bool kTensorSums = true;
     static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
     static constexpr int kPRegs = kKeys / 8;
-    static constexpr int kStages = ring_stages(kQBytes + kQStage, kKBytes, kVStage);
+    static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     static constexpr bool kFreeKEarly = true; /* as measured in runs 66-67 */
     /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
      * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
      * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
     static constexpr int kLog2Gain = 6;
     static constexpr int kSlack = 2;
-    static constexpr bool kSumRef = false; /* its sums are the tensor cores' */
     /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
      * delays them: 3% slower with turns (docs/gpu.md, run 64). */
     static constexpr bool kTurns = false;
@@ -159,57 +146,9 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * 0.95 of the time dense with Q Kᵀ on e4m3 (run 69); with Q Kᵀ on 16 bits the products take
      * longer and it ran 1-3% slower. */
     static constexpr bool kAhead = kQkE4m3;
-    /* P's e4m3 codes made with no exponential (softmax.cuh, ExpCode) where Q Kᵀ is on e4m3 too
-     * (its accuracy is Q Kᵀ's; "fp8-pv" keeps e4m3's rounding of exponentials, and so does the
-     * redo launch, whose registers the codes' packing does not fit). */
-    static constexpr bool kCodes = kQkE4m3;
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
-        Wide::load_q(dst, map, bar, row0, h, b);
-    }
-    /* kQkE4m3: this warpgroup's 64 rows of the staging tile (Wide's: boxes of 64 columns,
-     * 128-byte rows, 128-byte swizzle) into the e4m3 tile (rows of kDim bytes swizzled by their
-     * width, as Q Kᵀ reads them), divided by the largest magnitude among them over 448, which it
-     * returns; rows from `end` on (padded text) as zeros. A thread takes half a row, reading it
-     * twice (the largest magnitude, then the values) with few registers live: the previous item's
-     * output is held across this, and more spilled in the redo launch's instance.
-     * `red`: 4 floats of shared memory for this warpgroup; `bar`: its named barrier. */
-    static __device__ __forceinline__ float quantize_q(uint32_t stage, uint32_t tile, int wg, int t, int row0, int end,
-                                                       uint32_t red, int bar) {
-        constexpr int kHalf = kDim / 2;
-        const int row = 64 * (wg - 1) + t / 2, col0 = (t % 2) * kHalf;
-        const bool valid = kTextLast == 0 || row0 + row < end; /* past the sequence the copy wrote zeros */
-        /* Where column col of this thread's row is in the staging tile (8 columns a 16-byte chunk). */
-        auto at = [&](int col) { return stage + (col / 64) * kQHalfBytes + row * 128 + ((((col % 64) / 8) ^ (row % 8)) * 16) + (col % 8) * 2; };
-        float amax = 0.f;
-#pragma unroll 1
-        for (int i = 0; i < kHalf / 8; ++i) {
-            const uint4 w = lds128(at(col0 + 8 * i));
-            const uint32_t u[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                const float2 x = Pack<T>::unpack(u[k]);
-                amax = fmaxf(amax, fmaxf(fabsf(x.x), fabsf(x.y)));
-            }
-        }
-        if (!valid) amax = 0.f;
-#pragma unroll
-        for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        if (t % 32 == 0) sts32(red + 4 * (t / 32), __float_as_uint(amax));
-        wg_sync(bar);
-#pragma unroll
-        for (int w = 0; w < 4; ++w) amax = fmaxf(amax, __uint_as_float(lds32(red + 4 * w)));
-        const float scale = amax > 0.f ? amax / 448.f : 1.f, inv = 1.f / scale;
-#pragma unroll 1
-        for (int g = 0; g < kHalf / 4; ++g) { /* 4 columns a word of the tile's row */
-            const uint2 w = lds64(at(col0 + 4 * g));
-            const float2 x = Pack<T>::unpack(w.x), y = Pack<T>::unpack(w.y);
-            const int c = (col0 + 4 * g) / 16, sw = kDim == 128 ? c ^ (row % 8) : c ^ ((row >> 1) & 3);
-            const uint32_t word = e4m3x2(x.x * inv, x.y * inv) | e4m3x2(y.x * inv, y.y * inv) << 16;
-            sts32(tile + row * kDim + 16 * sw + 4 * (g % 4), valid ? word : 0u); /* padded text's NaN too */
-        }
-        fence_proxy_async(); /* the products read the tile through the async proxy */
-        wg_sync(bar);
-        return scale;
+        if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
+        else Wide::load_q(dst, map, bar, row0, h, b);
     }
     static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst + slot * kSub * kDim, map, bar, 0, row0, h, b);
@@ -250,23 +189,16 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     }
     /* Group g holds keys 8g + 2c, +1 of rows r (e0, e1) and r + 8 (e2, e3); register 4(g/4) +
      * 2((g%4)/2) takes row r of groups g and g^1, the next one row r + 8. */
-    template <bool kCodes> static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
-        const int r = 4 * (g >> 2) + 2 * ((g & 3) >> 1);
-        if constexpr (kCodes) { /* the codes' low bytes, two a half: even groups the low halves */
-            const uint32_t lo = __byte_perm(ExpCode::byte(e0), ExpCode::byte(e1), 0x0040),
-                           hi = __byte_perm(ExpCode::byte(e2), ExpCode::byte(e3), 0x0040);
-            pa[r] = (g & 1) ? __byte_perm(pa[r], lo, 0x5410) : lo;
-            pa[r + 1] = (g & 1) ? __byte_perm(pa[r + 1], hi, 0x5410) : hi;
+    static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
+        const int r = 4 * (g >> 2) + 2 * ((g & 3) >> 1), shift = 16 * (g & 1);
+        const uint32_t lo = e4m3x2(e0, e1) << shift, hi = e4m3x2(e2, e3) << shift;
+        if (g & 1) {
+            pa[r] |= lo;
+            pa[r + 1] |= hi;
         } else {
-            const int shift = 16 * (g & 1);
-            const uint32_t lo = e4m3x2(e0, e1) << shift, hi = e4m3x2(e2, e3) << shift;
-            pa[r] = (g & 1) ? pa[r] | lo : lo;
-            pa[r + 1] = (g & 1) ? pa[r + 1] | hi : hi;
+            pa[r] = lo;
+            pa[r + 1] = hi;
         }
-    }
-    template <bool kCodes> static __device__ __forceinline__ float scaled(float p, float c) {
-        if constexpr (kCodes) return ExpCode::scaled(p, c);
-        else return p * c;
     }
 };
 
@@ -278,23 +210,18 @@ template <typename T> using Ops16 = Operands16<T, 128, 1>;
 template <typename T, bool kQkE4m3> using OpsFp8 = OperandsFp8<T, kQkE4m3, 32, 5>;
 
 template <typename Ops> constexpr int wg_smem() {
-    return Ops::kQBytes + Ops::kQStage + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
+    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
 }
 
 #ifndef CALIB_NO_WGMMA
-/* Shared memory (1024-byte aligned for the swizzle): the Q tile, Q's staging tile (Ops::kQStage),
- * the K stages, the V stages, then the mbarriers, each stage's windows of valid columns (16 bytes:
- * a word that is 0 when no column of the tile is masked, then the sub-blocks' windows, 16 bits
- * each) and, at 224, quantize_q's 4 floats a warpgroup. */
+/* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
+ * the mbarriers and each stage's windows of valid columns (16 bytes: a word that is 0 when no
+ * column of the tile is masked, then the sub-blocks' windows, 16 bits each). */
 template <typename Ops> struct Ring {
     static constexpr int kStages = Ops::kStages;
-    static_assert(128 + 16 * kStages <= 224, "the windows reach the warpgroups' floats");
-    uint32_t sq, sqs, sk, sv, bars;
+    uint32_t sq, sk, sv, bars;
     __device__ __forceinline__ explicit Ring(uint32_t base)
-        : sq(base), sqs(base + Ops::kQBytes), sk(sqs + Ops::kQStage), sv(sk + kStages * Ops::kKBytes), bars(sv + kStages * Ops::kVStage) {}
-    /* Where Q's copy lands: its staging tile where the kernel quantizes it, else the tile itself. */
-    __device__ __forceinline__ uint32_t q_load() const { return Ops::kQStage ? sqs : sq; }
-    __device__ __forceinline__ uint32_t wg_floats(int wg) const { return bars + 224 + 16 * (wg - 1); }
+        : sq(base), sk(base + Ops::kQBytes), sv(sk + kStages * Ops::kKBytes), bars(sv + kStages * Ops::kVStage) {}
     __device__ __forceinline__ uint32_t q_full() const { return bars; }
     __device__ __forceinline__ uint32_t q_empty() const { return bars + 8; }
     __device__ __forceinline__ uint32_t k_full(int s) const { return bars + 16 + 8 * s; }
@@ -360,8 +287,8 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         CALIB_MARK(512 + round * 4, round < 64);
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
-        mbar_expect_tx(r.q_full(), Ops::kQStage ? Ops::kQStage : Ops::kQBytes);
-        Ops::load_q(r.q_load(), &tq, r.q_full(), qb * 128, h, b);
+        mbar_expect_tx(r.q_full(), Ops::kQBytes);
+        Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b), nsub = (it.x >> 12) * (128 / kSub);
         SubBlocks<kSub> walk(p, it.z);
@@ -389,7 +316,6 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 win[1 + k / 2] |= (uint32_t)(lo | hi << 8) << (16 * (k & 1));
                 if (lo != 0 || hi != kSub) win[0] = 1;
             }
-            if constexpr (Ops::kSumRef) win[3] = row0[0]; /* the tile's first key, for consume's rescore */
             mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
@@ -428,11 +354,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr uint32_t kKDesc = Ops::kKBytes >> 4, kVDesc = Ops::kVStage >> 4;
     constexpr int kSumTiles = 8;
     constexpr bool kAhead = Ops::kAhead && !kRedo; /* the redo launch takes them after the maxima */
-    /* Not where padded text may leave a row's first tile empty: against exponentiate's stand-in
-     * reference of 0, codes below it would be clamped to zero before they are shifted up to the
-     * row's maximum (and without exponentials ahead there, the codes' packing spilled). */
-    constexpr bool kCodes = Ops::kCodes && !kRedo && kTextLast == 0;
-    constexpr bool kSumRef = Ops::kSumRef && kTextLast == 0; /* padded text: a row's first tile may have no reference */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -448,7 +369,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;
         float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
-        if constexpr (Ops::kQkFp8) scale *= __ldg(p.kscale + b * p.heads + h); /* and q's, once quantized */
+        if constexpr (Ops::kQkFp8) {
+            const int bh = b * p.heads + h;
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+        }
         float o[Ops::kORegs];
 #pragma unroll
         for (int j = 0; j < Ops::kORegs; ++j) o[j] = 0.f;
@@ -461,40 +385,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
         OnlineSoftmax::Ahead ahead; /* kAhead: P's scales for packing, and whether to redo the item */
-        /* by_sums's way out, seldom taken: a row's scores jumped so far above its reference that
-         * probabilities overflowed and their scores are lost, so this thread's scores of the tile
-         * (one block of keys from key0) are computed again from q and k in global memory. */
-        auto rescore = [&](const int key0) {
-            const int t0 = qb * 128 + rloc0;
-#pragma unroll
-            for (int e = 0; e < Ops::kKeys / 2; ++e) {
-                const int row = t0 + 8 * ((e >> 1) & 1), key = key0 + 8 * (e >> 2) + 2 * c + (e & 1);
-                float acc = 0.f;
-                if (row < kTokens && key < kTokens) {
-                    const T *qr = row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, row, h), *kr = row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, key, h);
-#pragma unroll 1
-                    for (int d = 0; d < kDim; d += 8) {
-                        float x[8], y[8];
-                        load8(qr + d, x);
-                        load8(kr + d, y);
-#pragma unroll
-                        for (int i = 0; i < 8; ++i) acc = fmaf(x[i], y[i], acc);
-                    }
-                }
-                sc[e] = acc;
-            }
-        };
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
         ++q_it;
-        if constexpr (Ops::kQkFp8) {
-            if constexpr (kRedo) { /* the previous item's output stored first: held across quantize_q, it spilled here */
-                if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
-                pv_b = -1;
-            }
-            scale *= Ops::quantize_q(r.sqs, r.sq, wg, t, qb * 128, valid_end(p, b), r.wg_floats(wg), 2 + wg);
-        }
 
         /* One turn at the tensor cores (tile j). Before it, while the other warpgroup holds the
          * tensor cores, P(j-1) is packed from the probabilities the last turn left in S's
@@ -525,14 +419,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (kAhead && __any_sync(0xffffffffu, moved)) { /* P to the moved references (softmax.cuh, Ahead) */
 #pragma unroll
                     for (int g = 0; g < kGroups; ++g)
-                        Ops::template pack<kCodes>(pa, g, Ops::template scaled<kCodes>(sc[4 * g], ahead.c0),
-                                                   Ops::template scaled<kCodes>(sc[4 * g + 1], ahead.c0),
-                                                   Ops::template scaled<kCodes>(sc[4 * g + 2], ahead.c1),
-                                                   Ops::template scaled<kCodes>(sc[4 * g + 3], ahead.c1));
+                        Ops::pack(pa, g, sc[4 * g] * ahead.c0, sc[4 * g + 1] * ahead.c0, sc[4 * g + 2] * ahead.c1,
+                                  sc[4 * g + 3] * ahead.c1);
                 } else {
 #pragma unroll
-                    for (int g = 0; g < kGroups; ++g)
-                        Ops::template pack<kCodes>(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
+                    for (int g = 0; g < kGroups; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
                 }
             }
             if constexpr (Ops::kTurns) named_sync(me);
@@ -574,14 +465,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
-                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
-                                        kCodes, kSumRef && kPV>(sc, scale, f0, f1, ahead);
-                if (kSumRef && kPV && ahead.redo) {
-                    ahead.redo = false;
-                    rescore(win[3]);
-                    if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
-                    moved = sm.exponentiate<kGroups, false, Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
-                }
+                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
+                    sc, scale, f0, f1, ahead);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
