@@ -49,11 +49,11 @@ final class JointTests: XCTestCase {
             }
             for kernels in instances {
                 var out = [Float](repeating: .nan, count: count)
-                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: q, k: kp, v: vp,
-                                           out: &out, strides: (s, s, s, s), textLengths: lengths)
+                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: q, k: kp, v: vp, out: &out, strides: (s, s, s, s),
+                                           textLengths: lengths)
                 var outh = [BFloat16](repeating: BFloat16(.nan), count: count)
-                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: qh, k: kh, v: vh,
-                                           out: &outh, strides: (s, s, s, s), textLengths: lengths)
+                try kernels.attentionLayer(step: 0, layer: 0, batch: batch, q: qh, k: kh, v: vh, out: &outh, strides: (s, s, s, s),
+                                           textLengths: lengths)
                 XCTAssertFalse(out.contains { !$0.isFinite } || outh.contains { !$0.float.isFinite },
                                "\(kernels.isa) \(layout): NaN reached an output or a row was left unwritten")
                 for b in 0..<batch {
@@ -85,9 +85,8 @@ final class JointTests: XCTestCase {
             var out = [Float](repeating: .nan, count: x.count)
             let s = Strides.bshd(tokens: tokens, heads: 1, headDim: d)
             for lengths: [Int32] in first ? [[3, 4]] : [[3], [3, 21], [-1, 0]] {
-                XCTAssertThrowsError(try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: x, k: x, v: x,
-                                                                out: &out, strides: (s, s, s, s),
-                                                                textLengths: lengths), "\(lengths) first \(first)")
+                XCTAssertThrowsError(try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: x, k: x, v: x, out: &out,
+                                                                strides: (s, s, s, s), textLengths: lengths), "\(lengths) first \(first)")
                 XCTAssertTrue(out.allSatisfy(\.isNaN), "a refused call wrote its output")
             }
         }

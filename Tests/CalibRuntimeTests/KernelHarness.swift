@@ -71,19 +71,25 @@ func freshSeed(_ test: String) -> UInt64 {
     return seed
 }
 
+/// q, k, v and out as the buffers the kernel entries take, each used only inside its
+/// `withUnsafe…BufferPointer`: a pointer returned out of one dangles once the optimizer ends its
+/// array's life, which an optimized test build showed (a layout check read another array's values).
+func withBuffers<T, U, R>(_ q: [T], _ k: [T], _ v: [T], _ out: inout [U],
+                          _ body: (UnsafeBufferPointer<T>, UnsafeBufferPointer<T>, UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<U>) throws -> R) rethrows -> R {
+    try q.withUnsafeBufferPointer { qp in
+        try k.withUnsafeBufferPointer { kp in
+            try v.withUnsafeBufferPointer { vp in
+                try out.withUnsafeMutableBufferPointer { op in try body(qp, kp, vp, op) }
+            }
+        }
+    }
+}
+
 /// Runs one head on packed inputs into a NaN-poisoned output.
 func runHead(_ kernels: AttentionKernels, step: Int, layer: Int = 0, head: Int, q: [Float], k: [Float], v: [Float]) throws -> [Float] {
     let n = kernels.info.tokens, d = kernels.info.headDim
     var out = [Float](repeating: .nan, count: n * d)
-    try q.withUnsafeBufferPointer { qp in
-        try k.withUnsafeBufferPointer { kp in
-            try v.withUnsafeBufferPointer { vp in
-                try out.withUnsafeMutableBufferPointer { op in
-                    try kernels.attention(step: step, layer: layer, head: head, q: qp, k: kp, v: vp, out: op, tokens: n, headDim: d)
-                }
-            }
-        }
-    }
+    try withBuffers(q, k, v, &out) { try kernels.attention(step: step, layer: layer, head: head, q: $0, k: $1, v: $2, out: $3, tokens: n, headDim: d) }
     return out
 }
 
@@ -91,46 +97,21 @@ func runHead(_ kernels: AttentionKernels, step: Int, layer: Int = 0, head: Int, 
 func runHeadBF16(_ kernels: AttentionKernels, step: Int, head: Int, q: [BFloat16], k: [BFloat16], v: [BFloat16]) throws -> [Float] {
     let n = kernels.info.tokens, d = kernels.info.headDim
     var out = [Float](repeating: .nan, count: n * d)
-    try q.withUnsafeBufferPointer { qp in
-        try k.withUnsafeBufferPointer { kp in
-            try v.withUnsafeBufferPointer { vp in
-                try out.withUnsafeMutableBufferPointer { op in
-                    try kernels.attention(step: step, layer: 0, head: head, q: qp, k: kp, v: vp, out: op, tokens: n, headDim: d)
-                }
-            }
-        }
-    }
+    try withBuffers(q, k, v, &out) { try kernels.attention(step: step, layer: 0, head: head, q: $0, k: $1, v: $2, out: $3, tokens: n, headDim: d) }
     return out
 }
 
-/// The layer calls on arrays, each buffer used only inside its `withUnsafe…BufferPointer`: a
-/// pointer returned out of one dangles once the optimizer ends its array's life, which an
-/// optimized test build showed (a layout check read another array's values).
+/// The layer calls on arrays (withBuffers).
 extension AttentionKernels {
     func attentionLayer<T: KernelElement>(step: Int, layer: Int, batch: Int, q: [T], k: [T], v: [T], out: inout [T],
                                           strides: (q: Strides, k: Strides, v: Strides, out: Strides), textLengths: [Int32]? = nil) throws {
-        try q.withUnsafeBufferPointer { qp in
-            try k.withUnsafeBufferPointer { kp in
-                try v.withUnsafeBufferPointer { vp in
-                    try out.withUnsafeMutableBufferPointer { op in
-                        try attentionLayer(step: step, layer: layer, batch: batch, q: qp, k: kp, v: vp, out: op, strides: strides,
-                                           textLengths: textLengths)
-                    }
-                }
-            }
+        try withBuffers(q, k, v, &out) {
+            try attentionLayer(step: step, layer: layer, batch: batch, q: $0, k: $1, v: $2, out: $3, strides: strides, textLengths: textLengths)
         }
     }
 
     func denseAttentionLayer<T: KernelElement>(batch: Int, q: [T], k: [T], v: [T], out: inout [T],
                                                strides: (q: Strides, k: Strides, v: Strides, out: Strides)) throws {
-        try q.withUnsafeBufferPointer { qp in
-            try k.withUnsafeBufferPointer { kp in
-                try v.withUnsafeBufferPointer { vp in
-                    try out.withUnsafeMutableBufferPointer { op in
-                        try denseAttentionLayer(batch: batch, q: qp, k: kp, v: vp, out: op, strides: strides)
-                    }
-                }
-            }
-        }
+        try withBuffers(q, k, v, &out) { try denseAttentionLayer(batch: batch, q: $0, k: $1, v: $2, out: $3, strides: strides) }
     }
 }

@@ -73,15 +73,7 @@ final class KernelTests: XCTestCase {
             let reference = Reference.attention(q: q, k: k, v: v, tokens: tokens, headDim: headDim)
             XCTAssertLessThan(Reference.relativeError(try runHead(kernels, step: 0, head: 0, q: q, k: k, v: v), reference), 1e-5)
             var dense = [Float](repeating: .nan, count: tokens * headDim)
-            try q.withUnsafeBufferPointer { qp in
-                try k.withUnsafeBufferPointer { kp in
-                    try v.withUnsafeBufferPointer { vp in
-                        try dense.withUnsafeMutableBufferPointer { op in
-                            try kernels.denseAttention(q: qp, k: kp, v: vp, out: op, tokens: tokens, headDim: headDim)
-                        }
-                    }
-                }
-            }
+            try withBuffers(q, k, v, &dense) { try kernels.denseAttention(q: $0, k: $1, v: $2, out: $3, tokens: tokens, headDim: headDim) }
             XCTAssertLessThan(Reference.relativeError(dense, reference), 1e-5)
         }
     }
@@ -149,18 +141,12 @@ final class KernelTests: XCTestCase {
         }
         let packed = try runHead(kernels, step: 0, head: 0, q: pick(q), k: pick(k), v: pick(v))
         var out = [Float](repeating: .nan, count: tokens * heads * d)
-        try q.withUnsafeBufferPointer { qp in
-            try k.withUnsafeBufferPointer { kp in
-                try v.withUnsafeBufferPointer { vp in
-                    try out.withUnsafeMutableBufferPointer { op in
-                        let offset = head * d
-                        try kernels.attention(step: 0, layer: 0, head: 0,
-                                              q: UnsafeBufferPointer(rebasing: qp[offset...]), k: UnsafeBufferPointer(rebasing: kp[offset...]),
-                                              v: UnsafeBufferPointer(rebasing: vp[offset...]), out: UnsafeMutableBufferPointer(rebasing: op[offset...]),
-                                              tokens: tokens, headDim: d, stride: heads * d)
-                    }
-                }
-            }
+        try withBuffers(q, k, v, &out) { qp, kp, vp, op in
+            let offset = head * d
+            try kernels.attention(step: 0, layer: 0, head: 0,
+                                  q: UnsafeBufferPointer(rebasing: qp[offset...]), k: UnsafeBufferPointer(rebasing: kp[offset...]),
+                                  v: UnsafeBufferPointer(rebasing: vp[offset...]), out: UnsafeMutableBufferPointer(rebasing: op[offset...]),
+                                  tokens: tokens, headDim: d, stride: heads * d)
         }
         XCTAssertEqual(pick(out), packed)
         XCTAssertTrue(out[0..<d].allSatisfy(\.isNaN), "another head's rows were written")
@@ -193,27 +179,11 @@ final class LayerCallTests: XCTestCase {
         for layout in ["bshd", "bhsd"] {
             let s = strides(layout, tokens: tokens, heads: heads, headDim: d)
             var out = [Float](repeating: .nan, count: count)
-            try q.withUnsafeBufferPointer { qp in
-                try k.withUnsafeBufferPointer { kp in
-                    try v.withUnsafeBufferPointer { vp in
-                        try out.withUnsafeMutableBufferPointer { op in
-                            try kernels.attentionLayer(step: 7, layer: 0, batch: batch, q: qp, k: kp, v: vp, out: op, strides: (s, s, s, s))
-                        }
-                    }
-                }
-            }
+            try kernels.attentionLayer(step: 7, layer: 0, batch: batch, q: q, k: k, v: v, out: &out, strides: (s, s, s, s))
             XCTAssertFalse(out.contains { $0.isNaN }, "\(layout): an element was left unwritten")
             let (qh, kh, vh) = (q.map(BFloat16.init), k.map(BFloat16.init), v.map(BFloat16.init))
             var outh = [BFloat16](repeating: BFloat16(.nan), count: count)
-            try qh.withUnsafeBufferPointer { qp in
-                try kh.withUnsafeBufferPointer { kp in
-                    try vh.withUnsafeBufferPointer { vp in
-                        try outh.withUnsafeMutableBufferPointer { op in
-                            try kernels.attentionLayer(step: 7, layer: 0, batch: batch, q: qp, k: kp, v: vp, out: op, strides: (s, s, s, s))
-                        }
-                    }
-                }
-            }
+            try kernels.attentionLayer(step: 7, layer: 0, batch: batch, q: qh, k: kh, v: vh, out: &outh, strides: (s, s, s, s))
             for b in 0..<batch {
                 for h in 0..<heads {
                     let plan = optimized.plan(stepIndex: 1, layer: 0, head: h)
@@ -246,11 +216,9 @@ final class LayerCallTests: XCTestCase {
             return y
         }
         var outA = [Float](repeating: .nan, count: count), outB = outA
-        try kernels.denseAttentionLayer(batch: 1, q: q, k: k,
-                                        v: v, out: &outA, strides: (a, a, a, a))
+        try kernels.denseAttentionLayer(batch: 1, q: q, k: k, v: v, out: &outA, strides: (a, a, a, a))
         let (qb, kb, vb) = (relayout(q), relayout(k), relayout(v))
-        try kernels.attentionLayer(step: 0, layer: 0, batch: 1, q: qb, k: kb,
-                                   v: vb, out: &outB, strides: (b, b, b, b))
+        try kernels.attentionLayer(step: 0, layer: 0, batch: 1, q: qb, k: kb, v: vb, out: &outB, strides: (b, b, b, b))
         XCTAssertEqual(relayout(outA), outB)
         for h in 0..<heads {
             let pick = { (x: [Float]) in self.head(x, a, b: 0, h: h, tokens: tokens, headDim: d) }
@@ -278,8 +246,7 @@ final class LayerCallTests: XCTestCase {
             calib_bench_set_threads(Int32(threads))
             XCTAssertEqual(kernels.teamSize, threads)
             var out = [Float](repeating: .nan, count: count)
-            try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: q, k: k,
-                                       v: v, out: &out, strides: (s, s, s, s))
+            try kernels.attentionLayer(step: 0, layer: 0, batch: 2, q: q, k: k, v: v, out: &out, strides: (s, s, s, s))
             results.append(out)
         }
         for (i, r) in results.enumerated().dropFirst() { XCTAssertEqual(r, results[0], "team \([1, 3, 7, 16][i]) differs from 1 thread") }
@@ -296,8 +263,7 @@ final class LayerCallTests: XCTestCase {
         func call(step: Int = 0, layer: Int = 0, batch: Int = 2, q: Strides? = nil, out o: Strides? = nil, short: Bool = false) -> CalibError? {
             let qx = short ? Array(x.dropLast()) : x
             do {
-                try kernels.attentionLayer(step: step, layer: layer, batch: batch, q: qx, k: x,
-                                           v: x, out: &out,
+                try kernels.attentionLayer(step: step, layer: layer, batch: batch, q: qx, k: x, v: x, out: &out,
                                            strides: (q ?? good, good, good, o ?? good))
                 return nil
             } catch { return error as? CalibError }

@@ -24,8 +24,15 @@ def code_value(y):  # y = log2(P · 2^6); the code round(8 (y + 7)), clamped to 
     return np.where(E > 0, 2.0**(E - 7) * (1 + m / 8), 2.0**-6 * m / 8)
 
 
-def error(q, k, v, qk_e4m3, codes):
-    """Relative L2 of one layer against float64; maxima exact (references are the row maxima)."""
+def whole_stats(x):
+    """x's mean over tokens and the scale that maps x − mean into ±448, from every token."""
+    mean = x.mean(0)
+    return mean, np.abs(x - mean).max() / 448
+
+
+def error(q, k, v, qk_e4m3, codes=False, stats=whole_stats):
+    """Relative L2 of one layer against float64; maxima exact (references are the row maxima).
+    `stats`: how the pass takes k's and v's means and scales."""
     def log2_p(q, k):
         x = q @ k.T / np.sqrt(q.shape[1]) * np.log2(np.e)
         return x - x.max(1, keepdims=True)
@@ -33,21 +40,22 @@ def error(q, k, v, qk_e4m3, codes):
     ref = np.exp2(x) @ v / np.exp2(x).sum(1, keepdims=True)
     if qk_e4m3:  # q per block of 128 queries, k less its mean, per head
         qs = np.repeat(np.abs(q).reshape(-1, 128, q.shape[1]).max((1, 2)) / 448, 128)[:, None]
-        km = k.mean(0); ks = np.abs(k - km).max() / 448
+        km, ks = stats(k)
         x = log2_p(e4m3(q / qs) * qs, e4m3((k - km) / ks) * ks)
-    vm = v.mean(0); vs = np.abs(v - vm).max() / 448
+    vm, vs = stats(v)
     p = code_value(x + 6) if codes else e4m3(np.exp2(x + 6))
     out = p @ (e4m3((v - vm) / vs) * vs) / p.sum(1, keepdims=True) + vm
     return np.linalg.norm(out - ref) / np.linalg.norm(ref)
 
 
-for qk_e4m3, cases in ((False, ["N(0,1)", "k x10 channels", "v mean 1"]), (True, ["N(0,1)", "k x10 channels"])):
-    print("-- fp8 (Q Kt on e4m3 too)" if qk_e4m3 else "-- fp8-pv")
-    for name in cases:
-        res = {"e4m3": [], "codes": []}
-        for _ in range(3):
-            q, k, v = (rng.standard_normal((n, 128)) for n in (256, 4096, 4096))
-            if name == "k x10 channels": k[:, :4] *= 10
-            if name == "v mean 1": v += 1
-            for mode in res: res[mode].append(error(q, k, v, qk_e4m3, mode == "codes"))
-        print(f"{name:15s}", "  ".join(f"{m} {np.mean(r):.2e}" for m, r in res.items()))
+if __name__ == "__main__":
+    for qk_e4m3, cases in ((False, ["N(0,1)", "k x10 channels", "v mean 1"]), (True, ["N(0,1)", "k x10 channels"])):
+        print("-- fp8 (Q Kt on e4m3 too)" if qk_e4m3 else "-- fp8-pv")
+        for name in cases:
+            res = {"e4m3": [], "codes": []}
+            for _ in range(3):
+                q, k, v = (rng.standard_normal((n, 128)) for n in (256, 4096, 4096))
+                if name == "k x10 channels": k[:, :4] *= 10
+                if name == "v mean 1": v += 1
+                for mode in res: res[mode].append(error(q, k, v, qk_e4m3, mode == "codes"))
+            print(f"{name:15s}", "  ".join(f"{m} {np.mean(r):.2e}" for m, r in res.items()))

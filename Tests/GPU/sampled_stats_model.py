@@ -5,18 +5,14 @@ passes that) against the whole's (main before it), and against the same sample w
 past the range clipped, as a pass without the fixup would leave them. One layer of 256 queries
 and 2,000 keys (the test sets' size), head_dim 128, 8 draws; `fp8` (Q Kᵀ on e4m3 too: q per
 block of 128) and `fp8-pv` (only v on e4m3); P as e4m3 of 2^6 times the exponential. Relative
-L2 against float64, means of the draws.
+L2 against float64, means of the draws; the layer's roundings are exp_code_model.py's.
 usage: python3 Tests/GPU/sampled_stats_model.py   (no GPU; seconds)"""
 import numpy as np
 
+from exp_code_model import error, whole_stats
+
 rng = np.random.default_rng(1)
 MARGIN = 8
-
-
-def e4m3(x):
-    x = np.asarray(x, np.float64); s = np.sign(x); a = np.abs(x)
-    e = np.clip(np.floor(np.log2(np.maximum(a, 1e-300))), -6, 8)
-    return s * np.minimum(np.round(a / 2.0**(e - 3)) * 2.0**(e - 3), 448.0)
 
 
 def sampled(n):  # quantize.cuh's sampled_token for every sample below n
@@ -28,29 +24,12 @@ def sampled(n):  # quantize.cuh's sampled_token for every sample below n
 def stats(x, how):
     """x's mean and scale (x − mean maps into ±448 unless clipped) as the pass takes them."""
     if how == "whole":
-        mean = x.mean(0)
-        return mean, np.abs(x - mean).max() / 448
+        return whole_stats(x)
     s = x[sampled(len(x))]
     mean = s.mean(0)
     limit = MARGIN * np.abs(s - mean).max()
     most = np.abs(x - mean).max()
     return mean, (most if how == "sample" and most > limit else limit) / 448  # "clipped": no fixup
-
-
-def error(q, k, v, qk_e4m3, how):
-    def log2_p(q, k):
-        x = q @ k.T / np.sqrt(q.shape[1]) * np.log2(np.e)
-        return x - x.max(1, keepdims=True)
-    x = log2_p(q, k)
-    ref = np.exp2(x) @ v / np.exp2(x).sum(1, keepdims=True)
-    if qk_e4m3:
-        qs = np.repeat(np.abs(q).reshape(-1, 128, q.shape[1]).max((1, 2)) / 448, 128)[:, None]
-        km, ks = stats(k, how)
-        x = log2_p(e4m3(q / qs) * qs, e4m3((k - km) / ks) * ks)
-    vm, vs = stats(v, how)
-    p = e4m3(np.exp2(x + 6))
-    out = p @ (e4m3((v - vm) / vs) * vs) / p.sum(1, keepdims=True) + vm
-    return np.linalg.norm(out - ref) / np.linalg.norm(ref)
 
 
 def unsampled(n, near):
@@ -70,5 +49,5 @@ for qk_e4m3 in (True, False):
             if name == "v mean 1": v += 1
             if name == "k token x30": k[unsampled(2000, 1000)] *= 30
             if name == "v token x100": v[unsampled(2000, 1000)] *= 100
-            for how in res: res[how].append(error(q, k, v, qk_e4m3, how))
+            for how in res: res[how].append(error(q, k, v, qk_e4m3, stats=lambda x: stats(x, how)))
         print(f"{name:15s}", "  ".join(f"{how} {np.mean(r):.2e}" for how, r in res.items()))
