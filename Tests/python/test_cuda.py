@@ -384,9 +384,8 @@ def test_rows_that_run_long(precision, kernel, values, monkeypatch):
 
 
 def test_fp8_workspace_holds_what_each_precision_writes(gpu_set):
-    """calib_cuda_fp8_workspace_size: "fp8-pv" needs vᵀ only, "fp8" k too (a byte an element
-    each, plus scales; the kernel quantizes q itself); an unknown product set is refused, by it and
-    by the entry."""
+    """calib_cuda_fp8_workspace_size: "fp8-pv" needs vᵀ only, "fp8" q and k too (a byte an
+    element each, plus scales); an unknown product set is refused, by it and by the entry."""
     kernels, _ = gpu_set
     if not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
@@ -397,7 +396,7 @@ def test_fp8_workspace_holds_what_each_precision_writes(gpu_set):
         sizes[name] = size.value
     elements = BATCH * kernels.heads * kernels.tokens * kernels.head_dim
     # vᵀ rows are padded to a multiple of 128 tokens: tj64 (300 tokens) pays 28% for it
-    assert elements <= sizes["CALIB_FP8_PV"] < 1.5 * elements and 2 * elements <= sizes["CALIB_FP8_ALL"] < 2.5 * elements
+    assert elements <= sizes["CALIB_FP8_PV"] < 1.5 * elements and 3 * elements <= sizes["CALIB_FP8_ALL"] < 3.5 * elements
     assert kernels.lib.calib_cuda_fp8_workspace_size(0, BATCH, kernels.heads, ctypes.byref(size)) == \
         _abi.STATUS["CALIB_ERR_ARGUMENT"]
     q, k, v = layer_inputs(kernels, 15)

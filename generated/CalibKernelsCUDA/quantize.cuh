@@ -4,10 +4,9 @@
  * passes: merge-runs, collapse-reuse, dedupe, reorder
  * plans: 5 unique for 24 (step, layer, head)
  */
-/* quantize.cuh: the pass before an FP8 launch, which writes v (and, for CALIB_FP8_ALL, k; kQK
- * below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in four
- * launches on the caller's stream (q the attention launch quantizes itself, once an item: its
- * rows are read by one item only, k's and v's by every item that keeps their block):
+/* quantize.cuh: the pass before an FP8 launch, which writes v (and, for CALIB_FP8_ALL, q and k;
+ * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
+ * four launches on the caller's stream:
  *
  *   stats     per (batch, head, chunk of 4096 tokens): v's and k's per-channel sum, minimum and
  *             maximum over a sample of the valid tokens (one in 16; padded text excluded)
@@ -15,9 +14,9 @@
  *             v's and k's means over the sample, and their limits: 8 times the sample's largest
  *             |x − mean|, whose scale (limit / 448) the quantize launch uses; the attention
  *             launch's redo flags cleared
- *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed;
- *             (k − mean) / scale; a block whose largest |x − mean| passes the limit raises its
- *             head's amax to it
+ *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed; q's scale
+ *             for the block (its largest magnitude / 448) and q / scale; (k − mean) / scale; a
+ *             block whose largest |x − mean| passes the limit raises its head's amax to it
  *   fixup     per (batch, head), where amax was raised (else each CTA reads two words and ends):
  *             k or v quantized again at the scale of amax, and that scale published
  *
@@ -50,7 +49,7 @@ namespace calib_cuda_detail {
 
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
 constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
-constexpr int kQuantBlocks = kPadTokens / 128;                 /* query or key blocks per (batch, head) */
+constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kSampleStride = 16;                              /* the statistics read one token in 16 */
 constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
 constexpr int kStatChunk = 4096;                               /* tokens per stats CTA (256 samples) */
@@ -69,20 +68,20 @@ __host__ __device__ constexpr int samples_before(int valid) {
     return valid / kSampleStride + (sampled_token(valid / kSampleStride) < valid ? 1 : 0);
 }
 
-/* The workspace's sections for one call: e4m3 k as (b, h, s, d), vᵀ as (b, h, panel of 32 keys,
- * d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means and the stats' partial
- * results. */
+/* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, panel of 32
+ * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means and the stats'
+ * partial results. */
 struct Fp8Work {
-    uint8_t *k, *vt;
-    float *kscale, *vscale, *kmean, *vmean, *partial;
+    uint8_t *q, *k, *vt;
+    float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
     float *limit;   /* per (batch, head): k's, then v's limit on |x − mean| at the quantize launch's scale */
     uint32_t *amax; /* per (batch, head): k's, then v's largest |x − mean| where past the limit (float bits), else 0 */
     uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
     int32_t *redo_list;   /* the count, then as many items */
 };
 
-/* Lays out the sections from `base` (null: only measures) and returns the bytes they take; k's is
-empty unless kQK (CALIB_FP8_ALL). */
+/* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
+k's are empty unless kQK (CALIB_FP8_ALL). */
 inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp8Work *w) {
     const int64_t bh = batch * heads;
     int64_t at = 0;
@@ -91,15 +90,16 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
         at += (bytes + 255) / 256 * 256;
         return here;
     };
-    const int64_t k = take(kQK ? bh * kTokens * kDim : 0), vt = take(bh * kDim * kPadTokens);
-    const int64_t ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
+    const int64_t qk = kQK ? bh * kTokens * kDim : 0;
+    const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
+    const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
     const int64_t lim = take(bh * 2 * 4), am = take(bh * 2 * 4);
     const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
-        *w = {b + k, b + vt, f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
+        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
               reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
     }
     return at;
@@ -330,9 +330,35 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[8];
     __shared__ __align__(16) uint32_t vt[kDim][32]; /* vᵀ of the block: kDim rows of 128 keys */
-    const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
+    const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
+    const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = valid_end(p, b);
+    constexpr int kIters = 128 / kRowsPer;
+
     if constexpr (kQK) {
+        /* q: the block's own scale. */
+        float x[kIters][8], amax = 0.f;
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+            const int t = blk * 128 + it * kRowsPer + r0;
+            if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x[it]);
+            else for (int i = 0; i < 8; ++i) x[it][i] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[it][i]));
+        }
+        amax = cta_max(amax, red);
+        const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
+        if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+            const int t = blk * 128 + it * kRowsPer + r0;
+            if (t >= kTokens) continue;
+            uint2 packed;
+            packed.x = e4m3x2(x[it][0] * qinv, x[it][1] * qinv) | e4m3x2(x[it][2] * qinv, x[it][3] * qinv) << 16;
+            packed.y = e4m3x2(x[it][4] * qinv, x[it][5] * qinv) | e4m3x2(x[it][6] * qinv, x[it][7] * qinv) << 16;
+            *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
+        }
+
         /* k: its mean over tokens subtracted, the head's scale. */
         report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, 2 * bh, red);
     }

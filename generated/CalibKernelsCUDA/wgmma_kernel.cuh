@@ -9,8 +9,7 @@
  * 384 threads, warp-specialized: one thread of warpgroup 0 (the producer) loads Q and the key
  * tiles with the bulk copy engine (TMA, 128-byte swizzle) into a ring of K/V stages guarded by
  * mbarriers (for FP8, K and V of a stage freed apart); a key tile is one block of 128 (bf16/f16)
- * or, for FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are. Where
- * Q Kᵀ runs on e4m3, warpgroup 0's other three warps quantize each item's Q (convert_q).
+ * or, for FP8, 160 keys gathered from sub-blocks of 32 wherever the row's kept blocks are.
  * Warpgroups 1 and 2 (the consumers) compute query rows 0-63 and 64-127 of each item: S = Q Kᵀ
  * (wgmma, both operands in shared memory), the online softmax in registers and O += P V (wgmma, P
  * from registers). The bf16/f16 consumers take turns at the tensor cores (ping-pong) so one's
@@ -63,13 +62,12 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr bool kFp8 = false, kQkFp8 = false;
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
     static constexpr int kQBytes = 128 * kDim * 2, kKBytes = kKeys * kDim * 2, kVBytes = kKBytes, kVStage = kVBytes;
-    static constexpr int kQStage = 0, kQTiles = 1; /* Q lands where the products read it */
     static constexpr int kKHalf = kKeys * 128;        /* a K or V tile's 64-column box */
     static constexpr int kORegs = kDim / 2;           /* O's accumulators */
     static constexpr bool kTensorSums = false;
     static constexpr int kQHalf = 64 * 128;           /* where warpgroup 2's 64 query rows start */
     static constexpr int kPRegs = kKeys / 4;          /* P of one key tile, packed for P V */
-    static constexpr int kStages = ring_stages(kQTiles * kQBytes + kQStage, kKBytes, kVStage);
+    static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     /* K freed once both Q Kᵀ on it have ended, before V (FA4's order): what lets two stages
      * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
      * Wan 14B than with K freed with V (runs 67, 69). */
@@ -129,11 +127,6 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr bool kFp8 = true, kQkFp8 = kQkE4m3;
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
     static constexpr int kQBytes = kQkE4m3 ? 128 * kDim : Wide::kQBytes;
-    /* kQkE4m3: Q comes as the caller gives it, into a staging tile of Wide's layout, and the
-     * producer warpgroup's three idle warps quantize it (convert_q) into one of two e4m3 tiles, an
-     * item ahead of the consumers: q's rows are read by one item only, so a pass before the launch
-     * would only copy them (a third of its bytes). */
-    static constexpr int kQStage = kQkE4m3 ? Wide::kQBytes : 0, kQTiles = kQkE4m3 ? 2 : 1;
     static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim : Wide::kKBytes;
     /* A panel in shared memory: vᵀ's kDim rows of 32 keys, then 8 rows of ones (written once, at
      * the start), so P V at n = kDim + 8 also sums each row of P into 4 more accumulators (FP8 P
@@ -146,7 +139,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr bool kTensorSums = true;
     static constexpr int kQHalf = kQkE4m3 ? 64 * kDim : Wide::kQHalf;
     static constexpr int kPRegs = kKeys / 8;
-    static constexpr int kStages = ring_stages(kQTiles * kQBytes + kQStage, kKBytes, kVStage);
+    static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     static constexpr bool kFreeKEarly = true; /* as measured in runs 66-67 */
     /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
      * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
@@ -166,13 +159,8 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * redo launch, whose registers the codes' packing does not fit). */
     static constexpr bool kCodes = kQkE4m3;
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
-        Wide::load_q(dst, map, bar, row0, h, b);
-    }
-    /* Where the e4m3 tile holds column col of row `row`: rows of kDim bytes in the swizzle of
-     * their width (128 or 64 bytes), as Q Kᵀ's descriptor reads them. */
-    static __device__ __forceinline__ uint32_t e4m3_at(uint32_t tile, int row, int col) {
-        const int chunk = col / 16, sw = kDim == 128 ? chunk ^ (row % 8) : chunk ^ ((row >> 1) & 3);
-        return tile + row * kDim + 16 * sw + col % 16;
+        if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
+        else Wide::load_q(dst, map, bar, row0, h, b);
     }
     static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst + slot * kSub * kDim, map, bar, 0, row0, h, b);
@@ -241,30 +229,20 @@ template <typename T> using Ops16 = Operands16<T, 128, 1>;
 template <typename T, bool kQkE4m3> using OpsFp8 = OperandsFp8<T, kQkE4m3, 32, 5>;
 
 template <typename Ops> constexpr int wg_smem() {
-    return Ops::kQTiles * Ops::kQBytes + Ops::kQStage + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
+    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
 }
 
 #ifndef CALIB_NO_WGMMA
-/* Shared memory (1024-byte aligned for the swizzle): the Q tiles (Ops::kQTiles), Q's staging tile
- * (Ops::kQStage), the K stages, the V stages, then the mbarriers, each stage's windows of valid
- * columns (16 bytes: a word that is 0 when no column of the tile is masked, then the sub-blocks'
- * windows, 16 bits each) and, from 192, the second Q tile's and the staging tile's mbarriers, the
- * Q tiles' scales and convert_q's three floats. */
+/* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
+ * the mbarriers and each stage's windows of valid columns (16 bytes: a word that is 0 when no
+ * column of the tile is masked, then the sub-blocks' windows, 16 bits each). */
 template <typename Ops> struct Ring {
     static constexpr int kStages = Ops::kStages;
-    static_assert(128 + 16 * kStages <= 192, "the windows reach the staging tile's barriers");
-    uint32_t sq, sqs, sk, sv, bars;
+    uint32_t sq, sk, sv, bars;
     __device__ __forceinline__ explicit Ring(uint32_t base)
-        : sq(base), sqs(base + Ops::kQTiles * Ops::kQBytes), sk(sqs + Ops::kQStage), sv(sk + kStages * Ops::kKBytes),
-          bars(sv + kStages * Ops::kVStage) {}
-    /* Where the producer's copy of Q lands: the staging tile where the kernel quantizes it. */
-    __device__ __forceinline__ uint32_t q_load() const { return Ops::kQStage ? sqs : sq; }
-    __device__ __forceinline__ uint32_t q_full(int i = 0) const { return i ? bars + 192 : bars; }
-    __device__ __forceinline__ uint32_t q_empty(int i = 0) const { return i ? bars + 200 : bars + 8; }
-    __device__ __forceinline__ uint32_t qs_full() const { return bars + 208; }
-    __device__ __forceinline__ uint32_t qs_empty() const { return bars + 216; }
-    __device__ __forceinline__ uint32_t q_scale(int i) const { return bars + 224 + 4 * i; }
-    __device__ __forceinline__ uint32_t q_red(int w) const { return bars + 232 + 4 * w; }
+        : sq(base), sk(base + Ops::kQBytes), sv(sk + kStages * Ops::kKBytes), bars(sv + kStages * Ops::kVStage) {}
+    __device__ __forceinline__ uint32_t q_full() const { return bars; }
+    __device__ __forceinline__ uint32_t q_empty() const { return bars + 8; }
     __device__ __forceinline__ uint32_t k_full(int s) const { return bars + 16 + 8 * s; }
     __device__ __forceinline__ uint32_t v_full(int s) const { return bars + 16 + 8 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
@@ -326,11 +304,10 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
-        /* Into the staging tile once convert_q has read the last one, else into Q's tile. */
-        mbar_wait(Ops::kQStage ? r.qs_empty() : r.q_empty(), (q_it & 1) ^ 1);
+        mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
-        mbar_expect_tx(Ops::kQStage ? r.qs_full() : r.q_full(), Ops::kQStage ? Ops::kQStage : Ops::kQBytes);
-        Ops::load_q(r.q_load(), &tq, Ops::kQStage ? r.qs_full() : r.q_full(), qb * 128, h, b);
+        mbar_expect_tx(r.q_full(), Ops::kQBytes);
+        Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b), nsub = (it.x >> 12) * (128 / kSub);
         SubBlocks<kSub> walk(p, it.z);
@@ -380,68 +357,6 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
     }
 }
 
-/* The producer warpgroup's other three warps (t: 0 … 95), where Q Kᵀ runs on e4m3 (kQStage): each
- * item's q from the staging tile into the e4m3 tile its consumers read (the items alternate
- * between two), divided by the largest magnitude among its valid rows over 448 (a scale per block
- * of 128 queries, as the pass before the launch took it, so the codes are the same), rows from the
- * valid end on (padded text) as zeros. The staging tile is freed once read, so the producer loads
- * the next item's q while the consumers still work on this one: the conversion runs an item
- * ahead, off the consumers' warps, in the 24 registers these warps keep. */
-template <typename T, typename Ops, bool kRedo>
-__device__ __forceinline__ void convert_q(const Params &p, const Ring<Ops> &r, const int t) {
-    constexpr int kChunks = 128 * kDim / 8; /* the staging tile's 16-byte chunks: 8 columns of a row */
-    const int total = (int)p.total, grid = (int)gridDim.x, cta = (int)blockIdx.x;
-    for (int round = 0, idx = cta; idx < total; idx = ++round * grid + ((round & 1) ? grid - 1 - cta : cta)) {
-        int valid = 128; /* the item's rows before padded text */
-        if constexpr (kTextLast != 0) {
-            int b = 0;
-            const int qb = item_at<kRedo>(p, idx, b).y & 0xffff;
-            valid = valid_end(p, b) - qb * 128;
-        }
-        const int tile = round & 1;
-        mbar_wait(r.qs_full(), round & 1);
-        /* Chunk i: box i / 1024 of 64 columns, row (i / 8) % 128, its part i % 8 (swizzled). */
-        float amax = 0.f;
-#pragma unroll 1
-        for (int i = t; i < kChunks; i += 96) {
-            if (kTextLast != 0 && ((i >> 3) & 127) >= valid) continue;
-#pragma unroll
-            for (int k = 0; k < 2; ++k) {
-                const uint2 w = lds64(r.sqs + 16 * i + 8 * k);
-                const float2 x = Pack<T>::unpack(w.x), y = Pack<T>::unpack(w.y);
-                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(x.x), fabsf(x.y)), fmaxf(fabsf(y.x), fabsf(y.y))));
-            }
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        if (t % 32 == 0) sts32(r.q_red(t / 32), __float_as_uint(amax));
-        mbar_wait(r.q_empty(tile), ((round >> 1) & 1) ^ 1); /* the consumers are done with this tile's last item */
-        q_sync();
-        amax = fmaxf(__uint_as_float(lds32(r.q_red(0))), fmaxf(__uint_as_float(lds32(r.q_red(1))), __uint_as_float(lds32(r.q_red(2)))));
-        const float scale = amax > 0.f ? amax / kFp8Max : 1.f, inv = 1.f / scale;
-        const uint32_t dst = r.sq + tile * Ops::kQBytes;
-#pragma unroll 1
-        for (int i = t; i < kChunks; i += 96) {
-            const int row = (i >> 3) & 127, col = 64 * (i >> 10) + 8 * ((i & 7) ^ (row & 7));
-            uint32_t e[2];
-#pragma unroll
-            for (int k = 0; k < 2; ++k) {
-                const uint2 w = lds64(r.sqs + 16 * i + 8 * k);
-                const float2 x = Pack<T>::unpack(w.x), y = Pack<T>::unpack(w.y);
-                e[k] = kTextLast != 0 && row >= valid ? 0u : e4m3x2(x.x * inv, x.y * inv) | e4m3x2(y.x * inv, y.y * inv) << 16;
-            }
-            sts64(Ops::e4m3_at(dst, row, col), e[0], e[1]); /* padded text as zeros (its NaN too) */
-        }
-        fence_proxy_async(); /* Q Kᵀ reads the tile through the async proxy */
-        q_sync();            /* every read of the staging tile and write of the e4m3 tile done */
-        if (t == 0) {
-            sts32(r.q_scale(tile), __float_as_uint(scale));
-            mbar_arrive(r.qs_empty());
-            mbar_arrive(r.q_full(tile));
-        }
-    }
-}
-
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
 template <typename T, typename Ops, bool kRedo>
 __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, const int wg, const int t) {
@@ -478,10 +393,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;
-        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (q's once converted, v's after the loop) */
-        if constexpr (Ops::kQkFp8) scale *= __ldg(p.kscale + b * p.heads + h);
-        const int qtile = Ops::kQTiles > 1 ? (int)(q_it & 1) : 0; /* the Q tile this item's q is in */
-        const uint64_t dqi = dq + qtile * (Ops::kQBytes >> 4);
+        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
+        if constexpr (Ops::kQkFp8) {
+            const int bh = b * p.heads + h;
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+        }
         float o[Ops::kORegs];
 #pragma unroll
         for (int j = 0; j < Ops::kORegs; ++j) o[j] = 0.f;
@@ -518,10 +434,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             }
         };
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
-        mbar_wait(r.q_full(qtile), (Ops::kQTiles > 1 ? q_it >> 1 : q_it) & 1);
+        mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
         ++q_it;
-        if constexpr (Ops::kQStage) scale *= __uint_as_float(lds32(r.q_scale(qtile)));
 
         /* One turn at the tensor cores (tile j). Before it, while the other warpgroup holds the
          * tensor cores, P(j-1) is packed from the probabilities the last turn left in S's
@@ -565,7 +480,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
-                Ops::qk(sc, dqi, dk0 + s * kKDesc);
+                Ops::qk(sc, dq, dk0 + s * kKDesc);
                 wgmma_commit();
             }
             if constexpr (kPV) {
@@ -598,7 +513,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 fence_regs<Ops::kKeys / 2>(sc);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
-                if (j + 1 == ntiles) mbar_arrive(r.q_empty(qtile));
+                if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
@@ -677,14 +592,8 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         const Ring<Ops> r((smem_u32(smem_raw) + 1023u) & ~1023u);
         const int tid = threadIdx.x, wg = tid / 128;
         if (tid == 0) {
-            for (int i = 0; i < Ops::kQTiles; ++i) {
-                mbar_init(r.q_full(i), 1);
-                mbar_init(r.q_empty(i), 256);
-            }
-            if constexpr (Ops::kQStage) {
-                mbar_init(r.qs_full(), 1);
-                mbar_init(r.qs_empty(), 1);
-            }
+            mbar_init(r.q_full(), 1);
+            mbar_init(r.q_empty(), 256);
             for (int s = 0; s < Ops::kStages; ++s) {
                 mbar_init(r.k_full(s), 1);
                 mbar_init(r.v_full(s), 1);
@@ -699,15 +608,6 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
             /* The registers move within the CTA's allotment (384 × 168): 128 × 24 + 256 × 240
              * (make cuda-check fails a split that asks for more, which would hang the launch). */
             asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-            if constexpr (Ops::kQStage != 0) {
-                /* Split by warp, a value the compiler sees is the warp's own: split by thread, the
-                 * producer's thread no longer kept its loop's invariants in uniform registers and
-                 * spilled them. */
-                if (__shfl_sync(0xffffffffu, tid / 32, 0) != 0) {
-                    convert_q<T, Ops, kRedo>(role_params<kRedo>(given), r, tid - 32);
-                    return;
-                }
-            }
             if (tid == 0) produce<Ops, kRedo>(role_params<kRedo>(given), r, tq, tk, tv);
         } else {
             asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");

@@ -9,7 +9,7 @@
  *   epilogue.cuh     normalizing and storing a block's output to it and its reuse targets
  *   wgmma_kernel.cuh the Hopper kernel: TMA producer, two ping-pong wgmma consumers
  *                    (block 128, head_dim 64 or 128), on bf16/f16 or e4m3 operands
- *   quantize.cuh     the pass that writes e4m3 k and vᵀ and their scales (FP8 launches)
+ *   quantize.cuh     the pass that writes e4m3 q, k and vᵀ and their scales (FP8 launches)
  *   mma_kernel.cuh   the portable mma.sync kernel: any block and head_dim (a multiple of 16, at
  *                    most 256); the fallback, and the wgmma kernel's reference in the tests
  * No per-element mask except in a key tile that ends inside a block (the partial last block when
@@ -295,11 +295,11 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     /* vᵀ comes by bulk copies of its panels (already swizzled), not through a map: the kernel's
      * V map is unused, and K's stands in for it. */
     CUtensorMap tq, tk;
-    const int64_t k_dims[4] = {kDim, kTokens, heads, batch};
-    /* q as the caller gives it either way (the kernel quantizes it for Q Kᵀ on e4m3). */
-    const bool maps = make_map(&tq, dtype, p.q, batch, heads, qs, 128) &&
-                      (kQK ? make_map8(&tk, w.k, k_dims, kDim, Ops::kSubBlock) : make_map(&tk, dtype, p.k, batch, heads, ks, Ops::kSubBlock));
+    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch};
+    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, Ops::kSubBlock)
+                          : make_map(&tq, dtype, p.q, batch, heads, qs, 128) && make_map(&tk, dtype, p.k, batch, heads, ks, Ops::kSubBlock);
     if (!maps) return CALIB_ERR_CUDA;
+    p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
     p.vmean = w.vmean;
@@ -371,7 +371,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.spans = state->spans;
     p.batch = (int32_t)batch;
     p.heads = (int32_t)heads;
-    p.kscale = p.vscale = p.vmean = nullptr;
+    p.qscale = p.kscale = p.vscale = p.vmean = nullptr;
     p.vt = nullptr;
     p.redo_flags = nullptr;
     p.redo_list = nullptr;

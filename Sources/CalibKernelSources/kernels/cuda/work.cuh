@@ -56,7 +56,7 @@ struct Params {
      * per (batch, head)), v's mean (per (batch, head, channel)), its vᵀ panels, and the heads
      * of the caller's tensors; null otherwise. Last, so the fields above keep the offsets the
      * bf16/f16 kernels were measured with. */
-    const float *kscale, *vscale, *vmean;
+    const float *qscale, *kscale, *vscale, *vmean;
     const uint8_t *vt;
     int32_t heads;
     /* FP8 launches: a flag per item and the list of the flagged ones (its count first): items
