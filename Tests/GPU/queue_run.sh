@@ -1,0 +1,91 @@
+#!/bin/bash
+# The queue's device calls (docs/gpu.md, "Queue"), on one warm machine in turn:
+#   bash Tests/GPU/queue_run.sh first    carry .gpu (without wan14b and fp8synth-rec: the carry
+#       limit), .gpu-var, .fa4/small and .fa4/a. The tree on main: test_cuda.py; Wan 1.3B timed
+#       beside main's kernel before it (before), by_sums alone (sumref) and, in fp8, q converted in
+#       the launch (qconv, as vq); vq's FP8 tests; the FP8 pass's launches (trace builds); memchecks.
+#   bash Tests/GPU/queue_run.sh second   carry .gpu/wan14b, .gpu/wan14b.json, .gpu-var and .fa4/b.
+#       FA4 installed; Wan 14B built (main, before, sumref, vq) and timed with FA4 in the rounds;
+#       Wan 1.3B's bf16 again with FA4; Wan 14B fp8 beside before and vq.
+# .gpu-var/{before,sumref,qconv} come from `sh Tests/GPU/overlay.sh REV NAME`. Each step runs only
+# while LIMIT seconds (default 540 / 500) leave it time; logs go to $OUT.
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT" /tmp/fa4
+G=.gpu L=libcalibcuda.so
+left() { [ $((LIMIT - SECONDS)) -gt ${1:-60} ]; }
+first() {
+    LIMIT=${LIMIT:-540}
+    cp .fa4/small/* .fa4/a/* /tmp/fa4/ 2>/dev/null; ls /tmp/fa4 | wc -l
+    S=wan13b
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader; nvcc --version | tail -1;
+     python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)") | tee "$OUT/machine.log"
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    SETS="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
+    rm -rf $G-vq && mkdir -p $G-vq && cp $G/*.json $G-vq/
+    for s in $SETS; do cp -r $G/$s $G-vq/ && cp .gpu-var/qconv/* $G-vq/$s/ && rm -f $G-vq/$s/libcalibcuda.so; done
+    for v in before sumref; do
+      rm -rf $G-v$v && mkdir -p $G-v$v && cp -r $G/$S $G-v$v/ && cp .gpu-var/$v/* $G-v$v/$S/ && rm -f $G-v$v/$S/libcalibcuda.so
+      (sh $G-v$v/$S/build.sh > $OUT/build-$v.log 2>&1 || echo "$v build failed") &
+    done
+    for g in $G $G-vq; do
+      rm -rf "$g/wan13b-trace" && cp -r "$g/wan13b" "$g/wan13b-trace" && rm -f "$g/wan13b-trace/libcalibcuda.so"
+      (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$g/wan13b-trace/build.sh" > "$OUT/trace-build-${g#.}.log" 2>&1 || echo "$g trace build failed") &
+    done
+    (sh Tests/GPU/build_sets.sh "$G" $SETS 2>&1 | tail -30) &
+    (sh Tests/GPU/build_sets.sh "$G-vq" $SETS 2>&1 | tail -30) &
+    wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$G timeout 240 python3 -m pytest -q -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" | grep -v "^[.s]*$" | tail -25
+    echo "tests done at $SECONDS s"
+    M=$G/$S.json
+    left 120 && timeout 100 python3 Tests/GPU/bench_versions.py main=$G/$S/$L:$M before=$G-vbefore/$S/$L:$M sumref=$G-vsumref/$S/$L:$M \
+      --rounds 2 2>&1 | tee $OUT/bf16-$S.log
+    echo "bf16 bench done at $SECONDS s"
+    left 100 && timeout 90 python3 Tests/GPU/bench_versions.py main=$G/$S/$L:$M before=$G-vbefore/$S/$L:$M vq=$G-vq/$S/$L:$M \
+      --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-$S.log
+    echo "fp8 bench done at $SECONDS s"
+    left 80 && for g in $G $G-vq; do timeout 30 python3 Tests/GPU/fp8_pass_profile.py "${g#.}=$g/wan13b-trace/$L:$M" 2>&1 | tee -a "$OUT/profile.log"; done
+    echo "profile done at $SECONDS s"
+    left 60 && CALIBC_GPU_DIR=$(pwd)/$G-vq timeout $((LIMIT - SECONDS - 40)) python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-vq.log" | grep -v "^[.s]*$" | tail -25
+    echo "vq fp8 tests done at $SECONDS s"
+    i=0
+    for sel in "jump and not fp8" "every_plan and t128 and bhsd and not fp8" "sampled_range"; do
+        i=$((i+1))
+        left 70 || break
+        CALIBC_GPU_DIR=$(pwd)/$G timeout 60 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+            -k "$sel" Tests/python/test_cuda.py > "$OUT/sanitizer$i.log" 2>&1
+        echo "memcheck '$sel' rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer$i.log"
+    done
+    echo "end at $SECONDS s"
+}
+second() {
+    LIMIT=${LIMIT:-500}
+    cp .fa4/b/* /tmp/fa4/ 2>/dev/null
+    sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
+    SECONDS=0
+    S=wan14b
+    for v in before sumref vq; do
+      rm -rf $G-v$v-14 && mkdir -p $G-v$v-14 && cp -r $G/$S $G-v$v-14/ && rm -f $G-v$v-14/$S/$L
+      src=.gpu-var/$v; [ $v = vq ] && src=.gpu-var/qconv
+      cp $src/* $G-v$v-14/$S/
+      (sh $G-v$v-14/$S/build.sh > $OUT/build-$v-14.log 2>&1 || echo "$v build failed") &
+    done
+    sh Tests/GPU/build_sets.sh $G $S &
+    wait
+    echo "built at $SECONDS s"
+    M=$G/$S.json
+    left 150 && timeout $((LIMIT / 3)) python3 Tests/GPU/bench_versions.py main=$G/$S/$L:$M before=$G-vbefore-14/$S/$L:$M \
+      sumref=$G-vsumref-14/$S/$L:$M --rounds 2 2>&1 | tee $OUT/bf16-$S.log
+    echo "14b bf16 done at $SECONDS s"
+    M13=$G/wan13b.json
+    left 100 && timeout 90 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M13 before=$G-vbefore/wan13b/$L:$M13 \
+      sumref=$G-vsumref/wan13b/$L:$M13 --rounds 2 2>&1 | tee $OUT/bf16-wan13b-fa4.log
+    echo "13b bf16 with FA4 done at $SECONDS s"
+    left 60 && timeout $((LIMIT - SECONDS - 20)) python3 Tests/GPU/bench_versions.py main=$G/$S/$L:$M before=$G-vbefore-14/$S/$L:$M \
+      vq=$G-vvq-14/$S/$L:$M --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-$S.log
+    echo "end at $SECONDS s"
+}
+"$1"
