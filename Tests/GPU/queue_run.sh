@@ -13,6 +13,12 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT" /tmp/fa4
 G=.gpu L=libcalibcuda.so
 left() { [ $((LIMIT - SECONDS)) -gt ${1:-60} ]; }
+# variant NAME SET DIR: .gpu/SET copied into DIR with .gpu-var/NAME's kernel files laid over it, built
+# in the background (wait for it).
+variant() {
+    rm -rf "$3" && mkdir -p "$3" && cp -r "$G/$2" "$3/" && rm -f "$3/$2/$L" && cp ".gpu-var/$1"/* "$3/$2/"
+    (sh "$3/$2/build.sh" > "$OUT/build-$1-$2.log" 2>&1 || echo "$1 $2 build failed") &
+}
 first() {
     LIMIT=${LIMIT:-540}
     cp .fa4/small/* .fa4/a/* /tmp/fa4/ 2>/dev/null; ls /tmp/fa4 | wc -l
@@ -23,13 +29,10 @@ first() {
     SECONDS=0
     SETS="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
     rm -rf $G-vq && mkdir -p $G-vq && cp $G/*.json $G-vq/
-    for s in $SETS; do cp -r $G/$s $G-vq/ && cp .gpu-var/qconv/* $G-vq/$s/ && rm -f $G-vq/$s/libcalibcuda.so; done
-    for v in before sumref; do
-      rm -rf $G-v$v && mkdir -p $G-v$v && cp -r $G/$S $G-v$v/ && cp .gpu-var/$v/* $G-v$v/$S/ && rm -f $G-v$v/$S/libcalibcuda.so
-      (sh $G-v$v/$S/build.sh > $OUT/build-$v.log 2>&1 || echo "$v build failed") &
-    done
+    for s in $SETS; do cp -r $G/$s $G-vq/ && cp .gpu-var/qconv/* $G-vq/$s/ && rm -f $G-vq/$s/$L; done
+    for v in before sumref; do variant $v $S $G-v$v; done
     for g in $G $G-vq; do
-      rm -rf "$g/wan13b-trace" && cp -r "$g/wan13b" "$g/wan13b-trace" && rm -f "$g/wan13b-trace/libcalibcuda.so"
+      rm -rf "$g/wan13b-trace" && cp -r "$g/wan13b" "$g/wan13b-trace" && rm -f "$g/wan13b-trace/$L"
       (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$g/wan13b-trace/build.sh" > "$OUT/trace-build-${g#.}.log" 2>&1 || echo "$g trace build failed") &
     done
     (sh Tests/GPU/build_sets.sh "$G" $SETS 2>&1 | tail -30) &
@@ -67,12 +70,7 @@ second() {
     python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
     SECONDS=0
     S=wan14b
-    for v in before sumref vq; do
-      rm -rf $G-v$v-14 && mkdir -p $G-v$v-14 && cp -r $G/$S $G-v$v-14/ && rm -f $G-v$v-14/$S/$L
-      src=.gpu-var/$v; [ $v = vq ] && src=.gpu-var/qconv
-      cp $src/* $G-v$v-14/$S/
-      (sh $G-v$v-14/$S/build.sh > $OUT/build-$v-14.log 2>&1 || echo "$v build failed") &
-    done
+    for v in before sumref qconv; do variant $v $S $G-v$v-14; done
     sh Tests/GPU/build_sets.sh $G $S &
     wait
     echo "built at $SECONDS s"
@@ -85,7 +83,7 @@ second() {
       sumref=$G-vsumref/wan13b/$L:$M13 --rounds 2 2>&1 | tee $OUT/bf16-wan13b-fa4.log
     echo "13b bf16 with FA4 done at $SECONDS s"
     left 60 && timeout $((LIMIT - SECONDS - 20)) python3 Tests/GPU/bench_versions.py main=$G/$S/$L:$M before=$G-vbefore-14/$S/$L:$M \
-      vq=$G-vvq-14/$S/$L:$M --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-$S.log
+      vq=$G-vqconv-14/$S/$L:$M --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-$S.log
     echo "end at $SECONDS s"
 }
 "$1"
