@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import calibc
-from calibc import _abi
+from calibc import _abi, errors
 from conftest import HEADER, INCLUDE, compile_library, random_masks
 
 CTYPES = {"int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "int": ctypes.c_int, "char*": ctypes.c_char_p}
@@ -104,7 +104,8 @@ def test_abi_version_and_enums_match_the_header():
     assert _abi.STATUS == expected
     assert _abi.DTYPE == {name: value for name, value in enums.items() if name in ("CALIB_F32", "CALIB_BF16", "CALIB_F16")}
     assert set(enums) == set(_abi.STATUS) | set(_abi.DTYPE), "an enum of the header that _abi.py does not know"
-    assert set(_abi.STATUS_TEXT) == set(_abi.STATUS.values()) - {0}
+    assert set(errors.STATUS_TEXT) == set(_abi.STATUS.values()) - {0}
+    assert errors._CALIB_ERR_ARGUMENT == _abi.STATUS["CALIB_ERR_ARGUMENT"]
 
 
 def test_info_struct_matches_the_header():

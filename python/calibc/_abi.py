@@ -30,17 +30,6 @@ STATUS = {
     "CALIB_ERR_CAPTURE": 6,
     "CALIB_ERR_UNSUPPORTED": 7,
 }
-STATUS_TEXT = {
-    1: "shape mismatch (tokens, heads or head_dim differ from the compiled shape)",
-    2: "no plan for this (step, layer, head)",
-    3: "bad argument (null pointer, unknown dtype, or overlapping or overflowing strides)",
-    4: "out of memory",
-    5: "the CUDA runtime refused the launch",
-    6: "the kernel tables are not on the device and the stream is being captured into a CUDA graph "
-       "(prepare the library before capture)",
-    7: "FP8 needs the wgmma kernel: a library compiled for block 128 and head_dim 64 or 128, with "
-       "CALIB_CUDA_KERNEL not set to mma",
-}
 
 # enum calib_fp8 (calib_cuda.h): the products calib_cuda_attention_fp8 runs on e4m3
 FP8 = {

@@ -11,8 +11,20 @@
 
 __all__ = ["ArgumentError", "CalibError", "MasksError"]
 
-# enum calib_status (the values _abi.STATUS spells; repeated here so this module imports nothing)
+# What each status of enum calib_status (_abi.STATUS spells the names) means to a user; the codes
+# are repeated here so this module imports nothing (test_abi.py checks them against the header).
 _CALIB_ERR_ARGUMENT = 3
+STATUS_TEXT = {
+    1: "shape mismatch (tokens, heads or head_dim differ from the compiled shape)",
+    2: "no plan for this (step, layer, head)",
+    3: "bad argument (null pointer, unknown dtype, or overlapping or overflowing strides)",
+    4: "out of memory",
+    5: "the CUDA runtime refused the launch",
+    6: "the kernel tables are not on the device and the stream is being captured into a CUDA graph "
+       "(prepare the library before capture)",
+    7: "FP8 needs the wgmma kernel: a library compiled for block 128 and head_dim 64 or 128, with "
+       "CALIB_CUDA_KERNEL not set to mma",
+}
 
 
 class CalibError(RuntimeError):
@@ -21,7 +33,6 @@ class CalibError(RuntimeError):
 
     def __init__(self, status, message=None):
         if message is None:
-            from ._abi import STATUS_TEXT
             message = STATUS_TEXT.get(status, f"status {status}")
         super().__init__(message)
         self.status = status
