@@ -13,7 +13,8 @@ their times mean anything.
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
   head-major   the work list ordered head by head (heaviest first within a head) instead of in
-               16 cost classes across heads: does each class re-read every head's K and V? (correct output)
+               groups of the heads whose K and V fit in L2 (correct output)
+  all-heads    the 16 cost classes across all heads, as before the groups (correct output)
   fma-exp2-eighth, fma-exp2-quarter, fma-exp2-half
                an eighth (a quarter, half) of the exponentials computed on the FMA units (a
                degree-3 polynomial of the fraction, the integer part added to the exponent bits;
@@ -33,8 +34,8 @@ import os
 import shutil
 import sys
 
-SOFTMAX = """                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
-                    sc, scale, f0, f1, ahead);"""
+SOFTMAX = """                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
+                                        kCodes, kSumRef && kPV>(sc, scale, f0, f1, ahead);"""
 NO_SOFTMAX = """                moved = false;"""
 PV = """                Ops::pv(o, pa, dv0 + sp * kVDesc);"""
 QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc);"""
@@ -72,11 +73,9 @@ FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -
 GAIN = """        const float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;"""
 STALE_GAIN = """        const float g0 = a0 - (float)kLog2Gain, g1 = a1 - (float)kLog2Gain;"""
 
-CLASSES = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });"""
-BY_HEAD = """    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
-        const int ha = a.item.x & 0xfff, hb = b.item.x & 0xfff;
-        return ha != hb ? ha < hb : a.cost > b.cost;
-    });"""
+GROUP = """    const int group = std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));"""
+BY_HEAD = """    const int group = 1;"""
+ALL_HEADS = """    const int group = 4096;"""
 
 VARIANTS = {
     "no-softmax": [(SOFTMAX, NO_SOFTMAX)],
@@ -86,7 +85,8 @@ VARIANTS = {
     "no-pingpong": [(TURNS, NO_TURNS)],
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
-    "head-major": [(CLASSES, BY_HEAD)],
+    "head-major": [(GROUP, BY_HEAD)],
+    "all-heads": [(GROUP, ALL_HEADS)],
     "fma-exp2-eighth": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1_EIGHTH)],
     "fma2-exp2-quarter": [("struct OnlineSoftmax {", FMA2_EXP2), (EX2, FMA_E1)],
     "fma-exp2-quarter": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1)],

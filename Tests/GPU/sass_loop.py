@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The main loop of an attention kernel in `nvdisasm -c` output: the shortest backward branch
-whose body holds at least 8 tensor-core products (HGMMA, or QGMMA for FP8) and 60 MUFU.EX2,
+whose body holds at least 8 tensor-core products (HGMMA, or QGMMA for FP8) and 60 MUFU.EX2 (or,
+for P's e4m3 codes made with no exponential, 120 FFMA),
 without a block it branches over that holds more than 30 FSEL (calibc's column mask, which full
 tiles skip). Prints the body's instruction mix and its order, one character an instruction, so
 two kernels' loops can be read side by side (issue 29: docs/gpu.md "FA4's loop beside calibc's").
@@ -61,11 +62,11 @@ def loop_body(code, labels):
             continue
         start = labels[m.group(1)]
         body = [c for c in code if start <= c[0] <= addr]
-        if (sum(kind(c[1]) == "GMMA" for c in body) >= 8 and sum(c[1] == "MUFU.EX2" for c in body) >= 60
+        if (sum(kind(c[1]) == "GMMA" for c in body) >= 8 and (sum(c[1] == "MUFU.EX2" for c in body) >= 60 or sum(kind(c[1]) == "FFMA" for c in body) >= 120)
                 and (best is None or len(body) < len(best))):
             best = body
     if best is None:
-        sys.exit("no loop with 8 tensor-core products and 60 exponentials")
+        sys.exit("no loop with 8 tensor-core products and 60 exponentials (or 120 FFMA)")
     skipped = set()
     for addr, op, text in best:
         m = re.search(r"BRA\s+`?\(?\.(L_x_\d+)", text)

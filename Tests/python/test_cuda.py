@@ -260,22 +260,28 @@ def test_maxima_that_rise_along_the_keys(gpu_set, dtype, monkeypatch):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("lift", [400.0, 1200.0])
 @pytest.mark.parametrize("precision", [None] + FP8)
-def test_maxima_that_jump_far_within_a_row(gpu_set, precision):
-    """One key in the middle of the sequence lifts half the query rows' scores by ≈150 (log2)
-    above the rest and drops the other half's as far. FP8 takes a tile's exponentials against the
-    row's maximum from before the tile (softmax.cuh, OnlineSoftmax::Ahead), and these overflow
-    fp32: the launch flags such items and a second launch computes them again with exponentials
-    after the maxima. Dense and the last layer's plan, against float64, outputs poisoned; bf16
-    (exponentials after the maxima) alike."""
+def test_maxima_that_jump_far_within_a_row(gpu_set, precision, lift, dtype):
+    """One key in the middle of the sequence lifts half the query rows' scores by ≈150 (log2; 400)
+    or ≈460 (1200, 16-bit only) above the rest and drops the other half's as far. FP8 takes a
+    tile's exponentials against the row's maximum from before the tile (softmax.cuh,
+    OnlineSoftmax::Ahead), and these overflow fp32: the launch flags such items and a second
+    launch computes them again with exponentials after the maxima. 16-bit launches take a tile's
+    exponentials with no maxima at all (softmax.cuh, by_sums), bf16 with a gain of 2^-86, which
+    holds the first jump; past what the gain holds the tile's scores are taken again from global
+    memory. Dense and the last layer's plan, against float64, outputs poisoned."""
     kernels, masks = gpu_set
     if precision and not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
-    q, k, v = layer_inputs(kernels, 41)
+    if precision and lift > 400:
+        pytest.skip("e4m3 keys at that scale round the rest of k away")
+    q, k, v = layer_inputs(kernels, 41, dtype)
     torch.manual_seed(42)
     sign = torch.where(torch.rand(BATCH, kernels.tokens, kernels.heads, device="cuda") < 0.5, -1.0, 1.0)
     q[..., 0] = (3 * sign).to(q.dtype)
-    k[:, kernels.tokens // 2, :, 0] = 400.0
+    k[:, kernels.tokens // 2, :, 0] = lift
     failures = []
     for step, layer in ((None, 0), (kernels.steps[0], kernels.layers - 1)):
         out = torch.full_like(q, float("nan"))

@@ -61,6 +61,7 @@ struct LayerList {
 
 struct DeviceState {
     int sms = 0;
+    int l2_bytes = 0;
     int mma_ctas_per_sm = 1;
     int32_t *row_first = nullptr;
     uint16_t *spans = nullptr;
@@ -108,7 +109,9 @@ int device_state(void *stream, DeviceState **state) {
     if (found == g_devices.end()) {
         if (capturing(stream)) return CALIB_ERR_CAPTURE;
         DeviceState s;
-        if (cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return CALIB_ERR_CUDA;
+        if (cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&s.l2_bytes, cudaDevAttrL2CacheSize, dev) != cudaSuccess)
+            return CALIB_ERR_CUDA;
         const int nrows = rows_in_use();
         int st = upload(&s.row_first, calib_row_first, (size_t)nrows + 1);
         if (st == CALIB_OK) st = upload(&s.spans, calib_spans, (size_t)calib_row_first[nrows] * 2);
@@ -147,7 +150,7 @@ int layer_list(DeviceState &s, int step_index, int layer, int first_head, int he
             if (capturing(stream)) return CALIB_ERR_CAPTURE;
             LayerList list;
             std::vector<int32_t> targets;
-            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, targets);
+            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, s.l2_bytes, targets);
             list.count = (int64_t)items.size();
             int st = upload(&list.items, items.data(), items.size());
             if (st == CALIB_OK) st = upload(&list.targets, targets.empty() ? nullptr : targets.data(), targets.size());
@@ -311,10 +314,11 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.redo_list = w.redo_list;
     CALIB_PASS_MARK(0, s);
     calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
-    CALIB_PASS_MARK(1, s);
     calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
-    CALIB_PASS_MARK(2, s);
+    CALIB_PASS_MARK(1, s);
     calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    CALIB_PASS_MARK(2, s);
+    calib_fp8_fixup<T, kQK><<<dim3(kFixCtas, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(3, s);
     calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
     CALIB_PASS_MARK(4, s);
@@ -533,7 +537,7 @@ int calib_cuda_trace_read(long long *dst) {
 }
 
 /* What the last FP8 call's launches were, in order, and their milliseconds (ms: one a role). */
-const char *calib_cuda_pass_roles(void) { return "stats,combine,quantize,attention,redo"; }
+const char *calib_cuda_pass_roles(void) { return "stats,quantize,fixup,attention,redo"; }
 int calib_cuda_pass_read(float *ms) {
     if (!calib_pass_events[5] || cudaEventSynchronize(calib_pass_events[5]) != cudaSuccess) return 5;
     for (int i = 0; i < 5; ++i)

@@ -7,8 +7,9 @@
 /* work.cuh: the work of one (step, layer) and how the persistent grid walks it.
  *
  * One item per (batch, head, computed query block). The host lists a (step, layer)'s items once,
+ * in groups of as many heads as the L2 cache holds the K and V of, in head order; within a group
  * heaviest first in 16 cost classes (cost = kept key blocks of the block's row), heads together
- * within a class so concurrent CTAs share K and V in L2; each batch element repeats the list.
+ * within a class, so concurrent CTAs share K and V in L2; each batch element repeats the list.
  * CTA c takes items c, 2G-1-c, 2G+c, ... (snake order), so every CTA gets a mix of heavy and
  * light items. A computed block also writes its output to every query block that reuses it;
  * reused blocks are never computed. */
@@ -128,7 +129,7 @@ inline int row_cost(int row) {
  * step_index < 0), and in `targets` the reuse targets they name: every computed query block of
  * every head, heaviest first (a reuse target's stores count 1/16 of a key block). An item's head
  * is its index in the caller's tensors (h - first_head): a context-parallel rank holds a slice. */
-inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, std::vector<int32_t> &targets) {
+inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, int l2_bytes, std::vector<int32_t> &targets) {
     struct Entry { int cost; int4 item; };
     std::vector<Entry> entries;
     entries.reserve((size_t)heads * kBlocks);
@@ -154,11 +155,18 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
         }
     }
     /* Heaviest first, in 16 cost classes; within a class heads stay together (the entries are in
-     * head order), so the CTAs running at one time share their heads' K and V in L2. */
+     * head order), so the CTAs running at one time share their heads' K and V in L2. Classes
+     * spanning every head would read each head's K and V from memory once a class where scattered
+     * plans spread a head's rows over all classes (docs/gpu.md, "The work order"), so they are
+     * taken within groups of heads whose K and V (16-bit) fit in L2 together. */
     int max_cost = 1;
     for (const Entry &e : entries) max_cost = std::max(max_cost, e.cost);
     for (Entry &e : entries) e.cost = (int)((int64_t)e.cost * 16 / (max_cost + 1));
-    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.cost > b.cost; });
+    const int group = std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));
+    std::stable_sort(entries.begin(), entries.end(), [group](const Entry &a, const Entry &b) {
+        const int ga = (a.item.x & 0xfff) / group, gb = (b.item.x & 0xfff) / group;
+        return ga != gb ? ga < gb : a.cost > b.cost;
+    });
     std::vector<int4> items(entries.size());
     for (size_t i = 0; i < entries.size(); ++i) items[i] = entries[i].item;
     return items;

@@ -66,10 +66,15 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
      * Wan 14B than with K freed with V (runs 67, 69). */
     static constexpr bool kFreeKEarly = kStages < 3;
-    static constexpr int kLog2Gain = 0;
+    /* After a row's first tile, no maxima (softmax.cuh, by_sums). The gain is the headroom for a
+     * row's scores jumping above its reference before they must be scored again: bf16 P holds
+     * 2^-86 as exactly as 1; f16 P would flush it to zero, so f16 takes none. */
+    static constexpr bool kSumRef = true;
+    static constexpr int kLog2Gain = std::is_same<T, __nv_bfloat16>::value ? -86 : 0;
     static constexpr int kSlack = 8; /* softmax.cuh: P up to 2^8, exact in bf16 and f16 */
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
     static constexpr bool kAhead = false; /* exponentials after the maxima (softmax.cuh) */
+    static constexpr bool kCodes = false; /* P as probabilities (softmax.cuh, ExpCode: FP8's) */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
         for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
@@ -97,10 +102,12 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk) Wgmma<T>::template rs<kDim>(o, pa + 4 * kk, dv + ((kk * 2048) >> 4));
     }
-    static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
+    template <bool kCodes> static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
         pa[2 * g] = Pack<T>::two(e0, e1);
         pa[2 * g + 1] = Pack<T>::two(e2, e3);
     }
+    /* A probability brought to a moved reference (Ahead's factor c). */
+    template <bool kCodes> static __device__ __forceinline__ float scaled(float p, float c) { return p * c; }
 };
 
 /* P V on e4m3: vᵀ tiles of kDim rows × kKeys from quantize.cuh's workspace, which holds them as
@@ -133,6 +140,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
     static constexpr int kLog2Gain = 6;
     static constexpr int kSlack = 2;
+    static constexpr bool kSumRef = false; /* its sums are the tensor cores' */
     /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
      * delays them: 3% slower with turns (docs/gpu.md, run 64). */
     static constexpr bool kTurns = false;
@@ -140,6 +148,10 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * 0.95 of the time dense with Q Kᵀ on e4m3 (run 69); with Q Kᵀ on 16 bits the products take
      * longer and it ran 1-3% slower. */
     static constexpr bool kAhead = kQkE4m3;
+    /* P's e4m3 codes made with no exponential (softmax.cuh, ExpCode) where Q Kᵀ is on e4m3 too
+     * (its accuracy is Q Kᵀ's; "fp8-pv" keeps e4m3's rounding of exponentials, and so does the
+     * redo launch, whose registers the codes' packing does not fit). */
+    static constexpr bool kCodes = kQkE4m3;
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
         else Wide::load_q(dst, map, bar, row0, h, b);
@@ -183,16 +195,23 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     }
     /* Group g holds keys 8g + 2c, +1 of rows r (e0, e1) and r + 8 (e2, e3); register 4(g/4) +
      * 2((g%4)/2) takes row r of groups g and g^1, the next one row r + 8. */
-    static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
-        const int r = 4 * (g >> 2) + 2 * ((g & 3) >> 1), shift = 16 * (g & 1);
-        const uint32_t lo = e4m3x2(e0, e1) << shift, hi = e4m3x2(e2, e3) << shift;
-        if (g & 1) {
-            pa[r] |= lo;
-            pa[r + 1] |= hi;
+    template <bool kCodes> static __device__ __forceinline__ void pack(uint32_t *pa, int g, float e0, float e1, float e2, float e3) {
+        const int r = 4 * (g >> 2) + 2 * ((g & 3) >> 1);
+        if constexpr (kCodes) { /* the codes' low bytes, two a half: even groups the low halves */
+            const uint32_t lo = __byte_perm(ExpCode::byte(e0), ExpCode::byte(e1), 0x0040),
+                           hi = __byte_perm(ExpCode::byte(e2), ExpCode::byte(e3), 0x0040);
+            pa[r] = (g & 1) ? __byte_perm(pa[r], lo, 0x5410) : lo;
+            pa[r + 1] = (g & 1) ? __byte_perm(pa[r + 1], hi, 0x5410) : hi;
         } else {
-            pa[r] = lo;
-            pa[r + 1] = hi;
+            const int shift = 16 * (g & 1);
+            const uint32_t lo = e4m3x2(e0, e1) << shift, hi = e4m3x2(e2, e3) << shift;
+            pa[r] = (g & 1) ? pa[r] | lo : lo;
+            pa[r + 1] = (g & 1) ? pa[r + 1] | hi : hi;
         }
+    }
+    template <bool kCodes> static __device__ __forceinline__ float scaled(float p, float c) {
+        if constexpr (kCodes) return ExpCode::scaled(p, c);
+        else return p * c;
     }
 };
 
@@ -310,6 +329,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 win[1 + k / 2] |= (uint32_t)(lo | hi << 8) << (16 * (k & 1));
                 if (lo != 0 || hi != kSub) win[0] = 1;
             }
+            if constexpr (Ops::kSumRef) win[3] = row0[0]; /* the tile's first key, for consume's rescore */
             mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
@@ -348,6 +368,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr uint32_t kKDesc = Ops::kKBytes >> 4, kVDesc = Ops::kVStage >> 4;
     constexpr int kSumTiles = 8;
     constexpr bool kAhead = Ops::kAhead && !kRedo; /* the redo launch takes them after the maxima */
+    /* Not where padded text may leave a row's first tile empty: against exponentiate's stand-in
+     * reference of 0, codes below it would be clamped to zero before they are shifted up to the
+     * row's maximum (and without exponentials ahead there, the codes' packing spilled). */
+    constexpr bool kCodes = Ops::kCodes && !kRedo && kTextLast == 0;
+    constexpr bool kSumRef = Ops::kSumRef && kTextLast == 0; /* padded text: a row's first tile may have no reference */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -379,6 +404,29 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
         OnlineSoftmax::Ahead ahead; /* kAhead: P's scales for packing, and whether to redo the item */
+        /* by_sums's way out, seldom taken: a row's scores jumped so far above its reference that
+         * probabilities overflowed and their scores are lost, so this thread's scores of the tile
+         * (one block of keys from key0) are computed again from q and k in global memory. */
+        auto rescore = [&](const int key0) {
+            const int t0 = qb * 128 + rloc0;
+#pragma unroll
+            for (int e = 0; e < Ops::kKeys / 2; ++e) {
+                const int row = t0 + 8 * ((e >> 1) & 1), key = key0 + 8 * (e >> 2) + 2 * c + (e & 1);
+                float acc = 0.f;
+                if (row < kTokens && key < kTokens) {
+                    const T *qr = row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, row, h), *kr = row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, key, h);
+#pragma unroll 1
+                    for (int d = 0; d < kDim; d += 8) {
+                        float x[8], y[8];
+                        load8(qr + d, x);
+                        load8(kr + d, y);
+#pragma unroll
+                        for (int i = 0; i < 8; ++i) acc = fmaf(x[i], y[i], acc);
+                    }
+                }
+                sc[e] = acc;
+            }
+        };
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
@@ -413,11 +461,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (kAhead && __any_sync(0xffffffffu, moved)) { /* P to the moved references (softmax.cuh, Ahead) */
 #pragma unroll
                     for (int g = 0; g < kGroups; ++g)
-                        Ops::pack(pa, g, sc[4 * g] * ahead.c0, sc[4 * g + 1] * ahead.c0, sc[4 * g + 2] * ahead.c1,
-                                  sc[4 * g + 3] * ahead.c1);
+                        Ops::template pack<kCodes>(pa, g, Ops::template scaled<kCodes>(sc[4 * g], ahead.c0),
+                                                   Ops::template scaled<kCodes>(sc[4 * g + 1], ahead.c0),
+                                                   Ops::template scaled<kCodes>(sc[4 * g + 2], ahead.c1),
+                                                   Ops::template scaled<kCodes>(sc[4 * g + 3], ahead.c1));
                 } else {
 #pragma unroll
-                    for (int g = 0; g < kGroups; ++g) Ops::pack(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
+                    for (int g = 0; g < kGroups; ++g)
+                        Ops::template pack<kCodes>(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
                 }
             }
             if constexpr (Ops::kTurns) named_sync(me);
@@ -459,8 +510,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
-                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV>(
-                    sc, scale, f0, f1, ahead);
+                moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
+                                        kCodes, kSumRef && kPV>(sc, scale, f0, f1, ahead);
+                if (kSumRef && kPV && ahead.redo) {
+                    ahead.redo = false;
+                    rescore(win[3]);
+                    if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
+                    moved = sm.exponentiate<kGroups, false, Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
+                }
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
