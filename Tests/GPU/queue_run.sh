@@ -86,4 +86,45 @@ second() {
       vq=$G-vqconv-14/$S/$L:$M --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-$S.log
     echo "end at $SECONDS s"
 }
+# third/fourth: runs 73-74's figures again with more rounds (the same warm machine, in turn).
+#   third   carry .gpu (without wan14b and fp8synth-rec), .gpu-var, .fa4/small, .fa4/a: builds
+#           wan13b and fp8synth, sumref's wan13b; Wan 1.3B bf16 main beside sumref, 3 rounds.
+#   fourth  carry .gpu/wan14b, .gpu/wan14b.json, .gpu/fp8synth-rec, .gpu-var, .fa4/b: FA4 installed;
+#           Wan 14B and 1.3B bf16 with FA4 in the rounds (3); fp8_accuracy.py.
+third() {
+    LIMIT=${LIMIT:-240}
+    cp .fa4/small/* .fa4/a/* /tmp/fa4/ 2>/dev/null; ls /tmp/fa4 | wc -l
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/machine.log"
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    variant sumref wan13b $G-vsumref
+    sh Tests/GPU/build_sets.sh $G wan13b fp8synth 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    M=$G/wan13b.json
+    left 60 && timeout $((LIMIT - SECONDS - 20)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
+      sumref=$G-vsumref/wan13b/$L:$M --rounds 3 2>&1 | tee $OUT/bf16-wan13b.log
+    echo "end at $SECONDS s"
+}
+fourth() {
+    LIMIT=${LIMIT:-480}
+    cp .fa4/*/* /tmp/fa4/ 2>/dev/null
+    sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
+    SECONDS=0
+    variant sumref wan14b $G-vsumref-14
+    sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -5
+    wait
+    echo "built at $SECONDS s"
+    M=$G/wan14b.json M13=$G/wan13b.json
+    left 150 && timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M sumref=$G-vsumref-14/wan14b/$L:$M \
+      --rounds 3 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
+    echo "14b done at $SECONDS s"
+    left 90 && timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M13 --rounds 4 2>&1 \
+      | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b-fa4.log
+    echo "13b done at $SECONDS s"
+    left 40 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/fp8_accuracy.py $G --json $OUT/fp8-accuracy.json 2>&1 | tee $OUT/fp8-accuracy.log
+    echo "end at $SECONDS s"
+}
 "$1"
