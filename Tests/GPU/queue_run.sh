@@ -127,4 +127,40 @@ fourth() {
     left 40 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/fp8_accuracy.py $G --json $OUT/fp8-accuracy.json 2>&1 | tee $OUT/fp8-accuracy.log
     echo "end at $SECONDS s"
 }
+# fifth: v's statistics over every token (run 76 found the sample's mean cost `fp8-pv` 4.0e-2 ->
+#   5.1e-2 on the Wan 1.3B dense layer). Carry .gpu (without wan14b), .gpu-var (with
+#   `overlay.sh 1ad0e97 before`). Every set built; test_cuda.py; fp8_accuracy.py on main and on
+#   before; the pass's launches; Wan 1.3B fp8 and fp8-pv beside before; memcheck of the sampled range.
+fifth() {
+    LIMIT=${LIMIT:-400}
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/machine.log"
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    SETS="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
+    rm -rf $G-vbefore && mkdir -p $G-vbefore && cp $G/*.json $G-vbefore/ && ln -s "$(pwd)/$G/fp8synth-rec" $G-vbefore/
+    for s in wan13b fp8synth; do cp -r $G/$s $G-vbefore/ && cp .gpu-var/before/* $G-vbefore/$s/ && rm -f $G-vbefore/$s/$L; done
+    (sh Tests/GPU/build_sets.sh $G-vbefore wan13b fp8synth 2>&1 | tail -5) &
+    rm -rf "$G/wan13b-trace" && cp -r "$G/wan13b" "$G/wan13b-trace" && rm -f "$G/wan13b-trace/$L"
+    (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$G/wan13b-trace/build.sh" > "$OUT/trace-build.log" 2>&1 || echo "trace build failed") &
+    sh Tests/GPU/build_sets.sh $G $SETS 2>&1 | tail -30
+    wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$G timeout 150 python3 -m pytest -q -s -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
+      | grep -v "^[.s]*$" | grep -iv "passed\b.*skipped\b.*deselected" | tail -30
+    echo "tests done at $SECONDS s"
+    for g in $G $G-vbefore; do
+      left 40 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $g --json $OUT/fp8-accuracy-${g#.}.json 2>&1 | grep "^|" | tee $OUT/fp8-accuracy-${g#.}.log
+    done
+    echo "accuracy done at $SECONDS s"
+    M=$G/wan13b.json
+    left 40 && timeout 30 python3 Tests/GPU/fp8_pass_profile.py "main=$G/wan13b-trace/$L:$M" 2>&1 | tee "$OUT/profile.log"
+    for prec in fp8 fp8-pv; do
+      left 60 && timeout 45 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M before=$G-vbefore/wan13b/$L:$M \
+        --rounds 2 --precision $prec 2>&1 | tee $OUT/$prec-wan13b.log
+    done
+    left 40 && CALIBC_GPU_DIR=$(pwd)/$G timeout 35 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+        -k "sampled_range or (every_plan and t64 and fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
+    echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
+    echo "end at $SECONDS s"
+}
 "$1"

@@ -327,12 +327,13 @@ def sampled_tokens(tokens):
 
 @pytest.mark.parametrize("precision", FP8)
 def test_fp8_a_token_past_the_sampled_range(gpu_set, precision):
-    """The pass's scales of k and v must cover every valid token. A pass that takes them from a
-    sample (docs/gpu.md queue item 4: one token in 16, room for 8 times its range) must find a key
-    ×30 and a value ×100 its sample does not read and quantize their heads again at their scale.
-    Clipped instead, the float64 model (Tests/GPU/sampled_stats_model.py, dense 2,000 keys)
-    measures 0.40 (the key, `fp8`) and 0.67 (the value); covered, 8.4e-2 and 3.5–4.9e-2, as the
-    whole's statistics give: the bound is twice the tolerance of N(0, 1) inputs."""
+    """The pass's scales of k and v must cover every valid token. k's come from a sample (one
+    token in 16, room for 8 times its range), so a key ×30 the sample does not read must send its
+    head to the fixup, quantized again at its scale; v's see every token, so a value ×100 at such
+    a token must set its head's scale. Clipped instead, the float64 model
+    (Tests/GPU/sampled_stats_model.py, dense 2,000 keys) measures 0.40 (the key, `fp8`) and 0.67
+    (the value); covered, 8.4e-2 and 3.5–4.9e-2, as the whole's statistics give: the bound is
+    twice the tolerance of N(0, 1) inputs."""
     kernels, masks = gpu_set
     if not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")

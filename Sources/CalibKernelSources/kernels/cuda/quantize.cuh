@@ -2,17 +2,17 @@
  * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
  * four launches on the caller's stream:
  *
- *   stats     per (batch, head, chunk of 4096 tokens): v's and k's per-channel sum, minimum and
- *             maximum over a sample of the valid tokens (one in 16; padded text excluded)
+ *   stats     per (batch, head, chunk of 4096 tokens): v's per-channel sum, minimum and maximum
+ *             over the valid tokens, k's over a sample of them (one in 16); padded text excluded
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
- *             v's and k's means over the sample, and their limits: 8 times the sample's largest
- *             |x − mean|, whose scale (limit / 448) the quantize launch uses; the attention
+ *             v's mean and k's mean over the sample, and their limits: 8 times the largest
+ *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; the attention
  *             launch's redo flags cleared
  *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed; q's scale
  *             for the block (its largest magnitude / 448) and q / scale; (k − mean) / scale; a
- *             block whose largest |x − mean| passes the limit raises its head's amax to it
- *   fixup     per (batch, head), where amax was raised (else each CTA reads two words and ends):
- *             k or v quantized again at the scale of amax, and that scale published
+ *             block whose largest |k − mean| passes k's limit raises its head's amax to it
+ *   fixup     (CALIB_FP8_ALL) per (batch, head), where amax was raised (else each CTA reads a
+ *             word and ends): k quantized again at the scale of amax, and that scale published
  *
  * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
  * scale's granularity matters only for range, not for relative precision, and per-head scales
@@ -23,12 +23,15 @@
  * less than fp32, so O, which grows over a row's tiles with v's mean as the row sums do, lost the
  * late tiles' share (relative L2 3e-1 with v ~ N(1, 1) over 256 key tiles, docs/gpu.md run 62);
  * without it O wanders instead of growing, and the kernel adds it back to each normalized row in
- * fp32 (a row's probabilities sum to 1). Any vector serves as either mean (the softmax ignores
- * k's, and v's is added back exactly), so a sample's is as exact as the whole's and only has to
- * be near it; reading the whole of k and v for the statistics cost a third of the pass (run 70).
- * The sample's range times 8 leaves the values' smallest part as normal e4m3 all the same (e4m3
- * spans 2^15), and a token past it, which a sample may miss, costs a fixup rather than a clipped
- * value: Tests/GPU/sampled_stats_model.py models both. FP8 wgmma wants both operands K-major,
+ * fp32 (a row's probabilities sum to 1). For the same reason v's mean must be the whole's: a
+ * sample's leaves v − mean a mean of about σ / √samples a channel (2% of σ at Wan 1.3B), which
+ * over a long row of nearly even probabilities is larger than O itself and grows with the row
+ * sums as v's own mean did (run 76: `fp8-pv` 4.0e-2 → 5.1e-2 on the Wan 1.3B dense layer). Any
+ * vector serves as k's mean (the softmax ignores it), so k's statistics come from a sample,
+ * which halves what the stats launch reads (reading the whole of k and v cost a third of the pass
+ * in run 70). The sample's range times 8 leaves the values' smallest part as normal e4m3 all the
+ * same (e4m3 spans 2^15), and a key past it, which a sample may miss, costs a fixup rather than
+ * a clipped value: Tests/GPU/sampled_stats_model.py models both. FP8 wgmma wants both operands K-major,
  * so P V's B operand is vᵀ: this pass writes it transposed, which costs nothing extra since it
  * writes v anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.
@@ -44,7 +47,7 @@ namespace calib_cuda_detail {
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
 constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
-constexpr int kSampleStride = 16;                              /* the statistics read one token in 16 */
+constexpr int kSampleStride = 16;                              /* k's statistics read one token in 16 */
 constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
 constexpr int kStatChunk = 4096;                               /* tokens per stats CTA (256 samples) */
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
@@ -68,8 +71,8 @@ __host__ __device__ constexpr int samples_before(int valid) {
 struct Fp8Work {
     uint8_t *q, *k, *vt;
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
-    float *limit;   /* per (batch, head): k's, then v's limit on |x − mean| at the quantize launch's scale */
-    uint32_t *amax; /* per (batch, head): k's, then v's largest |x − mean| where past the limit (float bits), else 0 */
+    float *limit;   /* per (batch, head): k's limit on |k − mean| at the quantize launch's scale */
+    uint32_t *amax; /* per (batch, head): k's largest |k − mean| where past the limit (float bits), else 0 */
     uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
     int32_t *redo_list;   /* the count, then as many items */
 };
@@ -88,7 +91,7 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
-    const int64_t lim = take(bh * 2 * 4), am = take(bh * 2 * 4);
+    const int64_t lim = take(bh * 4), am = take(bh * 4);
     const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
@@ -147,7 +150,8 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
     const int chunk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     constexpr int kSamples = kStatChunk / kSampleStride;
-    const int m_end = min((chunk + 1) * kSamples, samples_before(valid_end(p, b)));
+    const int valid = valid_end(p, b), t_end = min((chunk + 1) * kStatChunk, valid);
+    const int m_end = min((chunk + 1) * kSamples, samples_before(valid));
     float st[2][3][8]; /* k's (unless kQK is false), then v's: sum, minimum, maximum per channel */
 #pragma unroll
     for (int x = 0; x < 2; ++x)
@@ -162,13 +166,16 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
         }
     };
 #pragma unroll 4
-    for (int m = chunk * kSamples + r0; m < m_end; m += kRowsPer) {
-        const int t = sampled_token(m);
+    for (int t = chunk * kStatChunk + r0; t < t_end; t += kRowsPer) {
         float f[8];
         load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
         gather(st[1], f);
-        if constexpr (kQK) {
-            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
+    }
+    if constexpr (kQK) { /* unrolled 4 times, ptxas spilled a word (bf16, head_dim 128) */
+#pragma unroll 2
+        for (int m = chunk * kSamples + r0; m < m_end; m += kRowsPer) {
+            float f[8];
+            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, sampled_token(m), h) + 8 * lane, f);
             gather(st[0], f);
         }
     }
@@ -197,9 +204,10 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
     __shared__ float red[128];
     const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
-    const int valid = valid_end(p, b), n = samples_before(valid);
-    /* x = 0: k (when kQK), 1: v. Channel c's mean over the sample, the head's limit and scale. */
+    const int valid = valid_end(p, b);
+    /* x = 0: k (when kQK), 1: v. Channel c's mean (k's over the sample), the head's limit and scale. */
     for (int x = kQK ? 0 : 1; x < 2; ++x) {
+        const int n = x ? valid : samples_before(valid);
         float sum = 0.f, lo = INFINITY, hi = -INFINITY;
         for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
             const float *s = part + i * kStatFloats + 3 * kDim * x;
@@ -217,8 +225,10 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         if (c == 0) {
             const float limit = kMargin * most;
             (x ? w.vscale : w.kscale)[bh] = limit > 0.f ? limit / kFp8Max : 1.f;
-            w.limit[2 * bh + x] = limit;
-            w.amax[2 * bh + x] = 0u;
+            if (x == 0) {
+                w.limit[bh] = limit;
+                w.amax[bh] = 0u;
+            }
         }
     }
     /* The attention launch's redo flags start cleared (the workspace is the caller's memory). */
@@ -262,17 +272,16 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
     return amax;
 }
 
-/* v's block `blk` less its mean, times vinv, transposed through `vt` (shared memory) into vᵀ;
- * returns this thread's largest |v − mean|. A thread takes the four keys that one lane's P
+/* v's block `blk` less its mean, times vinv, transposed through `vt` (shared memory) into vᵀ
+ * (its statistics saw every token, so no value passes the scale's limit). A thread takes the four keys that one lane's P
  * fragment holds at positions 4c .. 4c+3 of a group of 16 (key_position) and 16 channels, so it
  * writes each channel's four bytes as one word; a warp's 32 threads are the block's 32 such quads
  * of one channel range, so each of its stores fills 32 banks of one row once. */
 template <typename T>
-__device__ __forceinline__ float quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
+__device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
                                             uint32_t (*vt)[32]) {
     const int tid = threadIdx.x, bh = b * p.heads + h;
     constexpr int kVTasks = 32 * (kDim / 16);
-    float amax = 0.f;
     __syncthreads(); /* vt is free: the block before's copy out is done */
     if (tid < kVTasks) {
         const int quad = tid % 32, ch0 = 16 * (tid / 32), c4 = quad % 4;
@@ -293,9 +302,7 @@ __device__ __forceinline__ float quantize_v(const Params &p, const Fp8Work &w, i
             float e[4]; /* padding and the rows past the sequence as zeros */
 #pragma unroll
             for (int x = 0; x < 4; ++x) {
-                const float d = f[x][i] - mean;
-                if (valid[x]) amax = fmaxf(amax, fabsf(d));
-                e[x] = valid[x] ? d * vinv : 0.f;
+                e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
             }
             vt[ch0 + i][quad] = e4m3x2(e[0], e[1]) | e4m3x2(e[2], e[3]) << 16;
         }
@@ -309,7 +316,6 @@ __device__ __forceinline__ float quantize_v(const Params &p, const Fp8Work &w, i
         const int row = i / 8, part = i % 8, panel = part / 2, half = (part % 2) ^ ((row >> 2) & 1);
         *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
     }
-    return amax;
 }
 
 /* Raises amax[i] to the CTA's largest x where that passes limit[i] (the fixup's cue). */
@@ -354,33 +360,26 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         }
 
         /* k: its mean over tokens subtracted, the head's scale. */
-        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, 2 * bh, red);
+        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);
     }
     /* v: its mean over tokens subtracted, the head's scale, transposed. */
-    report_past_limit(quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt), w, 2 * bh + 1, red);
+    quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt);
 #endif
 }
 
 /* kFixCtas CTAs of 256 threads per (batch, head), taking its blocks in turn: where the quantize
- * launch found k or v past its limit, quantized again at amax's scale, which the attention launch
- * then reads. Elsewhere (all but unheard-of inputs) each CTA reads two words and ends. */
-template <typename T, bool kQK>
+ * launch found k past its limit, k quantized again at amax's scale, which the attention launch
+ * then reads. Elsewhere (all but unheard-of inputs) each CTA reads a word and ends. */
+template <typename T>
 __global__ void __launch_bounds__(256) calib_fp8_fixup(const Params p, const Fp8Work w) {
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
-    __shared__ __align__(16) uint32_t vt[kDim][32];
     const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
-    const float kmax = kQK ? __uint_as_float(w.amax[2 * bh]) : 0.f, vmax = __uint_as_float(w.amax[2 * bh + 1]);
-    if (kmax == 0.f && vmax == 0.f) return;
-    const float kscale = kmax / kFp8Max, vscale = vmax / kFp8Max;
+    const float kmax = __uint_as_float(w.amax[bh]);
+    if (kmax == 0.f) return;
+    const float kscale = kmax / kFp8Max;
     const int end = valid_end(p, b);
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-        if (kmax > 0.f) w.kscale[bh] = kscale;
-        if (vmax > 0.f) w.vscale[bh] = vscale;
-    }
-    for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas) {
-        if (kQK && kmax > 0.f) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);
-        if (vmax > 0.f) quantize_v<T>(p, w, blk, b, h, end, 1.f / vscale, vt);
-    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) w.kscale[bh] = kscale;
+    for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);
 #endif
 }
 
