@@ -163,4 +163,28 @@ fifth() {
     echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
     echo "end at $SECONDS s"
 }
+# sixth: the stats launch in chunks of 1024 tokens beside fifth's 4096 (vfull: `overlay.sh 6077470
+#   vfull`). Carry .gpu (without wan14b), .gpu-var. FP8 tests, accuracy, the pass's launches, Wan 1.3B.
+sixth() {
+    LIMIT=${LIMIT:-200}
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    variant vfull wan13b $G-vvfull
+    rm -rf "$G/wan13b-trace" && cp -r "$G/wan13b" "$G/wan13b-trace" && rm -f "$G/wan13b-trace/$L"
+    (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$G/wan13b-trace/build.sh" > "$OUT/trace-build.log" 2>&1 || echo "trace build failed") &
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong 2>&1 | tail -30
+    wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$G timeout 60 python3 -m pytest -q -s -m gpu -k "fp8 or long" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
+      | grep -v "^[.s]*$" | tail -12
+    echo "tests done at $SECONDS s"
+    left 40 && timeout 40 python3 Tests/GPU/fp8_accuracy.py $G 2>&1 | grep "^|" | tee $OUT/fp8-accuracy.log
+    M=$G/wan13b.json
+    left 40 && timeout 30 python3 Tests/GPU/fp8_pass_profile.py "main=$G/wan13b-trace/$L:$M" 2>&1 | tee "$OUT/profile.log"
+    for prec in fp8-pv fp8; do
+      left 30 && timeout 30 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M vfull=$G-vvfull/wan13b/$L:$M \
+        --rounds 2 --precision $prec 2>&1 | tee $OUT/$prec-wan13b.log
+    done
+    echo "end at $SECONDS s"
+}
 "$1"
