@@ -6,6 +6,9 @@ past the range clipped, as a pass without the fixup would leave them. One layer 
 and 2,000 keys (the test sets' size), head_dim 128, 8 draws; `fp8` (Q Kᵀ on e4m3 too: q per
 block of 128) and `fp8-pv` (only v on e4m3); P as e4m3 of 2^6 times the exponential. Relative
 L2 against float64, means of the draws; the layer's roundings are exp_code_model.py's.
+It does not model the tensor cores' reduced-precision FP8 accumulation, and so missed what a
+sampled v mean costs over long rows (docs/gpu.md run 76: `fp8-pv` 4.0e-2 -> 5.1e-2 on a 32k-token
+layer); since v24 the pass takes v's statistics over every token and only k's from the sample.
 usage: python3 Tests/GPU/sampled_stats_model.py   (no GPU; seconds)"""
 import numpy as np
 
