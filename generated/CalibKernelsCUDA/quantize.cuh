@@ -279,10 +279,10 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
 }
 
 /* v's block `blk` less its mean, times vinv, transposed through `vt` (shared memory) into vᵀ
- * (its statistics saw every token, so no value passes the scale's limit). A thread takes the four keys that one lane's P
- * fragment holds at positions 4c .. 4c+3 of a group of 16 (key_position) and 16 channels, so it
- * writes each channel's four bytes as one word; a warp's 32 threads are the block's 32 such quads
- * of one channel range, so each of its stores fills 32 banks of one row once. */
+ * (v's statistics saw every token, so no value passes its limit). A thread takes the four keys
+ * that one lane's P fragment holds at positions 4c .. 4c+3 of a group of 16 (key_position) and 16
+ * channels, so it writes each channel's four bytes as one word; a warp's 32 threads are the
+ * block's 32 such quads of one channel range, so each of its stores fills 32 banks of one row once. */
 template <typename T>
 __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
                                             uint32_t (*vt)[32]) {
@@ -307,9 +307,7 @@ __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, in
             const float mean = w.vmean[(int64_t)bh * kDim + ch0 + i];
             float e[4]; /* padding and the rows past the sequence as zeros */
 #pragma unroll
-            for (int x = 0; x < 4; ++x) {
-                e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
-            }
+            for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
             vt[ch0 + i][quad] = e4m3x2(e[0], e[1]) | e4m3x2(e[2], e[3]) << 16;
         }
     }
