@@ -9,6 +9,9 @@ their times mean anything.
   no-qk        no Q Kᵀ products (S left at zero)
   softmax-only neither product: the softmax alone, with its waits and turns
   no-pingpong  the bf16/f16 warpgroups issue their products without taking turns (FP8 takes none)
+  fp8-turns    the FP8 warpgroups take turns as bf16's do (correct output): since P's codes need no
+               exponentials (v21), does a softmax short enough to hide under the other warpgroup's
+               products make the turns pay again (3% slower in run 64, v16)?
   pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
@@ -43,6 +46,7 @@ ZERO_S = """#pragma unroll
                 for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
 TURNS = """    static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */"""
 NO_TURNS = """    static constexpr bool kTurns = false;"""
+FP8_TURNS = """    static constexpr bool kTurns = true;"""
 
 PACK = """        pa[2 * g] = Pack<T>::two(e0, e1);
         pa[2 * g + 1] = Pack<T>::two(e2, e3);"""
@@ -83,6 +87,7 @@ VARIANTS = {
     "no-qk": [(QK, ZERO_S)],
     "softmax-only": [(PV, ""), (QK, ZERO_S)],
     "no-pingpong": [(TURNS, NO_TURNS)],
+    "fp8-turns": [(NO_TURNS, FP8_TURNS)],
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
     "head-major": [(GROUP, BY_HEAD)],
