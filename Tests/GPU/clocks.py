@@ -4,9 +4,10 @@ attention of a Wan shape back to back for a few seconds while nvidia-smi samples
 the board power every 50 ms; the samples of the middle of each interval give the clock the kernel
 ran at, and time × clock ÷ (128 × 128 tiles a CTA) gives cycles a tile, the figure the per-item
 trace (trace.py) measures for calibc with clock64. Kernels alternate (calibc, FA4, cuDNN, twice)
-so the card's temperature falls on all alike.
-usage: PYTHONPATH=python clocks.py LABEL=DIR.so:masks.json ... [--seconds S]  (builds of one masks file
-are compared with each other, cuDNN and FA4 at its shape)"""
+so the card's temperature falls on all alike. --precision fp8 (or fp8-pv) adds each build's FP8
+call (issue 27: does e4m3 run at bf16's clock?).
+usage: PYTHONPATH=python clocks.py LABEL=DIR.so:masks.json ... [--seconds S] [--precision P]  (builds of
+one masks file are compared with each other, cuDNN and FA4 at its shape)"""
 import subprocess, sys, threading, time
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from bench_gpu import builds_by_masks, dense_inputs, fa4, fa4_func, layer_call
 
 seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 3.0
+precision = sys.argv[sys.argv.index("--precision") + 1] if "--precision" in sys.argv else None
 samples = []  # (host time, SM MHz, W)
 
 
@@ -70,6 +72,9 @@ def main():
                 torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
         runs = {label: (lambda lib=lib: layer_call(lib, None, 0, q, k, v, out)) for label, lib in builds}
+        if precision:
+            runs.update({f"{label} {precision}": (lambda lib=lib: layer_call(lib, None, 0, q, k, v, out, precision))
+                         for label, lib in builds})
         runs["cuDNN"] = cudnn
         if fa4_func is not None:
             runs["FA4"] = lambda: fa4(q4, k4, v4)
