@@ -7,6 +7,8 @@ the same inputs, relative L2 = ‖out − ref‖ / ‖ref‖ over the whole laye
   K offset channels  four channels of k at 20 ± 1: large and nearly constant over tokens
   K scaled channels  four channels of k ×10: large and varying
   V mean 1           v + 1 in every channel: O grows over a row's tiles as its sums do
+  even probabilities q = 0: every row's O is v's mean, the case where whatever mean is left in
+                     v − mean after the pass outweighs O (a sampled v mean did: docs/gpu.md run 76)
   synthetic recording  q and k of `calibc synth` (docs/recordings.md; the set DIR/fp8synth,
                      calibrated on it), v standard normal
 
@@ -66,6 +68,8 @@ def inputs(kind, heads, tokens, dim, recording=None):
         k[..., :4] *= 10.0
     elif kind == "V mean 1":
         v += 1.0
+    elif kind == "even probabilities":
+        q.zero_()
     elif kind == "synthetic recording":
         q, k = recording
     return tuple(t.to(torch.bfloat16) for t in (q, k, v))
@@ -101,7 +105,7 @@ def main():
         print(json.dumps(r), flush=True)
 
     dim, tokens, heads = wan.head_dim, wan.tokens, wan.heads
-    for kind in ("N(0, 1)", "K offset channels", "K scaled channels", "V mean 1"):
+    for kind in ("N(0, 1)", "K offset channels", "K scaled channels", "V mean 1", "even probabilities"):
         q, k, v = inputs(kind, heads, tokens, dim)
         step = wan.steps[0]
         for layer in (None, 2, 5):
