@@ -187,4 +187,32 @@ sixth() {
     done
     echo "end at $SECONDS s"
 }
+# seventh and eighth (docs/gpu.md queue, written 2026-12-05 before the calls; carry .gpu without
+#   wan14b, and .gpu-var with `overlay.sh fffa1a3 tree` for eighth):
+#   seventh  what paces `fp8` after v21: the stage removals fp8-turns, softmax-only, no-softmax.
+#   eighth   clocks.py with --precision fp8; fp8_accuracy.py (its even-probabilities row) on main
+#            and on the tree's pass; the memcheck run 77's timeout cut off.
+seventh() {
+    PRECISION=fp8 bash Tests/GPU/ablate_run.sh $G wan13b fp8-turns softmax-only no-softmax
+}
+eighth() {
+    LIMIT=${LIMIT:-400}
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    rm -rf $G-vtree && mkdir -p $G-vtree && cp $G/*.json $G-vtree/ && ln -s "$(pwd)/$G/fp8synth-rec" $G-vtree/
+    for s in wan13b fp8synth; do cp -r $G/$s $G-vtree/ && cp .gpu-var/tree/* $G-vtree/$s/ && rm -f $G-vtree/$s/$L; done
+    (sh Tests/GPU/build_sets.sh $G-vtree wan13b fp8synth 2>&1 | tail -5) &
+    sh Tests/GPU/build_sets.sh $G t64 wan13b fp8synth 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    M=$G/wan13b.json
+    timeout 90 python3 Tests/GPU/clocks.py main=$G/wan13b/$L:$M --precision fp8 2>&1 | tee $OUT/clocks.log
+    for g in $G $G-vtree; do
+      left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $g 2>&1 | grep "^|" | tee $OUT/fp8-accuracy-${g#.}.log
+    done
+    left 100 && CALIBC_GPU_DIR=$(pwd)/$G timeout 90 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+        -k "sampled_range or (every_plan and t64 and fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
+    echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
+    echo "end at $SECONDS s"
+}
 "$1"
