@@ -215,4 +215,12 @@ eighth() {
     echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
     echo "end at $SECONDS s"
 }
+# ninth (carry .gpu/wan14b, .gpu/wan14b.json, .gpu-var): where Wan 14B's scattered plans lose to its
+#   calibrated-like ones (effective 0.81-0.85 of dense against 0.89-0.97, run 76): CTA 0's cycles
+#   per item on layers 1 (calibrated-like 0.5), 7 and 9 (scattered 0.5, 0.1), a trace build.
+ninth() {
+    rm -rf "$G/wan14b-trace" && cp -r "$G/wan14b" "$G/wan14b-trace" && rm -f "$G/wan14b-trace/$L"
+    NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$G/wan14b-trace/build.sh" > "$OUT/trace-build.log" 2>&1 || { echo "trace build failed"; return 1; }
+    PYTHONPATH=$(pwd)/python timeout 200 python3 Tests/GPU/trace.py "$G/wan14b-trace/$L:$G/wan14b.json" 1 7 9 2>&1 | tee "$OUT/trace.log"
+}
 "$1"
