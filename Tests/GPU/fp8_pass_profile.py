@@ -40,11 +40,11 @@ for mj, builds in groups.items():
                 assert lib.lib.calib_cuda_pass_read(ms) == 0
                 each.append([x * 1e3 for x in ms])
             med = np.median(np.array(each), axis=0)
-            # Bytes each pass launch must move (bf16 in, e4m3 out): stats reads one token in 16 of
-            # k (fp8) and v; quantize reads q, k (fp8) and v once from memory and writes each as a
-            # byte an element.
+            # Bytes each pass launch must move (bf16 in, e4m3 out): stats reads all of v and, for
+            # fp8, one token in 16 of k; quantize reads q, k (fp8) and v once from memory and
+            # writes each as a byte an element.
             n = 3 if precision == "fp8" else 1
-            need = {"stats": (2 if precision == "fp8" else 1) * 2 * bhnd / 16, "quantize": n * 3 * bhnd}
+            need = {"stats": 2 * bhnd * (1 + (1 / 16 if precision == "fp8" else 0)), "quantize": n * 3 * bhnd}
             parts = [f"{r} {d:.1f} µs" + (f" ({need[r] / d / 1e6:.2f} TB/s)" if r in need else "") for r, d in zip(roles, med)]
             print(f"{mj} {where} {precision}: call {wall:.1f} µs, launches {med.sum():.1f}: " + "; ".join(parts), flush=True)
     del q, k, v, out

@@ -19,6 +19,25 @@ variant() {
     rm -rf "$3" && mkdir -p "$3" && cp -r "$G/$2" "$3/" && rm -f "$3/$2/$L" && cp ".gpu-var/$1"/* "$3/$2/"
     (sh "$3/$2/build.sh" > "$OUT/build-$1-$2.log" 2>&1 || echo "$1 $2 build failed") &
 }
+# accuracy_dir NAME: $G-vNAME, what fp8_accuracy.py reads (wan13b and fp8synth with .gpu-var/NAME's
+# kernel files, the recording linked), built in the background (wait for it).
+accuracy_dir() {
+    local d=$G-v$1
+    rm -rf $d && mkdir -p $d && cp $G/*.json $d/ && ln -s "$(pwd)/$G/fp8synth-rec" $d/
+    for s in wan13b fp8synth; do cp -r $G/$s $d/ && cp .gpu-var/$1/* $d/$s/ && rm -f $d/$s/$L; done
+    (sh Tests/GPU/build_sets.sh $d wan13b fp8synth 2>&1 | tail -5) &
+}
+# trace_build DIR SET: DIR/SET-trace, DIR/SET built with -DCALIB_CUDA_TRACE (trace.py, fp8_pass_profile.py).
+trace_build() {
+    rm -rf "$1/$2-trace" && cp -r "$1/$2" "$1/$2-trace" && rm -f "$1/$2-trace/$L"
+    NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$1/$2-trace/build.sh" > "$OUT/trace-build-${1#.}-$2.log" 2>&1 || { echo "$1 $2 trace build failed"; return 1; }
+}
+# memcheck_fp8 SECONDS: compute-sanitizer over the sampled-range tests and t64's FP8 plans.
+memcheck_fp8() {
+    CALIBC_GPU_DIR=$(pwd)/$G timeout $1 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+        -k "sampled_range or (every_plan and t64 and fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
+    echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
+}
 first() {
     LIMIT=${LIMIT:-540}
     cp .fa4/small/* .fa4/a/* /tmp/fa4/ 2>/dev/null; ls /tmp/fa4 | wc -l
@@ -31,10 +50,7 @@ first() {
     rm -rf $G-vq && mkdir -p $G-vq && cp $G/*.json $G-vq/
     for s in $SETS; do cp -r $G/$s $G-vq/ && cp .gpu-var/qconv/* $G-vq/$s/ && rm -f $G-vq/$s/$L; done
     for v in before sumref; do variant $v $S $G-v$v; done
-    for g in $G $G-vq; do
-      rm -rf "$g/wan13b-trace" && cp -r "$g/wan13b" "$g/wan13b-trace" && rm -f "$g/wan13b-trace/$L"
-      (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$g/wan13b-trace/build.sh" > "$OUT/trace-build-${g#.}.log" 2>&1 || echo "$g trace build failed") &
-    done
+    for g in $G $G-vq; do trace_build $g wan13b & done
     (sh Tests/GPU/build_sets.sh "$G" $SETS 2>&1 | tail -30) &
     (sh Tests/GPU/build_sets.sh "$G-vq" $SETS 2>&1 | tail -30) &
     wait
@@ -137,11 +153,8 @@ fifth() {
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     SECONDS=0
     SETS="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
-    rm -rf $G-vbefore && mkdir -p $G-vbefore && cp $G/*.json $G-vbefore/ && ln -s "$(pwd)/$G/fp8synth-rec" $G-vbefore/
-    for s in wan13b fp8synth; do cp -r $G/$s $G-vbefore/ && cp .gpu-var/before/* $G-vbefore/$s/ && rm -f $G-vbefore/$s/$L; done
-    (sh Tests/GPU/build_sets.sh $G-vbefore wan13b fp8synth 2>&1 | tail -5) &
-    rm -rf "$G/wan13b-trace" && cp -r "$G/wan13b" "$G/wan13b-trace" && rm -f "$G/wan13b-trace/$L"
-    (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$G/wan13b-trace/build.sh" > "$OUT/trace-build.log" 2>&1 || echo "trace build failed") &
+    accuracy_dir before
+    trace_build $G wan13b &
     sh Tests/GPU/build_sets.sh $G $SETS 2>&1 | tail -30
     wait
     echo "built in $SECONDS s"
@@ -158,9 +171,7 @@ fifth() {
       left 60 && timeout 45 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M before=$G-vbefore/wan13b/$L:$M \
         --rounds 2 --precision $prec 2>&1 | tee $OUT/$prec-wan13b.log
     done
-    left 40 && CALIBC_GPU_DIR=$(pwd)/$G timeout 35 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
-        -k "sampled_range or (every_plan and t64 and fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
-    echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
+    left 40 && memcheck_fp8 35
     echo "end at $SECONDS s"
 }
 # sixth: the stats launch in chunks of 1024 tokens beside fifth's 4096 (vfull: `overlay.sh 6077470
@@ -170,8 +181,7 @@ sixth() {
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     SECONDS=0
     variant vfull wan13b $G-vvfull
-    rm -rf "$G/wan13b-trace" && cp -r "$G/wan13b" "$G/wan13b-trace" && rm -f "$G/wan13b-trace/$L"
-    (NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$G/wan13b-trace/build.sh" > "$OUT/trace-build.log" 2>&1 || echo "trace build failed") &
+    trace_build $G wan13b &
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong 2>&1 | tail -30
     wait
     echo "built in $SECONDS s"
@@ -199,9 +209,7 @@ eighth() {
     LIMIT=${LIMIT:-400}
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     SECONDS=0
-    rm -rf $G-vtree && mkdir -p $G-vtree && cp $G/*.json $G-vtree/ && ln -s "$(pwd)/$G/fp8synth-rec" $G-vtree/
-    for s in wan13b fp8synth; do cp -r $G/$s $G-vtree/ && cp .gpu-var/tree/* $G-vtree/$s/ && rm -f $G-vtree/$s/$L; done
-    (sh Tests/GPU/build_sets.sh $G-vtree wan13b fp8synth 2>&1 | tail -5) &
+    accuracy_dir tree
     sh Tests/GPU/build_sets.sh $G t64 wan13b fp8synth 2>&1 | tail -5
     wait
     echo "built in $SECONDS s"
@@ -210,17 +218,14 @@ eighth() {
     for g in $G $G-vtree; do
       left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $g 2>&1 | grep "^|" | tee $OUT/fp8-accuracy-${g#.}.log
     done
-    left 100 && CALIBC_GPU_DIR=$(pwd)/$G timeout 90 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
-        -k "sampled_range or (every_plan and t64 and fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
-    echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
+    left 100 && memcheck_fp8 90
     echo "end at $SECONDS s"
 }
 # ninth (carry .gpu/wan14b, .gpu/wan14b.json, .gpu-var): where Wan 14B's scattered plans lose to its
 #   calibrated-like ones (effective 0.81-0.85 of dense against 0.89-0.97, run 76): CTA 0's cycles
 #   per item on layers 1 (calibrated-like 0.5), 7 and 9 (scattered 0.5, 0.1), a trace build.
 ninth() {
-    rm -rf "$G/wan14b-trace" && cp -r "$G/wan14b" "$G/wan14b-trace" && rm -f "$G/wan14b-trace/$L"
-    NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$G/wan14b-trace/build.sh" > "$OUT/trace-build.log" 2>&1 || { echo "trace build failed"; return 1; }
+    trace_build $G wan14b || return 1
     PYTHONPATH=$(pwd)/python timeout 200 python3 Tests/GPU/trace.py "$G/wan14b-trace/$L:$G/wan14b.json" 1 7 9 2>&1 | tee "$OUT/trace.log"
 }
 "$1"
