@@ -8,6 +8,11 @@ their times mean anything.
   no-pv        no P V products
   no-qk        no Q Kᵀ products (S left at zero)
   softmax-only neither product: the softmax alone, with its waits and turns
+  loads-only   neither product nor the softmax: the loop's loads, waits, turns and P's packing
+               (is the rate K and V come from L2 what both halves run into?)
+  no-loads     K and V loaded into each stage once (a CTA's first tiles), then never again (the
+               producer arrives on their barriers with no bytes): all of the loop's arithmetic
+               and none of its traffic
   no-pingpong  the bf16/f16 warpgroups issue their products without taking turns (FP8 takes none)
   fp8-turns    the FP8 warpgroups take turns as bf16's do (correct output): since P's codes need no
                exponentials (v21), does a softmax short enough to hide under the other warpgroup's
@@ -44,6 +49,15 @@ PV = """                Ops::pv(o, pa, dv0 + sp * kVDesc);"""
 QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc);"""
 ZERO_S = """#pragma unroll
                 for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
+K_LOADS = """            mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
+#pragma unroll
+            for (int k = 0; k < kSubs; ++k) Ops::load_k(r.sk + stage * Ops::kKBytes, k, &tk, r.k_full(stage), row0[k], h, b);"""
+V_LOADS = """            mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
+#pragma unroll
+            for (int k = 0; k < kSubs; ++k) Ops::load_v(r.sv + stage * Ops::kVStage, k, &tv, p, r.v_full(stage), row0[k], h, b);"""
+ONCE = "round == 0 && first < kStages * kSubs"
+NO_K_LOADS = K_LOADS.replace("Ops::kKBytes);", f"{ONCE} ? Ops::kKBytes : 0);").replace(") Ops::load_k", f") if ({ONCE}) Ops::load_k")
+NO_V_LOADS = V_LOADS.replace("Ops::kVBytes);", f"{ONCE} ? Ops::kVBytes : 0);").replace(") Ops::load_v", f") if ({ONCE}) Ops::load_v")
 TURNS = """    static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */"""
 NO_TURNS = """    static constexpr bool kTurns = false;"""
 FP8_TURNS = """    static constexpr bool kTurns = true;"""
@@ -86,6 +100,8 @@ VARIANTS = {
     "no-pv": [(PV, "")],
     "no-qk": [(QK, ZERO_S)],
     "softmax-only": [(PV, ""), (QK, ZERO_S)],
+    "loads-only": [(PV, ""), (QK, ZERO_S), (SOFTMAX, NO_SOFTMAX)],
+    "no-loads": [(K_LOADS, NO_K_LOADS), (V_LOADS, NO_V_LOADS)],
     "no-pingpong": [(TURNS, NO_TURNS)],
     "fp8-turns": [(NO_TURNS, FP8_TURNS)],
     "pack-trunc": [(PACK, TRUNC)],

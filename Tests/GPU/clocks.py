@@ -5,19 +5,28 @@ the board power every 50 ms; the samples of the middle of each interval give the
 ran at, and time × clock ÷ (128 × 128 tiles a CTA) gives cycles a tile, the figure the per-item
 trace (trace.py) measures for calibc with clock64. Kernels alternate (calibc, FA4, cuDNN, twice)
 so the card's temperature falls on all alike. --precision fp8 (or fp8-pv) adds each build's FP8
-call (issue 27: does e4m3 run at bf16's clock?).
-usage: PYTHONPATH=python clocks.py LABEL=DIR.so:masks.json ... [--seconds S] [--precision P]  (builds of
-one masks file are compared with each other, cuDNN and FA4 at its shape)"""
+call (issue 27: does e4m3 run at bf16's clock?). --layers runs those layers' plans (the first
+step) instead of the dense call, FA4 with the same kept blocks, and counts cycles over the kept
+tiles (issue 29: do Wan 14B's scattered plans lose cycles or clock?).
+usage: PYTHONPATH=python clocks.py LABEL=DIR.so:masks.json ... [--seconds S] [--precision P] [--layers L ...]
+(builds of one masks file are compared with each other, cuDNN and FA4 at its shape)"""
 import subprocess, sys, threading, time
 
 import numpy as np
 import torch
 from torch.nn.attention import sdpa_kernel, SDPBackend
 
-from bench_gpu import builds_by_masks, dense_inputs, fa4, fa4_func, layer_call
+import calibc
+from bench_gpu import builds_by_masks, density, dense_inputs, fa4, fa4_blocks, fa4_func, layer_call
 
 seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 3.0
 precision = sys.argv[sys.argv.index("--precision") + 1] if "--precision" in sys.argv else None
+layers = []
+if "--layers" in sys.argv:
+    for a in sys.argv[sys.argv.index("--layers") + 1:]:
+        if a.startswith("--"):
+            break
+        layers.append(int(a))
 samples = []  # (host time, SM MHz, W)
 
 
@@ -65,25 +74,32 @@ def main():
         B, H, N, D = 1, lib0.heads, lib0.tokens, lib0.head_dim
         q, k, v, q4, k4, v4, out = dense_inputs(lib0)
         nb = -(-N // 128)
-        tiles_per_sm = B * H * nb * nb / sms
+        masks = calibc.Masks.read(mj) if layers else None
+        for layer in layers or [None]:
+            step = lib0.steps[0] if layer is not None else None
+            dens = density(masks, step, layer) if layer is not None else 1.0
+            tiles_per_sm = B * H * nb * nb * dens / sms
+            where = f"{mj} layer {layer} density {dens:.3f}" if layer is not None else mj
 
-        def cudnn():
-            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-                torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            def cudnn():
+                with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
-        runs = {label: (lambda lib=lib: layer_call(lib, None, 0, q, k, v, out)) for label, lib in builds}
-        if precision:
-            runs.update({f"{label} {precision}": (lambda lib=lib: layer_call(lib, None, 0, q, k, v, out, precision))
-                         for label, lib in builds})
-        runs["cuDNN"] = cudnn
-        if fa4_func is not None:
-            runs["FA4"] = lambda: fa4(q4, k4, v4)
-        for rnd in range(2):
-            for name, f in runs.items():
-                ms, mhz, w, n = sustained(f)
-                cycles = ms * 1e-3 * mhz * 1e6 / tiles_per_sm
-                print(f"{mj} round {rnd} {name}: {ms:.3f} ms, {4 * B * H * N * N * D / ms / 1e9:.0f} TFLOP/s, "
-                      f"SM {mhz:.0f} MHz, {w:.0f} W ({n} samples), {cycles:.0f} cycles a tile", flush=True)
+            runs = {label: (lambda lib=lib: layer_call(lib, step, layer, q, k, v, out)) for label, lib in builds}
+            if precision:
+                runs.update({f"{label} {precision}": (lambda lib=lib: layer_call(lib, step, layer, q, k, v, out, precision))
+                             for label, lib in builds})
+            if layer is None:
+                runs["cuDNN"] = cudnn
+            if fa4_func is not None:
+                blocks = fa4_blocks(masks, step, layer, H) if layer is not None else None
+                runs["FA4"] = lambda blocks=blocks: fa4(q4, k4, v4, blocks)
+            for rnd in range(2):
+                for name, f in runs.items():
+                    ms, mhz, w, n = sustained(f)
+                    cycles = ms * 1e-3 * mhz * 1e6 / tiles_per_sm
+                    print(f"{where} round {rnd} {name}: {ms:.3f} ms, {4 * B * H * N * N * D * dens / ms / 1e9:.0f} TFLOP/s, "
+                          f"SM {mhz:.0f} MHz, {w:.0f} W ({n} samples), {cycles:.0f} cycles a tile", flush=True)
         del q, k, v, q4, k4, v4, out
         torch.cuda.empty_cache()
     ev.set()

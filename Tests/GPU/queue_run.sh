@@ -228,4 +228,25 @@ ninth() {
     trace_build $G wan14b || return 1
     PYTHONPATH=$(pwd)/python timeout 200 python3 Tests/GPU/trace.py "$G/wan14b-trace/$L:$G/wan14b.json" 1 7 9 2>&1 | tee "$OUT/trace.log"
 }
+# tenth (carry .gpu with wan14b and fp8synth-rec, .gpu-var with `overlay.sh fffa1a3 tree`): run 79
+#   found fp8's softmax alone (0.70-0.74 of the loop) and its products alone (0.71) both far above
+#   their issue and tensor floors, at about the rate K and V come from L2: the loop without its
+#   loads and with nothing but them, in both precisions; Wan 14B's layers sustained with the SM
+#   clock and power (scattered plans: cycles or clock?) and CTA 0's items with their tile counts;
+#   then eighth.
+tenth() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    OUT=$OUT/fp8 PRECISION=fp8 bash Tests/GPU/ablate_run.sh $G wan13b loads-only no-loads 2>&1 | grep -v "^  wg. item \([4-9]\|1[01]\)"
+    echo "fp8 ablation done at $SECONDS s"
+    OUT=$OUT/bf16 bash Tests/GPU/ablate_run.sh $G wan13b loads-only no-loads 2>&1 | grep -v "^  wg. item \([4-9]\|1[01]\)"
+    echo "bf16 ablation done at $SECONDS s"
+    sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -3
+    PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU timeout 120 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$G/wan14b.json \
+        --seconds 2 --layers 0 1 7 9 2>&1 | tee $OUT/clocks14.log
+    echo "clocks done at $SECONDS s"
+    left 100 && ninth
+    echo "trace done at $SECONDS s"
+    left 200 && LIMIT=$((LIMIT - SECONDS)) eighth
+}
 "$1"

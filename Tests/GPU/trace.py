@@ -22,15 +22,16 @@ for layer in layers:
     lib.lib.calib_cuda_trace_read(buf)
     t = np.array(buf[:], dtype=np.int64)
     print(f"layer {layer}: cycles per item of CTA 0: gap | wait Q | first Q K (with the previous block's stores) | "
-          f"loop | epilogue (row sums, packing) | item total; producer Q waits")
+          f"loop | epilogue (row sums, packing) | item total | key tiles, loop cycles a tile; producer Q waits")
     for wg in range(2):
-        rows = t[wg * 256: wg * 256 + 256].reshape(32, 8)[:, :5]
+        rows = t[wg * 256: wg * 256 + 256].reshape(32, 8)[:, :6]
         for r in range(1, 12):
             a = rows[r]
             if a[0] == 0 or a[4] == 0:
                 break
             prev_end = rows[r - 1][4]
             print(f"  wg{wg + 1} item {r}: gap {a[0] - prev_end:6d} waitQ {a[1] - a[0]:6d} firstS {a[2] - a[1]:6d} "
-                  f"loop {a[3] - a[2]:8d} epilogue {a[4] - a[3]:6d} total {a[4] - prev_end:8d}")
+                  f"loop {a[3] - a[2]:8d} epilogue {a[4] - a[3]:6d} total {a[4] - prev_end:8d} tiles {a[5]:4d} "
+                  f"{(a[3] - a[2]) / max(a[5], 1):6.0f}")
     pr = t[512:768].reshape(64, 4)
     print("  producer q_empty waits:", [int(pr[r][1] - pr[r][0]) for r in range(1, 10)])

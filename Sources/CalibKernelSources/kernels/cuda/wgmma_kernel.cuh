@@ -27,8 +27,10 @@ namespace calib_cuda_detail {
 #ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items, for docs/gpu.md (Tests/GPU/trace.py) */
 __device__ long long calib_trace[1024];
 #define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
+#define CALIB_NOTE(slot, cond, value) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = (value); } while (0)
 #else
 #define CALIB_MARK(slot, cond) do { } while (0)
+#define CALIB_NOTE(slot, cond, value) do { } while (0)
 #endif
 
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
@@ -544,6 +546,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         }
 
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
+        CALIB_NOTE((wg - 1) * 256 + round * 8 + 5, t == 0 && round < 32, ntiles);
         float inv0, inv1;
         sm.finish<!Ops::kTensorSums>(inv0, inv1);
         if constexpr (Ops::kFp8) {
