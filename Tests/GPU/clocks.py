@@ -27,23 +27,25 @@ if "--layers" in sys.argv:
         if a.startswith("--"):
             break
         layers.append(int(a))
-samples = []  # (host time, SM MHz, W)
+samples = []  # (host time, SM MHz, W, memory busy %)
 
 
 def sampler(stop):
-    p = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits", "-lms", "50"],
+    p = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw,utilization.memory", "--format=csv,noheader,nounits", "-lms", "50"],
                          stdout=subprocess.PIPE, text=True)
     for line in p.stdout:
         if stop.is_set():
             break
-        mhz, w = (float(x) for x in line.split(","))
-        samples.append((time.perf_counter(), mhz, w))
+        mhz, w, mem = (float(x) for x in line.split(","))
+        samples.append((time.perf_counter(), mhz, w, mem))
     p.kill()
 
 
 def sustained(f):
     """Runs f back to back for `seconds`; returns ms a call (events over the whole interval) and
-    the median clock and power of the samples of its middle 60%."""
+    the median clock, power and memory-busy percentage (the share of time the device memory was
+    read or written: Wan 14B's plans lose clock to power where K and V come from beyond L2?) of
+    the samples of its middle 60%."""
     for _ in range(3):
         f()
     torch.cuda.synchronize()
@@ -59,9 +61,9 @@ def sustained(f):
     e1.record()
     torch.cuda.synchronize()
     t1 = time.perf_counter()
-    mid = [(mhz, w) for t, mhz, w in samples if t0 + 0.2 * (t1 - t0) <= t <= t0 + 0.8 * (t1 - t0)]
-    mhz, w = (float(np.median([s[i] for s in mid])) if mid else float("nan") for i in range(2))
-    return e0.elapsed_time(e1) / n, mhz, w, len(mid)
+    mid = [s[1:] for s in samples if t0 + 0.2 * (t1 - t0) <= s[0] <= t0 + 0.8 * (t1 - t0)]
+    mhz, w, mem = (float(np.median([s[i] for s in mid])) if mid else float("nan") for i in range(3))
+    return e0.elapsed_time(e1) / n, mhz, w, mem, len(mid)
 
 
 def main():
@@ -96,10 +98,10 @@ def main():
                 runs["FA4"] = lambda blocks=blocks: fa4(q4, k4, v4, blocks)
             for rnd in range(2):
                 for name, f in runs.items():
-                    ms, mhz, w, n = sustained(f)
+                    ms, mhz, w, mem, n = sustained(f)
                     cycles = ms * 1e-3 * mhz * 1e6 / tiles_per_sm
                     print(f"{where} round {rnd} {name}: {ms:.3f} ms, {4 * B * H * N * N * D * dens / ms / 1e9:.0f} TFLOP/s, "
-                          f"SM {mhz:.0f} MHz, {w:.0f} W ({n} samples), {cycles:.0f} cycles a tile", flush=True)
+                          f"SM {mhz:.0f} MHz, {w:.0f} W, memory busy {mem:.0f}% ({n} samples), {cycles:.0f} cycles a tile", flush=True)
         del q, k, v, q4, k4, v4, out
         torch.cuda.empty_cache()
     ev.set()

@@ -249,4 +249,31 @@ tenth() {
     echo "trace done at $SECONDS s"
     left 200 && LIMIT=$((LIMIT - SECONDS)) eighth
 }
+# eleventh (carry .gpu without fp8synth-rec, .gpu-var with s3 and s5: main's wgmma_kernel.cuh with
+#   kMaxStages 3 and 5): the ring as deep as shared memory allows, up to 4 (FP8 and head_dim 64 go
+#   from 3 stages to 4): every test, FP8 timed beside 3 and 5 stages at both shapes, a memcheck of
+#   the sets whose ring changed; Wan 14B's layers sustained with the memory's busy share.
+eleventh() {
+    LIMIT=${LIMIT:-560}
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    for v in s3 s5; do variant $v wan13b $G-v$v; variant $v wan14b $G-v$v-14; done
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$G timeout 170 python3 -m pytest -q -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
+      | grep -v "^[.s]*$" | tail -15
+    echo "tests done at $SECONDS s"
+    M=$G/wan13b.json M14=$G/wan14b.json
+    left 60 && timeout 70 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M s3=$G-vs3/wan13b/$L:$M s5=$G-vs5/wan13b/$L:$M \
+      --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-wan13b.log
+    left 60 && timeout 100 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 s3=$G-vs3-14/wan14b/$L:$M14 s5=$G-vs5-14/wan14b/$L:$M14 \
+      --rounds 1 --precision fp8 2>&1 | tee $OUT/fp8-wan14b.log
+    echo "fp8 timed at $SECONDS s"
+    left 60 && timeout 80 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 --seconds 2 --layers 0 1 7 9 2>&1 | tee $OUT/clocks14.log
+    echo "clocks done at $SECONDS s"
+    left 40 && CALIBC_GPU_DIR=$(pwd)/$G timeout $((LIMIT - SECONDS - 10)) compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+        -k "(every_plan and t64) or (every_plan and t128 and fp8) or jump" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
+    echo "memcheck rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer.log"
+}
 "$1"

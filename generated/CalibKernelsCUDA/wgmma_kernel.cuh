@@ -42,12 +42,16 @@ __device__ long long calib_trace[1024];
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kQHalfBytes = 128 * 128; /* Q: 128 rows × 64 columns of 16 bits, one swizzled TMA box */
 
-/* The ring's depth: three K/V stages where they fit in shared memory beside Q, else two (bf16 at
- * head_dim 128 would need two with tiles of 160 keys, which measured 5-12% slower than three of
- * 128: docs/gpu.md, run 66). K and V of a stage free apart, so with two the producer still loads
- * the next K while the last P V runs. */
+/* The ring's depth: as many K/V stages as fit in shared memory beside Q, up to kMaxStages, two at
+ * least (bf16 at head_dim 128 would need two with tiles of 160 keys, which measured 5-12% slower
+ * than three of 128: docs/gpu.md, run 66). K and V of a stage free apart, so with two the producer
+ * still loads the next K while the last P V runs. FP8's stages are small enough for four: without
+ * its loads its loop takes 8% fewer cycles (run 80), time a deeper ring may take back. */
+constexpr int kMaxStages = 4;
 constexpr int ring_stages(int q_bytes, int k_bytes, int v_bytes) {
-    return q_bytes + 3 * (k_bytes + v_bytes) + 256 + 1024 <= 227 * 1024 ? 3 : 2;
+    int stages = kMaxStages;
+    while (stages > 2 && q_bytes + stages * (k_bytes + v_bytes) + 256 + 1024 > 227 * 1024) --stages;
+    return stages;
 }
 
 /* A key tile is kSubs sub-blocks of kSub keys, each loaded from wherever the row's kept blocks
@@ -249,7 +253,8 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t v_full(int s) const { return bars + 16 + 8 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 128 + 16 * s; }
+    __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
+    static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
