@@ -276,4 +276,33 @@ eleventh() {
         -k "(every_plan and t64) or (every_plan and t128 and fp8) or jump" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
     echo "memcheck rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer.log"
 }
+# twelfth (after the two FA4 transfers of `fourth`'s kind on the same warm machine; carry .gpu
+#   without fp8synth-rec, .gpu-var/w0: main with every walk from block 0): bf16 rows' walks from the
+#   front (Front in wgmma_kernel.cuh): every test, Wan 14B and 1.3B beside w0 and FA4, the layers
+#   sustained with the memory's busy share, a memcheck of the bf16 plans.
+twelfth() {
+    LIMIT=${LIMIT:-560}
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path 2>/dev/null)
+    SECONDS=0
+    variant w0 wan13b $G-vw0; variant w0 wan14b $G-vw0-14
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong fp8synth 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$G timeout 120 python3 -m pytest -q -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
+      | grep -v "^[.s]*$" | tail -15
+    echo "tests done at $SECONDS s"
+    M=$G/wan13b.json M14=$G/wan14b.json
+    left 100 && timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 w0=$G-vw0-14/wan14b/$L:$M14 --rounds 2 2>&1 \
+      | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    echo "14b at $SECONDS s"
+    left 80 && timeout 90 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 w0=$G-vw0-14/wan14b/$L:$M14 --seconds 1.5 --layers 0 1 7 9 2>&1 \
+      | grep -v Warn | grep -v exe_args | tee $OUT/clocks14.log
+    echo "clocks at $SECONDS s"
+    left 70 && timeout 70 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M w0=$G-vw0/wan13b/$L:$M --rounds 2 2>&1 \
+      | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b.log
+    echo "13b at $SECONDS s"
+    left 40 && CALIBC_GPU_DIR=$(pwd)/$G timeout $((LIMIT - SECONDS - 10)) compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+        -k "(every_plan and not fp8) or (jump and not fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
+    echo "memcheck rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer.log"
+}
 "$1"
