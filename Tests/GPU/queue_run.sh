@@ -305,4 +305,22 @@ twelfth() {
         -k "(every_plan and not fp8) or (jump and not fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
     echo "memcheck rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer.log"
 }
+# thirteenth (carry .gpu without fp8synth-rec, .gpu-var/sp16 and sp64: each CTA's walks begin at
+#   key block (37 c) mod W, W 16 or 64): twelfth's time-driven front cost Wan 14B dense 9% (the
+#   memory 23% busy against 3%) and gained Wan 1.3B dense 8%: does a spread bounded in key space
+#   keep the gain without the traffic? bf16 at both shapes, one round.
+thirteenth() {
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    SECONDS=0
+    for v in sp16 sp64; do variant $v wan13b $G-v$v; variant $v wan14b $G-v$v-14; done
+    sh Tests/GPU/build_sets.sh $G wan13b wan14b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    M=$G/wan13b.json M14=$G/wan14b.json
+    timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M sp16=$G-vsp16/wan13b/$L:$M sp64=$G-vsp64/wan13b/$L:$M \
+      --rounds 2 2>&1 | tee $OUT/bf16-wan13b.log
+    timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 sp16=$G-vsp16-14/wan14b/$L:$M14 sp64=$G-vsp64-14/wan14b/$L:$M14 \
+      --rounds 1 2>&1 | tee $OUT/bf16-wan14b.log
+    echo "end at $SECONDS s"
+}
 "$1"

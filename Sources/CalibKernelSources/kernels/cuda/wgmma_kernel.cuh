@@ -72,7 +72,6 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * serve. With three, bf16 ran 2-9% slower so (v15a, runs 58-59) and 2-3% slower dense at
      * Wan 14B than with K freed with V (runs 67, 69). */
     static constexpr bool kFreeKEarly = kStages < 3;
-    static constexpr bool kFront = true; /* rows' walks begin at the front (Front) */
     /* After a row's first tile, no maxima (softmax.cuh, by_sums). The gain is the headroom for a
      * row's scores jumping above its reference before they must be scored again: bf16 P holds
      * 2^-86 as exactly as 1; f16 P would flush it to zero, so f16 takes none. */
@@ -142,10 +141,6 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr int kPRegs = kKeys / 8;
     static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     static constexpr bool kFreeKEarly = true; /* as measured in runs 66-67 */
-    /* Walks from block 0: a head's e4m3 K and V take half the L2 that 16-bit ones do, and Wan 14B's
-     * scattered plans ran as fast as its calibrated-like ones (run 82); the front's state would
-     * not fit the producer's registers beside five sub-blocks' (spills). */
-    static constexpr bool kFront = false;
     /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
      * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
      * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
@@ -256,58 +251,22 @@ template <typename Ops> struct Ring {
     static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
 };
 
-/* The sub-blocks of a pooled row's kept key blocks, from the first at or after key block `start`
- * to the row's end, then from its beginning (none after `start`: from the beginning): next() gives
- * the first key of the next one (the caller asks for no more than the row has, so the walk ends
- * where it began). Empty spans are stepped over. The softmax takes key tiles in any order. */
+/* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
+ * next one (the caller asks for no more than the row has). Empty spans are stepped over. */
 template <int kSub> struct SubBlocks {
-    int i, first, last, kb, hi, sub = 0;
-    __device__ __forceinline__ SubBlocks(const Params &p, int row, int start) {
-        row_spans(p, row, first, last);
-        int a = first, z = last; /* the first span that ends after `start` (spans are in key order) */
-        while (a < z) {
-            const int m = (a + z) >> 1;
-            int lo, h;
-            span_at(p, m, lo, h);
-            if (h > start) z = m; else a = m + 1;
-        }
-        i = a < last ? a : first;
+    int i, last, kb, hi, sub = 0;
+    __device__ __forceinline__ SubBlocks(const Params &p, int row) {
+        row_spans(p, row, i, last);
         span_at(p, i, kb, hi);
-        if (a < last) kb = max(kb, start);
     }
     __device__ __forceinline__ int next(const Params &p) {
-        while (kb >= hi) {
-            if (++i == last) i = first;
-            span_at(p, i, kb, hi);
-        }
-        const int key = kb * 128 + sub * kSub;
+        while (kb >= hi) span_at(p, ++i, kb, hi);
+        const int first = kb * 128 + sub * kSub;
         if (++sub == 128 / kSub) {
             sub = 0;
             ++kb;
         }
-        return key;
-    }
-};
-
-/* Where a row's walk begins, so that the CTAs running at one time read the same part of their
- * heads' K and V: a front that sweeps the key blocks once in the time an item of this many tiles
- * takes (the producer's own last item gives the time a tile takes), from the CTA's start. Walks
- * that all began at block 0 drift apart as items of different lengths end, until the CTAs read
- * all of a head's K and V at once: at Wan 14B (bf16, 39 MB a head) scattered plans kept the
- * memory busy 23-34% of the time against dense's 2%, and lost clock to the power (run 82). */
-struct Front {
-    uint32_t t0, last = 0; /* the timer's low 32 bits: 4.3 s, longer than any launch */
-    int last_tiles = 0;
-    float ns_per_tile = 0.f; /* 0 until an item has been timed: the first items begin together */
-    __device__ __forceinline__ Front() : t0((uint32_t)globaltimer()) {}
-    __device__ __forceinline__ int start(int tiles) {
-        const uint32_t now = (uint32_t)globaltimer();
-        if (last_tiles > 0) ns_per_tile = (float)(now - last) / (float)last_tiles;
-        last = now;
-        last_tiles = tiles;
-        if (ns_per_tile <= 0.f) return 0;
-        const float period = ns_per_tile * (float)tiles;
-        return (int)(fmodf((float)(now - t0), period) / period * (float)kBlocks);
+        return first;
     }
 };
 
@@ -338,7 +297,6 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
     uint32_t q_it = 0, phase = 0;
     int stage = 0;
-    [[maybe_unused]] Front front;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
     int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
@@ -353,7 +311,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b), nsub = (it.x >> 12) * (128 / kSub);
-        SubBlocks<kSub> walk(p, it.z, Ops::kFront ? front.start((nsub + kSubs - 1) / kSubs) : 0);
+        SubBlocks<kSub> walk(p, it.z);
         for (int first = 0; first < nsub; first += kSubs) {
             int row0[kSubs] = {};
             uint32_t win[4] = {0u, 0u, 0u, 0u};
