@@ -20,6 +20,10 @@ their times mean anything.
   pack-trunc   P packed to bf16 by truncation (one byte permute a pair) instead of cvt.rn
                (F2FP): is the conversion on the special-function unit's path?
   half-ex2     half the exponentials replaced by a multiply: how much the exponentials weigh
+  half-span    each row's first half of its kept key blocks only (producer and consumers alike)
+  half-stride  every other kept key block of each row, as many as half-span: the same work over the
+               whole head's K and V where half-span's reads half of it (Wan 14B: is it the working
+               set that costs the scattered plans memory traffic and clock?)
   head-major   the work list ordered head by head (heaviest first within a head) instead of in
                groups of the heads whose K and V fit in L2 (correct output)
   all-heads    the 16 cost classes across all heads, as before the groups (correct output)
@@ -58,6 +62,20 @@ V_LOADS = """            mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
 ONCE = "round == 0 && first < kStages * kSubs"
 NO_K_LOADS = K_LOADS.replace("Ops::kKBytes);", f"{ONCE} ? Ops::kKBytes : 0);").replace(") Ops::load_k", f") if ({ONCE}) Ops::load_k")
 NO_V_LOADS = V_LOADS.replace("Ops::kVBytes);", f"{ONCE} ? Ops::kVBytes : 0);").replace(") Ops::load_v", f") if ({ONCE}) Ops::load_v")
+NSUB = "nsub = (it.x >> 12) * (128 / kSub);"
+HALF_NSUB = "nsub = (((it.x >> 12) + 1) / 2) * (128 / kSub);"
+NTILES = "ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;"
+HALF_NTILES = "ntiles = ((((it.x >> 12) + 1) / 2) * (128 / kSub) + kSubs - 1) / kSubs;"
+NEXT_BLOCK = """            sub = 0;
+            ++kb;
+        }
+        return first;"""
+SKIP_BLOCK = """            sub = 0;
+            ++kb;
+            if (kb >= hi && i + 1 < last) span_at(p, ++i, kb, hi);
+            ++kb;
+        }
+        return first;"""
 TURNS = """    static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */"""
 NO_TURNS = """    static constexpr bool kTurns = false;"""
 FP8_TURNS = """    static constexpr bool kTurns = true;"""
@@ -106,6 +124,8 @@ VARIANTS = {
     "fp8-turns": [(NO_TURNS, FP8_TURNS)],
     "pack-trunc": [(PACK, TRUNC)],
     "half-ex2": [(EX2, EX2_HALF), (EX2_3, EX2_3_HALF)],
+    "half-span": [(NSUB, HALF_NSUB), (NTILES, HALF_NTILES)],
+    "half-stride": [(NSUB, HALF_NSUB), (NTILES, HALF_NTILES), (NEXT_BLOCK, SKIP_BLOCK)],
     "head-major": [(GROUP, BY_HEAD)],
     "all-heads": [(GROUP, ALL_HEADS)],
     "fma-exp2-eighth": [("struct OnlineSoftmax {", FMA_EXP2), (EX2, FMA_E1_EIGHTH)],

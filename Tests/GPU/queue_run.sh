@@ -323,4 +323,14 @@ thirteenth() {
       --rounds 1 2>&1 | tee $OUT/bf16-wan14b.log
     echo "end at $SECONDS s"
 }
+# fourteenth (carry .gpu without fp8synth-rec): is it the working set? Wan 14B bf16 with each row's
+#   first half of its kept blocks (half-span: half a head's K and V) beside every other kept block
+#   (half-stride: the same work over the whole head), timed, traced and sustained with the
+#   memory's busy share.
+fourteenth() {
+    bash Tests/GPU/ablate_run.sh $G wan14b half-span half-stride 2>&1 | grep -v "^  wg2\|^  wg1 item \([4-9]\|1[01]\)"
+    M14=$G/wan14b.json
+    PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU timeout 150 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 \
+        span=$G/wan14b-half-span/$L:$M14 stride=$G/wan14b-half-stride/$L:$M14 --seconds 1.5 --layers 0 1 7 9 2>&1 | tee $OUT/clocks14.log
+}
 "$1"
