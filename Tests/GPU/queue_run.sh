@@ -333,4 +333,9 @@ fourteenth() {
     PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU timeout 150 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 \
         span=$G/wan14b-half-span/$L:$M14 stride=$G/wan14b-half-stride/$L:$M14 --seconds 1.5 --layers 0 1 7 9 2>&1 | tee $OUT/clocks14.log
 }
+# fifteenth (carry .gpu without wan14b and fp8synth-rec): what `fp8`'s skeleton (1,270 cycles a tile,
+#   run 80) waits for: loads-only beside the same with the consumers not waiting for K and V.
+fifteenth() {
+    PRECISION=fp8 bash Tests/GPU/ablate_run.sh $G wan13b loads-only skeleton 2>&1 | grep -v "^  wg2\|^  wg1 item \([4-9]\|1[01]\)"
+}
 "$1"
