@@ -338,4 +338,13 @@ fourteenth() {
 fifteenth() {
     PRECISION=fp8 bash Tests/GPU/ablate_run.sh $G wan13b loads-only skeleton 2>&1 | grep -v "^  wg2\|^  wg1 item \([4-9]\|1[01]\)"
 }
+# sixteenth (carry .gpu without wan14b and fp8synth-rec): Wan 1.3B's groups of three heads (48 MB of
+#   16-bit K and V) against one (head-major): working_set.py puts scattered 0.1's misses at a
+#   fifth with one head if the L2 keeps about half its size for what every SM reads.
+sixteenth() {
+    bash Tests/GPU/ablate_run.sh $G wan13b head-major 2>&1 | grep -v "^  wg2\|^  wg1 item \([4-9]\|1[01]\)"
+    M=$G/wan13b.json
+    PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU timeout 120 python3 Tests/GPU/clocks.py main=$G/wan13b/$L:$M \
+        byhead=$G/wan13b-head-major/$L:$M --seconds 1.5 --layers 0 1 7 8 9 2>&1 | tee $OUT/clocks13.log
+}
 "$1"

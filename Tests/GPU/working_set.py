@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Issue 29, no GPU: how much of a layer's K and V the L2 must re-read from memory under the work
+order work.cuh builds, as a model. The list (groups of heads whose 16-bit K and V fit in L2, 16
+cost classes heaviest first, the snake order over the CTAs) is run in time, a kept tile a unit and
+an item's start one more, and each tile's (head, key block) goes through an LRU cache of the L2's
+size in 16-bit K and V blocks (64 KB at head_dim 128). It prints misses per kept tile for the
+walks as the kernel takes them and for the orders the queue weighs: each row's first half of its
+kept blocks (half-span) or every other one (half-stride), as ablate.py's variants of those names
+run them, and two passes over each head's key halves (split). Run 82 measured the memory busy 2%
+(dense), 4-5% (calibrated-like 0.5), 23% (scattered 0.5) and 34% (scattered 0.1) at Wan 14B.
+usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...] [--group G]"""
+import argparse
+from collections import OrderedDict
+
+import numpy as np
+
+import calibc
+
+
+def work_list(masks, step, layer, heads, group, rows_of):
+    """(head, query block, kept key blocks in walk order, part) in work.cuh's order; rows_of(kept
+    blocks of a row) gives the row's items as (blocks, part), part 0 the whole row, else its pass."""
+    entries = []
+    for h in range(heads):
+        p = masks.pattern(step, layer, h)
+        reused = set(p.reuse)
+        for qb in range(p.blocks):
+            if qb in reused:
+                continue
+            for blocks, part in rows_of(np.flatnonzero(p.kept[qb])):
+                if len(blocks):
+                    entries.append((len(blocks), part, h, qb, blocks))
+    max_cost = max(e[0] for e in entries)
+    # Stable: within a group, a pass's items before the next pass's, heaviest class first.
+    entries.sort(key=lambda e: (e[2] // group, e[1], -(e[0] * 16 // (max_cost + 1))))
+    return [(h, qb, blocks) for _, _, h, qb, blocks in entries]
+
+
+def misses(items, ctas, capacity):
+    """Misses per tile of an LRU of `capacity` blocks over the CTAs' tiles in time order."""
+    accesses = []
+    for c in range(ctas):
+        t = 0
+        r = 0
+        while True:
+            i = r * ctas + (ctas - 1 - c if r & 1 else c)
+            if i >= len(items):
+                break
+            h, _, blocks = items[i]
+            t += 1
+            for j, kb in enumerate(blocks):
+                accesses.append((t + j, c, h, int(kb)))
+            t += len(blocks)
+            r += 1
+    accesses.sort()
+    cache, miss = OrderedDict(), 0
+    for _, _, h, kb in accesses:
+        key = (h, kb)
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            miss += 1
+            cache[key] = None
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+    return miss / len(accesses)
+
+
+ORDERS = {
+    "kernel": lambda kept, mid: [(kept, 0)],
+    "half-span": lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)],
+    "half-stride": lambda kept, mid: [(kept[::2], 0)],
+    "split": lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)],
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("masks")
+    ap.add_argument("layers", type=int, nargs="+")
+    ap.add_argument("--heads", type=int, default=4, help="the first N heads (the order repeats per group)")
+    ap.add_argument("--ctas", type=int, default=132)
+    ap.add_argument("--l2-mb", type=float, nargs="+", default=[25.0, 50.0])
+    ap.add_argument("--group", type=int, help="heads a group (default: as work.cuh takes them for the largest L2)")
+    a = ap.parse_args()
+    masks = calibc.Masks.read(a.masks)
+    step = masks.timesteps[0]
+    block_bytes = masks.block * masks.head_dim * 2 * 2
+    group = a.group or max(1, int(max(a.l2_mb) * 2**20) // (masks.tokens * masks.head_dim * 4))
+    print(f"{a.masks}: {masks.tokens} tokens, blocks of {masks.block}; a head's K and V "
+          f"{masks.tokens * masks.head_dim * 4 / 2**20:.1f} MiB, groups of {group}; misses per kept tile (LRU of "
+          + ", ".join(f"{m:g}" for m in a.l2_mb) + " MiB)")
+    for layer in a.layers:
+        mid = masks.pattern(step, layer, 0).blocks // 2
+        for name, rows_of in ORDERS.items():
+            items = work_list(masks, step, layer, min(a.heads, masks.heads), group, lambda kept: rows_of(kept, mid))
+            rates = [misses(items, a.ctas, int(m * 2**20) // block_bytes) for m in a.l2_mb]
+            print(f"layer {layer} {name:12s} " + "  ".join(f"{r:.4f}" for r in rates), flush=True)
+
+
+if __name__ == "__main__":
+    main()
