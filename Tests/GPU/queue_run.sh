@@ -347,4 +347,13 @@ sixteenth() {
     PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU timeout 120 python3 Tests/GPU/clocks.py main=$G/wan13b/$L:$M \
         byhead=$G/wan13b-head-major/$L:$M --seconds 1.5 --layers 0 1 7 8 9 2>&1 | tee $OUT/clocks13.log
 }
+# queued (carry .gpu without fp8synth-rec): fourteenth, sixteenth and fifteenth in one call, each
+#   while the call's LIMIT (default 560 s) leaves it room.
+queued() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    fourteenth; echo "fourteenth done at $SECONDS s"
+    left 150 && sixteenth; echo "sixteenth done at $SECONDS s"
+    left 80 && fifteenth; echo "end at $SECONDS s"
+}
 "$1"
