@@ -49,7 +49,9 @@ constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kSampleStride = 16;                              /* k's statistics read one token in 16 */
 constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
-constexpr int kStatChunk = 1024;                               /* tokens per stats CTA: v read whole needs many CTAs in flight (run 77: 4096 took 88 µs at Wan 1.3B) */
+/* Tokens per stats CTA: v, read whole, needs many CTAs in flight (chunks of 4096 took 88 µs at
+ * Wan 1.3B, of 1024 64 µs: runs 77-78). */
+constexpr int kStatChunk = 1024;
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 constexpr int kFixCtas = 8;                                    /* fixup CTAs per (batch, head) */

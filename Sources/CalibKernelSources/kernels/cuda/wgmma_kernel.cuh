@@ -36,16 +36,13 @@ __device__ long long calib_trace[1024];
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kQHalfBytes = 128 * 128; /* Q: 128 rows × 64 columns of 16 bits, one swizzled TMA box */
 
-/* The ring's depth: as many K/V stages as fit in shared memory beside Q, up to kMaxStages, two at
- * least (bf16 at head_dim 128 would need two with tiles of 160 keys, which measured 5-12% slower
- * than three of 128: docs/gpu.md, run 66). K and V of a stage free apart, so with two the producer
- * still loads the next K while the last P V runs. FP8's stages would fit four or five deep, which
- * ran no faster than three (0.96-1.07 of three's time, run 82). */
-constexpr int kMaxStages = 3;
+/* The ring's depth: three K/V stages where they fit in shared memory beside Q, else two (bf16 at
+ * head_dim 128 would need two with tiles of 160 keys, which measured 5-12% slower than three of
+ * 128: docs/gpu.md, run 66). K and V of a stage free apart, so with two the producer still loads
+ * the next K while the last P V runs. FP8's stages would fit four or five deep, which ran no
+ * faster than three (0.96-1.07 of three's time, run 82). */
 constexpr int ring_stages(int q_bytes, int k_bytes, int v_bytes) {
-    int stages = kMaxStages;
-    while (stages > 2 && q_bytes + stages * (k_bytes + v_bytes) + 256 + 1024 > 227 * 1024) --stages;
-    return stages;
+    return q_bytes + 3 * (k_bytes + v_bytes) + 256 + 1024 <= 227 * 1024 ? 3 : 2;
 }
 
 /* A key tile is kSubs sub-blocks of kSub keys, each loaded from wherever the row's kept blocks
