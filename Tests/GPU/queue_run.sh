@@ -32,12 +32,23 @@ trace_build() {
     rm -rf "$1/$2-trace" && cp -r "$1/$2" "$1/$2-trace" && rm -f "$1/$2-trace/$L"
     NVCC_FLAGS=-DCALIB_CUDA_TRACE sh "$1/$2-trace/build.sh" > "$OUT/trace-build-${1#.}-$2.log" 2>&1 || { echo "$1 $2 trace build failed"; return 1; }
 }
-# memcheck_fp8 SECONDS: compute-sanitizer over the sampled-range tests and t64's FP8 plans.
-memcheck_fp8() {
-    CALIBC_GPU_DIR=$(pwd)/$G timeout $1 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
-        -k "sampled_range or (every_plan and t64 and fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
-    echo "memcheck rc=$?"; tail -2 "$OUT/sanitizer.log"
+# gpu_tests SECONDS [PYTEST ARGS]: test_cuda.py on $G's sets, the log in $OUT/test.log, all but the
+# progress dots shown.
+gpu_tests() {
+    local limit=$1; shift
+    CALIBC_GPU_DIR=$(pwd)/$G timeout $limit python3 -m pytest -q -m gpu "$@" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
+      | grep -v "^[.s]*$" | tail -25
+    echo "tests done at $SECONDS s"
 }
+# memcheck SECONDS SELECTION [LOG]: compute-sanitizer over the tests -k SELECTION picks.
+memcheck() {
+    local log=$OUT/${3:-sanitizer.log}
+    CALIBC_GPU_DIR=$(pwd)/$G timeout $1 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
+        -k "$2" Tests/python/test_cuda.py > "$log" 2>&1
+    echo "memcheck '$2' rc=$? at $SECONDS s"; tail -2 "$log"
+}
+# memcheck_fp8 SECONDS: the sampled-range tests and t64's FP8 plans.
+memcheck_fp8() { memcheck $1 "sampled_range or (every_plan and t64 and fp8)"; }
 first() {
     LIMIT=${LIMIT:-540}
     cp .fa4/small/* .fa4/a/* /tmp/fa4/ 2>/dev/null; ls /tmp/fa4 | wc -l
@@ -55,8 +66,7 @@ first() {
     (sh Tests/GPU/build_sets.sh "$G-vq" $SETS 2>&1 | tail -30) &
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$G timeout 240 python3 -m pytest -q -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" | grep -v "^[.s]*$" | tail -25
-    echo "tests done at $SECONDS s"
+    gpu_tests 240
     M=$G/$S.json
     left 120 && timeout 100 python3 Tests/GPU/bench_versions.py main=$G/$S/$L:$M before=$G-vbefore/$S/$L:$M sumref=$G-vsumref/$S/$L:$M \
       --rounds 2 2>&1 | tee $OUT/bf16-$S.log
@@ -72,9 +82,7 @@ first() {
     for sel in "jump and not fp8" "every_plan and t128 and bhsd and not fp8" "sampled_range"; do
         i=$((i+1))
         left 70 || break
-        CALIBC_GPU_DIR=$(pwd)/$G timeout 60 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
-            -k "$sel" Tests/python/test_cuda.py > "$OUT/sanitizer$i.log" 2>&1
-        echo "memcheck '$sel' rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer$i.log"
+        memcheck 60 "$sel" sanitizer$i.log
     done
     echo "end at $SECONDS s"
 }
@@ -158,9 +166,7 @@ fifth() {
     sh Tests/GPU/build_sets.sh $G $SETS 2>&1 | tail -30
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$G timeout 150 python3 -m pytest -q -s -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
-      | grep -v "^[.s]*$" | grep -iv "passed\b.*skipped\b.*deselected" | tail -30
-    echo "tests done at $SECONDS s"
+    gpu_tests 150 -s
     for g in $G $G-vbefore; do
       left 40 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $g --json $OUT/fp8-accuracy-${g#.}.json 2>&1 | grep "^|" | tee $OUT/fp8-accuracy-${g#.}.log
     done
@@ -185,9 +191,7 @@ sixth() {
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong 2>&1 | tail -30
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$G timeout 60 python3 -m pytest -q -s -m gpu -k "fp8 or long" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
-      | grep -v "^[.s]*$" | tail -12
-    echo "tests done at $SECONDS s"
+    gpu_tests 60 -s -k "fp8 or long"
     left 40 && timeout 40 python3 Tests/GPU/fp8_accuracy.py $G 2>&1 | grep "^|" | tee $OUT/fp8-accuracy.log
     M=$G/wan13b.json
     left 40 && timeout 30 python3 Tests/GPU/fp8_pass_profile.py "main=$G/wan13b-trace/$L:$M" 2>&1 | tee "$OUT/profile.log"
@@ -261,9 +265,7 @@ eleventh() {
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong 2>&1 | tail -5
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$G timeout 170 python3 -m pytest -q -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
-      | grep -v "^[.s]*$" | tail -15
-    echo "tests done at $SECONDS s"
+    gpu_tests 170
     M=$G/wan13b.json M14=$G/wan14b.json
     left 60 && timeout 70 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M s3=$G-vs3/wan13b/$L:$M s5=$G-vs5/wan13b/$L:$M \
       --rounds 2 --precision fp8 2>&1 | tee $OUT/fp8-wan13b.log
@@ -272,9 +274,7 @@ eleventh() {
     echo "fp8 timed at $SECONDS s"
     left 60 && timeout 80 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 --seconds 2 --layers 0 1 7 9 2>&1 | tee $OUT/clocks14.log
     echo "clocks done at $SECONDS s"
-    left 40 && CALIBC_GPU_DIR=$(pwd)/$G timeout $((LIMIT - SECONDS - 10)) compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
-        -k "(every_plan and t64) or (every_plan and t128 and fp8) or jump" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
-    echo "memcheck rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer.log"
+    left 40 && memcheck $((LIMIT - SECONDS - 10)) "(every_plan and t64) or (every_plan and t128 and fp8) or jump"
 }
 # twelfth (after the two FA4 transfers of `fourth`'s kind on the same warm machine; carry .gpu
 #   without fp8synth-rec, .gpu-var/w0: main with every walk from block 0): bf16 rows' walks from the
@@ -288,9 +288,7 @@ twelfth() {
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong fp8synth 2>&1 | tail -5
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$G timeout 120 python3 -m pytest -q -m gpu Tests/python/test_cuda.py 2>&1 | tee "$OUT/test.log" \
-      | grep -v "^[.s]*$" | tail -15
-    echo "tests done at $SECONDS s"
+    gpu_tests 120
     M=$G/wan13b.json M14=$G/wan14b.json
     left 100 && timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 w0=$G-vw0-14/wan14b/$L:$M14 --rounds 2 2>&1 \
       | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
@@ -301,9 +299,7 @@ twelfth() {
     left 70 && timeout 70 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M w0=$G-vw0/wan13b/$L:$M --rounds 2 2>&1 \
       | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b.log
     echo "13b at $SECONDS s"
-    left 40 && CALIBC_GPU_DIR=$(pwd)/$G timeout $((LIMIT - SECONDS - 10)) compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -m gpu \
-        -k "(every_plan and not fp8) or (jump and not fp8)" Tests/python/test_cuda.py > "$OUT/sanitizer.log" 2>&1
-    echo "memcheck rc=$? at $SECONDS s"; tail -2 "$OUT/sanitizer.log"
+    left 40 && memcheck $((LIMIT - SECONDS - 10)) "(every_plan and not fp8) or (jump and not fp8)"
 }
 # thirteenth (carry .gpu without fp8synth-rec, .gpu-var/sp16 and sp64: each CTA's walks begin at
 #   key block (37 c) mod W, W 16 or 64): twelfth's time-driven front cost Wan 14B dense 9% (the
