@@ -176,16 +176,23 @@ def check(kernels, masks, step, layer, dtype, layout, padded=False, precision=No
 
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
-@pytest.mark.parametrize("kernel", ["default", "mma"])
+@pytest.mark.parametrize("kernel", ["default", "mma", "split"])
 def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, monkeypatch):
+    """split: every plan's rows in two passes over the keys' halves (work.cuh's split lists, which
+    only heads larger than half the L2 take by themselves)."""
     kernels, masks = gpu_set
     monkeypatch.setenv("CALIB_CUDA_KERNEL", "")
+    monkeypatch.setenv("CALIB_CUDA_SPLIT", "0")
+    if kernel != "default" and kernels.kernel_name() != "wgmma":
+        pytest.skip(f"the default kernel for block {kernels.block}, head_dim {kernels.head_dim} is "
+                    f"{kernels.kernel_name()}")
     if kernel == "mma":
-        if kernels.kernel_name() != "wgmma":
-            pytest.skip(f"the default kernel for block {kernels.block}, head_dim {kernels.head_dim} is already "
-                        f"{kernels.kernel_name()}")
         monkeypatch.setenv("CALIB_CUDA_KERNEL", "mma")
         assert kernels.kernel_name() == "mma.sync"
+    if kernel == "split":
+        if not spans_both_halves(kernels, masks):
+            pytest.skip("no computed row keeps key blocks in both halves")
+        monkeypatch.setenv("CALIB_CUDA_SPLIT", "1")
     torch.manual_seed(1234)
     failures = check(kernels, masks, None, 0, dtype, layout)
     for step in kernels.steps:
@@ -193,6 +200,19 @@ def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, mon
             failures += check(kernels, masks, step, layer, dtype, layout)
     failures += check(kernels, masks, kernels.steps[-1], kernels.layers - 1, dtype, layout, padded=True)
     assert not failures, "\n".join(failures)
+
+
+def spans_both_halves(kernels, masks):
+    """Whether some computed row keeps key blocks on both sides of the middle block (a split
+    list's two items)."""
+    for step in kernels.steps:
+        for layer in range(kernels.layers):
+            for p in patterns_of(kernels, masks, step, layer):
+                kept = np.asarray(p.kept)
+                mid = p.blocks // 2
+                if any(kept[b, :mid].any() and kept[b, mid:].any() for b in range(p.blocks) if b not in p.reuse):
+                    return True
+    return False
 
 
 def fp8_capable(kernels):
@@ -508,10 +528,15 @@ def test_the_step_chosen_on_the_device_is_the_host_call_of_that_step(gpu_set):
             assert torch.equal(part, want[:, :, 1:]), (t, i)
 
 
-def test_a_captured_cuda_graph_replays_whichever_step_its_timestep_holds(gpu_set):
+@pytest.mark.parametrize("split", [False, True], ids=["one-pass", "split"])
+def test_a_captured_cuda_graph_replays_whichever_step_its_timestep_holds(gpu_set, split, monkeypatch):
     """The op captured once into a CUDA graph (tables prepared first, so nothing is uploaded
-    under capture): each replay runs the step of the timestep written into its input."""
-    kernels, _ = gpu_set
+    under capture): each replay runs the step of the timestep written into its input. split: with
+    split lists, whose slots the capture allocates in the graph."""
+    kernels, masks = gpu_set
+    if split and (kernels.kernel_name() != "wgmma" or not spans_both_halves(kernels, masks)):
+        pytest.skip("no split list for this set")
+    monkeypatch.setenv("CALIB_CUDA_SPLIT", "1" if split else "0")
     kernels.prepare()
     layer = 0
     q, k, v = layer_inputs(kernels, 9)

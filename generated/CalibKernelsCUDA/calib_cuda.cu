@@ -59,17 +59,34 @@ struct LayerList {
     int64_t count = 0;
 };
 
+/* Slots for split lists (work.cuh, SplitSlots) for up to `batch` batch elements: the states, then
+ * the counts. A stream's are kept for its later launches, which run in turn; a launch captured into
+ * a graph allocates its own in the graph (cudaMallocAsync), so replays share nothing. */
+struct SplitBuffer {
+    float *state = nullptr;
+    uint32_t *counts = nullptr;
+    int64_t batch = 0;
+    static size_t state_bytes(int64_t batch) { return (size_t)(SplitSlots::count(batch) * SplitSlots::kFloats) * sizeof(float); }
+    static size_t bytes(int64_t batch) { return state_bytes(batch) + (size_t)SplitSlots::count(batch) * sizeof(uint32_t); }
+    void place(void *mem, int64_t b) {
+        state = static_cast<float *>(mem);
+        counts = reinterpret_cast<uint32_t *>(static_cast<char *>(mem) + state_bytes(b));
+        batch = b;
+    }
+};
+
 struct DeviceState {
     int sms = 0;
     int l2_bytes = 0;
     int mma_ctas_per_sm = 1;
     int32_t *row_first = nullptr;
     uint16_t *spans = nullptr;
-    /* Lists by the plans of their heads (-1: dense), so steps and layers that share plans share
-     * one list on the device. */
-    std::map<std::vector<int32_t>, LayerList> by_plans;
-    std::map<std::tuple<int, int, int, int>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads) */
-    std::map<std::tuple<int, int, int>, StepWork *> by_step;   /* (layer, first_head, heads): a list per step */
+    /* Lists by the plans of their heads (-1: dense) and whether split, so steps and layers that
+     * share plans share one list on the device. */
+    std::map<std::pair<std::vector<int32_t>, bool>, LayerList> by_plans;
+    std::map<std::tuple<int, int, int, int, bool>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads, split) */
+    std::map<std::tuple<int, int, int, bool>, StepWork *> by_step;   /* (layer, first_head, heads, split): a list per step */
+    std::map<cudaStream_t, SplitBuffer> split_buffers;
 };
 
 std::mutex g_mutex;
@@ -137,25 +154,27 @@ int device_state(void *stream, DeviceState **state) {
 
 /* The list of heads first_head ..< first_head + heads of one (step, layer) (dense when
  * step_index < 0) on the state's device, uploaded on first use (under g_mutex). */
-int layer_list(DeviceState &s, int step_index, int layer, int first_head, int heads, void *stream, const LayerList **out) {
-    const auto key = step_index < 0 ? std::make_tuple(-1, 0, first_head, heads) : std::make_tuple(step_index, layer, first_head, heads);
+int layer_list(DeviceState &s, int step_index, int layer, int first_head, int heads, bool split, void *stream,
+               const LayerList **out) {
+    const auto key = step_index < 0 ? std::make_tuple(-1, 0, first_head, heads, false)
+                                    : std::make_tuple(step_index, layer, first_head, heads, split);
     auto l = s.lists.find(key);
     if (l == s.lists.end()) {
         std::vector<int32_t> plans((size_t)heads, -1);
         if (step_index >= 0)
             for (int h = 0; h < heads; ++h)
                 plans[h] = calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + first_head + h];
-        auto shared = s.by_plans.find(plans);
+        auto shared = s.by_plans.find(std::make_pair(plans, std::get<4>(key)));
         if (shared == s.by_plans.end()) {
             if (capturing(stream)) return CALIB_ERR_CAPTURE;
             LayerList list;
             std::vector<int32_t> targets;
-            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, s.l2_bytes, targets);
+            const std::vector<int4> items = work_list(step_index, layer, first_head, heads, s.l2_bytes, std::get<4>(key), targets);
             list.count = (int64_t)items.size();
             int st = upload(&list.items, items.data(), items.size());
             if (st == CALIB_OK) st = upload(&list.targets, targets.empty() ? nullptr : targets.data(), targets.size());
             if (st != CALIB_OK) return st;
-            shared = s.by_plans.emplace(std::move(plans), list).first;
+            shared = s.by_plans.emplace(std::make_pair(std::move(plans), std::get<4>(key)), list).first;
         }
         l = s.lists.emplace(key, shared->second).first;
     }
@@ -164,14 +183,14 @@ int layer_list(DeviceState &s, int step_index, int layer, int first_head, int he
 }
 
 /* Every step's list of (layer, heads) as one device array, for a step chosen on the device. */
-int step_lists(DeviceState &s, int layer, int first_head, int heads, void *stream, const StepWork **out) {
-    const auto key = std::make_tuple(layer, first_head, heads);
+int step_lists(DeviceState &s, int layer, int first_head, int heads, bool split, void *stream, const StepWork **out) {
+    const auto key = std::make_tuple(layer, first_head, heads, split);
     auto found = s.by_step.find(key);
     if (found == s.by_step.end()) {
         std::vector<StepWork> work(CALIB_STEPS);
         for (int i = 0; i < CALIB_STEPS; ++i) {
             const LayerList *l;
-            int st = layer_list(s, i, layer, first_head, heads, stream, &l);
+            int st = layer_list(s, i, layer, first_head, heads, split, stream, &l);
             if (st != CALIB_OK) return st;
             work[i] = {l->items, l->targets, l->count};
         }
@@ -188,6 +207,33 @@ int step_lists(DeviceState &s, int layer, int first_head, int heads, void *strea
 bool want_mma() {
     const char *e = getenv("CALIB_CUDA_KERNEL");
     return e && strcmp(e, "mma") == 0;
+}
+
+/* Whether the bf16/f16 wgmma launches of plans take split lists (work.cuh): where one head's
+ * 16-bit K and V exceed half the L2. CALIB_CUDA_SPLIT=1 or 0 says so instead (the tests' small
+ * shapes, and comparisons). */
+bool want_split(const DeviceState &s) {
+    const char *e = getenv("CALIB_CUDA_SPLIT");
+    if (e && *e) return kMaySplit && strcmp(e, "1") == 0;
+    return kMaySplit && (int64_t)kTokens * kDim * 4 > s.l2_bytes / 2;
+}
+
+/* The stream's slots for `batch` batch elements, made (or grown) on its first launch that needs
+ * them (not under capture: see SplitBuffer). */
+int split_slots(DeviceState &s, void *stream, int64_t batch, SplitBuffer *out) {
+    SplitBuffer &buf = s.split_buffers[static_cast<cudaStream_t>(stream)];
+    if (buf.batch < batch) {
+        cudaFree(buf.state);
+        buf = SplitBuffer();
+        void *mem = nullptr;
+        if (cudaMalloc(&mem, SplitBuffer::bytes(batch)) != cudaSuccess) {
+            cudaGetLastError();
+            return CALIB_ERR_NO_MEMORY;
+        }
+        buf.place(mem, batch);
+    }
+    *out = buf;
+    return CALIB_OK;
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 encoder() {
@@ -351,18 +397,29 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     }
     Params p;
     DeviceState *state;
+    bool wgmma = !fp8.workspace && kWgmmaShape && !want_mma();
+    CUtensorMap tq, tk, tv;
+    if (wgmma)
+        wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
+                make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
+    SplitBuffer slots;
+    bool split = false, captured = false;
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         int st = device_state(stream, &state);
         if (st != CALIB_OK) return st;
+        split = wgmma && (step_index >= 0 || device_step) && want_split(*state);
+        captured = split && capturing(stream);
+        if (split && !captured) st = split_slots(*state, stream, batch, &slots);
+        if (st != CALIB_OK) return st;
         if (device_step) {
-            st = step_lists(*state, layer, first_head, (int)heads, stream, &p.by_step);
+            st = step_lists(*state, layer, first_head, (int)heads, split, stream, &p.by_step);
             p.items = nullptr;
             p.targets = nullptr;
             p.total = (int64_t)state->sms * state->mma_ctas_per_sm; /* the grid; the kernel reads its work */
         } else {
             const LayerList *list = nullptr;
-            st = layer_list(*state, step_index, layer, first_head, (int)heads, stream, &list);
+            st = layer_list(*state, step_index, layer, first_head, (int)heads, split, stream, &list);
             p.by_step = nullptr;
             p.items = list ? list->items : nullptr;
             p.targets = list ? list->targets : nullptr;
@@ -403,11 +460,15 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
-    bool wgmma = kWgmmaShape && !want_mma();
-    CUtensorMap tq, tk, tv;
-    if (wgmma)
-        wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
-                make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
+    if (captured) {
+        void *mem = nullptr;
+        if (cudaMallocAsync(&mem, SplitBuffer::bytes(batch), s) != cudaSuccess) return CALIB_ERR_CUDA;
+        slots.place(mem, batch);
+    }
+    p.split_state = split ? slots.state : nullptr;
+    p.split_counts = split ? slots.counts : nullptr;
+    if (split && cudaMemsetAsync(slots.counts, 0, (size_t)SplitSlots::count(batch) * sizeof(uint32_t), s) != cudaSuccess)
+        return CALIB_ERR_CUDA;
     if (wgmma) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
         if (dtype == CALIB_BF16)
@@ -419,6 +480,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         if (dtype == CALIB_BF16) calib_mma_kernel<__nv_bfloat16><<<grid, 128, kMmaSmem, s>>>(p);
         else calib_mma_kernel<__half><<<grid, 128, kMmaSmem, s>>>(p);
     }
+    if (captured) cudaFreeAsync(slots.state, s);
     return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
 }
 
@@ -506,10 +568,10 @@ int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
     int st = device_state(stream, &state);
     for (int layer = 0; st == CALIB_OK && layer < CALIB_LAYERS; ++layer) {
         const StepWork *work;
-        st = step_lists(*state, layer, first_head, heads, stream, &work);
+        st = step_lists(*state, layer, first_head, heads, want_split(*state), stream, &work);
     }
     const LayerList *dense;
-    if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, stream, &dense);
+    if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, false, stream, &dense);
     return st;
 }
 

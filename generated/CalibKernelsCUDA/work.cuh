@@ -12,7 +12,15 @@
  * within a class, so concurrent CTAs share K and V in L2; each batch element repeats the list.
  * CTA c takes items c, 2G-1-c, 2G+c, ... (snake order), so every CTA gets a mix of heavy and
  * light items. A computed block also writes its output to every query block that reuses it;
- * reused blocks are never computed. */
+ * reused blocks are never computed.
+ *
+ * Split lists (the bf16/f16 wgmma launch, where one head's 16-bit K and V exceed half the L2, as
+ * at Wan 14B): a row with kept key blocks in both halves of the keys is two items, the first
+ * half's listed with every first half of its head before any second half, so the CTAs running at
+ * one time read half a head (docs/gpu.md, "Two passes over a head's key halves"). The first half
+ * leaves its rows' unnormalized O, references and sums in a slot (one per (head parity, batch
+ * element, query block)) and the second takes them from there; a count per slot orders them
+ * (SplitSlots). */
 #pragma once
 
 #include <cuda_runtime.h>
@@ -37,7 +45,16 @@ struct StepWork {
 };
 
 /* One work item: x = head | (kept key blocks << 12), y = query block | (reuse target count << 16),
- * z = pooled row (-1: every key block), w = offset of its targets in the targets array. */
+ * z = pooled row (-1: every key block), w = offset of its targets in the targets array. In a
+ * split list (kMaySplit) x also holds the part in bits 30-31 (0 the whole row, 1 the keys below
+ * kMid, 2 those from kMid on) and in bits 24-29 the slot's use: the how-manieth split row of its
+ * slot this is in the list. */
+constexpr bool kMaySplit = kBlocks < 4096 && kTextLast == 0;
+constexpr int kMid = kBlocks / 2;
+constexpr int kMaxUses = 64;
+__host__ __device__ __forceinline__ int item_blocks(int4 it) { return kMaySplit ? (it.x >> 12) & 0xfff : it.x >> 12; }
+__host__ __device__ __forceinline__ int item_part(int4 it) { return kMaySplit ? (int)((unsigned)it.x >> 30) : 0; }
+__host__ __device__ __forceinline__ int item_use(int4 it) { return (it.x >> 24) & (kMaxUses - 1); }
 struct Params {
     const int4 *items;
     const int32_t *targets;
@@ -70,6 +87,22 @@ struct Params {
      * OnlineSoftmax::Ahead), which the redo launch computes again. */
     uint32_t *redo_flags;
     int32_t *redo_list;
+    /* Split lists: the slots (SplitSlots) and their counts, zeroed before the launch; null else. */
+    float *split_state;
+    uint32_t *split_counts;
+};
+
+/* A slot holds, for each of the 256 consumer threads, its O accumulators (kDim / 2) and its rows'
+ * references and sums, as float4 columns (chunk j of every thread, then chunk j + 1), so a warp's
+ * stores and loads are whole lines. Its count (zeroed before the launch) orders the halves: each
+ * consumer thread adds 1 once its stores (first half) or loads (second) are done, so use u's
+ * first half finds 512u (free) and its second 512u + 256 (filled), which the producer waits for
+ * before it loads the item. */
+struct SplitSlots {
+    static constexpr int kChunks = kDim / 8 + 1;
+    static constexpr int64_t kFloats = (int64_t)kChunks * 256 * 4;
+    static __host__ __device__ int64_t count(int64_t batch) { return 2 * batch * kBlocks; }
+    static __device__ __forceinline__ int64_t slot(int h, int b, int batch, int qb) { return ((int64_t)(h & 1) * batch + b) * kBlocks + qb; }
 };
 
 /* ---- device: the grid's walk over the items ---- */
@@ -118,24 +151,30 @@ __device__ __forceinline__ void span_at(const Params &p, int i, int &lo, int &hi
 
 /* ---- host: the list ---- */
 
-inline int row_cost(int row) {
-    if (row < 0) return kBlocks;
+/* A row's kept key blocks below `mid` (all of them with mid = kBlocks). */
+inline int row_cost(int row, int mid = kBlocks) {
+    if (row < 0) return mid;
     int cost = 0;
-    for (int i = calib_row_first[row]; i < calib_row_first[row + 1]; ++i) cost += calib_spans[2 * i + 1] - calib_spans[2 * i];
+    for (int i = calib_row_first[row]; i < calib_row_first[row + 1]; ++i)
+        cost += std::max(0, std::min<int>(calib_spans[2 * i + 1], mid) - calib_spans[2 * i]);
     return cost;
 }
 
 /* The items of heads first_head ..< first_head + heads of one (step, layer) (dense when
  * step_index < 0), and in `targets` the reuse targets they name: every computed query block of
  * every head, heaviest first (a reuse target's stores count 1/16 of a key block). An item's head
- * is its index in the caller's tensors (h - first_head): a context-parallel rank holds a slice. */
-inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, int l2_bytes, std::vector<int32_t> &targets) {
-    struct Entry { int cost; int4 item; };
+ * is its index in the caller's tensors (h - first_head): a context-parallel rank holds a slice.
+ * split: a split list (above), for plans only. */
+inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, int l2_bytes, bool split,
+                                   std::vector<int32_t> &targets) {
+    struct Entry { int cost; int4 item; int section; };
+    split = split && kMaySplit && step_index >= 0;
+    std::vector<int> uses(split ? 2 * kBlocks : 0, 0); /* per (head parity, query block) */
     std::vector<Entry> entries;
     entries.reserve((size_t)heads * kBlocks);
     for (int h = 0; h < heads; ++h) {
         if (step_index < 0) {
-            for (int qb = 0; qb < kBlocks; ++qb) entries.push_back({kBlocks, make_int4(h | (kBlocks << 12), qb, -1, 0)});
+            for (int qb = 0; qb < kBlocks; ++qb) entries.push_back({kBlocks, make_int4(h | (kBlocks << 12), qb, -1, 0), 0});
             continue;
         }
         const calib_plan &plan =
@@ -150,8 +189,16 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
             int nt = 0;
             for (; r < plan.reuse_count && plan.reuse[2 * r] == qb; ++r, ++nt) targets.push_back(plan.reuse[2 * r + 1]);
             const int row = (int)plan.rows[qb];
-            const int cost = row_cost(row);
-            entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff)});
+            const int cost = row_cost(row), low = split ? row_cost(row, kMid) : cost;
+            if (low > 0 && low < cost) {
+                const int u = uses[(h & 1) * kBlocks + qb]++;
+                if (u >= kMaxUses) return work_list(step_index, layer, first_head, heads, l2_bytes, false, targets = {});
+                const int tag = (u << 24) | h;
+                entries.push_back({low * 16, make_int4(tag | (low << 12) | (1 << 30), qb, row, 0), 0});
+                entries.push_back({(cost - low) * 16 + nt, make_int4(tag | ((cost - low) << 12) | (2 << 30), qb | (nt << 16), row, toff), 1});
+            } else {
+                entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff), split && low == 0});
+            }
         }
     }
     /* Heaviest first, in 16 cost classes; within a class heads stay together (the entries are in
@@ -165,7 +212,7 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
     const int group = std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));
     std::stable_sort(entries.begin(), entries.end(), [group](const Entry &a, const Entry &b) {
         const int ga = (a.item.x & 0xfff) / group, gb = (b.item.x & 0xfff) / group;
-        return ga != gb ? ga < gb : a.cost > b.cost;
+        return ga != gb ? ga < gb : a.section != b.section ? a.section < b.section : a.cost > b.cost;
     });
     std::vector<int4> items(entries.size());
     for (size_t i = 0; i < entries.size(); ++i) items[i] = entries[i].item;

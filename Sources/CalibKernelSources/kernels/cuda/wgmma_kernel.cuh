@@ -252,9 +252,12 @@ template <typename Ops> struct Ring {
  * next one (the caller asks for no more than the row has). Empty spans are stepped over. */
 template <int kSub> struct SubBlocks {
     int i, last, kb, hi, sub = 0;
-    __device__ __forceinline__ SubBlocks(const Params &p, int row) {
+    /* From key block `from` on (a split list's second half: the row has a kept block there). */
+    __device__ __forceinline__ SubBlocks(const Params &p, int row, int from) {
         row_spans(p, row, i, last);
         span_at(p, i, kb, hi);
+        while (hi <= from) span_at(p, ++i, kb, hi);
+        kb = max(kb, from);
     }
     __device__ __forceinline__ int next(const Params &p) {
         while (kb >= hi) span_at(p, ++i, kb, hi);
@@ -302,13 +305,15 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
+        if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
+            count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         mbar_expect_tx(r.q_full(), Ops::kQBytes);
         Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
         ++q_it;
-        const int end = valid_end(p, b), nsub = (it.x >> 12) * (128 / kSub);
-        SubBlocks<kSub> walk(p, it.z);
+        const int end = valid_end(p, b), nsub = item_blocks(it) * (128 / kSub);
+        SubBlocks<kSub> walk(p, it.z, item_part(it) == 2 ? kMid : 0);
         for (int first = 0; first < nsub; first += kSubs) {
             int row0[kSubs] = {};
             uint32_t win[4] = {0u, 0u, 0u, 0u};
@@ -377,6 +382,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
      * row's maximum (and without exponentials ahead there, the codes' packing spilled). */
     constexpr bool kCodes = Ops::kCodes && !kRedo && kTextLast == 0;
     constexpr bool kSumRef = Ops::kSumRef && kTextLast == 0; /* padded text: a row's first tile may have no reference */
+    constexpr bool kSplittable = kMaySplit && !Ops::kFp8; /* split lists are the bf16/f16 launch's (work.cuh) */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -390,7 +396,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
-        const int ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;
+        const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
         float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
@@ -549,6 +555,49 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
 
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
         CALIB_NOTE((wg - 1) * 256 + round * 8 + 5, t == 0 && round < 32, ntiles);
+        /* A split list's row (work.cuh, SplitSlots): the first half leaves its O, references and
+         * sums in the slot, and the second folds them into its own as the combination of two
+         * partial softmaxes. The producer waited for the slot's count before it loaded the item's
+         * Q (free for a first half, filled for a second), and the consumers' wait for that Q
+         * orders their stores or loads after it: a wait here, under O's registers, spilled. The
+         * item is read again here, as the loop leaves no register to keep its part in. */
+        int4 again = make_int4(0, 0, 0, 0);
+        int again_b;
+        if constexpr (kSplittable) again = load_item(p, idx, again_b);
+        const int part = item_part(again);
+        if (kSplittable && part != 0) {
+            float4 *slot = reinterpret_cast<float4 *>(p.split_state + SplitSlots::slot(h, b, p.batch, qb) * SplitSlots::kFloats) +
+                           (wg - 1) * 128 + t;
+            uint32_t *count = p.split_counts + SplitSlots::slot(h, b, p.batch, qb);
+            if (part == 1) {
+#pragma unroll
+                for (int j = 0; j < kDim / 8; ++j) __stcg(slot + j * 256, make_float4(o[4 * j], o[4 * j + 1], o[4 * j + 2], o[4 * j + 3]));
+                __stcg(slot + kDim / 8 * 256, make_float4(sm.m0, sm.m1, sm.l0, sm.l1));
+                count_release(count);
+                /* pk (stored, pv_b < 0) defined on this path too, or its old value would be kept
+                 * live through the next item's loop (32 registers: spills). */
+#pragma unroll
+                for (int j = 0; j < kDim / 4; ++j) pk[j] = 0u;
+                idx = nidx;
+                it = nit;
+                b = nb;
+                continue;
+            }
+            const float4 x = __ldcg(slot + kDim / 8 * 256);
+            const float n0 = fmaxf(x.x, sm.m0), n1 = fmaxf(x.y, sm.m1);
+            const float a0 = fast_exp2(x.x - n0), a1 = fast_exp2(x.y - n1), c0 = fast_exp2(sm.m0 - n0), c1 = fast_exp2(sm.m1 - n1);
+            sm.l0 = x.z * a0 + sm.l0 * c0;
+            sm.l1 = x.w * a1 + sm.l1 * c1;
+#pragma unroll
+            for (int j = 0; j < kDim / 8; ++j) {
+                const float4 y = __ldcg(slot + j * 256);
+                o[4 * j] = fmaf(y.x, a0, o[4 * j] * c0);
+                o[4 * j + 1] = fmaf(y.y, a0, o[4 * j + 1] * c0);
+                o[4 * j + 2] = fmaf(y.z, a1, o[4 * j + 2] * c1);
+                o[4 * j + 3] = fmaf(y.w, a1, o[4 * j + 3] * c1);
+            }
+            count_release(count);
+        }
         float inv0, inv1;
         sm.finish<!Ops::kTensorSums>(inv0, inv1);
         if constexpr (Ops::kFp8) {
