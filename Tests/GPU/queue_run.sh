@@ -353,3 +353,42 @@ queued() {
     left 80 && fifteenth; echo "end at $SECONDS s"
 }
 "$1"
+# split calls (issue 29, two passes over a head's key halves): three on one warm machine.
+#   fa4_parts       carry .fa4/small and .fa4/a: copied into /tmp/fa4.
+#   split_bench     carry .gpu, .gpu-var (before: the kernel files before the split) and .fa4/b:
+#       FA4 installed; every set built; test_cuda.py (the split cases included); Wan 14B main
+#       (split lists) beside before and FA4 (3 rounds), clocks of both on layers 0 1 7 8 9.
+#   split_check     no carry (the sets built above stay): memcheck of the split tests, Wan 1.3B
+#       (unsplit either way) beside before and FA4.
+fa4_parts() { cp .fa4/small/* .fa4/a/* /tmp/fa4/ && ls /tmp/fa4 | wc -l; }
+split_bench() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
+    variant before wan14b $G-vbefore-14; variant before wan13b $G-vbefore
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong fp8synth 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 150 -k "not fp8"
+    M14=$G/wan14b.json
+    left 230 && timeout 230 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
+        --rounds 3 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    echo "14b at $SECONDS s"
+    left 60 && timeout $((LIMIT - SECONDS - 5)) python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
+        --seconds 1.5 --layers 1 7 8 9 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/clocks14.log
+    echo "end at $SECONDS s"
+}
+split_check() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    memcheck 200 "split and not fp8"
+    M=$G/wan13b.json
+    left 150 && timeout 150 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M before=$G-vbefore/wan13b/$L:$M --rounds 3 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b.log
+    echo "13b at $SECONDS s"
+    left 100 && gpu_tests $((LIMIT - SECONDS - 10)) -k "fp8"
+    echo "end at $SECONDS s"
+}
