@@ -352,7 +352,6 @@ queued() {
     left 150 && sixteenth; echo "sixteenth done at $SECONDS s"
     left 80 && fifteenth; echo "end at $SECONDS s"
 }
-"$1"
 # split calls (issue 29, two passes over a head's key halves): three on one warm machine.
 #   fa4_parts       carry .fa4/small and .fa4/a: copied into /tmp/fa4.
 #   split_bench     carry .gpu, .gpu-var (before: the kernel files before the split) and .fa4/b:
@@ -392,3 +391,4 @@ split_check() {
     left 100 && gpu_tests $((LIMIT - SECONDS - 10)) -k "fp8"
     echo "end at $SECONDS s"
 }
+"$1"
