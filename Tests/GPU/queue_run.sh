@@ -391,4 +391,27 @@ split_check() {
     left 100 && gpu_tests $((LIMIT - SECONDS - 10)) -k "fp8"
     echo "end at $SECONDS s"
 }
+# split_run   carry .gpu and .gpu-var (before): every set built; the split tests first (a wait that
+#       never ends is a hang: they get a short limit of their own), Wan 14B main beside before (2
+#       rounds), clocks on layers 1 7 9, the other bf16 tests, memcheck of the split tests.
+split_run() {
+    LIMIT=${LIMIT:-480}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 90 -k "split"
+    M14=$G/wan14b.json
+    timeout 120 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
+        --rounds 2 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    echo "14b at $SECONDS s"
+    left 60 && timeout 60 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
+        --seconds 1.5 --layers 1 7 9 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/clocks14.log
+    echo "clocks at $SECONDS s"
+    mkdir -p $OUT/rest; left 100 && OUT=$OUT/rest gpu_tests $((LIMIT - SECONDS - 80)) -k "not fp8 and not split"
+    left 30 && memcheck $((LIMIT - SECONDS - 5)) "split and not fp8"
+    echo "end at $SECONDS s"
+}
 "$1"

@@ -203,15 +203,17 @@ def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, mon
 
 
 def spans_both_halves(kernels, masks):
-    """Whether some computed row keeps key blocks on both sides of the middle block (a split
-    list's two items)."""
+    """Whether some computed row keeps at least a quarter of its key blocks on each side of the
+    middle block (work.cuh: a split list's two items)."""
     for step in kernels.steps:
         for layer in range(kernels.layers):
             for p in patterns_of(kernels, masks, step, layer):
                 kept = np.asarray(p.kept)
                 mid = p.blocks // 2
-                if any(kept[b, :mid].any() and kept[b, mid:].any() for b in range(p.blocks) if b not in p.reuse):
-                    return True
+                for b in range(p.blocks):
+                    low, cost = int(kept[b, :mid].sum()), int(kept[b].sum())
+                    if b not in p.reuse and 0 < low < cost and 4 * low >= cost and 4 * (cost - low) >= cost:
+                        return True
     return False
 
 

@@ -15,12 +15,14 @@
  * reused blocks are never computed.
  *
  * Split lists (the bf16/f16 wgmma launch, where one head's 16-bit K and V exceed half the L2, as
- * at Wan 14B): a row with kept key blocks in both halves of the keys is two items, the first
- * half's listed with every first half of its head before any second half, so the CTAs running at
- * one time read half a head (docs/gpu.md, "Two passes over a head's key halves"). The first half
- * leaves its rows' unnormalized O, references and sums in a slot (one per (head parity, batch
- * element, query block)) and the second takes them from there; a count per slot orders them
- * (SplitSlots). */
+ * at Wan 14B): a row with at least a quarter of its kept key blocks in each half of the keys is
+ * two items. Head h's first halves (with its rows not split but for those wholly in the second
+ * half, which go with its second halves) are listed after head h -
+ * 1's and before head h - 2's second halves, and its second halves after head h + 1's first: the
+ * CTAs running at one time read half a head, and a second half starts a section after its first
+ * ended (docs/gpu.md, "Two passes over a head's key halves"). The first half leaves its rows'
+ * unnormalized O, references and sums in a slot (one per (head mod 3, batch element, query
+ * block)) and the second takes them from there; a count per slot orders them (SplitSlots). */
 #pragma once
 
 #include <cuda_runtime.h>
@@ -99,10 +101,11 @@ struct Params {
  * first half finds 512u (free) and its second 512u + 256 (filled), which the producer waits for
  * before it loads the item. */
 struct SplitSlots {
+    static constexpr int kSets = 3; /* a head's slots are free again two sections before the next use */
     static constexpr int kChunks = kDim / 8 + 1;
     static constexpr int64_t kFloats = (int64_t)kChunks * 256 * 4;
-    static __host__ __device__ int64_t count(int64_t batch) { return 2 * batch * kBlocks; }
-    static __device__ __forceinline__ int64_t slot(int h, int b, int batch, int qb) { return ((int64_t)(h & 1) * batch + b) * kBlocks + qb; }
+    static __host__ __device__ int64_t count(int64_t batch) { return kSets * batch * kBlocks; }
+    static __device__ __forceinline__ int64_t slot(int h, int b, int batch, int qb) { return ((int64_t)(h % kSets) * batch + b) * kBlocks + qb; }
 };
 
 /* ---- device: the grid's walk over the items ---- */
@@ -169,7 +172,7 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
                                    std::vector<int32_t> &targets) {
     struct Entry { int cost; int4 item; int section; };
     split = split && kMaySplit && step_index >= 0;
-    std::vector<int> uses(split ? 2 * kBlocks : 0, 0); /* per (head parity, query block) */
+    std::vector<int> uses(split ? SplitSlots::kSets * kBlocks : 0, 0); /* per (head mod kSets, query block) */
     std::vector<Entry> entries;
     entries.reserve((size_t)heads * kBlocks);
     for (int h = 0; h < heads; ++h) {
@@ -190,13 +193,14 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
             for (; r < plan.reuse_count && plan.reuse[2 * r] == qb; ++r, ++nt) targets.push_back(plan.reuse[2 * r + 1]);
             const int row = (int)plan.rows[qb];
             const int cost = row_cost(row), low = split ? row_cost(row, kMid) : cost;
-            if (low > 0 && low < cost) {
-                const int u = uses[(h & 1) * kBlocks + qb]++;
+            if (4 * low >= cost && 4 * (cost - low) >= cost && low > 0 && low < cost) {
+                const int u = uses[(h % SplitSlots::kSets) * kBlocks + qb]++;
                 if (u >= kMaxUses) return work_list(step_index, layer, first_head, heads, l2_bytes, false, targets = {});
                 const int tag = (u << 24) | h;
                 entries.push_back({low * 16, make_int4(tag | (low << 12) | (1 << 30), qb, row, 0), 0});
                 entries.push_back({(cost - low) * 16 + nt, make_int4(tag | ((cost - low) << 12) | (2 << 30), qb | (nt << 16), row, toff), 1});
             } else {
+                /* Not split: with the second halves if it reads only keys from the middle on. */
                 entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff), split && low == 0});
             }
         }
@@ -209,10 +213,12 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
     int max_cost = 1;
     for (const Entry &e : entries) max_cost = std::max(max_cost, e.cost);
     for (Entry &e : entries) e.cost = (int)((int64_t)e.cost * 16 / (max_cost + 1));
-    const int group = std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));
-    std::stable_sort(entries.begin(), entries.end(), [group](const Entry &a, const Entry &b) {
-        const int ga = (a.item.x & 0xfff) / group, gb = (b.item.x & 0xfff) / group;
-        return ga != gb ? ga < gb : a.section != b.section ? a.section < b.section : a.cost > b.cost;
+    /* Split lists: sections by head, head h's first halves at 2h and its second at 2h + 3. */
+    const int group = split ? 1 : std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));
+    auto phase = [group](const Entry &e) { return e.section ? 2 * (e.item.x & 0xfff) + 3 : 2 * ((e.item.x & 0xfff) / group); };
+    std::stable_sort(entries.begin(), entries.end(), [&phase](const Entry &a, const Entry &b) {
+        const int pa = phase(a), pb = phase(b);
+        return pa != pb ? pa < pb : a.cost > b.cost;
     });
     std::vector<int4> items(entries.size());
     for (size_t i = 0; i < entries.size(); ++i) items[i] = entries[i].item;
