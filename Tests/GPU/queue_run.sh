@@ -414,4 +414,21 @@ split_run() {
     left 30 && memcheck $((LIMIT - SECONDS - 5)) "split and not fp8"
     echo "end at $SECONDS s"
 }
+# split_run2  carry .gpu and .gpu-var (before): split lists of scattered rows only; the split tests,
+#       Wan 14B main beside before (3 rounds), memcheck of the split tests.
+split_run2() {
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G t128 t64 ex wan14b tlong 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 60 -k "split"
+    M14=$G/wan14b.json
+    timeout 120 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
+        --rounds 3 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    echo "14b at $SECONDS s"
+    memcheck 60 "split and not fp8"
+    echo "end at $SECONDS s"
+}
 "$1"

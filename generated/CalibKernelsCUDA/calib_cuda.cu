@@ -83,9 +83,9 @@ struct DeviceState {
     uint16_t *spans = nullptr;
     /* Lists by the plans of their heads (-1: dense) and whether split, so steps and layers that
      * share plans share one list on the device. */
-    std::map<std::pair<std::vector<int32_t>, bool>, LayerList> by_plans;
-    std::map<std::tuple<int, int, int, int, bool>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads, split) */
-    std::map<std::tuple<int, int, int, bool>, StepWork *> by_step;   /* (layer, first_head, heads, split): a list per step */
+    std::map<std::pair<std::vector<int32_t>, int>, LayerList> by_plans;
+    std::map<std::tuple<int, int, int, int, int>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads, SplitMode) */
+    std::map<std::tuple<int, int, int, int>, StepWork *> by_step;    /* (layer, first_head, heads, SplitMode): a list per step */
     std::map<cudaStream_t, SplitBuffer> split_buffers;
 };
 
@@ -154,9 +154,9 @@ int device_state(void *stream, DeviceState **state) {
 
 /* The list of heads first_head ..< first_head + heads of one (step, layer) (dense when
  * step_index < 0) on the state's device, uploaded on first use (under g_mutex). */
-int layer_list(DeviceState &s, int step_index, int layer, int first_head, int heads, bool split, void *stream,
+int layer_list(DeviceState &s, int step_index, int layer, int first_head, int heads, int split, void *stream,
                const LayerList **out) {
-    const auto key = step_index < 0 ? std::make_tuple(-1, 0, first_head, heads, false)
+    const auto key = step_index < 0 ? std::make_tuple(-1, 0, first_head, heads, (int)kSplitNone)
                                     : std::make_tuple(step_index, layer, first_head, heads, split);
     auto l = s.lists.find(key);
     if (l == s.lists.end()) {
@@ -183,7 +183,7 @@ int layer_list(DeviceState &s, int step_index, int layer, int first_head, int he
 }
 
 /* Every step's list of (layer, heads) as one device array, for a step chosen on the device. */
-int step_lists(DeviceState &s, int layer, int first_head, int heads, bool split, void *stream, const StepWork **out) {
+int step_lists(DeviceState &s, int layer, int first_head, int heads, int split, void *stream, const StepWork **out) {
     const auto key = std::make_tuple(layer, first_head, heads, split);
     auto found = s.by_step.find(key);
     if (found == s.by_step.end()) {
@@ -209,13 +209,15 @@ bool want_mma() {
     return e && strcmp(e, "mma") == 0;
 }
 
-/* Whether the bf16/f16 wgmma launches of plans take split lists (work.cuh): where one head's
- * 16-bit K and V exceed half the L2. CALIB_CUDA_SPLIT=1 or 0 says so instead (the tests' small
- * shapes, and comparisons). */
-bool want_split(const DeviceState &s) {
+/* Which split lists the bf16/f16 wgmma launches of plans take (work.cuh, SplitMode): of their
+ * scattered rows where one head's 16-bit K and V exceed half the L2, else none.
+ * CALIB_CUDA_SPLIT=1 (every row with a quarter of its blocks on each side: the tests' small
+ * shapes) or 0 (none) says so instead, for tests and comparisons. */
+int want_split(const DeviceState &s) {
+    if (!kMaySplit) return kSplitNone;
     const char *e = getenv("CALIB_CUDA_SPLIT");
-    if (e && *e) return kMaySplit && strcmp(e, "1") == 0;
-    return kMaySplit && (int64_t)kTokens * kDim * 4 > s.l2_bytes / 2;
+    if (e && *e) return strcmp(e, "1") == 0 ? kSplitEvery : kSplitNone;
+    return (int64_t)kTokens * kDim * 4 > s.l2_bytes / 2 ? kSplitScattered : kSplitNone;
 }
 
 /* The stream's slots for `batch` batch elements, made (or grown) on its first launch that needs
@@ -403,12 +405,13 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
                 make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
     SplitBuffer slots;
-    bool split = false, captured = false;
+    int split = kSplitNone;
+    bool captured = false;
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         int st = device_state(stream, &state);
         if (st != CALIB_OK) return st;
-        split = wgmma && (step_index >= 0 || device_step) && want_split(*state);
+        split = wgmma && (step_index >= 0 || device_step) ? want_split(*state) : kSplitNone;
         captured = split && capturing(stream);
         if (split && !captured) st = split_slots(*state, stream, batch, &slots);
         if (st != CALIB_OK) return st;
@@ -571,7 +574,7 @@ int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
         st = step_lists(*state, layer, first_head, heads, want_split(*state), stream, &work);
     }
     const LayerList *dense;
-    if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, false, stream, &dense);
+    if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, kSplitNone, stream, &dense);
     return st;
 }
 

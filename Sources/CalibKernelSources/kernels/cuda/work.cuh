@@ -161,11 +161,17 @@ inline int row_cost(int row, int mid = kBlocks) {
  * step_index < 0), and in `targets` the reuse targets they name: every computed query block of
  * every head, heaviest first (a reuse target's stores count 1/16 of a key block). An item's head
  * is its index in the caller's tensors (h - first_head): a context-parallel rank holds a slice.
- * split: a split list (above), for plans only. */
-inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, int l2_bytes, bool split,
+ * split: a split list (above), for plans only, of its scattered rows (kSplitScattered) or of every
+ * row with a quarter of its blocks on each side (kSplitEvery: the tests' small shapes). */
+enum SplitMode { kSplitNone, kSplitScattered, kSplitEvery };
+/* A row is scattered with at least this many spans of kept blocks: Wan 14B's scattered rows have
+ * 35-148, and gained 4.5-6.5% split (docs/gpu.md, run 88); its calibrated-like rows, a span or
+ * two per latent frame (16-22), whose neighbours read the same keys, lost up to 22%. */
+constexpr int kScatteredSpans = 32;
+inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, int l2_bytes, int split,
                                    std::vector<int32_t> &targets) {
     struct Entry { int cost; int4 item; int section; };
-    split = split && kMaySplit && step_index >= 0;
+    if (!kMaySplit || step_index < 0) split = kSplitNone;
     std::vector<int> uses(split ? SplitSlots::kSets * kBlocks : 0, 0); /* per (head mod kSets, query block) */
     std::vector<Entry> entries;
     entries.reserve((size_t)heads * kBlocks);
@@ -178,6 +184,8 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
             calib_plans[calib_dispatch[((int64_t)step_index * CALIB_LAYERS + layer) * CALIB_HEADS + first_head + h]];
         std::vector<char> reused(kBlocks, 0);
         for (int i = 0; i < plan.reuse_count; ++i) reused[plan.reuse[2 * i + 1]] = 1;
+        const size_t head_first = entries.size();
+        bool head_split = false;
         int r = 0; /* reuse pairs are sorted by source */
         for (int qb = 0; qb < kBlocks; ++qb) {
             if (reused[qb]) continue;
@@ -187,9 +195,11 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
             for (; r < plan.reuse_count && plan.reuse[2 * r] == qb; ++r, ++nt) targets.push_back(plan.reuse[2 * r + 1]);
             const int row = (int)plan.rows[qb];
             const int cost = row_cost(row), low = split ? row_cost(row, kMid) : cost;
-            if (4 * low >= cost && 4 * (cost - low) >= cost && low > 0 && low < cost) {
+            const bool scattered = split == kSplitEvery || (row >= 0 && calib_row_first[row + 1] - calib_row_first[row] >= kScatteredSpans);
+            if (split && scattered && 4 * low >= cost && 4 * (cost - low) >= cost && low > 0 && low < cost) {
+                head_split = true;
                 const int u = uses[(h % SplitSlots::kSets) * kBlocks + qb]++;
-                if (u >= kMaxUses) return work_list(step_index, layer, first_head, heads, l2_bytes, false, targets = {});
+                if (u >= kMaxUses) return work_list(step_index, layer, first_head, heads, l2_bytes, kSplitNone, targets = {});
                 const int tag = (u << 24) | h;
                 entries.push_back({low * 16, make_int4(tag | (low << 12) | (1 << 30), qb, row, 0), 0});
                 entries.push_back({(cost - low) * 16 + nt, make_int4(tag | ((cost - low) << 12) | (2 << 30), qb | (nt << 16), row, toff), 1});
@@ -198,6 +208,8 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
                 entries.push_back({cost * 16 + nt, make_int4(h | (cost << 12), qb | (nt << 16), row, toff), split && low == 0});
             }
         }
+        if (!head_split) /* a head with no row split keeps the unsplit order */
+            for (size_t i = head_first; i < entries.size(); ++i) entries[i].section = 0;
     }
     /* Heaviest first, in 16 cost classes; within a class heads stay together (the entries are in
      * head order), so the CTAs running at one time share their heads' K and V in L2. Classes
