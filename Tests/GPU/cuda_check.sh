@@ -3,7 +3,9 @@
 # errors, no link, so PyPI's nvcc suffices), failing on any spill, stack frame, serialized
 # wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16
 # and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
-# tj128 with padded text) and the mma.sync kernel of ex (block 64).
+# tj128 with padded text) and the mma.sync kernel of ex (block 64); and the split work lists of
+# t128, t64 and the two Wan sets with every balanced row split, on the host (work_list_check.cu:
+# no wait for a later item, each row's items adding up; Wan 1.3B's 12 heads reuse slot sets).
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
 dir=$1
@@ -20,3 +22,8 @@ for s in t128 tj128 t64; do
 done
 for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$dir/$s.ptxas.log" calib_fp8_; done
 python3 Tests/GPU/check_ptxas.py "$dir/ex.ptxas.log" calib_mma_kernel
+for s in t128 t64 wan13b wan14b; do
+    "$NVCC" -O2 -std=c++17 -L "$(dirname "$NVCC")/../lib" -I "$dir/$s" -I "$dir/$s/include" Tests/GPU/work_list_check.cu \
+        "$dir/$s/calib_schedule.c" -o "$dir/$s.work_list_check"
+    "$dir/$s.work_list_check" --every
+done

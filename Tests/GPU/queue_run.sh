@@ -431,4 +431,16 @@ split_run2() {
     memcheck 60 "split and not fp8"
     echo "end at $SECONDS s"
 }
+# split_fa4   after fa4_parts on the same warm machine; carry .gpu, .gpu-var (before) and .fa4/b:
+#       FA4 installed, Wan 14B main beside before and FA4 (3 rounds). Run 90.
+split_fa4() {
+    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -2
+    wait
+    M=$G/wan14b.json
+    timeout 150 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
+}
 "$1"

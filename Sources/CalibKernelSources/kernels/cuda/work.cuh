@@ -128,7 +128,7 @@ __device__ __forceinline__ int valid_end(const Params &p, int b) {
     }
 }
 
-__device__ __forceinline__ int64_t item_index(int64_t round, int64_t grid, int64_t cta) {
+__host__ __device__ __forceinline__ int64_t item_index(int64_t round, int64_t grid, int64_t cta) {
     return round * grid + ((round & 1) ? grid - 1 - cta : cta);
 }
 
