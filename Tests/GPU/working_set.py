@@ -6,7 +6,9 @@ an item's start one more, and each tile's (head, key block) goes through an LRU 
 size in 16-bit K and V blocks (64 KB at head_dim 128). It prints misses per kept tile for the
 walks as the kernel takes them and for the orders the queue weighs: each row's first half of its
 kept blocks (half-span) or every other one (half-stride), as ablate.py's variants of those names
-run them, and two passes over each head's key halves (split). Run 82 measured the memory busy 2%
+run them, two passes over each head's key halves (split: every row, a head's first halves then its
+second) and the split lists the kernel takes (v25: scattered rows, a head's second halves after the
+next head's first halves). Run 82 measured the memory busy 2%
 (dense), 4-5% (calibrated-like 0.5), 23% (scattered 0.5) and 34% (scattered 0.1) at Wan 14B.
 usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...] [--group G]"""
 import argparse
@@ -17,9 +19,10 @@ import numpy as np
 import calibc
 
 
-def work_list(masks, step, layer, heads, group, rows_of):
+def work_list(masks, step, layer, heads, group, rows_of, lag=False):
     """(head, query block, kept key blocks in walk order, part) in work.cuh's order; rows_of(kept
-    blocks of a row) gives the row's items as (blocks, part), part 0 the whole row, else its pass."""
+    blocks of a row) gives the row's items as (blocks, part), part 0 the whole row, else its pass.
+    lag: v25's split lists, a head's second halves (part 2) after the next head's first."""
     entries = []
     for h in range(heads):
         p = masks.pattern(step, layer, h)
@@ -32,7 +35,10 @@ def work_list(masks, step, layer, heads, group, rows_of):
                     entries.append((len(blocks), part, h, qb, blocks))
     max_cost = max(e[0] for e in entries)
     # Stable: within a group, a pass's items before the next pass's, heaviest class first.
-    entries.sort(key=lambda e: (e[2] // group, e[1], -(e[0] * 16 // (max_cost + 1))))
+    if lag:
+        entries.sort(key=lambda e: (2 * e[2] + 3 if e[1] == 2 else 2 * e[2], -(e[0] * 16 // (max_cost + 1))))
+    else:
+        entries.sort(key=lambda e: (e[2] // group, e[1], -(e[0] * 16 // (max_cost + 1))))
     return [(h, qb, blocks) for _, _, h, qb, blocks in entries]
 
 
@@ -66,11 +72,22 @@ def misses(items, ctas, capacity):
     return miss / len(accesses)
 
 
-ORDERS = {
-    "kernel": lambda kept, mid: [(kept, 0)],
-    "half-span": lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)],
-    "half-stride": lambda kept, mid: [(kept[::2], 0)],
-    "split": lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)],
+def v25_rows(kept, mid):
+    """work.cuh's split rows (v25): a row of 32 spans or more with a quarter of its blocks on each
+    side is two items; one wholly past the middle goes with the second halves."""
+    low = int((kept < mid).sum())
+    spans = int((np.diff(kept) > 1).sum()) + 1 if len(kept) else 0
+    if spans >= 32 and 4 * low >= len(kept) and 4 * (len(kept) - low) >= len(kept):
+        return [(kept[kept < mid], 1), (kept[kept >= mid], 2)]
+    return [(kept, 2 if low == 0 else 0)]
+
+
+ORDERS = {  # name: (rows_of, lag)
+    "kernel": (lambda kept, mid: [(kept, 0)], False),
+    "half-span": (lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)], False),
+    "half-stride": (lambda kept, mid: [(kept[::2], 0)], False),
+    "split": (lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)], False),
+    "v25": (v25_rows, True),
 }
 
 
@@ -92,8 +109,9 @@ def main():
           + ", ".join(f"{m:g}" for m in a.l2_mb) + " MiB)")
     for layer in a.layers:
         mid = masks.pattern(step, layer, 0).blocks // 2
-        for name, rows_of in ORDERS.items():
-            items = work_list(masks, step, layer, min(a.heads, masks.heads), group, lambda kept: rows_of(kept, mid))
+        for name, (rows_of, lag) in ORDERS.items():
+            items = work_list(masks, step, layer, min(a.heads, masks.heads), 1 if lag else group,
+                              lambda kept: rows_of(kept, mid), lag)
             rates = [misses(items, a.ctas, int(m * 2**20) // block_bytes) for m in a.l2_mb]
             print(f"layer {layer} {name:12s} " + "  ".join(f"{r:.4f}" for r in rates), flush=True)
 
