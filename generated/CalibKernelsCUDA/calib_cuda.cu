@@ -57,6 +57,13 @@ struct LayerList {
     int4 *items = nullptr;
     int32_t *targets = nullptr;
     int64_t count = 0;
+    bool split = false; /* it holds split rows' halves, so its launch needs slots */
+};
+
+/* Every step's list of a (layer, heads) on the device, and whether any holds split rows. */
+struct StepLists {
+    StepWork *work = nullptr;
+    bool split = false;
 };
 
 /* Slots for split lists (work.cuh, SplitSlots) for up to `batch` batch elements: the states, then
@@ -85,7 +92,7 @@ struct DeviceState {
      * share plans share one list on the device. */
     std::map<std::pair<std::vector<int32_t>, int>, LayerList> by_plans;
     std::map<std::tuple<int, int, int, int, int>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads, SplitMode) */
-    std::map<std::tuple<int, int, int, int>, StepWork *> by_step;    /* (layer, first_head, heads, SplitMode): a list per step */
+    std::map<std::tuple<int, int, int, int>, StepLists> by_step;     /* (layer, first_head, heads, SplitMode): a list per step */
     std::map<cudaStream_t, SplitBuffer> split_buffers;
 };
 
@@ -171,6 +178,7 @@ int layer_list(DeviceState &s, int step_index, int layer, int first_head, int he
             std::vector<int32_t> targets;
             const std::vector<int4> items = work_list(step_index, layer, first_head, heads, s.l2_bytes, std::get<4>(key), targets);
             list.count = (int64_t)items.size();
+            list.split = std::any_of(items.begin(), items.end(), [](const int4 &it) { return item_part(it) != 0; });
             int st = upload(&list.items, items.data(), items.size());
             if (st == CALIB_OK) st = upload(&list.targets, targets.empty() ? nullptr : targets.data(), targets.size());
             if (st != CALIB_OK) return st;
@@ -183,24 +191,25 @@ int layer_list(DeviceState &s, int step_index, int layer, int first_head, int he
 }
 
 /* Every step's list of (layer, heads) as one device array, for a step chosen on the device. */
-int step_lists(DeviceState &s, int layer, int first_head, int heads, int split, void *stream, const StepWork **out) {
+int step_lists(DeviceState &s, int layer, int first_head, int heads, int split, void *stream, const StepLists **out) {
     const auto key = std::make_tuple(layer, first_head, heads, split);
     auto found = s.by_step.find(key);
     if (found == s.by_step.end()) {
         std::vector<StepWork> work(CALIB_STEPS);
+        StepLists lists;
         for (int i = 0; i < CALIB_STEPS; ++i) {
             const LayerList *l;
             int st = layer_list(s, i, layer, first_head, heads, split, stream, &l);
             if (st != CALIB_OK) return st;
             work[i] = {l->items, l->targets, l->count};
+            lists.split |= l->split;
         }
         if (capturing(stream)) return CALIB_ERR_CAPTURE;
-        StepWork *dev = nullptr;
-        int st = upload(&dev, work.data(), work.size());
+        int st = upload(&lists.work, work.data(), work.size());
         if (st != CALIB_OK) return st;
-        found = s.by_step.emplace(key, dev).first;
+        found = s.by_step.emplace(key, lists).first;
     }
-    *out = found->second;
+    *out = &found->second;
     return CALIB_OK;
 }
 
@@ -405,30 +414,32 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
                 make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
     SplitBuffer slots;
-    int split = kSplitNone;
-    bool captured = false;
+    bool split = false, captured = false; /* the list holds split rows; the launch is being captured */
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         int st = device_state(stream, &state);
         if (st != CALIB_OK) return st;
-        split = wgmma && (step_index >= 0 || device_step) ? want_split(*state) : kSplitNone;
-        captured = split && capturing(stream);
-        if (split && !captured) st = split_slots(*state, stream, batch, &slots);
-        if (st != CALIB_OK) return st;
+        const int mode = wgmma && (step_index >= 0 || device_step) ? want_split(*state) : kSplitNone;
         if (device_step) {
-            st = step_lists(*state, layer, first_head, (int)heads, split, stream, &p.by_step);
+            const StepLists *lists = nullptr;
+            st = step_lists(*state, layer, first_head, (int)heads, mode, stream, &lists);
+            p.by_step = lists ? lists->work : nullptr;
+            split = lists && lists->split;
             p.items = nullptr;
             p.targets = nullptr;
             p.total = (int64_t)state->sms * state->mma_ctas_per_sm; /* the grid; the kernel reads its work */
         } else {
             const LayerList *list = nullptr;
-            st = layer_list(*state, step_index, layer, first_head, (int)heads, split, stream, &list);
+            st = layer_list(*state, step_index, layer, first_head, (int)heads, mode, stream, &list);
             p.by_step = nullptr;
+            split = list && list->split;
             p.items = list ? list->items : nullptr;
             p.targets = list ? list->targets : nullptr;
             p.total = list ? list->count * batch : 0;
         }
         if (st != CALIB_OK) return st;
+        captured = split && capturing(stream);
+        if (split && !captured && (st = split_slots(*state, stream, batch, &slots)) != CALIB_OK) return st;
     }
     p.step_index = device_step;
     p.text_lengths = text_lengths;
@@ -570,8 +581,8 @@ int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
     DeviceState *state;
     int st = device_state(stream, &state);
     for (int layer = 0; st == CALIB_OK && layer < CALIB_LAYERS; ++layer) {
-        const StepWork *work;
-        st = step_lists(*state, layer, first_head, heads, want_split(*state), stream, &work);
+        const StepLists *lists;
+        st = step_lists(*state, layer, first_head, heads, want_split(*state), stream, &lists);
     }
     const LayerList *dense;
     if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, kSplitNone, stream, &dense);
