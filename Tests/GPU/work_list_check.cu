@@ -31,14 +31,9 @@ void fail(int step, int layer, const char *what) {
     if (++failures <= 10) fprintf(stderr, "step index %d layer %d: %s\n", step, layer, what);
 }
 
-/* The index, among `count` items of one batch element, of the item an item waits for, or -1. */
-struct Waits {
-    std::vector<int64_t> on;
-};
-
-Waits waits_of(const std::vector<int4> &items, int step, int layer) {
-    Waits w;
-    w.on.assign(items.size(), -1);
+/* For each item of one batch element, the index of the item it waits for, or -1. */
+std::vector<int64_t> waits_of(const std::vector<int4> &items, int step, int layer) {
+    std::vector<int64_t> on(items.size(), -1);
     /* per (head mod kSets, query block): use -> (first half index, second half index) */
     std::map<std::pair<int, int>, std::map<int, std::pair<int64_t, int64_t>>> slots;
     for (size_t i = 0; i < items.size(); ++i) {
@@ -55,16 +50,16 @@ Waits waits_of(const std::vector<int4> &items, int step, int layer) {
             if (use.first != expect++) fail(step, layer, "a slot's uses are not 0, 1, 2, ...");
             const int64_t f = use.second.first, s = use.second.second;
             if (!f || !s) { fail(step, layer, "a split row lacks a half"); continue; }
-            w.on[f - 1] = prev_second - 1; /* -1 for the first use */
-            w.on[s - 1] = f - 1;
+            on[f - 1] = prev_second - 1; /* -1 for the first use */
+            on[s - 1] = f - 1;
             prev_second = s;
         }
     }
-    return w;
+    return on;
 }
 
 /* The share of the CTAs' time spent waiting, with `batch` elements (index item * batch + b). */
-double stall_share(const std::vector<int4> &items, const Waits &w, int batch, int ctas, int step, int layer) {
+double stall_share(const std::vector<int4> &items, const std::vector<int64_t> &on, int batch, int ctas, int step, int layer) {
     const int64_t total = (int64_t)items.size() * batch;
     const int64_t grid = std::min<int64_t>(ctas, total);
     std::vector<double> free_at(grid, 0.0), end(total, 0.0);
@@ -77,8 +72,8 @@ double stall_share(const std::vector<int4> &items, const Waits &w, int batch, in
             any = true;
             const int64_t item = idx / batch, b = idx % batch;
             double start = free_at[c];
-            if (w.on[item] >= 0) {
-                const int64_t dep = w.on[item] * batch + b;
+            if (on[item] >= 0) {
+                const int64_t dep = on[item] * batch + b;
                 if (dep >= idx) fail(step, layer, "an item waits for one listed after it");
                 else if (end[dep] > start) { waited += end[dep] - start; start = end[dep]; }
             }
@@ -126,9 +121,9 @@ int main(int argc, char **argv) {
                 if (blocks[key] != item_blocks(it)) fail(step, layer, "a row's items do not add up to its kept blocks");
                 if (low.count(key) && low[key] != row_cost(it.z, kMid)) fail(step, layer, "a first half is not the row's blocks below the middle");
             }
-            const Waits w = waits_of(items, step, layer);
+            const std::vector<int64_t> on = waits_of(items, step, layer);
             for (int batch = 1; batch <= 2; ++batch) {
-                const double share = stall_share(items, w, batch, ctas, step, layer);
+                const double share = stall_share(items, on, batch, ctas, step, layer);
                 if (batch == 1 && layers) printf("step index %d layer %d: %zu items, waiting %.4f of the CTAs' time\n", step, layer, items.size(), share);
                 worst = std::max(worst, share);
             }

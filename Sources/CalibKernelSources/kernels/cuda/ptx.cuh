@@ -113,7 +113,6 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
                  ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
 }
-/* Orders this thread's earlier shared-memory stores before the tensor cores' reads of them. */
 /* A count between CTAs: each thread's add releases its own earlier stores and loads (so a warp
  * needs no vote), and the waiting thread's acquire orders the count before what follows it. The
  * wait has no bound to trap at: the producer that waits has 24 registers, and the counter spilled
@@ -130,6 +129,7 @@ __device__ __forceinline__ void count_wait(const uint32_t *count, uint32_t value
     }
 }
 
+/* Orders this thread's earlier shared-memory stores before the tensor cores' reads of them. */
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 /* Named barriers 1 and 2 over the 256 consumer threads. */
 __device__ __forceinline__ void named_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }

@@ -11,10 +11,9 @@
  * Split lists (the bf16/f16 wgmma launch, where one head's 16-bit K and V exceed half the L2, as
  * at Wan 14B): a row with at least a quarter of its kept key blocks in each half of the keys is
  * two items. Head h's first halves (with its rows not split but for those wholly in the second
- * half, which go with its second halves) are listed after head h -
- * 1's and before head h - 2's second halves, and its second halves after head h + 1's first: the
- * CTAs running at one time read half a head, and a second half starts a section after its first
- * ended (docs/gpu.md, "Two passes over a head's key halves"). The first half leaves its rows'
+ * half, which go with its second halves) are listed after head h - 2's second halves and before
+ * head h - 1's, and its second halves after head h + 1's first: the CTAs running at one time read
+ * half a head, and a second half starts a section after its first ended (docs/gpu.md, "Two passes over a head's key halves"). The first half leaves its rows'
  * unnormalized O, references and sums in a slot (one per (head mod 3, batch element, query
  * block)) and the second takes them from there; a count per slot orders them (SplitSlots). */
 #pragma once
