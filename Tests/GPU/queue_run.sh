@@ -443,4 +443,43 @@ split_fa4() {
     timeout 150 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
         | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
 }
+# Session of 2026-12-05 18:46 (runs 91-): issue 29's last row on an H200, then every test on v25.
+#   fa4_parts       as above (carry .fa4/small and .fa4/a).
+#   h200_fa4        carry .gpu, .gpu-var (before = e67ce9a, the kernel before the split) and .fa4/b:
+#       FA4 installed; Wan 14B main beside before and FA4 (3 rounds), Wan 1.3B main beside FA4
+#       (4 rounds), as run 81 took them.
+#   v25_tests       no carry (h200_fa4's sets stay): every set built, test_cuda.py whole (FP8 and the
+#       split cases in it), memcheck of the split and FP8 plans, then fifteenth while time is left.
+h200_fa4() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G wan14b wan13b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    M=$G/wan14b.json
+    timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
+    echo "14b at $SECONDS s"
+    M=$G/wan13b.json
+    left 60 && timeout $((LIMIT - SECONDS - 5)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M --rounds 4 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b-fa4.log
+    echo "end at $SECONDS s"
+}
+v25_tests() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong fp8synth 2>&1 | tail -5
+    echo "built in $SECONDS s"
+    gpu_tests 300
+    left 120 && memcheck 100 "split and not fp8" sanitizer-split.log
+    left 90 && memcheck_fp8 80
+    left 100 && fifteenth
+    echo "end at $SECONDS s"
+}
 "$1"
