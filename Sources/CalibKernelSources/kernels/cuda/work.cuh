@@ -9,13 +9,15 @@
  * reused blocks are never computed.
  *
  * Split lists (the bf16/f16 wgmma launch, where one head's 16-bit K and V exceed half the L2, as
- * at Wan 14B): a row with at least a quarter of its kept key blocks in each half of the keys is
- * two items. Head h's first halves (with its rows not split but for those wholly in the second
- * half, which go with its second halves) are listed after head h - 2's second halves and before
- * head h - 1's, and its second halves after head h + 1's first: the CTAs running at one time read
- * half a head, and a second half starts a section after its first ended (docs/gpu.md, "Two passes over a head's key halves"). The first half leaves its rows'
- * unnormalized O, references and sums in a slot (one per (head mod 3, batch element, query
- * block)) and the second takes them from there; a count per slot orders them (SplitSlots). */
+ * at Wan 14B): a scattered row long enough to pay for a second item, with at least a quarter of
+ * its kept key blocks in each half of the keys, is two items. Head h's first halves (with its
+ * rows not split but for those wholly in the second half, which go with its second halves) are
+ * listed after head h - 2's second halves and before head h - 1's, and its second halves after
+ * head h + 1's first: the CTAs running at one time read half a head, and a second half starts a
+ * section after its first ended (docs/gpu.md, "Two passes over a head's key halves"). The first
+ * half leaves its rows' unnormalized O, references and sums in a slot (one per (head mod 3, batch
+ * element, query block)) and the second takes them from there; a count per slot orders them
+ * (SplitSlots). */
 #pragma once
 
 #include <cuda_runtime.h>
@@ -167,6 +169,10 @@ enum SplitMode { kSplitNone, kSplitScattered, kSplitEvery };
  * 35-148, and gained 4.5-6.5% split (docs/gpu.md, run 88); its calibrated-like rows, a span or
  * two per latent frame (16-22), whose neighbours read the same keys, lost up to 22%. */
 constexpr int kScatteredSpans = 32;
+/* ... and at least this many kept blocks: a second item's start and end cost about 2.3 tiles, and
+ * on an H200 Wan 14B's scattered 0.1 rows (59 blocks) ran 3% slower split, its 0.2 rows (118)
+ * 1.5% faster (docs/gpu.md, run 92). */
+constexpr int kSplitMinBlocks = 96;
 inline std::vector<int4> work_list(int step_index, int layer, int first_head, int heads, int l2_bytes, int split,
                                    std::vector<int32_t> &targets) {
     struct Entry { int cost; int4 item; int section; };
@@ -194,7 +200,8 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
             for (; r < plan.reuse_count && plan.reuse[2 * r] == qb; ++r, ++nt) targets.push_back(plan.reuse[2 * r + 1]);
             const int row = (int)plan.rows[qb];
             const int cost = row_cost(row), low = split ? row_cost(row, kMid) : cost;
-            const bool scattered = split == kSplitEvery || (row >= 0 && calib_row_first[row + 1] - calib_row_first[row] >= kScatteredSpans);
+            const bool scattered = split == kSplitEvery || (row >= 0 && cost >= kSplitMinBlocks &&
+                                                            calib_row_first[row + 1] - calib_row_first[row] >= kScatteredSpans);
             if (split && scattered && 4 * low >= cost && 4 * (cost - low) >= cost && low > 0 && low < cost) {
                 head_split = true;
                 const int u = uses[(h % SplitSlots::kSets) * kBlocks + qb]++;
