@@ -482,10 +482,10 @@ v25_tests() {
     left 100 && fifteenth
     echo "end at $SECONDS s"
 }
-#   confirm         carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: Wan 14B main (split rows of
-#       96 kept blocks or more) beside before and FA4, 3 rounds; then fifteenth's question with a
-#       skeleton that cannot hang: CTA 0's `fp8` cycles a tile (trace.py, Wan 1.3B layers 0 and 3)
-#       of main, loads-only and skeleton.
+#   confirm         carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: the split tests (the new
+#       switch test among them); Wan 14B main (split rows of 96 kept blocks or more) beside before
+#       and FA4, 3 rounds. (Its first version also traced fifteenth's skeleton, which run 94 took
+#       inline.)
 confirm() {
     LIMIT=${LIMIT:-400}
     SECONDS=0
@@ -493,18 +493,13 @@ confirm() {
     cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
     variant before wan14b $G-vbefore-14
-    python3 Tests/GPU/ablate.py $G/wan13b loads-only skeleton > /dev/null
-    for v in wan13b wan13b-loads-only wan13b-skeleton; do trace_build $G $v & done
-    sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -2
+    sh Tests/GPU/build_sets.sh $G wan14b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2
     wait
     echo "built in $SECONDS s"
+    gpu_tests 60 -k "split"
     M=$G/wan14b.json
     timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
         | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
-    echo "14b at $SECONDS s"
-    for v in wan13b wan13b-loads-only wan13b-skeleton; do
-        echo "== $v"; left 40 && timeout 40 python3 Tests/GPU/trace.py $G/$v-trace/$L:$G/wan13b.json 0 3 --precision fp8
-    done 2>&1 | grep -v "^  wg2\|^  wg1 item \([4-9]\|1[01]\)" | tee $OUT/trace.log
     echo "end at $SECONDS s"
 }
 "$1"

@@ -203,18 +203,46 @@ def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, mon
 
 
 def spans_both_halves(kernels, masks):
-    """Whether some computed row keeps at least a quarter of its key blocks on each side of the
-    middle block (work.cuh: a split list's two items)."""
+    """Whether some computed row is split under CALIB_CUDA_SPLIT=1 (work.cuh: a split list's two
+    items)."""
+    return any(split_blocks(p) for step in kernels.steps for layer in range(kernels.layers)
+               for p in patterns_of(kernels, masks, step, layer))
+
+
+def split_blocks(p):
+    """The computed query blocks of Pattern p that CALIB_CUDA_SPLIT=1 splits: at least a quarter
+    of their kept key blocks on each side of the middle block."""
+    kept = np.asarray(p.kept)
+    low, cost = kept[:, :p.blocks // 2].sum(1), kept.sum(1)
+    return {b for b in range(p.blocks)
+            if b not in p.reuse and 0 < low[b] < cost[b] and 4 * low[b] >= cost[b] and 4 * (cost[b] - low[b]) >= cost[b]}
+
+
+def test_the_split_switch_changes_the_split_rows_and_no_other(gpu_set, monkeypatch):
+    """The float64 checks of the split lists would pass a CALIB_CUDA_SPLIT that split nothing: here
+    the rows split (and the rows reusing them) must change bits against one pass over the keys
+    (two partial softmaxes merged round differently; f16 keeps enough bits to show it), and
+    every other row must keep them."""
+    kernels, masks = gpu_set
+    if kernels.kernel_name() != "wgmma" or not spans_both_halves(kernels, masks):
+        pytest.skip("no split list for this set")
+    q, k, v = layer_inputs(kernels, 77, torch.float16)
+    changed = 0
     for step in kernels.steps:
         for layer in range(kernels.layers):
-            for p in patterns_of(kernels, masks, step, layer):
-                kept = np.asarray(p.kept)
-                mid = p.blocks // 2
-                for b in range(p.blocks):
-                    low, cost = int(kept[b, :mid].sum()), int(kept[b].sum())
-                    if b not in p.reuse and 0 < low < cost and 4 * low >= cost and 4 * (cost - low) >= cost:
-                        return True
-    return False
+            outs = []
+            for split in ("0", "1"):
+                monkeypatch.setenv("CALIB_CUDA_SPLIT", split)
+                outs.append(kernels.attention_layer(step, layer, q, k, v))
+            torch.cuda.synchronize()
+            moved = (outs[0] != outs[1]).any(-1).any(0).cpu().numpy()  # (S, H): rows whose bits moved
+            for h, p in enumerate(patterns_of(kernels, masks, step, layer)):
+                split = split_blocks(p)
+                written = split | {t for t, src in p.reuse.items() if src in split}
+                blocks = set(np.flatnonzero(moved[:, h]) // kernels.block)
+                assert blocks <= written, f"step {step} layer {layer} head {h}: rows not split changed: {sorted(blocks - written)}"
+                changed += len(blocks)
+    assert changed, "CALIB_CUDA_SPLIT=1 changed no row: the split lists were not taken"
 
 
 def fp8_capable(kernels):
