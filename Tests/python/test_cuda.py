@@ -204,7 +204,11 @@ def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, mon
 
 def spans_both_halves(kernels, masks):
     """Whether some computed row is split under CALIB_CUDA_SPLIT=1 (work.cuh: a split list's two
-    items)."""
+    items). Sets with their text last never split (kMaySplit): a batch element's valid keys end
+    inside the second half."""
+    layout = masks.layout or {}
+    if layout.get("text_tokens") and layout.get("text_position") != "first":
+        return False
     return any(split_blocks(p) for step in kernels.steps for layer in range(kernels.layers)
                for p in patterns_of(kernels, masks, step, layer))
 
