@@ -414,6 +414,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         float f0 = 1.f, f1 = 1.f; /* what O is to be scaled by before the next P V */
         bool moved = false;       /* whether a maximum of this thread's rows moved */
         OnlineSoftmax::Ahead ahead; /* kAhead: P's scales for packing, and whether to redo the item */
+        /* A row's first tile takes its exponentials after its maxima, so its rows all "moved" are
+         * packed with these factors unchanged: for codes the neutral one is a shift of 0, not 1
+         * (which put the first tile's probabilities 2^(1/8) high until 2026-12-05). */
+        if constexpr (kCodes) ahead.c0 = ahead.c1 = 0.f;
         /* by_sums's way out, seldom taken: a row's scores jumped so far above its reference that
          * probabilities overflowed and their scores are lost, so this thread's scores of the tile
          * (one block of keys from key0) are computed again from q and k in global memory. */
