@@ -375,6 +375,32 @@ def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     assert errors[1] <= FP8_TOLERANCE[precision] and errors[1] < 1.25 * errors[0], errors
 
 
+@pytest.mark.parametrize("precision", FP8)
+def test_fp8_even_probabilities_weigh_every_key_tile_alike(gpu_set, precision):
+    """With q = 0 every score is 0 and every probability the same e4m3 number (64), and values of
+    ±1 with each channel's mean exactly 0 are e4m3 numbers at the pass's scale (1 → 56), so
+    nothing is rounded but the f16 output: each row is the mean of the values it reads. A key
+    tile weighed apart from the others shows at once: `fp8` packed a row's first tile one code
+    high (72 for 64) until 2026-12-05, 2-3e-2 on these sets against ≈3e-4 for the output's
+    rounding."""
+    kernels, masks = gpu_set
+    if not fp8_capable(kernels):
+        pytest.skip("no FP8 for this set's shape")
+    step, layer = kernels.steps[0], kernels.layers - 1
+    shape, n = (BATCH, kernels.tokens, kernels.heads, kernels.head_dim), kernels.tokens
+    torch.manual_seed(29)
+    q = torch.zeros(shape, device="cuda", dtype=torch.float16)
+    k = torch.randn(shape, device="cuda", dtype=torch.float16)
+    rank = torch.rand(shape, device="cuda").argsort(1).argsort(1)  # each channel's tokens in a random order
+    v = torch.where(rank < n // 2, 1.0, torch.where(rank < 2 * (n // 2), -1.0, 0.0)).to(torch.float16)
+    got = kernels.attention_layer(step, layer, q, k, v, precision=precision).double()
+    patterns = patterns_of(kernels, masks, step, layer)
+    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
+                        .transpose(0, 1) for b in range(BATCH)])
+    error = float((got - want).norm() / want.norm())
+    assert error < 3e-3, error
+
+
 def sampled_tokens(tokens):
     """The tokens a sampled pass reads (sampled_token of docs/gpu.md's queue item 4): one of each 16, by a hash."""
     return {16 * m + (((m * 0x9E3779B9) & 0xFFFFFFFF) >> 28) for m in range(-(-tokens // 16))}
