@@ -66,10 +66,10 @@ V_LOADS = """            mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
 ONCE = "round == 0 && first < kStages * kSubs"
 NO_K_LOADS = K_LOADS.replace("Ops::kKBytes);", f"{ONCE} ? Ops::kKBytes : 0);").replace(") Ops::load_k", f") if ({ONCE}) Ops::load_k")
 NO_V_LOADS = V_LOADS.replace("Ops::kVBytes);", f"{ONCE} ? Ops::kVBytes : 0);").replace(") Ops::load_v", f") if ({ONCE}) Ops::load_v")
-NSUB = "nsub = (it.x >> 12) * (128 / kSub);"
-HALF_NSUB = "nsub = (((it.x >> 12) + 1) / 2) * (128 / kSub);"
-NTILES = "ntiles = ((it.x >> 12) * (128 / kSub) + kSubs - 1) / kSubs;"
-HALF_NTILES = "ntiles = ((((it.x >> 12) + 1) / 2) * (128 / kSub) + kSubs - 1) / kSubs;"
+NSUB = "nsub = item_blocks(it) * (128 / kSub);"
+HALF_NSUB = "nsub = ((item_blocks(it) + 1) / 2) * (128 / kSub);"
+NTILES = "ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;"
+HALF_NTILES = "ntiles = (((item_blocks(it) + 1) / 2) * (128 / kSub) + kSubs - 1) / kSubs;"
 NEXT_BLOCK = """            sub = 0;
             ++kb;
         }
@@ -113,9 +113,9 @@ FMA_E3 = """            s[4 * j + 3] = fma_exp2(fmaf(s[4 * j + 3], scale_log2, -
 GAIN = """        const float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;"""
 STALE_GAIN = """        const float g0 = a0 - (float)kLog2Gain, g1 = a1 - (float)kLog2Gain;"""
 
-GROUP = """    const int group = std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));"""
+GROUP = """    const int group = split ? 1 : std::max<int64_t>(1, l2_bytes / ((int64_t)kTokens * kDim * 4));"""
 BY_HEAD = """    const int group = 1;"""
-ALL_HEADS = """    const int group = 4096;"""
+ALL_HEADS = """    const int group = split ? 1 : 4096;"""
 
 VARIANTS = {
     "no-softmax": [(SOFTMAX, NO_SOFTMAX)],

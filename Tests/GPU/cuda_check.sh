@@ -5,7 +5,9 @@
 # and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
 # tj128 with padded text) and the mma.sync kernel of ex (block 64); and the split work lists of
 # t128, t64 and the two Wan sets with every balanced row split, on the host (work_list_check.cu:
-# no wait for a later item, each row's items adding up; Wan 1.3B's 12 heads reuse slot sets).
+# no wait for a later item, each row's items adding up; Wan 1.3B's 12 heads reuse slot sets);
+# and every stage removal of Tests/GPU/ablate.py still finds the code it replaces (a kernel edit
+# strands them: half-span, half-stride, head-major and all-heads were, until 2026-12-05).
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
 dir=$1
@@ -27,3 +29,7 @@ for s in t128 t64 wan13b wan14b; do
         "$dir/$s/calib_schedule.c" -o "$dir/$s.work_list_check"
     "$dir/$s.work_list_check" --every
 done
+ablate=$(mktemp -d)
+cp -r "$dir/t128" "$dir/t128.json" "$ablate/"
+python3 Tests/GPU/ablate.py "$ablate/t128" > /dev/null
+rm -rf "$ablate"
