@@ -360,11 +360,16 @@ queued() {
 #   split_check     no carry (the sets built above stay): memcheck of the split tests, Wan 1.3B
 #       (unsplit either way) beside before and FA4.
 fa4_parts() { cp .fa4/small/* .fa4/a/* /tmp/fa4/ && ls /tmp/fa4 | wc -l; }
+# fa4_install (after fa4_parts, carry .fa4/b): the second half of the split wheel copied, every wheel
+#   unpacked, and PYTHONPATH set to find FA4 beside calibc.
+fa4_install() {
+    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+}
 split_bench() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
-    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    fa4_install
     python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
     variant before wan14b $G-vbefore-14; variant before wan13b $G-vbefore
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b wan14b tlong fp8synth 2>&1 | tail -5
@@ -434,8 +439,7 @@ split_run2() {
 # split_fa4   after fa4_parts on the same warm machine; carry .gpu, .gpu-var (before) and .fa4/b:
 #       FA4 installed, Wan 14B main beside before and FA4 (3 rounds). Run 90.
 split_fa4() {
-    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    fa4_install
     variant before wan14b $G-vbefore-14
     sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -2
     wait
@@ -454,8 +458,7 @@ h200_fa4() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    fa4_install
     python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
     variant before wan14b $G-vbefore-14
     sh Tests/GPU/build_sets.sh $G wan14b wan13b 2>&1 | tail -3
@@ -490,8 +493,7 @@ confirm() {
     LIMIT=${LIMIT:-400}
     SECONDS=0
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
+    fa4_install
     variant before wan14b $G-vbefore-14
     sh Tests/GPU/build_sets.sh $G wan14b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2
     wait
