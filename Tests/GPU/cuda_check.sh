@@ -8,28 +8,29 @@
 # no wait for a later item, each row's items adding up; Wan 1.3B's 12 heads reuse slot sets);
 # and every stage removal of Tests/GPU/ablate.py still finds the code it replaces (a kernel edit
 # strands them: half-span, half-stride, head-major and all-heads were, until 2026-12-05).
+# Logs and binaries go to a temporary folder, not DIR, which a device call carries whole.
 # usage: NVCC=path/to/nvcc sh Tests/GPU/cuda_check.sh DIR
 set -eu
 dir=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 # Two compiles at a time: CI's machine has two cores, and each nvcc uses one.
 for pair in "t128 t64" "tj128 ex"; do
-    for s in $pair; do (sh "$dir/$s/build.sh" --check 2> "$dir/$s.ptxas.log" || touch "$dir/$s.failed") & done
+    for s in $pair; do (sh "$dir/$s/build.sh" --check 2> "$work/$s.ptxas.log" || touch "$work/$s.failed") & done
     wait
 done
 for s in t128 t64 tj128 ex; do
-    [ ! -e "$dir/$s.failed" ] || { rm -f "$dir/$s.failed"; cat "$dir/$s.ptxas.log"; exit 1; }
+    [ ! -e "$work/$s.failed" ] || { cat "$work/$s.ptxas.log"; exit 1; }
 done
 for s in t128 tj128 t64; do
-    python3 Tests/GPU/check_ptxas.py "$dir/$s.ptxas.log" calib_wgmma_kernel --setmaxnreg "$dir/$s/wgmma_kernel.cuh"
+    python3 Tests/GPU/check_ptxas.py "$work/$s.ptxas.log" calib_wgmma_kernel --setmaxnreg "$dir/$s/wgmma_kernel.cuh"
 done
-for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$dir/$s.ptxas.log" calib_fp8_; done
-python3 Tests/GPU/check_ptxas.py "$dir/ex.ptxas.log" calib_mma_kernel
+for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$work/$s.ptxas.log" calib_fp8_; done
+python3 Tests/GPU/check_ptxas.py "$work/ex.ptxas.log" calib_mma_kernel
 for s in t128 t64 wan13b wan14b; do
     "$NVCC" -O2 -std=c++17 -L "$(dirname "$NVCC")/../lib" -I "$dir/$s" -I "$dir/$s/include" Tests/GPU/work_list_check.cu \
-        "$dir/$s/calib_schedule.c" -o "$dir/$s.work_list_check"
-    "$dir/$s.work_list_check" --every
+        "$dir/$s/calib_schedule.c" -o "$work/$s.work_list_check"
+    "$work/$s.work_list_check" --every
 done
-ablate=$(mktemp -d)
-cp -r "$dir/t128" "$dir/t128.json" "$ablate/"
-python3 Tests/GPU/ablate.py "$ablate/t128" > /dev/null
-rm -rf "$ablate"
+cp -r "$dir/t128" "$dir/t128.json" "$work/"
+python3 Tests/GPU/ablate.py "$work/t128" > /dev/null

@@ -15,6 +15,8 @@ library, they skip and say why."""
 import ctypes
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -615,6 +617,44 @@ def test_a_captured_cuda_graph_replays_whichever_step_its_timestep_holds(gpu_set
         graph.replay()
         torch.cuda.synchronize()
         assert torch.equal(out, kernels.attention_layer(kernels.steps[i], layer, q, k, v)), i
+
+
+# A fresh process: the library's lists live as long as it does, so in this one an earlier test's
+# eager call would already have uploaded what the capture needs.
+CAPTURE_WITHOUT_WARM_UP = """
+import os, sys, torch, calibc
+kernels = calibc.load_cuda(sys.argv[1])
+kernels.prepare()
+layer = kernels.layers - 1
+torch.manual_seed(10)
+q, k, v = (torch.randn(2, kernels.tokens, kernels.heads, kernels.head_dim, device="cuda", dtype=torch.bfloat16)
+           for _ in range(3))
+timestep = torch.tensor([kernels.timesteps[-1]], device="cuda")
+for kind, precision in (("", "fp8"), ("mma", None)):
+    os.environ["CALIB_CUDA_KERNEL"] = kind
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = kernels.attention_at(timestep, layer, q, k, v, precision=precision)
+    out.fill_(float("nan"))
+    graph.replay()
+    want = kernels.attention_layer(kernels.steps[-1], layer, q, k, v, precision=precision)
+    torch.cuda.synchronize()
+    assert torch.equal(out, want), kind or precision
+print("captured")
+"""
+
+
+def test_prepare_readies_a_capture_of_every_launch_kind(gpu_set):
+    """calib_cuda_prepare uploads the unsplit lists too where the bf16 wgmma launch takes split
+    ones (CALIB_CUDA_SPLIT=1 here; Wan 14B by default): an FP8 call and a mma.sync call, which take
+    the unsplit lists, captured with no eager call before them replay as their eager calls run."""
+    kernels, masks = gpu_set
+    if kernels.kernel_name() != "wgmma" or not fp8_capable(kernels) or not spans_both_halves(kernels, masks):
+        pytest.skip("no split list or no FP8 for this set")
+    env = dict(os.environ, CALIB_CUDA_SPLIT="1")
+    done = subprocess.run([sys.executable, "-c", CAPTURE_WITHOUT_WARM_UP, kernels.path], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "captured", done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("precision", [None] + FP8)

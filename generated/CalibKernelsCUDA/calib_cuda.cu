@@ -481,8 +481,10 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     }
     p.split_state = split ? slots.state : nullptr;
     p.split_counts = split ? slots.counts : nullptr;
-    if (split && cudaMemsetAsync(slots.counts, 0, (size_t)SplitSlots::count(batch) * sizeof(uint32_t), s) != cudaSuccess)
+    if (split && cudaMemsetAsync(slots.counts, 0, (size_t)SplitSlots::count(batch) * sizeof(uint32_t), s) != cudaSuccess) {
+        if (captured) cudaFreeAsync(slots.state, s);
         return CALIB_ERR_CUDA;
+    }
     if (wgmma) {
         const int grid = (int)std::min<int64_t>(state->sms, p.total);
         if (dtype == CALIB_BF16)
@@ -580,9 +582,13 @@ int calib_cuda_prepare(int32_t first_head, int32_t heads, void *stream) {
     std::lock_guard<std::mutex> lock(g_mutex);
     DeviceState *state;
     int st = device_state(stream, &state);
+    /* The bf16/f16 wgmma launch takes want_split's lists; the FP8, redo and mma.sync launches the
+     * unsplit ones, which a capture with no eager call before it would otherwise find missing. */
+    const int split = want_split(*state);
     for (int layer = 0; st == CALIB_OK && layer < CALIB_LAYERS; ++layer) {
         const StepLists *lists;
-        st = step_lists(*state, layer, first_head, heads, want_split(*state), stream, &lists);
+        st = step_lists(*state, layer, first_head, heads, split, stream, &lists);
+        if (st == CALIB_OK && split != kSplitNone) st = step_lists(*state, layer, first_head, heads, kSplitNone, stream, &lists);
     }
     const LayerList *dense;
     if (st == CALIB_OK && first_head == 0 && heads == CALIB_HEADS) st = layer_list(*state, -1, 0, 0, heads, kSplitNone, stream, &dense);
