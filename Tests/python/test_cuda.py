@@ -651,7 +651,8 @@ def test_prepare_readies_a_capture_of_every_launch_kind(gpu_set):
     kernels, masks = gpu_set
     if kernels.kernel_name() != "wgmma" or not fp8_capable(kernels) or not spans_both_halves(kernels, masks):
         pytest.skip("no split list or no FP8 for this set")
-    env = dict(os.environ, CALIB_CUDA_SPLIT="1")
+    package = os.path.dirname(os.path.dirname(calibc.__file__))
+    env = dict(os.environ, CALIB_CUDA_SPLIT="1", PYTHONPATH=os.pathsep.join([package, os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "-c", CAPTURE_WITHOUT_WARM_UP, kernels.path], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "captured", done.stderr[-3000:]
