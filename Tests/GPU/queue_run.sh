@@ -486,7 +486,7 @@ v25_tests() {
     echo "end at $SECONDS s"
 }
 #   confirm         carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: the split tests (the new
-#       switch test among them); Wan 14B main (split rows of 96 kept blocks or more) beside before
+#       switch test among them) and the capture after calib_cuda_prepare alone; Wan 14B main (split rows of 96 kept blocks or more) beside before
 #       and FA4, 3 rounds. (Its first version also traced fifteenth's skeleton, which run 94 took
 #       inline.)
 confirm() {
@@ -498,7 +498,7 @@ confirm() {
     sh Tests/GPU/build_sets.sh $G wan14b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2
     wait
     echo "built in $SECONDS s"
-    gpu_tests 60 -k "split"
+    gpu_tests 60 -k "split or prepare"
     M=$G/wan14b.json
     timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
         | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
@@ -522,6 +522,58 @@ first_tile() {
     gpu_tests 100 -k "fp8"
     CALIBC_GPU_DIR=$(pwd)/$B timeout 60 python3 -m pytest -q -m gpu -k "even_probabilities" Tests/python/test_cuda.py 2>&1 \
         | grep -v "^[.sF]*$" | grep "Error\|error\|passed\|failed" | tail -12
+    echo "end at $SECONDS s"
+}
+# Session of 2026-12-05 20:20 (no device lent; written for the next one). After fa4_parts and
+# confirm on the same warm machine:
+#   fp8_overlap  carry .gpu (with fp8synth-rec, without wan14b and e2e*) and .gpu-var/ovl (`overlay.sh
+#       fp8-overlap ovl`): every test set and wan13b built as they are and with ovl's kernel files; the
+#       FP8 tests on ovl, fp8_accuracy.py on main (the first-tile fix), Wan 1.3B fp8 main beside ovl,
+#       the FP8 trace of both, a memcheck of ovl's FP8 plans.
+#   text_last    with the branch text-last-split checked out; carry .gpu (its sources: hy720, no wan14b)
+#       and .gpu-var/before (`overlay.sh main before`): the padded-text and split tests, their memcheck,
+#       hy720's layers (HunyuanVideo 720p, text last) split beside before (one pass), 2 rounds.
+fp8_overlap() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    local V=$G-vovl sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
+    rm -rf $V && mkdir -p $V && cp $G/*.json $V/
+    for s in $sets; do cp -r $G/$s $V/ && cp .gpu-var/ovl/* $V/$s/ && rm -f $V/$s/$L; done
+    (sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -5) &
+    (sh Tests/GPU/build_sets.sh $V $sets 2>&1 | tail -5) &
+    wait
+    for g in $G $V; do trace_build $g wan13b & done
+    wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$V timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-ovl.log" \
+        | grep -v "^[.s]*$" | tail -25
+    echo "ovl fp8 tests done at $SECONDS s"
+    left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $G 2>&1 | grep "^|" | tee $OUT/fp8-accuracy.log
+    M=$G/wan13b.json
+    left 60 && timeout 100 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M ovl=$V/wan13b/$L:$M \
+        --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b.log
+    echo "bench done at $SECONDS s"
+    left 60 && for g in $G $V; do timeout 40 python3 Tests/GPU/trace.py "$g/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
+        | tee -a "$OUT/trace-fp8.log"; done
+    left 40 && CALIBC_GPU_DIR=$(pwd)/$V timeout $((LIMIT - SECONDS - 10)) compute-sanitizer --tool memcheck --print-limit 5 \
+        python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-ovl.log 2>&1
+    tail -2 $OUT/sanitizer-ovl.log
+    echo "end at $SECONDS s"
+}
+text_last() {
+    LIMIT=${LIMIT:-500}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant before hy720 $G-vbefore-hy
+    sh Tests/GPU/build_sets.sh $G t128 tj128 tj64 tjf64 hy720 2>&1 | tail -5
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 150 -k "padded_text or split"
+    left 60 && memcheck 60 "padded_text and split" sanitizer-text.log
+    M=$G/hy720.json
+    left 60 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/hy720/$L:$M before=$G-vbefore-hy/hy720/$L:$M \
+        --rounds 2 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-hy720.log
     echo "end at $SECONDS s"
 }
 "$1"

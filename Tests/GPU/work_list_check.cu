@@ -103,6 +103,7 @@ int main(int argc, char **argv) {
     }
     int split_rows = 0;
     double worst = 0.0;
+    uint64_t hash = 1469598103934665603ull; /* FNV-1a over every list: a rule change that should move no row shows it */
     for (int step = 0; step < CALIB_STEPS; ++step)
         for (int layer = 0; layer < CALIB_LAYERS; ++layer) {
             std::vector<int32_t> targets, plain_targets;
@@ -111,6 +112,7 @@ int main(int argc, char **argv) {
             /* Each row's blocks: its items' (part 1 those below kMid) add up to the plain item's. */
             std::map<std::pair<int, int>, int> blocks, low;
             for (const int4 &it : items) {
+                for (const int v : {it.x, it.y, it.z, it.w}) hash = (hash ^ (uint32_t)v) * 1099511628211ull;
                 blocks[{it.x & 0xfff, it.y & 0xffff}] += item_blocks(it);
                 if (item_part(it) == 1) low[{it.x & 0xfff, it.y & 0xffff}] += item_blocks(it);
                 split_rows += item_part(it) == 1;
@@ -128,7 +130,7 @@ int main(int argc, char **argv) {
                 worst = std::max(worst, share);
             }
         }
-    printf("work_list_check: %s, %d rows split, waiting at most %.4f; %d failures\n",
-           mode == kSplitEvery ? "every balanced row" : "scattered rows", split_rows, worst, failures);
+    printf("work_list_check: %s, %d rows split, waiting at most %.4f, lists %016llx; %d failures\n",
+           mode == kSplitEvery ? "every balanced row" : "scattered rows", split_rows, worst, (unsigned long long)hash, failures);
     return failures ? 1 : 0;
 }

@@ -73,12 +73,12 @@ def misses(items, ctas, capacity):
 
 
 def v25_rows(kept, mid):
-    """work.cuh's split rows (v25): a row of 32 spans or more and 96 kept blocks or more with a
-    quarter of its blocks on each side is two items; one wholly past the middle goes with the
-    second halves."""
+    """work.cuh's split rows (v25): a row of 96 kept blocks or more in runs of 3 or fewer on
+    average, with a quarter of its blocks on each side, is two items; one wholly past the middle
+    goes with the second halves."""
     low = int((kept < mid).sum())
     spans = int((np.diff(kept) > 1).sum()) + 1 if len(kept) else 0
-    if spans >= 32 and len(kept) >= 96 and 4 * low >= len(kept) and 4 * (len(kept) - low) >= len(kept):
+    if len(kept) >= 96 and len(kept) <= 3 * spans and 4 * low >= len(kept) and 4 * (len(kept) - low) >= len(kept):
         return [(kept[kept < mid], 1), (kept[kept >= mid], 2)]
     return [(kept, 2 if low == 0 else 0)]
 

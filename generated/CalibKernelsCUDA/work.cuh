@@ -171,11 +171,13 @@ inline int row_cost(int row, int mid = kBlocks) {
  * split: a split list (above), for plans only, of its scattered rows (kSplitScattered) or of every
  * row with a quarter of its blocks on each side (kSplitEvery: the tests' small shapes). */
 enum SplitMode { kSplitNone, kSplitScattered, kSplitEvery };
-/* A row is scattered with at least this many spans of kept blocks: Wan 14B's scattered rows have
- * 35-148, and gained 4.5-6.5% split (docs/gpu.md, run 88); its calibrated-like rows, a span or
- * two per latent frame (16-22), whose neighbours read the same keys, lost up to 22%. */
-constexpr int kScatteredSpans = 32;
-/* ... and at least this many kept blocks: a second item's start and end cost about 2.3 tiles, and
+/* A row is scattered when its kept blocks come in runs of at most this many on average: Wan 14B's
+ * scattered rows (runs of 1.1-2) gained 4.5-6.5% split (docs/gpu.md, run 88); its calibrated-like
+ * rows, a run or two per latent frame (5-13 blocks), whose neighbours read the same keys, lost up
+ * to 22%. A count of spans would misjudge them: HunyuanVideo 720p's 33 latent frames give its
+ * calibrated-like rows 34 spans, as many as a scattered row of Wan 14B. */
+constexpr int kScatteredRun = 3;
+/* ... with at least this many kept blocks: a second item's start and end cost about 2.3 tiles, and
  * on an H200 Wan 14B's scattered 0.1 rows (59 blocks) ran 3% slower split, its 0.2 rows (118)
  * 1.5% faster (docs/gpu.md, run 92). */
 constexpr int kSplitMinBlocks = 96;
@@ -207,7 +209,7 @@ inline std::vector<int4> work_list(int step_index, int layer, int first_head, in
             const int row = (int)plan.rows[qb];
             const int cost = row_cost(row), low = split ? row_cost(row, kMid) : cost;
             const bool scattered = split == kSplitEvery || (row >= 0 && cost >= kSplitMinBlocks &&
-                                                            calib_row_first[row + 1] - calib_row_first[row] >= kScatteredSpans);
+                                                            cost <= kScatteredRun * (calib_row_first[row + 1] - calib_row_first[row]));
             if (split && scattered && 4 * low >= cost && 4 * (cost - low) >= cost && low > 0 && low < cost) {
                 head_split = true;
                 const int u = uses[(h % SplitSlots::kSets) * kBlocks + qb]++;
