@@ -528,8 +528,8 @@ first_tile() {
 # confirm on the same warm machine:
 #   fp8_overlap  carry .gpu (with fp8synth-rec, without wan14b and e2e*) and .gpu-var/ovl (`overlay.sh
 #       fp8-overlap ovl`): every test set and wan13b built as they are and with ovl's kernel files; the
-#       FP8 tests on ovl, fp8_accuracy.py on main (the first-tile fix), Wan 1.3B fp8 main beside ovl,
-#       the FP8 trace of both, a memcheck of ovl's FP8 plans.
+#       FP8 tests on ovl, Wan 1.3B fp8 and fp8-pv main beside ovl, fp8_accuracy.py on main (the
+#       first-tile fix), a memcheck of ovl's FP8 plans, the fp8 trace of both.
 #   text_last    with the branch text-last-split checked out; carry .gpu (its sources: hy720, no wan14b)
 #       and .gpu-var/before (`overlay.sh main before`): the padded-text and split tests, their memcheck,
 #       hy720's layers (HunyuanVideo 720p, text last) split beside before (one pass), 2 rounds.
@@ -549,16 +549,18 @@ fp8_overlap() {
     CALIBC_GPU_DIR=$(pwd)/$V timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-ovl.log" \
         | grep -v "^[.s]*$" | tail -25
     echo "ovl fp8 tests done at $SECONDS s"
-    left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $G 2>&1 | grep "^|" | tee $OUT/fp8-accuracy.log
     M=$G/wan13b.json
-    left 60 && timeout 100 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M ovl=$V/wan13b/$L:$M \
-        --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b.log
+    for prec in fp8 fp8-pv; do
+        left 80 && timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M ovl=$V/wan13b/$L:$M \
+            --rounds 2 --precision $prec 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$prec-wan13b.log
+    done
     echo "bench done at $SECONDS s"
-    left 60 && for g in $G $V; do timeout 40 python3 Tests/GPU/trace.py "$g/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
-        | tee -a "$OUT/trace-fp8.log"; done
-    left 40 && CALIBC_GPU_DIR=$(pwd)/$V timeout $((LIMIT - SECONDS - 10)) compute-sanitizer --tool memcheck --print-limit 5 \
+    left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $G 2>&1 | grep "^|" | tee $OUT/fp8-accuracy.log
+    left 50 && CALIBC_GPU_DIR=$(pwd)/$V timeout 60 compute-sanitizer --tool memcheck --print-limit 5 \
         python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-ovl.log 2>&1
     tail -2 $OUT/sanitizer-ovl.log
+    left 40 && for g in $G $V; do timeout 30 python3 Tests/GPU/trace.py "$g/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
+        | tee -a "$OUT/trace-fp8.log"; done
     echo "end at $SECONDS s"
 }
 text_last() {
