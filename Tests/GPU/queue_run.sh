@@ -498,7 +498,7 @@ confirm() {
     sh Tests/GPU/build_sets.sh $G wan14b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2
     wait
     echo "built in $SECONDS s"
-    gpu_tests 60 -k "split or prepare"
+    gpu_tests 120 -k "split or prepare"
     M=$G/wan14b.json
     timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
         | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
