@@ -366,6 +366,13 @@ fa4_install() {
     cp .fa4/b/* /tmp/fa4/ && sh Tests/GPU/install_fa4.sh /tmp/fa4 > /tmp/fa4.path 2>$OUT/fa4-install.log
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:$(cat /tmp/fa4.path)
 }
+# wan14b_beside_before SECONDS ROUNDS LOG: Wan 14B's layers, main beside .gpu-var/before's build
+# (variant before wan14b $G-vbefore-14), and FA4 where it is on PYTHONPATH, into $OUT/LOG.
+wan14b_beside_before() {
+    local M=$G/wan14b.json
+    timeout $1 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds $2 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/$3
+}
 split_bench() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
@@ -377,8 +384,7 @@ split_bench() {
     echo "built in $SECONDS s"
     gpu_tests 150 -k "not fp8"
     M14=$G/wan14b.json
-    left 230 && timeout 230 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
-        --rounds 3 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    left 230 && wan14b_beside_before 230 3 bf16-wan14b.log
     echo "14b at $SECONDS s"
     left 60 && timeout $((LIMIT - SECONDS - 5)) python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
         --seconds 1.5 --layers 1 7 8 9 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/clocks14.log
@@ -409,8 +415,7 @@ split_run() {
     echo "built in $SECONDS s"
     gpu_tests 90 -k "split"
     M14=$G/wan14b.json
-    timeout 120 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
-        --rounds 2 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    wan14b_beside_before 120 2 bf16-wan14b.log
     echo "14b at $SECONDS s"
     left 60 && timeout 60 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
         --seconds 1.5 --layers 1 7 9 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/clocks14.log
@@ -429,9 +434,7 @@ split_run2() {
     wait
     echo "built in $SECONDS s"
     gpu_tests 60 -k "split"
-    M14=$G/wan14b.json
-    timeout 120 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M14 before=$G-vbefore-14/wan14b/$L:$M14 \
-        --rounds 3 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b.log
+    wan14b_beside_before 120 3 bf16-wan14b.log
     echo "14b at $SECONDS s"
     memcheck 60 "split and not fp8"
     echo "end at $SECONDS s"
@@ -443,9 +446,7 @@ split_fa4() {
     variant before wan14b $G-vbefore-14
     sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -2
     wait
-    M=$G/wan14b.json
-    timeout 150 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
-        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
+    wan14b_beside_before 150 3 bf16-wan14b-fa4.log
 }
 # Session of 2026-12-05 18:46 (runs 91-): issue 29's last row on an H200, then every test on v25.
 #   fa4_parts       as above (carry .fa4/small and .fa4/a).
@@ -464,9 +465,7 @@ h200_fa4() {
     sh Tests/GPU/build_sets.sh $G wan14b wan13b 2>&1 | tail -3
     wait
     echo "built in $SECONDS s"
-    M=$G/wan14b.json
-    timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
-        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
+    wan14b_beside_before 200 3 bf16-wan14b-fa4.log
     echo "14b at $SECONDS s"
     M=$G/wan13b.json
     left 60 && timeout $((LIMIT - SECONDS - 5)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M --rounds 4 2>&1 \
@@ -499,9 +498,7 @@ confirm() {
     wait
     echo "built in $SECONDS s"
     gpu_tests 120 -k "split or prepare"
-    M=$G/wan14b.json
-    timeout 200 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds 3 2>&1 \
-        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan14b-fa4.log
+    wan14b_beside_before 200 3 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
 #   first_tile      carry .gpu (main: the first tile's neutral shift) and .gpu-var (bug = 319253f, the
