@@ -30,8 +30,8 @@ const calib_info *calib_cuda_get_info(void);
  * first call on a device uploads that device's tables, and the first of a (step, layer) its work
  * list (thread-safe; calib_cuda_prepare does all of it at once); later calls launch only.
  * Where one head's 16-bit k and v are more than half the device's L2 (Wan 14B), bf16/f16 plans
- * take each scattered row (kept blocks in many runs, spread over both halves of the keys) in two
- * passes over the keys' halves, the first's state carried to the second in slots of device
+ * take each scattered row (96 kept blocks or more in short runs, spread over both halves of the
+ * keys) in two passes over the keys' halves, the first's state carried to the second in slots of device
  * memory (209 KB per query block and batch element), allocated by the first call on a stream
  * whose plans have such rows and kept for the stream's later calls (launches on one stream run
  * in turn); a call captured into a CUDA graph allocates its own in the graph (cudaMallocAsync,
