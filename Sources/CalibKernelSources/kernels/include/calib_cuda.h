@@ -31,11 +31,11 @@ const calib_info *calib_cuda_get_info(void);
  * list (thread-safe; calib_cuda_prepare does all of it at once); later calls launch only.
  * Where one head's 16-bit k and v are more than half the device's L2 (Wan 14B), bf16/f16 plans
  * take each scattered row (96 kept blocks or more in short runs, spread over both halves of the
- * keys) in two passes over the keys' halves, the first's state carried to the second in slots of device
- * memory (209 KB per query block and batch element), allocated by the first call on a stream
- * whose plans have such rows and kept for the stream's later calls (launches on one stream run
- * in turn); a call captured into a CUDA graph allocates its own in the graph (cudaMallocAsync,
- * freed in the graph after it). */
+ * keys) in two passes over the keys' halves, the first's state carried to the second in slots
+ * of device memory (209 KB per query block and batch element), allocated by the first call on a
+ * stream whose plans have such rows and kept for the stream's later calls (launches on one
+ * stream run in turn); a call captured into a CUDA graph allocates its own in the graph
+ * (cudaMallocAsync, freed in the graph after it). */
 int calib_cuda_attention_layer(int32_t step, int32_t layer, int32_t dtype,
                                const void *q, const void *k, const void *v, void *out,
                                int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
