@@ -523,39 +523,40 @@ first_tile() {
 }
 # Session of 2026-12-05 20:20 (no device lent; written for the next one). After fa4_parts and
 # confirm on the same warm machine:
-#   fp8_overlap  carry .gpu (with fp8synth-rec, without wan14b and e2e*) and .gpu-var/ovl (`overlay.sh
-#       fp8-overlap ovl`): every test set and wan13b built as they are and with ovl's kernel files; the
-#       FP8 tests on ovl, Wan 1.3B fp8 and fp8-pv main beside ovl, fp8_accuracy.py on main (the
-#       first-tile fix), a memcheck of ovl's FP8 plans, the fp8 trace of both.
+#   fp8_beside   VAR=NAME (run 98: ovl); carry .gpu (with fp8synth-rec, without e2e*) and .gpu-var/NAME
+#       (`overlay.sh REV NAME`): every test set and wan13b built as they are and with NAME's kernel
+#       files; the FP8 tests on NAME, Wan 1.3B fp8 and fp8-pv main beside NAME, fp8_accuracy.py on
+#       both, a memcheck of NAME's FP8 plans, the fp8 trace of both.
 #   text_last    with the branch text-last-split checked out; carry .gpu (its sources: hy720, no wan14b)
 #       and .gpu-var/before (`overlay.sh main before`): the padded-text and split tests, their memcheck,
 #       hy720's layers (HunyuanVideo 720p, text last) split beside before (one pass), 2 rounds.
-fp8_overlap() {
+fp8_beside() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    local V=$G-vovl sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
+    local n=${VAR:-ovl}; local V=$G-v$n sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
     rm -rf $V && mkdir -p $V && cp $G/*.json $V/
-    for s in $sets; do cp -r $G/$s $V/ && cp .gpu-var/ovl/* $V/$s/ && rm -f $V/$s/$L; done
+    for s in $sets; do cp -r $G/$s $V/ && cp .gpu-var/$n/* $V/$s/ && rm -f $V/$s/$L; done
     (sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -5) &
     (sh Tests/GPU/build_sets.sh $V $sets 2>&1 | tail -5) &
     wait
     for g in $G $V; do trace_build $g wan13b & done
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$V timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-ovl.log" \
+    CALIBC_GPU_DIR=$(pwd)/$V timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-$n.log" \
         | grep -v "^[.s]*$" | tail -25
-    echo "ovl fp8 tests done at $SECONDS s"
+    echo "$n fp8 tests done at $SECONDS s"
     M=$G/wan13b.json
     for prec in fp8 fp8-pv; do
-        left 80 && timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M ovl=$V/wan13b/$L:$M \
+        left 80 && timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M $n=$V/wan13b/$L:$M \
             --rounds 2 --precision $prec 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$prec-wan13b.log
     done
     echo "bench done at $SECONDS s"
-    left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $G 2>&1 | grep "^|" | tee $OUT/fp8-accuracy.log
+    ln -sfn "$(pwd)/$G/fp8synth-rec" $V/
+    for g in $G $V; do left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $g 2>&1 | grep "^|" | tee -a $OUT/fp8-accuracy.log; done
     left 50 && CALIBC_GPU_DIR=$(pwd)/$V timeout 60 compute-sanitizer --tool memcheck --print-limit 5 \
-        python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-ovl.log 2>&1
-    tail -2 $OUT/sanitizer-ovl.log
+        python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-$n.log 2>&1
+    tail -2 $OUT/sanitizer-$n.log
     left 40 && for g in $G $V; do timeout 30 python3 Tests/GPU/trace.py "$g/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
         | tee -a "$OUT/trace-fp8.log"; done
     echo "end at $SECONDS s"
