@@ -523,10 +523,10 @@ first_tile() {
 }
 # Session of 2026-12-05 20:20 (no device lent; written for the next one). After fa4_parts and
 # confirm on the same warm machine:
-#   fp8_beside   VAR=NAME (run 98: ovl); carry .gpu (with fp8synth-rec, without e2e*) and .gpu-var/NAME
-#       (`overlay.sh REV NAME`): every test set and wan13b built as they are and with NAME's kernel
-#       files; the FP8 tests on NAME, Wan 1.3B fp8 and fp8-pv main beside NAME, fp8_accuracy.py on
-#       both, a memcheck of NAME's FP8 plans, the fp8 trace of both.
+#   fp8_beside   VAR="NAME ..." (run 98: ovl); carry .gpu (with fp8synth-rec, without e2e*) and .gpu-var/NAME
+#       (`overlay.sh REV NAME`): every test set and wan13b built as they are and with each NAME's
+#       kernel files; the FP8 tests on each, Wan 1.3B fp8 and fp8-pv main beside them all,
+#       fp8_accuracy.py on each, a memcheck of each one's FP8 plans, the fp8 trace of each.
 #   text_last    with the branch text-last-split checked out; carry .gpu (its sources: hy720, no wan14b)
 #       and .gpu-var/before (`overlay.sh main before`): the padded-text and split tests, their memcheck,
 #       hy720's layers (HunyuanVideo 720p, text last) split beside before (one pass), 2 rounds.
@@ -534,31 +534,41 @@ fp8_beside() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    local n=${VAR:-ovl}; local V=$G-v$n sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
-    rm -rf $V && mkdir -p $V && cp $G/*.json $V/
-    for s in $sets; do cp -r $G/$s $V/ && cp .gpu-var/$n/* $V/$s/ && rm -f $V/$s/$L; done
+    local names=${VAR:-ovl} sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong" M=$G/wan13b.json n V
+    local versions="main=$G/wan13b/$L:$M"
     (sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -5) &
-    (sh Tests/GPU/build_sets.sh $V $sets 2>&1 | tail -5) &
+    for n in $names; do
+        V=$G-v$n
+        rm -rf $V && mkdir -p $V && cp $G/*.json $V/ && ln -sfn "$(pwd)/$G/fp8synth-rec" $V/
+        for s in $sets; do cp -r $G/$s $V/ && cp .gpu-var/$n/* $V/$s/ && rm -f $V/$s/$L; done
+        (sh Tests/GPU/build_sets.sh $V $sets 2>&1 | tail -5) &
+        versions="$versions $n=$V/wan13b/$L:$M"
+    done
     wait
-    for g in $G $V; do trace_build $g wan13b & done
+    for n in "" $names; do trace_build $G${n:+-v$n} wan13b & done
     wait
     echo "built in $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$V timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-$n.log" \
-        | grep -v "^[.s]*$" | tail -25
-    echo "$n fp8 tests done at $SECONDS s"
-    M=$G/wan13b.json
-    for prec in fp8 fp8-pv; do
-        left 80 && timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M $n=$V/wan13b/$L:$M \
-            --rounds 2 --precision $prec 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$prec-wan13b.log
+    for n in $names; do
+        CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-$n.log" \
+            | grep -v "^[.s]*$" | tail -12
+        echo "$n fp8 tests done at $SECONDS s"
     done
+    left 100 && timeout 100 python3 Tests/GPU/bench_versions.py $versions --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args \
+        | tee $OUT/fp8-wan13b.log
+    left 60 && timeout 60 python3 Tests/GPU/bench_versions.py $versions --rounds 1 --precision fp8-pv 2>&1 | grep -v Warn | grep -v exe_args \
+        | tee $OUT/fp8-pv-wan13b.log
     echo "bench done at $SECONDS s"
-    ln -sfn "$(pwd)/$G/fp8synth-rec" $V/
-    for g in $G $V; do left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $g 2>&1 | grep "^|" | tee -a $OUT/fp8-accuracy.log; done
-    left 50 && CALIBC_GPU_DIR=$(pwd)/$V timeout 60 compute-sanitizer --tool memcheck --print-limit 5 \
-        python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-$n.log 2>&1
-    tail -2 $OUT/sanitizer-$n.log
-    left 40 && for g in $G $V; do timeout 30 python3 Tests/GPU/trace.py "$g/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
-        | tee -a "$OUT/trace-fp8.log"; done
+    for n in "" $names; do
+        left 60 && timeout 60 python3 Tests/GPU/fp8_accuracy.py $G${n:+-v$n} 2>&1 | grep "^|" | sed "s/^/${n:-main} /" | tee -a $OUT/fp8-accuracy.log
+    done
+    for n in $names; do
+        left 50 && CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 60 compute-sanitizer --tool memcheck --print-limit 5 \
+            python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-$n.log 2>&1
+        tail -1 $OUT/sanitizer-$n.log
+    done
+    for n in "" $names; do
+        left 30 && timeout 30 python3 Tests/GPU/trace.py "$G${n:+-v$n}/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 | tee -a "$OUT/trace-fp8.log" | tail -4
+    done
     echo "end at $SECONDS s"
 }
 text_last() {
