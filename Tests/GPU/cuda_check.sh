@@ -4,7 +4,7 @@
 # wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16
 # and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
 # tj128 with padded text) and the mma.sync kernel of ex (block 64); and the split work lists of
-# t128, t64 and the two Wan sets with every balanced row split, on the host (work_list_check.cu:
+# t128, t64, tj128, tj64 (text last) and the two Wan sets with every balanced row split, on the host (work_list_check.cu:
 # no wait for a later item, each row's items adding up; Wan 1.3B's 12 heads reuse slot sets);
 # and every stage removal of Tests/GPU/ablate.py still finds the code it replaces (a kernel edit
 # strands them: half-span, half-stride, head-major and all-heads were, until 2026-12-05).
@@ -27,7 +27,7 @@ for s in t128 tj128 t64; do
 done
 for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$work/$s.ptxas.log" calib_fp8_; done
 python3 Tests/GPU/check_ptxas.py "$work/ex.ptxas.log" calib_mma_kernel
-for s in t128 t64 wan13b wan14b; do
+for s in t128 t64 tj128 tj64 wan13b wan14b; do
     "$NVCC" -O2 -std=c++17 -L "$(dirname "$NVCC")/../lib" -I "$dir/$s" -I "$dir/$s/include" Tests/GPU/work_list_check.cu \
         "$dir/$s/calib_schedule.c" -o "$work/$s.work_list_check"
     "$work/$s.work_list_check" --every

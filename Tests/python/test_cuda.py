@@ -193,7 +193,7 @@ def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, mon
         assert kernels.kernel_name() == "mma.sync"
     if kernel == "split":
         if not spans_both_halves(kernels, masks):
-            pytest.skip("no row of this set splits (none balanced across the halves, or its text comes last)")
+            pytest.skip("no row of this set splits (none balanced across the halves)")
         monkeypatch.setenv("CALIB_CUDA_SPLIT", "1")
     torch.manual_seed(1234)
     failures = check(kernels, masks, None, 0, dtype, layout)
@@ -206,11 +206,7 @@ def test_every_plan_is_the_float64_reference(gpu_set, kernel, dtype, layout, mon
 
 def spans_both_halves(kernels, masks):
     """Whether some computed row is split under CALIB_CUDA_SPLIT=1 (work.cuh: a split list's two
-    items). Sets with their text last never split (kMaySplit): a batch element's valid keys end
-    inside the second half."""
-    layout = masks.layout or {}
-    if layout.get("text_tokens") and layout.get("text_position") != "first":
-        return False
+    items)."""
     return any(split_blocks(p) for step in kernels.steps for layer in range(kernels.layers)
                for p in patterns_of(kernels, masks, step, layer))
 
@@ -810,18 +806,23 @@ def joint_set(request):
 
 @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
-@pytest.mark.parametrize("kernel", ["default", "mma"] + FP8)
+@pytest.mark.parametrize("kernel", ["default", "mma", "split"] + FP8)
 def test_padded_text_is_the_float64_reference(joint_set, kernel, dtype, layout, monkeypatch):
     """calib_cuda_attention_joint on a sequence whose text comes last: valid lengths 0, 1,
     block − 1, block + 1 and all of it in one batch, NaN in the padded keys and values (which
     must never be read), every layer against float64 with padded text no key and its rows zeros.
     tj64's video (100 tokens) is shorter than a block: the wgmma kernel's tiles that end where
-    padding begins start before the sequence (rows the copy engine fills with zeros). FP8: the
-    pass leaves padded text out of every scale and mean and writes it as zeros."""
+    padding begins start before the sequence (rows the copy engine fills with zeros). split: the
+    rows in two passes over the keys' halves, where tj64's valid keys may all lie in the first
+    (a row's second half then meets none). FP8: the pass leaves padded text out of
+    every scale and mean and writes it as zeros."""
     kernels, masks = joint_set
     monkeypatch.setenv("CALIB_CUDA_KERNEL", "mma" if kernel == "mma" else "")
+    monkeypatch.setenv("CALIB_CUDA_SPLIT", "1" if kernel == "split" else "0")
     if kernel == "mma" and not kernels.kernel_name() == "mma.sync":
         pytest.skip("no mma override")
+    if kernel == "split" and (kernels.kernel_name() != "wgmma" or not spans_both_halves(kernels, masks)):
+        pytest.skip("no split list for this set")
     if kernel in FP8 and not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
     precision, tolerance = (kernel, FP8_TOLERANCE[kernel]) if kernel in FP8 else (None, TOLERANCE)

@@ -52,7 +52,7 @@ struct StepWork {
  * split list (kMaySplit) x also holds the part in bits 30-31 (0 the whole row, 1 the keys below
  * kMid, 2 those from kMid on) and in bits 24-29 the slot's use: the how-manieth split row of its
  * slot this is in the list. */
-constexpr bool kMaySplit = kBlocks < 4096 && kTextLast == 0;
+constexpr bool kMaySplit = kBlocks < 4096;
 constexpr int kMid = kBlocks / 2;
 constexpr int kMaxUses = 64;
 __host__ __device__ __forceinline__ int item_blocks(int4 it) { return kMaySplit ? (it.x >> 12) & 0xfff : it.x >> 12; }

@@ -588,7 +588,13 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 continue;
             }
             const float4 x = __ldcg(slot + kDim / 8 * 256);
-            const float n0 = fmaxf(x.x, sm.m0), n1 = fmaxf(x.y, sm.m1);
+            /* With text last, a row may meet no valid key in either half (a batch element's valid
+             * end before the middle): both references -inf, and a reference of 0 keeps it zeros. */
+            float n0 = fmaxf(x.x, sm.m0), n1 = fmaxf(x.y, sm.m1);
+            if constexpr (kTextLast > 0) {
+                n0 = n0 == -INFINITY ? 0.f : n0;
+                n1 = n1 == -INFINITY ? 0.f : n1;
+            }
             const float a0 = fast_exp2(x.x - n0), a1 = fast_exp2(x.y - n1), c0 = fast_exp2(sm.m0 - n0), c1 = fast_exp2(sm.m1 - n1);
             sm.l0 = x.z * a0 + sm.l0 * c0;
             sm.l1 = x.w * a1 + sm.l1 * c1;
