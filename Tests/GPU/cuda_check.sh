@@ -4,8 +4,9 @@
 # wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16
 # and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
 # tj128 with padded text) and the mma.sync kernel of ex (block 64); and the split work lists of
-# t128, t64, tj128, tj64 (text last) and the two Wan sets with every balanced row split, on the host (work_list_check.cu:
-# no wait for a later item, each row's items adding up; Wan 1.3B's 12 heads reuse slot sets);
+# t128, t64, tj128, tj64 (text last) and the two Wan sets with every balanced row split, on the
+# host (work_list_check.cu: no wait for a later item, each row's items adding up; Wan 1.3B's 12
+# heads reuse slot sets);
 # and every stage removal of Tests/GPU/ablate.py still finds the code it replaces (a kernel edit
 # strands them: half-span, half-stride, head-major and all-heads were, until 2026-12-05).
 # Logs and binaries go to a temporary folder, not DIR, which a device call carries whole.

@@ -19,13 +19,15 @@ variant() {
     rm -rf "$3" && mkdir -p "$3" && cp -r "$G/$2" "$3/" && rm -f "$3/$2/$L" && cp ".gpu-var/$1"/* "$3/$2/"
     (sh "$3/$2/build.sh" > "$OUT/build-$1-$2.log" 2>&1 || echo "$1 $2 build failed") &
 }
-# accuracy_dir NAME: $G-vNAME, what fp8_accuracy.py reads (wan13b and fp8synth with .gpu-var/NAME's
-# kernel files, the recording linked), built in the background (wait for it).
-accuracy_dir() {
-    local d=$G-v$1
-    rm -rf $d && mkdir -p $d && cp $G/*.json $d/ && ln -s "$(pwd)/$G/fp8synth-rec" $d/
-    for s in wan13b fp8synth; do cp -r $G/$s $d/ && cp .gpu-var/$1/* $d/$s/ && rm -f $d/$s/$L; done
-    (sh Tests/GPU/build_sets.sh $d wan13b fp8synth 2>&1 | tail -5) &
+# variant_sets NAME SET...: $G-vNAME with each SET of $G and .gpu-var/NAME's kernel files laid over
+# it, the JSONs and fp8synth's recording beside them (what fp8_accuracy.py reads), built in the
+# background (wait for it).
+variant_sets() {
+    local n=$1 d=$G-v$1
+    shift
+    rm -rf $d && mkdir -p $d && cp $G/*.json $d/ && ln -sfn "$(pwd)/$G/fp8synth-rec" $d/
+    for s in "$@"; do cp -r $G/$s $d/ && cp .gpu-var/$n/* $d/$s/ && rm -f $d/$s/$L; done
+    (sh Tests/GPU/build_sets.sh $d "$@" 2>&1 | tail -5) &
 }
 # trace_build DIR SET: DIR/SET-trace, DIR/SET built with -DCALIB_CUDA_TRACE (trace.py, fp8_pass_profile.py).
 trace_build() {
@@ -161,7 +163,7 @@ fifth() {
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     SECONDS=0
     SETS="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong"
-    accuracy_dir before
+    variant_sets before wan13b fp8synth
     trace_build $G wan13b &
     sh Tests/GPU/build_sets.sh $G $SETS 2>&1 | tail -30
     wait
@@ -213,7 +215,7 @@ eighth() {
     LIMIT=${LIMIT:-400}
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     SECONDS=0
-    accuracy_dir tree
+    variant_sets tree wan13b fp8synth
     sh Tests/GPU/build_sets.sh $G t64 wan13b fp8synth 2>&1 | tail -5
     wait
     echo "built in $SECONDS s"
@@ -485,8 +487,8 @@ v25_tests() {
     echo "end at $SECONDS s"
 }
 #   confirm         carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: the split tests (the new
-#       switch test among them) and the capture after calib_cuda_prepare alone; Wan 14B main (split rows of 96 kept blocks or more) beside before
-#       and FA4, 3 rounds. (Its first version also traced fifteenth's skeleton, which run 94 took
+#       switch test among them) and the capture after calib_cuda_prepare alone; Wan 14B main (split
+#       rows of 96 kept blocks or more) beside before and FA4, 3 rounds. (Its first version also traced fifteenth's skeleton, which run 94 took
 #       inline.)
 confirm() {
     LIMIT=${LIMIT:-400}
@@ -509,11 +511,9 @@ first_tile() {
     LIMIT=${LIMIT:-240}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    local B=.gpu-bug sets="t128 t64 tj128 tj64 tjf64 ex"
-    rm -rf $B && mkdir -p $B
-    for s in $sets; do cp -r $G/$s $G/$s.json $B/ && rm -f $B/$s/$L && cp .gpu-var/bug/* $B/$s/; done
+    local B=$G-vbug sets="t128 t64 tj128 tj64 tjf64 ex"
+    variant_sets bug $sets
     sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -2 &
-    sh Tests/GPU/build_sets.sh $B $sets 2>&1 | tail -2 &
     wait
     echo "built in $SECONDS s"
     gpu_tests 100 -k "fp8"
@@ -534,15 +534,12 @@ fp8_beside() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    local names=${VAR:-ovl} sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong" M=$G/wan13b.json n V
+    local names=${VAR:-ovl} sets="t128 t64 tj128 tj64 tjf64 ex wan13b fp8synth tlong" M=$G/wan13b.json n
     local versions="main=$G/wan13b/$L:$M"
     (sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -5) &
     for n in $names; do
-        V=$G-v$n
-        rm -rf $V && mkdir -p $V && cp $G/*.json $V/ && ln -sfn "$(pwd)/$G/fp8synth-rec" $V/
-        for s in $sets; do cp -r $G/$s $V/ && cp .gpu-var/$n/* $V/$s/ && rm -f $V/$s/$L; done
-        (sh Tests/GPU/build_sets.sh $V $sets 2>&1 | tail -5) &
-        versions="$versions $n=$V/wan13b/$L:$M"
+        variant_sets $n $sets
+        versions="$versions $n=$G-v$n/wan13b/$L:$M"
     done
     wait
     for n in "" $names; do trace_build $G${n:+-v$n} wan13b & done
