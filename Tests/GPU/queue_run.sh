@@ -503,6 +503,17 @@ confirm() {
     wan14b_beside_before 200 3 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
+#   turns           carry .gpu (after confirm on the same machine, nothing more): Wan 1.3B built with
+#       -DCALIB_CUDA_TRACE, and trace.py's table of what each turn of CTA 0's second item waits on
+#       (CALIB_TURN), dense, in bf16, fp8 and fp8-pv, into $OUT/turns.log.
+turns() {
+    export PYTHONPATH=$(pwd)/python
+    trace_build $G wan13b || return
+    for pr in "" fp8 fp8-pv; do
+        echo "== ${pr:-bf16}"
+        timeout 40 python3 Tests/GPU/trace.py "$G/wan13b-trace/$L:$G/wan13b.json" 0 ${pr:+--precision $pr} 2>&1 | grep -v "^  wg[12] item \([4-9]\|1[01]\)"
+    done | tee $OUT/turns.log
+}
 #   first_tile      carry .gpu (main: the first tile's neutral shift) and .gpu-var (bug = 319253f, the
 #       kernel before it): every test set built both ways, test_cuda.py -k fp8 on main, then the
 #       even-probabilities test on both (prediction: main passes, bug fails on `fp8` where its

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Per-item timeline of CTA 0 of the wgmma kernel, from a build with -DCALIB_CUDA_TRACE
-(Tests/GPU/build.sh DIR -DCALIB_CUDA_TRACE): where the time of one query block goes.
+(Tests/GPU/build.sh DIR -DCALIB_CUDA_TRACE): where the time of one query block goes, and inside
+the turns of its second item what each waits on (CALIB_TURN in wgmma_kernel.cuh).
 usage: PYTHONPATH=python trace.py DIR.so:masks.json LAYER... [--precision fp8|fp8-pv]"""
 import ctypes, sys
 import numpy as np
@@ -33,5 +34,14 @@ for layer in layers:
             print(f"  wg{wg + 1} item {r}: gap {a[0] - prev_end:6d} waitQ {a[1] - a[0]:6d} firstS {a[2] - a[1]:6d} "
                   f"loop {a[3] - a[2]:8d} epilogue {a[4] - a[3]:6d} total {a[4] - prev_end:8d} tiles {a[5]:4d} "
                   f"{(a[3] - a[2]) / max(a[5], 1):6.0f}")
+    turns = t[768:1024].reshape(2, 16, 8)
+    if turns[:, :, 0].all():
+        names = ["K", "V", "P V(j-2) and P packed", "the other's turn", "issue", "Q K(j)", "softmax"]
+        print("  turns of item 1, tiles 8-23, cycles (median, min-max over 15 tiles): wait for " + ", ".join(names)
+              + " | to the next turn | tile")
+        for wg in range(2):
+            m = turns[wg]
+            parts = [m[:-1, i + 1] - m[:-1, i] for i in range(7)] + [m[1:, 0] - m[:-1, 7], m[1:, 0] - m[:-1, 0]]
+            print(f"  wg{wg + 1}: " + " | ".join(f"{int(np.median(x))} ({int(x.min())}-{int(x.max())})" for x in parts))
     pr = t[512:768].reshape(64, 4)
     print("  producer q_empty waits:", [int(pr[r][1] - pr[r][0]) for r in range(1, 10)])

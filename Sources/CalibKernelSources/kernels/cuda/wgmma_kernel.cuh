@@ -28,7 +28,11 @@ namespace calib_cuda_detail {
 __device__ long long calib_trace[1024];
 #define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
 #define CALIB_NOTE(slot, cond, value) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = (value); } while (0)
+/* Inside the turns of CTA 0's second item, tiles 8-23 (past a row's first tiles, whose references
+ * move): mark m of tile j of a warpgroup's turn (trace.py's table of what a turn waits on). */
+#define CALIB_TURN(m) CALIB_MARK(768 + (wg - 1) * 128 + (j - 8) * 8 + (m), t == 0 && round == 1 && j >= 8 && j < 24)
 #else
+#define CALIB_TURN(m) do { } while (0)
 #define CALIB_MARK(slot, cond) do { } while (0)
 #define CALIB_NOTE(slot, cond, value) do { } while (0)
 #endif
@@ -462,13 +466,16 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             const int s = stage;
             const uint32_t ph = phase;
             uint32_t win[4];
+            CALIB_TURN(0);
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
+                CALIB_TURN(1);
                 asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                              : "=r"(win[0]), "=r"(win[1]), "=r"(win[2]), "=r"(win[3]) : "r"(r.window_slot(s)) : "memory");
             }
             if constexpr (kPV) {
                 mbar_wait(r.v_full(sp), php);
+                CALIB_TURN(2);
                 wgmma_wait0();
                 fence_regs<Ops::kORegs>(o);
                 if (done >= 0) mbar_arrive(r.v_empty(done));
@@ -485,7 +492,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                         Ops::template pack<kCodes>(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
                 }
             }
+            CALIB_TURN(3);
             if constexpr (Ops::kTurns) named_sync(me);
+            CALIB_TURN(4);
             wgmma_fence();
             if constexpr (kQK) {
                 Ops::qk(sc, dq, dk0 + s * kKDesc);
@@ -512,6 +521,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 done = sp;
             }
             if constexpr (Ops::kTurns) named_arrive(other);
+            CALIB_TURN(5);
             if constexpr (!kPV) {
                 if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
                 pv_b = -1;
@@ -519,6 +529,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
                 fence_regs<Ops::kKeys / 2>(sc);
+                CALIB_TURN(6);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
@@ -532,6 +543,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                     if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                     moved = sm.exponentiate<kGroups, false, Ops::kLog2Gain, Ops::kSlack>(sc, scale, f0, f1);
                 }
+                CALIB_TURN(7);
                 sp = s;
                 php = ph;
                 if (++stage == kStages) {
