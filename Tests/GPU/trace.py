@@ -36,7 +36,7 @@ for layer in layers:
                   f"{(a[3] - a[2]) / max(a[5], 1):6.0f}")
     turns = t[768:1024].reshape(2, 16, 8)
     if turns[:, :, 0].all():
-        names = ["K", "V", "P V(j-2) and P packed", "the other's turn", "issue", "Q K(j)", "softmax"]
+        names = ["K", "V", "P V(j-2)", "P packed", "the other's turn and issue", "Q K(j)", "softmax"]
         print("  turns of item 1, tiles 8-23, cycles (median, min-max over 15 tiles): wait for " + ", ".join(names)
               + " | to the next turn | tile")
         for wg in range(2):

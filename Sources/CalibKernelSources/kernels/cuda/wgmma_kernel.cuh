@@ -478,6 +478,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 CALIB_TURN(2);
                 wgmma_wait0();
                 fence_regs<Ops::kORegs>(o);
+                CALIB_TURN(3);
                 if (done >= 0) mbar_arrive(r.v_empty(done));
                 if (kAhead && __any_sync(0xffffffffu, moved)) { /* P to the moved references (softmax.cuh, Ahead) */
 #pragma unroll
@@ -492,9 +493,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                         Ops::template pack<kCodes>(pa, g, sc[4 * g], sc[4 * g + 1], sc[4 * g + 2], sc[4 * g + 3]);
                 }
             }
-            CALIB_TURN(3);
-            if constexpr (Ops::kTurns) named_sync(me);
             CALIB_TURN(4);
+            if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
                 Ops::qk(sc, dq, dk0 + s * kKDesc);
