@@ -514,6 +514,22 @@ turns() {
         timeout 40 python3 Tests/GPU/trace.py "$G/wan13b-trace/$L:$G/wan13b.json" 0 ${pr:+--precision $pr} 2>&1 | grep -v "^  wg[12] item \([4-9]\|1[01]\)"
     done | tee $OUT/turns.log
 }
+#   stalls          carry .gpu (or after confirm/turns on the same machine): Wan 1.3B built, and Nsight
+#       Compute's warp stall samples of its dense layer's attention launch, per SASS instruction, in
+#       fp8 and bf16 ($OUT/PRECISION-sass.csv, the launch's totals in $OUT/PRECISION-details.csv).
+stalls() {
+    export PYTHONPATH=$(pwd)/python
+    uname -r
+    [ -f $G/wan13b/$L ] || sh Tests/GPU/build_sets.sh $G wan13b 2>&1 | tail -2
+    for pr in fp8 bf16; do
+        timeout 150 ncu --clock-control none -k regex:calib_wgmma_kernel --launch-count 1 --section WarpStateStats \
+            --section SourceCounters --section SchedulerStats -f -o /tmp/$pr python3 Tests/GPU/ncu_call.py $G/wan13b/$L 0 \
+            ${pr#bf16} > $OUT/ncu-$pr.log 2>&1; echo "ncu $pr rc=$?"; tail -3 $OUT/ncu-$pr.log
+        ncu --import /tmp/$pr.ncu-rep --page source --csv --print-source sass > $OUT/$pr-sass.csv 2>&1
+        ncu --import /tmp/$pr.ncu-rep --page details --csv > $OUT/$pr-details.csv 2>&1
+        ls -la $OUT/$pr-*.csv
+    done
+}
 #   first_tile      carry .gpu (main: the first tile's neutral shift) and .gpu-var (bug = 319253f, the
 #       kernel before it): every test set built both ways, test_cuda.py -k fp8 on main, then the
 #       even-probabilities test on both (prediction: main passes, bug fails on `fp8` where its
