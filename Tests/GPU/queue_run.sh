@@ -496,7 +496,7 @@ confirm() {
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
     fa4_install
     variant before wan14b $G-vbefore-14
-    sh Tests/GPU/build_sets.sh $G wan14b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2
+    sh Tests/GPU/build_sets.sh $G wan14b wan13b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2  # wan13b: stalls after it
     wait
     echo "built in $SECONDS s"
     gpu_tests 120 -k "split or prepare"
