@@ -12,7 +12,7 @@ precision = sys.argv[sys.argv.index("--precision") + 1] if "--precision" in sys.
 layers = [int(a) for a in sys.argv[2:sys.argv.index("--precision") if precision else None]]
 so, mj = sys.argv[1].split(":")
 lib = calibc.load_cuda(so)
-buf = (ctypes.c_longlong * 1024)()
+buf = (ctypes.c_longlong * 2048)()
 B, H, N, D = 1, lib.heads, lib.tokens, lib.head_dim
 q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
 out = torch.empty_like(q)
@@ -34,14 +34,17 @@ for layer in layers:
             print(f"  wg{wg + 1} item {r}: gap {a[0] - prev_end:6d} waitQ {a[1] - a[0]:6d} firstS {a[2] - a[1]:6d} "
                   f"loop {a[3] - a[2]:8d} epilogue {a[4] - a[3]:6d} total {a[4] - prev_end:8d} tiles {a[5]:4d} "
                   f"{(a[3] - a[2]) / max(a[5], 1):6.0f}")
-    turns = t[768:1024].reshape(2, 16, 8)
+    turns = t[1024:2048].reshape(8, 16, 8)
     if turns[:, :, 0].all():
         names = ["K", "V", "P V(j-2)", "P packed", "the other's turn and issue", "Q K(j)", "softmax"]
         print("  turns of item 1, tiles 8-23, cycles (median, min-max over 15 tiles): wait for " + ", ".join(names)
-              + " | to the next turn | tile")
+              + " | to the next turn | tile; then each mark's median lag behind the warpgroup's earliest warp")
         for wg in range(2):
-            m = turns[wg]
-            parts = [m[:-1, i + 1] - m[:-1, i] for i in range(7)] + [m[1:, 0] - m[:-1, 7], m[1:, 0] - m[:-1, 0]]
-            print(f"  wg{wg + 1}: " + " | ".join(f"{int(np.median(x))} ({int(x.min())}-{int(x.max())})" for x in parts))
+            for w in range(4):
+                m = turns[4 * wg + w]
+                parts = [m[:-1, i + 1] - m[:-1, i] for i in range(7)] + [m[1:, 0] - m[:-1, 7], m[1:, 0] - m[:-1, 0]]
+                lag = np.median(m - turns[4 * wg:4 * wg + 4].min(axis=0), axis=0).astype(int)
+                print(f"  wg{wg + 1} warp {w}: " + " | ".join(f"{int(np.median(x))} ({int(x.min())}-{int(x.max())})" for x in parts)
+                      + "; lag " + " ".join(str(x) for x in lag))
     pr = t[512:768].reshape(64, 4)
     print("  producer q_empty waits:", [int(pr[r][1] - pr[r][0]) for r in range(1, 10)])

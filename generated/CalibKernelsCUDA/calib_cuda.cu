@@ -615,7 +615,7 @@ int calib_cuda_dense_attention_layer(int32_t dtype, const void *q, const void *k
 
 #ifdef CALIB_CUDA_TRACE
 int calib_cuda_trace_read(long long *dst) {
-    return cudaMemcpyFromSymbol(dst, calib_cuda_detail::calib_trace, sizeof(long long) * 1024) == cudaSuccess ? 0 : 5;
+    return cudaMemcpyFromSymbol(dst, calib_cuda_detail::calib_trace, sizeof(long long) * calib_cuda_detail::kTraceSlots) == cudaSuccess ? 0 : 5;
 }
 
 /* What the last FP8 call's launches were, in order, and their milliseconds (ms: one a role). */

@@ -25,12 +25,15 @@
 namespace calib_cuda_detail {
 
 #ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items, for docs/gpu.md (Tests/GPU/trace.py) */
-__device__ long long calib_trace[1024];
+constexpr int kTraceSlots = 2048;
+__device__ long long calib_trace[kTraceSlots];
 #define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
 #define CALIB_NOTE(slot, cond, value) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = (value); } while (0)
 /* Inside the turns of CTA 0's second item, tiles 8-23 (past a row's first tiles, whose references
- * move): mark m of tile j of a warpgroup's turn (trace.py's table of what a turn waits on). */
-#define CALIB_TURN(m) CALIB_MARK(768 + (wg - 1) * 128 + (j - 8) * 8 + (m), t == 0 && round == 1 && j >= 8 && j < 24)
+ * move): mark m of tile j of each consumer warp's turn (trace.py's table of what a turn waits on;
+ * a warpgroup's products wait for its slowest warp). */
+#define CALIB_TURN(m) \
+    CALIB_MARK(1024 + ((wg - 1) * 4 + w) * 128 + (j - 8) * 8 + (m), lane == 0 && round == 1 && j >= 8 && j < 24)
 #else
 #define CALIB_TURN(m) do { } while (0)
 #define CALIB_MARK(slot, cond) do { } while (0)
