@@ -530,6 +530,19 @@ stalls() {
         ls -la $OUT/$pr-*.csv
     done
 }
+#   h200_row        carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: confirm without its
+#       tests (for a session with little device time left): Wan 14B main beside before and FA4, 2 rounds.
+h200_row() {
+    SECONDS=0
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    fa4_install
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -2
+    wait
+    echo "built in $SECONDS s"
+    wan14b_beside_before 200 2 bf16-wan14b-fa4.log
+    echo "end at $SECONDS s"
+}
 #   first_tile      carry .gpu (main: the first tile's neutral shift) and .gpu-var (bug = 319253f, the
 #       kernel before it): every test set built both ways, test_cuda.py -k fp8 on main, then the
 #       even-probabilities test on both (prediction: main passes, bug fails on `fp8` where its

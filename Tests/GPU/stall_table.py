@@ -51,7 +51,6 @@ for i, (a, s, _, _) in enumerate(ins):
 if best is None:
     sys.exit("no loop with 8 GMMA found (are branch targets addresses in this CSV?)")
 parts, part = [], "K"
-seen_k = False
 for a, s, n, rs in best:
     parts.append((part, a, s, n, rs))
     if "TRYWAIT" in s and part in ("K", "V"):
