@@ -46,5 +46,10 @@ for layer in layers:
                 lag = np.median(m - turns[4 * wg:4 * wg + 4].min(axis=0), axis=0).astype(int)
                 print(f"  wg{wg + 1} warp {w}: " + " | ".join(f"{int(np.median(x))} ({int(x.min())}-{int(x.max())})" for x in parts)
                       + "; lag " + " ".join(str(x) for x in lag))
+        # Where warpgroup 2's softmax starts within warpgroup 1's tile: 0 or a whole tile if the two
+        # softmaxes run together (and share the schedulers), half a tile if they alternate.
+        s1, s2 = turns[0, :, 6], turns[4, :, 6]
+        tile = np.median(np.diff(s1))
+        print(f"  wg2's softmax starts {int(np.median((s2 - s1) % tile))} cycles into wg1's tile of {int(tile)}")
     pr = t[512:768].reshape(64, 4)
     print("  producer q_empty waits:", [int(pr[r][1] - pr[r][0]) for r in range(1, 10)])
