@@ -543,6 +543,28 @@ h200_row() {
     wan14b_beside_before 200 2 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
+#   pvu_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (pvu: `sh Tests/GPU/overlay.sh
+#       fp8-pv-under-softmax pvu`): fp8_beside's first look in under 4 minutes. Wan 1.3B fp8 and
+#       fp8-pv main beside pvu, t128's FP8 tests on pvu, pvu's turns.
+pvu_quick() {
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    local M=$G/wan13b.json
+    (sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3) &
+    variant_sets pvu t128 wan13b
+    wait
+    echo "built in $SECONDS s"
+    for pr in fp8 fp8-pv; do
+        timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M pvu=$G-vpvu/wan13b/$L:$M --rounds 3 \
+            --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee -a $OUT/pvu.log
+        echo "$pr at $SECONDS s"
+    done
+    CALIBC_GPU_DIR=$(pwd)/$G-vpvu timeout 90 python3 -m pytest -q -m gpu -k "fp8 and t128" Tests/python/test_cuda.py 2>&1 \
+        | grep -v "^[.s]*$" | tail -6 | tee -a $OUT/pvu.log
+    trace_build $G-vpvu wan13b && timeout 30 python3 Tests/GPU/trace.py "$G-vpvu/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
+        | tail -11 | tee -a $OUT/pvu.log
+    echo "end at $SECONDS s"
+}
 #   first_tile      carry .gpu (main: the first tile's neutral shift) and .gpu-var (bug = 319253f, the
 #       kernel before it): every test set built both ways, test_cuda.py -k fp8 on main, then the
 #       even-probabilities test on both (prediction: main passes, bug fails on `fp8` where its
