@@ -496,7 +496,7 @@ confirm() {
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
     fa4_install
     variant before wan14b $G-vbefore-14
-    sh Tests/GPU/build_sets.sh $G wan14b wan13b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2  # wan13b: stalls after it
+    sh Tests/GPU/build_sets.sh $G wan14b wan13b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2  # wan13b: turns after it
     wait
     echo "built in $SECONDS s"
     gpu_tests 120 -k "split or prepare"
@@ -513,22 +513,6 @@ turns() {
         echo "== ${pr:-bf16}"
         timeout 40 python3 Tests/GPU/trace.py "$G/wan13b-trace/$L:$G/wan13b.json" 0 ${pr:+--precision $pr} 2>&1 | grep -v "^  wg[12] item \([4-9]\|1[01]\)"
     done | tee $OUT/turns.log
-}
-#   stalls          carry .gpu (or after confirm/turns on the same machine): Wan 1.3B built, and Nsight
-#       Compute's warp stall samples of its dense layer's attention launch, per SASS instruction, in
-#       fp8 and bf16 ($OUT/PRECISION-sass.csv, the launch's totals in $OUT/PRECISION-details.csv).
-stalls() {
-    export PYTHONPATH=$(pwd)/python
-    uname -r
-    [ -f $G/wan13b/$L ] || sh Tests/GPU/build_sets.sh $G wan13b 2>&1 | tail -2
-    for pr in fp8 bf16; do
-        timeout 150 ncu --clock-control none -k regex:calib_wgmma_kernel --launch-count 1 --section WarpStateStats \
-            --section SourceCounters --section SchedulerStats -f -o /tmp/$pr python3 Tests/GPU/ncu_call.py $G/wan13b/$L 0 \
-            ${pr#bf16} > $OUT/ncu-$pr.log 2>&1; echo "ncu $pr rc=$?"; tail -3 $OUT/ncu-$pr.log
-        ncu --import /tmp/$pr.ncu-rep --page source --csv --print-source sass > $OUT/$pr-sass.csv 2>&1
-        ncu --import /tmp/$pr.ncu-rep --page details --csv > $OUT/$pr-details.csv 2>&1
-        ls -la $OUT/$pr-*.csv
-    done
 }
 #   h200_row        carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: confirm without its
 #       tests (for a session with little device time left): Wan 14B main beside before and FA4, 2 rounds.
