@@ -390,11 +390,12 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr bool kCodes = Ops::kCodes && !kRedo && kTextLast == 0;
     constexpr bool kSumRef = Ops::kSumRef && kTextLast == 0; /* padded text: a row's first tile may have no reference */
     constexpr bool kSplittable = kMaySplit && !Ops::kFp8; /* split lists are the bf16/f16 launch's (work.cuh) */
-    /* Without turns (FP8), a warp issues P(j-1) V after Q K(j)ᵀ has ended, just before the softmax
-     * of S(j): issued with Q K(j)ᵀ, it held the warp at its issue until most of it had run, so it
-     * ran before the softmax instead of under it (docs/gpu.md, "Each warp's turn", run 102). Issued
-     * a step at a time from inside the softmax, it spilled 620 bytes. */
-    constexpr bool kPvUnder = !Ops::kTurns;
+    /* A warp issues P(j-1) V after Q K(j)ᵀ has ended, just before the softmax of S(j): issued with
+     * Q K(j)ᵀ, it held the warp at its issue until most of it had run, so it ran before the softmax
+     * instead of under it (docs/gpu.md, "Each warp's turn", run 102). Issued a step at a time from
+     * inside the softmax, it spilled 620 bytes. With turns (bf16/f16) it is issued after the turn
+     * has passed to the other warpgroup, whose Q K(j)ᵀ then goes to the tensor cores before it. */
+    constexpr bool kPvUnder = true;
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
