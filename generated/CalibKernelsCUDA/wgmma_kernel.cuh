@@ -396,12 +396,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr bool kCodes = Ops::kCodes && !kRedo && kTextLast == 0;
     constexpr bool kSumRef = Ops::kSumRef && kTextLast == 0; /* padded text: a row's first tile may have no reference */
     constexpr bool kSplittable = kMaySplit && !Ops::kFp8; /* split lists are the bf16/f16 launch's (work.cuh) */
-    /* A warp issues P(j-1) V after Q K(j)ᵀ has ended, just before the softmax of S(j): issued with
-     * Q K(j)ᵀ, it held the warp at its issue until most of it had run, so it ran before the softmax
-     * instead of under it (docs/gpu.md, "Each warp's turn", run 102). Issued a step at a time from
-     * inside the softmax, it spilled 620 bytes. With turns (bf16/f16) it is issued after the turn
-     * has passed to the other warpgroup, whose Q K(j)ᵀ then goes to the tensor cores before it. */
-    constexpr bool kPvUnder = true;
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
     int64_t idx = item_index(0, gridDim.x, blockIdx.x);
@@ -530,11 +524,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                     }
                     OnlineSoftmax::rescale<kDim / 2>(o, f0, f1);
                 }
-                if constexpr (!(kPvUnder && kQK)) {
-                    wgmma_fence();
-                    Ops::pv(o, pa, dv0 + sp * kVDesc);
-                    wgmma_commit();
-                }
+                wgmma_fence();
+                Ops::pv(o, pa, dv0 + sp * kVDesc);
+                wgmma_commit();
                 done = sp;
             }
             if constexpr (Ops::kTurns) named_arrive(other);
@@ -544,12 +536,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 pv_b = -1;
             }
             if constexpr (kQK) {
-                if constexpr (kPV && !kPvUnder) wgmma_wait1(); else wgmma_wait0();
-                if constexpr (kPvUnder && kPV) { /* P(j-1) V, now that Q K(j)ᵀ no longer holds the issue */
-                    wgmma_fence();
-                    Ops::pv(o, pa, dv0 + sp * kVDesc);
-                    wgmma_commit();
-                }
+                if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
                 fence_regs<Ops::kKeys / 2>(sc);
                 CALIB_TURN(6);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
