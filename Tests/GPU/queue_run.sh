@@ -528,7 +528,7 @@ h200_row() {
     echo "end at $SECONDS s"
 }
 #   pvu_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (pvu: `sh Tests/GPU/overlay.sh
-#       fp8-pv-under-softmax pvu`): fp8_beside's first look in under 4 minutes. Wan 1.3B fp8 and
+#       bad08e3 pvu`): fp8_beside's first look in under 4 minutes. Wan 1.3B fp8 and
 #       fp8-pv main beside pvu, t128's FP8 tests on pvu, pvu's turns.
 pvu_quick() {
     SECONDS=0
