@@ -375,6 +375,16 @@ wan14b_beside_before() {
     timeout $1 python3 Tests/GPU/bench_versions.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M --rounds $2 2>&1 \
         | grep -v Warn | grep -v exe_args | tee $OUT/$3
 }
+# beside_fa4 SET...: the card named in $OUT/machine.log, FA4 installed, Wan 14B's before variant
+# and $G's SETs built (h200_fa4, confirm, h200_row).
+beside_fa4() {
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    fa4_install
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G "$@" 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+}
 split_bench() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
@@ -460,13 +470,8 @@ split_fa4() {
 h200_fa4() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    fa4_install
+    beside_fa4 wan14b wan13b
     python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
-    variant before wan14b $G-vbefore-14
-    sh Tests/GPU/build_sets.sh $G wan14b wan13b 2>&1 | tail -3
-    wait
-    echo "built in $SECONDS s"
     wan14b_beside_before 200 3 bf16-wan14b-fa4.log
     echo "14b at $SECONDS s"
     M=$G/wan13b.json
@@ -493,12 +498,7 @@ v25_tests() {
 confirm() {
     LIMIT=${LIMIT:-400}
     SECONDS=0
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    fa4_install
-    variant before wan14b $G-vbefore-14
-    sh Tests/GPU/build_sets.sh $G wan14b wan13b t128 t64 tj128 tj64 tjf64 ex 2>&1 | tail -2  # wan13b: turns after it
-    wait
-    echo "built in $SECONDS s"
+    beside_fa4 wan14b wan13b t128 t64 tj128 tj64 tjf64 ex  # wan13b: pvu_quick after it
     gpu_tests 120 -k "split or prepare"
     wan14b_beside_before 200 3 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
@@ -518,12 +518,7 @@ turns() {
 #       tests (for a session with little device time left): Wan 14B main beside before and FA4, 2 rounds.
 h200_row() {
     SECONDS=0
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    fa4_install
-    variant before wan14b $G-vbefore-14
-    sh Tests/GPU/build_sets.sh $G wan14b 2>&1 | tail -2
-    wait
-    echo "built in $SECONDS s"
+    beside_fa4 wan14b
     wan14b_beside_before 200 2 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
