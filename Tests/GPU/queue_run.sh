@@ -524,13 +524,15 @@ h200_row() {
 }
 #   pvu_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (pvu: `sh Tests/GPU/overlay.sh
 #       bad08e3 pvu`): fp8_beside's first look in under 4 minutes. Wan 1.3B fp8 and
-#       fp8-pv main beside pvu, t128's FP8 tests on pvu, pvu's turns.
+#       fp8-pv main beside pvu, bf16 main beside pva (`overlay.sh 1b31efb pva`), t128's FP8 tests
+#       on pvu, pvu's turns.
 pvu_quick() {
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     local M=$G/wan13b.json
     (sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3) &
     variant_sets pvu t128 wan13b
+    variant_sets pva wan13b
     wait
     echo "built in $SECONDS s"
     for pr in fp8 fp8-pv; do
@@ -538,6 +540,9 @@ pvu_quick() {
             --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee -a $OUT/pvu.log
         echo "$pr at $SECONDS s"
     done
+    timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M pva=$G-vpva/wan13b/$L:$M --rounds 3 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee -a $OUT/pvu.log
+    echo "bf16 at $SECONDS s"
     CALIBC_GPU_DIR=$(pwd)/$G-vpvu timeout 90 python3 -m pytest -q -m gpu -k "fp8 and t128" Tests/python/test_cuda.py 2>&1 \
         | grep -v "^[.s]*$" | tail -6 | tee -a $OUT/pvu.log
     trace_build $G-vpvu wan13b && timeout 30 python3 Tests/GPU/trace.py "$G-vpvu/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
