@@ -549,6 +549,37 @@ pvu_quick() {
         | tail -11 | tee -a $OUT/pvu.log
     echo "end at $SECONDS s"
 }
+# fp8_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (`sh Tests/GPU/overlay.sh bad08e3 pvu`,
+#       `4ab7f0b vmo`, `dada500 vmo8`): P V after Q K(j) (pvu) and v's rounding mean (vmo; vmo8 with
+#       fp8-pv's gain 8) beside main on Wan 1.3B, their t128 FP8 tests, vmo's and vmo8's accuracy
+#       (without the recording), in order of need while LIMIT (560) leaves time.
+fp8_quick() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    local M=$G/wan13b.json n
+    (sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3) &
+    for n in pvu vmo vmo8; do variant_sets $n t128 wan13b; done
+    wait
+    echo "built in $SECONDS s"
+    local v="main=$G/wan13b/$L:$M pvu=$G-vpvu/wan13b/$L:$M vmo=$G-vvmo/wan13b/$L:$M"
+    timeout 120 python3 Tests/GPU/bench_versions.py $v vmo8=$G-vvmo8/wan13b/$L:$M --rounds 2 --precision fp8-pv 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/fp8-pv-wan13b.log
+    echo "fp8-pv at $SECONDS s"
+    left 100 && timeout 100 python3 Tests/GPU/bench_versions.py $v --rounds 2 --precision fp8 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b.log
+    echo "fp8 at $SECONDS s"
+    for n in vmo8 pvu; do
+        left 80 && CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 80 python3 -m pytest -q -m gpu -k "fp8 and t128" Tests/python/test_cuda.py 2>&1 \
+            | tee $OUT/test-$n.log | grep -v "^[.s]*$" | tail -4
+        echo "$n tests at $SECONDS s"
+    done
+    for n in vmo8 vmo; do
+        left 70 && timeout 80 python3 Tests/GPU/fp8_accuracy.py $G-v$n 2>&1 | tee $OUT/accuracy-$n.log | grep "^|" | sed "s/^/$n /"
+        echo "$n accuracy at $SECONDS s"
+    done
+    echo "end at $SECONDS s"
+}
 #   first_tile      carry .gpu (main: the first tile's neutral shift) and .gpu-var (bug = 319253f, the
 #       kernel before it): every test set built both ways, test_cuda.py -k fp8 on main, then the
 #       even-probabilities test on both (prediction: main passes, bug fails on `fp8` where its
