@@ -550,33 +550,30 @@ pvu_quick() {
     echo "end at $SECONDS s"
 }
 # fp8_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (`sh Tests/GPU/overlay.sh bad08e3 pvu`,
-#       `4ab7f0b vmo`, `dada500 vmo8`): P V after Q K(j) (pvu) and v's rounding mean (vmo; vmo8 with
-#       fp8-pv's gain 8) beside main on Wan 1.3B, their t128 FP8 tests, vmo's and vmo8's accuracy
-#       (without the recording), in order of need while LIMIT (560) leaves time.
+#       `dada500 vmo8`): P V after Q K(j) (pvu) and v's rounding mean with fp8-pv's gain 8 (vmo8:
+#       its `fp8` is 4ab7f0b's alone) beside main on Wan 1.3B: vmo8's accuracy (without the
+#       recording), both timed beside main, their t128 FP8 tests, in that order while LIMIT (560)
+#       leaves time.
 fp8_quick() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    local M=$G/wan13b.json n
+    local M=$G/wan13b.json n pr
     (sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3) &
-    for n in pvu vmo vmo8; do variant_sets $n t128 wan13b; done
+    for n in pvu vmo8; do variant_sets $n t128 wan13b; done
     wait
     echo "built in $SECONDS s"
-    local v="main=$G/wan13b/$L:$M pvu=$G-vpvu/wan13b/$L:$M vmo=$G-vvmo/wan13b/$L:$M"
-    timeout 120 python3 Tests/GPU/bench_versions.py $v vmo8=$G-vvmo8/wan13b/$L:$M --rounds 2 --precision fp8-pv 2>&1 \
-        | grep -v Warn | grep -v exe_args | tee $OUT/fp8-pv-wan13b.log
-    echo "fp8-pv at $SECONDS s"
-    left 100 && timeout 100 python3 Tests/GPU/bench_versions.py $v --rounds 2 --precision fp8 2>&1 \
-        | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b.log
-    echo "fp8 at $SECONDS s"
+    timeout 90 python3 Tests/GPU/fp8_accuracy.py $G-vvmo8 2>&1 | tee $OUT/accuracy-vmo8.log | grep "^|"
+    echo "accuracy at $SECONDS s"
+    for pr in fp8-pv fp8; do
+        left 80 && timeout 90 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M pvu=$G-vpvu/wan13b/$L:$M \
+            vmo8=$G-vvmo8/wan13b/$L:$M --rounds 2 --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-wan13b.log
+        echo "$pr at $SECONDS s"
+    done
     for n in vmo8 pvu; do
-        left 80 && CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 80 python3 -m pytest -q -m gpu -k "fp8 and t128" Tests/python/test_cuda.py 2>&1 \
+        left 60 && CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 70 python3 -m pytest -q -m gpu -k "fp8 and t128" Tests/python/test_cuda.py 2>&1 \
             | tee $OUT/test-$n.log | grep -v "^[.s]*$" | tail -4
         echo "$n tests at $SECONDS s"
-    done
-    for n in vmo8 vmo; do
-        left 70 && timeout 80 python3 Tests/GPU/fp8_accuracy.py $G-v$n 2>&1 | tee $OUT/accuracy-$n.log | grep "^|" | sed "s/^/$n /"
-        echo "$n accuracy at $SECONDS s"
     done
     echo "end at $SECONDS s"
 }
