@@ -9,6 +9,8 @@ scale at head_dim 128), rising by 60 along the row, one key lifted by 150 / 300 
 half dropped by 150, the first 64 keys lifted by 40, 20 random peaks of 5-30.
 usage: python3 Tests/GPU/by_sums_model.py   (no GPU; about a minute)"""
 import numpy as np
+
+from exp_code_model import bf16
 f32 = np.float32
 def ex2(x):
     with np.errstate(over='ignore', invalid='ignore'):
@@ -18,10 +20,6 @@ def ex2(x):
 def lg2(x):
     with np.errstate(divide='ignore'):
         return np.log2(np.asarray(x, dtype=np.float64)).astype(f32)
-def bf16(x):
-    b = np.asarray(x, dtype=f32).view(np.uint32).astype(np.uint64)
-    r = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) << 16
-    return r.astype(np.uint32).view(f32)
 G, SLACK, T = -86, 8, 128
 cols = [[8*j + 2*c + e for j in range(16) for e in range(2)] for c in range(4)]
 def row(x, v, by_sums=True):

@@ -18,6 +18,13 @@ def e4m3(x):
     return s * np.minimum(np.round(a / 2.0**(e - 3)) * 2.0**(e - 3), 448.0)
 
 
+def bf16(x):
+    """x rounded to bfloat16 (nearest, ties to even), as float32."""
+    b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) << 16
+    return r.astype(np.uint32).view(np.float32)
+
+
 def code_value(y):  # y = log2(P · 2^6); the code round(8 (y + 7)), clamped to e4m3's [0, 126]
     c = np.clip(np.round(8 * (y + 7)), 0, 126)
     E, m = np.floor(c / 8), c % 8

@@ -84,7 +84,8 @@ def main():
     wan = calibc.load_cuda(os.path.join(root, "wan13b", "libcalibcuda.so"))
     wan_masks = calibc.Masks.read(os.path.join(root, "wan13b.json"))
     recording = os.path.join(root, "fp8synth-rec", "prompt0.safetensors")
-    if not os.path.exists(recording):
+    have_recording = os.path.exists(recording)
+    if not have_recording:
         print(f"{recording} absent: no rows of the synthetic recording", flush=True)
 
     def run(lib, masks, step, layer, q, k, v, kind, label):
@@ -112,7 +113,7 @@ def main():
             run(wan, wan_masks, None if layer is None else step, layer or 0, q, k, v, kind, f"wan1.3B {name}")
         del q, k, v
         torch.cuda.empty_cache()
-    if os.path.exists(recording):
+    if have_recording:
         synth = calibc.load_cuda(os.path.join(root, "fp8synth", "libcalibcuda.so"))
         synth_masks = calibc.Masks.read(os.path.join(root, "fp8synth.json"))
         step0 = synth.steps[0]

@@ -20,15 +20,9 @@ out every 8 tiles, O wanders about zero).
 usage: python3 Tests/GPU/pv_rounding_model.py   (no GPU; about 15 s)"""
 import numpy as np
 
-from exp_code_model import e4m3
+from exp_code_model import bf16, e4m3
 
 KEYS, DIM, QUERIES, HEADS, TILE = 32760, 128, 64, 6, 160
-
-
-def bf16(x):
-    i = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    i = ((i + 0x7FFF + ((i >> 16) & 1)) >> 16) << 16
-    return i.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
 def head(kind, seed):
@@ -37,7 +31,7 @@ def head(kind, seed):
     q, k, v = (rng.standard_normal((n, DIM)) for n in (QUERIES, KEYS, KEYS))
     if kind == "k x10 channels":
         k[:, :4] *= 10
-    q, k, v = bf16(q), bf16(k), bf16(v)
+    q, k, v = (bf16(x).astype(np.float64) for x in (q, k, v))
     s = q @ k.T / np.sqrt(DIM)
     p = np.exp(s - s.max(1, keepdims=True))
     ref = p @ v / p.sum(1, keepdims=True)

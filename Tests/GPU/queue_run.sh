@@ -498,7 +498,7 @@ v25_tests() {
 confirm() {
     LIMIT=${LIMIT:-400}
     SECONDS=0
-    beside_fa4 wan14b wan13b t128 t64 tj128 tj64 tjf64 ex  # wan13b: pvu_quick after it
+    beside_fa4 wan14b wan13b t128 t64 tj128 tj64 tjf64 ex  # wan13b: fp8_quick after it
     gpu_tests 120 -k "split or prepare"
     wan14b_beside_before 200 3 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
@@ -514,7 +514,7 @@ turns() {
         timeout 40 python3 Tests/GPU/trace.py "$G/wan13b-trace/$L:$G/wan13b.json" 0 ${pr:+--precision $pr} 2>&1 | grep -v "^  wg[12] item \([4-9]\|1[01]\)"
     done | tee $OUT/turns.log
 }
-#   h200_row        carry .gpu, .gpu-var (before) and .fa4/b, after fa4_parts: confirm without its
+#   h200_row        carry .gpu/wan14b, .gpu/wan14b.json, .gpu-var (before) and .fa4/b, after fa4_parts: confirm without its
 #       tests (for a session with little device time left): Wan 14B main beside before and FA4, 2 rounds.
 h200_row() {
     SECONDS=0
@@ -522,34 +522,7 @@ h200_row() {
     wan14b_beside_before 200 2 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
-#   pvu_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (pvu: `sh Tests/GPU/overlay.sh
-#       bad08e3 pvu`): fp8_beside's first look in under 4 minutes. Wan 1.3B fp8 and
-#       fp8-pv main beside pvu, bf16 main beside pva (`overlay.sh 1b31efb pva`), t128's FP8 tests
-#       on pvu, pvu's turns.
-pvu_quick() {
-    SECONDS=0
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    local M=$G/wan13b.json
-    (sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3) &
-    variant_sets pvu t128 wan13b
-    variant_sets pva wan13b
-    wait
-    echo "built in $SECONDS s"
-    for pr in fp8 fp8-pv; do
-        timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M pvu=$G-vpvu/wan13b/$L:$M --rounds 3 \
-            --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee -a $OUT/pvu.log
-        echo "$pr at $SECONDS s"
-    done
-    timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M pva=$G-vpva/wan13b/$L:$M --rounds 3 2>&1 \
-        | grep -v Warn | grep -v exe_args | tee -a $OUT/pvu.log
-    echo "bf16 at $SECONDS s"
-    CALIBC_GPU_DIR=$(pwd)/$G-vpvu timeout 90 python3 -m pytest -q -m gpu -k "fp8 and t128" Tests/python/test_cuda.py 2>&1 \
-        | grep -v "^[.s]*$" | tail -6 | tee -a $OUT/pvu.log
-    trace_build $G-vpvu wan13b && timeout 30 python3 Tests/GPU/trace.py "$G-vpvu/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 \
-        | tail -11 | tee -a $OUT/pvu.log
-    echo "end at $SECONDS s"
-}
-# fp8_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (`sh Tests/GPU/overlay.sh bad08e3 pvu`,
+#   fp8_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (`sh Tests/GPU/overlay.sh bad08e3 pvu`,
 #       `dada500 vmo8`): P V after Q K(j) (pvu) and v's rounding mean with fp8-pv's gain 8 (vmo8:
 #       its `fp8` is 4ab7f0b's alone) beside main on Wan 1.3B: vmo8's accuracy (without the
 #       recording), both timed beside main, their t128 FP8 tests, in that order while LIMIT (560)
