@@ -572,8 +572,8 @@ first_tile() {
 # confirm on the same warm machine:
 #   fp8_beside   VAR="NAME ..." (run 98: ovl); carry .gpu (with fp8synth-rec, without e2e*) and .gpu-var/NAME
 #       (`overlay.sh REV NAME`): every test set and wan13b built as they are and with each NAME's
-#       kernel files; the FP8 tests on each, Wan 1.3B fp8 and fp8-pv main beside them all,
-#       fp8_accuracy.py on each, a memcheck of each one's FP8 plans, the fp8 trace of each.
+#       kernel files; the FP8 tests on each, Wan 1.3B fp8 and fp8-pv main beside them all (2 rounds),
+#       fp8_accuracy.py on each, a memcheck of each one's FP8 plans.
 #   text_last    with the branch text-last-split checked out; carry .gpu (its sources: hy720, no wan14b)
 #       and .gpu-var/before (`overlay.sh main before`): the padded-text and split tests, their memcheck,
 #       hy720's layers (HunyuanVideo 720p, text last) split beside before (one pass), 2 rounds.
@@ -589,8 +589,6 @@ fp8_beside() {
         versions="$versions $n=$G-v$n/wan13b/$L:$M"
     done
     wait
-    for n in "" $names; do trace_build $G${n:+-v$n} wan13b & done
-    wait
     echo "built in $SECONDS s"
     for n in $names; do
         CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 200 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 | tee "$OUT/test-$n.log" \
@@ -599,7 +597,7 @@ fp8_beside() {
     done
     left 100 && timeout 100 python3 Tests/GPU/bench_versions.py $versions --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args \
         | tee $OUT/fp8-wan13b.log
-    left 60 && timeout 60 python3 Tests/GPU/bench_versions.py $versions --rounds 1 --precision fp8-pv 2>&1 | grep -v Warn | grep -v exe_args \
+    left 100 && timeout 100 python3 Tests/GPU/bench_versions.py $versions --rounds 2 --precision fp8-pv 2>&1 | grep -v Warn | grep -v exe_args \
         | tee $OUT/fp8-pv-wan13b.log
     echo "bench done at $SECONDS s"
     for n in "" $names; do
@@ -609,9 +607,6 @@ fp8_beside() {
         left 50 && CALIBC_GPU_DIR=$(pwd)/$G-v$n timeout 60 compute-sanitizer --tool memcheck --print-limit 5 \
             python3 -m pytest -q -m gpu -k "every_plan and t64 and fp8" Tests/python/test_cuda.py > $OUT/sanitizer-$n.log 2>&1
         tail -1 $OUT/sanitizer-$n.log
-    done
-    for n in "" $names; do
-        left 30 && timeout 30 python3 Tests/GPU/trace.py "$G${n:+-v$n}/wan13b-trace/$L:$M" 0 --precision fp8 2>&1 | tee -a "$OUT/trace-fp8.log" | tail -4
     done
     echo "end at $SECONDS s"
 }
