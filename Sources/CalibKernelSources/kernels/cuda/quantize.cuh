@@ -8,9 +8,11 @@
  *             v's mean and k's mean over the sample, and their limits: 8 times the largest
  *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; the attention
  *             launch's redo flags cleared
- *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed; q's scale
- *             for the block (its largest magnitude / 448) and q / scale; (k − mean) / scale; a
- *             block whose largest |k − mean| passes k's limit raises its head's amax to it
+ *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed, and the
+ *             block's sum of v's rounding errors per channel, which the head's last CTA to finish
+ *             takes out of v's mean; q's scale for the block (its largest magnitude / 448) and
+ *             q / scale; (k − mean) / scale; a block whose largest |k − mean| passes k's limit
+ *             raises its head's amax to it
  *   fixup     (CALIB_FP8_ALL) per (batch, head), where amax was raised (else each CTA reads a
  *             word and ends): k quantized again at the scale of amax, and that scale published
  *
@@ -23,7 +25,11 @@
  * less than fp32, so O, which grows over a row's tiles with v's mean as the row sums do, lost the
  * late tiles' share (relative L2 3e-1 with v ~ N(1, 1) over 256 key tiles, docs/gpu.md run 62);
  * without it O wanders instead of growing, and the kernel adds it back to each normalized row in
- * fp32 (a row's probabilities sum to 1). For the same reason v's mean must be the whole's: a
+ * fp32 (a row's probabilities sum to 1). What e4m3 does to v − mean has a mean over tokens too, a
+ * channel's errors not cancelling as independent ones would (bf16 values on their own grid): a
+ * row of nearly even probabilities takes that mean whole, so the mean added back is less it
+ * (Tests/GPU/pv_rounding_model.py: 4.3e-2 → 3.4e-2 on N(0, 1) inputs; docs/gpu.md, "v's rounding
+ * mean"). For the same reason v's mean must be the whole's: a
  * sample's leaves v − mean a mean of about σ / √samples a channel (2% of σ at Wan 1.3B), which
  * over a long row of nearly even probabilities is larger than O itself and grows with the row
  * sums as v's own mean did (run 76: `fp8-pv` 4.0e-2 → 5.1e-2 on the Wan 1.3B dense layer). Any
@@ -75,6 +81,8 @@ struct Fp8Work {
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
     float *limit;   /* per (batch, head): k's limit on |k − mean| at the quantize launch's scale */
     uint32_t *amax; /* per (batch, head): k's largest |k − mean| where past the limit (float bits), else 0 */
+    float *verr;    /* per (batch, head, block of 128 tokens, channel): the sum of v's rounding errors */
+    uint32_t *vdone; /* per (batch, head): the quantize CTAs done, so the last can take verr's sum */
     uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
     int32_t *redo_list;   /* the count, then as many items */
 };
@@ -93,13 +101,13 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
-    const int64_t lim = take(bh * 4), am = take(bh * 4);
+    const int64_t lim = take(bh * 4), am = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4), vd = take(bh * 4);
     const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
         *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
-              reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
+              f(ve), reinterpret_cast<uint32_t *>(b + vd), reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
     }
     return at;
 }
@@ -236,6 +244,7 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
     /* The attention launch's redo flags start cleared (the workspace is the caller's memory). */
     for (int i = c; i < kQuantBlocks; i += kDim) w.redo_flags[(int64_t)bh * kQuantBlocks + i] = 0u;
     if (bh == 0 && c == 0) *w.redo_list = 0;
+    if (c == 0) w.vdone[bh] = 0u;
 #endif
 }
 
@@ -274,16 +283,27 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
     return amax;
 }
 
+/* e4m3's rounding of x and y, less x and y. */
+__device__ __forceinline__ float rounding_error(uint32_t xy, float x, float y) {
+    uint32_t h;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h) : "h"((unsigned short)xy));
+    const float2 r = __half22float2(*reinterpret_cast<const __half2 *>(&h));
+    return (r.x - x) + (r.y - y);
+}
+
 /* v's block `blk` less its mean, times vinv, transposed through `vt` (shared memory) into vᵀ
  * (v's statistics saw every token, so no value passes its limit). A thread takes the four keys
  * that one lane's P fragment holds at positions 4c .. 4c+3 of a group of 16 (key_position) and 16
  * channels, so it writes each channel's four bytes as one word; a warp's 32 threads are the
- * block's 32 such quads of one channel range, so each of its stores fills 32 banks of one row once. */
+ * block's 32 such quads of one channel range, so each of its stores fills 32 banks of one row once.
+ * The block's rounding errors per channel go to verr (in vinv's units), summed in a fixed order
+ * through vt once it is copied out; the head's last CTA to finish takes their mean out of vmean. */
 template <typename T>
 __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
                                             uint32_t (*vt)[32]) {
     const int tid = threadIdx.x, bh = b * p.heads + h;
     constexpr int kVTasks = 32 * (kDim / 16);
+    float err[16];
     __syncthreads(); /* vt is free: the block before's copy out is done */
     if (tid < kVTasks) {
         const int quad = tid % 32, ch0 = 16 * (tid / 32), c4 = quad % 4;
@@ -304,7 +324,9 @@ __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, in
             float e[4]; /* padding and the rows past the sequence as zeros */
 #pragma unroll
             for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
-            vt[ch0 + i][quad] = e4m3x2(e[0], e[1]) | e4m3x2(e[2], e[3]) << 16;
+            const uint32_t lo = e4m3x2(e[0], e[1]), hi = e4m3x2(e[2], e[3]);
+            vt[ch0 + i][quad] = lo | hi << 16;
+            err[i] = rounding_error(lo, e[0], e[1]) + rounding_error(hi, e[2], e[3]);
         }
     }
     __syncthreads();
@@ -315,6 +337,30 @@ __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, in
     for (int i = tid; i < kDim * 8; i += 256) {
         const int row = i / 8, part = i % 8, panel = part / 2, half = (part % 2) ^ ((row >> 2) & 1);
         *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
+    }
+    __syncthreads();
+    float(*sums)[32] = reinterpret_cast<float(*)[32]>(vt);
+    if (tid < kVTasks) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) sums[16 * (tid / 32) + i][tid % 32] = err[i];
+    }
+    __syncthreads();
+    if (tid < kDim) {
+        float e = 0.f;
+        for (int x = 0; x < 32; ++x) e += sums[tid][x];
+        w.verr[((int64_t)bh * kQuantBlocks + blk) * kDim + tid] = e;
+        __threadfence();
+    }
+    __shared__ bool last;
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(w.vdone + bh, 1u) == kQuantBlocks - 1;
+    __syncthreads();
+    /* Every CTA of the head has read vmean and published its sums; the order of the blocks is fixed. */
+    if (last && tid < kDim && end > 0) {
+        __threadfence();
+        float e = 0.f;
+        for (int i = 0; i < kQuantBlocks; ++i) e += __ldcg(w.verr + ((int64_t)bh * kQuantBlocks + i) * kDim + tid);
+        w.vmean[(int64_t)bh * kDim + tid] -= e / (vinv * (float)end);
     }
 }
 

@@ -123,7 +123,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
 /* P V on e4m3: vᵀ tiles of kDim rows × kKeys from quantize.cuh's workspace, which holds them as
  * panels of 32 keys (kDim rows of 32 bytes) already in the 32-byte swizzle, so a sub-block is one
  * contiguous bulk copy and a panel one k step of the product; P packed four keys a register in
- * the order vᵀ holds them (key_position), scaled by 2^6 (kLog2Gain) into e4m3's normal range.
+ * the order vᵀ holds them (key_position), scaled by 2^kLog2Gain into e4m3's normal range.
  * Q Kᵀ on e4m3 too (kQkE4m3: rows of kDim bytes from the workspace, swizzled by the row's
  * width), or on the caller's T as Operands16 does. */
 template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
@@ -145,11 +145,14 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr int kPRegs = kKeys / 8;
     static constexpr int kStages = ring_stages(kQBytes, kKBytes, kVStage);
     static constexpr bool kFreeKEarly = true; /* as measured in runs 66-67 */
-    /* P comes out 2^6 larger and a row's reference maximum moves only past a slack of 2 (log2):
-     * P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a normal e4m3 number,
-     * and after a row's first tiles O is seldom rescaled, as bf16's slack of 2^8 allows. */
-    static constexpr int kLog2Gain = 6;
-    static constexpr int kSlack = 2;
+    /* With Q Kᵀ on e4m3, P comes out 2^6 larger and a row's reference maximum moves only past a
+     * slack of 2 (log2): P stays below 2^8 (e4m3 holds 448), a probability of 2^-12 is still a
+     * normal e4m3 number, and after a row's first tiles O is seldom rescaled, as bf16's slack of
+     * 2^8 allows (P's codes take whole powers of two). "fp8-pv" takes P 2^8 larger with exact
+     * maxima instead: on keys with large channels most of a row's mass sits near 2^-12 of its
+     * largest probability, where 2^6 leaves e4m3 P subnormal (Tests/GPU/pv_rounding_model.py). */
+    static constexpr int kLog2Gain = kQkE4m3 ? 6 : 8;
+    static constexpr int kSlack = kQkE4m3 ? 2 : 0;
     static constexpr bool kSumRef = false; /* its sums are the tensor cores' */
     /* Products at half the tensor cycles leave the softmaxes the bound, and taking turns only
      * delays them: 3% slower with turns (docs/gpu.md, run 64). */
