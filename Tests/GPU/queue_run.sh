@@ -514,8 +514,9 @@ turns() {
         timeout 40 python3 Tests/GPU/trace.py "$G/wan13b-trace/$L:$G/wan13b.json" 0 ${pr:+--precision $pr} 2>&1 | grep -v "^  wg[12] item \([4-9]\|1[01]\)"
     done | tee $OUT/turns.log
 }
-#   h200_row        carry .gpu/wan14b, .gpu/wan14b.json, .gpu-var (before) and .fa4/b, after fa4_parts: confirm without its
-#       tests (for a session with little device time left): Wan 14B main beside before and FA4, 2 rounds.
+#   h200_row        carry .gpu/wan14b, .gpu/wan14b.json, .gpu-var (before) and .fa4/b, after fa4_parts:
+#       confirm without its tests (for a session with little device time left): Wan 14B main beside
+#       before and FA4, 2 rounds.
 h200_row() {
     SECONDS=0
     beside_fa4 wan14b
