@@ -626,4 +626,19 @@ text_last() {
         --rounds 2 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-hy720.log
     echo "end at $SECONDS s"
 }
+# Session of 2026-12-06 06:30, after the branch fp8-beside (runs 109-113):
+#   main_check  carry .gpu without wan13b, wan14b and fp8synth-rec (moved aside: the carry limit),
+#       .fa4/small and .fa4/a: on an H200 the FA4 parts copied for h200_row at once after it; on any
+#       card the test sets built and test_cuda.py -k fp8 on main's kernel (the rounding-mean test).
+main_check() {
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    if grep -q H200 "$OUT/machine.log"; then fa4_parts; fi
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth 2>&1 | tail -3
+    echo "built in $SECONDS s"
+    gpu_tests 150 -k "fp8"
+    grep -c "rounding_mean" "$OUT/test.log"
+    echo "end at $SECONDS s"
+}
 "$1"
