@@ -1,20 +1,31 @@
-/* quantize.cuh: the pass before an FP8 launch, which writes v (and, for CALIB_FP8_ALL, q and k;
- * kQK below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, in
- * four launches on the caller's stream:
+/* quantize.cuh: the pass of an FP8 launch, which writes v (and, for CALIB_FP8_ALL, q and k; kQK
+ * below) as e4m3 into the caller's workspace (calib_cuda_attention_fp8), on the device, inside the
+ * attention launch itself (wgmma_kernel.cuh, kBeside): a few of its CTAs run the pass's items
+ * while the rest run attention, each attention item waiting for its head to be ready. The items,
+ * per (batch, head) ("unit"):
  *
- *   stats     per (batch, head, chunk of 1024 tokens): v's per-channel sum, minimum and maximum
- *             over the valid tokens, k's over a sample of them (one in 16); padded text excluded
- *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
- *             v's mean and k's mean over the sample, and their limits: 8 times the largest
- *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; the attention
- *             launch's redo flags cleared
- *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed, and the
- *             block's sum of v's rounding errors per channel, which the head's last CTA to finish
- *             takes out of v's mean; q's scale for the block (its largest magnitude / 448) and
- *             q / scale; (k − mean) / scale; a block whose largest |k − mean| passes k's limit
- *             raises its head's amax to it
- *   fixup     (CALIB_FP8_ALL) per (batch, head), where amax was raised (else each CTA reads a
- *             word and ends): k quantized again at the scale of amax, and that scale published
+ *   stats     per chunk of 1024 tokens: v's per-channel sum, minimum and maximum over the valid
+ *             tokens, k's over a sample of them (one in 16); padded text excluded. The unit's
+ *             last chunk to finish then combines them:
+ *   combine   in chunk order (so the result does not depend on scheduling): v's mean and k's
+ *             mean over the sample, and their limits: 8 times the largest |x − mean| seen, whose
+ *             scale (limit / 448) quantizing uses
+ *   quantize  per block of 128 tokens, once the unit's statistics are combined: (v − mean) /
+ *             scale, transposed, and the block's sum of v's rounding errors per channel; q's
+ *             scale for the block (its largest magnitude / 448) and q / scale; (k − mean) /
+ *             scale; a block whose largest |k − mean| passes k's limit raises the unit's amax to
+ *             it. The unit's last block to finish takes the rounding errors' mean out of v's
+ *             mean and, where amax was raised (CALIB_FP8_ALL; all but unheard-of inputs never),
+ *             quantizes k again at amax's scale (the fixup), then marks the unit ready.
+ *
+ * The items are claimed in order from a counter, a unit's quantizing one unit behind its
+ * statistics: S(0), S(1) Q(0), S(2) Q(1), ..., in the order attention needs the units (heads in
+ * order, each head's batch elements together: work.cuh's list). A CTA waits only for statistics
+ * whose chunks were all claimed before its item, by CTAs that are running and wait for nothing,
+ * and an attention CTA only for units, so the launch cannot deadlock however many of its CTAs are
+ * resident. Why beside the loop (docs/gpu.md, "The pass beside the loop"): the pass is bound by
+ * memory and attention by the SMs, so a pass on a few SMs under the loop costs little where, as
+ * launches of their own before it, it cost a fifth of `fp8`'s time at density 0.1 (run 74).
  *
  * Why these choices (docs/gpu.md, "FP8"): e4m3 carries 3 mantissa bits over 2^-9 … 448, so the
  * scale's granularity matters only for range, not for relative precision, and per-head scales
@@ -60,7 +71,6 @@ constexpr float kMargin = 8.f;                                 /* the limit over
 constexpr int kStatChunk = 1024;
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
-constexpr int kFixCtas = 8;                                    /* fixup CTAs per (batch, head) */
 
 /* Sample m's token: one of 16m … 16m + 15 picked by a hash of m, so that no column of an image
  * whose width is a multiple of 16 is all the sample sees. Increasing in m; sample 0 is token 0, so
@@ -74,17 +84,25 @@ __host__ __device__ constexpr int samples_before(int valid) {
 }
 
 /* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, panel of 32
- * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means and the stats'
- * partial results. */
+ * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means, the stats'
+ * partial results, and the counters, zeroed before each launch (one memset of `zeroed`). Arrays
+ * "per unit" are indexed b × heads + h. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
-    float *limit;   /* per (batch, head): k's limit on |k − mean| at the quantize launch's scale */
-    uint32_t *amax; /* per (batch, head): k's largest |k − mean| where past the limit (float bits), else 0 */
-    float *verr;    /* per (batch, head, block of 128 tokens, channel): the sum of v's rounding errors */
-    uint32_t *vdone; /* per (batch, head): the quantize CTAs done, so the last can take verr's sum */
+    float *limit;   /* per unit: k's limit on |k − mean| at the quantizing's scale */
+    float *verr;    /* per (unit, block of 128 tokens, channel): the sum of v's rounding errors */
+    uint32_t *next;       /* [0] the pass's next item, [1] attention's (below 2^31: calib_cuda.cu's launch_fp8) */
+    uint32_t *roles;      /* the CTAs started: the first pass_ctas run the pass */
+    uint32_t *stats_done; /* per unit: its stats chunks done, so the last combines */
+    uint32_t *combined;   /* per unit: 1 once its statistics are combined */
+    uint32_t *vdone;      /* per unit: its blocks quantized, so the last finishes the unit */
+    uint32_t *ready;      /* per unit: 1 once its operands are written (attention waits for it) */
+    uint32_t *amax;       /* per unit: k's largest |k − mean| where past the limit (float bits), else 0 */
     uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
     int32_t *redo_list;   /* the count, then as many items */
+    void *zeroed;
+    int64_t zeroed_bytes;
 };
 
 /* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
@@ -101,13 +119,18 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
-    const int64_t lim = take(bh * 4), am = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4), vd = take(bh * 4);
-    const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
+    const int64_t lim = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4);
+    /* The counters: the two claims, roles, five per unit, the redo flags and list. */
+    const int64_t words = 3 + 5 * bh + bh * kQuantBlocks + 1 + bh * kQuantBlocks;
+    const int64_t zero = take(words * 4);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
-        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
-              f(ve), reinterpret_cast<uint32_t *>(b + vd), reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
+        uint32_t *c = reinterpret_cast<uint32_t *>(b + zero);
+        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), f(ve),
+              c, c + 2, c + 3, c + 3 + bh, c + 3 + 2 * bh, c + 3 + 3 * bh, c + 3 + 4 * bh, c + 3 + 5 * bh,
+              reinterpret_cast<int32_t *>(c + 3 + 5 * bh + bh * kQuantBlocks),
+              b + zero, words * 4};
     }
     return at;
 }
@@ -136,28 +159,43 @@ template <typename T> __device__ __forceinline__ const T *row_of(const void *bas
     return static_cast<const T *>(base) + (int64_t)b * s0 + (int64_t)t * s1 + (int64_t)h * s2;
 }
 
-/* The largest of every thread's x in a CTA of 256 threads (`red`: 8 floats of shared memory). */
+/* The pass's barrier: the 256 threads of a CTA's warpgroups 0 and 1 that run it (the third waits
+ * for the pass's end apart). */
+__device__ __forceinline__ void pass_sync() { asm volatile("bar.sync 3, 256;\n" ::: "memory"); }
+
+constexpr int kLanes = kDim / 8;      /* threads per token row, 8 channels each */
+constexpr int kRowsPer = 256 / kLanes; /* token rows the pass's 256 threads cover at once */
+
+/* The pass's shared memory, in the attention ring's K stages (free until attention starts). */
+struct PassScratch {
+    float red[8];
+    int claimed;
+    int last;
+    int role; /* whether this CTA runs the pass to its end (read once, before the pass) */
+    union {
+        uint32_t vt[kDim][32];      /* vᵀ of a block: kDim rows of 128 keys */
+        float sums[kRowsPer][kDim]; /* a stats chunk's row groups */
+    } __align__(16);
+};
+
+/* The largest of every thread's x over the pass's 256 threads. */
 __device__ __forceinline__ float cta_max(float x, float *red) {
 #pragma unroll
     for (int o = 16; o > 0; o /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    __syncthreads();
+    pass_sync();
     if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
-    __syncthreads();
+    pass_sync();
     float m = red[0];
 #pragma unroll
     for (int i = 1; i < 8; ++i) m = fmaxf(m, red[i]);
     return m;
 }
 
-constexpr int kLanes = kDim / 8;      /* threads per token row, 8 channels each */
-constexpr int kRowsPer = 256 / kLanes; /* token rows a CTA of 256 threads covers at once */
-
-/* kQK: the launch runs Q Kᵀ on e4m3 too, so k's statistics are needed (else only v's). */
+/* Stats chunk `chunk` of unit (b, h) into w.partial. kQK: the launch runs Q Kᵀ on e4m3 too, so k's
+ * statistics are needed (else only v's). */
 template <typename T, bool kQK>
-__global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8Work w) {
-#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
-    __shared__ float red[kRowsPer][kDim];
-    const int chunk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+__device__ __forceinline__ void fp8_stats(const Params &p, const Fp8Work &w, int chunk, int h, int b, PassScratch &s) {
+    const int tid = threadIdx.x;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     constexpr int kSamples = kStatChunk / kSampleStride;
     const int valid = valid_end(p, b), t_end = min((chunk + 1) * kStatChunk, valid);
@@ -167,12 +205,12 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
     for (int x = 0; x < 2; ++x)
 #pragma unroll
         for (int i = 0; i < 8; ++i) { st[x][0][i] = 0.f; st[x][1][i] = INFINITY; st[x][2][i] = -INFINITY; }
-    auto gather = [&](float (*s)[8], const float *f) {
+    auto gather = [&](float (*g)[8], const float *f) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            s[0][i] += f[i];
-            s[1][i] = fminf(s[1][i], f[i]);
-            s[2][i] = fmaxf(s[2][i], f[i]);
+            g[0][i] += f[i];
+            g[1][i] = fminf(g[1][i], f[i]);
+            g[2][i] = fmaxf(g[2][i], f[i]);
         }
     };
 #pragma unroll 4
@@ -194,58 +232,52 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
 #pragma unroll
     for (int which = kQK ? 0 : 3; which < 6; ++which) {
         const int x = which / 3, kind = which % 3;
-        __syncthreads();
+        pass_sync();
 #pragma unroll
-        for (int i = 0; i < 8; ++i) red[r0][8 * lane + i] = st[x][kind][i];
-        __syncthreads();
+        for (int i = 0; i < 8; ++i) s.sums[r0][8 * lane + i] = st[x][kind][i];
+        pass_sync();
         if (tid < kDim) {
-            float y = red[0][tid];
-            for (int r = 1; r < kRowsPer; ++r) y = kind == 0 ? y + red[r][tid] : kind == 1 ? fminf(y, red[r][tid]) : fmaxf(y, red[r][tid]);
+            float y = s.sums[0][tid];
+            for (int r = 1; r < kRowsPer; ++r)
+                y = kind == 0 ? y + s.sums[r][tid] : kind == 1 ? fminf(y, s.sums[r][tid]) : fmaxf(y, s.sums[r][tid]);
             out[which * kDim + tid] = y;
         }
     }
-#endif
 }
 
-/* One CTA of kDim threads per (batch, head). */
+/* Unit (b, h)'s chunks combined, by the threads below kDim, one a channel (all 256 reach the
+ * barriers). The partial results were written by other CTAs: read from L2. */
 template <bool kQK>
-__global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const Fp8Work w) {
-#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
-    __shared__ float red[128];
-    const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
+__device__ __forceinline__ void fp8_combine(const Params &p, const Fp8Work &w, int h, int b, PassScratch &s) {
+    const int c = threadIdx.x, bh = b * p.heads + h;
+    const bool mine = c < kDim;
+    float *red = s.sums[0];
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
     const int valid = valid_end(p, b);
-    /* x = 0: k (when kQK), 1: v. Channel c's mean (k's over the sample), the head's limit and scale. */
+    /* x = 0: k (when kQK), 1: v. Channel c's mean (k's over the sample), the unit's limit and scale. */
     for (int x = kQK ? 0 : 1; x < 2; ++x) {
         const int n = x ? valid : samples_before(valid);
         float sum = 0.f, lo = INFINITY, hi = -INFINITY;
-        for (int i = 0; i < kStatChunks && i * kStatChunk < valid; ++i) {
-            const float *s = part + i * kStatFloats + 3 * kDim * x;
-            sum += s[c];
-            lo = fminf(lo, s[kDim + c]);
-            hi = fmaxf(hi, s[2 * kDim + c]);
+        for (int i = 0; mine && i < kStatChunks && i * kStatChunk < valid; ++i) {
+            const float *g = part + i * kStatFloats + 3 * kDim * x;
+            sum += __ldcg(g + c);
+            lo = fminf(lo, __ldcg(g + kDim + c));
+            hi = fmaxf(hi, __ldcg(g + 2 * kDim + c));
         }
         const float mean = n > 0 ? sum / (float)n : 0.f;
-        __syncthreads();
-        red[c] = n > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
-        __syncthreads();
+        pass_sync();
+        if (mine) red[c] = n > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
+        pass_sync();
+        if (!mine) continue;
         float most = 0.f;
         for (int i = 0; i < kDim; ++i) most = fmaxf(most, red[i]);
         (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
         if (c == 0) {
             const float limit = kMargin * most;
             (x ? w.vscale : w.kscale)[bh] = limit > 0.f ? limit / kFp8Max : 1.f;
-            if (x == 0) {
-                w.limit[bh] = limit;
-                w.amax[bh] = 0u;
-            }
+            if (x == 0) w.limit[bh] = limit;
         }
     }
-    /* The attention launch's redo flags start cleared (the workspace is the caller's memory). */
-    for (int i = c; i < kQuantBlocks; i += kDim) w.redo_flags[(int64_t)bh * kQuantBlocks + i] = 0u;
-    if (bh == 0 && c == 0) *w.redo_list = 0;
-    if (c == 0) w.vdone[bh] = 0u;
-#endif
 }
 
 /* k's rows of block `blk` less its mean, times kinv, as e4m3 (the rows past the valid end as
@@ -262,7 +294,7 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
         else for (int i = 0; i < 8; ++i) f[it][i] = 0.f;
     }
 #pragma unroll
-    for (int i = 0; i < 8; ++i) mean[i] = w.kmean[(int64_t)bh * kDim + 8 * lane + i];
+    for (int i = 0; i < 8; ++i) mean[i] = __ldcg(w.kmean + (int64_t)bh * kDim + 8 * lane + i);
 #pragma unroll
     for (int it = 0; it < kIters; ++it) {
         const int t = blk * 128 + it * kRowsPer + r0;
@@ -291,20 +323,21 @@ __device__ __forceinline__ float rounding_error(uint32_t xy, float x, float y) {
     return (r.x - x) + (r.y - y);
 }
 
-/* v's block `blk` less its mean, times vinv, transposed through `vt` (shared memory) into vᵀ
- * (v's statistics saw every token, so no value passes its limit). A thread takes the four keys
- * that one lane's P fragment holds at positions 4c .. 4c+3 of a group of 16 (key_position) and 16
- * channels, so it writes each channel's four bytes as one word; a warp's 32 threads are the
- * block's 32 such quads of one channel range, so each of its stores fills 32 banks of one row once.
- * The block's rounding errors per channel go to verr (in vinv's units), summed in a fixed order
- * through vt once it is copied out; the head's last CTA to finish takes their mean out of vmean. */
+/* v's block `blk` less its mean, times vinv, transposed through s.vt into vᵀ (v's statistics saw
+ * every token, so no value passes its limit). A thread takes the four keys that one lane's P
+ * fragment holds at positions 4c .. 4c+3 of a group of 16 (key_position) and 16 channels, so it
+ * writes each channel's four bytes as one word; a warp's 32 threads are the block's 32 such quads
+ * of one channel range, so each of its stores fills 32 banks of one row once. The block's
+ * rounding errors per channel go to verr (in vinv's units), summed in a fixed order through s.vt
+ * once it is copied out. Returns whether this was the unit's last block (then v's mean has the
+ * rounding errors' mean taken out, by this CTA). */
 template <typename T>
-__device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
-                                            uint32_t (*vt)[32]) {
+__device__ __forceinline__ bool quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
+                                            PassScratch &s) {
     const int tid = threadIdx.x, bh = b * p.heads + h;
     constexpr int kVTasks = 32 * (kDim / 16);
     float err[16];
-    __syncthreads(); /* vt is free: the block before's copy out is done */
+    pass_sync(); /* s is free: the item before is done with it */
     if (tid < kVTasks) {
         const int quad = tid % 32, ch0 = 16 * (tid / 32), c4 = quad % 4;
         const int keys[4] = {2 * c4, 2 * c4 + 1, 8 + 2 * c4, 9 + 2 * c4};
@@ -320,63 +353,63 @@ __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, in
         }
 #pragma unroll
         for (int i = 0; i < 16; ++i) {
-            const float mean = w.vmean[(int64_t)bh * kDim + ch0 + i];
+            const float mean = __ldcg(w.vmean + (int64_t)bh * kDim + ch0 + i);
             float e[4]; /* padding and the rows past the sequence as zeros */
 #pragma unroll
             for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
             const uint32_t lo = e4m3x2(e[0], e[1]), hi = e4m3x2(e[2], e[3]);
-            vt[ch0 + i][quad] = lo | hi << 16;
+            s.vt[ch0 + i][quad] = lo | hi << 16;
             err[i] = rounding_error(lo, e[0], e[1]) + rounding_error(hi, e[2], e[3]);
         }
     }
-    __syncthreads();
+    pass_sync();
     /* Out as four panels of 32 keys (kDim rows of 32 bytes each, contiguous), the two 16-byte
      * halves of a row swapped in rows 4-7 of every 8: the 32-byte swizzle the product reads, so
      * the kernel brings a panel with one plain copy. */
     uint8_t *dst = w.vt + ((int64_t)bh * kPadTokens + blk * 128) * kDim;
     for (int i = tid; i < kDim * 8; i += 256) {
         const int row = i / 8, part = i % 8, panel = part / 2, half = (part % 2) ^ ((row >> 2) & 1);
-        *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
+        *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&s.vt[row][4 * part]);
     }
-    __syncthreads();
-    float(*sums)[32] = reinterpret_cast<float(*)[32]>(vt);
+    pass_sync();
+    float(*sums)[32] = reinterpret_cast<float(*)[32]>(s.vt);
     if (tid < kVTasks) {
 #pragma unroll
         for (int i = 0; i < 16; ++i) sums[16 * (tid / 32) + i][tid % 32] = err[i];
     }
-    __syncthreads();
+    pass_sync();
     if (tid < kDim) {
         float e = 0.f;
         for (int x = 0; x < 32; ++x) e += sums[tid][x];
         w.verr[((int64_t)bh * kQuantBlocks + blk) * kDim + tid] = e;
-        __threadfence();
     }
-    __shared__ bool last;
-    __syncthreads();
-    if (tid == 0) last = atomicAdd(w.vdone + bh, 1u) == kQuantBlocks - 1;
-    __syncthreads();
-    /* Every CTA of the head has read vmean and published its sums; the order of the blocks is fixed. */
-    if (last && tid < kDim && end > 0) {
-        __threadfence();
+    pass_sync();
+    if (tid == 0) {
+        __threadfence(); /* every thread's stores of the block (the barrier ordered them) before the count */
+        s.last = atomicAdd(w.vdone + bh, 1u) == kQuantBlocks - 1;
+        __threadfence(); /* the other blocks' stores after their counts */
+    }
+    pass_sync();
+    /* Every CTA of the unit has read vmean and published its sums; the order of the blocks is fixed. */
+    if (s.last && tid < kDim && end > 0) {
         float e = 0.f;
         for (int i = 0; i < kQuantBlocks; ++i) e += __ldcg(w.verr + ((int64_t)bh * kQuantBlocks + i) * kDim + tid);
         w.vmean[(int64_t)bh * kDim + tid] -= e / (vinv * (float)end);
     }
+    return s.last;
 }
 
 /* Raises amax[i] to the CTA's largest x where that passes limit[i] (the fixup's cue). */
 __device__ __forceinline__ void report_past_limit(float x, const Fp8Work &w, int i, float *red) {
     x = cta_max(x, red);
-    if (threadIdx.x == 0 && x > w.limit[i]) atomicMax(w.amax + i, __float_as_uint(x)); /* x ≥ 0: its bits order as it does */
+    if (threadIdx.x == 0 && x > __ldcg(w.limit + i)) atomicMax(w.amax + i, __float_as_uint(x)); /* x ≥ 0: its bits order as it does */
 }
 
-/* One CTA of 256 threads per (batch, head, block of 128 tokens). */
+/* Block `blk` of unit (b, h), once its statistics are combined; returns whether it was the unit's
+ * last. */
 template <typename T, bool kQK>
-__global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
-#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
-    __shared__ float red[8];
-    __shared__ __align__(16) uint32_t vt[kDim][32]; /* vᵀ of the block: kDim rows of 128 keys */
-    const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
+__device__ __forceinline__ bool fp8_quantize(const Params &p, const Fp8Work &w, int blk, int h, int b, PassScratch &s) {
+    const int tid = threadIdx.x, bh = b * p.heads + h;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = valid_end(p, b);
     constexpr int kIters = 128 / kRowsPer;
@@ -392,7 +425,7 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
 #pragma unroll
             for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[it][i]));
         }
-        amax = cta_max(amax, red);
+        amax = cta_max(amax, s.red);
         const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
         if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
 #pragma unroll
@@ -405,28 +438,92 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
 
-        /* k: its mean over tokens subtracted, the head's scale. */
-        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);
+        /* k: its mean over tokens subtracted, the unit's scale. */
+        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / __ldcg(w.kscale + bh)), w, bh, s.red);
     }
-    /* v: its mean over tokens subtracted, the head's scale, transposed. */
-    quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt);
-#endif
+    /* v: its mean over tokens subtracted, the unit's scale, transposed. */
+    return quantize_v<T>(p, w, blk, b, h, end, 1.f / __ldcg(w.vscale + bh), s);
 }
 
-/* kFixCtas CTAs of 256 threads per (batch, head), taking its blocks in turn: where the quantize
- * launch found k past its limit, k quantized again at amax's scale, which the attention launch
- * then reads. Elsewhere (all but unheard-of inputs) each CTA reads a word and ends. */
-template <typename T>
-__global__ void __launch_bounds__(256) calib_fp8_fixup(const Params p, const Fp8Work w) {
-#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
-    const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
-    const float kmax = __uint_as_float(w.amax[bh]);
-    if (kmax == 0.f) return;
-    const float kscale = kmax / kFp8Max;
-    const int end = valid_end(p, b);
-    if (blockIdx.x == 0 && threadIdx.x == 0) w.kscale[bh] = kscale;
-    for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);
-#endif
+/* The unit's last block done: where a quantized block found k past its limit, k quantized again at
+ * amax's scale by this CTA alone (all but unheard-of inputs skip it), then the unit marked ready
+ * for attention, its stores first and visible to the copy engine (the async proxy) that brings
+ * them into attention's shared memory. */
+template <typename T, bool kQK>
+__device__ __forceinline__ void fp8_finish_unit(const Params &p, const Fp8Work &w, int h, int b) {
+    const int bh = b * p.heads + h;
+    if constexpr (kQK) {
+        const float kmax = __uint_as_float(__ldcg(w.amax + bh));
+        if (kmax != 0.f) {
+            const float kscale = kmax / kFp8Max;
+            const int end = valid_end(p, b);
+            for (int blk = 0; blk < kQuantBlocks; ++blk) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);
+            if (threadIdx.x == 0) w.kscale[bh] = kscale;
+        }
+    }
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+    pass_sync();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        count_release(w.ready + bh);
+    }
+}
+
+/* The pass's items from the shared counter in order (the file's header) by the 256 threads of
+ * warpgroups 0 and 1, until the counter passes the last item, or once an item at or past `until`
+ * is done (a CTA that helps with the first units only and then runs attention). */
+template <typename T, bool kQK>
+__device__ __forceinline__ void fp8_pass(const Params &p, const Fp8Work &w, PassScratch &s, int64_t until) {
+    const int tid = threadIdx.x, units = p.batch * p.heads;
+    constexpr int64_t kA = kStatChunks, kB = kQuantBlocks;
+    const int64_t total = (int64_t)units * (kA + kB);
+    for (;;) {
+        if (tid == 0) s.claimed = (int)atomicAdd(w.next, 1u);
+        pass_sync();
+        const int64_t item = s.claimed;
+        pass_sync(); /* every thread has read it before thread 0 claims again */
+        if (item >= total) break;
+        /* S(0) | S(u) Q(u-1) for u = 1 .. units-1 | Q(units-1) */
+        int u, sub;
+        bool stats;
+        if (item < kA) {
+            u = 0; sub = (int)item; stats = true;
+        } else {
+            const int64_t g = (item - kA) / (kA + kB) + 1, r = (item - kA) % (kA + kB);
+            stats = g < units && r < kA;
+            u = (int)(stats ? g : g - 1);
+            sub = (int)(stats ? r : r - (g < units ? kA : 0));
+        }
+        const int h = u / p.batch, b = u % p.batch, bh = b * p.heads + h;
+        if (stats) {
+            fp8_stats<T, kQK>(p, w, sub, h, b, s);
+            pass_sync();
+            if (tid == 0) {
+                __threadfence(); /* this chunk's partial results before its count */
+                s.last = atomicAdd(w.stats_done + bh, 1u) == kA - 1;
+                __threadfence(); /* the others' partial results after theirs */
+            }
+            pass_sync();
+            if (s.last) {
+                fp8_combine<kQK>(p, w, h, b, s);
+                pass_sync();
+                if (tid == 0) {
+                    __threadfence();
+                    count_release(w.combined + bh);
+                }
+            }
+        } else {
+            if (tid == 0) count_wait(w.combined + bh, 1u);
+            pass_sync();
+            if (fp8_quantize<T, kQK>(p, w, sub, h, b, s)) fp8_finish_unit<T, kQK>(p, w, h, b);
+        }
+        if (item >= until) break;
+    }
+}
+
+/* The pass's item after unit u's last quantizing item: where a CTA of attention stops helping. */
+__host__ __device__ inline int64_t fp8_pass_after(int64_t u, int64_t units) {
+    return kStatChunks + u * (kStatChunks + kQuantBlocks) + (u + 1 < units ? kStatChunks : 0) + kQuantBlocks;
 }
 
 } // namespace calib_cuda_detail

@@ -256,7 +256,10 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
-    static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
+    /* kBeside: the item the producer claimed for the consumers (x y z w, then its index and batch
+     * element; index -1: no more), written before Q's arrival is counted. */
+    __device__ __forceinline__ uint32_t item_slot() const { return bars + 16 + 48 * kStages; }
+    static_assert(16 + 48 * kStages + 32 <= 256, "the barriers, windows and item outgrow wg_smem's 256 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
@@ -302,23 +305,33 @@ template <bool kRedo> __device__ __forceinline__ int4 item_at(const Params &p, i
  * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
  * masks what is not its own. FP8 launches read aligned sub-blocks, masked past the valid end:
  * their vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
-template <typename Ops, bool kRedo>
+template <typename Ops, bool kRedo, bool kBeside>
 __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, const CUtensorMap &tq, const CUtensorMap &tk,
-                                        const CUtensorMap &tv) {
+                                        const CUtensorMap &tv, const Fp8Work *w) {
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
     uint32_t q_it = 0, phase = 0;
     int stage = 0;
-    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
+    /* kBeside: items claimed from a counter, in the list's order, each a round before it runs
+     * (the claim's latency under the round); else CTA c's share of the list (item_index). */
+    int64_t idx = kBeside ? (int)atomicAdd(w->next + 1, 1u) : item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
     int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     for (int64_t round = 0; idx < p.total; ++round) {
-        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
+        const int64_t nidx = kBeside ? (int)atomicAdd(w->next + 1, 1u) : item_index(round + 1, gridDim.x, blockIdx.x);
+        int4 nit = !kBeside && nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it; /* the next item, read early */
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
         if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
+        if constexpr (kBeside) { /* the unit's operands written (quantize.cuh, fp8_finish_unit) */
+            count_wait(w->ready + b * p.heads + h, 1u);
+            asm volatile("fence.proxy.async.global;\n" ::: "memory");
+        }
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
+        if constexpr (kBeside)
+            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n"
+                         "st.shared.v2.u32 [%0+16], {%5, %6};\n" ::"r"(r.item_slot()), "r"(it.x), "r"(it.y), "r"(it.z), "r"(it.w),
+                         "r"((int)idx), "r"(b) : "memory");
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         mbar_expect_tx(r.q_full(), Ops::kQBytes);
         Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
@@ -365,14 +378,20 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 phase ^= 1;
             }
         }
+        if (kBeside && nidx < p.total) nit = item_at<kRedo>(p, nidx, nb);
         idx = nidx;
         it = nit;
         b = nb;
     }
+    if constexpr (kBeside) { /* no more: the consumers find index -1 */
+        mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
+        asm volatile("st.shared.u32 [%0+16], %1;\n" ::"r"(r.item_slot()), "r"(-1) : "memory");
+        mbar_arrive(r.q_full());
+    }
 }
 
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
-template <typename T, typename Ops, bool kRedo>
+template <typename T, typename Ops, bool kRedo, bool kBeside>
 __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, const int wg, const int t) {
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks, kGroups = Ops::kKeys / 8;
     const int w = t / 32, lane = t % 32, c = lane % 4;
@@ -396,22 +415,35 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr bool kSplittable = kMaySplit && !Ops::kFp8; /* split lists are the bf16/f16 launch's (work.cuh) */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
-    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
+    int64_t idx = kBeside ? 0 : item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
-    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
+    int4 it = !kBeside && idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     /* The previous query block's packed output, stored under this block's first product. */
     uint32_t pk[kDim / 4];
     int pv_b = -1, pv_h = 0, pv_qb = 0, pv_nt = 0, pv_toff = 0;
-    for (int64_t round = 0; idx < p.total; ++round) {
-        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
+    for (int64_t round = 0; kBeside || idx < p.total; ++round) {
+        if constexpr (kBeside) { /* the item the producer claimed, with its Q */
+            CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
+            mbar_wait(r.q_full(), q_it & 1);
+            ++q_it;
+            int i32;
+            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%6];\n"
+                         "ld.shared.v2.u32 {%4, %5}, [%6+16];\n"
+                         : "=r"(it.x), "=r"(it.y), "=r"(it.z), "=r"(it.w), "=r"(i32), "=r"(b) : "r"(r.item_slot()) : "memory");
+            if (i32 < 0) break;
+            idx = i32;
+        }
+        const int64_t nidx = kBeside ? 0 : item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+        const int4 nit = !kBeside && nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
-        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
+        /* e4m3: the quantization's scales undone (v's after the loop); read from L2, as the pass
+         * may have written them in this launch (kBeside). */
+        float scale = p.scale_log2;
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
-            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            scale *= __ldcg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldcg(p.kscale + bh);
         }
         float o[Ops::kORegs];
 #pragma unroll
@@ -452,10 +484,12 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 sc[e] = acc;
             }
         };
-        CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
-        mbar_wait(r.q_full(), q_it & 1);
+        if constexpr (!kBeside) {
+            CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
+            mbar_wait(r.q_full(), q_it & 1);
+            ++q_it;
+        }
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
-        ++q_it;
 
         /* One turn at the tensor cores (tile j). Before it, while the other warpgroup holds the
          * tensor cores, P(j-1) is packed from the probabilities the last turn left in S's
@@ -630,7 +664,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         float inv0, inv1;
         sm.finish<!Ops::kTensorSums>(inv0, inv1);
         if constexpr (Ops::kFp8) {
-            const float vscale = __ldg(p.vscale + b * p.heads + h);
+            const float vscale = __ldcg(p.vscale + b * p.heads + h);
             inv0 *= vscale;
             inv1 *= vscale;
             /* v's mean, which quantize.cuh took out of v, back into each row (not into a row no
@@ -638,7 +672,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             const float2 *mean = reinterpret_cast<const float2 *>(p.vmean + (int64_t)(b * p.heads + h) * kDim) + c;
 #pragma unroll
             for (int j = 0; j < kDim / 8; ++j) {
-                const float2 m = __ldg(mean + 4 * j);
+                const float2 m = __ldcg(mean + 4 * j);
                 o[4 * j] = fmaf(o[4 * j], inv0, inv0 != 0.f ? m.x : 0.f);
                 o[4 * j + 1] = fmaf(o[4 * j + 1], inv0, inv0 != 0.f ? m.y : 0.f);
                 o[4 * j + 2] = fmaf(o[4 * j + 2], inv1, inv1 != 0.f ? m.x : 0.f);
@@ -658,11 +692,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
 }
 #endif /* CALIB_NO_WGMMA */
 
-/* kRedo: the FP8 redo launch (OnlineSoftmax::Ahead), over the items the launch before it flagged. */
-template <typename T, typename Ops, bool kRedo = false>
-__global__ void __launch_bounds__(384, 1)
-calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                   const __grid_constant__ CUtensorMap tv, const Params given) {
+/* A CTA of the Hopper kernel. kRedo: the FP8 redo launch (OnlineSoftmax::Ahead), over the items
+ * the launch before it flagged. kBeside (calib_fp8_kernel): the FP8 launch with its pass
+ * (quantize.cuh) inside it: the first given.pass_ctas CTAs to start run the pass to its end, every
+ * other one helps with its first units (given.pass_lead), for which attention could only wait;
+ * then each runs attention items as it claims them. w: the FP8 workspace (kBeside only). */
+template <typename T, typename Ops, bool kRedo, bool kBeside>
+__device__ __forceinline__ void wgmma_cta(const CUtensorMap &tq, const CUtensorMap &tk, const CUtensorMap &tv, const Params &given,
+                                          const Fp8Work *w) {
 #if !defined(CALIB_NO_WGMMA)
     if constexpr (kWgmmaShape) {
         extern __shared__ unsigned char smem_raw[];
@@ -681,19 +718,46 @@ calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant
         }
         if constexpr (Ops::kTensorSums) Ops::write_ones(r.sv, tid, 384);
         __syncthreads();
+        if constexpr (kBeside) {
+            static_assert(sizeof(PassScratch) <= Ops::kStages * Ops::kKBytes, "the pass's shared memory outgrows the K stages");
+            PassScratch &s = *reinterpret_cast<PassScratch *>(smem_raw + (r.sk - smem_u32(smem_raw)));
+            if (tid == 0) s.role = atomicAdd(w->roles, 1u) < (uint32_t)given.pass_ctas;
+            __syncthreads();
+            if (tid < 256) fp8_pass<T, Ops::kQkFp8>(given, *w, s, s.role ? INT64_MAX : given.pass_lead);
+            fence_proxy_async(); /* the pass's stores to the K stages before the copy engine's */
+            __syncthreads();
+        }
         if (wg == 0) {
             /* The registers move within the CTA's allotment (384 × 168): 128 × 24 + 256 × 240
-             * (make cuda-check fails a split that asks for more, which would hang the launch). */
-            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-            if (tid == 0) produce<Ops, kRedo>(role_params<kRedo>(given), r, tq, tk, tv);
+             * (make cuda-check fails a split that asks for more, which would hang the launch);
+             * kBeside's producer claims its items and waits for their units, which in 24 spilled,
+             * so 128 × 40 + 256 × 232. */
+            if constexpr (kBeside) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+            else asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+            if (tid == 0) produce<Ops, kRedo, kBeside>(role_params<kRedo>(given), r, tq, tk, tv, w);
         } else {
-            asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+            if constexpr (kBeside) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+            else asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
             /* The step is read after the registers moved, so nothing is live across (else ptxas
              * may spill what crosses). */
-            consume<T, Ops, kRedo>(role_params<kRedo>(given), r, wg, tid - 128 * wg);
+            consume<T, Ops, kRedo, kBeside>(role_params<kRedo>(given), r, wg, tid - 128 * wg);
         }
     }
 #endif
+}
+
+template <typename T, typename Ops, bool kRedo = false>
+__global__ void __launch_bounds__(384, 1)
+calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                   const __grid_constant__ CUtensorMap tv, const Params given) {
+    wgmma_cta<T, Ops, kRedo, false>(tq, tk, tv, given, nullptr);
+}
+
+template <typename T, typename Ops>
+__global__ void __launch_bounds__(384, 1)
+calib_fp8_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                 const __grid_constant__ CUtensorMap tv, const Params given, const __grid_constant__ Fp8Work w) {
+    wgmma_cta<T, Ops, false, true>(tq, tk, tv, given, &w);
 }
 
 } // namespace calib_cuda_detail
