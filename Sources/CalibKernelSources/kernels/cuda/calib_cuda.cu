@@ -360,8 +360,8 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     Fp8Work w;
     fp8_layout(batch, heads, kQK, fp8.workspace, &w);
     using Ops = OpsFp8<T, kQK>;
-    /* The items are claimed from 32-bit counters; a workspace in memory holds 8 KB an item. */
-    if (p.total >= INT32_MAX || batch * heads * (kStatChunks + kQuantBlocks) >= INT32_MAX) return CALIB_ERR_ARGUMENT;
+    /* The items are claimed from a 32-bit counter; a workspace in memory holds 8 KB an item. */
+    if (p.total >= INT32_MAX) return CALIB_ERR_ARGUMENT;
     /* vᵀ comes by bulk copies of its panels (already swizzled), not through a map: the kernel's
      * V map is unused, and K's stands in for it. */
     CUtensorMap tq, tk;
@@ -376,20 +376,32 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.vt = w.vt;
     p.redo_flags = w.redo_flags;
     p.redo_list = w.redo_list;
-    /* Every CTA helps with the units of the list's first group of heads (work_list's), for which
-     * attention could only wait. */
+    /* Every CTA takes a share of the units of the list's first group of heads (work_list's), for
+     * which attention could only wait. The launch is cooperative: the pass's CTAs wait for each
+     * other (quantize.cuh), so all must be resident. */
+    const int grid = std::min(state.sms, kMaxParts);
     const int64_t units = batch * heads, group = std::max<int64_t>(1, state.l2_bytes / ((int64_t)kTokens * kDim * 4));
-    p.pass_ctas = pass_ctas(state.sms);
-    p.pass_lead = fp8_pass_after(std::min(group * batch, units) - 1, units);
+    p.pass_ctas = pass_ctas(grid);
+    p.pass_lead = (int32_t)std::min(group * batch, units);
     CALIB_PASS_MARK(0, s);
     if (cudaMemsetAsync(w.zeroed, 0, (size_t)w.zeroed_bytes, s) != cudaSuccess) return CALIB_ERR_CUDA;
     CALIB_PASS_MARK(1, s);
-    calib_fp8_kernel<T, Ops><<<state.sms, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p, w);
+    cudaLaunchAttribute cooperative[1];
+    cooperative[0].id = cudaLaunchAttributeCooperative;
+    cooperative[0].val.cooperative = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)grid);
+    config.blockDim = dim3(384);
+    config.dynamicSmemBytes = wg_smem<Ops>();
+    config.stream = s;
+    config.attrs = cooperative;
+    config.numAttrs = 1;
+    if (cudaLaunchKernelEx(&config, calib_fp8_kernel<T, Ops>, tq, tk, tk, p, w) != cudaSuccess) return CALIB_ERR_CUDA;
     CALIB_PASS_MARK(2, s);
     /* The items whose exponentials may have overflowed (none, but for a row whose maximum jumps
      * by 2^96 within it), computed again; with none, each CTA reads the count and ends. */
-    const int grid = (int)std::min<int64_t>(state.sms, p.total);
-    if constexpr (Ops::kAhead) calib_wgmma_kernel<T, Ops, true><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
+    if constexpr (Ops::kAhead)
+        calib_wgmma_kernel<T, Ops, true><<<(unsigned)std::min<int64_t>(grid, p.total), 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
     CALIB_PASS_MARK(3, s);
     return CALIB_OK;
 }

@@ -256,10 +256,13 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
-    /* kBeside: the item the producer claimed for the consumers (x y z w, then its index and batch
-     * element; index -1: no more), written before Q's arrival is counted. */
-    __device__ __forceinline__ uint32_t item_slot() const { return bars + 16 + 48 * kStages; }
-    static_assert(16 + 48 * kStages + 32 <= 256, "the barriers, windows and item outgrow wg_smem's 256 bytes");
+    /* kBeside: the scheduler's items for rounds r and r + 1 (slot r mod 2: x y z w, its index, its
+     * batch element, -1 when the list is done), each full (for the producer; the consumers read it
+     * once Q has come) and empty (the producer's arrival once the consumers are past it) in turn. */
+    __device__ __forceinline__ uint32_t claim_full(int s) const { return bars + 16 + 48 * kStages + 8 * s; }
+    __device__ __forceinline__ uint32_t claim_empty(int s) const { return bars + 32 + 48 * kStages + 8 * s; }
+    __device__ __forceinline__ uint32_t claim_slot(int s) const { return bars + 48 + 48 * kStages + 24 * s; }
+    static_assert(96 + 48 * kStages <= 256, "the barriers, windows and items outgrow wg_smem's 256 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
@@ -311,27 +314,35 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
     uint32_t q_it = 0, phase = 0;
     int stage = 0;
-    /* kBeside: items claimed from a counter, in the list's order, each a round before it runs
-     * (the claim's latency under the round); else CTA c's share of the list (item_index). */
-    int64_t idx = kBeside ? (int)atomicAdd(w->next + 1, 1u) : item_index(0, gridDim.x, blockIdx.x);
+    /* kBeside: round r's item from the scheduler's slot r mod 2 (schedule), its unit ready; else
+     * CTA c's share of the list (item_index). */
+    auto claimed = [&](uint32_t round, int4 &item, int &batch) {
+        const int s = (int)(round & 1);
+        mbar_wait(r.claim_full(s), (round >> 1) & 1);
+        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%5];\n"
+                     "ld.shared.u32 %4, [%5+20];\n"
+                     : "=r"(item.x), "=r"(item.y), "=r"(item.z), "=r"(item.w), "=r"(batch) : "r"(r.claim_slot(s)) : "memory");
+    };
+    int64_t idx = kBeside ? 0 : item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
-    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
-    for (int64_t round = 0; idx < p.total; ++round) {
-        const int64_t nidx = kBeside ? (int)atomicAdd(w->next + 1, 1u) : item_index(round + 1, gridDim.x, blockIdx.x);
+    int4 it = make_int4(0, 0, 0, 0);
+    if constexpr (kBeside) claimed(0u, it, b);
+    else if (idx < p.total) it = item_at<kRedo>(p, idx, b);
+    for (int64_t round = 0; kBeside ? b >= 0 : idx < p.total; ++round) {
+        const int64_t nidx = kBeside ? 0 : item_index(round + 1, gridDim.x, blockIdx.x);
         int4 nit = !kBeside && nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it; /* the next item, read early */
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
         if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
-        if constexpr (kBeside) { /* the unit's operands written (quantize.cuh, fp8_finish_unit) */
-            count_wait(w->ready + b * p.heads + h, 1u);
+        mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
+        if constexpr (kBeside) {
+            /* The consumers are past the last round's slot (q_it counts the rounds before this one):
+             * the scheduler may fill it again. */
+            if (q_it > 0) mbar_arrive(r.claim_empty((int)((q_it - 1) & 1)));
+            /* The pass's stores, which the scheduler's acquire ordered, before the copy engine's loads. */
             asm volatile("fence.proxy.async.global;\n" ::: "memory");
         }
-        mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
-        if constexpr (kBeside)
-            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n"
-                         "st.shared.v2.u32 [%0+16], {%5, %6};\n" ::"r"(r.item_slot()), "r"(it.x), "r"(it.y), "r"(it.z), "r"(it.w),
-                         "r"((int)idx), "r"(b) : "memory");
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         mbar_expect_tx(r.q_full(), Ops::kQBytes);
         Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
@@ -378,15 +389,41 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 phase ^= 1;
             }
         }
-        if (kBeside && nidx < p.total) nit = item_at<kRedo>(p, nidx, nb);
-        idx = nidx;
-        it = nit;
-        b = nb;
+        if constexpr (kBeside) { /* the next item once this one's loads are issued: the scheduler may be waiting for its unit */
+            claimed(q_it, it, b);
+        } else {
+            idx = nidx;
+            it = nit;
+            b = nb;
+        }
     }
-    if constexpr (kBeside) { /* no more: the consumers find index -1 */
+    if constexpr (kBeside) { /* no more: the consumers find batch element -1 in the slot */
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
-        asm volatile("st.shared.u32 [%0+16], %1;\n" ::"r"(r.item_slot()), "r"(-1) : "memory");
         mbar_arrive(r.q_full());
+    }
+}
+
+/* kBeside's scheduler (one thread of the producer's warpgroup): claims attention items in the
+ * list's order from the launch's counter and, once an item's unit is ready (quantize.cuh,
+ * fp8_finish_unit), hands it to the producer through two slots; -1 when the list is done. Apart
+ * from the producer, whose 24 registers the claims and waits spilled. */
+template <typename Ops>
+__device__ __forceinline__ void schedule(const Params &p, const Ring<Ops> &r, const Fp8Work *w) {
+    for (int64_t round = 0;; ++round) {
+        const uint32_t idx = atomicAdd(w->next, 1u);
+        int b = -1;
+        int4 it = make_int4(0, 0, 0, 0);
+        if (idx < p.total) {
+            it = load_item(p, idx, b);
+            count_wait(w->ready + b * p.heads + (it.x & 0xfff), 1u);
+        }
+        const int s = (int)(round & 1);
+        mbar_wait(r.claim_empty(s), ((uint32_t)(round >> 1) & 1) ^ 1);
+        asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n"
+                     "st.shared.v2.u32 [%0+16], {%5, %6};\n" ::"r"(r.claim_slot(s)), "r"(it.x), "r"(it.y), "r"(it.z), "r"(it.w),
+                     "r"(idx), "r"(b) : "memory");
+        mbar_arrive(r.claim_full(s));
+        if (b < 0) return;
     }
 }
 
@@ -429,8 +466,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             int i32;
             asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%6];\n"
                          "ld.shared.v2.u32 {%4, %5}, [%6+16];\n"
-                         : "=r"(it.x), "=r"(it.y), "=r"(it.z), "=r"(it.w), "=r"(i32), "=r"(b) : "r"(r.item_slot()) : "memory");
-            if (i32 < 0) break;
+                         : "=r"(it.x), "=r"(it.y), "=r"(it.z), "=r"(it.w), "=r"(i32), "=r"(b) : "r"(r.claim_slot((int)((q_it - 1) & 1))) : "memory");
+            if (b < 0) break;
             idx = i32;
         }
         const int64_t nidx = kBeside ? 0 : item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
@@ -694,9 +731,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
 
 /* A CTA of the Hopper kernel. kRedo: the FP8 redo launch (OnlineSoftmax::Ahead), over the items
  * the launch before it flagged. kBeside (calib_fp8_kernel): the FP8 launch with its pass
- * (quantize.cuh) inside it: the first given.pass_ctas CTAs to start run the pass to its end, every
- * other one helps with its first units (given.pass_lead), for which attention could only wait;
- * then each runs attention items as it claims them. w: the FP8 workspace (kBeside only). */
+ * (quantize.cuh) inside it: the first given.pass_ctas CTAs run the pass to its end, every other
+ * one its share of the first given.pass_lead units, for which attention could only wait; then each
+ * runs attention items as it claims them. w: the FP8 workspace (kBeside only). */
 template <typename T, typename Ops, bool kRedo, bool kBeside>
 __device__ __forceinline__ void wgmma_cta(const CUtensorMap &tq, const CUtensorMap &tk, const CUtensorMap &tv, const Params &given,
                                           const Fp8Work *w) {
@@ -714,30 +751,37 @@ __device__ __forceinline__ void wgmma_cta(const CUtensorMap &tq, const CUtensorM
                 mbar_init(r.k_empty(s), 256);
                 mbar_init(r.v_empty(s), 256);
             }
+            if constexpr (kBeside)
+                for (int s = 0; s < 2; ++s) {
+                    mbar_init(r.claim_full(s), 1);
+                    mbar_init(r.claim_empty(s), 1);
+                }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         }
-        if constexpr (Ops::kTensorSums) Ops::write_ones(r.sv, tid, 384);
+        if constexpr (Ops::kTensorSums && !kBeside) Ops::write_ones(r.sv, tid, 384);
         __syncthreads();
         if constexpr (kBeside) {
-            static_assert(sizeof(PassScratch) <= Ops::kStages * Ops::kKBytes, "the pass's shared memory outgrows the K stages");
-            PassScratch &s = *reinterpret_cast<PassScratch *>(smem_raw + (r.sk - smem_u32(smem_raw)));
-            if (tid == 0) s.role = atomicAdd(w->roles, 1u) < (uint32_t)given.pass_ctas;
-            __syncthreads();
-            if (tid < 256) fp8_pass<T, Ops::kQkFp8>(given, *w, s, s.role ? INT64_MAX : given.pass_lead);
-            fence_proxy_async(); /* the pass's stores to the K stages before the copy engine's */
+            /* The pass's scratch and stages over the whole ring (Q, K and V stages), as deep as fit. */
+            constexpr int kRing = Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage);
+            constexpr int kScratch = (sizeof(PassScratch) + 127) / 128 * 128, kStepBytes = kStepRows * kDim * (int)sizeof(T);
+            constexpr int kDepth = (kRing - kScratch) / kStepBytes < 6 ? (kRing - kScratch) / kStepBytes : 6;
+            static_assert(kDepth >= 2, "the pass's stages outgrow the ring");
+            unsigned char *ring = smem_raw + (r.sq - smem_u32(smem_raw));
+            if (tid < 256)
+                fp8_pass<T, Ops::kQkFp8, kDepth>(given, *w, *reinterpret_cast<PassScratch *>(ring), reinterpret_cast<T *>(ring + kScratch),
+                                                 given.pass_lead, given.pass_ctas);
+            if constexpr (Ops::kTensorSums) Ops::write_ones(r.sv, tid, 384);
+            fence_proxy_async(); /* the pass's stores to the ring before the copy engine's */
             __syncthreads();
         }
         if (wg == 0) {
             /* The registers move within the CTA's allotment (384 × 168): 128 × 24 + 256 × 240
-             * (make cuda-check fails a split that asks for more, which would hang the launch);
-             * kBeside's producer claims its items and waits for their units, which in 24 spilled,
-             * so 128 × 40 + 256 × 232. */
-            if constexpr (kBeside) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-            else asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+             * (make cuda-check fails a split that asks for more, which would hang the launch). */
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
             if (tid == 0) produce<Ops, kRedo, kBeside>(role_params<kRedo>(given), r, tq, tk, tv, w);
+            if (kBeside && tid == 32) schedule<Ops>(role_params<false>(given), r, w);
         } else {
-            if constexpr (kBeside) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-            else asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
             /* The step is read after the registers moved, so nothing is live across (else ptxas
              * may spill what crosses). */
             consume<T, Ops, kRedo, kBeside>(role_params<kRedo>(given), r, wg, tid - 128 * wg);

@@ -88,9 +88,9 @@ struct Params {
     float *split_state;
     uint32_t *split_counts;
     /* FP8 launches (wgmma_kernel.cuh, kBeside): the CTAs that run the pass to its end, and the
-     * pass's item up to which the others help with it before they run attention. */
+     * units (quantize.cuh) every CTA takes a share of before it runs attention. */
     int32_t pass_ctas;
-    int64_t pass_lead;
+    int32_t pass_lead;
 };
 
 /* A slot holds, for each of the 256 consumer threads, its O accumulators (kDim / 2) and its rows'
