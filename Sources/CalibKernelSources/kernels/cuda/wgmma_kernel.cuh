@@ -261,8 +261,8 @@ template <typename Ops> struct Ring {
      * once Q has come) and empty (the producer's arrival once the consumers are past it) in turn. */
     __device__ __forceinline__ uint32_t claim_full(int s) const { return bars + 16 + 48 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t claim_empty(int s) const { return bars + 32 + 48 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t claim_slot(int s) const { return bars + 48 + 48 * kStages + 24 * s; }
-    static_assert(96 + 48 * kStages <= 256, "the barriers, windows and items outgrow wg_smem's 256 bytes");
+    __device__ __forceinline__ uint32_t claim_slot(int s) const { return bars + 48 + 48 * kStages + 32 * s; }
+    static_assert(112 + 48 * kStages <= 256, "the barriers, windows and items outgrow wg_smem's 256 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
