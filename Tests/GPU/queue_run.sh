@@ -630,7 +630,7 @@ text_last() {
 # .gpu-var/main is main's kernel (`sh Tests/GPU/overlay.sh main main`); on one warm machine in turn:
 #   beside_a   carry .gpu and .gpu-var: every test set and Wan 1.3B built, main's kernel beside it;
 #       test_cuda.py -k fp8 (the rounding-mean test among them) under a limit (a wait that never ends
-#       is a hang), Wan 1.3B fp8 and fp8-pv beside main's kernel (2 rounds).
+#       is a hang), Wan 1.3B fp8 and fp8-pv beside main's kernel (2 rounds), fp8 again with 32 pass CTAs.
 #   beside_b   no carry (beside_a's builds stay): Wan 14B built both ways, fp8 and fp8-pv beside main's
 #       kernel (2 rounds), `fp8` with 8 and 28 pass CTAs, memcheck of the FP8 plans, the accuracy table.
 beside_a() {
@@ -649,6 +649,9 @@ beside_a() {
             --rounds 2 --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-wan13b.log
         echo "$pr at $SECONDS s"
     done
+    left 40 && CALIB_CUDA_PASS_CTAS=32 timeout $((LIMIT - SECONDS - 5)) python3 Tests/GPU/bench_versions.py beside32=$G/wan13b/$L:$M \
+        main=$G-vmain/wan13b/$L:$M --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b-p32.log
+    echo "end at $SECONDS s"
 }
 beside_b() {
     LIMIT=${LIMIT:-570}

@@ -5,7 +5,7 @@
  * ("unit") to be ready. Per unit, in the order attention needs them (heads in order, a head's
  * batch elements together: work.cuh's list):
  *
- *   stats     the team's CTAs take its blocks of 128 tokens in turn: v's per-channel sum,
+ *   stats     the team's first CTAs (kMaxParts at most) take its blocks of 128 tokens in turn: v's per-channel sum,
  *             minimum and maximum over the valid tokens, k's over a sample of them (one in 16,
  *             eight a block); padded text excluded. A CTA's partial results go to its slot, and
  *             the team's last CTA to finish combines them:
@@ -16,10 +16,11 @@
  *             (v − mean) / scale, transposed, and the block's sum of v's rounding errors per
  *             channel; q's scale for the block (its largest magnitude / 448) and q / scale;
  *             (k − mean) / scale; a block whose largest |k − mean| passes k's limit raises the
- *             unit's amax to it. The unit's last block to finish takes the rounding errors' mean
+ *             unit's amax to it. The team's last CTA to finish takes the rounding errors' mean
  *             out of v's mean and, where amax was raised (CALIB_FP8_ALL; all but unheard-of
  *             inputs never), quantizes k again at amax's scale (the fixup), then marks the unit
- *             ready.
+ *             ready. A CTA counts each unit once, not each block: a count's fences took
+ *             microseconds a block (run 111).
  *
  * A CTA's steps (a block of one tensor each) are S(0), S(1) Q(0), S(2) Q(1), ... for the units
  * whose team it is in: every CTA for the first L2 group of heads, which attention could only wait
@@ -73,7 +74,10 @@ constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (
 constexpr int kSampleStride = 16;                              /* k's statistics read one token in 16 */
 constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
-constexpr int kMaxParts = 160;                                 /* stats slots a unit: its team's CTAs, at most */
+/* Stats slots a unit: the CTAs of its team that take its stats, at most (no more than its blocks).
+ * The slots lie in the unit's own vᵀ, which nothing writes before they are combined (stats_slot). */
+constexpr int kMaxParts = kQuantBlocks < 160 ? kQuantBlocks : 160;
+static_assert(kMaxParts * kStatFloats * 4 <= kDim * kPadTokens, "the stats slots outgrow a unit's vᵀ");
 
 /* Sample m's token: one of 16m … 16m + 15 picked by a hash of m, so that no column of an image
  * whose width is a multiple of 16 is all the sample sees. Increasing in m; sample 0 is token 0, so
@@ -87,12 +91,12 @@ __host__ __device__ constexpr int samples_before(int valid) {
 }
 
 /* The workspace's sections for one call: e4m3 q and k as (b, h, s, d), vᵀ as (b, h, panel of 32
- * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means, the stats'
- * partial results, and the counters, zeroed before each launch (one memset of `zeroed`). Arrays
- * "per unit" are indexed b × heads + h. */
+ * keys, d, key: s padded to kPadTokens), then the fp32 scales, k's and v's means, and the
+ * counters, zeroed before each launch (one memset of `zeroed`). Arrays "per unit" are indexed
+ * b × heads + h. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
-    float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
+    float *qscale, *kscale, *vscale, *kmean, *vmean;
     float *limit;   /* per unit: k's limit on |k − mean| at the quantizing's scale */
     float *verr;    /* per (unit, block of 128 tokens, channel): the sum of v's rounding errors */
     uint32_t *next;       /* attention's next item (below 2^31: calib_cuda.cu's launch_fp8) */
@@ -120,7 +124,7 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t qk = kQK ? bh * kTokens * kDim : 0;
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
-    const int64_t vm = take(bh * kDim * 4), part = take(bh * kMaxParts * kStatFloats * 4);
+    const int64_t vm = take(bh * kDim * 4);
     const int64_t lim = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4);
     /* The counters: attention's claims, five per unit, the redo flags and list. */
     const int64_t words = 1 + 5 * bh + bh * kQuantBlocks + 1 + bh * kQuantBlocks;
@@ -129,7 +133,7 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
         uint32_t *c = reinterpret_cast<uint32_t *>(b + zero);
-        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), f(ve),
+        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(lim), f(ve),
               c, c + 1, c + 1 + bh, c + 1 + 2 * bh, c + 1 + 3 * bh, c + 1 + 4 * bh, c + 1 + 5 * bh,
               reinterpret_cast<int32_t *>(c + 1 + 5 * bh + bh * kQuantBlocks),
               b + zero, words * 4};
@@ -182,6 +186,8 @@ __device__ __forceinline__ int step_at(int row, int piece) { return row * kDim +
 struct PassScratch {
     float red[8];
     int last;
+    float kscale, vscale, limit;
+    float kmean[kDim], vmean[kDim]; /* the unit in hand's statistics, copied once combined */
     union {
         uint32_t vt[kDim][32];      /* vᵀ of a block: kDim rows of 128 keys */
         float sums[kRowsPer][kDim]; /* a stats slot's row groups */
@@ -202,14 +208,16 @@ __device__ __forceinline__ float cta_max(float x, float *red) {
 }
 
 /* One step of a CTA's pass. */
-enum StepKind { kNoStep, kStats, kStatsEnd, kQuantQ, kQuantK, kQuantV };
+enum StepKind { kNoStep, kStats, kStatsEnd, kQuantQ, kQuantK, kQuantV, kQuantEnd };
 struct Step {
     int kind, u, blk;
     bool first; /* the CTA's first quantizing step of unit u: the statistics must be combined */
 };
 
 /* A CTA's steps in order (the file's header). Team of unit u: every CTA (the grid) for u < lead,
- * else the first `pass` CTAs; CTA c of a team of n takes blocks c, c + n, ... */
+ * else the first `pass` CTAs, the first kMaxParts of them for its stats; CTA c of a team of n
+ * takes blocks c, c + n, ..., then ends the unit (kStatsEnd, kQuantEnd: every CTA of the team,
+ * with blocks or none). */
 template <bool kQK> struct PassSteps {
     int units, lead, pass, c, g_end;
     int g = 0, phase = 0, blk = -1, sub = 0;
@@ -219,13 +227,14 @@ template <bool kQK> struct PassSteps {
         g_end = c < pass ? units : lead;
     }
     __device__ __forceinline__ int team(int u) const { return u < lead ? (int)gridDim.x : pass; }
+    __device__ __forceinline__ int stats_team(int u) const { return team(u) < kMaxParts ? team(u) : kMaxParts; }
     __device__ __forceinline__ Step next(const Params &p) {
         for (;;) {
             if (g > g_end) return {kNoStep, 0, 0, false};
             if (phase == 0) { /* S(g): this CTA's blocks of g's valid tokens, then its slot */
-                if (g < g_end && c < team(g)) {
+                if (g < g_end && c < stats_team(g)) {
                     const int nb = (valid_end(p, g % p.batch) + 127) / 128;
-                    blk = blk < 0 ? c : blk + team(g);
+                    blk = blk < 0 ? c : blk + stats_team(g);
                     if (blk < nb) return {kStats, g, blk, false};
                     phase = 1;
                     return {kStatsEnd, g, 0, false};
@@ -238,7 +247,7 @@ template <bool kQK> struct PassSteps {
                 first = true;
             }
             const int u = g - 1;
-            if (g >= 1 && c < team(u)) {
+            if (g >= 1 && c < team(u) && phase == 2) {
                 if (blk < 0 || sub == 2) {
                     blk = blk < 0 ? c : blk + team(u);
                     sub = kQK ? 0 : 2;
@@ -250,6 +259,8 @@ template <bool kQK> struct PassSteps {
                     first = false;
                     return s;
                 }
+                phase = 3;
+                return {kQuantEnd, u, 0, first};
             }
             ++g;
             phase = 0;
@@ -262,7 +273,7 @@ template <bool kQK> struct PassSteps {
  * them). */
 template <typename T, bool kQK>
 __device__ __forceinline__ void fetch_step(const Params &p, const Step &st, T *stage) {
-    if (st.kind == kNoStep || st.kind == kStatsEnd) return;
+    if (st.kind == kNoStep || st.kind == kStatsEnd || st.kind == kQuantEnd) return;
     const int tid = threadIdx.x, b = st.u % p.batch, h = st.u / p.batch, end = valid_end(p, b);
     const void *base = st.kind == kQuantQ ? p.q : st.kind == kQuantK ? p.k : p.v;
     const int64_t s0 = st.kind == kQuantQ ? p.qs0 : st.kind == kQuantK ? p.ks0 : p.vs0;
@@ -309,6 +320,11 @@ __device__ __forceinline__ void stats_step(const Params &p, const Step &st, cons
     }
 }
 
+/* Slot c of unit bh's stats. */
+__device__ __forceinline__ float *stats_slot(const Fp8Work &w, int bh, int c) {
+    return reinterpret_cast<float *>(w.vt + (int64_t)bh * kDim * kPadTokens) + c * kStatFloats;
+}
+
 /* Unit u's statistics combined from its team's n slots, by the threads below kDim, one a channel
  * (all 256 reach the barriers). The slots were written by other CTAs: read from L2. */
 template <bool kQK>
@@ -316,7 +332,7 @@ __device__ __forceinline__ void fp8_combine(const Params &p, const Fp8Work &w, i
     const int c = threadIdx.x, bh = b * p.heads + h;
     const bool mine = c < kDim;
     float *red = s.sums[0];
-    const float *part = w.partial + (int64_t)bh * kMaxParts * kStatFloats;
+    const float *part = stats_slot(w, bh, 0);
     const int valid = valid_end(p, b);
     /* x = 0: k (when kQK), 1: v. Channel c's mean (k's over the sample), the unit's limit and scale. */
     for (int x = kQK ? 0 : 1; x < 2; ++x) {
@@ -352,7 +368,7 @@ template <bool kQK>
 __device__ __forceinline__ void stats_end(const Params &p, const Fp8Work &w, int u, int c, int n, float (*acc)[3][8], PassScratch &s) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes;
     const int b = u % p.batch, h = u / p.batch, bh = b * p.heads + h;
-    float *out = w.partial + ((int64_t)bh * kMaxParts + c) * kStatFloats;
+    float *out = stats_slot(w, bh, c);
 #pragma unroll
     for (int which = kQK ? 0 : 3; which < 6; ++which) {
         const int x = which / 3, kind = which % 3;
@@ -392,11 +408,12 @@ __device__ __forceinline__ void stats_end(const Params &p, const Fp8Work &w, int
  * zeros), row `row` of the block read through at(row, piece), a row at a time (the pass runs in
  * the attention kernel's 168 registers); returns this thread's largest |k − mean|. */
 template <typename T, typename At>
-__device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv, At at) {
+__device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv,
+                                            const float *kmean, At at) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes, bh = b * p.heads + h;
     float mean[8], amax = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) mean[i] = __ldcg(w.kmean + (int64_t)bh * kDim + 8 * lane + i);
+    for (int i = 0; i < 8; ++i) mean[i] = kmean[8 * lane + i];
 #pragma unroll 2
     for (int it = 0; it < kIters; ++it) {
         const int row = it * kRowsPer + r0, t = blk * 128 + row;
@@ -433,10 +450,9 @@ __device__ __forceinline__ float rounding_error(uint32_t xy, float x, float y) {
  * channels, so it writes each channel's four bytes as one word; a warp's 32 threads are the
  * block's 32 such quads of one channel range, so each of its stores fills 32 banks of one row
  * once. The block's rounding errors per channel go to verr (in vinv's units), summed in a fixed
- * order through s.vt once it is copied out. Returns whether this was the unit's last block (then
- * v's mean has the rounding errors' mean taken out, by this CTA). */
+ * order through s.vt once it is copied out. */
 template <typename T>
-__device__ __forceinline__ bool quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
+__device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
                                             const T *stage, PassScratch &s) {
     const int tid = threadIdx.x, bh = b * p.heads + h;
     constexpr int kVTasks = 32 * (kDim / 16);
@@ -457,7 +473,7 @@ __device__ __forceinline__ bool quantize_v(const Params &p, const Fp8Work &w, in
 #pragma unroll
             for (int i = 0; i < 8; ++i) {
                 const int ch = ch0 + 8 * half + i;
-                const float mean = __ldcg(w.vmean + (int64_t)bh * kDim + ch);
+                const float mean = s.vmean[ch];
                 float e[4]; /* padding and the rows past the sequence as zeros */
 #pragma unroll
                 for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
@@ -488,36 +504,35 @@ __device__ __forceinline__ bool quantize_v(const Params &p, const Fp8Work &w, in
         for (int x = 0; x < 32; ++x) e += sums[tid][x];
         w.verr[((int64_t)bh * kQuantBlocks + blk) * kDim + tid] = e;
     }
-    pass_sync();
-    if (tid == 0) {
-        __threadfence(); /* every thread's stores of the block (the barrier ordered them) before the count */
-        s.last = atomicAdd(w.vdone + bh, 1u) == kQuantBlocks - 1;
-        __threadfence(); /* the other blocks' stores after their counts */
-    }
-    pass_sync();
-    /* Every CTA of the unit has read vmean and published its sums; the order of the blocks is fixed. */
-    if (s.last && tid < kDim && end > 0) {
-        float e = 0.f;
-        for (int i = 0; i < kQuantBlocks; ++i) e += __ldcg(w.verr + ((int64_t)bh * kQuantBlocks + i) * kDim + tid);
-        w.vmean[(int64_t)bh * kDim + tid] -= e / (vinv * (float)end);
-    }
-    return s.last;
 }
 
-/* The unit's last block done: where a quantized block found k past its limit, k quantized again at
- * amax's scale by this CTA alone (all but unheard-of inputs skip it), then the unit marked ready
- * for attention, its stores first and visible to the copy engine (the async proxy) that brings
- * them into attention's shared memory. */
+/* This CTA's blocks of the unit done (every thread's stores, which the barrier ordered, before the
+ * count). The team's last CTA takes the rounding errors' mean out of v's mean (the blocks' sums in
+ * block order); where a quantized block found k past its limit, it quantizes k again at amax's
+ * scale alone (all but unheard-of inputs skip it); then it marks the unit ready for attention, its
+ * stores first and visible to the copy engine (the async proxy) that brings them into attention's
+ * shared memory. */
 template <typename T, bool kQK>
-__device__ __forceinline__ void fp8_finish_unit(const Params &p, const Fp8Work &w, int h, int b) {
-    const int bh = b * p.heads + h;
+__device__ __forceinline__ void quant_end(const Params &p, const Fp8Work &w, int h, int b, int n, PassScratch &s) {
+    const int tid = threadIdx.x, bh = b * p.heads + h, end = valid_end(p, b);
+    if (tid == 0) {
+        __threadfence();
+        s.last = atomicAdd(w.vdone + bh, 1u) == (uint32_t)n - 1;
+        __threadfence();
+    }
+    pass_sync();
+    if (!s.last) return;
+    if (tid < kDim && end > 0) {
+        float e = 0.f;
+        for (int i = 0; i < kQuantBlocks; ++i) e += __ldcg(w.verr + ((int64_t)bh * kQuantBlocks + i) * kDim + tid);
+        w.vmean[(int64_t)bh * kDim + tid] = s.vmean[tid] - e * s.vscale / (float)end;
+    }
     if constexpr (kQK) {
         const float kmax = __uint_as_float(__ldcg(w.amax + bh));
         if (kmax != 0.f) {
             const float kscale = kmax / kFp8Max;
-            const int end = valid_end(p, b);
             for (int blk = 0; blk < kQuantBlocks; ++blk)
-                quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale,
+                quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale, s.kmean,
                               [&](int row, int piece) { return row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, blk * 128 + row, h) + 8 * piece; });
             if (threadIdx.x == 0) w.kscale[bh] = kscale;
         }
@@ -532,13 +547,24 @@ __device__ __forceinline__ void fp8_finish_unit(const Params &p, const Fp8Work &
 
 /* One quantizing step from `stage`. */
 template <typename T, bool kQK>
-__device__ __forceinline__ void quantize_step(const Params &p, const Fp8Work &w, const Step &st, const T *stage, PassScratch &s) {
+__device__ __forceinline__ void quantize_step(const Params &p, const Fp8Work &w, const Step &st, int n, const T *stage, PassScratch &s) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes;
     const int b = st.u % p.batch, h = st.u / p.batch, bh = b * p.heads + h, blk = st.blk, end = valid_end(p, b);
-    if (st.first) { /* the unit's statistics, combined by another CTA */
+    if (st.first) { /* the unit's statistics, combined by another CTA, into s */
         if (tid == 0) count_wait(w.combined + bh, 1u);
         pass_sync();
+        if (tid < kDim) {
+            s.kmean[tid] = __ldcg(w.kmean + (int64_t)bh * kDim + tid);
+            s.vmean[tid] = __ldcg(w.vmean + (int64_t)bh * kDim + tid);
+        }
+        if (tid == 0) {
+            s.kscale = __ldcg(w.kscale + bh);
+            s.vscale = __ldcg(w.vscale + bh);
+            s.limit = __ldcg(w.limit + bh);
+        }
+        pass_sync();
     }
+    if (st.kind == kQuantEnd) return quant_end<T, kQK>(p, w, h, b, n, s);
     if (kQK && st.kind == kQuantQ) { /* q: the block's own scale; its rows read twice from shared memory */
         float amax = 0.f;
 #pragma unroll 2
@@ -565,12 +591,12 @@ __device__ __forceinline__ void quantize_step(const Params &p, const Fp8Work &w,
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
     } else if (kQK && st.kind == kQuantK) { /* k: its mean over tokens subtracted, the unit's scale */
-        const float amax = quantize_k<T>(p, w, blk, b, h, end, 1.f / __ldcg(w.kscale + bh),
+        const float amax = quantize_k<T>(p, w, blk, b, h, end, 1.f / s.kscale, s.kmean,
                                          [&](int row, int piece) { return stage + step_at(row, piece); });
         const float most = cta_max(amax, s.red);
-        if (tid == 0 && most > __ldcg(w.limit + bh)) atomicMax(w.amax + bh, __float_as_uint(most)); /* ≥ 0: its bits order as it does */
+        if (tid == 0 && most > s.limit) atomicMax(w.amax + bh, __float_as_uint(most)); /* ≥ 0: its bits order as it does */
     } else if (st.kind == kQuantV) { /* v: its mean over tokens subtracted, the unit's scale, transposed */
-        if (quantize_v<T>(p, w, blk, b, h, end, 1.f / __ldcg(w.vscale + bh), stage, s)) fp8_finish_unit<T, kQK>(p, w, h, b);
+        quantize_v<T>(p, w, blk, b, h, end, 1.f / s.vscale, stage, s);
     }
 }
 
@@ -601,8 +627,8 @@ __device__ __forceinline__ void fp8_pass(const Params &p, const Fp8Work &w, Pass
         pass_sync();
         const T *stage = stages + i % kDepth * kStage;
         if (st.kind == kStats) stats_step<T, kQK>(p, st, stage, acc);
-        else if (st.kind == kStatsEnd) stats_end<kQK>(p, w, st.u, blockIdx.x, work.team(st.u), acc, s);
-        else quantize_step<T, kQK>(p, w, st, stage, s);
+        else if (st.kind == kStatsEnd) stats_end<kQK>(p, w, st.u, blockIdx.x, work.stats_team(st.u), acc, s);
+        else quantize_step<T, kQK>(p, w, st, work.team(st.u), stage, s);
         pass_sync();
     }
     cp_async_wait<0>();
