@@ -653,6 +653,20 @@ beside_a() {
         main=$G-vmain/wan13b/$L:$M --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b-p32.log
     echo "end at $SECONDS s"
 }
+#   beside_trace  carry .gpu and .gpu-var: Wan 1.3B built with -DCALIB_CUDA_TRACE both ways; pass_trace.py
+#       (CTA 0's pass steps: waits and compute by kind) with 16 and 32 pass CTAs, and main's pass
+#       launches timed apart (fp8_pass_profile.py).
+beside_trace() {
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant main wan13b $G-vmain
+    wait
+    trace_build $G wan13b & trace_build $G-vmain wan13b & wait
+    echo "built in $SECONDS s"
+    for n in 16 32; do CALIB_CUDA_PASS_CTAS=$n timeout 60 python3 Tests/GPU/pass_trace.py $G/wan13b-trace/$L 2>&1 | tail -12; done | tee $OUT/pass-trace.log
+    timeout 90 python3 Tests/GPU/fp8_pass_profile.py main=$G-vmain/wan13b-trace/$L:$G/wan13b.json 2>&1 | grep -v Warn | tee $OUT/pass-profile-main.log
+    echo "end at $SECONDS s"
+}
 beside_b() {
     LIMIT=${LIMIT:-570}
     SECONDS=0

@@ -621,14 +621,17 @@ __device__ __forceinline__ void fp8_pass(const Params &p, const Fp8Work &w, Pass
         const Step st = work.next(p);
         if (st.kind == kNoStep) break;
         /* The stage the step before freed (the barrier at its end), kDepth - 1 steps ahead. */
+        CALIB_MARK(768 + 3 * i, threadIdx.x == 0 && i < 85); /* Tests/GPU/pass_trace.py */
         fetch_step<T, kQK>(p, fetch.next(p), stages + (i + kDepth - 1) % kDepth * kStage);
         cp_async_commit();
         cp_async_wait<kDepth - 1>();
         pass_sync();
+        CALIB_MARK(768 + 3 * i + 1, threadIdx.x == 0 && i < 85);
         const T *stage = stages + i % kDepth * kStage;
         if (st.kind == kStats) stats_step<T, kQK>(p, st, stage, acc);
         else if (st.kind == kStatsEnd) stats_end<kQK>(p, w, st.u, blockIdx.x, work.stats_team(st.u), acc, s);
         else quantize_step<T, kQK>(p, w, st, work.team(st.u), stage, s);
+        CALIB_MARK(768 + 3 * i + 2, threadIdx.x == 0 && i < 85);
         pass_sync();
     }
     cp_async_wait<0>();

@@ -16,7 +16,6 @@
 
 #include "epilogue.cuh"
 #include "ptx.cuh"
-#include "quantize.cuh"
 #include "softmax.cuh"
 #include "work.cuh"
 
@@ -24,7 +23,7 @@
 
 namespace calib_cuda_detail {
 
-#ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items, for docs/gpu.md (Tests/GPU/trace.py) */
+#ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items and pass steps, for docs/gpu.md (Tests/GPU/trace.py, pass_trace.py) */
 constexpr int kTraceSlots = 2048;
 __device__ long long calib_trace[kTraceSlots];
 #define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
@@ -39,6 +38,13 @@ __device__ long long calib_trace[kTraceSlots];
 #define CALIB_MARK(slot, cond) do { } while (0)
 #define CALIB_NOTE(slot, cond, value) do { } while (0)
 #endif
+
+} // namespace calib_cuda_detail
+
+/* After the marks, which its pass takes too. */
+#include "quantize.cuh"
+
+namespace calib_cuda_detail {
 
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kQHalfBytes = 128 * 128; /* Q: 128 rows × 64 columns of 16 bits, one swizzled TMA box */
