@@ -2,9 +2,9 @@
 """Fails when a kernel whose name contains NAME spills, has a stack frame, or draws a ptxas
 "Potential Performance Loss" warning (wgmma serialized: C7510-C7519) in a ptxas -v log; with
 --setmaxnreg SOURCE, also when the register counts SOURCE's warpgroups ask for with setmaxnreg
-(one warpgroup decreases, the others increase; SOURCE may hold several such pairs, in order, one
-for each kind of launch) exceed what the launch gives the CTA (its threads × the registers ptxas
-reports at entry): the last increase would then wait forever, a hang no output check can report.
+(one warpgroup decreases, the others increase) exceed what the launch gives the CTA (its threads
+× the registers ptxas reports at entry): the last increase would then wait forever, a hang no
+output check can report.
 usage: check_ptxas.py ptxas.log NAME [--setmaxnreg SOURCE]"""
 import re, sys
 
@@ -16,9 +16,9 @@ if "--setmaxnreg" in sys.argv:
     threads = int(re.search(r"__launch_bounds__\((\d+)", source).group(1))
     dec = [int(n) for n in re.findall(r"setmaxnreg\.dec\.sync\.aligned\.u32 (\d+)", source)]
     inc = [int(n) for n in re.findall(r"setmaxnreg\.inc\.sync\.aligned\.u32 (\d+)", source)]
-    if not dec or len(dec) != len(inc):
-        sys.exit(f"expected setmaxnreg.dec and .inc in pairs in {sys.argv[sys.argv.index('--setmaxnreg') + 1]}")
-    budget = (threads, list(zip(dec, inc)))
+    if len(dec) != 1 or len(inc) != 1:
+        sys.exit(f"expected one setmaxnreg.dec and one .inc in {sys.argv[sys.argv.index('--setmaxnreg') + 1]}")
+    budget = (threads, dec[0], inc[0])
 # Each entry's report runs from its "Compiling entry function" line to the next one.
 entries = re.split(r"(?=ptxas info\s+: Compiling entry function ')", text)
 found, bad = 0, []
@@ -35,12 +35,11 @@ for entry in entries:
     if frame or st or ld:
         bad.append(f"spills in {fn}")
     if budget and regs:
-        threads, pairs = budget
-        for dec, inc in pairs:
-            asked, given = 128 * dec + (threads - 128) * inc, threads * int(regs.group(1))
-            if asked > given:
-                bad.append(f"{fn}: setmaxnreg asks for 128 x {dec} + {threads - 128} x {inc} = {asked} registers, "
-                           f"the CTA has {threads} x {regs.group(1)} = {given}")
+        threads, dec, inc = budget
+        asked, given = 128 * dec + (threads - 128) * inc, threads * int(regs.group(1))
+        if asked > given:
+            bad.append(f"{fn}: setmaxnreg asks for 128 x {dec} + {threads - 128} x {inc} = {asked} registers, "
+                       f"the CTA has {threads} x {regs.group(1)} = {given}")
 for warning in re.findall(r"Potential Performance Loss: (.*)", text):
     if name in warning:
         bad.append(warning)

@@ -2,7 +2,7 @@
 # The CUDA kernels compiled for sm_90a by the sets' own recipe (`build.sh --check`: warnings as
 # errors, no link, so PyPI's nvcc suffices), failing on any spill, stack frame, serialized
 # wgmma or setmaxnreg asking for more registers than the CTA has: the wgmma kernel (bf16/f16
-# and e4m3 instances) and the FP8 kernel with its pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
+# and e4m3 instances) and the FP8 pass of t128, t64 and tj128 (block 128, head_dim 128 and 64;
 # tj128 with padded text) and the mma.sync kernel of ex (block 64); and the split work lists of
 # t128, t64, tj128, tj64 (text last) and the two Wan sets with every balanced row split, on the
 # host (work_list_check.cu: no wait for a later item, each row's items adding up; Wan 1.3B's 12
@@ -24,10 +24,9 @@ for s in t128 t64 tj128 ex; do
     [ ! -e "$work/$s.failed" ] || { cat "$work/$s.ptxas.log"; exit 1; }
 done
 for s in t128 tj128 t64; do
-    for k in calib_wgmma_kernel calib_fp8_kernel; do
-        python3 Tests/GPU/check_ptxas.py "$work/$s.ptxas.log" $k --setmaxnreg "$dir/$s/wgmma_kernel.cuh"
-    done
+    python3 Tests/GPU/check_ptxas.py "$work/$s.ptxas.log" calib_wgmma_kernel --setmaxnreg "$dir/$s/wgmma_kernel.cuh"
 done
+for s in t128 t64 tj128; do python3 Tests/GPU/check_ptxas.py "$work/$s.ptxas.log" calib_fp8_; done
 python3 Tests/GPU/check_ptxas.py "$work/ex.ptxas.log" calib_mma_kernel
 for s in t128 t64 tj128 tj64 wan13b wan14b; do
     "$NVCC" -O2 -std=c++17 -L "$(dirname "$NVCC")/../lib" -I "$dir/$s" -I "$dir/$s/include" Tests/GPU/work_list_check.cu \

@@ -114,8 +114,6 @@ bool capturing(void *stream) {
 
 template <typename Ops> void allow_smem() {
     cudaFuncSetAttribute(calib_wgmma_kernel<typename Ops::Wide::Elem, Ops>, cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Ops>());
-    if constexpr (Ops::kFp8)
-        cudaFuncSetAttribute(calib_fp8_kernel<typename Ops::Wide::Elem, Ops>, cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<Ops>());
     if constexpr (Ops::kAhead)
         cudaFuncSetAttribute(calib_wgmma_kernel<typename Ops::Wide::Elem, Ops, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              wg_smem<Ops>());
@@ -335,7 +333,7 @@ struct Fp8Request {
 };
 
 #ifdef CALIB_CUDA_TRACE /* events between the launches of the last FP8 call (Tests/GPU/fp8_pass_profile.py) */
-cudaEvent_t calib_pass_events[4];
+cudaEvent_t calib_pass_events[6];
 #define CALIB_PASS_MARK(i, s) do { \
         if (!calib_pass_events[i]) cudaEventCreate(&calib_pass_events[i]); \
         cudaEventRecord(calib_pass_events[i], s); \
@@ -344,24 +342,13 @@ cudaEvent_t calib_pass_events[4];
 #define CALIB_PASS_MARK(i, s) do { } while (0)
 #endif
 
-/* The CTAs that run the FP8 pass to its end beside attention (wgmma_kernel.cuh, kBeside): docs/gpu.md,
- * "The pass beside the loop". CALIB_CUDA_PASS_CTAS sets another count, for the benchmark's sweep. */
-constexpr int kPassCtas = 16;
-int pass_ctas(int sms) {
-    const char *env = getenv("CALIB_CUDA_PASS_CTAS");
-    const int n = env ? atoi(env) : kPassCtas;
-    return std::min(std::max(n, 1), sms); /* none would leave every unit past the first ones unwritten */
-}
-
-/* The FP8 launch, its pass inside it, on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
+/* The FP8 pass and kernel on `stream` (the checks made); kQK: Q Kᵀ on e4m3 too. */
 template <typename T, bool kQK>
 int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, int64_t heads, const int64_t *qs,
-               const int64_t *ks, const DeviceState &state, cudaStream_t s) {
+               const int64_t *ks, int grid, cudaStream_t s) {
     Fp8Work w;
     fp8_layout(batch, heads, kQK, fp8.workspace, &w);
     using Ops = OpsFp8<T, kQK>;
-    /* The items are claimed from a 32-bit counter; a workspace in memory holds 8 KB an item. */
-    if (p.total >= INT32_MAX) return CALIB_ERR_ARGUMENT;
     /* vᵀ comes by bulk copies of its panels (already swizzled), not through a map: the kernel's
      * V map is unused, and K's stands in for it. */
     CUtensorMap tq, tk;
@@ -376,33 +363,20 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.vt = w.vt;
     p.redo_flags = w.redo_flags;
     p.redo_list = w.redo_list;
-    /* Every CTA takes a share of the units of the list's first group of heads (work_list's), for
-     * which attention could only wait. The launch is cooperative: the pass's CTAs wait for each
-     * other (quantize.cuh), so all must be resident. */
-    const int grid = std::min(state.sms, kMaxParts);
-    const int64_t units = batch * heads, group = std::max<int64_t>(1, state.l2_bytes / ((int64_t)kTokens * kDim * 4));
-    p.pass_ctas = pass_ctas(grid);
-    p.pass_lead = (int32_t)std::min(group * batch, units);
     CALIB_PASS_MARK(0, s);
-    if (cudaMemsetAsync(w.zeroed, 0, (size_t)w.zeroed_bytes, s) != cudaSuccess) return CALIB_ERR_CUDA;
+    calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
     CALIB_PASS_MARK(1, s);
-    cudaLaunchAttribute cooperative[1];
-    cooperative[0].id = cudaLaunchAttributeCooperative;
-    cooperative[0].val.cooperative = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3((unsigned)grid);
-    config.blockDim = dim3(384);
-    config.dynamicSmemBytes = wg_smem<Ops>();
-    config.stream = s;
-    config.attrs = cooperative;
-    config.numAttrs = 1;
-    if (cudaLaunchKernelEx(&config, calib_fp8_kernel<T, Ops>, tq, tk, tk, p, w) != cudaSuccess) return CALIB_ERR_CUDA;
+    calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(2, s);
+    if constexpr (kQK) calib_fp8_fixup<T><<<dim3(kFixCtas, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
+    CALIB_PASS_MARK(3, s);
+    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
+    CALIB_PASS_MARK(4, s);
     /* The items whose exponentials may have overflowed (none, but for a row whose maximum jumps
      * by 2^96 within it), computed again; with none, each CTA reads the count and ends. */
-    if constexpr (Ops::kAhead)
-        calib_wgmma_kernel<T, Ops, true><<<(unsigned)std::min<int64_t>(grid, p.total), 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
-    CALIB_PASS_MARK(3, s);
+    if constexpr (Ops::kAhead) calib_wgmma_kernel<T, Ops, true><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
+    CALIB_PASS_MARK(5, s);
     return CALIB_OK;
 }
 
@@ -484,12 +458,13 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     if (p.total == 0) return CALIB_OK;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (fp8.workspace) {
+        const int grid = (int)std::min<int64_t>(state->sms, p.total);
         const bool qk8 = fp8.products == CALIB_FP8_ALL;
         const int st = dtype == CALIB_BF16
-                           ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, *state, s)
-                                  : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, *state, s))
-                           : (qk8 ? launch_fp8<__half, true>(p, fp8, dtype, batch, heads, qs, ks, *state, s)
-                                  : launch_fp8<__half, false>(p, fp8, dtype, batch, heads, qs, ks, *state, s));
+                           ? (qk8 ? launch_fp8<__nv_bfloat16, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__nv_bfloat16, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s))
+                           : (qk8 ? launch_fp8<__half, true>(p, fp8, dtype, batch, heads, qs, ks, grid, s)
+                                  : launch_fp8<__half, false>(p, fp8, dtype, batch, heads, qs, ks, grid, s));
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
@@ -638,10 +613,10 @@ int calib_cuda_trace_read(long long *dst) {
 }
 
 /* What the last FP8 call's launches were, in order, and their milliseconds (ms: one a role). */
-const char *calib_cuda_pass_roles(void) { return "clear,attention,redo"; }
+const char *calib_cuda_pass_roles(void) { return "stats,quantize,fixup,attention,redo"; }
 int calib_cuda_pass_read(float *ms) {
-    if (!calib_pass_events[3] || cudaEventSynchronize(calib_pass_events[3]) != cudaSuccess) return 5;
-    for (int i = 0; i < 3; ++i)
+    if (!calib_pass_events[5] || cudaEventSynchronize(calib_pass_events[5]) != cudaSuccess) return 5;
+    for (int i = 0; i < 5; ++i)
         if (cudaEventElapsedTime(&ms[i], calib_pass_events[i], calib_pass_events[i + 1]) != cudaSuccess) return 5;
     return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "epilogue.cuh"
 #include "ptx.cuh"
+#include "quantize.cuh"
 #include "softmax.cuh"
 #include "work.cuh"
 
@@ -23,7 +24,7 @@
 
 namespace calib_cuda_detail {
 
-#ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items and pass steps, for docs/gpu.md (Tests/GPU/trace.py, pass_trace.py) */
+#ifdef CALIB_CUDA_TRACE /* timestamps of CTA 0's first items, for docs/gpu.md (Tests/GPU/trace.py) */
 constexpr int kTraceSlots = 2048;
 __device__ long long calib_trace[kTraceSlots];
 #define CALIB_MARK(slot, cond) do { if ((cond) && blockIdx.x == 0) calib_trace[slot] = clock64(); } while (0)
@@ -38,13 +39,6 @@ __device__ long long calib_trace[kTraceSlots];
 #define CALIB_MARK(slot, cond) do { } while (0)
 #define CALIB_NOTE(slot, cond, value) do { } while (0)
 #endif
-
-} // namespace calib_cuda_detail
-
-/* After the marks, which its pass takes too. */
-#include "quantize.cuh"
-
-namespace calib_cuda_detail {
 
 constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);
 constexpr int kQHalfBytes = 128 * 128; /* Q: 128 rows × 64 columns of 16 bits, one swizzled TMA box */
@@ -262,13 +256,7 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
-    /* kBeside: the scheduler's items for rounds r and r + 1 (slot r mod 2: x y z w, its index, its
-     * batch element, -1 when the list is done), each full (for the producer; the consumers read it
-     * once Q has come) and empty (the producer's arrival once the consumers are past it) in turn. */
-    __device__ __forceinline__ uint32_t claim_full(int s) const { return bars + 16 + 48 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t claim_empty(int s) const { return bars + 32 + 48 * kStages + 8 * s; }
-    __device__ __forceinline__ uint32_t claim_slot(int s) const { return bars + 48 + 48 * kStages + 32 * s; }
-    static_assert(112 + 48 * kStages <= 256, "the barriers, windows and items outgrow wg_smem's 256 bytes");
+    static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
@@ -314,41 +302,23 @@ template <bool kRedo> __device__ __forceinline__ int4 item_at(const Params &p, i
  * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
  * masks what is not its own. FP8 launches read aligned sub-blocks, masked past the valid end:
  * their vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
-template <typename Ops, bool kRedo, bool kBeside>
+template <typename Ops, bool kRedo>
 __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, const CUtensorMap &tq, const CUtensorMap &tk,
-                                        const CUtensorMap &tv, const Fp8Work *w) {
+                                        const CUtensorMap &tv) {
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
     uint32_t q_it = 0, phase = 0;
     int stage = 0;
-    /* kBeside: round r's item from the scheduler's slot r mod 2 (schedule), its unit ready; else
-     * CTA c's share of the list (item_index). */
-    auto claimed = [&](uint32_t round, int4 &item, int &batch) {
-        const int s = (int)(round & 1);
-        mbar_wait(r.claim_full(s), (round >> 1) & 1);
-        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%5];\n"
-                     "ld.shared.u32 %4, [%5+20];\n"
-                     : "=r"(item.x), "=r"(item.y), "=r"(item.z), "=r"(item.w), "=r"(batch) : "r"(r.claim_slot(s)) : "memory");
-    };
-    int64_t idx = kBeside ? 0 : item_index(0, gridDim.x, blockIdx.x);
+    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
-    int4 it = make_int4(0, 0, 0, 0);
-    if constexpr (kBeside) claimed(0u, it, b);
-    else if (idx < p.total) it = item_at<kRedo>(p, idx, b);
-    for (int64_t round = 0; kBeside ? b >= 0 : idx < p.total; ++round) {
-        const int64_t nidx = kBeside ? 0 : item_index(round + 1, gridDim.x, blockIdx.x);
-        int4 nit = !kBeside && nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it; /* the next item, read early */
+    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
+    for (int64_t round = 0; idx < p.total; ++round) {
+        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
         if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
-        if constexpr (kBeside) {
-            /* The consumers are past the last round's slot (q_it counts the rounds before this one):
-             * the scheduler may fill it again. */
-            if (q_it > 0) mbar_arrive(r.claim_empty((int)((q_it - 1) & 1)));
-            /* The pass's stores, which the scheduler's acquire ordered, before the copy engine's loads. */
-            asm volatile("fence.proxy.async.global;\n" ::: "memory");
-        }
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         mbar_expect_tx(r.q_full(), Ops::kQBytes);
         Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
@@ -395,46 +365,14 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 phase ^= 1;
             }
         }
-        if constexpr (kBeside) { /* the next item once this one's loads are issued: the scheduler may be waiting for its unit */
-            claimed(q_it, it, b);
-        } else {
-            idx = nidx;
-            it = nit;
-            b = nb;
-        }
-    }
-    if constexpr (kBeside) { /* no more: the consumers find batch element -1 in the slot */
-        mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
-        mbar_arrive(r.q_full());
-    }
-}
-
-/* kBeside's scheduler (one thread of the producer's warpgroup): claims attention items in the
- * list's order from the launch's counter and, once an item's unit is ready (quantize.cuh,
- * fp8_finish_unit), hands it to the producer through two slots; -1 when the list is done. Apart
- * from the producer, whose 24 registers the claims and waits spilled. */
-template <typename Ops>
-__device__ __forceinline__ void schedule(const Params &p, const Ring<Ops> &r, const Fp8Work *w) {
-    for (int64_t round = 0;; ++round) {
-        const uint32_t idx = atomicAdd(w->next, 1u);
-        int b = -1;
-        int4 it = make_int4(0, 0, 0, 0);
-        if (idx < p.total) {
-            it = load_item(p, idx, b);
-            count_wait(w->ready + b * p.heads + (it.x & 0xfff), 1u);
-        }
-        const int s = (int)(round & 1);
-        mbar_wait(r.claim_empty(s), ((uint32_t)(round >> 1) & 1) ^ 1);
-        asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n"
-                     "st.shared.v2.u32 [%0+16], {%5, %6};\n" ::"r"(r.claim_slot(s)), "r"(it.x), "r"(it.y), "r"(it.z), "r"(it.w),
-                     "r"(idx), "r"(b) : "memory");
-        mbar_arrive(r.claim_full(s));
-        if (b < 0) return;
+        idx = nidx;
+        it = nit;
+        b = nb;
     }
 }
 
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
-template <typename T, typename Ops, bool kRedo, bool kBeside>
+template <typename T, typename Ops, bool kRedo>
 __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, const int wg, const int t) {
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks, kGroups = Ops::kKeys / 8;
     const int w = t / 32, lane = t % 32, c = lane % 4;
@@ -458,35 +396,22 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr bool kSplittable = kMaySplit && !Ops::kFp8; /* split lists are the bf16/f16 launch's (work.cuh) */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
-    int64_t idx = kBeside ? 0 : item_index(0, gridDim.x, blockIdx.x);
+    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
     int b = 0, nb = 0;
-    int4 it = !kBeside && idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
+    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     /* The previous query block's packed output, stored under this block's first product. */
     uint32_t pk[kDim / 4];
     int pv_b = -1, pv_h = 0, pv_qb = 0, pv_nt = 0, pv_toff = 0;
-    for (int64_t round = 0; kBeside || idx < p.total; ++round) {
-        if constexpr (kBeside) { /* the item the producer claimed, with its Q */
-            CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
-            mbar_wait(r.q_full(), q_it & 1);
-            ++q_it;
-            int i32;
-            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%6];\n"
-                         "ld.shared.v2.u32 {%4, %5}, [%6+16];\n"
-                         : "=r"(it.x), "=r"(it.y), "=r"(it.z), "=r"(it.w), "=r"(i32), "=r"(b) : "r"(r.claim_slot((int)((q_it - 1) & 1))) : "memory");
-            if (b < 0) break;
-            idx = i32;
-        }
-        const int64_t nidx = kBeside ? 0 : item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = !kBeside && nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
+    for (int64_t round = 0; idx < p.total; ++round) {
+        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
+        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
-        /* e4m3: the quantization's scales undone (v's after the loop); read from L2, as the pass
-         * may have written them in this launch (kBeside). */
-        float scale = p.scale_log2;
+        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
-            scale *= __ldcg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldcg(p.kscale + bh);
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
         }
         float o[Ops::kORegs];
 #pragma unroll
@@ -527,12 +452,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 sc[e] = acc;
             }
         };
-        if constexpr (!kBeside) {
-            CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
-            mbar_wait(r.q_full(), q_it & 1);
-            ++q_it;
-        }
+        CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
+        mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
+        ++q_it;
 
         /* One turn at the tensor cores (tile j). Before it, while the other warpgroup holds the
          * tensor cores, P(j-1) is packed from the probabilities the last turn left in S's
@@ -707,7 +630,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         float inv0, inv1;
         sm.finish<!Ops::kTensorSums>(inv0, inv1);
         if constexpr (Ops::kFp8) {
-            const float vscale = __ldcg(p.vscale + b * p.heads + h);
+            const float vscale = __ldg(p.vscale + b * p.heads + h);
             inv0 *= vscale;
             inv1 *= vscale;
             /* v's mean, which quantize.cuh took out of v, back into each row (not into a row no
@@ -715,7 +638,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             const float2 *mean = reinterpret_cast<const float2 *>(p.vmean + (int64_t)(b * p.heads + h) * kDim) + c;
 #pragma unroll
             for (int j = 0; j < kDim / 8; ++j) {
-                const float2 m = __ldcg(mean + 4 * j);
+                const float2 m = __ldg(mean + 4 * j);
                 o[4 * j] = fmaf(o[4 * j], inv0, inv0 != 0.f ? m.x : 0.f);
                 o[4 * j + 1] = fmaf(o[4 * j + 1], inv0, inv0 != 0.f ? m.y : 0.f);
                 o[4 * j + 2] = fmaf(o[4 * j + 2], inv1, inv1 != 0.f ? m.x : 0.f);
@@ -735,14 +658,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
 }
 #endif /* CALIB_NO_WGMMA */
 
-/* A CTA of the Hopper kernel. kRedo: the FP8 redo launch (OnlineSoftmax::Ahead), over the items
- * the launch before it flagged. kBeside (calib_fp8_kernel): the FP8 launch with its pass
- * (quantize.cuh) inside it: the first given.pass_ctas CTAs run the pass to its end, every other
- * one its share of the first given.pass_lead units, for which attention could only wait; then each
- * runs attention items as it claims them. w: the FP8 workspace (kBeside only). */
-template <typename T, typename Ops, bool kRedo, bool kBeside>
-__device__ __forceinline__ void wgmma_cta(const CUtensorMap &tq, const CUtensorMap &tk, const CUtensorMap &tv, const Params &given,
-                                          const Fp8Work *w) {
+/* kRedo: the FP8 redo launch (OnlineSoftmax::Ahead), over the items the launch before it flagged. */
+template <typename T, typename Ops, bool kRedo = false>
+__global__ void __launch_bounds__(384, 1)
+calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                   const __grid_constant__ CUtensorMap tv, const Params given) {
 #if !defined(CALIB_NO_WGMMA)
     if constexpr (kWgmmaShape) {
         extern __shared__ unsigned char smem_raw[];
@@ -757,57 +677,23 @@ __device__ __forceinline__ void wgmma_cta(const CUtensorMap &tq, const CUtensorM
                 mbar_init(r.k_empty(s), 256);
                 mbar_init(r.v_empty(s), 256);
             }
-            if constexpr (kBeside)
-                for (int s = 0; s < 2; ++s) {
-                    mbar_init(r.claim_full(s), 1);
-                    mbar_init(r.claim_empty(s), 1);
-                }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         }
-        if constexpr (Ops::kTensorSums && !kBeside) Ops::write_ones(r.sv, tid, 384);
+        if constexpr (Ops::kTensorSums) Ops::write_ones(r.sv, tid, 384);
         __syncthreads();
-        if constexpr (kBeside) {
-            /* The pass's scratch and stages over the whole ring (Q, K and V stages), as deep as fit. */
-            constexpr int kRing = Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage);
-            constexpr int kScratch = (sizeof(PassScratch) + 127) / 128 * 128, kStepBytes = kStepRows * kDim * (int)sizeof(T);
-            constexpr int kDepth = (kRing - kScratch) / kStepBytes < 6 ? (kRing - kScratch) / kStepBytes : 6;
-            static_assert(kDepth >= 2, "the pass's stages outgrow the ring");
-            unsigned char *ring = smem_raw + (r.sq - smem_u32(smem_raw));
-            if (tid < 256)
-                fp8_pass<T, Ops::kQkFp8, kDepth>(given, *w, *reinterpret_cast<PassScratch *>(ring), reinterpret_cast<T *>(ring + kScratch),
-                                                 given.pass_lead, given.pass_ctas);
-            if constexpr (Ops::kTensorSums) Ops::write_ones(r.sv, tid, 384);
-            fence_proxy_async(); /* the pass's stores to the ring before the copy engine's */
-            __syncthreads();
-        }
         if (wg == 0) {
             /* The registers move within the CTA's allotment (384 × 168): 128 × 24 + 256 × 240
              * (make cuda-check fails a split that asks for more, which would hang the launch). */
             asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-            if (tid == 0) produce<Ops, kRedo, kBeside>(role_params<kRedo>(given), r, tq, tk, tv, w);
-            if (kBeside && tid == 32) schedule<Ops>(role_params<false>(given), r, w);
+            if (tid == 0) produce<Ops, kRedo>(role_params<kRedo>(given), r, tq, tk, tv);
         } else {
             asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
             /* The step is read after the registers moved, so nothing is live across (else ptxas
              * may spill what crosses). */
-            consume<T, Ops, kRedo, kBeside>(role_params<kRedo>(given), r, wg, tid - 128 * wg);
+            consume<T, Ops, kRedo>(role_params<kRedo>(given), r, wg, tid - 128 * wg);
         }
     }
 #endif
-}
-
-template <typename T, typename Ops, bool kRedo = false>
-__global__ void __launch_bounds__(384, 1)
-calib_wgmma_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                   const __grid_constant__ CUtensorMap tv, const Params given) {
-    wgmma_cta<T, Ops, kRedo, false>(tq, tk, tv, given, nullptr);
-}
-
-template <typename T, typename Ops>
-__global__ void __launch_bounds__(384, 1)
-calib_fp8_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                 const __grid_constant__ CUtensorMap tv, const Params given, const __grid_constant__ Fp8Work w) {
-    wgmma_cta<T, Ops, false, true>(tq, tk, tv, given, &w);
 }
 
 } // namespace calib_cuda_detail

@@ -87,10 +87,6 @@ struct Params {
     /* Split lists: the slots (SplitSlots) and their counts, zeroed before the launch; null else. */
     float *split_state;
     uint32_t *split_counts;
-    /* FP8 launches (wgmma_kernel.cuh, kBeside): the CTAs that run the pass to its end, and the
-     * units (quantize.cuh) every CTA takes a share of before it runs attention. */
-    int32_t pass_ctas;
-    int32_t pass_lead;
 };
 
 /* A slot holds, for each of the 256 consumer threads, its O accumulators (kDim / 2) and its rows'
