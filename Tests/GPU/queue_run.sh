@@ -705,4 +705,31 @@ main_check() {
     gpu_tests 150 -k "fp8"
     echo "end at $SECONDS s"
 }
+#   launches_run  (run 115; branch pass-launches) carry .gpu and .gpu-var (main = main's kernel): the pass's
+#       launches with their loads kept as they came (three CTAs an SM for quantize with Q Kt on e4m3),
+#       stats chunks of 512 with eight loads of a thread in flight, one fence a quantize CTA: every
+#       test set built, the FP8 tests, both kernels' pass launches timed apart (fp8_pass_profile.py,
+#       trace builds), Wan 1.3B fp8 and fp8-pv beside main's kernel (2 rounds), memcheck of the FP8 plans.
+launches_run() {
+    LIMIT=${LIMIT:-400}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    variant main wan13b $G-vmain
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b tlong fp8synth 2>&1 | tail -3
+    wait
+    trace_build $G wan13b & trace_build $G-vmain wan13b & wait
+    echo "built in $SECONDS s"
+    gpu_tests 120 -k "fp8"
+    timeout 60 python3 Tests/GPU/fp8_pass_profile.py new=$G/wan13b-trace/$L:$G/wan13b.json main=$G-vmain/wan13b-trace/$L:$G/wan13b.json 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/pass-profile.log
+    local M=$G/wan13b.json pr
+    for pr in fp8 fp8-pv; do
+        left 60 && timeout 60 python3 Tests/GPU/bench_versions.py new=$G/wan13b/$L:$M main=$G-vmain/wan13b/$L:$M \
+            --rounds 2 --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-wan13b.log
+        echo "$pr at $SECONDS s"
+    done
+    left 60 && memcheck_fp8 $((LIMIT - SECONDS - 10))
+    echo "end at $SECONDS s"
+}
 "$1"
