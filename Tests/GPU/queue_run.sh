@@ -732,4 +732,21 @@ launches_run() {
     left 60 && memcheck_fp8 $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
+#   launches_run2  (run 116) launches_run's kernel with main's stats launch again (run 115: chunks of 512
+#       ran 87-104 µs against 56): the FP8 tests, Wan 1.3B fp8 and fp8-pv beside main's kernel (2 rounds).
+launches_run2() {
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant main wan13b $G-vmain
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 wan13b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 60 -k "fp8"
+    local M=$G/wan13b.json pr
+    for pr in fp8 fp8-pv; do
+        timeout 60 python3 Tests/GPU/bench_versions.py new=$G/wan13b/$L:$M main=$G-vmain/wan13b/$L:$M \
+            --rounds 2 --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-wan13b.log
+        echo "$pr at $SECONDS s"
+    done
+}
 "$1"

@@ -56,8 +56,8 @@ constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (
 constexpr int kSampleStride = 16;                              /* k's statistics read one token in 16 */
 constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
 /* Tokens per stats CTA: v, read whole, needs many CTAs in flight (chunks of 4096 took 88 µs at
- * Wan 1.3B, of 1024 64 µs: runs 77-78; 512, with eight loads of a thread in flight: run 115). */
-constexpr int kStatChunk = 512;
+ * Wan 1.3B, of 1024 64 µs: runs 77-78). */
+constexpr int kStatChunk = 1024;
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 constexpr int kFixCtas = 8;                                    /* fixup CTAs per (batch, head) */
@@ -177,25 +177,11 @@ __global__ void __launch_bounds__(256) calib_fp8_stats(const Params p, const Fp8
             s[2][i] = fmaxf(s[2][i], f[i]);
         }
     };
-    /* Eight rows' loads issued before any is used: 8 × 16 bytes of a thread in flight, kept as
-     * they came (32 registers, not 64 floats). */
-    constexpr int kRows = kStatChunk / kRowsPer, kAhead8 = 8;
-    static_assert(kRows % kAhead8 == 0, "a stats chunk is whole groups of eight rows a thread");
-#pragma unroll 1
-    for (int g = 0; g < kRows; g += kAhead8) {
-        uint4 raw[kAhead8];
-#pragma unroll
-        for (int i = 0; i < kAhead8; ++i) {
-            const int t = chunk * kStatChunk + r0 + (g + i) * kRowsPer;
-            raw[i] = t < t_end ? raw8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane) : make_uint4(0u, 0u, 0u, 0u);
-        }
-#pragma unroll
-        for (int i = 0; i < kAhead8; ++i) {
-            if (chunk * kStatChunk + r0 + (g + i) * kRowsPer >= t_end) continue;
-            float f[8];
-            unpack8<T>(raw[i], f);
-            gather(st[1], f);
-        }
+#pragma unroll 4
+    for (int t = chunk * kStatChunk + r0; t < t_end; t += kRowsPer) {
+        float f[8];
+        load8(row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, t, h) + 8 * lane, f);
+        gather(st[1], f);
     }
     if constexpr (kQK) { /* unrolled 4 times, ptxas spilled a word (bf16, head_dim 128) */
 #pragma unroll 2
