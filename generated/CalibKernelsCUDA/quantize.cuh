@@ -123,8 +123,8 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
 __host__ __device__ constexpr int key_position(int kk) { return 4 * ((kk & 7) >> 1) + (kk & 1) + 2 * (kk >> 3); }
 
 /* Eight consecutive elements of T (16 bytes) as floats. */
-template <typename T> __device__ __forceinline__ void load8(const T *src, float *f) {
-    const uint4 raw = *reinterpret_cast<const uint4 *>(src);
+/* Eight elements of T as they came from memory (16 bytes), as floats. */
+template <typename T> __device__ __forceinline__ void unpack8(const uint4 raw, float *f) {
     const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -137,6 +137,8 @@ template <typename T> __device__ __forceinline__ void load8(const T *src, float 
         }
     }
 }
+template <typename T> __device__ __forceinline__ uint4 raw8(const T *src) { return *reinterpret_cast<const uint4 *>(src); }
+template <typename T> __device__ __forceinline__ void load8(const T *src, float *f) { unpack8<T>(raw8(src), f); }
 
 template <typename T> __device__ __forceinline__ const T *row_of(const void *base, int64_t s0, int64_t s1, int64_t s2, int b, int t, int h) {
     return static_cast<const T *>(base) + (int64_t)b * s0 + (int64_t)t * s1 + (int64_t)h * s2;
@@ -260,30 +262,36 @@ template <typename T>
 __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes, bh = b * p.heads + h;
     constexpr int kIters = 128 / kRowsPer;
-    float mean[8], f[kIters][8], amax = 0.f;
+    float mean[8], amax = 0.f;
+    uint4 raw[kIters]; /* as they came: 32 registers where floats took 64 (occupancy, run 115) */
 #pragma unroll
     for (int it = 0; it < kIters; ++it) { /* the loads first, all in flight at once (the stores may alias them) */
         const int t = blk * 128 + it * kRowsPer + r0;
-        if (t < end) load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f[it]);
-        else for (int i = 0; i < 8; ++i) f[it][i] = 0.f;
+        raw[it] = t < end ? raw8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane) : make_uint4(0u, 0u, 0u, 0u);
     }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) mean[i] = w.kmean[(int64_t)bh * kDim + 8 * lane + i];
 #pragma unroll
     for (int it = 0; it < kIters; ++it) {
         const int t = blk * 128 + it * kRowsPer + r0;
         if (t >= kTokens) continue;
+        /* k's mean read again each row (from L1), not held beside the loads in flight: at three
+         * CTAs an SM the registers are 85 (run 115) */
+#pragma unroll
+        for (int i = 0; i < 8; ++i) mean[i] = __ldg(w.kmean + (int64_t)bh * kDim + 8 * lane + i);
+        float f[kIters > 0 ? 1 : 1][8];
+        unpack8<T>(raw[it], f[0]);
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            const float d = f[it][i] - mean[i];
+            const float d = f[0][i] - mean[i];
             if (t < end) {
                 amax = fmaxf(amax, fabsf(d));
-                f[it][i] = d * kinv;
+                f[0][i] = d * kinv;
+            } else {
+                f[0][i] = 0.f;
             }
         }
         uint2 packed;
-        packed.x = e4m3x2(f[it][0], f[it][1]) | e4m3x2(f[it][2], f[it][3]) << 16;
-        packed.y = e4m3x2(f[it][4], f[it][5]) | e4m3x2(f[it][6], f[it][7]) << 16;
+        packed.x = e4m3x2(f[0][0], f[0][1]) | e4m3x2(f[0][2], f[0][3]) << 16;
+        packed.y = e4m3x2(f[0][4], f[0][5]) | e4m3x2(f[0][6], f[0][7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
     return amax;
@@ -306,33 +314,39 @@ __device__ __forceinline__ float rounding_error(uint32_t xy, float x, float y) {
  * through vt once it is copied out; the head's last CTA to finish takes their mean out of vmean. */
 template <typename T>
 __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
-                                            uint32_t (*vt)[32]) {
+                                            uint32_t (*vt)[32], float (*errs)[32]) {
     const int tid = threadIdx.x, bh = b * p.heads + h;
     constexpr int kVTasks = 32 * (kDim / 16);
-    float err[16];
     __syncthreads(); /* vt is free: the block before's copy out is done */
     if (tid < kVTasks) {
         const int quad = tid % 32, ch0 = 16 * (tid / 32), c4 = quad % 4;
         const int keys[4] = {2 * c4, 2 * c4 + 1, 8 + 2 * c4, 9 + 2 * c4};
-        float f[4][16];
+        uint4 raw[4][2]; /* as they came: 32 registers where floats took 64 */
         bool valid[4];
 #pragma unroll
         for (int x = 0; x < 4; ++x) { /* the loads first, all in flight at once */
             const int t = blk * 128 + 16 * (quad / 4) + keys[x];
             valid[x] = t < end;
             const T *src = row_of<T>(p.v, p.vs0, p.vs1, p.vs2, b, valid[x] ? t : 0, h) + ch0;
-            load8(src, f[x]);
-            load8(src + 8, f[x] + 8);
+            raw[x][0] = raw8(src);
+            raw[x][1] = raw8(src + 8);
         }
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
-            const float mean = w.vmean[(int64_t)bh * kDim + ch0 + i];
-            float e[4]; /* padding and the rows past the sequence as zeros */
+        for (int half = 0; half < 2; ++half) {
+            float f[4][8];
 #pragma unroll
-            for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
-            const uint32_t lo = e4m3x2(e[0], e[1]), hi = e4m3x2(e[2], e[3]);
-            vt[ch0 + i][quad] = lo | hi << 16;
-            err[i] = rounding_error(lo, e[0], e[1]) + rounding_error(hi, e[2], e[3]);
+            for (int x = 0; x < 4; ++x) unpack8<T>(raw[x][half], f[x]);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const int ch = ch0 + 8 * half + i;
+                const float mean = w.vmean[(int64_t)bh * kDim + ch];
+                float e[4]; /* padding and the rows past the sequence as zeros */
+#pragma unroll
+                for (int x = 0; x < 4; ++x) e[x] = valid[x] ? (f[x][i] - mean) * vinv : 0.f;
+                const uint32_t lo = e4m3x2(e[0], e[1]), hi = e4m3x2(e[2], e[3]);
+                vt[ch][quad] = lo | hi << 16;
+                errs[ch][quad] = rounding_error(lo, e[0], e[1]) + rounding_error(hi, e[2], e[3]);
+            }
         }
     }
     __syncthreads();
@@ -345,21 +359,19 @@ __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, in
         *reinterpret_cast<uint4 *>(dst + panel * 32 * kDim + row * 32 + 16 * half) = *reinterpret_cast<const uint4 *>(&vt[row][4 * part]);
     }
     __syncthreads();
-    float(*sums)[32] = reinterpret_cast<float(*)[32]>(vt);
-    if (tid < kVTasks) {
-#pragma unroll
-        for (int i = 0; i < 16; ++i) sums[16 * (tid / 32) + i][tid % 32] = err[i];
-    }
-    __syncthreads();
     if (tid < kDim) {
         float e = 0.f;
-        for (int x = 0; x < 32; ++x) e += sums[tid][x];
+        for (int x = 0; x < 32; ++x) e += errs[tid][x];
         w.verr[((int64_t)bh * kQuantBlocks + blk) * kDim + tid] = e;
-        __threadfence();
     }
     __shared__ bool last;
     __syncthreads();
-    if (tid == 0) last = atomicAdd(w.vdone + bh, 1u) == kQuantBlocks - 1;
+    /* One thread's fence orders the CTA's sums (the barrier ordered them to it) before its count:
+     * a fence in each of 128 threads held the CTA's slot the longer (run 115). */
+    if (tid == 0) {
+        __threadfence();
+        last = atomicAdd(w.vdone + bh, 1u) == kQuantBlocks - 1;
+    }
     __syncthreads();
     /* Every CTA of the head has read vmean and published its sums; the order of the blocks is fixed. */
     if (last && tid < kDim && end > 0) {
@@ -377,11 +389,14 @@ __device__ __forceinline__ void report_past_limit(float x, const Fp8Work &w, int
 }
 
 /* One CTA of 256 threads per (batch, head, block of 128 tokens). */
+/* With Q Kᵀ on e4m3, three CTAs an SM at least (85 registers): at two (94), each CTA's phases left
+ * the SM's loads short of what keeps the memory busy (run 115); v alone fits five. */
 template <typename T, bool kQK>
-__global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const Fp8Work w) {
+__global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Params p, const Fp8Work w) {
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[8];
     __shared__ __align__(16) uint32_t vt[kDim][32]; /* vᵀ of the block: kDim rows of 128 keys */
+    __shared__ float errs[kDim][32]; /* v's rounding errors of the block: kDim channels of 32 quads */
     const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, bh = b * p.heads + h;
     const int lane = tid % kLanes, r0 = tid / kLanes;
     const int end = valid_end(p, b);
@@ -389,14 +404,23 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
 
     if constexpr (kQK) {
         /* q: the block's own scale. */
-        float x[kIters][8], amax = 0.f;
+        /* Its rows read twice, the second time from L1: held in registers between, they left the
+         * 80 registers of three CTAs an SM short (run 115). */
+        float amax = 0.f;
+        {
+            uint4 raw[kIters];
 #pragma unroll
-        for (int it = 0; it < kIters; ++it) {
-            const int t = blk * 128 + it * kRowsPer + r0;
-            if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x[it]);
-            else for (int i = 0; i < 8; ++i) x[it][i] = 0.f;
+            for (int it = 0; it < kIters; ++it) {
+                const int t = blk * 128 + it * kRowsPer + r0;
+                raw[it] = t < end ? raw8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane) : make_uint4(0u, 0u, 0u, 0u);
+            }
 #pragma unroll
-            for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[it][i]));
+            for (int it = 0; it < kIters; ++it) {
+                float x[8];
+                unpack8<T>(raw[it], x);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[i]));
+            }
         }
         amax = cta_max(amax, red);
         const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
@@ -405,9 +429,11 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         for (int it = 0; it < kIters; ++it) {
             const int t = blk * 128 + it * kRowsPer + r0;
             if (t >= kTokens) continue;
+            float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x);
             uint2 packed;
-            packed.x = e4m3x2(x[it][0] * qinv, x[it][1] * qinv) | e4m3x2(x[it][2] * qinv, x[it][3] * qinv) << 16;
-            packed.y = e4m3x2(x[it][4] * qinv, x[it][5] * qinv) | e4m3x2(x[it][6] * qinv, x[it][7] * qinv) << 16;
+            packed.x = e4m3x2(x[0] * qinv, x[1] * qinv) | e4m3x2(x[2] * qinv, x[3] * qinv) << 16;
+            packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
 
@@ -415,7 +441,7 @@ __global__ void __launch_bounds__(256) calib_fp8_quantize(const Params p, const 
         report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);
     }
     /* v: its mean over tokens subtracted, the head's scale, transposed. */
-    quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt);
+    quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt, errs);
 #endif
 }
 
