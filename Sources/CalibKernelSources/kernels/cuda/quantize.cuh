@@ -116,7 +116,6 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
  * of each group of 16, and the softmax holds keys 2c, 2c+1, 8+2c, 9+2c there. */
 __host__ __device__ constexpr int key_position(int kk) { return 4 * ((kk & 7) >> 1) + (kk & 1) + 2 * (kk >> 3); }
 
-/* Eight consecutive elements of T (16 bytes) as floats. */
 /* Eight elements of T as they came from memory (16 bytes), as floats. */
 template <typename T> __device__ __forceinline__ void unpack8(const uint4 raw, float *f) {
     const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
@@ -131,6 +130,7 @@ template <typename T> __device__ __forceinline__ void unpack8(const uint4 raw, f
         }
     }
 }
+/* Eight consecutive elements of T (16 bytes), as they are; and as floats. */
 template <typename T> __device__ __forceinline__ uint4 raw8(const T *src) { return *reinterpret_cast<const uint4 *>(src); }
 template <typename T> __device__ __forceinline__ void load8(const T *src, float *f) { unpack8<T>(raw8(src), f); }
 
@@ -271,21 +271,21 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
          * CTAs an SM the registers are 85 (run 115) */
 #pragma unroll
         for (int i = 0; i < 8; ++i) mean[i] = __ldg(w.kmean + (int64_t)bh * kDim + 8 * lane + i);
-        float f[kIters > 0 ? 1 : 1][8];
-        unpack8<T>(raw[it], f[0]);
+        float f[8];
+        unpack8<T>(raw[it], f);
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            const float d = f[0][i] - mean[i];
+            const float d = f[i] - mean[i];
             if (t < end) {
                 amax = fmaxf(amax, fabsf(d));
-                f[0][i] = d * kinv;
+                f[i] = d * kinv;
             } else {
-                f[0][i] = 0.f;
+                f[i] = 0.f;
             }
         }
         uint2 packed;
-        packed.x = e4m3x2(f[0][0], f[0][1]) | e4m3x2(f[0][2], f[0][3]) << 16;
-        packed.y = e4m3x2(f[0][4], f[0][5]) | e4m3x2(f[0][6], f[0][7]) << 16;
+        packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
+        packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
     return amax;
@@ -305,7 +305,7 @@ __device__ __forceinline__ float rounding_error(uint32_t xy, float x, float y) {
  * channels, so it writes each channel's four bytes as one word; a warp's 32 threads are the
  * block's 32 such quads of one channel range, so each of its stores fills 32 banks of one row once.
  * The block's rounding errors per channel go to verr (in vinv's units), summed in a fixed order
- * through vt once it is copied out; the head's last CTA to finish takes their mean out of vmean. */
+ * through `errs` (shared memory); the head's last CTA to finish takes their mean out of vmean. */
 template <typename T>
 __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float vinv,
                                             uint32_t (*vt)[32], float (*errs)[32]) {
@@ -382,9 +382,9 @@ __device__ __forceinline__ void report_past_limit(float x, const Fp8Work &w, int
     if (threadIdx.x == 0 && x > w.limit[i]) atomicMax(w.amax + i, __float_as_uint(x)); /* x ≥ 0: its bits order as it does */
 }
 
-/* One CTA of 256 threads per (batch, head, block of 128 tokens). */
-/* With Q Kᵀ on e4m3, three CTAs an SM at least (85 registers): at two (94), each CTA's phases left
- * the SM's loads short of what keeps the memory busy (run 115); v alone fits five. */
+/* One CTA of 256 threads per (batch, head, block of 128 tokens). With Q Kᵀ on e4m3, three CTAs an
+ * SM at least (85 registers): at two (94), each CTA's phases left the SM's loads short of what
+ * keeps the memory busy (233 µs against 171 at Wan 1.3B, run 115); v alone fits five. */
 template <typename T, bool kQK>
 __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Params p, const Fp8Work w) {
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
