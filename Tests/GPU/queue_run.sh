@@ -626,8 +626,9 @@ text_last() {
         --rounds 2 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/bf16-hy720.log
     echo "end at $SECONDS s"
 }
-# Session of 2026-12-06 06:30 (issue 27's efficiency: the pass beside the loop, branch fp8-beside).
-# .gpu-var/main is main's kernel (`sh Tests/GPU/overlay.sh main main`); on one warm machine in turn:
+# Session of 2026-12-06 06:30 (issue 27's efficiency: the pass beside the loop, branch fp8-beside: its
+# kernel and pass_trace.py are 6459c17^2, merged and reverted by d2d2fb6). .gpu-var/main was main's kernel
+# then (`sh Tests/GPU/overlay.sh 1782107 main`); on one warm machine in turn:
 #   beside_a   carry .gpu and .gpu-var: every test set and Wan 1.3B built, main's kernel beside it;
 #       test_cuda.py -k fp8 (the rounding-mean test among them) under a limit (a wait that never ends
 #       is a hang), Wan 1.3B fp8 and fp8-pv beside main's kernel (2 rounds), fp8 again with 32 pass CTAs.
