@@ -15,6 +15,9 @@ FP8 pass rounds them (k less its mean over tokens at one scale a head, q at one 
                   columns (exact in e4m3: q × 2^e), so a large channel does not set the
                   others' scale
 
+and the first and second with P V on e4m3 too, as the `fp8` loop takes it (attention_e4m3), to set
+beside what the kernel measured (docs/gpu.md "FP8").
+
 usage: python3 qk_outlier_model.py [TOKENS] (default 4096; two heads, head_dim 128)"""
 import sys
 
@@ -30,6 +33,19 @@ def e4m3(x):
 
 def attention(s, v):
     return torch.softmax(s / D ** 0.5, -1) @ v
+
+
+def attention_e4m3(s, v):
+    """P V as the `fp8` loop takes it: P to the row's maximum scaled by 2^6 on e4m3, v less its
+    mean at one scale on e4m3 (the rounding errors' mean taken out of the mean added back), the
+    row sums those of the rounded P."""
+    p = torch.exp((s - s.max(-1, keepdim=True).values) / D ** 0.5)
+    p8 = e4m3(p * 64) / 64
+    mean = v.mean(0)
+    vscale = 8 * (v - mean).abs().max() / 448
+    v8 = e4m3((v - mean) / vscale) * vscale
+    mean = mean - (v8 - (v - mean)).mean(0)
+    return p8 @ v8 / p8.sum(-1, keepdim=True) + mean
 
 
 def rel(a, b):
@@ -82,6 +98,8 @@ for kind in ("N(0, 1)", "K scaled channels"):
         ch = torch.exp2(torch.floor(torch.log2(kc.abs().max(0).values.clamp_min(1e-30))))  # per channel, power of two
         kch = e4m3(kc / ch / (8 * (kc / ch).abs().max() / 448)) * (8 * (kc / ch).abs().max() / 448)
         got["e4m3 k per channel"] = attention(rows_scaled(q * ch, e4m3) @ kch.T, v)
-        for name, o in got.items():
+        full = {"e4m3 (with P V on e4m3)": attention_e4m3(q8 @ k8.T, v),
+                "e4m3, outliers (with P V on e4m3)": attention_e4m3(rows_scaled(qr, e4m3) @ kr8.T + s_out, v)}
+        for name, o in list(got.items()) + list(full.items()):
             errs.setdefault(name, []).append(rel(o, ref))
     print(kind + ": " + "; ".join(f"{n} {sum(e) / len(e):.2e}" for n, e in errs.items()), flush=True)
