@@ -31,6 +31,12 @@ def e4m3(x):
     return x.to(torch.float8_e4m3fn).to(torch.float64)
 
 
+def head_e4m3(x):
+    """x on e4m3 at one scale, the pass's limit: 8 × the range seen maps to 448."""
+    scale = 8 * x.abs().max() / 448
+    return e4m3(x / scale) * scale
+
+
 def attention(s, v):
     return torch.softmax(s / D ** 0.5, -1) @ v
 
@@ -42,8 +48,7 @@ def attention_e4m3(s, v):
     p = torch.exp((s - s.max(-1, keepdim=True).values) / D ** 0.5)
     p8 = e4m3(p * 64) / 64
     mean = v.mean(0)
-    vscale = 8 * (v - mean).abs().max() / 448
-    v8 = e4m3((v - mean) / vscale) * vscale
+    v8 = head_e4m3(v - mean)
     mean = mean - (v8 - (v - mean)).mean(0)
     return p8 @ v8 / p8.sum(-1, keepdim=True) + mean
 
@@ -80,26 +85,20 @@ for kind in ("N(0, 1)", "K scaled channels"):
         q, k, v = (t.to(torch.bfloat16).to(torch.float64) for t in (q, k, v))
         ref = attention(q @ k.T, v)
         kc = k - k.mean(0)  # the softmax ignores k's mean
-        kscale = 8 * kc.abs().max() / 448  # the pass's limit: 8 × the range seen
-        k8 = e4m3(kc / kscale) * kscale
-        q8 = rows_scaled(q, e4m3)
-        got = {"e4m3": attention(q8 @ k8.T, v)}
+        s8 = rows_scaled(q, e4m3) @ head_e4m3(kc).T
+        got = {"e4m3": attention(s8, v)}
         big = kc.abs().max(0).values.topk(4).indices
-        rest = torch.ones(D, dtype=torch.bool)
-        rest[big] = False
         kr = kc.clone()
         kr[:, big] = 0
-        kr8 = e4m3(kr / (8 * kr.abs().max() / 448)) * (8 * kr.abs().max() / 448)
         qr = q.clone()
         qr[:, big] = 0
-        s_out = q[:, big] @ kc[:, big].T  # the rank-4 part in bf16 products (exact here)
-        got["e4m3, outliers"] = attention(rows_scaled(qr, e4m3) @ kr8.T + s_out, v)
+        s_apart = rows_scaled(qr, e4m3) @ head_e4m3(kr).T + q[:, big] @ kc[:, big].T  # the rank-4 part exact
+        got["e4m3, outliers"] = attention(s_apart, v)
         got["int8 blocks"] = attention(int8_rows(q) @ int8_rows(kc).T, v)
         ch = torch.exp2(torch.floor(torch.log2(kc.abs().max(0).values.clamp_min(1e-30))))  # per channel, power of two
-        kch = e4m3(kc / ch / (8 * (kc / ch).abs().max() / 448)) * (8 * (kc / ch).abs().max() / 448)
-        got["e4m3 k per channel"] = attention(rows_scaled(q * ch, e4m3) @ kch.T, v)
-        full = {"e4m3 (with P V on e4m3)": attention_e4m3(q8 @ k8.T, v),
-                "e4m3, outliers (with P V on e4m3)": attention_e4m3(rows_scaled(qr, e4m3) @ kr8.T + s_out, v)}
+        got["e4m3 k per channel"] = attention(rows_scaled(q * ch, e4m3) @ head_e4m3(kc / ch).T, v)
+        full = {"e4m3 (with P V on e4m3)": attention_e4m3(s8, v),
+                "e4m3, outliers (with P V on e4m3)": attention_e4m3(s_apart, v)}
         for name, o in list(got.items()) + list(full.items()):
             errs.setdefault(name, []).append(rel(o, ref))
     print(kind + ": " + "; ".join(f"{n} {sum(e) / len(e):.2e}" for n, e in errs.items()), flush=True)

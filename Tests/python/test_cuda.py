@@ -78,6 +78,12 @@ def patterns_of(kernels, masks, step, layer):
     return [masks.pattern(step, layer, h) for h in range(kernels.heads)]
 
 
+def reference_bshd(kernels, patterns, q, k, v):
+    """The float64 reference of (B, S, H, D) q, k, v, in that layout."""
+    return torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block).transpose(0, 1)
+                        for b in range(BATCH)])
+
+
 def run(kernels, step, layer, q, k, v, out, layout, precision=None):
     if step is None:
         return kernels.dense_attention_layer(q, k, v, out=out, layout=layout, precision=precision)
@@ -306,8 +312,7 @@ def test_maxima_that_rise_along_the_keys(gpu_set, dtype, monkeypatch):
             out = torch.full_like(q, float("nan"))
             run(kernels, step, layer, q, k, v, out, "bshd")
             patterns = patterns_of(kernels, masks, step, layer)
-            want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
-                                .transpose(0, 1) for b in range(BATCH)])
+            want = reference_bshd(kernels, patterns, q, k, v)
             error = float((out.double() - want).norm() / want.norm())
             if not error <= TOLERANCE:
                 failures.append(f"{kernels.kernel_name()} step {step} layer {layer}: relative L2 {error:.2e}")
@@ -341,8 +346,7 @@ def test_maxima_that_jump_far_within_a_row(gpu_set, precision, lift, dtype):
         out = torch.full_like(q, float("nan"))
         run(kernels, step, layer, q, k, v, out, "bshd", precision)
         patterns = patterns_of(kernels, masks, step, layer)
-        want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
-                            .transpose(0, 1) for b in range(BATCH)])
+        want = reference_bshd(kernels, patterns, q, k, v)
         got = out.double()
         error = float((got.nan_to_num(0) - want).norm() / want.norm())
         if got.isnan().any() or not error <= (FP8_TOLERANCE[precision] if precision else TOLERANCE):
@@ -367,8 +371,7 @@ def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     errors = []
     for keys in (k, outlier):
         got = kernels.attention_layer(step, layer, q, keys, v, precision=precision).double()
-        want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, keys, v)), kernels.block)
-                            .transpose(0, 1) for b in range(BATCH)])
+        want = reference_bshd(kernels, patterns, q, keys, v)
         errors.append(float((got - want).norm() / want.norm()))
     FP8_ERRORS[precision].extend(errors)
     assert errors[1] <= FP8_TOLERANCE[precision] and errors[1] < 1.25 * errors[0], errors
@@ -394,8 +397,7 @@ def test_fp8_even_probabilities_weigh_every_key_tile_alike(gpu_set, precision):
     v = torch.where(rank < n // 2, 1.0, torch.where(rank < 2 * (n // 2), -1.0, 0.0)).to(torch.float16)
     got = kernels.attention_layer(step, layer, q, k, v, precision=precision).double()
     patterns = patterns_of(kernels, masks, step, layer)
-    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
-                        .transpose(0, 1) for b in range(BATCH)])
+    want = reference_bshd(kernels, patterns, q, k, v)
     error = float((got - want).norm() / want.norm())
     assert error < 3e-3, error
 
@@ -418,8 +420,7 @@ def test_fp8_values_rounding_mean_is_taken_out(gpu_set, precision):
     out = torch.full_like(q, float("nan"))
     run(kernels, None, 0, q, k, v, out, "bshd", precision)
     patterns = patterns_of(kernels, masks, None, 0)
-    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
-                        .transpose(0, 1) for b in range(BATCH)])
+    want = reference_bshd(kernels, patterns, q, k, v)
     error = float((out.double() - want).norm() / want.norm())
     assert error < 1e-2, error
 
@@ -447,8 +448,7 @@ def test_fp8_a_token_past_the_sampled_range(gpu_set, precision):
     out = torch.full_like(q, float("nan"))
     run(kernels, None, 0, q, k, v, out, "bshd", precision)
     patterns = patterns_of(kernels, masks, None, 0)
-    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block)
-                        .transpose(0, 1) for b in range(BATCH)])
+    want = reference_bshd(kernels, patterns, q, k, v)
     error = float((out.double() - want).norm() / want.norm())
     assert error <= 2 * FP8_TOLERANCE[precision], error
 
@@ -687,8 +687,7 @@ def test_custom_op_eager_and_compiled_is_the_float64_reference(gpu_set, dtype, p
     step, layer = kernels.steps[0], kernels.layers - 1
     q, k, v = layer_inputs(kernels, 4321, dtype)
     patterns = patterns_of(kernels, masks, step, layer)
-    want = torch.stack([reference(patterns, *(t[b].transpose(0, 1) for t in (q, k, v)), kernels.block).transpose(0, 1)
-                        for b in range(BATCH)])
+    want = reference_bshd(kernels, patterns, q, k, v)
 
     def op(q, k, v):
         return calibc.attention_layer(q, k, v, kernels.path, step, layer, precision=precision)
