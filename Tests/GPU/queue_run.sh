@@ -750,4 +750,33 @@ launches_run2() {
         echo "$pr at $SECONDS s"
     done
 }
+#   apart_run  (run 117; branch fp8-apart) carry .gpu and .gpu-var (main = d046966's kernel): `fp8` with
+#       k's 16 widest channels (and q's same) apart in bf16: every set built, the FP8 tests, accuracy
+#       beside main's kernel, Wan 1.3B fp8 and fp8-pv and 14B fp8 beside main's kernel (2 rounds), memcheck.
+apart_run() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    variant_sets main wan13b wan14b fp8synth
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b wan14b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 150 -k "fp8"
+    local pr s M
+    for s in wan13b wan14b; do
+        M=$G/$s.json
+        for pr in fp8 $([ $s = wan13b ] && echo fp8-pv); do
+            left 60 && timeout 100 python3 Tests/GPU/bench_versions.py apart=$G/$s/$L:$M main=$G-vmain/$s/$L:$M \
+                --rounds 2 --precision $pr 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-$s.log
+            echo "$pr $s at $SECONDS s"
+        done
+        [ $s = wan13b ] || continue
+        for n in "" -vmain; do
+            left 70 && timeout 70 python3 Tests/GPU/fp8_accuracy.py $G$n 2>&1 | grep "^|" | sed "s/^/${n:-apart} /" | tee -a $OUT/fp8-accuracy.log
+        done
+    done
+    left 50 && memcheck_fp8 $((LIMIT - SECONDS - 10))
+    echo "end at $SECONDS s"
+}
 "$1"

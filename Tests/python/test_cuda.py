@@ -356,25 +356,28 @@ def test_maxima_that_jump_far_within_a_row(gpu_set, precision, lift, dtype):
 
 @pytest.mark.parametrize("precision", FP8)
 def test_fp8_keys_with_outlier_channels(gpu_set, precision):
-    """Real models' keys carry a few channels far larger than the rest and nearly constant over
-    tokens. "fp8" subtracts k's mean over tokens before rounding k, which no softmax sees, and
-    "fp8-pv" leaves k as given, so they cost no accuracy: the error with four channels at 20 ± 1
-    stays that of plain N(0, 1) keys."""
+    """Real models' keys carry a few channels far larger than the rest, nearly constant over
+    tokens or not. "fp8" subtracts k's mean over tokens before rounding k, which no softmax sees,
+    and takes the 16 channels of widest |k − mean| apart in bf16; "fp8-pv" leaves k as given. So
+    neither costs accuracy: the error with four channels at 20 ± 1, or four ×10, stays that of
+    plain N(0, 1) keys. With every channel of k on e4m3, "fp8" measured 0.15-0.19 on the ×10 keys
+    (run 104; Tests/GPU/qk_outlier_model.py: a channel ×10 makes its scores' rounding ×10)."""
     kernels, masks = gpu_set
     if not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
     step, layer = kernels.steps[0], kernels.layers - 1
     q, k, v = layer_inputs(kernels, 13)
-    outlier = k.clone()
-    outlier[..., :4] += 20.0
+    offset, scaled = k.clone(), k.clone()
+    offset[..., :4] += 20.0
+    scaled[..., :4] *= 10.0
     patterns = patterns_of(kernels, masks, step, layer)
     errors = []
-    for keys in (k, outlier):
+    for keys in (k, offset, scaled):
         got = kernels.attention_layer(step, layer, q, keys, v, precision=precision).double()
         want = reference_bshd(kernels, patterns, q, keys, v)
         errors.append(float((got - want).norm() / want.norm()))
     FP8_ERRORS[precision].extend(errors)
-    assert errors[1] <= FP8_TOLERANCE[precision] and errors[1] < 1.25 * errors[0], errors
+    assert all(e <= FP8_TOLERANCE[precision] and e < 1.25 * errors[0] for e in errors[1:]), errors
 
 
 @pytest.mark.parametrize("precision", FP8)
@@ -489,7 +492,8 @@ def test_rows_that_run_long(precision, kernel, values, monkeypatch):
 
 def test_fp8_workspace_holds_what_each_precision_writes(gpu_set):
     """calib_cuda_fp8_workspace_size: "fp8-pv" needs vᵀ only, "fp8" q and k too (a byte an
-    element each, plus scales); an unknown product set is refused, by it and by the entry."""
+    element each, and 16 channels of each apart in bf16: 64 bytes a token, plus scales); an
+    unknown product set is refused, by it and by the entry."""
     kernels, _ = gpu_set
     if not fp8_capable(kernels):
         pytest.skip("no FP8 for this set's shape")
@@ -499,8 +503,10 @@ def test_fp8_workspace_holds_what_each_precision_writes(gpu_set):
         assert kernels.lib.calib_cuda_fp8_workspace_size(products, BATCH, kernels.heads, ctypes.byref(size)) == 0
         sizes[name] = size.value
     elements = BATCH * kernels.heads * kernels.tokens * kernels.head_dim
-    # vᵀ rows are padded to a multiple of 128 tokens: tj64 (300 tokens) pays 28% for it
-    assert elements <= sizes["CALIB_FP8_PV"] < 1.5 * elements and 3 * elements <= sizes["CALIB_FP8_ALL"] < 3.5 * elements
+    apart = BATCH * kernels.heads * kernels.tokens * 64
+    # vᵀ rows (and the channels apart) are padded to a multiple of 128 tokens: tj64 (300 tokens) pays 28% for it
+    assert elements <= sizes["CALIB_FP8_PV"] < 1.5 * elements
+    assert 3 * elements + apart <= sizes["CALIB_FP8_ALL"] < 1.3 * (3 * elements + apart)
     assert kernels.lib.calib_cuda_fp8_workspace_size(0, BATCH, kernels.heads, ctypes.byref(size)) == \
         _abi.STATUS["CALIB_ERR_ARGUMENT"]
     q, k, v = layer_inputs(kernels, 15)
