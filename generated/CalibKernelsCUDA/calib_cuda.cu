@@ -278,7 +278,7 @@ bool make_map(CUtensorMap *map, int32_t dtype, const void *ptr, int64_t batch, i
 }
 
 /* A tensor map over one section of the FP8 workspace: bytes, `dims` innermost first, rows of
- * dims[0] bytes, boxes of box0 × box1, rows swizzled by their width (64 or 128 bytes). */
+ * dims[0] bytes, boxes of box0 × box1, a box's rows swizzled by their width (32, 64 or 128 bytes). */
 bool make_map8(CUtensorMap *map, void *ptr, const int64_t dims4[4], int box0, int box1) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
     if (!enc) return false;
@@ -292,7 +292,8 @@ bool make_map8(CUtensorMap *map, void *ptr, const int64_t dims4[4], int box0, in
     cuuint32_t box[4] = {(cuuint32_t)box0, (cuuint32_t)box1, 1, 1};
     cuuint32_t estr[4] = {1, 1, 1, 1};
     CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, ptr, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                     box0 == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     box0 == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : box0 == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS;
 }
@@ -356,12 +357,14 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     fp8_layout(batch, heads, kQK, fp8.workspace, &w);
     using Ops = OpsFp8<T, kQK>;
     /* vᵀ comes by bulk copies of its panels (already swizzled), not through a map: the kernel's
-     * V map is unused, and K's stands in for it. */
-    CUtensorMap tq, tk;
-    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch};
-    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, Ops::kSubBlock)
+     * V map is free, and takes q's and k's channels apart (kQK) or K's stands in for it. */
+    CUtensorMap tq, tk, tx;
+    const int64_t qk_dims[4] = {kDim, kTokens, heads, batch}, x_dims[4] = {kApartRow, kPadTokens, heads, batch};
+    const bool maps = kQK ? make_map8(&tq, w.q, qk_dims, kDim, 128) && make_map8(&tk, w.k, qk_dims, kDim, Ops::kSubBlock) &&
+                                make_map8(&tx, w.x, x_dims, kApartRow / 2, Ops::kSubBlock)
                           : make_map(&tq, dtype, p.q, batch, heads, qs, 128) && make_map(&tk, dtype, p.k, batch, heads, ks, Ops::kSubBlock);
     if (!maps) return CALIB_ERR_CUDA;
+    const CUtensorMap &tv = kQK ? tx : tk;
     p.qscale = w.qscale;
     p.kscale = w.kscale;
     p.vscale = w.vscale;
@@ -377,11 +380,11 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     CALIB_PASS_MARK(2, s);
     if constexpr (kQK) calib_fp8_fixup<T><<<dim3(kFixCtas, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(3, s);
-    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
+    calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
     CALIB_PASS_MARK(4, s);
     /* The items whose exponentials may have overflowed (none, but for a row whose maximum jumps
      * by 2^96 within it), computed again; with none, each CTA reads the count and ends. */
-    if constexpr (Ops::kAhead) calib_wgmma_kernel<T, Ops, true><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tk, p);
+    if constexpr (Ops::kAhead) calib_wgmma_kernel<T, Ops, true><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
     CALIB_PASS_MARK(5, s);
     return CALIB_OK;
 }

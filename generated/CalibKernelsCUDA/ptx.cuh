@@ -153,9 +153,9 @@ template <int N> __device__ __forceinline__ void fence_regs(float *r) {
 
 /* Shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4) and
  * the swizzle of the rows (128 bytes; 64 for FP8 tiles of head_dim 64; 32 for FP8 vᵀ's panels of
- * 32 keys). */
+ * 32 keys and the bf16 rows of the channels apart). */
 template <int kSwizzle = 128>
-__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+__host__ __device__ __forceinline__ constexpr uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     static_assert(kSwizzle == 128 || kSwizzle == 64 || kSwizzle == 32, "128-, 64- or 32-byte swizzle");
     return (uint64_t)((addr & 0x3ffff) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
            ((uint64_t)(kSwizzle == 128 ? 1 : kSwizzle == 64 ? 2 : 3) << 62);

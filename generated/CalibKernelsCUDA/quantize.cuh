@@ -12,12 +12,14 @@
  *             over the valid tokens, k's over a sample of them (one in 16); padded text excluded
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
  *             v's mean and k's mean over the sample, and their limits: 8 times the largest
- *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; the attention
+ *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; k's kApart
+ *             widest channels, which go apart (its limit is then the rest's); the attention
  *             launch's redo flags cleared
  *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed, and the
  *             block's sum of v's rounding errors per channel, which the head's last CTA to finish
  *             takes out of v's mean; q's scale for the block (its largest magnitude / 448) and
- *             q / scale; (k − mean) / scale; a block whose largest |k − mean| passes k's limit
+ *             q / scale; (k − mean) / scale; the channels apart of both as bf16 rows beside
+ *             (x), zeros in their e4m3 copies; a block whose largest |k − mean| passes k's limit
  *             raises its head's amax to it
  *   fixup     (CALIB_FP8_ALL) per (batch, head), where amax was raised (else each CTA reads a
  *             word and ends): k quantized again at the scale of amax, and that scale published
@@ -43,7 +45,13 @@
  * which halves what the stats launch reads (reading the whole of k and v cost a third of the pass
  * in run 70). The sample's range times 8 leaves the values' smallest part as normal e4m3 all the
  * same (e4m3 spans 2^15), and a key past it, which a sample may miss, costs a fixup rather than
- * a clipped value: Tests/GPU/sampled_stats_model.py models both. FP8 wgmma wants both operands K-major,
+ * a clipped value: Tests/GPU/sampled_stats_model.py models both. Scales do nothing for a few
+ * channels far wider than the rest: e4m3 keeps 3 bits of each value whatever its scale, so the
+ * scores such channels carry are rounded as much more coarsely (four key channels ×10: 0.15-0.19
+ * relative L2 where N(0, 1) keys give 5.5e-2, docs/gpu.md run 104). So a head's 16 widest
+ * channels go apart in bf16, one bf16 k-step of Q Kᵀ that costs the same for 4 channels or 16:
+ * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 8-10% of the loop's
+ * time (run 117; Tests/GPU/qk_outlier_model.py). FP8 wgmma wants both operands K-major,
  * so P V's B operand is vᵀ: this pass writes it transposed, which costs nothing extra since it
  * writes v anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.
@@ -67,6 +75,11 @@ constexpr int kStatChunk = 1024;
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
 constexpr int kFixCtas = 8;                                    /* fixup CTAs per (batch, head) */
+/* With Q Kᵀ on e4m3, a head's kApart channels of largest |k − mean| (k's and q's) are taken apart
+ * as bf16 and zeroed in the e4m3 copies; the kernel adds their product, one bf16 k-step, to S. */
+constexpr int kApart = 16;
+constexpr int kApartRow = 2 * kApart * 2; /* bytes a token: k's channels apart, then q's */
+constexpr int kApartInfo = kDim / 8 + kApart; /* bytes a head: the channels apart as bits, then as a list */
 
 /* Sample m's token: one of 16m … 16m + 15 picked by a hash of m, so that no column of an image
  * whose width is a multiple of 16 is all the sample sees. Increasing in m; sample 0 is token 0, so
@@ -84,6 +97,8 @@ __host__ __device__ constexpr int samples_before(int valid) {
  * partial results. */
 struct Fp8Work {
     uint8_t *q, *k, *vt;
+    uint8_t *x;       /* q's and k's channels apart (kApart): (b, h, s padded to kPadTokens) rows of 64 bytes, k's 16 bf16 then q's */
+    uint8_t *apart;   /* per (batch, head), kApartInfo bytes: which channels are apart (a bit each), then their list */
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
     float *limit;   /* per (batch, head): k's limit on |k − mean| at the quantize launch's scale */
     uint32_t *amax; /* per (batch, head): k's largest |k − mean| where past the limit (float bits), else 0 */
@@ -109,10 +124,11 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
     const int64_t lim = take(bh * 4), am = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4), vd = take(bh * 4);
     const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
+    const int64_t x = take(kQK ? bh * kPadTokens * kApartRow : 0), ap = take(kQK ? bh * kApartInfo : 0);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
-        *w = {b + q, b + k, b + vt, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
+        *w = {b + q, b + k, b + vt, b + x, b + ap, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
               f(ve), reinterpret_cast<uint32_t *>(b + vd), reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
     }
     return at;
@@ -220,6 +236,7 @@ template <bool kQK>
 __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const Fp8Work w) {
 #ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
     __shared__ float red[128];
+    __shared__ bool apart[128];
     const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
     const int valid = valid_end(p, b);
@@ -238,7 +255,27 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         red[c] = n > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
         __syncthreads();
         float most = 0.f;
-        for (int i = 0; i < kDim; ++i) most = fmaxf(most, red[i]);
+        if (x == 0) {
+            /* k's channels apart: the kApart widest (a non-finite width the widest, ties to the
+             * lower channel, so exactly kApart), placed in channel order; the limit is the rest's. */
+            auto width = [](float r) { return r != r ? INFINITY : r; };
+            const float mine = width(red[c]);
+            int wider = 0;
+            for (int i = 0; i < kDim; ++i) wider += width(red[i]) > mine || (width(red[i]) == mine && i < c);
+            apart[c] = wider < kApart;
+            const uint32_t bits = __ballot_sync(0xffffffffu, apart[c]);
+            uint8_t *info = w.apart + (int64_t)bh * kApartInfo;
+            if (c % 32 == 0) *reinterpret_cast<uint32_t *>(info + c / 8) = bits;
+            __syncthreads();
+            int at = 0;
+            for (int i = 0; i < kDim; ++i) {
+                if (!apart[i]) most = fmaxf(most, red[i]);
+                at += apart[i] && i < c;
+            }
+            if (apart[c]) info[kDim / 8 + at] = (uint8_t)c;
+        } else {
+            for (int i = 0; i < kDim; ++i) most = fmaxf(most, red[i]);
+        }
         (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
         if (c == 0) {
             const float limit = kMargin * most;
@@ -256,12 +293,47 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
 #endif
 }
 
-/* k's rows of block `blk` less its mean, times kinv, as e4m3 (the rows past the valid end as
- * zeros); returns this thread's largest |k − mean|. */
+/* Which of this thread's eight channels are apart (bit i: channel 8 lane + i). */
+__device__ __forceinline__ uint32_t apart_mask(const Fp8Work &w, int bh, int lane) {
+    return __ldg(w.apart + (int64_t)bh * kApartInfo + lane);
+}
+__device__ __forceinline__ bool is_apart(uint32_t mask, int i) { return (mask >> i) & 1u; }
+
+/* x's rows of block `blk`: for k (kIsK, its mean subtracted) or q, its channels apart times inv
+ * as bf16, the rows past the valid end as zeros. A pass of its own after the e4m3 rows, read
+ * again from L1 a channel at a time: written within their loop, the channels' places spilled the
+ * registers of three CTAs an SM. Thread: one row, eight places. */
+template <typename T, bool kIsK>
+__device__ __forceinline__ void write_apart(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float inv) {
+    static_assert(kApart == 16, "a row of channels apart is one bf16 k-step: 32 bytes");
+    const int bh = b * p.heads + h, row = threadIdx.x / 2, half = threadIdx.x % 2, t = blk * 128 + row;
+    const uint8_t *chans = w.apart + (int64_t)bh * kApartInfo + kDim / 8 + 8 * half;
+    uint32_t out[4] = {0u, 0u, 0u, 0u};
+    if (t < end) {
+        const T *src = kIsK ? row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) : row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h);
+#pragma unroll
+        for (int i = 0; i < 8; i += 2) {
+            float y[2];
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const int c = __ldg(chans + i + j);
+                y[j] = ((float)src[c] - (kIsK ? __ldg(w.kmean + (int64_t)bh * kDim + c) : 0.f)) * inv;
+            }
+            out[i / 2] = Pack<__nv_bfloat16>::two(y[0], y[1]);
+        }
+    }
+    *reinterpret_cast<uint4 *>(w.x + ((int64_t)bh * kPadTokens + t) * kApartRow + (kIsK ? 0 : kApart * 2) + 16 * half) =
+        make_uint4(out[0], out[1], out[2], out[3]);
+}
+
+/* k's rows of block `blk` less its mean, times kinv, as e4m3 but for the channels apart, which
+ * are zeros there and go to x as bf16 (the rows past the valid end as zeros); returns this
+ * thread's largest |k − mean| on e4m3. */
 template <typename T>
 __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes, bh = b * p.heads + h;
     constexpr int kIters = 128 / kRowsPer;
+    const uint32_t apart = apart_mask(w, bh, lane);
     float mean[8], amax = 0.f;
     uint4 raw[kIters]; /* as they came: 32 registers where floats took 64 (occupancy, run 115) */
 #pragma unroll
@@ -282,7 +354,7 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
             const float d = f[i] - mean[i];
-            if (t < end) {
+            if (t < end && !is_apart(apart, i)) {
                 amax = fmaxf(amax, fabsf(d));
                 f[i] = d * kinv;
             } else {
@@ -294,6 +366,7 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
         packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
+    write_apart<T, true>(p, w, blk, b, h, end, kinv);
     return amax;
 }
 
@@ -403,7 +476,8 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
     constexpr int kIters = 128 / kRowsPer;
 
     if constexpr (kQK) {
-        /* q: the block's own scale. */
+        const uint32_t apart = apart_mask(w, bh, lane);
+        /* q: the block's own scale (of the channels on e4m3). */
         /* Its rows read twice, the second time from L1: held in registers between, they left the
          * 80 registers of three CTAs an SM short (run 115). */
         float amax = 0.f;
@@ -419,7 +493,8 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
                 float x[8];
                 unpack8<T>(raw[it], x);
 #pragma unroll
-                for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[i]));
+                for (int i = 0; i < 8; ++i)
+                    if (!is_apart(apart, i)) amax = fmaxf(amax, fabsf(x[i]));
             }
         }
         amax = cta_max(amax, red);
@@ -431,11 +506,14 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
             if (t >= kTokens) continue;
             float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
             if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) x[i] = is_apart(apart, i) ? 0.f : x[i];
             uint2 packed;
             packed.x = e4m3x2(x[0] * qinv, x[1] * qinv) | e4m3x2(x[2] * qinv, x[3] * qinv) << 16;
             packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
+        write_apart<T, false>(p, w, blk, b, h, end, qinv);
 
         /* k: its mean over tokens subtracted, the head's scale. */
         report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);

@@ -16,7 +16,7 @@
  * softmax hides under the other's products and its own P V, and a block's output is stored while
  * the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them,
  * or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
- * against a row of ones.
+ * against a row of ones and Q Kᵀ adds a bf16 product of the channels kept apart from e4m3.
  * docs/gpu.md is the lab notebook. */
 #pragma once
 
@@ -72,6 +72,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr bool kFp8 = false, kQkFp8 = false;
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
     static constexpr int kQBytes = 128 * kDim * 2, kKBytes = kKeys * kDim * 2, kVBytes = kKBytes, kVStage = kVBytes;
+    static constexpr int kQLoaded = kQBytes; /* of Q's bytes in shared memory, those its loads write */
     static constexpr int kKHalf = kKeys * 128;        /* a K or V tile's 64-column box */
     static constexpr int kORegs = kDim / 2;           /* O's accumulators */
     static constexpr bool kTensorSums = false;
@@ -91,7 +92,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr bool kTurns = true; /* the warpgroups take turns at the tensor cores (consume) */
     static constexpr bool kAhead = false; /* exponentials after the maxima (softmax.cuh) */
     static constexpr bool kCodes = false; /* P as probabilities (softmax.cuh, ExpCode: FP8's) */
-    static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
+    static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
         for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
     }
@@ -136,8 +137,17 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     using Wide = Operands16<T, kSub, kSubs>;
     static constexpr bool kFp8 = true, kQkFp8 = kQkE4m3;
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
-    static constexpr int kQBytes = kQkE4m3 ? 128 * kDim : Wide::kQBytes;
-    static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim : Wide::kKBytes;
+    /* With Q Kᵀ on e4m3, the channels apart (quantize.cuh, kApart) follow Q's and each K tile's
+     * e4m3 rows as bf16 rows of 32 bytes (the 32-byte swizzle), which one bf16 k-step adds to S.
+     * Each warpgroup's 64 rows of them sit as far from its e4m3 rows as the other's do (Q's
+     * halves are 64 kDim bytes apart, so theirs are too), and a K tile's at a fixed offset from
+     * its e4m3 rows: their descriptors are the e4m3 ones plus a constant, so a consumer holds no
+     * more descriptors than before. */
+    static constexpr int kQxHalf = 64 * kApart * 2, kQxBytes = 64 * kDim + kQxHalf, kKxBytes = kKeys * kApart * 2;
+    static constexpr int kQBytes = kQkE4m3 ? 128 * kDim + kQxBytes : Wide::kQBytes;
+    static constexpr int kQLoaded = kQkE4m3 ? 128 * kDim + 2 * kQxHalf : Wide::kQLoaded;
+    static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim + kKxBytes : Wide::kKBytes;
+    static_assert(!kQkE4m3 || (kQBytes % 1024 == 0 && kKBytes % 1024 == 0), "K's stages keep the 1024-byte alignment of their swizzle");
     /* A panel in shared memory: vᵀ's kDim rows of 32 keys, then 8 rows of ones (written once, at
      * the start), so P V at n = kDim + 8 also sums each row of P into 4 more accumulators (FP8 P
      * into an fp32 accumulator: the softmax's additions, the bound of the FP8 loop, go to the
@@ -172,13 +182,28 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * (its accuracy is Q Kᵀ's; "fp8-pv" keeps e4m3's rounding of exponentials, and so does the
      * redo launch, whose registers the codes' packing does not fit). */
     static constexpr bool kCodes = kQkE4m3;
-    static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
-        if constexpr (kQkE4m3) tma_load(dst, map, bar, 0, row0, h, b);
-        else Wide::load_q(dst, map, bar, row0, h, b);
+    /* The channels apart come through their own map (xmap: quantize.cuh's rows of k's and q's,
+     * boxes of one half's 32 bytes × kSub rows, which the copy engine swizzles by 32 bytes): its
+     * coordinates are the e4m3 loads' own, so the producer, at 24 registers, holds little more.
+     * Its margin is thin (the redo launch with text last): plain copies' addresses spilled it, so
+     * did k's half at column 32 (k's is at 0), and so did K's loads made beside the e4m3 ones
+     * rather than after them all (load_kx). */
+    static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *xmap, uint32_t bar, int row0, int h, int b) {
+        if constexpr (kQkE4m3) {
+            tma_load(dst, map, bar, 0, row0, h, b);
+#pragma unroll
+            for (int x = 0; x < 128 / kSub; ++x)
+                tma_load(dst + 128 * kDim + (x * kSub / 64) * 64 * kDim + (x * kSub % 64) * kApart * 2, xmap, bar, kApart * 2, row0 + x * kSub, h, b);
+        } else {
+            Wide::load_q(dst, map, xmap, bar, row0, h, b);
+        }
     }
     static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) tma_load(dst + slot * kSub * kDim, map, bar, 0, row0, h, b);
         else Wide::load_k(dst, slot, map, bar, row0, h, b);
+    }
+    static __device__ __forceinline__ void load_kx(uint32_t dst, int slot, const CUtensorMap *xmap, uint32_t bar, int row0, int h, int b) {
+        if constexpr (kQkE4m3) tma_load(dst + kKeys * kDim + slot * kSub * kApart * 2, xmap, bar, 0, row0, h, b);
     }
     /* vᵀ's panels of keys row0 .. row0 + kSub, contiguous in the workspace (quantize.cuh). */
     static __device__ __forceinline__ void load_v(uint32_t dst, int slot, const CUtensorMap *, const Params &p, uint32_t bar, int row0, int h, int b) {
@@ -200,11 +225,16 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
         if constexpr (kQkE4m3) return gmma_desc<kDim>(tile, 16, 8 * kDim);
         else return Wide::qk_desc(tile);
     }
+    /* The channels apart's descriptors from the e4m3 tiles' (the fields add without carries:
+     * addresses stay below 256 KB). */
+    static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
+    static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
     static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
         if constexpr (kQkE4m3) {
 #pragma unroll
             for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss<kKeys>(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
+            Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
         } else {
             Wide::qk(sc, dq, dk);
         }
@@ -326,8 +356,8 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
-        mbar_expect_tx(r.q_full(), Ops::kQBytes);
-        Ops::load_q(r.sq, &tq, r.q_full(), qb * 128, h, b);
+        mbar_expect_tx(r.q_full(), Ops::kQLoaded);
+        Ops::load_q(r.sq, &tq, &tv, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b), nsub = item_blocks(it) * (128 / kSub);
         SubBlocks<kSub> walk(p, it.z, item_part(it) == 2 ? kMid : 0);
@@ -362,6 +392,10 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
             mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
 #pragma unroll
             for (int k = 0; k < kSubs; ++k) Ops::load_k(r.sk + stage * Ops::kKBytes, k, &tk, r.k_full(stage), row0[k], h, b);
+            if constexpr (Ops::kQkFp8) {
+#pragma unroll
+                for (int k = 0; k < kSubs; ++k) Ops::load_kx(r.sk + stage * Ops::kKBytes, k, &tv, r.k_full(stage), row0[k], h, b);
+            }
             mbar_wait(r.v_empty(stage), phase ^ 1);
             mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
 #pragma unroll

@@ -6,12 +6,14 @@
  *             over the valid tokens, k's over a sample of them (one in 16); padded text excluded
  *   combine   per (batch, head), in chunk order (so the result does not depend on scheduling):
  *             v's mean and k's mean over the sample, and their limits: 8 times the largest
- *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; the attention
+ *             |x − mean| seen, whose scale (limit / 448) the quantize launch uses; k's kApart
+ *             widest channels, which go apart (its limit is then the rest's); the attention
  *             launch's redo flags cleared
  *   quantize  per (batch, head, block of 128 tokens): (v − mean) / scale, transposed, and the
  *             block's sum of v's rounding errors per channel, which the head's last CTA to finish
  *             takes out of v's mean; q's scale for the block (its largest magnitude / 448) and
- *             q / scale; (k − mean) / scale; a block whose largest |k − mean| passes k's limit
+ *             q / scale; (k − mean) / scale; the channels apart of both as bf16 rows beside
+ *             (x), zeros in their e4m3 copies; a block whose largest |k − mean| passes k's limit
  *             raises its head's amax to it
  *   fixup     (CALIB_FP8_ALL) per (batch, head), where amax was raised (else each CTA reads a
  *             word and ends): k quantized again at the scale of amax, and that scale published
@@ -37,7 +39,13 @@
  * which halves what the stats launch reads (reading the whole of k and v cost a third of the pass
  * in run 70). The sample's range times 8 leaves the values' smallest part as normal e4m3 all the
  * same (e4m3 spans 2^15), and a key past it, which a sample may miss, costs a fixup rather than
- * a clipped value: Tests/GPU/sampled_stats_model.py models both. FP8 wgmma wants both operands K-major,
+ * a clipped value: Tests/GPU/sampled_stats_model.py models both. Scales do nothing for a few
+ * channels far wider than the rest: e4m3 keeps 3 bits of each value whatever its scale, so the
+ * scores such channels carry are rounded as much more coarsely (four key channels ×10: 0.15-0.19
+ * relative L2 where N(0, 1) keys give 5.5e-2, docs/gpu.md run 104). So a head's 16 widest
+ * channels go apart in bf16, one bf16 k-step of Q Kᵀ that costs the same for 4 channels or 16:
+ * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 8-10% of the loop's
+ * time (run 117; Tests/GPU/qk_outlier_model.py). FP8 wgmma wants both operands K-major,
  * so P V's B operand is vᵀ: this pass writes it transposed, which costs nothing extra since it
  * writes v anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.

@@ -10,7 +10,7 @@
  * softmax hides under the other's products and its own P V, and a block's output is stored while
  * the next block's first Q Kᵀ runs. The products take bf16/f16 operands as the caller gives them,
  * or e4m3 ones that quantize.cuh wrote (Operands16, OperandsFp8), where P V also sums P's rows
- * against a row of ones.
+ * against a row of ones and Q Kᵀ adds a bf16 product of the channels kept apart from e4m3.
  * docs/gpu.md is the lab notebook. */
 #pragma once
 

@@ -80,7 +80,7 @@ int calib_cuda_attention_joint(const int32_t *step_index, int32_t layer, int32_t
 /* Which products calib_cuda_attention_fp8 runs on e4m3 (docs/gpu.md, "FP8", measures both). */
 enum calib_fp8 {
     CALIB_FP8_PV = 1, /* P·V; Q·Kᵀ stays on dtype: about 3.5e-2 relative L2, also on outlier keys */
-    CALIB_FP8_ALL = 2 /* Q·Kᵀ too: the faster loop, 5e-2 on N(0, 1) keys and 0.15 on outlier ones */
+    CALIB_FP8_ALL = 2 /* Q·Kᵀ too (but k's 16 widest channels, and q's same): the faster loop, about 5.5e-2 */
 };
 
 /* Attention with `products` (enum calib_fp8) on FP8 (e4m3) operands and fp32 accumulation; q, k,
@@ -88,7 +88,9 @@ enum calib_fp8 {
  * e4m3 copies into `workspace` (device memory, 256-byte aligned, at least the bytes
  * calib_cuda_fp8_workspace_size gives for them; nothing else may use it until the
  * call's work on `stream` is done) with their scales: v per head, and for CALIB_FP8_ALL q per
- * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head; then the
+ * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head, their
+ * 16 channels of k's widest range kept apart as bf16 (where e4m3's 3 bits would round the scores
+ * they carry most); then the
  * kernel runs the plans on them (CALIB_FP8_ALL: and a second launch computes again any query
  * block a row of which saw its maximum jump by more than 2^96 within the row, where the first
  * one's exponentials, taken ahead of the maxima, may overflow; it ends at once when there is
