@@ -779,4 +779,30 @@ apart_run() {
     left 50 && memcheck_fp8 $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
+#   gather_run  (run 119) carry .gpu (main: the channels apart read again a channel at a time) and
+#       .gpu-var (main = d046966, before the channels apart; gather = apart-gather's 03ba103): the
+#       FP8 tests of gather; the pass's launches of all three timed apart (fp8_pass_profile.py, trace
+#       builds of Wan 1.3B); Wan 1.3B and 14B fp8 of all three (2 rounds).
+gather_run() {
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    variant_sets gather t128 t64 tj128 tj64 tjf64 ex wan13b wan14b
+    variant_sets main wan13b wan14b
+    sh Tests/GPU/build_sets.sh $G wan13b wan14b 2>&1 | tail -3
+    wait
+    trace_build $G wan13b & trace_build $G-vgather wan13b & trace_build $G-vmain wan13b & wait
+    echo "built in $SECONDS s"
+    CALIBC_GPU_DIR=$(pwd)/$G-vgather timeout 100 python3 -m pytest -q -m gpu -k "fp8" Tests/python/test_cuda.py 2>&1 \
+        | tee $OUT/test-gather.log | grep -v "^[.s]*$" | tail -4
+    timeout 60 python3 Tests/GPU/fp8_pass_profile.py apart=$G/wan13b-trace/$L:$G/wan13b.json gather=$G-vgather/wan13b-trace/$L:$G/wan13b.json \
+        before=$G-vmain/wan13b-trace/$L:$G/wan13b.json 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/pass-profile.log
+    local s
+    for s in wan13b wan14b; do
+        timeout 150 python3 Tests/GPU/bench_versions.py apart=$G/$s/$L:$G/$s.json gather=$G-vgather/$s/$L:$G/$s.json \
+            before=$G-vmain/$s/$L:$G/$s.json --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-$s.log
+        echo "fp8 $s at $SECONDS s"
+    done
+    echo "end at $SECONDS s"
+}
 "$1"
