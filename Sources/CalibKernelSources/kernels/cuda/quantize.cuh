@@ -293,54 +293,41 @@ __device__ __forceinline__ uint32_t apart_mask(const Fp8Work &w, int bh, int lan
 }
 __device__ __forceinline__ bool is_apart(uint32_t mask, int i) { return (mask >> i) & 1u; }
 
-/* The channels apart of a row, a lane taking kApartPer of their places in order: the row's
- * kLanes lanes hold channel c as element c % 8 of lane c / 8, so each place is read from there
- * through the warp's 512 bytes of shared memory while the row is in registers (a pass of its own
- * afterwards, reading the channels again from L1 one at a time, made the pass about a third
- * slower, runs 117-118; eight shuffles a place spilled at three CTAs an SM). */
-constexpr int kApartPer = kApart / kLanes;
-static_assert(kApartPer * kLanes == kApart, "a row's lanes share its places evenly");
-/* The channels of this lane's places, a byte each. */
-__device__ __forceinline__ uint32_t apart_sources(const Fp8Work &w, int bh, int lane) {
-    const uint8_t *list = w.apart + (int64_t)bh * kApartInfo + kDim / 8 + kApartPer * lane;
-    uint32_t s = 0u;
+/* x's rows of block `blk`: for k (kIsK, its mean subtracted) or q, its channels apart times inv
+ * as bf16, the rows past the valid end as zeros. A pass of its own after the e4m3 rows, read
+ * again from L1 a channel at a time: written within their loop, the channels' places spilled the
+ * registers of three CTAs an SM. Thread: one row, eight places. */
+template <typename T, bool kIsK>
+__device__ __forceinline__ void write_apart(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float inv) {
+    static_assert(kApart == 16, "a row of channels apart is one bf16 k-step: 32 bytes");
+    const int bh = b * p.heads + h, row = threadIdx.x / 2, half = threadIdx.x % 2, t = blk * 128 + row;
+    const uint8_t *chans = w.apart + (int64_t)bh * kApartInfo + kDim / 8 + 8 * half;
+    uint32_t out[4] = {0u, 0u, 0u, 0u};
+    if (t < end) {
+        const T *src = kIsK ? row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) : row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h);
 #pragma unroll
-    for (int j = 0; j < kApartPer; ++j) s |= (uint32_t)__ldg(list + j) << (8 * j);
-    return s;
-}
-/* This lane's places of the row whose eight channels here are f, as bf16 (place j in bits 16j),
- * through `slots` (the warp's 32 × 16 bytes of shared memory); every lane of the warp takes part. */
-__device__ __forceinline__ uint32_t gather_apart(const float *f, uint32_t sources, uint4 *slots) {
-    const int me = threadIdx.x % 32, first = me / kLanes * kLanes; /* the row's first lane in the warp */
-    __syncwarp(); /* the slots' last reads are done */
-    slots[me] = make_uint4(Pack<__nv_bfloat16>::two(f[0], f[1]), Pack<__nv_bfloat16>::two(f[2], f[3]),
-                           Pack<__nv_bfloat16>::two(f[4], f[5]), Pack<__nv_bfloat16>::two(f[6], f[7]));
-    __syncwarp();
-    const uint16_t *held = reinterpret_cast<const uint16_t *>(slots);
-    uint32_t out = 0u;
+        for (int i = 0; i < 8; i += 2) {
+            float y[2];
 #pragma unroll
-    for (int j = 0; j < kApartPer; ++j) {
-        const int c = (sources >> (8 * j)) & 0xff;
-        out |= (uint32_t)held[8 * first + c] << (16 * j);
+            for (int j = 0; j < 2; ++j) {
+                const int c = __ldg(chans + i + j);
+                y[j] = ((float)src[c] - (kIsK ? __ldg(w.kmean + (int64_t)bh * kDim + c) : 0.f)) * inv;
+            }
+            out[i / 2] = Pack<__nv_bfloat16>::two(y[0], y[1]);
+        }
     }
-    return out;
-}
-/* Where token t's channels apart of k (which = 0) or q (1) go, this lane's places first. */
-__device__ __forceinline__ void store_apart(const Fp8Work &w, int bh, int t, int which, int lane, uint32_t bits) {
-    uint8_t *dst = w.x + ((int64_t)bh * kPadTokens + t) * kApartRow + which * kApart * 2 + kApartPer * 2 * lane;
-    if constexpr (kApartPer == 1) *reinterpret_cast<uint16_t *>(dst) = (uint16_t)bits;
-    else *reinterpret_cast<uint32_t *>(dst) = bits;
+    *reinterpret_cast<uint4 *>(w.x + ((int64_t)bh * kPadTokens + t) * kApartRow + (kIsK ? 0 : kApart * 2) + 16 * half) =
+        make_uint4(out[0], out[1], out[2], out[3]);
 }
 
 /* k's rows of block `blk` less its mean, times kinv, as e4m3 but for the channels apart, which
  * are zeros there and go to x as bf16 (the rows past the valid end as zeros); returns this
  * thread's largest |k − mean| on e4m3. */
 template <typename T>
-__device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv,
-                                            uint4 *slots) {
+__device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes, bh = b * p.heads + h;
     constexpr int kIters = 128 / kRowsPer;
-    const uint32_t apart = apart_mask(w, bh, lane), sources = apart_sources(w, bh, lane);
+    const uint32_t apart = apart_mask(w, bh, lane);
     float mean[8], amax = 0.f;
     uint4 raw[kIters]; /* as they came: 32 registers where floats took 64 (occupancy, run 115) */
 #pragma unroll
@@ -351,6 +338,7 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
 #pragma unroll
     for (int it = 0; it < kIters; ++it) {
         const int t = blk * 128 + it * kRowsPer + r0;
+        if (t >= kTokens) continue;
         /* k's mean read again each row (from L1), not held beside the loads in flight: at three
          * CTAs an SM the registers are 85 (run 115) */
 #pragma unroll
@@ -367,25 +355,12 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
                 f[i] = 0.f;
             }
         }
-        if (t >= kTokens) continue;
         uint2 packed;
         packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
         packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
-    /* The channels apart from the rows read again (from L1): gathered beside the loads in flight
-     * above, they spilled at three CTAs an SM. */
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-        const int t = blk * 128 + it * kRowsPer + r0;
-        float f[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (t < end) {
-            load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
-#pragma unroll
-            for (int i = 0; i < 8; ++i) f[i] = (f[i] - __ldg(w.kmean + (int64_t)bh * kDim + 8 * lane + i)) * kinv;
-        }
-        store_apart(w, bh, t, 0, lane, gather_apart(f, sources, slots));
-    }
+    write_apart<T, true>(p, w, blk, b, h, end, kinv);
     return amax;
 }
 
@@ -495,8 +470,7 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
     constexpr int kIters = 128 / kRowsPer;
 
     if constexpr (kQK) {
-        __shared__ uint4 slots[8][32]; /* each warp's, for the channels apart (gather_apart) */
-        const uint32_t apart = apart_mask(w, bh, lane), sources = apart_sources(w, bh, lane);
+        const uint32_t apart = apart_mask(w, bh, lane);
         /* q: the block's own scale (of the channels on e4m3). */
         /* Its rows read twice, the second time from L1: held in registers between, they left the
          * 80 registers of three CTAs an SM short (run 115). */
@@ -523,22 +497,20 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
 #pragma unroll
         for (int it = 0; it < kIters; ++it) {
             const int t = blk * 128 + it * kRowsPer + r0;
+            if (t >= kTokens) continue;
             float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
             if (t < end) load8(row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h) + 8 * lane, x);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) x[i] *= qinv;
-            store_apart(w, bh, t, 1, lane, gather_apart(x, sources, slots[tid / 32]));
-            if (t >= kTokens) continue;
-#pragma unroll
             for (int i = 0; i < 8; ++i) x[i] = is_apart(apart, i) ? 0.f : x[i];
             uint2 packed;
-            packed.x = e4m3x2(x[0], x[1]) | e4m3x2(x[2], x[3]) << 16;
-            packed.y = e4m3x2(x[4], x[5]) | e4m3x2(x[6], x[7]) << 16;
+            packed.x = e4m3x2(x[0] * qinv, x[1] * qinv) | e4m3x2(x[2] * qinv, x[3] * qinv) << 16;
+            packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
+        write_apart<T, false>(p, w, blk, b, h, end, qinv);
 
         /* k: its mean over tokens subtracted, the head's scale. */
-        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh], slots[tid / 32]), w, bh, red);
+        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);
     }
     /* v: its mean over tokens subtracted, the head's scale, transposed. */
     quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt, errs);
@@ -556,10 +528,8 @@ __global__ void __launch_bounds__(256) calib_fp8_fixup(const Params p, const Fp8
     if (kmax == 0.f) return;
     const float kscale = kmax / kFp8Max;
     const int end = valid_end(p, b);
-    __shared__ uint4 slots[8][32];
     if (blockIdx.x == 0 && threadIdx.x == 0) w.kscale[bh] = kscale;
-    for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas)
-        quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale, slots[threadIdx.x / 32]);
+    for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);
 #endif
 }
 
