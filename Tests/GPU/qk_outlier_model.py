@@ -8,8 +8,10 @@ FP8 pass rounds them (k less its mean over tokens at one scale a head, q at one 
 
   e4m3            every channel on e4m3 (the kernel's `fp8`)
   e4m3, outliers  the four channels of k with the largest |k − mean| (and q's same channels)
-                  taken apart in bf16, the rest on e4m3 at its own scale: a rank-4 product
+                  taken apart exactly, the rest on e4m3 at its own scale: a rank-4 product
                   beside the FP8 one
+  e4m3, 16 apart  the sixteen widest taken apart in bf16 (q's at q's block scale, k's less
+                  its mean): what the kernel's `fp8` does since run 117, one bf16 k-step
   int8 blocks     q and k on int8, one scale a block of 128 tokens (SageAttention's kind)
   e4m3 k per channel  k's channels each at its own power-of-two scale, folded into q's
                   columns (exact in e4m3: q × 2^e), so a large channel does not set the
@@ -25,6 +27,10 @@ import torch
 
 torch.manual_seed(11)
 H, N, D, B = 2, int(sys.argv[1]) if len(sys.argv) > 1 else 4096, 128, 128
+
+
+def bf16(x):
+    return x.to(torch.bfloat16).to(torch.float64)
 
 
 def e4m3(x):
@@ -94,11 +100,18 @@ for kind in ("N(0, 1)", "K scaled channels"):
         qr[:, big] = 0
         s_apart = rows_scaled(qr, e4m3) @ head_e4m3(kr).T + q[:, big] @ kc[:, big].T  # the rank-4 part exact
         got["e4m3, outliers"] = attention(s_apart, v)
+        wide = kc.abs().max(0).values.topk(16).indices
+        k16, q16 = kc.clone(), q.clone()
+        k16[:, wide] = 0
+        q16[:, wide] = 0
+        s16 = rows_scaled(q16, e4m3) @ head_e4m3(k16).T + bf16(q[:, wide]) @ bf16(kc[:, wide]).T
+        got["e4m3, 16 apart"] = attention(s16, v)
         got["int8 blocks"] = attention(int8_rows(q) @ int8_rows(kc).T, v)
         ch = torch.exp2(torch.floor(torch.log2(kc.abs().max(0).values.clamp_min(1e-30))))  # per channel, power of two
         got["e4m3 k per channel"] = attention(rows_scaled(q * ch, e4m3) @ head_e4m3(kc / ch).T, v)
         full = {"e4m3 (with P V on e4m3)": attention_e4m3(s8, v),
-                "e4m3, outliers (with P V on e4m3)": attention_e4m3(s_apart, v)}
+                "e4m3, outliers (with P V on e4m3)": attention_e4m3(s_apart, v),
+                "e4m3, 16 apart (with P V on e4m3)": attention_e4m3(s16, v)}
         for name, o in list(got.items()) + list(full.items()):
             errs.setdefault(name, []).append(rel(o, ref))
     print(kind + ": " + "; ".join(f"{n} {sum(e) / len(e):.2e}" for n, e in errs.items()), flush=True)
