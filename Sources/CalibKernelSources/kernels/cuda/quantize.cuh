@@ -44,8 +44,8 @@
  * scores such channels carry are rounded as much more coarsely (four key channels ×10: 0.15-0.19
  * relative L2 where N(0, 1) keys give 5.5e-2, docs/gpu.md run 104). So a head's 16 widest
  * channels go apart in bf16, one bf16 k-step of Q Kᵀ that costs the same for 4 channels or 16:
- * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 8-10% of the loop's
- * time (run 117; Tests/GPU/qk_outlier_model.py). FP8 wgmma wants both operands K-major,
+ * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 8% of the loop's
+ * time and a fifth of the quantize launch's (runs 117, 119; Tests/GPU/qk_outlier_model.py). FP8 wgmma wants both operands K-major,
  * so P V's B operand is vᵀ: this pass writes it transposed, which costs nothing extra since it
  * writes v anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.
@@ -296,7 +296,8 @@ __device__ __forceinline__ bool is_apart(uint32_t mask, int i) { return (mask >>
 /* x's rows of block `blk`: for k (kIsK, its mean subtracted) or q, its channels apart times inv
  * as bf16, the rows past the valid end as zeros. A pass of its own after the e4m3 rows, read
  * again from L1 a channel at a time: written within their loop, the channels' places spilled the
- * registers of three CTAs an SM. Thread: one row, eight places. */
+ * registers of three CTAs an SM, and gathered there through shared memory the launch ran no
+ * faster (run 119). Thread: one row, eight places. */
 template <typename T, bool kIsK>
 __device__ __forceinline__ void write_apart(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float inv) {
     static_assert(kApart == 16, "a row of channels apart is one bf16 k-step: 32 bytes");
