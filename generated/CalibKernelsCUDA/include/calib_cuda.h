@@ -117,7 +117,8 @@ int calib_cuda_attention_fp8(const int32_t *step_index, int32_t layer, int32_t f
                              void *stream);
 
 /* The workspace calib_cuda_attention_fp8 needs for `products` over `batch` elements of `heads`
- * heads, in *bytes (a little over a byte per element of v, and of q and k for CALIB_FP8_ALL). */
+ * heads, in *bytes (a little over a byte per element of v, and of q and k plus 64 bytes a token and head for
+ * CALIB_FP8_ALL). */
 int calib_cuda_fp8_workspace_size(int32_t products, int64_t batch, int64_t heads, int64_t *bytes);
 
 /* Uploads on the current device everything the entries read for heads first_head ..< first_head
