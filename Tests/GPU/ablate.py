@@ -54,7 +54,7 @@ SOFTMAX = """                moved = sm.exponentiate<kGroups, (kTextLast > 0), O
                                         kCodes, kSumRef && kPV>(sc, scale, f0, f1, ahead);"""
 NO_SOFTMAX = """                moved = false;"""
 PV = """                Ops::pv(o, pa, dv0 + sp * kVDesc);"""
-QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc);"""
+QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc, apart);"""
 ZERO_S = """#pragma unroll
                 for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
 K_LOADS = """            mbar_expect_tx(r.k_full(stage), Ops::kKBytes);

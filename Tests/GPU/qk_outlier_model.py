@@ -20,7 +20,12 @@ FP8 pass rounds them (k less its mean over tokens at one scale a head, q at one 
 and the first and second with P V on e4m3 too, as the `fp8` loop takes it (attention_e4m3), to set
 beside what the kernel measured (docs/gpu.md "FP8").
 
-usage: python3 qk_outlier_model.py [TOKENS] (default 4096; two heads, head_dim 128)"""
+and, for each input (and each head of a recording given as RECORDING, e.g. .gpu/fp8synth-rec/
+prompt0.safetensors after Tests/GPU/sources.sh), the share of the sum over k's channels of
+range² (range: the largest |k − mean|) that its 16 widest carry: the kernel keeps them apart
+only above twice what even channels would carry, 0.25 at head_dim 128 (quantize.cuh, kApartShare).
+
+usage: PYTHONPATH=python python3 qk_outlier_model.py [TOKENS] [RECORDING] (default 4096; two heads, head_dim 128)"""
 import sys
 
 import torch
@@ -59,6 +64,12 @@ def attention_e4m3(s, v):
     return p8 @ v8 / p8.sum(-1, keepdim=True) + mean
 
 
+def wide_share(k):
+    """The share of Σ range² over k's channels (N, D) that its 16 widest carry."""
+    r2 = ((k - k.mean(0)).abs().max(0).values ** 2).sort(descending=True).values
+    return float(r2[:16].sum() / r2.sum())
+
+
 def rel(a, b):
     return float((a - b).norm() / b.norm())
 
@@ -89,6 +100,7 @@ for kind in ("N(0, 1)", "K scaled channels"):
         if kind == "K scaled channels":
             k[:, :4] *= 10
         q, k, v = (t.to(torch.bfloat16).to(torch.float64) for t in (q, k, v))
+        errs.setdefault("share of the 16 widest", []).append(wide_share(k))
         ref = attention(q @ k.T, v)
         kc = k - k.mean(0)  # the softmax ignores k's mean
         s8 = rows_scaled(q, e4m3) @ head_e4m3(kc).T
@@ -115,3 +127,9 @@ for kind in ("N(0, 1)", "K scaled channels"):
         for name, o in list(got.items()) + list(full.items()):
             errs.setdefault(name, []).append(rel(o, ref))
     print(kind + ": " + "; ".join(f"{n} {sum(e) / len(e):.2e}" for n, e in errs.items()), flush=True)
+
+if len(sys.argv) > 2:
+    from calibc.safetensors import read_header, read_tensor
+    name = next(n for n in read_header(sys.argv[2])[0] if n.endswith(".k"))
+    k = read_tensor(sys.argv[2], name).to(torch.float64)
+    print(f"{name}: share of the 16 widest by head " + " ".join(f"{wide_share(k[h]):.2f}" for h in range(k.shape[0])))

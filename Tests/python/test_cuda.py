@@ -358,7 +358,8 @@ def test_maxima_that_jump_far_within_a_row(gpu_set, precision, lift, dtype):
 def test_fp8_keys_with_outlier_channels(gpu_set, precision):
     """Real models' keys carry a few channels far larger than the rest, nearly constant over
     tokens or not. "fp8" subtracts k's mean over tokens before rounding k, which no softmax sees,
-    and takes the 16 channels of widest |k − mean| apart in bf16; "fp8-pv" leaves k as given. So
+    and takes the 16 channels of widest |k − mean| apart in bf16 where they carry much of the
+    keys' range (the ×10 ones; not the offset or N(0, 1) keys); "fp8-pv" leaves k as given. So
     neither costs accuracy: the error with four channels at 20 ± 1, or four ×10, stays that of
     plain N(0, 1) keys. With every channel of k on e4m3, "fp8" measured 0.15-0.19 on the ×10 keys
     (run 104; Tests/GPU/qk_outlier_model.py: a channel ×10 makes its scores' rounding ×10)."""

@@ -102,7 +102,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * them by constant byte offsets, so no descriptor is rebuilt between two instructions. */
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kKHalf, 1024); }
-    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
             const uint32_t offq = ((kk / 4) * kQHalfBytes + (kk % 4) * 32) >> 4, offk = ((kk / 4) * kKHalf + (kk % 4) * 32) >> 4;
@@ -224,13 +224,14 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
-    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
+    /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there). */
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool apart) {
         if constexpr (kQkE4m3) {
 #pragma unroll
             for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss<kKeys>(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
-            Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
+            if (apart) Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
         } else {
-            Wide::qk(sc, dq, dk);
+            Wide::qk(sc, dq, dk, apart);
         }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
@@ -443,9 +444,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
         float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
+        bool apart = false;         /* e4m3: the head keeps channels apart (quantize.cuh) */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
             scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            apart = head_apart(p.apart + (int64_t)bh * kApartInfo);
         }
         float o[Ops::kORegs];
 #pragma unroll
@@ -538,7 +541,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
-                Ops::qk(sc, dq, dk0 + s * kKDesc);
+                Ops::qk(sc, dq, dk0 + s * kKDesc, apart);
                 wgmma_commit();
             }
             if constexpr (kPV) {
