@@ -806,7 +806,7 @@ gather_run() {
     echo "end at $SECONDS s"
 }
 #   adaptive_run  (run 120; branch apart-adaptive) carry .gpu (its kernel: channels apart only where
-#       they carry a large share) and .gpu-var (apart = main's, before = d046966): every set built,
+#       they carry a large share) and .gpu-var (apart = main's, prior = d046966): every set built,
 #       the FP8 tests, accuracy, Wan 1.3B and 14B fp8 of all three (2 rounds), memcheck.
 adaptive_run() {
     LIMIT=${LIMIT:-560}
@@ -814,7 +814,7 @@ adaptive_run() {
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
     variant_sets apart wan13b wan14b
-    variant_sets before wan13b wan14b
+    variant_sets prior wan13b wan14b
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b wan14b 2>&1 | tail -3
     wait
     echo "built in $SECONDS s"
@@ -823,7 +823,7 @@ adaptive_run() {
     local s
     for s in wan13b wan14b; do
         left 60 && timeout 150 python3 Tests/GPU/bench_versions.py adaptive=$G/$s/$L:$G/$s.json apart=$G-vapart/$s/$L:$G/$s.json \
-            before=$G-vbefore/$s/$L:$G/$s.json --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-$s.log
+            prior=$G-vprior/$s/$L:$G/$s.json --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-$s.log
         echo "fp8 $s at $SECONDS s"
     done
     left 50 && memcheck_fp8 $((LIMIT - SECONDS - 10))
