@@ -57,14 +57,21 @@ PV = """                Ops::pv(o, pa, dv0 + sp * kVDesc);"""
 QK = """                Ops::qk(sc, dq, dk0 + s * kKDesc, apart);"""
 ZERO_S = """#pragma unroll
                 for (int e = 0; e < 64; ++e) sc[e] = 0.f;"""
-K_LOADS = """            mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
+K_LOADS = """            mbar_expect_tx(r.k_full(stage), apart ? Ops::kKBytes : Ops::kKBytesAlone);
 #pragma unroll
-            for (int k = 0; k < kSubs; ++k) Ops::load_k(r.sk + stage * Ops::kKBytes, k, &tk, r.k_full(stage), row0[k], h, b);"""
+            for (int k = 0; k < kSubs; ++k) Ops::load_k(r.sk + stage * Ops::kKBytes, k, &tk, r.k_full(stage), row0[k], h, b);
+            if constexpr (Ops::kQkFp8) {
+                if (apart) {
+#pragma unroll
+                    for (int k = 0; k < kSubs; ++k) Ops::load_kx(r.sk + stage * Ops::kKBytes, k, &tv, r.k_full(stage), row0[k], h, b);
+                }
+            }"""
 V_LOADS = """            mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
 #pragma unroll
             for (int k = 0; k < kSubs; ++k) Ops::load_v(r.sv + stage * Ops::kVStage, k, &tv, p, r.v_full(stage), row0[k], h, b);"""
 ONCE = "round == 0 && first < kStages * kSubs"
-NO_K_LOADS = K_LOADS.replace("Ops::kKBytes);", f"{ONCE} ? Ops::kKBytes : 0);").replace(") Ops::load_k", f") if ({ONCE}) Ops::load_k")
+NO_K_LOADS = K_LOADS.replace("apart ? Ops::kKBytes : Ops::kKBytesAlone);", f"{ONCE} ? (apart ? Ops::kKBytes : Ops::kKBytesAlone) : 0);") \
+    .replace(") Ops::load_k(", f") if ({ONCE}) Ops::load_k(").replace(") Ops::load_kx(", f") if ({ONCE}) Ops::load_kx(")
 NO_V_LOADS = V_LOADS.replace("Ops::kVBytes);", f"{ONCE} ? Ops::kVBytes : 0);").replace(") Ops::load_v", f") if ({ONCE}) Ops::load_v")
 NSUB = "nsub = item_blocks(it) * (128 / kSub);"
 HALF_NSUB = "nsub = ((item_blocks(it) + 1) / 2) * (128 / kSub);"
