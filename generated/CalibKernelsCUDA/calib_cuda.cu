@@ -370,6 +370,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.vscale = w.vscale;
     p.vmean = w.vmean;
     p.vt = w.vt;
+    p.apart = w.apart;
     p.redo_flags = w.redo_flags;
     p.redo_list = w.redo_list;
     CALIB_PASS_MARK(0, s);
@@ -453,6 +454,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.heads = (int32_t)heads;
     p.qscale = p.kscale = p.vscale = p.vmean = nullptr;
     p.vt = nullptr;
+    p.apart = nullptr;
     p.redo_flags = nullptr;
     p.redo_list = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);

@@ -50,8 +50,9 @@
  * scores such channels carry are rounded as much more coarsely (four key channels ×10: 0.15-0.19
  * relative L2 where N(0, 1) keys give 5.5e-2, docs/gpu.md run 104). So a head's 16 widest
  * channels go apart in bf16, one bf16 k-step of Q Kᵀ that costs the same for 4 channels or 16:
- * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 8% of the loop's
- * time and a fifth of the quantize launch's (runs 117, 119; Tests/GPU/qk_outlier_model.py). FP8 wgmma wants both operands K-major,
+ * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 5-14% of the
+ * call's time (runs 117-121; Tests/GPU/qk_outlier_model.py), paid only by heads whose widest
+ * channels carry a large share of k's range (kApartShare). FP8 wgmma wants both operands K-major,
  * so P V's B operand is vᵀ: this pass writes it transposed, which costs nothing extra since it
  * writes v anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.
@@ -80,6 +81,12 @@ constexpr int kFixCtas = 8;                                    /* fixup CTAs per
 constexpr int kApart = 16;
 constexpr int kApartRow = 2 * kApart * 2; /* bytes a token: k's channels apart, then q's */
 constexpr int kApartInfo = kDim / 8 + kApart; /* bytes a head: the channels apart as bits, then as a list */
+/* A head takes its widest channels apart only where they carry more than this share of the sum
+ * over channels of range², twice what even channels would: the rounding error they add goes with
+ * it, and the bf16 step costs 8% of the loop and a fifth of the quantize launch (runs 117, 119).
+ * At head_dim 128 N(0, 1) keys' 16 widest carry 0.16, four channels ×10 0.79, the heads of
+ * `calibc synth`'s recording 0.30-0.70 (Tests/GPU/qk_outlier_model.py prints the shares). */
+constexpr float kApartShare = 2.f * kApart / kDim;
 
 /* Sample m's token: one of 16m … 16m + 15 picked by a hash of m, so that no column of an image
  * whose width is a multiple of 16 is all the sample sees. Increasing in m; sample 0 is token 0, so
@@ -257,12 +264,24 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         float most = 0.f;
         if (x == 0) {
             /* k's channels apart: the kApart widest (a non-finite width the widest, ties to the
-             * lower channel, so exactly kApart), placed in channel order; the limit is the rest's. */
+             * lower channel, so exactly kApart), placed in channel order, where they carry more
+             * than kApartShare of the head's range² (not where a width is not finite: inf / inf);
+             * the limit is the rest's. Sums in channel order: the same decision in every thread. */
             auto width = [](float r) { return r != r ? INFINITY : r; };
             const float mine = width(red[c]);
             int wider = 0;
             for (int i = 0; i < kDim; ++i) wider += width(red[i]) > mine || (width(red[i]) == mine && i < c);
             apart[c] = wider < kApart;
+            __syncthreads();
+            float all = 0.f, widest = 0.f;
+            for (int i = 0; i < kDim; ++i) {
+                const float r2 = width(red[i]) * width(red[i]);
+                all += r2;
+                widest += apart[i] ? r2 : 0.f;
+            }
+            const bool take = widest > kApartShare * all;
+            __syncthreads();
+            apart[c] = apart[c] && take;
             const uint32_t bits = __ballot_sync(0xffffffffu, apart[c]);
             uint8_t *info = w.apart + (int64_t)bh * kApartInfo;
             if (c % 32 == 0) *reinterpret_cast<uint32_t *>(info + c / 8) = bits;
@@ -298,6 +317,13 @@ __device__ __forceinline__ uint32_t apart_mask(const Fp8Work &w, int bh, int lan
     return __ldg(w.apart + (int64_t)bh * kApartInfo + lane);
 }
 __device__ __forceinline__ bool is_apart(uint32_t mask, int i) { return (mask >> i) & 1u; }
+/* Whether a head (its kApartInfo bytes) keeps any channel apart: combine's decision. */
+__device__ __forceinline__ bool head_apart(const uint8_t *info) {
+    uint32_t any = 0u;
+#pragma unroll
+    for (int i = 0; i < kDim / 32; ++i) any |= __ldg(reinterpret_cast<const uint32_t *>(info) + i);
+    return any != 0u;
+}
 
 /* x's rows of block `blk`: for k (kIsK, its mean subtracted) or q, its channels apart times inv
  * as bf16, the rows past the valid end as zeros. A pass of its own after the e4m3 rows, read
@@ -367,7 +393,7 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
         packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
-    write_apart<T, true>(p, w, blk, b, h, end, kinv);
+    if (head_apart(w.apart + (int64_t)bh * kApartInfo)) write_apart<T, true>(p, w, blk, b, h, end, kinv);
     return amax;
 }
 
@@ -514,7 +540,7 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
             packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
-        write_apart<T, false>(p, w, blk, b, h, end, qinv);
+        if (head_apart(w.apart + (int64_t)bh * kApartInfo)) write_apart<T, false>(p, w, blk, b, h, end, qinv);
 
         /* k: its mean over tokens subtracted, the head's scale. */
         report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);

@@ -73,6 +73,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr int kSubBlock = kSub, kSubBlocks = kSubs, kKeys = kSub * kSubs;
     static constexpr int kQBytes = 128 * kDim * 2, kKBytes = kKeys * kDim * 2, kVBytes = kKBytes, kVStage = kVBytes;
     static constexpr int kQLoaded = kQBytes; /* of Q's bytes in shared memory, those its loads write */
+    static constexpr int kQLoadedAlone = kQLoaded, kKBytesAlone = kKBytes; /* the same (no channels apart) */
     static constexpr int kKHalf = kKeys * 128;        /* a K or V tile's 64-column box */
     static constexpr int kORegs = kDim / 2;           /* O's accumulators */
     static constexpr bool kTensorSums = false;
@@ -108,7 +109,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * them by constant byte offsets, so no descriptor is rebuilt between two instructions. */
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kKHalf, 1024); }
-    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
             const uint32_t offq = ((kk / 4) * kQHalfBytes + (kk % 4) * 32) >> 4, offk = ((kk / 4) * kKHalf + (kk % 4) * 32) >> 4;
@@ -146,6 +147,9 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr int kQxHalf = 64 * kApart * 2, kQxBytes = 64 * kDim + kQxHalf, kKxBytes = kKeys * kApart * 2;
     static constexpr int kQBytes = kQkE4m3 ? 128 * kDim + kQxBytes : Wide::kQBytes;
     static constexpr int kQLoaded = kQkE4m3 ? 128 * kDim + 2 * kQxHalf : Wide::kQLoaded;
+    /* Where the head keeps no channel apart, its loads skip them (run 120: loaded and unused, they
+     * cost nearly all that the bf16 step and they cost together). */
+    static constexpr int kQLoadedAlone = kQkE4m3 ? 128 * kDim : Wide::kQLoaded, kKBytesAlone = kQkE4m3 ? kKeys * kDim : Wide::kKBytes;
     static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim + kKxBytes : Wide::kKBytes;
     static_assert(!kQkE4m3 || (kQBytes % 1024 == 0 && kKBytes % 1024 == 0), "K's stages keep the 1024-byte alignment of their swizzle");
     /* A panel in shared memory: vᵀ's kDim rows of 32 keys, then 8 rows of ones (written once, at
@@ -191,6 +195,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *xmap, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) {
             tma_load(dst, map, bar, 0, row0, h, b);
+            if (xmap == nullptr) return;
 #pragma unroll
             for (int x = 0; x < 128 / kSub; ++x)
                 tma_load(dst + 128 * kDim + (x * kSub / 64) * 64 * kDim + (x * kSub % 64) * kApart * 2, xmap, bar, kApart * 2, row0 + x * kSub, h, b);
@@ -230,13 +235,14 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
-    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk) {
+    /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there). */
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool apart) {
         if constexpr (kQkE4m3) {
 #pragma unroll
             for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss<kKeys>(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
-            Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
+            if (apart) Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
         } else {
-            Wide::qk(sc, dq, dk);
+            Wide::qk(sc, dq, dk, apart);
         }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
@@ -356,8 +362,12 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
-        mbar_expect_tx(r.q_full(), Ops::kQLoaded);
-        Ops::load_q(r.sq, &tq, &tv, r.q_full(), qb * 128, h, b);
+        /* FP8 with Q Kᵀ on e4m3: the channels apart are loaded only where the head has them (the
+         * redo launch, which seldom has an item, loads them always: its producer has no register
+         * to spare for the flag, and its consumers skip what they do not use). */
+        const bool apart = Ops::kQkFp8 && (kRedo || head_apart(p.apart + (int64_t)(b * p.heads + h) * kApartInfo));
+        mbar_expect_tx(r.q_full(), apart ? Ops::kQLoaded : Ops::kQLoadedAlone);
+        Ops::load_q(r.sq, &tq, apart ? &tv : nullptr, r.q_full(), qb * 128, h, b);
         ++q_it;
         const int end = valid_end(p, b), nsub = item_blocks(it) * (128 / kSub);
         SubBlocks<kSub> walk(p, it.z, item_part(it) == 2 ? kMid : 0);
@@ -389,12 +399,14 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
             mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
-            mbar_expect_tx(r.k_full(stage), Ops::kKBytes);
+            mbar_expect_tx(r.k_full(stage), apart ? Ops::kKBytes : Ops::kKBytesAlone);
 #pragma unroll
             for (int k = 0; k < kSubs; ++k) Ops::load_k(r.sk + stage * Ops::kKBytes, k, &tk, r.k_full(stage), row0[k], h, b);
             if constexpr (Ops::kQkFp8) {
+                if (apart) {
 #pragma unroll
-                for (int k = 0; k < kSubs; ++k) Ops::load_kx(r.sk + stage * Ops::kKBytes, k, &tv, r.k_full(stage), row0[k], h, b);
+                    for (int k = 0; k < kSubs; ++k) Ops::load_kx(r.sk + stage * Ops::kKBytes, k, &tv, r.k_full(stage), row0[k], h, b);
+                }
             }
             mbar_wait(r.v_empty(stage), phase ^ 1);
             mbar_expect_tx(r.v_full(stage), Ops::kVBytes);
@@ -449,9 +461,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
         float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
+        bool apart = false;         /* e4m3: the head keeps channels apart (quantize.cuh) */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
             scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            apart = head_apart(p.apart + (int64_t)bh * kApartInfo);
         }
         float o[Ops::kORegs];
 #pragma unroll
@@ -544,7 +558,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
-                Ops::qk(sc, dq, dk0 + s * kKDesc);
+                Ops::qk(sc, dq, dk0 + s * kKDesc, apart);
                 wgmma_commit();
             }
             if constexpr (kPV) {

@@ -93,6 +93,9 @@ struct Params {
     /* Split lists: the slots (SplitSlots) and their counts, zeroed before the launch; null else. */
     float *split_state;
     uint32_t *split_counts;
+    /* FP8 launches with Q Kᵀ on e4m3: each head's channels apart (quantize.cuh), whose bf16 step
+     * runs only where the head has any; null otherwise. */
+    const uint8_t *apart;
 };
 
 /* A slot holds, for each of the 256 consumer threads, its O accumulators (kDim / 2) and its rows'

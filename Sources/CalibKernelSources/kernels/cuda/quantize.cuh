@@ -44,8 +44,9 @@
  * scores such channels carry are rounded as much more coarsely (four key channels ×10: 0.15-0.19
  * relative L2 where N(0, 1) keys give 5.5e-2, docs/gpu.md run 104). So a head's 16 widest
  * channels go apart in bf16, one bf16 k-step of Q Kᵀ that costs the same for 4 channels or 16:
- * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 8% of the loop's
- * time and a fifth of the quantize launch's (runs 117, 119; Tests/GPU/qk_outlier_model.py). FP8 wgmma wants both operands K-major,
+ * 4.8-5.5e-2 on those keys and half the error on the synthetic recording, for 5-14% of the
+ * call's time (runs 117-121; Tests/GPU/qk_outlier_model.py), paid only by heads whose widest
+ * channels carry a large share of k's range (kApartShare). FP8 wgmma wants both operands K-major,
  * so P V's B operand is vᵀ: this pass writes it transposed, which costs nothing extra since it
  * writes v anyway, and with the keys of each group of 16 in the order P's A fragment holds them
  * (key_position), so P goes from the softmax's accumulators to the product with no shuffle.

@@ -88,9 +88,9 @@ enum calib_fp8 {
  * e4m3 copies into `workspace` (device memory, 256-byte aligned, at least the bytes
  * calib_cuda_fp8_workspace_size gives for them; nothing else may use it until the
  * call's work on `stream` is done) with their scales: v per head, and for CALIB_FP8_ALL q per
- * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head, their
- * 16 channels of k's widest range kept apart as bf16 (where e4m3's 3 bits would round the scores
- * they carry most); then the
+ * block of 128 tokens and k (less its mean over tokens, which no softmax sees) per head, a head's
+ * 16 channels of k's widest range kept apart as bf16 where they carry much of its range (e4m3's 3
+ * bits would round the scores they carry most); then the
  * kernel runs the plans on them (CALIB_FP8_ALL: and a second launch computes again any query
  * block a row of which saw its maximum jump by more than 2^96 within the row, where the first
  * one's exponentials, taken ahead of the maxima, may overflow; it ends at once when there is
