@@ -64,6 +64,16 @@ def attention_e4m3(s, v):
     return p8 @ v8 / p8.sum(-1, keepdim=True) + mean
 
 
+def scores_apart(q, kc, n, rounded):
+    """Scores with kc's n widest channels and q's same ones apart, their product on `rounded`
+    values, the rest's on e4m3 as the pass rounds them."""
+    wide = kc.abs().max(0).values.topk(n).indices
+    qr, kr = q.clone(), kc.clone()
+    qr[:, wide] = 0
+    kr[:, wide] = 0
+    return rows_scaled(qr, e4m3) @ head_e4m3(kr).T + rounded(q[:, wide]) @ rounded(kc[:, wide]).T
+
+
 def wide_share(k):
     """The share of Σ range² over k's channels (N, D) that its 16 widest carry."""
     r2 = ((k - k.mean(0)).abs().max(0).values ** 2).sort(descending=True).values
@@ -105,18 +115,9 @@ for kind in ("N(0, 1)", "K scaled channels"):
         kc = k - k.mean(0)  # the softmax ignores k's mean
         s8 = rows_scaled(q, e4m3) @ head_e4m3(kc).T
         got = {"e4m3": attention(s8, v)}
-        big = kc.abs().max(0).values.topk(4).indices
-        kr = kc.clone()
-        kr[:, big] = 0
-        qr = q.clone()
-        qr[:, big] = 0
-        s_apart = rows_scaled(qr, e4m3) @ head_e4m3(kr).T + q[:, big] @ kc[:, big].T  # the rank-4 part exact
+        s_apart = scores_apart(q, kc, 4, lambda x: x)  # the rank-4 part exact
         got["e4m3, outliers"] = attention(s_apart, v)
-        wide = kc.abs().max(0).values.topk(16).indices
-        k16, q16 = kc.clone(), q.clone()
-        k16[:, wide] = 0
-        q16[:, wide] = 0
-        s16 = rows_scaled(q16, e4m3) @ head_e4m3(k16).T + bf16(q[:, wide]) @ bf16(kc[:, wide]).T
+        s16 = scores_apart(q, kc, 16, bf16)
         got["e4m3, 16 apart"] = attention(s16, v)
         got["int8 blocks"] = attention(int8_rows(q) @ int8_rows(kc).T, v)
         ch = torch.exp2(torch.floor(torch.log2(kc.abs().max(0).values.clamp_min(1e-30))))  # per channel, power of two

@@ -141,6 +141,9 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     return at;
 }
 
+/* Head bh's kApartInfo bytes of `apart` (Fp8Work::apart, Params::apart). */
+template <typename B> __device__ __forceinline__ B *apart_info(B *apart, int bh) { return apart + (int64_t)bh * kApartInfo; }
+
 /* Where key kk of a group of 16 sits in vᵀ: P's A fragment gives lane c the positions 4c .. 4c+3
  * of each group of 16, and the softmax holds keys 2c, 2c+1, 8+2c, 9+2c there. */
 __host__ __device__ constexpr int key_position(int kk) { return 4 * ((kk & 7) >> 1) + (kk & 1) + 2 * (kk >> 3); }
@@ -283,7 +286,7 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
             __syncthreads();
             apart[c] = apart[c] && take;
             const uint32_t bits = __ballot_sync(0xffffffffu, apart[c]);
-            uint8_t *info = w.apart + (int64_t)bh * kApartInfo;
+            uint8_t *info = apart_info(w.apart, bh);
             if (c % 32 == 0) *reinterpret_cast<uint32_t *>(info + c / 8) = bits;
             __syncthreads();
             int at = 0;
@@ -314,7 +317,7 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
 
 /* Which of this thread's eight channels are apart (bit i: channel 8 lane + i). */
 __device__ __forceinline__ uint32_t apart_mask(const Fp8Work &w, int bh, int lane) {
-    return __ldg(w.apart + (int64_t)bh * kApartInfo + lane);
+    return __ldg(apart_info(w.apart, bh) + lane);
 }
 __device__ __forceinline__ bool is_apart(uint32_t mask, int i) { return (mask >> i) & 1u; }
 /* Whether a head (its kApartInfo bytes) keeps any channel apart: combine's decision. */
@@ -334,7 +337,7 @@ template <typename T, bool kIsK>
 __device__ __forceinline__ void write_apart(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float inv) {
     static_assert(kApart == 16, "a row of channels apart is one bf16 k-step: 32 bytes");
     const int bh = b * p.heads + h, row = threadIdx.x / 2, half = threadIdx.x % 2, t = blk * 128 + row;
-    const uint8_t *chans = w.apart + (int64_t)bh * kApartInfo + kDim / 8 + 8 * half;
+    const uint8_t *chans = apart_info(w.apart, bh) + kDim / 8 + 8 * half;
     uint32_t out[4] = {0u, 0u, 0u, 0u};
     if (t < end) {
         const T *src = kIsK ? row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) : row_of<T>(p.q, p.qs0, p.qs1, p.qs2, b, t, h);
@@ -393,7 +396,7 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
         packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
-    if (head_apart(w.apart + (int64_t)bh * kApartInfo)) write_apart<T, true>(p, w, blk, b, h, end, kinv);
+    if (head_apart(apart_info(w.apart, bh))) write_apart<T, true>(p, w, blk, b, h, end, kinv);
     return amax;
 }
 
@@ -540,7 +543,7 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
             packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
-        if (head_apart(w.apart + (int64_t)bh * kApartInfo)) write_apart<T, false>(p, w, blk, b, h, end, qinv);
+        if (head_apart(apart_info(w.apart, bh))) write_apart<T, false>(p, w, blk, b, h, end, qinv);
 
         /* k: its mean over tokens subtracted, the head's scale. */
         report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);

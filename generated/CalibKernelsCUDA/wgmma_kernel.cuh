@@ -365,7 +365,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         /* FP8 with Q Kᵀ on e4m3: the channels apart are loaded only where the head has them (the
          * redo launch, which seldom has an item, loads them always: its producer has no register
          * to spare for the flag, and its consumers skip what they do not use). */
-        const bool apart = Ops::kQkFp8 && (kRedo || head_apart(p.apart + (int64_t)(b * p.heads + h) * kApartInfo));
+        const bool apart = Ops::kQkFp8 && (kRedo || head_apart(apart_info(p.apart, b * p.heads + h)));
         mbar_expect_tx(r.q_full(), apart ? Ops::kQLoaded : Ops::kQLoadedAlone);
         Ops::load_q(r.sq, &tq, apart ? &tv : nullptr, r.q_full(), qb * 128, h, b);
         ++q_it;
@@ -465,7 +465,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
             scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
-            apart = head_apart(p.apart + (int64_t)bh * kApartInfo);
+            apart = head_apart(apart_info(p.apart, bh));
         }
         float o[Ops::kORegs];
 #pragma unroll
