@@ -842,10 +842,21 @@ stalls_c() {
     nvcc -O2 -std=c++17 -arch=sm_90a Tests/GPU/ncu_layer.cu -I $G/wan13b/include -ldl -o /tmp/ncu_layer
     wait
     echo "built in $SECONDS s"
-    local pr
+    ls -la /lib/libcuda.so* /usr/local/nvidia/lib64/libcuda.so* /usr/local/cuda/compat 2>&1 | head
+    # Which libcuda a process under ncu must be given (run 123: as it came, CUDA found the driver
+    # "insufficient" under ncu; /lib and /usr/local/nvidia/lib64 each hold a libcuda.so.1).
+    local pr pre=none
+    for lib in /usr/local/nvidia/lib64/libcuda.so.1 /lib/libcuda.so.1 /usr/local/cuda/compat/libcuda.so.1; do
+        [ -e $lib ] || continue
+        LD_PRELOAD=$lib timeout 60 ncu --clock-control none -k regex:fill --launch-count 1 --section SpeedOfLight \
+            /tmp/ncu_layer $G/wan13b/$L 0 bf16 dense > $OUT/probe.log 2>&1 && grep -q "Duration" $OUT/probe.log && { pre=$lib; break; }
+        echo "preload $lib:"; tail -3 $OUT/probe.log
+    done
+    echo "preload: $pre"
+    [ $pre = none ] && return
     for pr in fp8 bf16; do
         /tmp/ncu_layer $G/wan13b/$L 0 $pr dense
-        timeout 200 ncu --clock-control none -k regex:calib_wgmma_kernel --launch-count 1 --set full --import-source no \
+        LD_PRELOAD=$pre timeout 200 ncu --clock-control none -k regex:calib_wgmma_kernel --launch-count 1 --set full --import-source no \
             -f -o $OUT/ncu-$pr /tmp/ncu_layer $G/wan13b/$L 0 $pr dense > $OUT/ncu-$pr.log 2>&1
         echo "ncu $pr rc=$? at $SECONDS s"; tail -3 $OUT/ncu-$pr.log
         ncu --import $OUT/ncu-$pr.ncu-rep --page source --csv --print-source sass > $OUT/$pr-sass.csv 2>&1
