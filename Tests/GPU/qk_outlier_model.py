@@ -16,9 +16,14 @@ FP8 pass rounds them (k less its mean over tokens at one scale a head, q at one 
   e4m3 k per channel  k's channels each at its own power-of-two scale, folded into q's
                   columns (exact in e4m3: q × 2^e), so a large channel does not set the
                   others' scale
+  int8, 16 apart  the sixteen widest apart in bf16 as the kernel's, the rest on int8 at one
+                  scale a block of 128 tokens (q's and k's)
+  int8 k per channel  the same folding as e4m3 k per channel, then int8 blocks
+  int8 q blocks, k a head, 16 apart  as int8, 16 apart but k at one scale a head, 1.25 times
+                  the range of a sample of one token in 16 (the pass's statistics)
 
-and the first and second with P V on e4m3 too, as the `fp8` loop takes it (attention_e4m3), to set
-beside what the kernel measured (docs/gpu.md "FP8").
+and the e4m3 and int8 ones with P V on e4m3 too, as the `fp8` loop takes it (attention_e4m3), to
+set beside what the kernel measured (docs/gpu.md "FP8"), and bf16 Q·Kᵀ with P V on e4m3 (`fp8-pv`).
 
 and, for each input (and each head of a recording given as RECORDING, e.g. .gpu/fp8synth-rec/
 prompt0.safetensors after Tests/GPU/sources.sh), the share of the sum over k's channels of
@@ -64,14 +69,16 @@ def attention_e4m3(s, v):
     return p8 @ v8 / p8.sum(-1, keepdim=True) + mean
 
 
-def scores_apart(q, kc, n, rounded):
+def scores_apart(q, kc, n, rounded, rest=None, k_rest=None):
     """Scores with kc's n widest channels and q's same ones apart, their product on `rounded`
-    values, the rest's on e4m3 as the pass rounds them."""
+    values, the rest's on e4m3 as the pass rounds them (or, given `rest`, q and k each rounded by
+    it, k by `k_rest` where given)."""
     wide = kc.abs().max(0).values.topk(n).indices
     qr, kr = q.clone(), kc.clone()
     qr[:, wide] = 0
     kr[:, wide] = 0
-    return rows_scaled(qr, e4m3) @ head_e4m3(kr).T + rounded(q[:, wide]) @ rounded(kc[:, wide]).T
+    narrow = rows_scaled(qr, e4m3) @ head_e4m3(kr).T if rest is None else rest(qr) @ (k_rest or rest)(kr).T
+    return narrow + rounded(q[:, wide]) @ rounded(kc[:, wide]).T
 
 
 def wide_share(k):
@@ -92,6 +99,13 @@ def rows_scaled(x, fn):
         sc = blk.abs().max().clamp_min(1e-30) / 448
         out[r:r + B] = fn(blk / sc) * sc
     return out
+
+
+def int8_head(x, margin):
+    """x on int8 at one scale: `margin` times the largest magnitude of a sample of one row in
+    16 (the pass's statistics) maps to 127; rows past it would cost a fixup at the exact one."""
+    sc = max(margin * float(x[::16].abs().max()), float(x.abs().max())) / 127
+    return torch.round(x / sc).clamp(-127, 127) * sc
 
 
 def int8_rows(x):
@@ -120,11 +134,21 @@ for kind in ("N(0, 1)", "K scaled channels"):
         s16 = scores_apart(q, kc, 16, bf16)
         got["e4m3, 16 apart"] = attention(s16, v)
         got["int8 blocks"] = attention(int8_rows(q) @ int8_rows(kc).T, v)
+        s_i8_apart = scores_apart(q, kc, 16, bf16, int8_rows)
+        got["int8, 16 apart"] = attention(s_i8_apart, v)
+        s_i8_head = scores_apart(q, kc, 16, bf16, int8_rows, lambda kr: int8_head(kr, 1.25))
+        got["int8 q blocks, k a head, 16 apart"] = attention(s_i8_head, v)
         ch = torch.exp2(torch.floor(torch.log2(kc.abs().max(0).values.clamp_min(1e-30))))  # per channel, power of two
         got["e4m3 k per channel"] = attention(rows_scaled(q * ch, e4m3) @ head_e4m3(kc / ch).T, v)
+        s_i8_ch = int8_rows(q * ch) @ int8_rows(kc / ch).T
+        got["int8 k per channel"] = attention(s_i8_ch, v)
         full = {"e4m3 (with P V on e4m3)": attention_e4m3(s8, v),
                 "e4m3, outliers (with P V on e4m3)": attention_e4m3(s_apart, v),
-                "e4m3, 16 apart (with P V on e4m3)": attention_e4m3(s16, v)}
+                "e4m3, 16 apart (with P V on e4m3)": attention_e4m3(s16, v),
+                "int8, 16 apart (with P V on e4m3)": attention_e4m3(s_i8_apart, v),
+                "int8 q blocks, k a head, 16 apart (with P V on e4m3)": attention_e4m3(s_i8_head, v),
+                "int8 k per channel (with P V on e4m3)": attention_e4m3(s_i8_ch, v),
+                "bf16 (with P V on e4m3: `fp8-pv`)": attention_e4m3(bf16(q) @ bf16(kc).T, v)}
         for name, o in list(got.items()) + list(full.items()):
             errs.setdefault(name, []).append(rel(o, ref))
     print(kind + ": " + "; ".join(f"{n} {sum(e) / len(e):.2e}" for n, e in errs.items()), flush=True)

@@ -60,10 +60,14 @@
 namespace calib_cuda_detail {
 
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
+constexpr int kInt8Max = 127;                                  /* q's and k's codes for Q Kᵀ on int8 */
 constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kSampleStride = 16;                              /* k's statistics read one token in 16 */
-constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
+constexpr float kMargin = 8.f;                                 /* v's limit over its range (e4m3) */
+/* k's over its sample's range: int8 has no exponent to spare, so a margin costs bits (1.25: a
+ * third of one) and a key past it a fixup (quantize k again at its head's largest). */
+constexpr float kKMargin = 1.25f;
 /* Tokens per stats CTA: v, read whole, needs many CTAs in flight (chunks of 4096 took 88 µs at
  * Wan 1.3B, of 1024 64 µs: runs 77-78). */
 constexpr int kStatChunk = 1024;
@@ -294,8 +298,8 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         }
         (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
         if (c == 0) {
-            const float limit = kMargin * most;
-            (x ? w.vscale : w.kscale)[bh] = limit > 0.f ? limit / kFp8Max : 1.f;
+            const float limit = (x ? kMargin : kKMargin) * most;
+            (x ? w.vscale : w.kscale)[bh] = limit > 0.f ? limit / (x ? kFp8Max : kInt8Max) : 1.f;
             if (x == 0) {
                 w.limit[bh] = limit;
                 w.amax[bh] = 0u;
@@ -350,9 +354,21 @@ __device__ __forceinline__ void write_apart(const Params &p, const Fp8Work &w, i
         make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-/* k's rows of block `blk` less its mean, times kinv, as e4m3 but for the channels apart, which
+/* Four values as int8 codes, rounded to nearest and saturated at ±127: 1.5 · 2^23 added rounds a
+ * float to a whole number held in its low bits (a float add where F2I is a quarter-rate
+ * conversion). */
+__device__ __forceinline__ uint32_t s8x4(float a, float b, float c, float d) {
+    auto code = [](float x) { return __float_as_uint(fminf(fmaxf(x, -127.f), 127.f) + 12582912.f); };
+    return __byte_perm(__byte_perm(code(a), code(b), 0x0040), __byte_perm(code(c), code(d), 0x0040), 0x5410);
+}
+
+/* The largest of m and |x|, infinite where x is not finite, so that such an input makes its
+ * scale infinite and every score it reaches NaN, as e4m3 did (int8 has no NaN to carry it). */
+__device__ __forceinline__ float amax_of(float m, float x) { return fabsf(x) < INFINITY ? fmaxf(m, fabsf(x)) : INFINITY; }
+
+/* k's rows of block `blk` less its mean, times kinv, as int8 but for the channels apart, which
  * are zeros there and go to x as bf16 (the rows past the valid end as zeros); returns this
- * thread's largest |k − mean| on e4m3. */
+ * thread's largest |k − mean| on int8. */
 template <typename T>
 __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes, bh = b * p.heads + h;
@@ -379,15 +395,15 @@ __device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, i
         for (int i = 0; i < 8; ++i) {
             const float d = f[i] - mean[i];
             if (t < end && !is_apart(apart, i)) {
-                amax = fmaxf(amax, fabsf(d));
+                amax = amax_of(amax, d);
                 f[i] = d * kinv;
             } else {
                 f[i] = 0.f;
             }
         }
         uint2 packed;
-        packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
-        packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
+        packed.x = s8x4(f[0], f[1], f[2], f[3]);
+        packed.y = s8x4(f[4], f[5], f[6], f[7]);
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
     if (head_apart(apart_info(w.apart, bh))) write_apart<T, true>(p, w, blk, b, h, end, kinv);
@@ -518,11 +534,11 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
                 unpack8<T>(raw[it], x);
 #pragma unroll
                 for (int i = 0; i < 8; ++i)
-                    if (!is_apart(apart, i)) amax = fmaxf(amax, fabsf(x[i]));
+                    if (!is_apart(apart, i)) amax = amax_of(amax, x[i]);
             }
         }
         amax = cta_max(amax, red);
-        const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
+        const float qscale = amax > 0.f ? amax / kInt8Max : 1.f, qinv = 1.f / qscale;
         if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
 #pragma unroll
         for (int it = 0; it < kIters; ++it) {
@@ -533,8 +549,8 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
 #pragma unroll
             for (int i = 0; i < 8; ++i) x[i] = is_apart(apart, i) ? 0.f : x[i];
             uint2 packed;
-            packed.x = e4m3x2(x[0] * qinv, x[1] * qinv) | e4m3x2(x[2] * qinv, x[3] * qinv) << 16;
-            packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
+            packed.x = s8x4(x[0] * qinv, x[1] * qinv, x[2] * qinv, x[3] * qinv);
+            packed.y = s8x4(x[4] * qinv, x[5] * qinv, x[6] * qinv, x[7] * qinv);
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
         if (head_apart(apart_info(w.apart, bh))) write_apart<T, false>(p, w, blk, b, h, end, qinv);
@@ -556,7 +572,7 @@ __global__ void __launch_bounds__(256) calib_fp8_fixup(const Params p, const Fp8
     const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
     const float kmax = __uint_as_float(w.amax[bh]);
     if (kmax == 0.f) return;
-    const float kscale = kmax / kFp8Max;
+    const float kscale = kmax / kInt8Max;
     const int end = valid_end(p, b);
     if (blockIdx.x == 0 && threadIdx.x == 0) w.kscale[bh] = kscale;
     for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);

@@ -95,8 +95,8 @@ struct OnlineSoftmax {
      * divides it out with the sums. kSums false: the caller sums the rows itself (the FP8 P V
      * product does, against a row of ones) and scales l with o. kAhead: see Ahead. */
     template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0, bool kSums = true, bool kAhead = false,
-              bool kCodes = false, bool kSumRef = false>
-    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1, Ahead &ahead) {
+              bool kCodes = false, bool kSumRef = false, bool kBiased = false>
+    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1, Ahead &ahead, float bias = 0.f) {
         static_assert(!(kAhead && kSums), "ahead, the sums would need the same correction as P");
         static_assert(!(kCodes && kSums), "codes are not probabilities to sum");
         if constexpr (kSumRef) return by_sums<G, kLog2Gain, kSlack>(s, scale_log2, f0, f1, ahead.redo);
@@ -113,7 +113,7 @@ struct OnlineSoftmax {
          * kSlack (log2 units), so probabilities reach 2^kSlack, which 16-bit P holds exactly as
          * well, and after the first tiles O is seldom rescaled (f = 1); moved reports whether
          * any row of this thread moved. */
-        const float x0s = x0 * scale_log2, x1s = x1 * scale_log2;
+        const float x0s = (kBiased ? x0 - bias : x0) * scale_log2, x1s = (kBiased ? x1 - bias : x1) * scale_log2;
         const bool up0 = x0s > m0 + (float)kSlack, up1 = x1s > m1 + (float)kSlack;
         const float n0 = up0 ? x0s : m0, n1 = up1 ? x1s : m1;
         const float b0 = kEmpty && n0 == -INFINITY ? 0.f : n0, b1 = kEmpty && n1 == -INFINITY ? 0.f : n1;
@@ -124,7 +124,13 @@ struct OnlineSoftmax {
         /* Ahead, the exponentials depend only on the old reference: written after the maxima, as
          * here, the scheduler still interleaves them (written before, ptxas serialized every
          * wgmma of the FP8 loop, C7511). */
-        const float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;
+        /* kBiased: s holds bias beyond the scores (Q Kᵀ on int8: wgmma_kernel.cuh, settle_qk), taken
+         * out with the reference, exactly enough: the constant's rounding is below 2^-20 of a code. */
+        float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;
+        if constexpr (kBiased) {
+            g0 += bias * scale_log2;
+            g1 += bias * scale_log2;
+        }
         float sum0 = 0.f, sum1 = 0.f;
         /* kCodes: e4m3 P's codes straight from the scores, with no exponential (ExpCode). */
         const float ca = scale_log2 * ExpCode::kInvSpan, c0 = (ExpCode::kBias - g0) * ExpCode::kInvSpan,

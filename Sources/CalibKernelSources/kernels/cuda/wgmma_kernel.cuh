@@ -103,7 +103,11 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * them by constant byte offsets, so no descriptor is rebuilt between two instructions. */
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kKHalf, 1024); }
-    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
+    using SAcc = float;
+    static constexpr bool kIntS = false;
+    template <bool> static __device__ __forceinline__ float bias_of(bool) { return 0.f; }
+    template <bool> static __device__ __forceinline__ void settle_qk(float *, bool) {}
+    template <bool> static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
             const uint32_t offq = ((kk / 4) * kQHalfBytes + (kk % 4) * 32) >> 4, offk = ((kk / 4) * kKHalf + (kk % 4) * 32) >> 4;
@@ -229,14 +233,42 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
-    /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there). */
-    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool apart) {
+    /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there).
+     * With Q Kᵀ on int8 the products sum exactly in s32, which the softmax reads as floats by
+     * adding kIntBias to their bits (the float 2^23 + 2^22 + S: a whole S below 2^22 in magnitude
+     * is the float's low bits; int8 products of kDim channels stay below 127² kDim = 2^21),
+     * one integer add a score where I2F is a quarter-rate conversion. A head with channels apart
+     * takes its bf16 step after the int8 ones, on S made a true float first (its products need
+     * not stay below 2^22). settle_qk then leaves S as the float bias_of(apart) + S; the redo
+     * launch (kExact), whose registers are tight, makes every head's S a true float in qk. */
+    static constexpr uint32_t kIntBias = 0x4B400000u;
+    static constexpr float kIntBiasF = 12582912.f;
+    using SAcc = std::conditional_t<kQkE4m3, uint32_t, float>; /* S's registers (WgmmaS8) */
+    static constexpr bool kIntS = kQkE4m3;
+    template <bool kExact> static __device__ __forceinline__ float bias_of(bool apart) { return kQkE4m3 && !kExact && !apart ? kIntBiasF : 0.f; }
+    template <bool kExact> static __device__ __forceinline__ void qk(SAcc *sc, uint64_t dq, uint64_t dk, bool apart) {
         if constexpr (kQkE4m3) {
 #pragma unroll
-            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss<kKeys>(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
-            if (apart) Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
+            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaS8::ss160(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
+            if (kExact || apart) {
+                wgmma_commit();
+                wgmma_wait0();
+                fence_regs<kKeys / 2>(sc);
+#pragma unroll
+                for (int i = 0; i < kKeys / 2; ++i) sc[i] = __float_as_uint(__uint_as_float(sc[i] + kIntBias) - kIntBiasF);
+                wgmma_fence();
+                if (apart) WgmmaS8::ss160_f32(sc, dq + kQxStep, dk + kKxStep);
+            }
         } else {
-            Wide::qk(sc, dq, dk, apart);
+            Wide::template qk<kExact>(sc, dq, dk, apart);
+        }
+    }
+    template <bool kExact> static __device__ __forceinline__ void settle_qk(SAcc *sc, bool apart) {
+        if constexpr (kQkE4m3 && !kExact) {
+            if (!apart) {
+#pragma unroll
+                for (int i = 0; i < kKeys / 2; ++i) sc[i] += kIntBias;
+            }
         }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
@@ -461,12 +493,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
             apart = head_apart(apart_info(p.apart, bh));
         }
+        const float bias = Ops::template bias_of<kRedo>(apart); /* what S's floats hold beyond the scores (settle_qk) */
         float o[Ops::kORegs];
 #pragma unroll
         for (int j = 0; j < Ops::kORegs; ++j) o[j] = 0.f;
         OnlineSoftmax sm;
         uint32_t pa[Ops::kPRegs]; /* P of the last tile: the A operand of its P V */
-        float sc[Ops::kKeys / 2]; /* S of the current tile, then its probabilities */
+        typename Ops::SAcc sa[Ops::kKeys / 2]; /* S of the current tile (Q Kᵀ's registers) */
+        float *const sc = reinterpret_cast<float *>(sa); /* S as floats, then its probabilities */
         int sp = 0;               /* the stage and phase of the tile whose P V is next */
         uint32_t php = 0;
         int done = -1;            /* the stage of the P V in flight from the last turn */
@@ -552,7 +586,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
-                Ops::qk(sc, dq, dk0 + s * kKDesc, apart);
+                Ops::template qk<kRedo>(sa, dq, dk0 + s * kKDesc, apart);
                 wgmma_commit();
             }
             if constexpr (kPV) {
@@ -583,7 +617,8 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             }
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
-                fence_regs<Ops::kKeys / 2>(sc);
+                fence_regs<Ops::kKeys / 2>(sa);
+                Ops::template settle_qk<kRedo>(sa, apart);
                 CALIB_TURN(6);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
@@ -591,7 +626,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
-                                        kCodes, kSumRef && kPV>(sc, scale, f0, f1, ahead);
+                                        kCodes, kSumRef && kPV, Ops::kIntS && !kRedo>(sc, scale, f0, f1, ahead, bias);
                 if (kSumRef && kPV && ahead.redo) {
                     ahead.redo = false;
                     rescore(win[3]);
