@@ -866,4 +866,38 @@ stalls_c() {
     ls -la $OUT
     echo "end at $SECONDS s"
 }
+#   int8_run        (run 125; branch fp8-int8qk, .gpu-var/int8 = a9271db) carry .gpu, .gpu-var/int8: Q Kt on int8
+#       in `fp8` (q per block, k per head at 1.25 x its sample's range): every test set built with it,
+#       `test_cuda.py -k fp8` on them, fp8_accuracy.py on it and on main's kernel (.gpu).
+int8_run() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    variant_sets int8 t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b wan14b
+    sh Tests/GPU/build_sets.sh $G wan13b wan14b fp8synth 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    G=$G-vint8 gpu_tests 200 -k "fp8"
+    for d in $G-vint8 $G; do
+        echo "== accuracy $d"
+        timeout 80 python3 Tests/GPU/fp8_accuracy.py $d 2>&1 | grep "^|" | tee -a $OUT/fp8-accuracy.log
+    done
+    echo "end at $SECONDS s"
+}
+#   int8_bench      (run 126, on int8_run's machine, nothing carried): Wan 1.3B and 14B, fp8, int8 beside
+#       main's kernel (2 rounds); memcheck of the FP8 plans on int8's sets.
+int8_bench() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    local s
+    for s in wan13b wan14b; do
+        left 60 && timeout 180 python3 Tests/GPU/bench_versions.py int8=$G-vint8/$s/$L:$G/$s.json main=$G/$s/$L:$G/$s.json \
+            --rounds 2 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-$s.log
+        echo "fp8 $s at $SECONDS s"
+    done
+    left 60 && G=$G-vint8 memcheck_fp8 $((LIMIT - SECONDS - 10))
+    echo "end at $SECONDS s"
+}
 "$1"
