@@ -304,8 +304,10 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
 template <typename T> using Ops16 = Operands16<T, 128, 1>;
 template <typename T, bool kQkE4m3> using OpsFp8 = OperandsFp8<T, kQkE4m3, 32, 5>;
 
+/* The barriers, each stage's windows and (Q Kᵀ on int8) its sub-blocks' first keys. */
+template <typename Ops> constexpr int bar_bytes() { return Ops::kIntS ? 512 : 256; }
 template <typename Ops> constexpr int wg_smem() {
-    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
+    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + bar_bytes<Ops>() + 1024 /* alignment */;
 }
 
 #ifndef CALIB_NO_WGMMA
@@ -324,7 +326,11 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
-    static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
+    /* Q Kᵀ on int8: the first key of each sub-block of the stage's K tile, whose block's scale the
+     * consumers read (quantize.cuh: k at a scale a block). */
+    __device__ __forceinline__ uint32_t rows_slot(int s) const { return bars + 16 + 48 * kStages + 32 * s; }
+    static_assert(16 + 48 * kStages + (Ops::kIntS ? 32 * kStages : 0) <= bar_bytes<Ops>(), "the barriers and windows outgrow wg_smem's");
+    static_assert(!Ops::kIntS || Ops::kSubBlocks <= 8, "a stage's first keys take 32 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
@@ -423,6 +429,11 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
             }
             if constexpr (Ops::kSumRef) win[3] = row0[0]; /* the tile's first key, for consume's rescore */
             mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
+            if constexpr (Ops::kIntS) {
+#pragma unroll
+                for (int k = 0; k < kSubs; ++k)
+                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.rows_slot(stage) + 4 * k), "r"(row0[k]) : "memory");
+            }
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
             mbar_expect_tx(r.k_full(stage), apart ? Ops::kKBytes : Ops::kKBytesAlone);
@@ -486,11 +497,13 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
-        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
-        bool apart = false;         /* e4m3: the head keeps channels apart (quantize.cuh) */
+        float scale = p.scale_log2; /* 8 bits: q's scale undone (k's a block at a time, v's after the loop) */
+        bool apart = false;         /* 8 bits: the head keeps channels apart (quantize.cuh) */
+        const float *kscales = nullptr; /* 8 bits: k's scales, a block each */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
-            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb);
+            kscales = p.kscale + (int64_t)bh * kQuantBlocks;
             apart = head_apart(apart_info(p.apart, bh));
         }
         const float bias = Ops::template bias_of<kRedo>(apart); /* what S's floats hold beyond the scores (settle_qk) */
@@ -555,12 +568,21 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             const int s = stage;
             const uint32_t ph = phase;
             uint32_t win[4];
+            float ks[Ops::kIntS ? kSubs : 1]; /* Q Kᵀ on int8: the scales of the K tile's sub-blocks */
             CALIB_TURN(0);
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
                 CALIB_TURN(1);
                 asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                              : "=r"(win[0]), "=r"(win[1]), "=r"(win[2]), "=r"(win[3]) : "r"(r.window_slot(s)) : "memory");
+                if constexpr (Ops::kIntS) {
+#pragma unroll
+                    for (int k = 0; k < kSubs; ++k) {
+                        uint32_t row;
+                        asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(row) : "r"(r.rows_slot(s) + 4 * k) : "memory");
+                        ks[k] = __ldg(kscales + (row >> 7));
+                    }
+                }
             }
             if constexpr (kPV) {
                 mbar_wait(r.v_full(sp), php);
@@ -626,7 +648,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
-                                        kCodes, kSumRef && kPV, Ops::kIntS && !kRedo>(sc, scale, f0, f1, ahead, bias);
+                                        kCodes, kSumRef && kPV, Ops::kIntS ? kSubs : 0>(sc, scale, f0, f1, ahead, ks, bias);
                 if (kSumRef && kPV && ahead.redo) {
                     ahead.redo = false;
                     rescore(win[3]);
