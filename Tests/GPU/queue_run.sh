@@ -866,9 +866,9 @@ stalls_c() {
     ls -la $OUT
     echo "end at $SECONDS s"
 }
-#   int8_run        (run 125; branch fp8-int8qk, .gpu-var/int8 = a9271db) carry .gpu, .gpu-var/int8: Q Kt on int8
-#       in `fp8` (q per block, k per head at 1.25 x its sample's range): every test set built with it,
-#       `test_cuda.py -k fp8` on them, fp8_accuracy.py on it and on main's kernel (.gpu).
+#   int8_run        (run 125; branch fp8-int8-blocks, .gpu-var/int8 = 4f10801) carry .gpu, .gpu-var/int8: Q Kt
+#       on int8 in `fp8` (q and k less its mean at a scale a block of 128 tokens): every test set built
+#       with it, `test_cuda.py -k fp8` on them, fp8_accuracy.py on it and on main's kernel (.gpu).
 int8_run() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
