@@ -645,10 +645,14 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
+                if constexpr (Ops::kIntS && kRedo) { /* its S true floats (qk): the blocks' scales here, in fewer registers */
+#pragma unroll
+                    for (int e = 0; e < Ops::kKeys / 2; ++e) sc[e] *= ks[e / (kSub / 2)];
+                }
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
-                                        kCodes, kSumRef && kPV, Ops::kIntS ? kSubs : 0>(sc, scale, f0, f1, ahead, ks, bias);
+                                        kCodes, kSumRef && kPV, Ops::kIntS && !kRedo ? kSubs : 0>(sc, scale, f0, f1, ahead, ks, bias);
                 if (kSumRef && kPV && ahead.redo) {
                     ahead.redo = false;
                     rescore(win[3]);
