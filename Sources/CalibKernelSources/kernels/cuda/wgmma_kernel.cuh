@@ -499,11 +499,9 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
         float scale = p.scale_log2; /* 8 bits: q's scale undone (k's a block at a time, v's after the loop) */
         bool apart = false;         /* 8 bits: the head keeps channels apart (quantize.cuh) */
-        const float *kscales = nullptr; /* 8 bits: k's scales, a block each */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
             scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb);
-            kscales = p.kscale + (int64_t)bh * kQuantBlocks;
             apart = head_apart(apart_info(p.apart, bh));
         }
         const float bias = Ops::template bias_of<kRedo>(apart); /* what S's floats hold beyond the scores (settle_qk) */
@@ -563,26 +561,30 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
          * block's output under its Q K(0)ᵀ; the last has no Q Kᵀ and waits for its P V. The turns
          * are instances of this one body, so each compiles to straight-line code with no run-time
          * test of which turn it is. docs/gpu.md (v12, v14) has the measurements. */
+        /* Q Kᵀ on int8: the scales of stage s's sub-blocks of keys (their first keys beside the windows). */
+        auto block_scales = [&](float *ks, const int s) {
+            const float *kscales = p.kscale + (int64_t)(b * p.heads + h) * kQuantBlocks;
+#pragma unroll
+            for (int k = 0; k < kSubs; ++k) {
+                uint32_t row;
+                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(row) : "r"(r.rows_slot(s) + 4 * k) : "memory");
+                ks[k] = __ldg(kscales + (row >> 7));
+            }
+        };
         auto turn = [&](auto with_pv, auto with_qk, const int j) {
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
             const int s = stage;
             const uint32_t ph = phase;
             uint32_t win[4];
             float ks[Ops::kIntS ? kSubs : 1]; /* Q Kᵀ on int8: the scales of the K tile's sub-blocks */
+            /* (the redo launch, whose registers are tight, reads them only once S is done) */
             CALIB_TURN(0);
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
                 CALIB_TURN(1);
                 asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                              : "=r"(win[0]), "=r"(win[1]), "=r"(win[2]), "=r"(win[3]) : "r"(r.window_slot(s)) : "memory");
-                if constexpr (Ops::kIntS) {
-#pragma unroll
-                    for (int k = 0; k < kSubs; ++k) {
-                        uint32_t row;
-                        asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(row) : "r"(r.rows_slot(s) + 4 * k) : "memory");
-                        ks[k] = __ldg(kscales + (row >> 7));
-                    }
-                }
+                if constexpr (Ops::kIntS && !kRedo) block_scales(ks, s);
             }
             if constexpr (kPV) {
                 mbar_wait(r.v_full(sp), php);
@@ -641,6 +643,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
                 fence_regs<Ops::kKeys / 2>(sa);
                 Ops::template settle_qk<kRedo>(sa, apart);
+                if constexpr (Ops::kIntS && kRedo) block_scales(ks, s); /* before the stage is given back */
                 CALIB_TURN(6);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
