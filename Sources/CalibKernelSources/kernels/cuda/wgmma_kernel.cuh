@@ -106,7 +106,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     using SAcc = float;
     static constexpr bool kIntS = false;
     template <bool> static __device__ __forceinline__ float bias_of(bool) { return 0.f; }
-    template <bool> static __device__ __forceinline__ void settle_qk(float *, bool) {}
+    template <bool> static __device__ __forceinline__ void settle_qk(float *, bool, uint64_t, uint64_t) {}
     template <bool> static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
@@ -240,7 +240,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * one integer add a score where I2F is a quarter-rate conversion. A head with channels apart
      * takes its bf16 step after the int8 ones, on S made a true float first (its products need
      * not stay below 2^22). settle_qk then leaves S as the float bias_of(apart) + S; the redo
-     * launch (kExact), whose registers are tight, makes every head's S a true float in qk. */
+     * launch (kExact), whose registers are tight, makes every head's S a true float there. */
     static constexpr uint32_t kIntBias = 0x4B400000u;
     static constexpr float kIntBiasF = 12582912.f;
     using SAcc = std::conditional_t<kQkE4m3, uint32_t, float>; /* S's registers (WgmmaS8) */
@@ -250,21 +250,36 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
         if constexpr (kQkE4m3) {
 #pragma unroll
             for (int kk = 0; kk < kDim / 32; ++kk) WgmmaS8::ss160(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
-            if (kExact || apart) {
+            if (!kExact && apart) {
                 wgmma_commit();
                 wgmma_wait0();
                 fence_regs<kKeys / 2>(sc);
-#pragma unroll
-                for (int i = 0; i < kKeys / 2; ++i) sc[i] = __float_as_uint(__uint_as_float(sc[i] + kIntBias) - kIntBiasF);
-                wgmma_fence();
-                if (apart) WgmmaS8::ss160_f32(sc, dq + kQxStep, dk + kKxStep);
+                apart_step(sc, dq, dk);
             }
         } else {
             Wide::template qk<kExact>(sc, dq, dk, apart);
         }
     }
-    template <bool kExact> static __device__ __forceinline__ void settle_qk(SAcc *sc, bool apart) {
-        if constexpr (kQkE4m3 && !kExact) {
+    /* S made true floats, then the channels apart's bf16 step added (issued, not waited for). */
+    static __device__ __forceinline__ void apart_step(SAcc *sc, uint64_t dq, uint64_t dk) {
+#pragma unroll
+        for (int i = 0; i < kKeys / 2; ++i) sc[i] = __float_as_uint(__uint_as_float(sc[i] + kIntBias) - kIntBiasF);
+        wgmma_fence();
+        WgmmaS8::ss160_f32(sc, dq + kQxStep, dk + kKxStep);
+    }
+    /* After Q Kᵀ's wait. The redo launch (kExact) takes the channels apart's step only here. */
+    template <bool kExact> static __device__ __forceinline__ void settle_qk(SAcc *sc, bool apart, uint64_t dq, uint64_t dk) {
+        if constexpr (kQkE4m3 && kExact) {
+            if (apart) {
+                apart_step(sc, dq, dk);
+                wgmma_commit();
+                wgmma_wait0();
+                fence_regs<kKeys / 2>(sc);
+            } else {
+#pragma unroll
+                for (int i = 0; i < kKeys / 2; ++i) sc[i] = __float_as_uint(__uint_as_float(sc[i] + kIntBias) - kIntBiasF);
+            }
+        } else if constexpr (kQkE4m3) {
             if (!apart) {
 #pragma unroll
                 for (int i = 0; i < kKeys / 2; ++i) sc[i] += kIntBias;
@@ -561,15 +576,11 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
          * block's output under its Q K(0)ᵀ; the last has no Q Kᵀ and waits for its P V. The turns
          * are instances of this one body, so each compiles to straight-line code with no run-time
          * test of which turn it is. docs/gpu.md (v12, v14) has the measurements. */
-        /* Q Kᵀ on int8: the scales of stage s's sub-blocks of keys (their first keys beside the windows). */
-        auto block_scales = [&](float *ks, const int s) {
-            const float *kscales = p.kscale + (int64_t)(b * p.heads + h) * kQuantBlocks;
-#pragma unroll
-            for (int k = 0; k < kSubs; ++k) {
-                uint32_t row;
-                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(row) : "r"(r.rows_slot(s) + 4 * k) : "memory");
-                ks[k] = __ldg(kscales + (row >> 7));
-            }
+        /* Q Kᵀ on int8: the scale of stage s's k-th sub-block of keys (its first key beside the windows). */
+        auto block_scale = [&](const int s, const int k) {
+            uint32_t row;
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(row) : "r"(r.rows_slot(s) + 4 * k) : "memory");
+            return __ldg(p.kscale + (int64_t)(b * p.heads + h) * kQuantBlocks + (row >> 7));
         };
         auto turn = [&](auto with_pv, auto with_qk, const int j) {
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
@@ -577,14 +588,16 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             const uint32_t ph = phase;
             uint32_t win[4];
             float ks[Ops::kIntS ? kSubs : 1]; /* Q Kᵀ on int8: the scales of the K tile's sub-blocks */
-            /* (the redo launch, whose registers are tight, reads them only once S is done) */
             CALIB_TURN(0);
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
                 CALIB_TURN(1);
                 asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                              : "=r"(win[0]), "=r"(win[1]), "=r"(win[2]), "=r"(win[3]) : "r"(r.window_slot(s)) : "memory");
-                if constexpr (Ops::kIntS && !kRedo) block_scales(ks, s);
+                if constexpr (Ops::kIntS && !kRedo) {
+#pragma unroll
+                    for (int k = 0; k < kSubs; ++k) ks[k] = block_scale(s, k);
+                }
             }
             if constexpr (kPV) {
                 mbar_wait(r.v_full(sp), php);
@@ -642,16 +655,19 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
                 fence_regs<Ops::kKeys / 2>(sa);
-                Ops::template settle_qk<kRedo>(sa, apart);
-                if constexpr (Ops::kIntS && kRedo) block_scales(ks, s); /* before the stage is given back */
+                Ops::template settle_qk<kRedo>(sa, apart, dq, dk0 + s * kKDesc);
+                if constexpr (Ops::kIntS && kRedo) { /* S true floats (settle_qk): each span by its block's scale, one live at a time */
+#pragma unroll
+                    for (int k = 0; k < kSubs; ++k) {
+                        const float x = block_scale(s, k); /* before the stage is given back */
+#pragma unroll
+                        for (int e = k * (kSub / 2); e < (k + 1) * (kSub / 2); ++e) sc[e] *= x;
+                    }
+                }
                 CALIB_TURN(6);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
                 if (j + 1 == ntiles) mbar_arrive(r.q_empty());
-                if constexpr (Ops::kIntS && kRedo) { /* its S true floats (qk): the blocks' scales here, in fewer registers */
-#pragma unroll
-                    for (int e = 0; e < Ops::kKeys / 2; ++e) sc[e] *= ks[e / (kSub / 2)];
-                }
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
