@@ -885,12 +885,14 @@ int8_run() {
     done
     echo "end at $SECONDS s"
 }
-#   int8_bench      (run 126, on int8_run's machine, nothing carried): Wan 1.3B and 14B, fp8, int8 beside
-#       main's kernel (2 rounds); memcheck of the FP8 plans on int8's sets.
+#   int8_bench      (run 126, on int8_run's machine; on an H200 carry .fa4/small and .fa4/a, copied for h200_row
+#       at once after it): Wan 1.3B and 14B, fp8, int8 beside main's kernel (2 rounds); memcheck of the
+#       FP8 plans on int8's sets.
 int8_bench() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && [ -d .fa4/a ]; then fa4_parts; fi
     local s
     for s in wan13b wan14b; do
         left 60 && timeout 180 python3 Tests/GPU/bench_versions.py int8=$G-vint8/$s/$L:$G/$s.json main=$G/$s/$L:$G/$s.json \
