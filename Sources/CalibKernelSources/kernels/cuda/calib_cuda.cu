@@ -373,6 +373,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     CALIB_PASS_MARK(1, s);
     calib_fp8_quantize<T, kQK><<<dim3(kQuantBlocks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(2, s);
+    if constexpr (kQK) calib_fp8_fixup<T><<<dim3(kFixCtas, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     CALIB_PASS_MARK(3, s);
     calib_wgmma_kernel<T, Ops><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
     CALIB_PASS_MARK(4, s);

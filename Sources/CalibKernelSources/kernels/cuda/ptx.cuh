@@ -144,10 +144,6 @@ template <int N> __device__ __forceinline__ void fence_regs(float *r) {
 #pragma unroll
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
-template <int N> __device__ __forceinline__ void fence_regs(uint32_t *r) {
-#pragma unroll
-    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
-}
 
 /* Shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4) and
  * the swizzle of the rows (128 bytes; 64 for FP8 tiles of head_dim 64; 32 for FP8 vᵀ's panels of
@@ -214,23 +210,6 @@ CALIB_WGMMA_FOR(__half, "f16")
 /* The same products on FP8 (e4m3) operands, k = 32 per instruction. FP8 operands must both be
  * K-major (no transpose), so V arrives transposed (quantize.cuh writes it so), and P's A fragment
  * holds columns 4c..4c+3 and 16+4c..16+4c+3 of each 32-column slice (bytes low to high). */
-/* Q Kᵀ on int8 (`fp8`): s32 accumulators, exact. Its S lives in uint32_t registers ("+r": PTX
- * takes untyped ones for any product), so no move between float and integer registers reads an
- * accumulator while a product writes it (ptxas would serialize every wgmma, C7514); ss160_f32
- * is the bf16 product of the channels apart into the same registers, read as fp32. */
-#define CALIB_ACC80_S32 "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63]), "+r"(d[64]), "+r"(d[65]), "+r"(d[66]), "+r"(d[67]), "+r"(d[68]), "+r"(d[69]), "+r"(d[70]), "+r"(d[71]), "+r"(d[72]), "+r"(d[73]), "+r"(d[74]), "+r"(d[75]), "+r"(d[76]), "+r"(d[77]), "+r"(d[78]), "+r"(d[79])
-struct WgmmaS8 {
-    static __device__ __forceinline__ void ss160(uint32_t *d, uint64_t da, uint64_t db, int scale_d) {
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n160k32.s32.s8.s8 " CALIB_D80 ", %80, %81, p;\n}\n"
-                     : CALIB_ACC80_S32 : "l"(da), "l"(db), "r"(scale_d));
-    }
-    static __device__ __forceinline__ void ss160_f32(uint32_t *d, uint64_t da, uint64_t db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n160k16.f32.bf16.bf16 " CALIB_D80 ", %80, %81, 1, 1, 1, 0, 0;\n"
-                     : CALIB_ACC80_S32 : "l"(da), "l"(db));
-    }
-};
-
 struct WgmmaE4m3 {
     template <int N> static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, int scale_d) {
         if constexpr (N == 128) {

@@ -60,16 +60,16 @@
 namespace calib_cuda_detail {
 
 constexpr int kFp8Max = 448;                                   /* e4m3's largest finite value */
-constexpr int kInt8Max = 127;                                  /* q's and k's codes for Q Kᵀ on int8 */
 constexpr int kPadTokens = (kTokens + 127) / 128 * 128;        /* tokens in vᵀ, whole blocks */
 constexpr int kQuantBlocks = kPadTokens / 128;                 /* q scales per (batch, head) */
 constexpr int kSampleStride = 16;                              /* k's statistics read one token in 16 */
-constexpr float kMargin = 8.f;                                 /* v's limit over its range */
+constexpr float kMargin = 8.f;                                 /* the limit over the sample's range */
 /* Tokens per stats CTA: v, read whole, needs many CTAs in flight (chunks of 4096 took 88 µs at
  * Wan 1.3B, of 1024 64 µs: runs 77-78). */
 constexpr int kStatChunk = 1024;
 constexpr int kStatChunks = (kTokens + kStatChunk - 1) / kStatChunk;
 constexpr int kStatFloats = 6 * kDim;                          /* k's, then v's sum, min, max per channel */
+constexpr int kFixCtas = 8;                                    /* fixup CTAs per (batch, head) */
 /* With Q Kᵀ on e4m3, a head's kApart channels of largest |k − mean| (k's and q's) are taken apart
  * as bf16 and zeroed in the e4m3 copies; the kernel adds their product, one bf16 k-step, to S. */
 constexpr int kApart = 16;
@@ -101,6 +101,8 @@ struct Fp8Work {
     uint8_t *x;       /* q's and k's channels apart (kApart): (b, h, s padded to kPadTokens) rows of 64 bytes, k's 16 bf16 then q's */
     uint8_t *apart;   /* per (batch, head), kApartInfo bytes: which channels are apart (a bit each), then their list */
     float *qscale, *kscale, *vscale, *kmean, *vmean, *partial;
+    float *limit;   /* per (batch, head): k's limit on |k − mean| at the quantize launch's scale */
+    uint32_t *amax; /* per (batch, head): k's largest |k − mean| where past the limit (float bits), else 0 */
     float *verr;    /* per (batch, head, block of 128 tokens, channel): the sum of v's rounding errors */
     uint32_t *vdone; /* per (batch, head): the quantize CTAs done, so the last can take verr's sum */
     uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
@@ -119,15 +121,15 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     };
     const int64_t qk = kQK ? bh * kTokens * kDim : 0;
     const int64_t q = take(qk), k = take(qk), vt = take(bh * kDim * kPadTokens);
-    const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * kQuantBlocks * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
+    const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
-    const int64_t ve = take(bh * kQuantBlocks * kDim * 4), vd = take(bh * 4);
+    const int64_t lim = take(bh * 4), am = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4), vd = take(bh * 4);
     const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
     const int64_t x = take(kQK ? bh * kPadTokens * kApartRow : 0), ap = take(kQK ? bh * kApartInfo : 0);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
-        *w = {b + q, b + k, b + vt, b + x, b + ap, f(qs), f(ks), f(vs), f(km), f(vm), f(part),
+        *w = {b + q, b + k, b + vt, b + x, b + ap, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
               f(ve), reinterpret_cast<uint32_t *>(b + vd), reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
     }
     return at;
@@ -242,8 +244,7 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
     const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x, bh = b * p.heads + h;
     const float *part = w.partial + (int64_t)bh * kStatChunks * kStatFloats;
     const int valid = valid_end(p, b);
-    /* x = 0: k (when kQK), 1: v. Channel c's mean (k's over the sample); k's channels apart; v's
-     * limit and scale. */
+    /* x = 0: k (when kQK), 1: v. Channel c's mean (k's over the sample), the head's limit and scale. */
     for (int x = kQK ? 0 : 1; x < 2; ++x) {
         const int n = x ? valid : samples_before(valid);
         float sum = 0.f, lo = INFINITY, hi = -INFINITY;
@@ -257,7 +258,7 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
         __syncthreads();
         red[c] = n > 0 ? fmaxf(hi - mean, mean - lo) : 0.f;
         __syncthreads();
-        float most = 0.f; /* v's largest |v − mean| */
+        float most = 0.f;
         if (x == 0) {
             /* k's channels apart: the kApart widest (a non-finite width the widest, ties to the
              * lower channel, so exactly kApart), placed in channel order, where they carry more
@@ -283,13 +284,23 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
             if (c % 32 == 0) *reinterpret_cast<uint32_t *>(info + c / 8) = bits;
             __syncthreads();
             int at = 0;
-            for (int i = 0; i < kDim; ++i) at += apart[i] && i < c;
+            for (int i = 0; i < kDim; ++i) {
+                if (!apart[i]) most = fmaxf(most, red[i]);
+                at += apart[i] && i < c;
+            }
             if (apart[c]) info[kDim / 8 + at] = (uint8_t)c;
         } else {
             for (int i = 0; i < kDim; ++i) most = fmaxf(most, red[i]);
         }
         (x ? w.vmean : w.kmean)[(int64_t)bh * kDim + c] = mean;
-        if (x == 1 && c == 0) w.vscale[bh] = most > 0.f ? kMargin * most / kFp8Max : 1.f;
+        if (c == 0) {
+            const float limit = kMargin * most;
+            (x ? w.vscale : w.kscale)[bh] = limit > 0.f ? limit / kFp8Max : 1.f;
+            if (x == 0) {
+                w.limit[bh] = limit;
+                w.amax[bh] = 0u;
+            }
+        }
     }
     /* The attention launch's redo flags start cleared (the workspace is the caller's memory). */
     for (int i = c; i < kQuantBlocks; i += kDim) w.redo_flags[(int64_t)bh * kQuantBlocks + i] = 0u;
@@ -339,65 +350,48 @@ __device__ __forceinline__ void write_apart(const Params &p, const Fp8Work &w, i
         make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-/* Four values as int8 codes, rounded to nearest and saturated at ±127: 1.5 · 2^23 added rounds a
- * float to a whole number held in its low bits (a float add where F2I is a quarter-rate
- * conversion). */
-__device__ __forceinline__ uint32_t s8x4(float a, float b, float c, float d) {
-    auto code = [](float x) { return __float_as_uint(fminf(fmaxf(x, -127.f), 127.f) + 12582912.f); };
-    return __byte_perm(__byte_perm(code(a), code(b), 0x0040), __byte_perm(code(c), code(d), 0x0040), 0x5410);
-}
-
-/* The largest of m and |x|, infinite where x is not finite, so that such an input makes its
- * scale infinite and every score it reaches NaN, as e4m3 did (int8 has no NaN to carry it). */
-__device__ __forceinline__ float amax_of(float m, float x) { return fabsf(x) < INFINITY ? fmaxf(m, fabsf(x)) : INFINITY; }
-
-/* k's rows of block `blk` less its mean as int8 at the block's own scale (its largest |k − mean|
- * to 127: one key far past the rest coarsens its block's codes only, where a head's scale would
- * round every other key of the head away), but for the channels apart, which are zeros there and
- * go to x as bf16 at the same scale (the rows past the valid end as zeros). The rows are read
- * twice, the second time from L1, as q's are. */
+/* k's rows of block `blk` less its mean, times kinv, as e4m3 but for the channels apart, which
+ * are zeros there and go to x as bf16 (the rows past the valid end as zeros); returns this
+ * thread's largest |k − mean| on e4m3. */
 template <typename T>
-__device__ __forceinline__ void quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float *red) {
+__device__ __forceinline__ float quantize_k(const Params &p, const Fp8Work &w, int blk, int b, int h, int end, float kinv) {
     const int tid = threadIdx.x, lane = tid % kLanes, r0 = tid / kLanes, bh = b * p.heads + h;
     constexpr int kIters = 128 / kRowsPer;
     const uint32_t apart = apart_mask(w, bh, lane);
-    float amax = 0.f;
-    {
-        uint4 raw[kIters];
+    float mean[8], amax = 0.f;
+    uint4 raw[kIters]; /* as they came: 32 registers where floats took 64 (occupancy, run 115) */
 #pragma unroll
-        for (int it = 0; it < kIters; ++it) { /* the loads first, all in flight at once */
-            const int t = blk * 128 + it * kRowsPer + r0;
-            raw[it] = t < end ? raw8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane) : make_uint4(0u, 0u, 0u, 0u);
-        }
-#pragma unroll
-        for (int it = 0; it < kIters; ++it) {
-            const int t = blk * 128 + it * kRowsPer + r0;
-            if (t >= end) continue;
-            float f[8];
-            unpack8<T>(raw[it], f);
-#pragma unroll
-            for (int i = 0; i < 8; ++i)
-                if (!is_apart(apart, i)) amax = amax_of(amax, f[i] - __ldg(w.kmean + (int64_t)bh * kDim + 8 * lane + i));
-        }
+    for (int it = 0; it < kIters; ++it) { /* the loads first, all in flight at once (the stores may alias them) */
+        const int t = blk * 128 + it * kRowsPer + r0;
+        raw[it] = t < end ? raw8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane) : make_uint4(0u, 0u, 0u, 0u);
     }
-    amax = cta_max(amax, red);
-    const float kscale = amax > 0.f ? amax / kInt8Max : 1.f, kinv = 1.f / kscale;
-    if (tid == 0) w.kscale[(int64_t)bh * kQuantBlocks + blk] = kscale;
 #pragma unroll
     for (int it = 0; it < kIters; ++it) {
         const int t = blk * 128 + it * kRowsPer + r0;
         if (t >= kTokens) continue;
-        float f[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (t < end) load8(row_of<T>(p.k, p.ks0, p.ks1, p.ks2, b, t, h) + 8 * lane, f);
+        /* k's mean read again each row (from L1), not held beside the loads in flight: at three
+         * CTAs an SM the registers are 85 (run 115) */
 #pragma unroll
-        for (int i = 0; i < 8; ++i)
-            f[i] = t < end && !is_apart(apart, i) ? (f[i] - __ldg(w.kmean + (int64_t)bh * kDim + 8 * lane + i)) * kinv : 0.f;
+        for (int i = 0; i < 8; ++i) mean[i] = __ldg(w.kmean + (int64_t)bh * kDim + 8 * lane + i);
+        float f[8];
+        unpack8<T>(raw[it], f);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float d = f[i] - mean[i];
+            if (t < end && !is_apart(apart, i)) {
+                amax = fmaxf(amax, fabsf(d));
+                f[i] = d * kinv;
+            } else {
+                f[i] = 0.f;
+            }
+        }
         uint2 packed;
-        packed.x = s8x4(f[0], f[1], f[2], f[3]);
-        packed.y = s8x4(f[4], f[5], f[6], f[7]);
+        packed.x = e4m3x2(f[0], f[1]) | e4m3x2(f[2], f[3]) << 16;
+        packed.y = e4m3x2(f[4], f[5]) | e4m3x2(f[6], f[7]) << 16;
         *reinterpret_cast<uint2 *>(w.k + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
     }
     if (head_apart(apart_info(w.apart, bh))) write_apart<T, true>(p, w, blk, b, h, end, kinv);
+    return amax;
 }
 
 /* e4m3's rounding of x and y, less x and y. */
@@ -485,6 +479,12 @@ __device__ __forceinline__ void quantize_v(const Params &p, const Fp8Work &w, in
     }
 }
 
+/* Raises amax[i] to the CTA's largest x where that passes limit[i] (the fixup's cue). */
+__device__ __forceinline__ void report_past_limit(float x, const Fp8Work &w, int i, float *red) {
+    x = cta_max(x, red);
+    if (threadIdx.x == 0 && x > w.limit[i]) atomicMax(w.amax + i, __float_as_uint(x)); /* x ≥ 0: its bits order as it does */
+}
+
 /* One CTA of 256 threads per (batch, head, block of 128 tokens). With Q Kᵀ on e4m3, three CTAs an
  * SM at least (85 registers): at two (94), each CTA's phases left the SM's loads short of what
  * keeps the memory busy (233 µs against 171 at Wan 1.3B, run 115); v alone fits five. */
@@ -518,11 +518,11 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
                 unpack8<T>(raw[it], x);
 #pragma unroll
                 for (int i = 0; i < 8; ++i)
-                    if (!is_apart(apart, i)) amax = amax_of(amax, x[i]);
+                    if (!is_apart(apart, i)) amax = fmaxf(amax, fabsf(x[i]));
             }
         }
         amax = cta_max(amax, red);
-        const float qscale = amax > 0.f ? amax / kInt8Max : 1.f, qinv = 1.f / qscale;
+        const float qscale = amax > 0.f ? amax / kFp8Max : 1.f, qinv = 1.f / qscale;
         if (tid == 0) w.qscale[(int64_t)bh * kQuantBlocks + blk] = qscale;
 #pragma unroll
         for (int it = 0; it < kIters; ++it) {
@@ -533,17 +533,33 @@ __global__ void __launch_bounds__(256, kQK ? 3 : 5) calib_fp8_quantize(const Par
 #pragma unroll
             for (int i = 0; i < 8; ++i) x[i] = is_apart(apart, i) ? 0.f : x[i];
             uint2 packed;
-            packed.x = s8x4(x[0] * qinv, x[1] * qinv, x[2] * qinv, x[3] * qinv);
-            packed.y = s8x4(x[4] * qinv, x[5] * qinv, x[6] * qinv, x[7] * qinv);
+            packed.x = e4m3x2(x[0] * qinv, x[1] * qinv) | e4m3x2(x[2] * qinv, x[3] * qinv) << 16;
+            packed.y = e4m3x2(x[4] * qinv, x[5] * qinv) | e4m3x2(x[6] * qinv, x[7] * qinv) << 16;
             *reinterpret_cast<uint2 *>(w.q + ((int64_t)bh * kTokens + t) * kDim + 8 * lane) = packed;
         }
         if (head_apart(apart_info(w.apart, bh))) write_apart<T, false>(p, w, blk, b, h, end, qinv);
 
-        /* k: its mean over tokens subtracted, the block's scale. */
-        quantize_k<T>(p, w, blk, b, h, end, red);
+        /* k: its mean over tokens subtracted, the head's scale. */
+        report_past_limit(quantize_k<T>(p, w, blk, b, h, end, 1.f / w.kscale[bh]), w, bh, red);
     }
     /* v: its mean over tokens subtracted, the head's scale, transposed. */
     quantize_v<T>(p, w, blk, b, h, end, 1.f / w.vscale[bh], vt, errs);
+#endif
+}
+
+/* kFixCtas CTAs of 256 threads per (batch, head), taking its blocks in turn: where the quantize
+ * launch found k past its limit, k quantized again at amax's scale, which the attention launch
+ * then reads. Elsewhere (all but unheard-of inputs) each CTA reads a word and ends. */
+template <typename T>
+__global__ void __launch_bounds__(256) calib_fp8_fixup(const Params p, const Fp8Work w) {
+#ifndef CALIB_NO_WGMMA /* the pass exists where the wgmma kernel does */
+    const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
+    const float kmax = __uint_as_float(w.amax[bh]);
+    if (kmax == 0.f) return;
+    const float kscale = kmax / kFp8Max;
+    const int end = valid_end(p, b);
+    if (blockIdx.x == 0 && threadIdx.x == 0) w.kscale[bh] = kscale;
+    for (int blk = blockIdx.x; blk < kQuantBlocks; blk += kFixCtas) quantize_k<T>(p, w, blk, b, h, end, 1.f / kscale);
 #endif
 }
 

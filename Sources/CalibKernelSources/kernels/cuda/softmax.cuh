@@ -95,38 +95,17 @@ struct OnlineSoftmax {
      * divides it out with the sums. kSums false: the caller sums the rows itself (the FP8 P V
      * product does, against a row of ones) and scales l with o. kAhead: see Ahead. */
     template <int G, bool kEmpty = false, int kLog2Gain = 0, int kSlack = 0, bool kSums = true, bool kAhead = false,
-              bool kCodes = false, bool kSumRef = false, int kCols = 0>
-    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1, Ahead &ahead,
-                                                 const float *cs = nullptr, float bias = 0.f) {
+              bool kCodes = false, bool kSumRef = false>
+    __device__ __forceinline__ bool exponentiate(float *s, float scale_log2, float &f0, float &f1, Ahead &ahead) {
         static_assert(!(kAhead && kSums), "ahead, the sums would need the same correction as P");
         static_assert(!(kCodes && kSums), "codes are not probabilities to sum");
-        static_assert(G % (kCols > 0 ? kCols : 1) == 0, "column scales a whole number of groups each");
         if constexpr (kSumRef) return by_sums<G, kLog2Gain, kSlack>(s, scale_log2, f0, f1, ahead.redo);
-        /* kCols: s holds Q Kᵀ on int8 (wgmma_kernel.cuh, settle_qk): its scores are (s − bias) ·
-         * cs[k] · scale_log2 in the k-th of kCols equal spans of columns (a K tile's sub-blocks, each
-         * at its block's scale), the bias taken out with the reference, exactly enough: the
-         * constants' rounding is below 2^-20 of a code. */
-        constexpr int kC = kCols > 0 ? kCols : 1, kPer = G / kC;
         const float a0 = kEmpty && m0 == -INFINITY ? 0.f : m0, a1 = kEmpty && m1 == -INFINITY ? 0.f : m1;
         float x0 = -INFINITY, x1 = -INFINITY;
-        if constexpr (kCols > 0) {
 #pragma unroll
-            for (int k = 0; k < kCols; ++k) {
-                float y0 = -INFINITY, y1 = -INFINITY;
-#pragma unroll
-                for (int j = k * kPer; j < (k + 1) * kPer; ++j) {
-                    y0 = fmaxf(y0, fmaxf(s[4 * j], s[4 * j + 1]));
-                    y1 = fmaxf(y1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
-                }
-                x0 = fmaxf(x0, (y0 - bias) * cs[k]);
-                x1 = fmaxf(x1, (y1 - bias) * cs[k]);
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < G; ++j) {
-                x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
-                x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
-            }
+        for (int j = 0; j < G; ++j) {
+            x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
+            x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
         }
         x0 = quad_max(x0);
         x1 = quad_max(x1);
@@ -146,31 +125,23 @@ struct OnlineSoftmax {
          * here, the scheduler still interleaves them (written before, ptxas serialized every
          * wgmma of the FP8 loop, C7511). */
         const float g0 = (kAhead ? a0 : b0) - (float)kLog2Gain, g1 = (kAhead ? a1 : b1) - (float)kLog2Gain;
-        /* Per span of columns: the scale, and the exponent's offsets of the two rows. */
-        float sl[kC], e0[kC], e1[kC];
-#pragma unroll
-        for (int k = 0; k < kC; ++k) {
-            sl[k] = kCols > 0 ? scale_log2 * cs[k] : scale_log2;
-            e0[k] = kCols > 0 ? g0 + bias * sl[k] : g0;
-            e1[k] = kCols > 0 ? g1 + bias * sl[k] : g1;
-        }
         float sum0 = 0.f, sum1 = 0.f;
+        /* kCodes: e4m3 P's codes straight from the scores, with no exponential (ExpCode). */
+        const float ca = scale_log2 * ExpCode::kInvSpan, c0 = (ExpCode::kBias - g0) * ExpCode::kInvSpan,
+                    c1 = (ExpCode::kBias - g1) * ExpCode::kInvSpan;
 #pragma unroll
         for (int j = 0; j < G; ++j) {
-            const int k = j / kPer;
-            if constexpr (kCodes) { /* e4m3 P's codes straight from the scores, with no exponential (ExpCode) */
-                const float ca = sl[k] * ExpCode::kInvSpan, c0 = (ExpCode::kBias - e0[k]) * ExpCode::kInvSpan,
-                            c1 = (ExpCode::kBias - e1[k]) * ExpCode::kInvSpan;
+            if constexpr (kCodes) {
                 s[4 * j] = ExpCode::of(fmaf(s[4 * j], ca, c0));
                 s[4 * j + 1] = ExpCode::of(fmaf(s[4 * j + 1], ca, c0));
                 s[4 * j + 2] = ExpCode::of(fmaf(s[4 * j + 2], ca, c1));
                 s[4 * j + 3] = ExpCode::of(fmaf(s[4 * j + 3], ca, c1));
                 continue;
             }
-            s[4 * j] = fast_exp2(fmaf(s[4 * j], sl[k], -e0[k]));
-            s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], sl[k], -e0[k]));
-            s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], sl[k], -e1[k]));
-            s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], sl[k], -e1[k]));
+            s[4 * j] = fast_exp2(fmaf(s[4 * j], scale_log2, -g0));
+            s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -g0));
+            s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -g1));
+            s[4 * j + 3] = fast_exp2(fmaf(s[4 * j + 3], scale_log2, -g1));
             if constexpr (kSums) {
                 sum0 += s[4 * j] + s[4 * j + 1];
                 sum1 += s[4 * j + 2] + s[4 * j + 3];

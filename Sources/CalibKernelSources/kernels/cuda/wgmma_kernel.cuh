@@ -103,11 +103,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
      * them by constant byte offsets, so no descriptor is rebuilt between two instructions. */
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) { return gmma_desc(tile, 16, 1024); }
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc(tile, kKHalf, 1024); }
-    using SAcc = float;
-    static constexpr bool kIntS = false;
-    template <bool> static __device__ __forceinline__ float bias_of(bool) { return 0.f; }
-    template <bool> static __device__ __forceinline__ void settle_qk(float *, bool, uint64_t, uint64_t) {}
-    template <bool> static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool) {
 #pragma unroll
         for (int kk = 0; kk < kDim / 16; ++kk) {
             const uint32_t offq = ((kk / 4) * kQHalfBytes + (kk % 4) * 32) >> 4, offk = ((kk / 4) * kKHalf + (kk % 4) * 32) >> 4;
@@ -233,57 +229,14 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
     static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
-    /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there).
-     * With Q Kᵀ on int8 the products sum exactly in s32, which the softmax reads as floats by
-     * adding kIntBias to their bits (the float 2^23 + 2^22 + S: a whole S below 2^22 in magnitude
-     * is the float's low bits; int8 products of kDim channels stay below 127² kDim = 2^21),
-     * one integer add a score where I2F is a quarter-rate conversion. A head with channels apart
-     * takes its bf16 step after the int8 ones, on S made a true float first (its products need
-     * not stay below 2^22). settle_qk then leaves S as the float bias_of(apart) + S; the redo
-     * launch (kExact), whose registers are tight, makes every head's S a true float there. */
-    static constexpr uint32_t kIntBias = 0x4B400000u;
-    static constexpr float kIntBiasF = 12582912.f;
-    using SAcc = std::conditional_t<kQkE4m3, uint32_t, float>; /* S's registers (WgmmaS8) */
-    static constexpr bool kIntS = kQkE4m3;
-    template <bool kExact> static __device__ __forceinline__ float bias_of(bool apart) { return kQkE4m3 && !kExact && !apart ? kIntBiasF : 0.f; }
-    template <bool kExact> static __device__ __forceinline__ void qk(SAcc *sc, uint64_t dq, uint64_t dk, bool apart) {
+    /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there). */
+    static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool apart) {
         if constexpr (kQkE4m3) {
 #pragma unroll
-            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaS8::ss160(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
-            if (!kExact && apart) {
-                wgmma_commit();
-                wgmma_wait0();
-                fence_regs<kKeys / 2>(sc);
-                apart_step(sc, dq, dk);
-            }
+            for (int kk = 0; kk < kDim / 32; ++kk) WgmmaE4m3::ss<kKeys>(sc, dq + 2 * kk, dk + 2 * kk, kk > 0);
+            if (apart) Wgmma<__nv_bfloat16>::ss<kKeys>(sc, dq + kQxStep, dk + kKxStep, 1);
         } else {
-            Wide::template qk<kExact>(sc, dq, dk, apart);
-        }
-    }
-    /* S made true floats, then the channels apart's bf16 step added (issued, not waited for). */
-    static __device__ __forceinline__ void apart_step(SAcc *sc, uint64_t dq, uint64_t dk) {
-#pragma unroll
-        for (int i = 0; i < kKeys / 2; ++i) sc[i] = __float_as_uint(__uint_as_float(sc[i] + kIntBias) - kIntBiasF);
-        wgmma_fence();
-        WgmmaS8::ss160_f32(sc, dq + kQxStep, dk + kKxStep);
-    }
-    /* After Q Kᵀ's wait. The redo launch (kExact) takes the channels apart's step only here. */
-    template <bool kExact> static __device__ __forceinline__ void settle_qk(SAcc *sc, bool apart, uint64_t dq, uint64_t dk) {
-        if constexpr (kQkE4m3 && kExact) {
-            if (apart) {
-                apart_step(sc, dq, dk);
-                wgmma_commit();
-                wgmma_wait0();
-                fence_regs<kKeys / 2>(sc);
-            } else {
-#pragma unroll
-                for (int i = 0; i < kKeys / 2; ++i) sc[i] = __float_as_uint(__uint_as_float(sc[i] + kIntBias) - kIntBiasF);
-            }
-        } else if constexpr (kQkE4m3) {
-            if (!apart) {
-#pragma unroll
-                for (int i = 0; i < kKeys / 2; ++i) sc[i] += kIntBias;
-            }
+            Wide::qk(sc, dq, dk, apart);
         }
     }
     static __device__ __forceinline__ void pv(float *o, const uint32_t *pa, uint64_t dv) {
@@ -319,10 +272,8 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
 template <typename T> using Ops16 = Operands16<T, 128, 1>;
 template <typename T, bool kQkE4m3> using OpsFp8 = OperandsFp8<T, kQkE4m3, 32, 5>;
 
-/* The barriers, each stage's windows and (Q Kᵀ on int8) its sub-blocks' first keys. */
-template <typename Ops> constexpr int bar_bytes() { return Ops::kIntS ? 512 : 256; }
 template <typename Ops> constexpr int wg_smem() {
-    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + bar_bytes<Ops>() + 1024 /* alignment */;
+    return Ops::kQBytes + Ops::kStages * (Ops::kKBytes + Ops::kVStage) + 256 /* barriers, windows */ + 1024 /* alignment */;
 }
 
 #ifndef CALIB_NO_WGMMA
@@ -341,11 +292,7 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
-    /* Q Kᵀ on int8: the first key of each sub-block of the stage's K tile, whose block's scale the
-     * consumers read (quantize.cuh: k at a scale a block). */
-    __device__ __forceinline__ uint32_t rows_slot(int s) const { return bars + 16 + 48 * kStages + 32 * s; }
-    static_assert(16 + 48 * kStages + (Ops::kIntS ? 32 * kStages : 0) <= bar_bytes<Ops>(), "the barriers and windows outgrow wg_smem's");
-    static_assert(!Ops::kIntS || Ops::kSubBlocks <= 8, "a stage's first keys take 32 bytes");
+    static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
 };
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
@@ -444,11 +391,6 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
             }
             if constexpr (Ops::kSumRef) win[3] = row0[0]; /* the tile's first key, for consume's rescore */
             mbar_wait(Ops::kFreeKEarly ? r.k_empty(stage) : r.v_empty(stage), phase ^ 1);
-            if constexpr (Ops::kIntS) {
-#pragma unroll
-                for (int k = 0; k < kSubs; ++k)
-                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(r.rows_slot(stage) + 4 * k), "r"(row0[k]) : "memory");
-            }
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(r.window_slot(stage)), "r"(win[0]), "r"(win[1]),
                          "r"(win[2]), "r"(win[3]) : "memory");
             mbar_expect_tx(r.k_full(stage), apart ? Ops::kKBytes : Ops::kKBytesAlone);
@@ -512,21 +454,19 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
-        float scale = p.scale_log2; /* 8 bits: q's scale undone (k's a block at a time, v's after the loop) */
-        bool apart = false;         /* 8 bits: the head keeps channels apart (quantize.cuh) */
+        float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
+        bool apart = false;         /* e4m3: the head keeps channels apart (quantize.cuh) */
         if constexpr (Ops::kQkFp8) {
             const int bh = b * p.heads + h;
-            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb);
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
             apart = head_apart(apart_info(p.apart, bh));
         }
-        const float bias = Ops::template bias_of<kRedo>(apart); /* what S's floats hold beyond the scores (settle_qk) */
         float o[Ops::kORegs];
 #pragma unroll
         for (int j = 0; j < Ops::kORegs; ++j) o[j] = 0.f;
         OnlineSoftmax sm;
         uint32_t pa[Ops::kPRegs]; /* P of the last tile: the A operand of its P V */
-        typename Ops::SAcc sa[Ops::kKeys / 2]; /* S of the current tile (Q Kᵀ's registers) */
-        float *const sc = reinterpret_cast<float *>(sa); /* S as floats, then its probabilities */
+        float sc[Ops::kKeys / 2]; /* S of the current tile, then its probabilities */
         int sp = 0;               /* the stage and phase of the tile whose P V is next */
         uint32_t php = 0;
         int done = -1;            /* the stage of the P V in flight from the last turn */
@@ -576,28 +516,17 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
          * block's output under its Q K(0)ᵀ; the last has no Q Kᵀ and waits for its P V. The turns
          * are instances of this one body, so each compiles to straight-line code with no run-time
          * test of which turn it is. docs/gpu.md (v12, v14) has the measurements. */
-        /* Q Kᵀ on int8: the scale of stage s's k-th sub-block of keys (its first key beside the windows). */
-        auto block_scale = [&](const int s, const int k) {
-            uint32_t row;
-            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(row) : "r"(r.rows_slot(s) + 4 * k) : "memory");
-            return __ldg(p.kscale + (int64_t)(b * p.heads + h) * kQuantBlocks + (row >> 7));
-        };
         auto turn = [&](auto with_pv, auto with_qk, const int j) {
             constexpr bool kPV = decltype(with_pv)::value, kQK = decltype(with_qk)::value;
             const int s = stage;
             const uint32_t ph = phase;
             uint32_t win[4];
-            float ks[Ops::kIntS ? kSubs : 1]; /* Q Kᵀ on int8: the scales of the K tile's sub-blocks */
             CALIB_TURN(0);
             if constexpr (kQK) {
                 mbar_wait(r.k_full(s), ph);
                 CALIB_TURN(1);
                 asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                              : "=r"(win[0]), "=r"(win[1]), "=r"(win[2]), "=r"(win[3]) : "r"(r.window_slot(s)) : "memory");
-                if constexpr (Ops::kIntS && !kRedo) {
-#pragma unroll
-                    for (int k = 0; k < kSubs; ++k) ks[k] = block_scale(s, k);
-                }
             }
             if constexpr (kPV) {
                 mbar_wait(r.v_full(sp), php);
@@ -623,7 +552,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             if constexpr (Ops::kTurns) named_sync(me);
             wgmma_fence();
             if constexpr (kQK) {
-                Ops::template qk<kRedo>(sa, dq, dk0 + s * kKDesc, apart);
+                Ops::qk(sc, dq, dk0 + s * kKDesc, apart);
                 wgmma_commit();
             }
             if constexpr (kPV) {
@@ -654,16 +583,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
             }
             if constexpr (kQK) {
                 if constexpr (kPV) wgmma_wait1(); else wgmma_wait0();
-                fence_regs<Ops::kKeys / 2>(sa);
-                Ops::template settle_qk<kRedo>(sa, apart, dq, dk0 + s * kKDesc);
-                if constexpr (Ops::kIntS && kRedo) { /* S true floats (settle_qk): each span by its block's scale, one live at a time */
-#pragma unroll
-                    for (int k = 0; k < kSubs; ++k) {
-                        const float x = block_scale(s, k); /* before the stage is given back */
-#pragma unroll
-                        for (int e = k * (kSub / 2); e < (k + 1) * (kSub / 2); ++e) sc[e] *= x;
-                    }
-                }
+                fence_regs<Ops::kKeys / 2>(sc);
                 CALIB_TURN(6);
                 if constexpr (Ops::kFreeKEarly) mbar_arrive(r.k_empty(s));
                 if constexpr (!kPV) CALIB_MARK((wg - 1) * 256 + round * 8 + 2, t == 0 && round < 32);
@@ -671,7 +591,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 if (win[0]) OnlineSoftmax::mask_windows<kSub, kSubs>(sc, c, win + 1);
                 /* A row's first tile has no reference to take its exponentials against. */
                 moved = sm.exponentiate<kGroups, (kTextLast > 0), Ops::kLog2Gain, Ops::kSlack, !Ops::kTensorSums, kAhead && kPV,
-                                        kCodes, kSumRef && kPV, Ops::kIntS && !kRedo ? kSubs : 0>(sc, scale, f0, f1, ahead, ks, bias);
+                                        kCodes, kSumRef && kPV>(sc, scale, f0, f1, ahead);
                 if (kSumRef && kPV && ahead.redo) {
                     ahead.redo = false;
                     rescore(win[3]);
