@@ -829,43 +829,6 @@ adaptive_run() {
     left 50 && memcheck_fp8 $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
-#   stalls_c        carry .gpu/wan13b, .gpu/wan13b.json (and .fa4/small, .fa4/a: on an H200 FA4's first
-#       parts are copied for h200_row at once after it). Nsight Compute on the attention launch of Wan
-#       1.3B's dense layer in fp8 and bf16, called through the C ABI by ncu_layer.cu (under ncu a
-#       PyTorch process found no driver: run 102): the full set, each loop part's warp stall samples
-#       (stall_table.py) and the SASS with its samples in $OUT.
-stalls_c() {
-    SECONDS=0
-    (date -u; uname -r; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    if grep -q H200 "$OUT/machine.log"; then fa4_parts; fi
-    sh Tests/GPU/build_sets.sh $G wan13b 2>&1 | tail -3 &
-    nvcc -O2 -std=c++17 -arch=sm_90a Tests/GPU/ncu_layer.cu -I $G/wan13b/include -ldl -o /tmp/ncu_layer
-    wait
-    echo "built in $SECONDS s"
-    ls -la /lib/libcuda.so* /usr/local/nvidia/lib64/libcuda.so* /usr/local/cuda/compat 2>&1 | head
-    # Which libcuda a process under ncu must be given (run 123: as it came, CUDA found the driver
-    # "insufficient" under ncu; /lib and /usr/local/nvidia/lib64 each hold a libcuda.so.1).
-    local pr pre=none
-    for lib in /usr/local/nvidia/lib64/libcuda.so.1 /lib/libcuda.so.1 /usr/local/cuda/compat/libcuda.so.1; do
-        [ -e $lib ] || continue
-        LD_PRELOAD=$lib timeout 60 ncu --clock-control none -k regex:fill --launch-count 1 --section SpeedOfLight \
-            /tmp/ncu_layer $G/wan13b/$L 0 bf16 dense > $OUT/probe.log 2>&1 && grep -q "Duration" $OUT/probe.log && { pre=$lib; break; }
-        echo "preload $lib:"; tail -3 $OUT/probe.log
-    done
-    echo "preload: $pre"
-    [ $pre = none ] && return
-    for pr in fp8 bf16; do
-        /tmp/ncu_layer $G/wan13b/$L 0 $pr dense
-        LD_PRELOAD=$pre timeout 200 ncu --clock-control none -k regex:calib_wgmma_kernel --launch-count 1 --set full --import-source no \
-            -f -o $OUT/ncu-$pr /tmp/ncu_layer $G/wan13b/$L 0 $pr dense > $OUT/ncu-$pr.log 2>&1
-        echo "ncu $pr rc=$? at $SECONDS s"; tail -3 $OUT/ncu-$pr.log
-        ncu --import $OUT/ncu-$pr.ncu-rep --page source --csv --print-source sass > $OUT/$pr-sass.csv 2>&1
-        ncu --import $OUT/ncu-$pr.ncu-rep --page details --csv > $OUT/$pr-details.csv 2>&1
-        python3 Tests/GPU/stall_table.py $OUT/$pr-sass.csv 2>&1 | tee $OUT/$pr-stalls.log
-    done
-    ls -la $OUT
-    echo "end at $SECONDS s"
-}
 #   int8_run        (run 125; branch fp8-int8-blocks, .gpu-var/int8 = 4f10801) carry .gpu, .gpu-var/int8: Q Kt
 #       on int8 in `fp8` (q and k less its mean at a scale a block of 128 tokens): every test set built
 #       with it, `test_cuda.py -k fp8` on them, fp8_accuracy.py on it and on main's kernel (.gpu).
