@@ -22,8 +22,9 @@ FP8 pass rounds them (k less its mean over tokens at one scale a head, q at one 
   int8 q blocks, k a head, 16 apart  as int8, 16 apart but k at one scale a head, 1.25 times
                   the range of a sample of one token in 16 (the pass's statistics)
 
-and the e4m3 and int8 ones with P V on e4m3 too, as the `fp8` loop takes it (attention_e4m3), to
-set beside what the kernel measured (docs/gpu.md "FP8"), and bf16 Q·Kᵀ with P V on e4m3 (`fp8-pv`).
+and six of them again with P V on e4m3 too (the rows "with P V on e4m3"), as the `fp8` loop takes
+it (attention_e4m3), to set beside what the kernel measured (docs/gpu.md "FP8"), bf16 Q·Kᵀ's
+(`fp8-pv`) among them.
 
 and, for each input (and each head of a recording given as RECORDING, e.g. .gpu/fp8synth-rec/
 prompt0.safetensors after Tests/GPU/sources.sh), the share of the sum over k's channels of
