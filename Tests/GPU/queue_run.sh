@@ -829,7 +829,7 @@ adaptive_run() {
     left 50 && memcheck_fp8 $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
-#   int8_run        (run 125; branch fp8-int8-blocks, .gpu-var/int8 = 4f10801) carry .gpu, .gpu-var/int8: Q Kt
+#   int8_run        (run 125; branch fp8-int8-blocks, .gpu-var/int8 = 1f35589) carry .gpu, .gpu-var/int8: Q Kt
 #       on int8 in `fp8` (q and k less its mean at a scale a block of 128 tokens): every test set built
 #       with it, `test_cuda.py -k fp8` on them, fp8_accuracy.py on it and on main's kernel (.gpu).
 int8_run() {
