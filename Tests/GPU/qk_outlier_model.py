@@ -23,8 +23,8 @@ FP8 pass rounds them (k less its mean over tokens at one scale a head, q at one 
                   the range of a sample of one token in 16 (the pass's statistics)
 
 and six of them again with P V on e4m3 too (the rows "with P V on e4m3"), as the `fp8` loop takes
-it (attention_e4m3), to set beside what the kernel measured (docs/gpu.md "FP8"), bf16 Q·Kᵀ's
-(`fp8-pv`) among them.
+it (attention_e4m3), to set beside what the kernel measured (docs/gpu.md "FP8"), and bf16 Q·Kᵀ so
+(`fp8-pv`).
 
 and, for each input (and each head of a recording given as RECORDING, e.g. .gpu/fp8synth-rec/
 prompt0.safetensors after Tests/GPU/sources.sh), the share of the sum over k's channels of
