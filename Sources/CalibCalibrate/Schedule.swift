@@ -1,4 +1,4 @@
-// The mass threshold per diffusion step (docs/calibration.md, "Threshold schedule"): the paper's
+// The mass threshold per diffusion step (docs/calibration.md, "Threshold per step"): the paper's
 // ε(t) = A + (C − A)·exp(−k·t/T), from C at the noisiest step (t = 0) towards A at the last (t = T).
 
 import Foundation

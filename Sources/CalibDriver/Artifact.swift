@@ -1,6 +1,6 @@
 // An artifact: one model's kernels for several token grids (480p and 720p, several frame counts),
 // each compiled as a single masks file would be, in `<dir>/<shape>/`, and `shapes.json`, which
-// the runtime reads to pick a call's kernels by its grid (docs/python.md, "Shapes").
+// the runtime reads to pick a call's kernels by its grid (docs/python.md, "Artifacts").
 
 import CalibCodegen
 import CalibFrontend

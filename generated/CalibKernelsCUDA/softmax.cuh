@@ -28,7 +28,7 @@ __device__ __forceinline__ float quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-/* e4m3 probabilities without an exponential (`fp8`; docs/gpu.md, "fp8 without exponentials"): a
+/* e4m3 probabilities without an exponential (`fp8`; docs/gpu.md, "Versions", v21): a
  * probability p = 2^y (log2 units, y = its log, FP8's gain in it) is held as the e4m3 code
  * round(8 (y + 7)), exponent field and mantissa at once. The code's value, 2^floor(y) (1 + m/8),
  * is 2^y with its fraction taken linearly (at most 6% above, none at a power of two): less

@@ -1,4 +1,4 @@
-"""The package's exceptions (docs/python.md, "Errors").
+"""The package's exceptions (docs/python.md, "Kernels and the layer call").
 
     CalibError (RuntimeError)            a non-zero status of the C ABI; a library that cannot be
                                          loaded or is not the one asked for
