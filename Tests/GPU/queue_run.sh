@@ -880,4 +880,18 @@ card_first() {
         | grep -v Warn | tee $OUT/e2e14b.log
     echo "end at $SECONDS s"
 }
+#   whole           carry .gpu (after card_first on the same machine): main's kernel on every test
+#       set, test_cuda.py whole (the last whole run, 107, was before the channels apart), then
+#       memcheck of the split and the FP8 plans.
+whole() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b 2>&1 | tail -3
+    echo "built in $SECONDS s"
+    gpu_tests 330
+    left 100 && memcheck 80 "split and not fp8" sanitizer-split.log
+    left 60 && memcheck_fp8 $((LIMIT - SECONDS - 10))
+    echo "end at $SECONDS s"
+}
 "$1"
