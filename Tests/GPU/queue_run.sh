@@ -866,14 +866,17 @@ int8_bench() {
     echo "end at $SECONDS s"
 }
 # Session of 2026-12-06 13:27 (runs 127-):
-#   card_first      carry .fa4/small, .fa4/a, .gpu/e2e14b-d25 and .gpu/e2e14b-d25.json: on an H200
-#       FA4's parts copied and nothing else (h200_row within 30 s); on an H100 the queue's "End to end
-#       with FP8": the random-weight Wan 14B forward at density 0.25, bf16 beside `fp8` and `fp8-pv`.
+#   card_first      carry .fa4/small, .fa4/a, .gpu/e2e14b-d25, .gpu/e2e14b-d25.json and .whl (with
+#       `pip download diffusers==0.42.1 --no-deps -d .whl`: the machine has no diffusers, run 127):
+#       on an H200 FA4's parts copied and nothing else (h200_row within 30 s); on an H100 the queue's
+#       "End to end with FP8": the random-weight Wan 14B forward at density 0.25, bf16 beside `fp8`
+#       and `fp8-pv` (run 129).
 card_first() {
     SECONDS=0
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
     if grep -q H200 "$OUT/machine.log"; then fa4_parts; echo "H200: h200_row next"; return; fi
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    python3 -m pip install --no-deps --target /tmp/site -q .whl/diffusers-*.whl
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:/tmp/site
     sh Tests/GPU/build_sets.sh $G e2e14b-d25 2>&1 | tail -2
     echo "built in $SECONDS s"
     timeout 520 python3 Tests/GPU/bench_e2e.py 14b d0.25=$G/e2e14b-d25/$L:fp8,fp8-pv --reps 1 2>&1 \
