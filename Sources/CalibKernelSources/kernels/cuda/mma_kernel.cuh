@@ -15,6 +15,9 @@ constexpr int kMmaRows = 64;
 constexpr int kMmaKeys = 64;
 constexpr int kMmaPad = kDim + 8; /* elements per shared-memory row: 16 bytes of padding */
 constexpr int kMmaSmem = (kMmaRows + 4 * kMmaKeys) * kMmaPad * 2;
+/* A warp's Q fragments stay in registers for a row's tiles up to head_dim 128; past it they are
+ * read from shared memory at each k-step, as Q's 64 registers beside O's 128 spilled at 256. */
+constexpr bool kMmaQInRegs = kDim <= 128;
 
 /* Loads `rows` rows of kDim elements starting at token `s0` (rows past `send` repeat the last
  * valid row, so every value read is finite) into a padded shared tile. */
@@ -87,7 +90,10 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
                 load_tile(vs, vh, p.vs1, walk.k0, walk.kend, tid);
             }
             cp_async_commit();
-            uint32_t qf[kDim / 16][4];
+            uint32_t qf[kMmaQInRegs ? kDim / 16 : 1][4];
+            auto q_fragment = [&](uint32_t *dst, int kk) {
+                ldsm_x4(dst, qs + (warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * kMmaPad + 16 * kk + 8 * (lane / 16));
+            };
             float o[kDim / 8][4];
 #pragma unroll
             for (int j = 0; j < kDim / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
@@ -105,11 +111,12 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
                     load_tile(vd, vh, p.vs1, walk.k0, walk.kend, tid);
                     cp_async_commit();
                 }
-                if (first) {
+                if constexpr (kMmaQInRegs) {
+                    if (first) {
 #pragma unroll
-                    for (int kk = 0; kk < kDim / 16; ++kk)
-                        ldsm_x4(qf[kk], qs + (warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * kMmaPad + 16 * kk + 8 * (lane / 16));
-                    first = false;
+                        for (int kk = 0; kk < kDim / 16; ++kk) q_fragment(qf[kk], kk);
+                        first = false;
+                    }
                 }
                 const T *kt = ks + stage * kMmaKeys * kMmaPad;
                 const T *vt = vs + stage * kMmaKeys * kMmaPad;
@@ -118,12 +125,14 @@ __global__ void __launch_bounds__(128) calib_mma_kernel(const Params given) {
                 for (int j = 0; j < kMmaKeys / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
 #pragma unroll
                 for (int kk = 0; kk < kDim / 16; ++kk) {
+                    const int qi = kMmaQInRegs ? kk : 0;
+                    if constexpr (!kMmaQInRegs) q_fragment(qf[0], kk);
 #pragma unroll
                     for (int j = 0; j < kMmaKeys / 16; ++j) {
                         uint32_t bf[4];
                         ldsm_x4(bf, kt + (16 * j + (lane % 8) + 8 * (lane / 16)) * kMmaPad + 16 * kk + 8 * ((lane / 8) % 2));
-                        Mma<T>::m16n8k16(s[2 * j], qf[kk], bf);
-                        Mma<T>::m16n8k16(s[2 * j + 1], qf[kk], bf + 2);
+                        Mma<T>::m16n8k16(s[2 * j], qf[qi], bf);
+                        Mma<T>::m16n8k16(s[2 * j + 1], qf[qi], bf + 2);
                     }
                 }
                 if (kn < kMmaKeys) OnlineSoftmax::mask_columns<kMmaKeys / 8>(&s[0][0], c, 0, kn);

@@ -220,14 +220,18 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
         }
         fence_proxy_async();
     }
+    /* An e4m3 row of Q or K is kDim bytes, one swizzle span. Other head_dims never launch this
+     * kernel (kWgmmaShape), but the host's references instantiate the class for them, so the
+     * constants below must still compile there. */
+    static constexpr int kQkSwizzle = kDim == 64 ? 64 : 128;
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) {
-        if constexpr (kQkE4m3) return gmma_desc<kDim>(tile, 16, 8 * kDim);
+        if constexpr (kQkE4m3) return gmma_desc<kQkSwizzle>(tile, 16, 8 * kDim);
         else return Wide::qk_desc(tile);
     }
     /* The channels apart's descriptors from the e4m3 tiles' (the fields add without carries:
      * addresses stay below 256 KB). */
-    static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
-    static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kDim>(0, 16, 8 * kDim);
+    static constexpr uint64_t kQxStep = gmma_desc<32>(128 * kDim, 16, 256) - gmma_desc<kQkSwizzle>(0, 16, 8 * kDim);
+    static constexpr uint64_t kKxStep = gmma_desc<32>(kKeys * kDim, 16, 256) - gmma_desc<kQkSwizzle>(0, 16, 8 * kDim);
     static __device__ __forceinline__ uint64_t v_desc(uint32_t tile) { return gmma_desc<32>(tile, 16, 256); }
     /* apart: the item's head keeps channels apart (elsewhere their tiles hold whatever was there). */
     static __device__ __forceinline__ void qk(float *sc, uint64_t dq, uint64_t dk, bool apart) {
