@@ -883,6 +883,20 @@ card_first() {
         | grep -v Warn | tee $OUT/e2e14b.log
     echo "end at $SECONDS s"
 }
+#   head_dims       carry .fa4/small, .fa4/a, .gpu/t256, .gpu/t96 and their JSONs: the card named; on an
+#       H200 FA4's first parts copied (h200_row next); elsewhere the two sets whose head_dims no wgmma
+#       instance takes (256 at block 64, 96 at block 128) built and tested, then memcheck of their plans.
+head_dims() {
+    SECONDS=0
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    if grep -q H200 "$OUT/machine.log"; then fa4_parts; echo "H200: h200_row next"; return; fi
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    sh Tests/GPU/build_sets.sh $G t256 t96 2>&1 | tail -3
+    echo "built in $SECONDS s"
+    gpu_tests 150 -k "t256 or t96"
+    memcheck 100 "every_plan and (t256 or t96)"
+    echo "end at $SECONDS s"
+}
 #   whole           carry .gpu (after card_first on the same machine): main's kernel on every test
 #       set, test_cuda.py whole (the last whole run, 107, was before the channels apart), then
 #       memcheck of the split and the FP8 plans.
