@@ -883,18 +883,20 @@ card_first() {
         | grep -v Warn | tee $OUT/e2e14b.log
     echo "end at $SECONDS s"
 }
-#   head_dims       carry .fa4/small, .fa4/a, .gpu/t256, .gpu/t96 and their JSONs: the card named; on an
-#       H200 FA4's first parts copied (h200_row next); elsewhere the two sets whose head_dims no wgmma
-#       instance takes (256 at block 64, 96 at block 128) built and tested, then memcheck of their plans.
+#   head_dims [SET...]  carry .fa4/small, .fa4/a and the SETs (default t256 t80: run 131 had t256 t96) with
+#       their JSONs: the card named; on an H200 FA4's first parts copied (h200_row next); elsewhere the
+#       sets whose head_dims no wgmma instance takes built and tested, then memcheck of their plans.
 head_dims() {
     SECONDS=0
+    local sets="${*:-t256 t80}"
+    local pick="${sets// / or }"
     (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
     if grep -q H200 "$OUT/machine.log"; then fa4_parts; echo "H200: h200_row next"; return; fi
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    sh Tests/GPU/build_sets.sh $G t256 t96 2>&1 | tail -3
+    sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -3
     echo "built in $SECONDS s"
-    gpu_tests 150 -k "t256 or t96"
-    memcheck 100 "every_plan and (t256 or t96)"
+    gpu_tests 150 -k "$pick"
+    memcheck 100 "every_plan and ($pick)"
     echo "end at $SECONDS s"
 }
 #   whole           carry .gpu (after card_first on the same machine): main's kernel on every test
@@ -911,4 +913,4 @@ whole() {
     left 60 && memcheck_fp8 $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
-"$1"
+"$@"

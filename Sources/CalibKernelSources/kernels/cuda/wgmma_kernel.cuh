@@ -145,7 +145,10 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * cost nearly all that the bf16 step and they cost together). */
     static constexpr int kQLoadedAlone = kQkE4m3 ? 128 * kDim : Wide::kQLoaded, kKBytesAlone = kQkE4m3 ? kKeys * kDim : Wide::kKBytes;
     static constexpr int kKBytes = kQkE4m3 ? kKeys * kDim + kKxBytes : Wide::kKBytes;
-    static_assert(!kQkE4m3 || (kQBytes % 1024 == 0 && kKBytes % 1024 == 0), "K's stages keep the 1024-byte alignment of their swizzle");
+    /* Only shapes that launch this kernel (kWgmmaShape) are held to it: the host's references
+     * instantiate the class for every head_dim the target takes. */
+    static_assert(!kWgmmaShape || !kQkE4m3 || (kQBytes % 1024 == 0 && kKBytes % 1024 == 0),
+                  "K's stages keep the 1024-byte alignment of their swizzle");
     /* A panel in shared memory: vᵀ's kDim rows of 32 keys, then 8 rows of ones (written once, at
      * the start), so P V at n = kDim + 8 also sums each row of P into 4 more accumulators (FP8 P
      * into an fp32 accumulator: the softmax's additions, the bound of the FP8 loop, go to the
@@ -220,9 +223,8 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
         }
         fence_proxy_async();
     }
-    /* An e4m3 row of Q or K is kDim bytes, one swizzle span. Other head_dims never launch this
-     * kernel (kWgmmaShape), but the host's references instantiate the class for them, so the
-     * constants below must still compile there. */
+    /* An e4m3 row of Q or K is kDim bytes, one swizzle span (64 or 128; the constant compiles,
+     * unused, for the other head_dims, as the alignment's assertion above holds only for these). */
     static constexpr int kQkSwizzle = kDim == 64 ? 64 : 128;
     static __device__ __forceinline__ uint64_t qk_desc(uint32_t tile) {
         if constexpr (kQkE4m3) return gmma_desc<kQkSwizzle>(tile, 16, 8 * kDim);
