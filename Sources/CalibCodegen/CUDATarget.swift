@@ -24,6 +24,14 @@ public struct CUDATarget: Target {
 
     static let buildScript = "build.sh"
 
+    /// Both kernels step through head_dim 16 channels an MMA, and the mma.sync kernel holds a
+    /// row's output in registers, 256 channels at most (calib_cuda.cu's `#error` says the same
+    /// to a build of edited sources).
+    public func refusal(_ shape: Shape) -> (field: String, message: String)? {
+        guard shape.headDim % 16 != 0 || shape.headDim > 256 else { return nil }
+        return ("head_dim", "the CUDA target takes a multiple of 16, at most 256, found \(shape.headDim) (the CPU target takes any)")
+    }
+
     public var buildTool: String { "nvcc" }
     public var buildCommand: [String] { ["sh", Self.buildScript] }
 

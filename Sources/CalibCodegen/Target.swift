@@ -24,10 +24,14 @@ public protocol Target: Sendable {
     /// The compiler the build needs on PATH; without it `--shared` writes the sources and says
     /// how to build them.
     var buildTool: String { get }
+    /// A shape this target's kernels cannot take: the masks.json field at fault and what the
+    /// target takes, asked before anything is written (nil: it takes the shape).
+    func refusal(_ shape: Shape) -> (field: String, message: String)?
 }
 
 extension Target {
     public var buildTool: String { buildCommand[0] }
+    public func refusal(_ shape: Shape) -> (field: String, message: String)? { nil }
 }
 
 public enum Targets {

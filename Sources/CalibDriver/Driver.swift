@@ -89,7 +89,10 @@ public enum Driver {
                                report: (DriverEvent) -> Void = { _ in }) throws -> Compilation {
         // The output is checked before the long work, and again when it is written.
         try OutputPaths.checkDirectory(output, inputs: [path], generated: options.target.outputNames, force: options.force)
-        let masks = try load(path, report: report)
+        var parsed: [DriverEvent] = []  // reported once the target takes the shape: bad input prints nothing else
+        let masks = try load(path) { parsed.append($0) }
+        try refuseShape(masks, path, options.target)
+        parsed.forEach(report)
         return try compile(masks.program, source: URL(fileURLWithPath: path).lastPathComponent, to: output,
                            options: options, inputs: [path], report: report)
     }
@@ -129,6 +132,7 @@ public enum Driver {
         var parsed: [DriverEvent] = []  // reported once every file is known good: bad input prints nothing else
         for path in paths {
             let masks = try load(path) { parsed.append($0) }
+            try refuseShape(masks, path, target)
             let shape = masks.program.shape
             let name = Artifact.shapeName(shape, masks.layout)
             if let first = loaded.first, first.masks.program.shape.layers != shape.layers || first.masks.program.shape.heads != shape.heads
@@ -167,6 +171,11 @@ public enum Driver {
         }
         report(.wrote(directory: output, seconds: elapsed(since: start)))
         return compilations
+    }
+
+    /// Masks of a shape the target cannot compile, refused in the input's terms.
+    static func refuseShape(_ masks: Masks, _ path: String, _ target: any Target) throws {
+        if let r = target.refusal(masks.program.shape) { throw CodegenError(message: "\(path): $.\(r.field): \(r.message)") }
     }
 
     static func elapsed(since start: DispatchTime) -> Double {

@@ -512,6 +512,7 @@ final class ErrorCatalogueTests: XCTestCase {
         // Output paths
         f.append(Fixture("in/masks.json", masks()))
         f.append(Fixture("art-grid.json", masks(["layout": #"{"frames": 2, "height": 1, "width": 65}"#])))
+        f.append(Fixture("hd72.json", masks(["head_dim": "72"])))
         f.append(Fixture("art-heads.json", masks(["heads": "1"], assignments: #"[{"steps": "*", "layers": "*", "heads": "*", "pattern": "dense"}]"#)))
         f.append(Fixture("theirs/notes.txt", "mine"))
         f.append(Fixture("unmarked/calib_kernels.c", "// from before"))
@@ -708,6 +709,8 @@ final class ErrorCatalogueTests: XCTestCase {
         add(["compile", "masks.json", "masks.json", "-o", "art"], 1, "both hold plans for 130 tokens")
         add(["compile", "art-grid.json", "art-grid.json", "-o", "art"], 1, "both hold plans for the grid 2 × 1 × 65")
         add(["compile", "masks.json", "art-heads.json", "-o", "art"], 1, "an artifact holds one model's shapes")
+        add(["compile", "hd72.json", "--target", "cuda", "-o", "k"], 1, "the CUDA target takes a multiple of 16")
+        add(["compile", "masks.json", "hd72.json", "--target", "cuda", "-o", "art"], 1, "at most 256, found 72")
         add(["compile", "masks.json", "-o", ""], 1, "the output path is empty")
         add(["compile", "masks.json", "-o", "."], 1, "is the current directory")
         add(["compile", "in/masks.json", "-o", "in"], 1, "holds the input")
