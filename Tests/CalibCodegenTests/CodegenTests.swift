@@ -246,6 +246,23 @@ final class CUDATargetTests: XCTestCase {
         XCTAssertTrue(cuda.first { $0.path == "calibc-manifest.json" }!.contents.contains("\"target\": \"cuda\""))
     }
 
+    /// The target refuses, at the masks' `head_dim`, exactly the head_dims calib_cuda.cu's `#error`
+    /// stops (read from the file), so no masks it takes fail in nvcc after the output is written.
+    func testRefusesTheHeadDimsTheKernelsCannotTake() throws {
+        let source = try KernelSources.text("cuda/calib_cuda.cu")
+        let guardLine = try XCTUnwrap(source.split(separator: "\n").first { $0.hasPrefix("#if CALIB_HEAD_DIM %") })
+        let words = guardLine.split(separator: " ")
+        let multiple = try XCTUnwrap(Int(words[3])), most = try XCTUnwrap(Int(words[9]))
+        XCTAssertEqual(guardLine, "#if CALIB_HEAD_DIM % \(multiple) != 0 || CALIB_HEAD_DIM > \(most)")
+        for d in 1...2 * most {
+            let shape = Shape(tokens: 256, headDim: d, block: 64, layers: 1, heads: 1, steps: [0])
+            let refusal = CUDATarget().refusal(shape)
+            XCTAssertEqual(refusal == nil, d % multiple == 0 && d <= most, "head_dim \(d)")
+            if let refusal { XCTAssertEqual(refusal.field, "head_dim") }
+            XCTAssertNil(CPUTarget().refusal(shape))
+        }
+    }
+
     /// `--shared` with nvcc on PATH runs the directory's build.sh (the recipe the GPU tests and
     /// benchmarks run too); without it, it writes the sources and says how to build them. A stand-in
     /// nvcc records its arguments, so both paths run on any machine.
