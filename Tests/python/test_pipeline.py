@@ -3,6 +3,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -79,6 +80,17 @@ def test_what_cannot_work_is_said_before_generating(pipe, tmp_path, monkeypatch)
     assert pipe.calls == 0
     with pytest.raises(pipeline.PipelineError, match="not a calibc pipeline artifact"):
         pipeline.enable(pipe, str(tmp_path / "nothing"))
+
+
+def test_a_head_dim_the_cuda_kernels_cannot_take_is_said_before_generating(tmp_path, monkeypatch):
+    from diffusers import WanTransformer3DModel
+
+    odd = TinyWanPipeline(WanTransformer3DModel(num_attention_heads=2, attention_head_dim=72, text_dim=32, freq_dim=32,
+                                                ffn_dim=64, num_layers=1, rope_max_seq_len=64).eval())
+    monkeypatch.setenv("NVCC", sys.executable)  # a tool on PATH stands in for nvcc: the check after it is the one tested
+    with pytest.raises(pipeline.PipelineError, match="transformer: head_dim 72: the cuda target takes a multiple of 16"):
+        pipeline.calibrate(odd, ["p"], str(tmp_path / "a"), targets=("cpu", "cuda"), calibc=CALIBC)
+    assert odd.calls == 0
 
 
 def test_the_command_checks_its_tools_before_loading_a_model(tmp_path, monkeypatch, capsys):

@@ -119,6 +119,12 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
 
     tool = None if states_only else _preflight(calibc, targets)
     transformers = transformers_of(pipe)
+    if "cuda" in targets:
+        for name, t in transformers.items():
+            head_dim = _attention_shape(t)[1]
+            if head_dim % 16 or head_dim > 256:  # what `calibc compile --target cuda` refuses, said before generating
+                raise PipelineError(f"{name}: head_dim {head_dim}: the cuda target takes a multiple of 16, at most 256 "
+                                    "(calibrate with targets=('cpu',))")
     if not prompts:
         raise PipelineError("no prompts")
     generate = dict(generate or {})
