@@ -26,10 +26,15 @@ public struct CUDATarget: Target {
 
     /// Both kernels step through head_dim 16 channels an MMA, and the mma.sync kernel holds a
     /// row's output in registers, 256 channels at most (calib_cuda.cu's `#error` says the same
-    /// to a build of edited sources).
-    public func refusal(_ shape: Shape) -> (field: String, message: String)? {
-        guard shape.headDim % 16 != 0 || shape.headDim > 256 else { return nil }
-        return ("head_dim", "the CUDA target takes a multiple of 16, at most 256, found \(shape.headDim) (the CPU target takes any)")
+    /// to a build of edited sources); the wgmma kernel takes the shapes of `kWgmmaShape`
+    /// (wgmma_kernel.cuh) and the mma.sync kernel the rest.
+    public func fit(_ shape: Shape) -> ShapeFit {
+        if shape.headDim % 16 != 0 || shape.headDim > 256 {
+            return .refused(field: "head_dim", message: "the CUDA target takes a multiple of 16, at most 256, found \(shape.headDim) (the CPU target takes any)")
+        }
+        if shape.block == 128 && (shape.headDim == 64 || shape.headDim == 128) { return .fast }
+        return .slower("block \(shape.block) with head_dim \(shape.headDim) runs on the CUDA target's portable mma.sync kernel; "
+                       + "its Hopper wgmma kernel, and precision \"fp8\", take block 128 with head_dim 64 or 128")
     }
 
     public var buildTool: String { "nvcc" }

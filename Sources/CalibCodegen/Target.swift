@@ -24,14 +24,23 @@ public protocol Target: Sendable {
     /// The compiler the build needs on PATH; without it `--shared` writes the sources and says
     /// how to build them.
     var buildTool: String { get }
-    /// A shape this target's kernels cannot take: the masks.json field at fault and what the
-    /// target takes, asked before anything is written (nil: it takes the shape).
-    func refusal(_ shape: Shape) -> (field: String, message: String)?
+    /// How this target's kernels take masks of `shape`, asked before anything is written.
+    func fit(_ shape: Shape) -> ShapeFit
+}
+
+/// How a target's kernels take a shape.
+public enum ShapeFit: Equatable, Sendable {
+    /// By its fastest kernels.
+    case fast
+    /// By a slower kernel; why, for the user to read once.
+    case slower(String)
+    /// Not at all: the masks.json field at fault, and what the target takes.
+    case refused(field: String, message: String)
 }
 
 extension Target {
     public var buildTool: String { buildCommand[0] }
-    public func refusal(_ shape: Shape) -> (field: String, message: String)? { nil }
+    public func fit(_ shape: Shape) -> ShapeFit { .fast }
 }
 
 public enum Targets {

@@ -31,6 +31,8 @@ public enum DriverEvent {
     case checked(seconds: Double)
     /// The generated C was written without libclang's check (`reason`).
     case checkSkipped(reason: String)
+    /// The target takes the masks of `file` on a slower kernel (`why`).
+    case slower(file: String, why: String)
     case built(library: String, seconds: Double)
     /// The target's build tool is not installed: the sources are written, this command builds them.
     case buildSkipped(tool: String, command: String)
@@ -91,8 +93,9 @@ public enum Driver {
         try OutputPaths.checkDirectory(output, inputs: [path], generated: options.target.outputNames, force: options.force)
         var parsed: [DriverEvent] = []  // reported once the target takes the shape: bad input prints nothing else
         let masks = try load(path) { parsed.append($0) }
-        try refuseShape(masks, path, options.target)
+        let fit = try fitShape(masks, path, options.target)
         parsed.forEach(report)
+        fit.map(report)
         return try compile(masks.program, source: URL(fileURLWithPath: path).lastPathComponent, to: output,
                            options: options, inputs: [path], report: report)
     }
@@ -132,7 +135,7 @@ public enum Driver {
         var parsed: [DriverEvent] = []  // reported once every file is known good: bad input prints nothing else
         for path in paths {
             let masks = try load(path) { parsed.append($0) }
-            try refuseShape(masks, path, target)
+            try fitShape(masks, path, target).map { parsed.append($0) }
             let shape = masks.program.shape
             let name = Artifact.shapeName(shape, masks.layout)
             if let first = loaded.first, first.masks.program.shape.layers != shape.layers || first.masks.program.shape.heads != shape.heads
@@ -173,9 +176,14 @@ public enum Driver {
         return compilations
     }
 
-    /// Masks of a shape the target cannot compile, refused in the input's terms.
-    static func refuseShape(_ masks: Masks, _ path: String, _ target: any Target) throws {
-        if let r = target.refusal(masks.program.shape) { throw CodegenError(message: "\(path): $.\(r.field): \(r.message)") }
+    /// Masks of a shape the target cannot compile, refused in the input's terms; the event that
+    /// says a slower kernel takes them.
+    static func fitShape(_ masks: Masks, _ path: String, _ target: any Target) throws -> DriverEvent? {
+        switch target.fit(masks.program.shape) {
+        case .fast: return nil
+        case let .slower(why): return .slower(file: path, why: why)
+        case let .refused(field, message): throw CodegenError(message: "\(path): $.\(field): \(message)")
+        }
     }
 
     static func elapsed(since start: DispatchTime) -> Double {

@@ -66,6 +66,7 @@ func printEvent(_ event: DriverEvent) {
     case .emitted(let s): print("codegen     \(seconds(s))")
     case .checked(let s): print("check       \(seconds(s))")
     case .checkSkipped(let reason): print("check       skipped: \(reason); the C files are written unparsed")
+    case let .slower(file, why): print("note: \(file): \(why)")
     case let .built(library, s): print("shared lib  \(seconds(s))  \(library)")
     case let .buildSkipped(tool, command): print("\(tool) is not installed here: the sources are written; build them with\n  \(command)")
     case let .wrote(directory, s): print("write       \(seconds(s))  \(directory)")

@@ -256,10 +256,31 @@ final class CUDATargetTests: XCTestCase {
         XCTAssertEqual(guardLine, "#if CALIB_HEAD_DIM % \(multiple) != 0 || CALIB_HEAD_DIM > \(most)")
         for d in 1...2 * most {
             let shape = Shape(tokens: 256, headDim: d, block: 64, layers: 1, heads: 1, steps: [0])
-            let refusal = CUDATarget().refusal(shape)
-            XCTAssertEqual(refusal == nil, d % multiple == 0 && d <= most, "head_dim \(d)")
-            if let refusal { XCTAssertEqual(refusal.field, "head_dim") }
-            XCTAssertNil(CPUTarget().refusal(shape))
+            switch CUDATarget().fit(shape) {
+            case .refused(let field, _):
+                XCTAssertEqual(field, "head_dim")
+                XCTAssertFalse(d % multiple == 0 && d <= most, "head_dim \(d) refused")
+            case .fast, .slower: XCTAssertTrue(d % multiple == 0 && d <= most, "head_dim \(d) taken")
+            }
+            XCTAssertEqual(CPUTarget().fit(shape), .fast)
+        }
+    }
+
+    /// The shapes the wgmma kernel takes (wgmma_kernel.cuh's `kWgmmaShape`, read from the file)
+    /// are the fast ones; any other the target takes is said to run slower, naming why.
+    func testSaysWhichShapesRunOnTheSlowerKernel() throws {
+        let source = try KernelSources.text("cuda/wgmma_kernel.cuh")
+        XCTAssertTrue(source.contains("constexpr bool kWgmmaShape = kBlock == 128 && (kDim == 64 || kDim == 128);"))
+        for block in [32, 64, 128, 256] {
+            for d in [32, 64, 80, 128, 256] {
+                let fit = CUDATarget().fit(Shape(tokens: 1024, headDim: d, block: block, layers: 1, heads: 1, steps: [0]))
+                if block == 128 && (d == 64 || d == 128) {
+                    XCTAssertEqual(fit, .fast)
+                } else {
+                    XCTAssertEqual(fit, .slower("block \(block) with head_dim \(d) runs on the CUDA target's portable mma.sync "
+                                                + "kernel; its Hopper wgmma kernel, and precision \"fp8\", take block 128 with head_dim 64 or 128"))
+                }
+            }
         }
     }
 

@@ -50,6 +50,19 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// Masks the CUDA target runs on its slower kernel (the example: block 64) are said to, once,
+    /// naming the file and why; the CPU target has no such note.
+    func testCompileSaysOnceWhenTheCUDATargetTakesItsSlowerKernel() throws {
+        let cuda = try calibc("compile", "masks.json", "-o", "cuda", "--target", "cuda")
+        XCTAssertEqual(cuda.status, 0, cuda.err)
+        XCTAssertEqual(cuda.out.split(separator: "\n").filter { $0.hasPrefix("note: ") },
+                       ["note: masks.json: block 64 with head_dim 64 runs on the CUDA target's portable mma.sync kernel; "
+                        + "its Hopper wgmma kernel, and precision \"fp8\", take block 128 with head_dim 64 or 128"])
+        let cpu = try calibc("compile", "masks.json", "-o", "cpu")
+        XCTAssertEqual(cpu.status, 0, cpu.err)
+        XCTAssertFalse(cpu.out.contains("note:"), cpu.out)
+    }
+
     /// No command is a usage error (status 2, usage on stderr); --help is not.
     func testNoCommandIsAUsageError() throws {
         let none = try calibc()
