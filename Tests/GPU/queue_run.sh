@@ -13,6 +13,16 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT" /tmp/fa4
 G=.gpu L=libcalibcuda.so
 left() { [ $((LIMIT - SECONDS)) -gt ${1:-60} ]; }
+# name_card: the time and the card (name, driver, clock, power limit) into $OUT/machine.log.
+name_card() {
+    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+}
+# on_h200_fa4_parts: after name_card, on an H200 FA4's first parts copied (h200_row next); false elsewhere.
+on_h200_fa4_parts() {
+    grep -q H200 "$OUT/machine.log" || return 1
+    fa4_parts
+    echo "H200: h200_row next"
+}
 # variant NAME SET DIR: .gpu/SET copied into DIR with .gpu-var/NAME's kernel files laid over it, built
 # in the background (wait for it).
 variant() {
@@ -378,7 +388,7 @@ wan14b_beside_before() {
 # beside_fa4 SET...: the card named in $OUT/machine.log, FA4 installed, Wan 14B's before variant
 # and $G's SETs built (h200_fa4, confirm, h200_row).
 beside_fa4() {
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     fa4_install
     variant before wan14b $G-vbefore-14
     sh Tests/GPU/build_sets.sh $G "$@" 2>&1 | tail -3
@@ -639,7 +649,7 @@ beside_a() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     variant main wan13b $G-vmain
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b tlong fp8synth 2>&1 | tail -5
     wait
@@ -699,7 +709,7 @@ beside_b() {
 main_check() {
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     if grep -q H200 "$OUT/machine.log"; then fa4_parts; fi
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth 2>&1 | tail -3
     echo "built in $SECONDS s"
@@ -715,7 +725,7 @@ launches_run() {
     LIMIT=${LIMIT:-400}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     variant main wan13b $G-vmain
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex wan13b tlong fp8synth 2>&1 | tail -3
     wait
@@ -757,7 +767,7 @@ apart_run() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     variant_sets main wan13b wan14b fp8synth
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b wan14b 2>&1 | tail -3
     wait
@@ -786,7 +796,7 @@ apart_run() {
 gather_run() {
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     variant_sets gather t128 t64 tj128 tj64 tjf64 ex wan13b wan14b
     variant_sets main wan13b wan14b
     sh Tests/GPU/build_sets.sh $G wan13b wan14b 2>&1 | tail -3
@@ -812,7 +822,7 @@ adaptive_run() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     variant_sets apart wan13b wan14b
     variant_sets prior wan13b wan14b
     sh Tests/GPU/build_sets.sh $G t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b wan14b 2>&1 | tail -3
@@ -836,7 +846,7 @@ int8_run() {
     LIMIT=${LIMIT:-560}
     SECONDS=0
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
+    name_card
     variant_sets int8 t128 t64 tj128 tj64 tjf64 ex tlong fp8synth wan13b wan14b
     sh Tests/GPU/build_sets.sh $G wan13b wan14b fp8synth 2>&1 | tail -3
     wait
@@ -873,8 +883,8 @@ int8_bench() {
 #       and `fp8-pv` (run 129).
 card_first() {
     SECONDS=0
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    if grep -q H200 "$OUT/machine.log"; then fa4_parts; echo "H200: h200_row next"; return; fi
+    name_card
+    on_h200_fa4_parts && return
     python3 -m pip install --no-deps --target /tmp/site -q .whl/diffusers-*.whl
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:/tmp/site
     sh Tests/GPU/build_sets.sh $G e2e14b-d25 2>&1 | tail -2
@@ -890,8 +900,8 @@ head_dims() {
     SECONDS=0
     local sets="${*:-t256 t80}"
     local pick="${sets// / or }"
-    (date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader) | tee "$OUT/machine.log"
-    if grep -q H200 "$OUT/machine.log"; then fa4_parts; echo "H200: h200_row next"; return; fi
+    name_card
+    on_h200_fa4_parts && return
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     sh Tests/GPU/build_sets.sh $G $sets 2>&1 | tail -3
     echo "built in $SECONDS s"
