@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 pytest.importorskip("diffusers")
 
 from calibc import pipeline
-from conftest import CALIBC
+from conftest import CALIBC, ROOT
 from tiny_wan import LAYERS, TinyWanPipeline, tiny_wan
 
 
@@ -84,6 +85,11 @@ def test_what_cannot_work_is_said_before_generating(pipe, tmp_path, monkeypatch)
 
 def test_a_head_dim_the_cuda_kernels_cannot_take_is_said_before_generating(tmp_path, monkeypatch):
     from diffusers import WanTransformer3DModel
+
+    # The rule is the kernel's own: calib_cuda.cu's `#if CALIB_HEAD_DIM % M != 0 || CALIB_HEAD_DIM > N`.
+    with open(os.path.join(ROOT, "Sources", "CalibKernelSources", "kernels", "cuda", "calib_cuda.cu")) as f:
+        multiple, most = map(int, re.search(r"#if CALIB_HEAD_DIM % (\d+) != 0 \|\| CALIB_HEAD_DIM > (\d+)", f.read()).groups())
+    assert [d for d in range(1, 2 * most) if pipeline.cuda_takes(d)] == list(range(multiple, most + 1, multiple))
 
     odd = TinyWanPipeline(WanTransformer3DModel(num_attention_heads=2, attention_head_dim=72, text_dim=32, freq_dim=32,
                                                 ffn_dim=64, num_layers=1, rope_max_seq_len=64).eval())

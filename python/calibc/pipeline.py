@@ -59,6 +59,11 @@ def _tool(calibc):
     return path
 
 
+def cuda_takes(head_dim):
+    """Whether the CUDA target's kernels take head_dim (calib_cuda.cu's `#error` refuses the rest)."""
+    return head_dim % 16 == 0 and head_dim <= 256
+
+
 def _preflight(calibc, targets):
     """The tools calibrating for `targets` needs, checked before any model is loaded; calibc's path."""
     tool = _tool(calibc)
@@ -122,7 +127,7 @@ def calibrate(pipe, prompts, out, *, steps=50, generate=None, mass=0.95, schedul
     if "cuda" in targets:
         for name, t in transformers.items():
             head_dim = _attention_shape(t)[1]
-            if head_dim % 16 or head_dim > 256:  # what `calibc compile --target cuda` refuses, said before generating
+            if not cuda_takes(head_dim):  # what `calibc compile --target cuda` refuses, said before generating
                 raise PipelineError(f"{name}: head_dim {head_dim}: the cuda target takes a multiple of 16, at most 256 "
                                     "(calibrate with targets=('cpu',))")
     if not prompts:
