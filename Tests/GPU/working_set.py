@@ -39,12 +39,16 @@ def work_list(masks, step, layer, heads, group, rows_of, lag=False):
         entries.sort(key=lambda e: (2 * e[2] + 3 if e[1] == 2 else 2 * e[2], -(e[0] * 16 // (max_cost + 1))))
     else:
         entries.sort(key=lambda e: (e[2] // group, e[1], -(e[0] * 16 // (max_cost + 1))))
-    return [(h, qb, blocks) for _, _, h, qb, blocks in entries]
+    return [(h, qb, blocks, part) for _, part, h, qb, blocks in entries]
 
 
-def misses(items, ctas, capacity):
-    """Misses per tile of an LRU of `capacity` blocks over the CTAs' tiles in time order."""
+def misses(items, ctas, capacity, streams=False):
+    """Misses per kept tile of an LRU of `capacity` blocks over the CTAs' tiles in time order. With
+    streams, each item's Q (half a block, read at its start), its output (half a block, written at
+    its end) and a split row's state (69.6 KB: written by its first half, read by its second) go
+    through the LRU too, as they do without cache hints; only K and V's misses are counted."""
     accesses = []
+    state = 69.6 / 64 if streams else 0
     for c in range(ctas):
         t = 0
         r = 0
@@ -52,24 +56,34 @@ def misses(items, ctas, capacity):
             i = r * ctas + (ctas - 1 - c if r & 1 else c)
             if i >= len(items):
                 break
-            h, _, blocks = items[i]
+            h, qb, blocks, part = items[i]
+            if streams:
+                accesses.append((t, c, ("q", h, qb, part), 0.5))
+                if part == 2:
+                    accesses.append((t, c, ("s", h, qb), state))
             t += 1
             for j, kb in enumerate(blocks):
-                accesses.append((t + j, c, h, int(kb)))
+                accesses.append((t + j, c, (h, int(kb)), 1.0))
             t += len(blocks)
+            if streams:
+                accesses.append((t, c, ("o", h, qb, part), 0.5 if part != 1 else 0))
+                if part == 1:
+                    accesses.append((t, c, ("s", h, qb), state))
             r += 1
-    accesses.sort()
-    cache, miss = OrderedDict(), 0
-    for _, _, h, kb in accesses:
-        key = (h, kb)
+    accesses.sort(key=lambda a: a[:2])
+    cache, held, miss, tiles = OrderedDict(), 0.0, 0, 0
+    for _, _, key, size in accesses:
+        kv = not isinstance(key[0], str)
+        tiles += kv
         if key in cache:
             cache.move_to_end(key)
-        else:
-            miss += 1
-            cache[key] = None
-            if len(cache) > capacity:
-                cache.popitem(last=False)
-    return miss / len(accesses)
+            continue
+        miss += kv
+        cache[key] = size
+        held += size
+        while held > capacity:
+            held -= cache.popitem(last=False)[1]
+    return miss / tiles
 
 
 def v25_rows(kept, mid):
@@ -99,6 +113,7 @@ def main():
     ap.add_argument("--heads", type=int, default=4, help="the first N heads (the order repeats per group)")
     ap.add_argument("--ctas", type=int, default=132)
     ap.add_argument("--l2-mb", type=float, nargs="+", default=[25.0, 50.0])
+    ap.add_argument("--streams", action="store_true", help="also with Q, the outputs and split state in the LRU")
     ap.add_argument("--group", type=int, help="heads a group (default: as work.cuh takes them for the largest L2)")
     a = ap.parse_args()
     masks = calibc.Masks.read(a.masks)
@@ -113,8 +128,9 @@ def main():
         for name, (rows_of, lag) in ORDERS.items():
             items = work_list(masks, step, layer, min(a.heads, masks.heads), 1 if lag else group,
                               lambda kept: rows_of(kept, mid), lag)
-            rates = [misses(items, a.ctas, int(m * 2**20) // block_bytes) for m in a.l2_mb]
-            print(f"layer {layer} {name:12s} " + "  ".join(f"{r:.4f}" for r in rates), flush=True)
+            for streams in (False, True) if a.streams else (False,):
+                rates = [misses(items, a.ctas, int(m * 2**20) // block_bytes, streams) for m in a.l2_mb]
+                print(f"layer {layer} {name + (' +streams' if streams else ''):20s} " + "  ".join(f"{r:.4f}" for r in rates), flush=True)
 
 
 if __name__ == "__main__":

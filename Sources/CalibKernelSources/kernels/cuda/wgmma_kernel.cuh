@@ -89,7 +89,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr bool kCodes = false; /* P as probabilities (softmax.cuh, ExpCode: FP8's) */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
-        for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
+        for (int x = 0; x < kDim / 64; ++x) tma_load_once(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
     }
     /* Sub-block `slot` of a K (or V) tile at `dst`, from key row0. */
     static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
@@ -191,7 +191,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * rather than after them all (load_kx). */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *xmap, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) {
-            tma_load(dst, map, bar, 0, row0, h, b);
+            tma_load_once(dst, map, bar, 0, row0, h, b);
             if (xmap == nullptr) return;
 #pragma unroll
             for (int x = 0; x < 128 / kSub; ++x)
@@ -358,8 +358,12 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
-        if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
-            count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
+        if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) { /* the slot free, or filled (consume) */
+            const int64_t slot = SplitSlots::slot(h, b, p.batch, qb);
+            count_wait(p.split_counts + slot, 512 * item_use(it) + 256 * (item_part(it) - 1));
+            /* a second half's consumers load the state after its last tile: in L2 by then */
+            if (item_part(it) == 2) l2_prefetch(p.split_state + slot * SplitSlots::kFloats, SplitSlots::kFloats * 4);
+        }
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         /* FP8 with Q Kᵀ on e4m3: the channels apart are loaded only where the head has them (the
