@@ -358,12 +358,8 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
-        if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) { /* the slot free, or filled (consume) */
-            const int64_t slot = SplitSlots::slot(h, b, p.batch, qb);
-            count_wait(p.split_counts + slot, 512 * item_use(it) + 256 * (item_part(it) - 1));
-            /* a second half's consumers load the state after its last tile: in L2 by then */
-            if (item_part(it) == 2) l2_prefetch(p.split_state + slot * SplitSlots::kFloats, SplitSlots::kFloats * 4);
-        }
+        if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
+            count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         /* FP8 with Q Kᵀ on e4m3: the channels apart are loaded only where the head has them (the
@@ -421,6 +417,11 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 phase ^= 1;
             }
         }
+        /* A second half's consumers read the state after the tiles just loaded: into L2 now, so
+         * its latency is under those tiles (at the item's start it would leave L2 again on a long
+         * row). */
+        if (kMaySplit && !Ops::kFp8 && item_part(it) == 2)
+            l2_prefetch(p.split_state + SplitSlots::slot(h, b, p.batch, qb) * SplitSlots::kFloats, SplitSlots::kFloats * 4);
         idx = nidx;
         it = nit;
         b = nb;
