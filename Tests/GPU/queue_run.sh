@@ -909,20 +909,6 @@ head_dims() {
     memcheck 100 "every_plan and ($pick)"
     echo "end at $SECONDS s"
 }
-#   hints           carry .fa4/small, .fa4/a, .gpu/t128 and its JSON (h200_row next on any card): the card
-#       named, FA4's first parts copied, the L2 hints' kernel (docs/gpu.md, "Cache hints") tested on
-#       t128 in bf16 and f16, then memcheck of its split plans.
-hints() {
-    SECONDS=0
-    name_card
-    fa4_parts
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    sh Tests/GPU/build_sets.sh $G t128 2>&1 | tail -3
-    echo "built in $SECONDS s"
-    gpu_tests 120 -k "t128 and not fp8"
-    memcheck 80 "split and t128 and not fp8"
-    echo "end at $SECONDS s"
-}
 #   whole           carry .gpu (after card_first on the same machine): main's kernel on every test
 #       set, test_cuda.py whole (the last whole run, 107, was before the channels apart), then
 #       memcheck of the split and the FP8 plans.

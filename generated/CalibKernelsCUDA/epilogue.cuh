@@ -45,8 +45,7 @@ __device__ __forceinline__ void store_rows(const Params &p, int b, int h, int qb
  * first product: pack_rows normalizes and packs a thread's two rows (pk[half * NCOL/8 + j] holds
  * columns 8j + 2c, +1), store_packed writes them (zeros for padded text) to the block and its reuse targets — with 16-byte
  * stores after a 4 × 4 transpose in each quad of lanes (out 16-byte aligned, strides multiples of
- * 8), else 4-byte stores; streaming stores (evict-first), as no kernel of the call reads them. NCOL a
- * multiple of 32. */
+ * 8), else 4-byte stores. NCOL a multiple of 32. */
 template <typename T, int NCOL>
 __device__ __forceinline__ void pack_rows(const float *o, float inv0, float inv1, uint32_t *pk) {
 #pragma unroll
@@ -72,7 +71,7 @@ __device__ __forceinline__ void store_packed(const Params &p, int b, int h, int 
                 if (r >= kTokens) continue;
                 T *dst = out + (int64_t)b * p.os0 + (int64_t)r * p.os1 + (int64_t)h * p.os2 + 2 * c;
 #pragma unroll
-                for (int j = 0; j < NCOL / 8; ++j) __stcs(reinterpret_cast<unsigned int *>(dst + 8 * j), r < end ? pk[half * (NCOL / 8) + j] : 0u);
+                for (int j = 0; j < NCOL / 8; ++j) *reinterpret_cast<uint32_t *>(dst + 8 * j) = r < end ? pk[half * (NCOL / 8) + j] : 0u;
             }
         }
         return;
@@ -106,7 +105,7 @@ __device__ __forceinline__ void store_packed(const Params &p, int b, int h, int 
             if (r >= kTokens) continue;
             T *dst = out + (int64_t)b * p.os0 + (int64_t)r * p.os1 + (int64_t)h * p.os2 + 8 * c;
 #pragma unroll
-            for (int g = 0; g < G; ++g) __stcs(reinterpret_cast<uint4 *>(dst + 32 * g), r < end ? chunk[half][g] : make_uint4(0, 0, 0, 0));
+            for (int g = 0; g < G; ++g) *reinterpret_cast<uint4 *>(dst + 32 * g) = r < end ? chunk[half][g] : make_uint4(0, 0, 0, 0);
         }
     }
 }

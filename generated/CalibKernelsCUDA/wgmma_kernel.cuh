@@ -95,7 +95,7 @@ template <typename T, int kSub, int kSubs> struct Operands16 {
     static constexpr bool kCodes = false; /* P as probabilities (softmax.cuh, ExpCode: FP8's) */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *, uint32_t bar, int row0, int h, int b) {
 #pragma unroll
-        for (int x = 0; x < kDim / 64; ++x) tma_load_once(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
+        for (int x = 0; x < kDim / 64; ++x) tma_load(dst + x * kQHalfBytes, map, bar, 64 * x, row0, h, b);
     }
     /* Sub-block `slot` of a K (or V) tile at `dst`, from key row0. */
     static __device__ __forceinline__ void load_k(uint32_t dst, int slot, const CUtensorMap *map, uint32_t bar, int row0, int h, int b) {
@@ -197,7 +197,7 @@ template <typename T, bool kQkE4m3, int kSub, int kSubs> struct OperandsFp8 {
      * rather than after them all (load_kx). */
     static __device__ __forceinline__ void load_q(uint32_t dst, const CUtensorMap *map, const CUtensorMap *xmap, uint32_t bar, int row0, int h, int b) {
         if constexpr (kQkE4m3) {
-            tma_load_once(dst, map, bar, 0, row0, h, b);
+            tma_load(dst, map, bar, 0, row0, h, b);
             if (xmap == nullptr) return;
 #pragma unroll
             for (int x = 0; x < 128 / kSub; ++x)
@@ -423,11 +423,6 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 phase ^= 1;
             }
         }
-        /* A second half's consumers read the state after the tiles just loaded: into L2 now, so
-         * its latency is under those tiles (at the item's start it would leave L2 again on a long
-         * row). */
-        if (kMaySplit && !Ops::kFp8 && item_part(it) == 2)
-            l2_prefetch(p.split_state + SplitSlots::slot(h, b, p.batch, qb) * SplitSlots::kFloats, SplitSlots::kFloats * 4);
         idx = nidx;
         it = nit;
         b = nb;
