@@ -7,11 +7,14 @@ size in 16-bit K and V blocks (64 KB at head_dim 128). It prints misses per kept
 walks as the kernel takes them and for the orders the queue weighs: each row's first half of its
 kept blocks (half-span) or every other one (half-stride), as ablate.py's variants of those names
 run them, two passes over each head's key halves (split: every row, a head's first halves then its
-second) and the split lists the kernel takes (v25: scattered rows, a head's second halves after the
-next head's first halves). Run 82 measured the memory busy 2%
+second), the split lists the kernel takes (v25: scattered rows, a head's second halves after the
+next head's first halves), those lists with each item claimed by the CTA free first rather than
+in the snake (v25-claimed), and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
 (dense), 4-5% (calibrated-like 0.5), 23% (scattered 0.5) and 34% (scattered 0.1) at Wan 14B.
-usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...] [--group G]"""
+usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...]
+    [--group G] [--streams] [--orders NAME ...]"""
 import argparse
+import heapq
 from collections import OrderedDict
 
 import numpy as np
@@ -19,10 +22,11 @@ import numpy as np
 import calibc
 
 
-def work_list(masks, step, layer, heads, group, rows_of, lag=False):
+def work_list(masks, step, layer, heads, group, rows_of, lag=False, fa4=False):
     """(head, query block, kept key blocks in walk order, part) in work.cuh's order; rows_of(kept
     blocks of a row) gives the row's items as (blocks, part), part 0 the whole row, else its pass.
-    lag: v25's split lists, a head's second halves (part 2) after the next head's first."""
+    lag: v25's split lists, a head's second halves (part 2) after the next head's first. fa4:
+    FlashAttention-4's grid instead, rows in order, each walked from its last key block down."""
     entries = []
     for h in range(heads):
         p = masks.pattern(step, layer, h)
@@ -33,6 +37,8 @@ def work_list(masks, step, layer, heads, group, rows_of, lag=False):
             for blocks, part in rows_of(np.flatnonzero(p.kept[qb])):
                 if len(blocks):
                     entries.append((len(blocks), part, h, qb, blocks))
+    if fa4:
+        return [(h, qb, blocks[::-1], part) for _, part, h, qb, blocks in entries]
     max_cost = max(e[0] for e in entries)
     # Stable: within a group, a pass's items before the next pass's, heaviest class first.
     if lag:
@@ -42,34 +48,50 @@ def work_list(masks, step, layer, heads, group, rows_of, lag=False):
     return [(h, qb, blocks, part) for _, part, h, qb, blocks in entries]
 
 
-def misses(items, ctas, capacity, streams=False):
+def schedule(items, ctas, dynamic):
+    """Each item's (CTA, start): the snake order over persistent CTAs (work.cuh), or with dynamic
+    each item to the CTA free first, as a grid of one CTA an item runs."""
+    if dynamic:
+        free = [(0, c) for c in range(ctas)]
+        out = []
+        for h, qb, blocks, part in items:
+            t, c = heapq.heappop(free)
+            out.append((c, t))
+            heapq.heappush(free, (t + 1 + len(blocks), c))
+        return out
+    out = [None] * len(items)
+    for c in range(ctas):
+        t, r = 0, 0
+        while True:
+            i = r * ctas + (ctas - 1 - c if r & 1 else c)
+            if i >= len(items):
+                break
+            out[i] = (c, t)
+            t += 1 + len(items[i][2])
+            r += 1
+    return out
+
+
+def misses(items, ctas, capacity, streams=False, dynamic=False):
     """Misses per kept tile of an LRU of `capacity` blocks over the CTAs' tiles in time order. With
     streams, each item's Q (half a block, read at its start), its output (half a block, written at
     its end) and a split row's state (69.6 KB: written by its first half, read by its second) go
     through the LRU too, as they do without cache hints; only K and V's misses are counted."""
     accesses = []
     state = 69.6 / 64 if streams else 0
-    for c in range(ctas):
-        t = 0
-        r = 0
-        while True:
-            i = r * ctas + (ctas - 1 - c if r & 1 else c)
-            if i >= len(items):
-                break
-            h, qb, blocks, part = items[i]
-            if streams:
-                accesses.append((t, c, ("q", h, qb, part), 0.5))
-                if part == 2:
-                    accesses.append((t, c, ("s", h, qb), state))
-            t += 1
-            for j, kb in enumerate(blocks):
-                accesses.append((t + j, c, (h, int(kb)), 1.0))
-            t += len(blocks)
-            if streams:
-                accesses.append((t, c, ("o", h, qb, part), 0.5 if part != 1 else 0))
-                if part == 1:
-                    accesses.append((t, c, ("s", h, qb), state))
-            r += 1
+    for (c, t), (h, qb, blocks, part) in zip(schedule(items, ctas, dynamic), items):
+        if streams:
+            accesses.append((t, c, ("q", h, qb, part), 0.5))
+            if part == 2:
+                accesses.append((t, c, ("s", h, qb), state))
+        t += 1
+        for j, kb in enumerate(blocks):
+            accesses.append((t + j, c, (h, int(kb)), 1.0))
+        t += len(blocks)
+        if streams:
+            accesses.append((t, c, ("o", h, qb, part), 0.5 if part != 1 else 0))
+            if part == 1:
+                accesses.append((t, c, ("s", h, qb), state))
     accesses.sort(key=lambda a: a[:2])
     cache, held, miss, tiles = OrderedDict(), 0.0, 0, 0
     for _, _, key, size in accesses:
@@ -97,12 +119,15 @@ def v25_rows(kept, mid):
     return [(kept, 2 if low == 0 else 0)]
 
 
-ORDERS = {  # name: (rows_of, lag)
-    "kernel": (lambda kept, mid: [(kept, 0)], False),
-    "half-span": (lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)], False),
-    "half-stride": (lambda kept, mid: [(kept[::2], 0)], False),
-    "split": (lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)], False),
-    "v25": (v25_rows, True),
+ORDERS = {  # name: (rows_of, list: "lag" v25's, "fa4" FA4's grid, else work.cuh's; items claimed
+    # by the CTA free first rather than in the snake)
+    "kernel": (lambda kept, mid: [(kept, 0)], "", False),
+    "half-span": (lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)], "", False),
+    "half-stride": (lambda kept, mid: [(kept[::2], 0)], "", False),
+    "split": (lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)], "", False),
+    "v25": (v25_rows, "lag", False),
+    "v25-claimed": (v25_rows, "lag", True),
+    "fa4": (lambda kept, mid: [(kept, 0)], "fa4", True),
 }
 
 
@@ -114,6 +139,7 @@ def main():
     ap.add_argument("--ctas", type=int, default=132)
     ap.add_argument("--l2-mb", type=float, nargs="+", default=[25.0, 50.0])
     ap.add_argument("--streams", action="store_true", help="also with Q, the outputs and split state in the LRU")
+    ap.add_argument("--orders", nargs="+", choices=list(ORDERS), default=list(ORDERS))
     ap.add_argument("--group", type=int, help="heads a group (default: as work.cuh takes them for the largest L2)")
     a = ap.parse_args()
     masks = calibc.Masks.read(a.masks)
@@ -125,11 +151,12 @@ def main():
           + ", ".join(f"{m:g}" for m in a.l2_mb) + " MiB)")
     for layer in a.layers:
         mid = masks.pattern(step, layer, 0).blocks // 2
-        for name, (rows_of, lag) in ORDERS.items():
-            items = work_list(masks, step, layer, min(a.heads, masks.heads), 1 if lag else group,
-                              lambda kept: rows_of(kept, mid), lag)
+        for name in a.orders:
+            rows_of, order, claimed = ORDERS[name]
+            items = work_list(masks, step, layer, min(a.heads, masks.heads), 1 if order else group,
+                              lambda kept: rows_of(kept, mid), order == "lag", order == "fa4")
             for streams in (False, True) if a.streams else (False,):
-                rates = [misses(items, a.ctas, int(m * 2**20) // block_bytes, streams) for m in a.l2_mb]
+                rates = [misses(items, a.ctas, int(m * 2**20) // block_bytes, streams, claimed) for m in a.l2_mb]
                 print(f"layer {layer} {name + (' +streams' if streams else ''):20s} " + "  ".join(f"{r:.4f}" for r in rates), flush=True)
 
 
