@@ -54,7 +54,7 @@ def schedule(items, ctas, dynamic):
     if dynamic:
         free = [(0, c) for c in range(ctas)]
         out = []
-        for h, qb, blocks, part in items:
+        for _, _, blocks, _ in items:
             t, c = heapq.heappop(free)
             out.append((c, t))
             heapq.heappush(free, (t + 1 + len(blocks), c))
