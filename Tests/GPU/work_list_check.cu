@@ -3,9 +3,10 @@
  * producer (a first half for its slot's previous second half, a second half for its first) is
  * for an item earlier in the list, for one batch element and two; so the earliest unfinished item
  * never waits and no launch can hang (run 87's did, on a list whose first halves of one head
- * waited for second halves listed after them). It also runs the grid's snake order in time (an
- * item takes its kept blocks plus one) with those waits and prints the share of the CTAs' time
- * spent waiting, the split's cost that the list order decides.
+ * waited for second halves listed after them). It also runs the wgmma kernel's grid in time (CTA
+ * c's first item is c, and each CTA takes its next from the counter as it starts one; an item
+ * takes its kept blocks plus one) with those waits and prints the share of the CTAs' time spent
+ * waiting, the split's cost that the list order decides.
  * usage (cuda_check.sh does it): nvcc -std=c++17 -L NVCC_DIR/../lib -I SET -I SET/include
  *     Tests/GPU/work_list_check.cu SET/calib_schedule.c -o CHECK && CHECK [--every] [--ctas N] [--layers]
  * --every: every row with a quarter of its blocks on each side split (CALIB_CUDA_SPLIT=1), not
@@ -13,7 +14,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <queue>
 #include <tuple>
 
 extern "C" {
@@ -64,24 +67,26 @@ double stall_share(const std::vector<int4> &items, const std::vector<int64_t> &o
     const int64_t grid = std::min<int64_t>(ctas, total);
     std::vector<double> free_at(grid, 0.0), end(total, 0.0);
     double waited = 0.0, busy = 0.0;
-    for (int64_t round = 0;; ++round) {
-        bool any = false;
-        for (int64_t c = 0; c < grid; ++c) {
-            const int64_t idx = item_index(round, grid, c);
-            if (idx >= total) continue;
-            any = true;
-            const int64_t item = idx / batch, b = idx % batch;
-            double start = free_at[c];
-            if (on[item] >= 0) {
-                const int64_t dep = on[item] * batch + b;
-                if (dep >= idx) fail(step, layer, "an item waits for one listed after it");
-                else if (end[dep] > start) { waited += end[dep] - start; start = end[dep]; }
-            }
-            const double len = item_blocks(items[item]) + 1.0;
-            end[idx] = free_at[c] = start + len;
-            busy += len;
+    /* (when, CTA): the counter's claims in the order they reach it */
+    std::priority_queue<std::pair<double, int64_t>, std::vector<std::pair<double, int64_t>>, std::greater<>> claims;
+    auto run = [&](int64_t c, int64_t idx) {
+        const int64_t item = idx / batch, b = idx % batch;
+        double start = free_at[c];
+        if (on[item] >= 0) {
+            const int64_t dep = on[item] * batch + b;
+            if (dep >= idx) fail(step, layer, "an item waits for one listed after it");
+            else if (end[dep] > start) { waited += end[dep] - start; start = end[dep]; }
         }
-        if (!any) break;
+        const double len = item_blocks(items[item]) + 1.0;
+        end[idx] = free_at[c] = start + len;
+        busy += len;
+        claims.push({start, c});
+    };
+    for (int64_t c = 0; c < grid; ++c) run(c, c);
+    for (int64_t next = grid; next < total; ++next) {
+        const int64_t c = claims.top().second;
+        claims.pop();
+        run(c, next);
     }
     return waited / (waited + busy);
 }

@@ -66,18 +66,23 @@ struct StepLists {
     bool split = false;
 };
 
-/* Slots for split lists (work.cuh, SplitSlots) for up to `batch` batch elements: the states, then
- * the counts. A stream's are kept for its later launches, which run in turn; a launch captured into
- * a graph allocates its own in the graph (cudaMallocAsync), so replays share nothing. */
-struct SplitBuffer {
-    float *state = nullptr;
+/* What a wgmma launch's CTAs share: the counter they take items from (Params::claims) and, for a
+ * split list, slots (work.cuh, SplitSlots) for up to `batch` batch elements (0: none): the states,
+ * the counter, then the slots' counts, so one memset zeroes the counter and the counts. A stream's
+ * buffer is kept for its later launches, which run in turn; a launch captured into a graph
+ * allocates its own in the graph (cudaMallocAsync), so replays share nothing. */
+struct LaunchBuffer {
+    float *state = nullptr; /* where the allocation starts */
+    unsigned long long *claims = nullptr;
     uint32_t *counts = nullptr;
     int64_t batch = 0;
     static size_t state_bytes(int64_t batch) { return (size_t)(SplitSlots::count(batch) * SplitSlots::kFloats) * sizeof(float); }
-    static size_t bytes(int64_t batch) { return state_bytes(batch) + (size_t)SplitSlots::count(batch) * sizeof(uint32_t); }
+    static size_t zeroed_bytes(int64_t batch) { return sizeof(unsigned long long) + (size_t)SplitSlots::count(batch) * sizeof(uint32_t); }
+    static size_t bytes(int64_t batch) { return state_bytes(batch) + zeroed_bytes(batch); }
     void place(void *mem, int64_t b) {
         state = static_cast<float *>(mem);
-        counts = reinterpret_cast<uint32_t *>(static_cast<char *>(mem) + state_bytes(b));
+        claims = reinterpret_cast<unsigned long long *>(static_cast<char *>(mem) + state_bytes(b));
+        counts = reinterpret_cast<uint32_t *>(claims + 1);
         batch = b;
     }
 };
@@ -93,7 +98,7 @@ struct DeviceState {
     std::map<std::pair<std::vector<int32_t>, int>, LayerList> by_plans;
     std::map<std::tuple<int, int, int, int, int>, LayerList> lists; /* (step_index or -1 for dense, layer, first_head, heads, SplitMode) */
     std::map<std::tuple<int, int, int, int>, StepLists> by_step;     /* (layer, first_head, heads, SplitMode): a list per step */
-    std::map<cudaStream_t, SplitBuffer> split_buffers;
+    std::map<cudaStream_t, LaunchBuffer> launch_buffers;
 };
 
 std::mutex g_mutex;
@@ -229,15 +234,15 @@ int want_split(const DeviceState &s) {
     return (int64_t)kTokens * kDim * 4 > s.l2_bytes / 2 ? kSplitScattered : kSplitNone;
 }
 
-/* The stream's slots for `batch` batch elements, made (or grown) on its first launch that needs
- * them (not under capture: see SplitBuffer). */
-int split_slots(DeviceState &s, void *stream, int64_t batch, SplitBuffer *out) {
-    SplitBuffer &buf = s.split_buffers[static_cast<cudaStream_t>(stream)];
-    if (buf.batch < batch) {
+/* The stream's buffer with slots for `batch` batch elements (0: none), made (or grown) on its first
+ * launch that needs it (not under capture: see LaunchBuffer). */
+int launch_buffer(DeviceState &s, void *stream, int64_t batch, LaunchBuffer *out) {
+    LaunchBuffer &buf = s.launch_buffers[static_cast<cudaStream_t>(stream)];
+    if (!buf.claims || buf.batch < batch) {
         cudaFree(buf.state);
-        buf = SplitBuffer();
+        buf = LaunchBuffer();
         void *mem = nullptr;
-        if (cudaMalloc(&mem, SplitBuffer::bytes(batch)) != cudaSuccess) {
+        if (cudaMalloc(&mem, LaunchBuffer::bytes(batch)) != cudaSuccess) {
             cudaGetLastError();
             return CALIB_ERR_NO_MEMORY;
         }
@@ -373,6 +378,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     p.apart = w.apart;
     p.redo_flags = w.redo_flags;
     p.redo_list = w.redo_list;
+    p.claims = w.claims;
     CALIB_PASS_MARK(0, s);
     calib_fp8_stats<T, kQK><<<dim3(kStatChunks, (unsigned)heads, (unsigned)batch), 256, 0, s>>>(p, w);
     calib_fp8_combine<kQK><<<dim3((unsigned)heads, (unsigned)batch), kDim, 0, s>>>(p, w);
@@ -385,6 +391,7 @@ int launch_fp8(Params &p, const Fp8Request &fp8, int32_t dtype, int64_t batch, i
     CALIB_PASS_MARK(4, s);
     /* The items whose exponentials may have overflowed (none, but for a row whose maximum jumps
      * by 2^96 within it), computed again; with none, each CTA reads the count and ends. */
+    p.claims = w.claims + 1;
     if constexpr (Ops::kAhead) calib_wgmma_kernel<T, Ops, true><<<grid, 384, wg_smem<Ops>(), s>>>(tq, tk, tv, p);
     CALIB_PASS_MARK(5, s);
     return CALIB_OK;
@@ -417,7 +424,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     if (wgmma)
         wgmma = make_map(&tq, dtype, q, batch, heads, qs, 128) && make_map(&tk, dtype, k, batch, heads, ks, Ops16<__half>::kSubBlock) &&
                 make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
-    SplitBuffer slots;
+    LaunchBuffer shared;
     bool split = false, captured = false; /* the list holds split rows; the launch is being captured */
     {
         std::lock_guard<std::mutex> lock(g_mutex);
@@ -442,8 +449,8 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
             p.total = list ? list->count * batch : 0;
         }
         if (st != CALIB_OK) return st;
-        captured = split && capturing(stream);
-        if (split && !captured && (st = split_slots(*state, stream, batch, &slots)) != CALIB_OK) return st;
+        captured = wgmma && capturing(stream);
+        if (wgmma && !captured && (st = launch_buffer(*state, stream, split ? batch : 0, &shared)) != CALIB_OK) return st;
     }
     p.step_index = device_step;
     p.text_lengths = text_lengths;
@@ -457,6 +464,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
     p.apart = nullptr;
     p.redo_flags = nullptr;
     p.redo_list = nullptr;
+    p.claims = nullptr;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)kDim);
     p.q = q; p.k = k; p.v = v; p.out = out;
     p.qs0 = qs[0]; p.qs1 = qs[1]; p.qs2 = qs[2];
@@ -479,15 +487,17 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
+    const int64_t slots = split ? batch : 0;
     if (captured) {
         void *mem = nullptr;
-        if (cudaMallocAsync(&mem, SplitBuffer::bytes(batch), s) != cudaSuccess) return CALIB_ERR_CUDA;
-        slots.place(mem, batch);
+        if (cudaMallocAsync(&mem, LaunchBuffer::bytes(slots), s) != cudaSuccess) return CALIB_ERR_CUDA;
+        shared.place(mem, slots);
     }
-    p.split_state = split ? slots.state : nullptr;
-    p.split_counts = split ? slots.counts : nullptr;
-    if (split && cudaMemsetAsync(slots.counts, 0, (size_t)SplitSlots::count(batch) * sizeof(uint32_t), s) != cudaSuccess) {
-        if (captured) cudaFreeAsync(slots.state, s);
+    p.split_state = split ? shared.state : nullptr;
+    p.split_counts = split ? shared.counts : nullptr;
+    p.claims = shared.claims;
+    if (wgmma && cudaMemsetAsync(shared.claims, 0, LaunchBuffer::zeroed_bytes(slots), s) != cudaSuccess) {
+        if (captured) cudaFreeAsync(shared.state, s);
         return CALIB_ERR_CUDA;
     }
     if (wgmma) {
@@ -501,7 +511,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         if (dtype == CALIB_BF16) calib_mma_kernel<__nv_bfloat16><<<grid, 128, kMmaSmem, s>>>(p);
         else calib_mma_kernel<__half><<<grid, 128, kMmaSmem, s>>>(p);
     }
-    if (captured) cudaFreeAsync(slots.state, s);
+    if (captured) cudaFreeAsync(shared.state, s);
     return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
 }
 

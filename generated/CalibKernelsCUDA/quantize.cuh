@@ -113,6 +113,7 @@ struct Fp8Work {
     uint32_t *vdone; /* per (batch, head): the quantize CTAs done, so the last can take verr's sum */
     uint32_t *redo_flags; /* a word per possible item: batch × heads × kQuantBlocks */
     int32_t *redo_list;   /* the count, then as many items */
+    unsigned long long *claims; /* the attention launch's and the redo launch's (Params::claims) */
 };
 
 /* Lays out the sections from `base` (null: only measures) and returns the bytes they take; q's and
@@ -130,13 +131,14 @@ inline int64_t fp8_layout(int64_t batch, int64_t heads, bool kQK, void *base, Fp
     const int64_t qs = take(bh * kQuantBlocks * 4), ks = take(bh * 4), vs = take(bh * 4), km = take(bh * kDim * 4);
     const int64_t vm = take(bh * kDim * 4), part = take(bh * kStatChunks * kStatFloats * 4);
     const int64_t lim = take(bh * 4), am = take(bh * 4), ve = take(bh * kQuantBlocks * kDim * 4), vd = take(bh * 4);
-    const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4);
+    const int64_t flags = take(bh * kQuantBlocks * 4), list = take((bh * kQuantBlocks + 1) * 4), claims = take(2 * 8);
     const int64_t x = take(kQK ? bh * kPadTokens * kApartRow : 0), ap = take(kQK ? bh * kApartInfo : 0);
     if (base) {
         uint8_t *b = static_cast<uint8_t *>(base);
         auto f = [&](int64_t at) { return reinterpret_cast<float *>(b + at); };
         *w = {b + q, b + k, b + vt, b + x, b + ap, f(qs), f(ks), f(vs), f(km), f(vm), f(part), f(lim), reinterpret_cast<uint32_t *>(b + am),
-              f(ve), reinterpret_cast<uint32_t *>(b + vd), reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list)};
+              f(ve), reinterpret_cast<uint32_t *>(b + vd), reinterpret_cast<uint32_t *>(b + flags), reinterpret_cast<int32_t *>(b + list),
+              reinterpret_cast<unsigned long long *>(b + claims)};
     }
     return at;
 }
@@ -308,9 +310,13 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
             }
         }
     }
-    /* The attention launch's redo flags start cleared (the workspace is the caller's memory). */
+    /* The attention launch's redo flags and both launches' counters start cleared (the workspace
+     * is the caller's memory). */
     for (int i = c; i < kQuantBlocks; i += kDim) w.redo_flags[(int64_t)bh * kQuantBlocks + i] = 0u;
-    if (bh == 0 && c == 0) *w.redo_list = 0;
+    if (bh == 0 && c < 3) {
+        if (c == 0) *w.redo_list = 0;
+        else w.claims[c - 1] = 0ull;
+    }
     if (c == 0) w.vdone[bh] = 0u;
 #endif
 }

@@ -290,8 +290,11 @@ template <typename Ops> constexpr int wg_smem() {
 
 #ifndef CALIB_NO_WGMMA
 /* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
- * the mbarriers and each stage's windows of valid columns (16 bytes: a word that is 0 when no
- * column of the tile is masked, then the sub-blocks' windows, 16 bits each). */
+ * the mbarriers, each stage's windows of valid columns (16 bytes: a word that is 0 when no column
+ * of the tile is masked, then the sub-blocks' windows, 16 bits each) and two hand slots: the item
+ * whose Q the producer loads, its index in the list and its batch element (-1: no more items),
+ * written before the producer arrives on q_full. There are two so that an item's slot still holds
+ * it at the item's end, while the producer writes the next. */
 template <typename Ops> struct Ring {
     static constexpr int kStages = Ops::kStages;
     uint32_t sq, sk, sv, bars;
@@ -304,8 +307,28 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t k_empty(int s) const { return bars + 16 + 16 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
-    static_assert(16 + 48 * kStages <= 256, "the barriers and windows outgrow wg_smem's 256 bytes");
+    __device__ __forceinline__ uint32_t hand_slot(uint32_t q_it) const { return bars + 16 + 48 * kStages + 32 * (q_it & 1); }
+    __device__ __forceinline__ uint32_t claim_slot() const { return bars + 16 + 48 * kStages + 64; }
+    static_assert(16 + 48 * kStages + 72 <= 256, "the barriers, windows and hand slots outgrow wg_smem's 256 bytes");
 };
+
+__device__ __forceinline__ void hand(uint32_t slot, int4 it, int64_t idx, int b) {
+    asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(slot), "r"(it.x), "r"(it.y), "r"(it.z), "r"(it.w) : "memory");
+    asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(slot + 16), "l"(idx) : "memory");
+    asm volatile("st.shared.s32 [%0], %1;\n" ::"r"(slot + 24), "r"(b) : "memory");
+}
+__device__ __forceinline__ int4 handed(uint32_t slot, int &b) {
+    int4 it;
+    asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(it.x), "=r"(it.y), "=r"(it.z), "=r"(it.w) : "r"(slot) : "memory");
+    asm volatile("ld.shared.s32 %0, [%1];\n" : "=r"(b) : "r"(slot + 24) : "memory");
+    return it;
+}
+__device__ __forceinline__ int64_t handed_index(uint32_t slot) {
+    int64_t idx;
+    asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(idx) : "r"(slot + 16) : "memory");
+    return idx;
+}
 
 /* The sub-blocks of a pooled row's kept key blocks in order: next() gives the first key of the
  * next one (the caller asks for no more than the row has). Empty spans are stepped over. */
@@ -341,8 +364,8 @@ template <bool kRedo> __device__ __forceinline__ int4 item_at(const Params &p, i
     return load_item(p, kRedo ? __ldg(p.redo_list + 1 + idx) : idx, b);
 }
 
-/* The producer (one thread): for each item, Q into its slot once the consumers are done with the
- * previous one, then the row's key tiles into the ring, V once both warpgroups' P V on the stage
+/* The producer (one thread): for each item, the item into a hand slot and Q into its tile once the
+ * consumers are done with the previous one's, then the row's key tiles into the ring, V once both warpgroups' P V on the stage
  * has ended and K then too or, with kFreeKEarly, once their Q Kᵀ has, each tile's windows of valid
  * columns beside it (the consumers never read the spans). A sub-block that reaches past the end of
  * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
@@ -356,18 +379,22 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
     constexpr int kStages = Ops::kStages, kSub = Ops::kSubBlock, kSubs = Ops::kSubBlocks;
     uint32_t q_it = 0, phase = 0;
     int stage = 0;
-    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
-    int b = 0, nb = 0;
+    int64_t idx = blockIdx.x; /* the grid's first items, one a CTA; then the counter's (work.cuh) */
+    int b = 0;
     int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     for (int64_t round = 0; idx < p.total; ++round) {
-        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
+        /* The next item, taken as this one starts. Its index waits in shared memory and its entry
+         * is read once this one's tiles are issued, while the consumers still have the ring's
+         * tiles to go: held in registers through the tiles, they outgrew the producer's 24. */
+        const int64_t claimed = gridDim.x + (int64_t)atomicAdd(p.claims, 1ull);
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
         CALIB_MARK(512 + round * 4, round < 64);
         if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
+        asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(r.claim_slot()), "l"(claimed) : "memory");
+        hand(r.hand_slot(q_it), it, idx, b);
         /* FP8 with Q Kᵀ on e4m3: the channels apart are loaded only where the head has them (the
          * redo launch, which seldom has an item, loads them always: its producer has no register
          * to spare for the flag, and its consumers skip what they do not use). */
@@ -423,10 +450,12 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
                 phase ^= 1;
             }
         }
-        idx = nidx;
-        it = nit;
-        b = nb;
+        asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(idx) : "r"(r.claim_slot()) : "memory");
+        if (idx < p.total) it = item_at<kRedo>(p, idx, b);
     }
+    mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
+    hand(r.hand_slot(q_it), it, -1, -1);
+    mbar_arrive(r.q_full());
 }
 
 /* A consumer warpgroup (wg 1 or 2; t its thread): 64 query rows of every item of this CTA. */
@@ -454,15 +483,17 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
     constexpr bool kSplittable = kMaySplit && !Ops::kFp8; /* split lists are the bf16/f16 launch's (work.cuh) */
     int stage = 0;      /* the ring slot and phase of the next K/V tile */
     uint32_t phase = 0, q_it = 0;
-    int64_t idx = item_index(0, gridDim.x, blockIdx.x);
-    int b = 0, nb = 0;
-    int4 it = idx < p.total ? item_at<kRedo>(p, idx, b) : make_int4(0, 0, 0, 0);
     /* The previous query block's packed output, stored under this block's first product. */
     uint32_t pk[kDim / 4];
     int pv_b = -1, pv_h = 0, pv_qb = 0, pv_nt = 0, pv_toff = 0;
-    for (int64_t round = 0; idx < p.total; ++round) {
-        const int64_t nidx = item_index(round + 1, gridDim.x, blockIdx.x); /* the next item, read early */
-        const int4 nit = nidx < p.total ? item_at<kRedo>(p, nidx, nb) : it;
+    for (int64_t round = 0;; ++round) {
+        CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
+        mbar_wait(r.q_full(), q_it & 1);
+        CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
+        int b;
+        const int4 it = handed(r.hand_slot(q_it), b);
+        if (b < 0) break; /* no more items */
+        ++q_it;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
@@ -512,10 +543,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                 sc[e] = acc;
             }
         };
-        CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
-        mbar_wait(r.q_full(), q_it & 1);
-        CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
-        ++q_it;
 
         /* One turn at the tensor cores (tile j). Before it, while the other warpgroup holds the
          * tensor cores, P(j-1) is packed from the probabilities the last turn left in S's
@@ -632,8 +659,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         turn(std::true_type{}, std::false_type{}, ntiles);
         if constexpr (kAhead) {
             /* Flagged once (the first warp to flag it lists it); its output is written again. */
-            if (__any_sync(0xffffffffu, ahead.redo) && lane == 0 && atomicExch(p.redo_flags + idx, 1u) == 0u)
-                p.redo_list[1 + atomicAdd(p.redo_list, 1)] = (int32_t)idx;
+            if (__any_sync(0xffffffffu, ahead.redo) && lane == 0) {
+                const int64_t idx = handed_index(r.hand_slot(q_it - 1));
+                if (atomicExch(p.redo_flags + idx, 1u) == 0u) p.redo_list[1 + atomicAdd(p.redo_list, 1)] = (int32_t)idx;
+            }
         }
 
         CALIB_MARK((wg - 1) * 256 + round * 8 + 3, t == 0 && round < 32);
@@ -643,10 +672,10 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
          * partial softmaxes. The producer waited for the slot's count before it loaded the item's
          * Q (free for a first half, filled for a second), and the consumers' wait for that Q
          * orders their stores or loads after it: a wait here, under O's registers, spilled. The
-         * item is read again here, as the loop leaves no register to keep its part in. */
+         * item is read again from its hand slot, as the loop leaves no register to keep its part in. */
         int4 again = make_int4(0, 0, 0, 0);
         int again_b;
-        if constexpr (kSplittable) again = load_item(p, idx, again_b);
+        if constexpr (kSplittable) again = handed(r.hand_slot(q_it - 1), again_b);
         const int part = item_part(again);
         if (kSplittable && part != 0) {
             float4 *slot = reinterpret_cast<float4 *>(p.split_state + SplitSlots::slot(h, b, p.batch, qb) * SplitSlots::kFloats) +
@@ -661,9 +690,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
                  * live through the next item's loop (32 registers: spills). */
 #pragma unroll
                 for (int j = 0; j < kDim / 4; ++j) pk[j] = 0u;
-                idx = nidx;
-                it = nit;
-                b = nb;
                 continue;
             }
             const float4 x = __ldcg(slot + kDim / 8 * 256);
@@ -709,9 +735,6 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         pack_rows<T, kDim>(o, inv0, inv1, pk);
         pv_b = b; pv_h = h; pv_qb = qb; pv_nt = ntargets; pv_toff = it.w;
         CALIB_MARK((wg - 1) * 256 + round * 8 + 4, t == 0 && round < 32);
-        idx = nidx;
-        it = nit;
-        b = nb;
     }
     if (pv_b >= 0) store_packed<T, kDim>(p, pv_b, pv_h, pv_qb, pv_nt, pv_toff, rloc0, pk, c);
     if (Ops::kTurns && wg == 1) named_sync(1); /* takes warpgroup 2's last turn, so no arrival is left over */

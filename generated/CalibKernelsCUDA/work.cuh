@@ -10,9 +10,13 @@
  * in groups of as many heads as the L2 cache holds the K and V of, in head order; within a group
  * heaviest first in 16 cost classes (cost = kept key blocks of the block's row), heads together
  * within a class, so concurrent CTAs share K and V in L2; each batch element repeats the list.
- * CTA c takes items c, 2G-1-c, 2G+c, ... (snake order), so every CTA gets a mix of heavy and
- * light items. A computed block also writes its output to every query block that reuses it;
- * reused blocks are never computed.
+ * The wgmma kernel's CTA c takes item c, then each next item from a counter (Params::claims) as it
+ * starts the one before: the items running at one time stay a short stretch of the list, so they
+ * share K and V in L2, and the heavy ones come first. (A fixed snake, c, 2G-1-c, 2G+c, ..., let a
+ * CTA whose items ran short take its next a round ahead of the rest: at Wan 14B's scattered 0.1
+ * the CTAs spread over more of the list than L2 holds; docs/gpu.md, "Items claimed from a
+ * counter".) The mma kernel keeps the snake. A computed block also writes its output to every
+ * query block that reuses it; reused blocks are never computed.
  *
  * Split lists (the bf16/f16 wgmma launch, where one head's 16-bit K and V exceed half the L2, as
  * at Wan 14B): a scattered row long enough to pay for a second item, with at least a quarter of
@@ -96,6 +100,8 @@ struct Params {
     /* FP8 launches with Q Kᵀ on e4m3: each head's channels apart (quantize.cuh), whose bf16 step
      * runs only where the head has any; null otherwise. */
     const uint8_t *apart;
+    /* The wgmma kernel's count of items taken after the grid's first, zeroed before the launch. */
+    unsigned long long *claims;
 };
 
 /* A slot holds, for each of the 256 consumer threads, its O accumulators (kDim / 2) and its rows'
@@ -138,6 +144,7 @@ __device__ __forceinline__ int valid_end(const Params &p, int b) {
     }
 }
 
+/* The mma kernel's item of a round: the snake. */
 __host__ __device__ __forceinline__ int64_t item_index(int64_t round, int64_t grid, int64_t cta) {
     return round * grid + ((round & 1) ? grid - 1 - cta : cta);
 }
