@@ -533,6 +533,41 @@ h200_row() {
     wan14b_beside_before 200 2 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
+# claims_tests and claims_wan14b: the items claimed from a counter (docs/gpu.md, "Items claimed
+#   from a counter") on one warm machine, in turn.
+#   claims_tests   carry .fa4/small, .fa4/a, .gpu/t128, .gpu/wan13b (each with its JSON) and
+#       .gpu-var (`before` = a9e08e7): the card named, FA4's first parts copied; t128's every test;
+#       memcheck of its split and captured cases; Wan 1.3B beside before, 2 rounds.
+#   claims_wan14b  carry .gpu/wan14b, its JSON, .gpu-var and .fa4/b: h200_row; clocks.py on
+#       layers 7 8 9 (main, before, FA4); 4 more rounds while LIMIT (570) leaves time.
+claims_tests() {
+    LIMIT=${LIMIT:-560}
+    SECONDS=0
+    name_card
+    fa4_parts
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant before wan13b $G-vbefore
+    sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 240 -k t128
+    left 100 && memcheck 90 "t128 and (split or captured)" sanitizer-claims.log
+    local M=$G/wan13b.json
+    left 70 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
+        before=$G-vbefore/wan13b/$L:$M --rounds 2 2>&1 | grep -v Warn | tee $OUT/bf16-wan13b.log
+    echo "end at $SECONDS s"
+}
+claims_wan14b() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    beside_fa4 wan14b
+    wan14b_beside_before 200 2 bf16-wan14b-fa4.log
+    local M=$G/wan14b.json
+    left 160 && timeout 150 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M \
+        --layers 7 8 9 2>&1 | grep -v Warn | tee $OUT/clocks.log
+    left 130 && wan14b_beside_before $((LIMIT - SECONDS - 10)) 4 bf16-wan14b-fa4-more.log
+    echo "end at $SECONDS s"
+}
 #   fp8_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (`sh Tests/GPU/overlay.sh bad08e3 pvu`,
 #       `dada500 vmo8`): P V after Q K(j) (pvu) and v's rounding mean with fp8-pv's gain 8 (vmo8:
 #       its `fp8` is 4ab7f0b's alone) beside main on Wan 1.3B: vmo8's accuracy (without the
