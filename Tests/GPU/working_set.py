@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Issue 29, no GPU: how much of a layer's K and V the L2 must re-read from memory under the work
 order work.cuh builds, as a model. The list (groups of heads whose 16-bit K and V fit in L2, 16
-cost classes heaviest first, the snake order over the CTAs) is run in time, a kept tile a unit and
-an item's start one more, and each tile's (head, key block) goes through an LRU cache of the L2's
-size in 16-bit K and V blocks (64 KB at head_dim 128). It prints misses per kept tile for the
+cost classes heaviest first, taken by persistent CTAs in a snake unless an order says otherwise)
+is run in time, a kept tile a unit and an item's start one more, and each tile's (head, key block)
+goes through an LRU cache of the L2's size in 16-bit K and V blocks (64 KB at head_dim 128). It prints misses per kept tile for the
 walks as the kernel takes them and for the orders the queue weighs: each row's first half of its
 kept blocks (half-span) or every other one (half-stride), as ablate.py's variants of those names
 run them, two passes over each head's key halves (split: every row, a head's first halves then its
 second), the split lists the kernel takes (v25: scattered rows, a head's second halves after the
 next head's first halves), those lists with each item claimed by the CTA free first rather than
-in the snake (v25-claimed), and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
+in the snake (v25-claimed) or as the wgmma kernel's counter hands them out (v25-counter: CTA c
+starts with item c and takes each next as it starts one), and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
 (dense), 4-5% (calibrated-like 0.5), 23% (scattered 0.5) and 34% (scattered 0.1) at Wan 14B.
 usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...]
     [--group G] [--streams] [--orders NAME ...]"""
@@ -49,8 +50,21 @@ def work_list(masks, step, layer, heads, group, rows_of, lag=False, fa4=False):
 
 
 def schedule(items, ctas, dynamic):
-    """Each item's (CTA, start): the snake order over persistent CTAs (work.cuh), or with dynamic
-    each item to the CTA free first, as a grid of one CTA an item runs."""
+    """Each item's (CTA, start): the snake order over persistent CTAs (the mma kernel's), or with
+    dynamic "free" each item to the CTA free first, as a grid of one CTA an item runs, or with
+    "start" CTA c's first item c and each next to the CTA that starts an item first (the wgmma
+    kernel's counter, which a CTA's producer takes its next item from as it starts one)."""
+    if dynamic == "start":
+        claims = [(0, c) for c in range(ctas)]
+        ends = [0] * ctas
+        out = []
+        for i, (_, _, blocks, _) in enumerate(items):
+            c = i if i < ctas else heapq.heappop(claims)[1]
+            out.append((c, ends[c]))
+            if i >= ctas:
+                heapq.heappush(claims, (ends[c], c))
+            ends[c] += 1 + len(blocks)
+        return out
     if dynamic:
         free = [(0, c) for c in range(ctas)]
         out = []
@@ -119,15 +133,16 @@ def v25_rows(kept, mid):
     return [(kept, 2 if low == 0 else 0)]
 
 
-ORDERS = {  # name: (rows_of, list: "lag" v25's, "fa4" FA4's grid, else work.cuh's; items claimed
-    # by the CTA free first rather than in the snake)
+ORDERS = {  # name: (rows_of, list: "lag" v25's, "fa4" FA4's grid, else work.cuh's; items taken in
+    # the snake (False), by the CTA free first ("free") or from the wgmma kernel's counter ("start"))
     "kernel": (lambda kept, mid: [(kept, 0)], "", False),
     "half-span": (lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)], "", False),
     "half-stride": (lambda kept, mid: [(kept[::2], 0)], "", False),
     "split": (lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)], "", False),
     "v25": (v25_rows, "lag", False),
-    "v25-claimed": (v25_rows, "lag", True),
-    "fa4": (lambda kept, mid: [(kept, 0)], "fa4", True),
+    "v25-claimed": (v25_rows, "lag", "free"),
+    "v25-counter": (v25_rows, "lag", "start"),
+    "fa4": (lambda kept, mid: [(kept, 0)], "fa4", "free"),
 }
 
 
