@@ -537,7 +537,7 @@ h200_row() {
 #   from a counter") on one warm machine, in turn.
 #   claims_tests   carry .fa4/small, .fa4/a, .gpu/t128, .gpu/wan13b (each with its JSON) and
 #       .gpu-var (`before` = a9e08e7): the card named, FA4's first parts copied; t128's every test;
-#       memcheck of its split and captured cases; Wan 1.3B beside before, 2 rounds.
+#       memcheck of its split and captured cases; Wan 1.3B beside before, 2 rounds, bf16 then fp8.
 #   claims_wan14b  carry .gpu/wan14b, its JSON, .gpu-var and .fa4/b: h200_row; clocks.py on
 #       layers 7 8 9 (main, before, FA4); 4 more rounds while LIMIT (570) leaves time.
 claims_tests() {
@@ -553,8 +553,10 @@ claims_tests() {
     gpu_tests 240 -k t128
     left 100 && memcheck 90 "t128 and (split or captured)" sanitizer-claims.log
     local M=$G/wan13b.json
-    left 70 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
+    left 150 && timeout 90 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
         before=$G-vbefore/wan13b/$L:$M --rounds 2 2>&1 | grep -v Warn | tee $OUT/bf16-wan13b.log
+    left 60 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
+        before=$G-vbefore/wan13b/$L:$M --rounds 2 --precision fp8 2>&1 | grep -v Warn | tee $OUT/fp8-wan13b.log
     echo "end at $SECONDS s"
 }
 claims_wan14b() {
