@@ -533,41 +533,50 @@ h200_row() {
     wan14b_beside_before 200 2 bf16-wan14b-fa4.log
     echo "end at $SECONDS s"
 }
-# claims_tests and claims_wan14b: the items claimed from a counter (docs/gpu.md, "Items claimed
-#   from a counter") on one warm machine, in turn.
-#   claims_tests   carry .fa4/small, .fa4/a, .gpu/t128, .gpu/wan13b (each with its JSON) and
-#       .gpu-var (`before` = a9e08e7): the card named, FA4's first parts copied; t128's every test;
-#       memcheck of its split and captured cases; Wan 1.3B beside before, 2 rounds, bf16 then fp8.
-#   claims_wan14b  carry .gpu/wan14b, its JSON, .gpu-var and .fa4/b: h200_row; clocks.py on
-#       layers 7 8 9 (main, before, FA4); 4 more rounds while LIMIT (570) leaves time.
-claims_tests() {
-    LIMIT=${LIMIT:-560}
+# claims_one and claims_fa4: the items claimed from a counter (docs/gpu.md, "Items claimed from a
+#   counter") on one warm machine, in turn.
+#   claims_one   carry .fa4/small, .fa4/a and .fa4/pack (`tar cJf .fa4/pack/sets.tar.xz .gpu/wan14b
+#       .gpu/wan14b.json .gpu/t128 .gpu/t128.json .gpu/wan13b .gpu/wan13b.json .gpu-var/before`, with
+#       `before` = a9e08e7: the sets whole are over the carry limit beside FA4's parts): the card
+#       named, FA4's first parts copied; t128, wan13b and wan14b built with their before variants;
+#       t128's every test; Wan 14B main beside before (2 rounds), then clocks.py on layers 7 8 9;
+#       memcheck of t128's split and captured cases; Wan 1.3B bf16 and fp8 beside before.
+#   claims_fa4   carry .fa4/b: FA4 installed; Wan 14B main beside before and FA4, 2 rounds, then
+#       clocks.py on layers 7 8 9 with FA4.
+claims_one() {
+    LIMIT=${LIMIT:-570}
     SECONDS=0
     name_card
     fa4_parts
+    tar xJf .fa4/pack/sets.tar.xz
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     variant before wan13b $G-vbefore
-    sh Tests/GPU/build_sets.sh $G t128 wan13b 2>&1 | tail -3
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G t128 wan13b wan14b 2>&1 | tail -3
     wait
     echo "built in $SECONDS s"
-    gpu_tests 240 -k t128
-    left 100 && memcheck 90 "t128 and (split or captured)" sanitizer-claims.log
-    local M=$G/wan13b.json
-    left 150 && timeout 90 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
-        before=$G-vbefore/wan13b/$L:$M --rounds 2 2>&1 | grep -v Warn | tee $OUT/bf16-wan13b.log
-    left 60 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M \
-        before=$G-vbefore/wan13b/$L:$M --rounds 2 --precision fp8 2>&1 | grep -v Warn | tee $OUT/fp8-wan13b.log
+    gpu_tests 150 -k t128
+    local M=$G/wan14b.json M13=$G/wan13b.json
+    left 200 && wan14b_beside_before 110 2 bf16-wan14b.log
+    left 150 && timeout 100 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M \
+        --layers 7 8 9 2>&1 | grep -v Warn | tee $OUT/clocks.log
+    left 100 && memcheck 80 "t128 and (split or captured)" sanitizer-claims.log
+    left 90 && timeout 80 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M13 before=$G-vbefore/wan13b/$L:$M13 \
+        --rounds 2 2>&1 | grep -v Warn | tee $OUT/bf16-wan13b.log
+    left 60 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M13 \
+        before=$G-vbefore/wan13b/$L:$M13 --rounds 2 --precision fp8 2>&1 | grep -v Warn | tee $OUT/fp8-wan13b.log
     echo "end at $SECONDS s"
 }
-claims_wan14b() {
+claims_fa4() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
-    beside_fa4 wan14b
+    name_card
+    fa4_install
+    python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
     wan14b_beside_before 200 2 bf16-wan14b-fa4.log
     local M=$G/wan14b.json
-    left 160 && timeout 150 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M \
-        --layers 7 8 9 2>&1 | grep -v Warn | tee $OUT/clocks.log
-    left 130 && wan14b_beside_before $((LIMIT - SECONDS - 10)) 4 bf16-wan14b-fa4-more.log
+    left 130 && timeout 120 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M \
+        --layers 7 8 9 2>&1 | grep -v Warn | tee $OUT/clocks-fa4.log
     echo "end at $SECONDS s"
 }
 #   fp8_quick       carry .gpu/{t128,wan13b}{,.json} and .gpu-var (`sh Tests/GPU/overlay.sh bad08e3 pvu`,
