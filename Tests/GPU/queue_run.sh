@@ -567,6 +567,31 @@ claims_one() {
         before=$G-vbefore/wan13b/$L:$M13 --rounds 2 --precision fp8 2>&1 | grep -v Warn | tee $OUT/fp8-wan13b.log
     echo "end at $SECONDS s"
 }
+# claims_check (carry .fa4/pack, as for claims_one): the FP8 fix (fp8's scale and apart flag handed
+#   over with the item): t128's every test; Wan 1.3B fp8 (4 rounds), fp8-pv and bf16 (2) beside
+#   before; Wan 14B bf16 beside before (2); memcheck of t128's captured cases.
+claims_check() {
+    LIMIT=${LIMIT:-420}
+    SECONDS=0
+    name_card
+    tar xJf .fa4/pack/sets.tar.xz
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
+    variant before wan13b $G-vbefore
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G t128 wan13b wan14b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    gpu_tests 150 -k t128
+    local M13=$G/wan13b.json pr rounds
+    for pr in fp8:4 fp8-pv:2 bf16:2; do
+        rounds=${pr#*:} pr=${pr%:*}
+        left 100 && timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M13 before=$G-vbefore/wan13b/$L:$M13 \
+            --rounds $rounds $([ $pr = bf16 ] || echo --precision $pr) 2>&1 | grep -v Warn | tee $OUT/$pr-wan13b.log
+    done
+    left 130 && wan14b_beside_before 110 2 bf16-wan14b.log
+    left 60 && memcheck $((LIMIT - SECONDS - 10)) "t128 and captured" sanitizer-captured.log
+    echo "end at $SECONDS s"
+}
 claims_fa4() {
     LIMIT=${LIMIT:-570}
     SECONDS=0
