@@ -543,11 +543,10 @@ h200_row() {
 #       memcheck of t128's split and captured cases; Wan 1.3B bf16 and fp8 beside before.
 #   claims_fa4   carry .fa4/b: FA4 installed; Wan 14B main beside before and FA4, 2 rounds, then
 #       clocks.py on layers 7 8 9 with FA4.
-claims_one() {
-    LIMIT=${LIMIT:-570}
-    SECONDS=0
+# claims_sets: the card named, .fa4/pack's sets unpacked, t128, wan13b and wan14b built beside
+#   wan13b's and wan14b's before variants, t128's every test.
+claims_sets() {
     name_card
-    fa4_parts
     tar xJf .fa4/pack/sets.tar.xz
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
     variant before wan13b $G-vbefore
@@ -556,6 +555,12 @@ claims_one() {
     wait
     echo "built in $SECONDS s"
     gpu_tests 150 -k t128
+}
+claims_one() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    fa4_parts
+    claims_sets
     local M=$G/wan14b.json M13=$G/wan13b.json
     left 200 && wan14b_beside_before 110 2 bf16-wan14b.log
     left 150 && timeout 100 python3 Tests/GPU/clocks.py main=$G/wan14b/$L:$M before=$G-vbefore-14/wan14b/$L:$M \
@@ -573,15 +578,7 @@ claims_one() {
 claims_check() {
     LIMIT=${LIMIT:-420}
     SECONDS=0
-    name_card
-    tar xJf .fa4/pack/sets.tar.xz
-    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU
-    variant before wan13b $G-vbefore
-    variant before wan14b $G-vbefore-14
-    sh Tests/GPU/build_sets.sh $G t128 wan13b wan14b 2>&1 | tail -3
-    wait
-    echo "built in $SECONDS s"
-    gpu_tests 150 -k t128
+    claims_sets
     local M13=$G/wan13b.json pr rounds
     for pr in fp8:4 fp8-pv:2 bf16:2; do
         rounds=${pr#*:} pr=${pr%:*}
