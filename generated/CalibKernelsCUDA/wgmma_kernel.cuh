@@ -292,13 +292,9 @@ template <typename Ops> constexpr int wg_smem() {
 /* Shared memory (1024-byte aligned for the swizzle): the Q tile, the K stages, the V stages, then
  * the mbarriers, each stage's windows of valid columns (16 bytes: a word that is 0 when no column
  * of the tile is masked, then the sub-blocks' windows, 16 bits each) and two hand slots: the item
- * whose Q the producer loads, its index in the list, its batch element (-1: no more items) with
- * bit 16 set where the head keeps channels apart (FP8, quantize.cuh), and its scale of the scores
- * (FP8 with Q Kᵀ on e4m3: the quantization's scales folded in), written before the producer
- * arrives on q_full. The producer reads the FP8 values before it waits for the slot: read by the
- * consumers after their wait for Q, they cost Wan 1.3B's `fp8` 3% (runs 139-140; `fp8-pv`, which
- * reads neither, nothing: run 141). There are two slots so that an item's slot still holds it at
- * the item's end, while the producer writes the next. */
+ * whose Q the producer loads, its index in the list and its batch element (-1: no more items),
+ * written before the producer arrives on q_full. There are two so that an item's slot still holds
+ * it at the item's end, while the producer writes the next. */
 template <typename Ops> struct Ring {
     static constexpr int kStages = Ops::kStages;
     uint32_t sq, sk, sv, bars;
@@ -312,21 +308,20 @@ template <typename Ops> struct Ring {
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bars + 16 + 24 * kStages + 8 * s; }
     __device__ __forceinline__ uint32_t window_slot(int s) const { return bars + 16 + 32 * kStages + 16 * s; }
     __device__ __forceinline__ uint32_t hand_slot(uint32_t q_it) const { return bars + 16 + 48 * kStages + 32 * (q_it & 1); }
-    /* The producer's own: the next item's index, then an FP8 item's flag and scale (hand's last 8 bytes). */
     __device__ __forceinline__ uint32_t claim_slot() const { return bars + 16 + 48 * kStages + 64; }
-    static_assert(16 + 48 * kStages + 80 <= 256, "the barriers, windows and hand slots outgrow wg_smem's 256 bytes");
+    static_assert(16 + 48 * kStages + 72 <= 256, "the barriers, windows and hand slots outgrow wg_smem's 256 bytes");
 };
 
-__device__ __forceinline__ void hand(uint32_t slot, int4 it, int64_t idx, int b_apart, float scale) {
+__device__ __forceinline__ void hand(uint32_t slot, int4 it, int64_t idx, int b) {
     asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(slot), "r"(it.x), "r"(it.y), "r"(it.z), "r"(it.w) : "memory");
     asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(slot + 16), "l"(idx) : "memory");
-    asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(slot + 24), "r"(b_apart), "f"(scale) : "memory");
+    asm volatile("st.shared.s32 [%0], %1;\n" ::"r"(slot + 24), "r"(b) : "memory");
 }
-__device__ __forceinline__ int4 handed(uint32_t slot, int &b_apart, float &scale) {
+__device__ __forceinline__ int4 handed(uint32_t slot, int &b) {
     int4 it;
     asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(it.x), "=r"(it.y), "=r"(it.z), "=r"(it.w) : "r"(slot) : "memory");
-    asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(b_apart), "=f"(scale) : "r"(slot + 24) : "memory");
+    asm volatile("ld.shared.s32 %0, [%1];\n" : "=r"(b) : "r"(slot + 24) : "memory");
     return it;
 }
 __device__ __forceinline__ int64_t handed_index(uint32_t slot) {
@@ -393,28 +388,17 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
          * tiles to go: held in registers through the tiles, they outgrew the producer's 24. */
         const int64_t claimed = gridDim.x + (int64_t)atomicAdd(p.claims, 1ull);
         const int h = it.x & 0xfff, qb = it.y & 0xffff;
-        if constexpr (Ops::kQkFp8) { /* the item's flag and scale of the scores, parked for hand() */
-            const int bh = b * p.heads + h;
-            const float scale = p.scale_log2 * __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
-            const int b_apart = b | (int)head_apart(apart_info(p.apart, bh)) << 16;
-            asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(r.claim_slot() + 8), "r"(b_apart), "f"(scale) : "memory");
-        }
         CALIB_MARK(512 + round * 4, round < 64);
         if (kMaySplit && !Ops::kFp8 && item_part(it) != 0) /* the slot free, or filled (consume) */
             count_wait(p.split_counts + SplitSlots::slot(h, b, p.batch, qb), 512 * item_use(it) + 256 * (item_part(it) - 1));
         mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
         CALIB_MARK(512 + round * 4 + 1, round < 64);
         asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(r.claim_slot()), "l"(claimed) : "memory");
-        int b_apart = b;
-        float scale = 0.f;
-        if constexpr (Ops::kQkFp8)
-            asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(b_apart), "=f"(scale) : "r"(r.claim_slot() + 8) : "memory");
-        hand(r.hand_slot(q_it), it, idx, b_apart, scale);
-        const bool has_apart = b_apart >> 16;
+        hand(r.hand_slot(q_it), it, idx, b);
         /* FP8 with Q Kᵀ on e4m3: the channels apart are loaded only where the head has them (the
          * redo launch, which seldom has an item, loads them always: its producer has no register
-         * to spare for the flag through the tiles, and its consumers skip what they do not use). */
-        const bool apart = Ops::kQkFp8 && (kRedo || has_apart);
+         * to spare for the flag, and its consumers skip what they do not use). */
+        const bool apart = Ops::kQkFp8 && (kRedo || head_apart(apart_info(p.apart, b * p.heads + h)));
         mbar_expect_tx(r.q_full(), apart ? Ops::kQLoaded : Ops::kQLoadedAlone);
         Ops::load_q(r.sq, &tq, apart ? &tv : nullptr, r.q_full(), qb * 128, h, b);
         ++q_it;
@@ -470,7 +454,7 @@ __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, con
         if (idx < p.total) it = item_at<kRedo>(p, idx, b);
     }
     mbar_wait(r.q_empty(), (q_it & 1) ^ 1);
-    hand(r.hand_slot(q_it), it, -1, -1, 0.f);
+    hand(r.hand_slot(q_it), it, -1, -1);
     mbar_arrive(r.q_full());
 }
 
@@ -506,20 +490,19 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
         CALIB_MARK((wg - 1) * 256 + round * 8, t == 0 && round < 32);
         mbar_wait(r.q_full(), q_it & 1);
         CALIB_MARK((wg - 1) * 256 + round * 8 + 1, t == 0 && round < 32);
-        int b_apart;
-        float handed_scale;
-        const int4 it = handed(r.hand_slot(q_it), b_apart, handed_scale);
-        if (b_apart < 0) break; /* no more items */
+        int b;
+        const int4 it = handed(r.hand_slot(q_it), b);
+        if (b < 0) break; /* no more items */
         ++q_it;
-        const int b = b_apart & 0xffff;
         const int h = it.x & 0xfff, qb = it.y & 0xffff, ntargets = (unsigned)it.y >> 16;
         /* The row's key tiles (the producer passes each one's windows of valid columns). */
         const int ntiles = (item_blocks(it) * (128 / kSub) + kSubs - 1) / kSubs;
         float scale = p.scale_log2; /* e4m3: the quantization's scales undone (v's after the loop) */
         bool apart = false;         /* e4m3: the head keeps channels apart (quantize.cuh) */
         if constexpr (Ops::kQkFp8) {
-            scale = handed_scale;
-            apart = (b_apart >> 16) & 1;
+            const int bh = b * p.heads + h;
+            scale *= __ldg(p.qscale + (int64_t)bh * kQuantBlocks + qb) * __ldg(p.kscale + bh);
+            apart = head_apart(apart_info(p.apart, bh));
         }
         float o[Ops::kORegs];
 #pragma unroll
@@ -692,8 +675,7 @@ __device__ __forceinline__ void consume(const Params &p, const Ring<Ops> &r, con
          * item is read again from its hand slot, as the loop leaves no register to keep its part in. */
         int4 again = make_int4(0, 0, 0, 0);
         int again_b;
-        float again_scale;
-        if constexpr (kSplittable) again = handed(r.hand_slot(q_it - 1), again_b, again_scale);
+        if constexpr (kSplittable) again = handed(r.hand_slot(q_it - 1), again_b);
         const int part = item_part(again);
         if (kSplittable && part != 0) {
             float4 *slot = reinterpret_cast<float4 *>(p.split_state + SplitSlots::slot(h, b, p.batch, qb) * SplitSlots::kFloats) +
