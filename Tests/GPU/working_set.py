@@ -10,7 +10,8 @@ run them, two passes over each head's key halves (split: every row, a head's fir
 second), the split lists the kernel takes (v25: scattered rows, a head's second halves after the
 next head's first halves), those lists with each item claimed by the CTA free first rather than
 in the snake (v25-claimed) or as the wgmma kernel's counter hands them out (v25-counter: CTA c
-starts with item c and takes each next as it starts one), and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
+starts with item c and takes each next as it starts one; kernel-counter the unsplit lists so),
+and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
 (dense), 4-5% (calibrated-like 0.5), 23% (scattered 0.5) and 34% (scattered 0.1) at Wan 14B.
 usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...]
     [--group G] [--streams] [--orders NAME ...]"""
@@ -136,6 +137,7 @@ def v25_rows(kept, mid):
 ORDERS = {  # name: (rows_of, list: "lag" v25's, "fa4" FA4's grid, else work.cuh's; items taken in
     # the snake (False), by the CTA free first ("free") or from the wgmma kernel's counter ("start"))
     "kernel": (lambda kept, mid: [(kept, 0)], "", False),
+    "kernel-counter": (lambda kept, mid: [(kept, 0)], "", "start"),
     "half-span": (lambda kept, mid: [(kept[:(len(kept) + 1) // 2], 0)], "", False),
     "half-stride": (lambda kept, mid: [(kept[::2], 0)], "", False),
     "split": (lambda kept, mid: [(kept[kept < mid], 1), (kept[kept >= mid], 2)], "", False),
