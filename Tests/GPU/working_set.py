@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Issue 29, no GPU: how much of a layer's K and V the L2 must re-read from memory under the work
-order work.cuh builds, as a model. The list (groups of heads whose 16-bit K and V fit in L2, 16
-cost classes heaviest first, taken by persistent CTAs in a snake unless an order says otherwise)
-is run in time, a kept tile a unit and an item's start one more, and each tile's (head, key block)
-goes through an LRU cache of the L2's size in 16-bit K and V blocks (64 KB at head_dim 128). It prints misses per kept tile for the
-walks as the kernel takes them and for the orders the queue weighs: each row's first half of its
-kept blocks (half-span) or every other one (half-stride), as ablate.py's variants of those names
-run them, two passes over each head's key halves (split: every row, a head's first halves then its
-second), the split lists the kernel takes (v25: scattered rows, a head's second halves after the
-next head's first halves), those lists with each item claimed by the CTA free first rather than
-in the snake (v25-claimed) or as the wgmma kernel's counter hands them out (v25-counter: CTA c
-starts with item c and takes each next as it starts one; kernel-counter the unsplit lists so),
-and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
+"""Issue 29, no GPU: how much of a layer's K and V the L2 must re-read from memory under the work order
+work.cuh builds, as a model. The list (groups of heads whose 16-bit K and V fit in L2, 16 cost
+classes heaviest first, taken by persistent CTAs in a snake unless an order says otherwise) is run
+in time, a kept tile a unit and an item's start one more, and each tile's (head, key block) goes
+through an LRU cache of the L2's size in 16-bit K and V blocks (64 KB at head_dim 128). It prints
+misses per kept tile for the walks as the kernel takes them and for the orders the queue weighs:
+each row's first half of its kept blocks (half-span) or every other one (half-stride), as
+ablate.py's variants of those names run them, two passes over each head's key halves (split: every
+row, a head's first halves then its second), the split lists the kernel takes (v25: scattered rows,
+a head's second halves after the next head's first halves), those lists with each item claimed by
+the CTA free first rather than in the snake (v25-claimed) or as the wgmma kernel's counter hands
+them out (v25-counter: CTA c starts with item c and takes each next as it starts one; kernel-counter
+the unsplit lists so), and FlashAttention-4's grid (fa4). Run 82 measured the memory busy 2%
 (dense), 4-5% (calibrated-like 0.5), 23% (scattered 0.5) and 34% (scattered 0.1) at Wan 14B.
 usage: PYTHONPATH=python python3 Tests/GPU/working_set.py MASKS.json LAYER... [--heads N] [--ctas C] [--l2-mb M ...]
     [--group G] [--streams] [--orders NAME ...]"""

@@ -365,13 +365,13 @@ template <bool kRedo> __device__ __forceinline__ int4 item_at(const Params &p, i
 }
 
 /* The producer (one thread): for each item, the item into a hand slot and Q into its tile once the
- * consumers are done with the previous one's, then the row's key tiles into the ring, V once both warpgroups' P V on the stage
- * has ended and K then too or, with kFreeKEarly, once their Q Kᵀ has, each tile's windows of valid
- * columns beside it (the consumers never read the spans). A sub-block that reaches past the end of
- * the sequence loads the rows the copy engine fills with zeros and masks them; one that reaches
- * into a batch element's padded text (calib_attention_joint) loads the kSub rows that end where
- * the padding begins instead, so no padded key or value is ever read (0 · NaN would spread), and
- * masks what is not its own. FP8 launches read aligned sub-blocks, masked past the valid end:
+ * consumers are done with the previous one's, then the row's key tiles into the ring, V once both
+ * warpgroups' P V on the stage has ended and K then too or, with kFreeKEarly, once their Q Kᵀ has,
+ * each tile's windows of valid columns beside it (the consumers never read the spans). A sub-block
+ * that reaches past the end of the sequence loads the rows the copy engine fills with zeros and
+ * masks them; one that reaches into a batch element's padded text (calib_attention_joint) loads
+ * the kSub rows that end where the padding begins instead, so no padded key or value is ever read
+ * (0 · NaN would spread), and masks what is not its own. FP8 launches read aligned sub-blocks, masked past the valid end:
  * their vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
 template <typename Ops, bool kRedo>
 __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, const CUtensorMap &tq, const CUtensorMap &tk,

@@ -6,7 +6,7 @@
  * within a class, so concurrent CTAs share K and V in L2; each batch element repeats the list.
  * The wgmma kernel's CTA c takes item c, then each next item from a counter (Params::claims) as it
  * starts the one before: the items running at one time stay a short stretch of the list, so they
- * share K and V in L2, and the heavy ones come first. (A fixed snake, c, 2G-1-c, 2G+c, ..., let a
+ * share K and V in L2 as the list's order means them to. (A fixed snake, c, 2G-1-c, 2G+c, ..., let a
  * CTA whose items ran short take its next a round ahead of the rest: at Wan 14B's scattered 0.1
  * the CTAs spread over more of the list than L2 holds; docs/gpu.md, "Items claimed from a
  * counter".) The mma kernel keeps the snake. A computed block also writes its output to every
