@@ -991,4 +991,66 @@ whole() {
     left 60 && memcheck_fp8 $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
+# Session of 2026-12-06 21:57 (runs 142-): the FP8 fix (fp8's scale and apart flag handed over with
+#   the item) checked beside the counter kernel without it, and make test-gpu's every set with both.
+#   handed_one    carry .fa4/small and .fa4/pack (sets.tar.xz: every test set, tinywan, wan13b, wan14b
+#       and .gpu-var/{before,counter} = a9e08e7, ffddd35; diffusers' wheel beside it): the card named,
+#       FA4's small wheels copied; everything built; Wan 1.3B fp8 main beside counter and before (3
+#       rounds); test_cuda.py whole.
+#   handed_two    on the same machine (on an H200 carry .fa4/a, copied for handed_fa4): memcheck of
+#       the split, captured and FP8 cases; Wan 1.3B fp8-pv and bf16 beside counter, Wan 14B bf16
+#       beside before (2 rounds).
+#   handed_fa4    on an H200, after handed_two (carry .fa4/b): FA4 installed; Wan 14B main beside
+#       before and FA4, Wan 1.3B main beside FA4 (issue 29's H200 rows).
+handed_one() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    name_card
+    cp .fa4/small/* /tmp/fa4/
+    tar xJf .fa4/pack/sets.tar.xz
+    python3 -m pip install --no-deps --target /tmp/site -q .fa4/pack/diffusers-*.whl
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:/tmp/site
+    variant counter wan13b $G-vcounter
+    variant before wan13b $G-vbefore
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G t128 t64 ex t256 t80 tj128 tj64 tjf64 tlong fp8synth wan13b wan14b tinywan 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+    local M=$G/wan13b.json
+    timeout 120 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M counter=$G-vcounter/wan13b/$L:$M \
+        before=$G-vbefore/wan13b/$L:$M --rounds 3 --precision fp8 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/fp8-wan13b.log
+    echo "fp8 at $SECONDS s"
+    left 60 && gpu_tests $((LIMIT - SECONDS - 10))
+    echo "end at $SECONDS s"
+}
+handed_two() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    [ -d .fa4/a ] && cp .fa4/a/* /tmp/fa4/
+    export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:/tmp/site
+    memcheck 150 "split and not fp8" sanitizer-split.log
+    memcheck 100 "a_captured_cuda_graph" sanitizer-captured.log
+    left 100 && memcheck_fp8 90
+    local M=$G/wan13b.json pr
+    for pr in fp8-pv bf16; do
+        left 60 && timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M counter=$G-vcounter/wan13b/$L:$M \
+            --rounds 2 $([ $pr = bf16 ] || echo --precision $pr) 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-wan13b.log
+    done
+    left 100 && wan14b_beside_before $((LIMIT - SECONDS - 10)) 2 bf16-wan14b.log
+    echo "end at $SECONDS s"
+}
+handed_fa4() {
+    LIMIT=${LIMIT:-570}
+    SECONDS=0
+    name_card
+    fa4_install
+    export PYTHONPATH=$PYTHONPATH:/tmp/site
+    python3 -c "import flash_attn.cute; print('fa4 ok')" 2>&1 | tail -1
+    wan14b_beside_before 250 2 bf16-wan14b-fa4.log
+    echo "14b at $SECONDS s"
+    local M=$G/wan13b.json
+    left 60 && timeout $((LIMIT - SECONDS - 10)) python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M --rounds 3 2>&1 \
+        | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b-fa4.log
+    echo "end at $SECONDS s"
+}
 "$@"
