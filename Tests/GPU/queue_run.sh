@@ -1053,4 +1053,18 @@ handed_fa4() {
         | grep -v Warn | grep -v exe_args | tee $OUT/bf16-wan13b-fa4.log
     echo "end at $SECONDS s"
 }
+#   h200_light    (an H200 after handed_one and handed_two ran on another card) carry .fa4/small, .fa4/a
+#       and .fa4/p14 (wan13b, wan14b and .gpu-var/before packed): on an H200 FA4's first parts copied,
+#       the two shapes and Wan 14B's before built, for handed_fa4 next; elsewhere nothing.
+h200_light() {
+    SECONDS=0
+    name_card
+    grep -q H200 "$OUT/machine.log" || { echo "not an H200"; return; }
+    fa4_parts
+    tar xJf .fa4/p14/sets.tar.xz
+    variant before wan14b $G-vbefore-14
+    sh Tests/GPU/build_sets.sh $G wan13b wan14b 2>&1 | tail -3
+    wait
+    echo "built in $SECONDS s"
+}
 "$@"
