@@ -997,10 +997,10 @@ whole() {
 #       and .gpu-var/{before,counter} = a9e08e7, ffddd35; diffusers' wheel beside it): the card named,
 #       FA4's small wheels copied; everything built; Wan 1.3B fp8 main beside counter and before (3
 #       rounds); test_cuda.py whole.
-#   handed_two    on the same machine (on an H200 carry .fa4/a, copied for handed_fa4): memcheck of
-#       the split, captured and FP8 cases; Wan 1.3B fp8-pv and bf16 beside counter, Wan 14B bf16
-#       beside before (2 rounds).
-#   handed_fa4    on an H200, after handed_two (carry .fa4/b): FA4 installed; Wan 14B main beside
+#   counter_tests on handed_one's machine, no carry (run 143 sent this body through `queue_run.sh
+#       eval`): every test set built with the counter's kernel (ffddd35, main's once the fix was not
+#       adopted), test_cuda.py whole on it, memcheck of the split, captured and FP8 cases.
+#   handed_fa4    on an H200, after h200_light (carry .fa4/b): FA4 installed; Wan 14B main beside
 #       before and FA4, Wan 1.3B main beside FA4 (issue 29's H200 rows).
 handed_one() {
     LIMIT=${LIMIT:-570}
@@ -1023,21 +1023,18 @@ handed_one() {
     left 60 && gpu_tests $((LIMIT - SECONDS - 10))
     echo "end at $SECONDS s"
 }
-handed_two() {
-    LIMIT=${LIMIT:-570}
+counter_tests() {
     SECONDS=0
-    [ -d .fa4/a ] && cp .fa4/a/* /tmp/fa4/
+    LIMIT=560
     export PYTHONPATH=$(pwd)/python:$(pwd)/Tests/GPU:/tmp/site
-    memcheck 150 "split and not fp8" sanitizer-split.log
-    memcheck 100 "a_captured_cuda_graph" sanitizer-captured.log
-    left 100 && memcheck_fp8 90
-    local M=$G/wan13b.json pr
-    for pr in fp8-pv bf16; do
-        left 60 && timeout 60 python3 Tests/GPU/bench_versions.py main=$G/wan13b/$L:$M counter=$G-vcounter/wan13b/$L:$M \
-            --rounds 2 $([ $pr = bf16 ] || echo --precision $pr) 2>&1 | grep -v Warn | grep -v exe_args | tee $OUT/$pr-wan13b.log
-    done
-    left 100 && wan14b_beside_before $((LIMIT - SECONDS - 10)) 2 bf16-wan14b.log
-    echo "end at $SECONDS s"
+    variant_sets counter t128 t64 ex t256 t80 tj128 tj64 tjf64 tlong fp8synth tinywan
+    wait
+    echo built $SECONDS
+    G=$G-vcounter gpu_tests 200
+    G=$G-vcounter memcheck 130 "split and not fp8" sanitizer-split.log
+    G=$G-vcounter memcheck 90 "a_captured_cuda_graph" sanitizer-captured.log
+    left 60 && G=$G-vcounter memcheck_fp8 $((LIMIT - SECONDS - 10))
+    echo end $SECONDS
 }
 handed_fa4() {
     LIMIT=${LIMIT:-570}
