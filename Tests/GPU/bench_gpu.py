@@ -100,11 +100,12 @@ def layer_call(lib, step, layer, q, k, v, out, precision=None):
 
 def interleaved(fa, fb, rounds):
     """Median times of fa and fb measured in alternation (three timed runs after two warm ones,
-    each in turn), so clock and power drift fall on both."""
+    each in turn, the first of a round swapped each round), so clock and power drift and the
+    round's order fall on both."""
     ta, tb = [], []
-    for _ in range(rounds):
-        ta.append(bench(fa, min_reps=3, warm_ms=0, run_ms=0, warm_min=2)[0])
-        tb.append(bench(fb, min_reps=3, warm_ms=0, run_ms=0, warm_min=2)[0])
+    for r in range(rounds):
+        for f, t in ((fa, ta), (fb, tb))[::1 if r % 2 == 0 else -1]:
+            t.append(bench(f, min_reps=3, warm_ms=0, run_ms=0, warm_min=2)[0])
     return float(np.median(ta)), float(np.median(tb))
 
 

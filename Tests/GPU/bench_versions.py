@@ -2,7 +2,8 @@
 """Times calibc builds side by side (kernel versions of docs/gpu.md) on the same masks, and
 FlashAttention-4's block-sparse forward on the same plans where it is installed: the dense entry
 and every layer of step 0, bf16, B = 1. Builds of one masks file are interleaved (a round of
-each, `--rounds` times, medians), so clock drift falls on all alike; ratios are to the first
+each, `--rounds` times, each round starting one label later, medians), so clock drift and the
+round's order fall on all alike (give at least as many rounds as labels); ratios are to the first
 label. --precision fp8 or fp8-pv times the builds' FP8 calls instead (FA4 stays bf16).
 usage: PYTHONPATH=python bench_versions.py LABEL=DIR.so:masks.json ... [--rounds N] [--precision P]"""
 import sys
@@ -33,9 +34,12 @@ for mj, builds in builds_by_masks(sys.argv[1:]).items():
             blocks = None if layer is None else fa4_blocks(masks, step, layer, H)
             runs["FA4"] = lambda blocks=blocks: fa4(q4, k4, v4, blocks)
         times = defaultdict(list)
-        for _ in range(rounds):
-            for label, f in runs.items():
-                times[label].append(bench(f, min_reps=3, warm_ms=20, run_ms=60)[0])
+        labels = list(runs)
+        for r in range(rounds):
+            # Each round starts one label later: whichever ran first in a round read ≈1% slower
+            # (up to 3% on a row) in runs 142 and 144, so a fixed order favoured the later labels.
+            for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+                times[label].append(bench(runs[label], min_reps=3, warm_ms=20, run_ms=60)[0])
         ms = {label: float(np.median(t)) for label, t in times.items()}
         first = builds[0][0]
         print(f"{mj} {kind} density {dens:.3f}: " + ", ".join(
