@@ -426,6 +426,7 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
                 make_map(&tv, dtype, v, batch, heads, vs, Ops16<__half>::kSubBlock);
     LaunchBuffer shared;
     bool split = false, captured = false; /* the list holds split rows; the launch is being captured */
+    int64_t slots = 0;                    /* the batch elements the launch's buffer keeps split slots for */
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         int st = device_state(stream, &state);
@@ -449,8 +450,9 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
             p.total = list ? list->count * batch : 0;
         }
         if (st != CALIB_OK) return st;
+        slots = split ? batch : 0;
         captured = wgmma && capturing(stream);
-        if (wgmma && !captured && (st = launch_buffer(*state, stream, split ? batch : 0, &shared)) != CALIB_OK) return st;
+        if (wgmma && !captured && (st = launch_buffer(*state, stream, slots, &shared)) != CALIB_OK) return st;
     }
     p.step_index = device_step;
     p.text_lengths = text_lengths;
@@ -487,7 +489,6 @@ int launch(int step_index, const int32_t *device_step, int layer, int first_head
         if (st != CALIB_OK) return st;
         return cudaGetLastError() == cudaSuccess ? CALIB_OK : CALIB_ERR_CUDA;
     }
-    const int64_t slots = split ? batch : 0;
     if (captured) {
         void *mem = nullptr;
         if (cudaMallocAsync(&mem, LaunchBuffer::bytes(slots), s) != cudaSuccess) return CALIB_ERR_CUDA;

@@ -307,9 +307,9 @@ __global__ void __launch_bounds__(128) calib_fp8_combine(const Params p, const F
     /* The attention launch's redo flags and both launches' counters start cleared (the workspace
      * is the caller's memory). */
     for (int i = c; i < kQuantBlocks; i += kDim) w.redo_flags[(int64_t)bh * kQuantBlocks + i] = 0u;
-    if (bh == 0 && c < 3) {
-        if (c == 0) *w.redo_list = 0;
-        else w.claims[c - 1] = 0ull;
+    if (bh == 0 && c == 0) {
+        *w.redo_list = 0;
+        w.claims[0] = w.claims[1] = 0ull;
     }
     if (c == 0) w.vdone[bh] = 0u;
 #endif

@@ -365,8 +365,9 @@ template <bool kRedo> __device__ __forceinline__ int4 item_at(const Params &p, i
  * that reaches past the end of the sequence loads the rows the copy engine fills with zeros and
  * masks them; one that reaches into a batch element's padded text (calib_attention_joint) loads
  * the kSub rows that end where the padding begins instead, so no padded key or value is ever read
- * (0 · NaN would spread), and masks what is not its own. FP8 launches read aligned sub-blocks, masked past the valid end:
- * their vᵀ holds zeros there (quantize.cuh), and padded keys only reach scores that are masked. */
+ * (0 · NaN would spread), and masks what is not its own. FP8 launches read aligned sub-blocks,
+ * masked past the valid end: their vᵀ holds zeros there (quantize.cuh), and padded keys only reach
+ * scores that are masked. */
 template <typename Ops, bool kRedo>
 __device__ __forceinline__ void produce(const Params &p, const Ring<Ops> &r, const CUtensorMap &tq, const CUtensorMap &tk,
                                         const CUtensorMap &tv) {
